@@ -1,0 +1,105 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "agent-dispatch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "dispatch", targets: ["DispatchTool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    ],
+    targets: [
+        // Not named `dispatch`: its entry symbol would be `dispatch_main`, which collides with libdispatch.
+        .executableTarget(
+            name: "DispatchTool",
+            dependencies: ["DispatchCLI"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DispatchCLI",
+            dependencies: [
+                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DispatchServer",
+            dependencies: [
+                "Dispatcher", "DispatchStore", "DispatchCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Dispatcher",
+            dependencies: [
+                "Sandbox", "AgentProcess", "DispatchStore", "DispatchCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Sandbox",
+            dependencies: ["Git", "DispatchStore", "DispatchCore", "AgentProcess"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AgentProcess",
+            dependencies: ["CProcessSpawn"],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "CProcessSpawn"),
+        .target(
+            name: "DispatchStore",
+            dependencies: [
+                "DispatchCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "DispatchCore", swiftSettings: swiftSettings),
+        .target(name: "Git", dependencies: ["CGit2"], swiftSettings: swiftSettings),
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        .target(
+            name: "DispatchTestSupport",
+            dependencies: ["DispatchCore", "AgentProcess"],
+            path: "Tests/DispatchTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "DispatchCoreTests", dependencies: ["DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "AgentProcessTests", dependencies: ["AgentProcess", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DispatcherTests",
+            dependencies: ["Dispatcher", "DispatchStore", "DispatchTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DispatchServerTests",
+            dependencies: [
+                "DispatchServer", "DispatchTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "DispatchCLITests", dependencies: ["DispatchTestSupport"], swiftSettings: swiftSettings),
+    ]
+)

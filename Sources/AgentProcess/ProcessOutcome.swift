@@ -1,0 +1,50 @@
+import Foundation
+
+/// How a supervised process ended and what it cost.
+public struct ProcessOutcome: Sendable, Equatable {
+    /// Why supervision ended.
+    public enum Ending: String, Sendable, Equatable {
+        /// The process exited (or was killed by a signal) on its own.
+        case exited
+        /// The time limit ran out and the group was terminated.
+        case timedOut
+        /// Supervision was cancelled and the group was terminated.
+        case cancelled
+        /// The output showed the final event and the process did not exit within the completion grace.
+        case completedByOutput
+    }
+
+    public var ending: Ending
+    /// The exit code, when the process exited normally.
+    public var exitCode: Int32?
+    /// The terminating signal, when a signal ended it.
+    public var signal: Int32?
+    /// Wall-clock start.
+    public var startedAt: Date
+    /// Spawn to reap, on the monotonic clock.
+    public var duration: Duration
+    /// The child's pid (also its process-group and session id).
+    public var pid: Int32
+    /// Processes killed after the main process ended (leftovers in its group or carrying its marker).
+    public var leftoversKilled: Int
+
+    public init(ending: Ending, exitCode: Int32?, signal: Int32?, startedAt: Date, duration: Duration, pid: Int32, leftoversKilled: Int) {
+        self.ending = ending
+        self.exitCode = exitCode
+        self.signal = signal
+        self.startedAt = startedAt
+        self.duration = duration
+        self.pid = pid
+        self.leftoversKilled = leftoversKilled
+    }
+
+    /// Duration in milliseconds.
+    public var durationMs: Int { Int(duration.milliseconds) }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

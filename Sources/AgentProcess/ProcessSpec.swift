@@ -1,0 +1,55 @@
+/// Everything needed to start one supervised process.
+public struct ProcessSpec: Sendable {
+    /// Absolute path of the executable.
+    public var executablePath: String
+    /// The full argv, including argv[0].
+    public var argv: [String]
+    /// The complete environment of the child (nothing else is inherited).
+    public var environment: [String: String]
+    /// The child's working directory.
+    public var workingDirectory: String
+    /// File the child reads as stdin; `nil` means `/dev/null`. Never a pipe.
+    public var stdinPath: String?
+    /// File that receives stdout (truncated first).
+    public var stdoutPath: String
+    /// File that receives stderr (truncated first).
+    public var stderrPath: String
+    /// An exact `NAME=value` environment entry that marks the child and all its descendants, so escaped ones can be found.
+    public var marker: String?
+
+    public init(
+        executablePath: String, argv: [String], environment: [String: String], workingDirectory: String,
+        stdinPath: String? = nil, stdoutPath: String, stderrPath: String, marker: String? = nil
+    ) {
+        self.executablePath = executablePath
+        self.argv = argv
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.stdinPath = stdinPath
+        self.stdoutPath = stdoutPath
+        self.stderrPath = stderrPath
+        self.marker = marker
+    }
+}
+
+/// How long a supervised process may run and how it is ended.
+public struct ProcessLimits: Sendable {
+    /// Time until the process is ended as timed out.
+    public var timeout: Duration
+    /// SIGTERM → SIGKILL grace.
+    public var killGrace: Duration
+    /// After the output shows the final event, how long the process may take to exit by itself.
+    public var completionGrace: Duration
+    /// How often the output is checked for the final event.
+    public var completionPollInterval: Duration
+
+    public init(
+        timeout: Duration, killGrace: Duration = .seconds(5), completionGrace: Duration = .seconds(2),
+        completionPollInterval: Duration = .milliseconds(100)
+    ) {
+        self.timeout = timeout
+        self.killGrace = killGrace
+        self.completionGrace = completionGrace
+        self.completionPollInterval = completionPollInterval
+    }
+}

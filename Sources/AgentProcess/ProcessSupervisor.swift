@@ -1,0 +1,175 @@
+import CProcessSpawn
+import Foundation
+
+/// Runs one process in its own session with output to files, bounded by a time limit, and makes sure
+/// nothing of it survives: on timeout or cancel the whole group gets SIGTERM then SIGKILL after the grace,
+/// and once the main process has exited, leftovers in its group or carrying its marker are ended too.
+public struct ProcessSupervisor: Sendable {
+    /// How long leftovers of an exited process get between SIGTERM and SIGKILL.
+    public var leftoverGrace: Duration
+
+    public init(leftoverGrace: Duration = .milliseconds(200)) {
+        self.leftoverGrace = leftoverGrace
+    }
+
+    /// Starts `spec` and supervises it to the end. `finalEventSeen` is polled when given (completion detection).
+    ///
+    /// Cancelling the calling task terminates the process group and returns an outcome with ending `.cancelled`.
+    public func run(
+        _ spec: ProcessSpec,
+        limits: ProcessLimits,
+        finalEventSeen: (@Sendable () -> Bool)? = nil
+    ) async throws(AgentProcessError) -> ProcessOutcome {
+        let startedAt = Date()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let pid = try spawn(spec)
+        let child = ChildExit(pid: pid)
+        let deadline = start + limits.timeout
+
+        let (ending, status) = await withTaskCancellationHandler {
+            await supervise(child: child, deadline: deadline, limits: limits, finalEventSeen: finalEventSeen, clock: clock)
+        } onCancel: {
+            child.interrupt()
+        }
+        let duration = clock.now - start
+        // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
+        let grace = min(leftoverGrace, limits.killGrace)
+        let leftovers = await Task.detached { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) }.value
+        return ProcessOutcome(
+            ending: ending,
+            exitCode: status.flatMap(WaitStatus.exitCode),
+            signal: status.flatMap(WaitStatus.signal),
+            startedAt: startedAt,
+            duration: duration,
+            pid: pid,
+            leftoversKilled: leftovers
+        )
+    }
+
+    private func supervise(
+        child: ChildExit, deadline: ContinuousClock.Instant, limits: ProcessLimits,
+        finalEventSeen: (@Sendable () -> Bool)?, clock: ContinuousClock
+    ) async -> (ProcessOutcome.Ending, Int32?) {
+        var finalEventAt: ContinuousClock.Instant?
+        while true {
+            if Task.isCancelled {
+                return (.cancelled, await terminate(child, grace: limits.killGrace))
+            }
+            let remaining = deadline - clock.now
+            if remaining <= .zero {
+                return (.timedOut, await terminate(child, grace: limits.killGrace))
+            }
+            let slice = finalEventSeen == nil ? remaining : min(remaining, limits.completionPollInterval)
+            if let status = await child.wait(timeout: slice) {
+                return (.exited, status)
+            }
+            if let finalEventSeen, !Task.isCancelled {
+                if let seenAt = finalEventAt {
+                    if clock.now - seenAt >= limits.completionGrace {
+                        return (.completedByOutput, await terminate(child, grace: limits.killGrace))
+                    }
+                } else if finalEventSeen() {
+                    finalEventAt = clock.now
+                }
+            }
+        }
+    }
+
+    /// SIGTERM to the group (and marked escapees), SIGKILL after `grace`, then wait for the reap.
+    private func terminate(_ child: ChildExit, grace: Duration) async -> Int32? {
+        signalGroup(child.pid, SIGTERM)
+        if let status = await child.wait(timeout: grace) { return status }
+        signalGroup(child.pid, SIGKILL)
+        return await child.wait(timeout: .seconds(10))
+    }
+
+    /// Ends whatever is left of process group `groupId` or carries `marker`; returns how many processes it found.
+    public func endLeftovers(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
+        var survivors = ProcessScanner.find(groupId: groupId, marker: marker)
+        guard !survivors.isEmpty else { return 0 }
+        let count = survivors.count
+        if let groupId { signalGroup(groupId, SIGTERM) }
+        for pid in survivors { kill(pid, SIGTERM) }
+        let clock = ContinuousClock()
+        let termDeadline = clock.now + grace
+        while clock.now < termDeadline {
+            try? await Task.sleep(for: .milliseconds(10))
+            survivors = ProcessScanner.find(groupId: groupId, marker: marker)
+            if survivors.isEmpty { return count }
+        }
+        // Escapees may fork while we look: repeat until a scan comes back empty.
+        for _ in 0..<100 {
+            if let groupId { signalGroup(groupId, SIGKILL) }
+            for pid in survivors { kill(pid, SIGKILL) }
+            try? await Task.sleep(for: .milliseconds(10))
+            survivors = ProcessScanner.find(groupId: groupId, marker: marker)
+            if survivors.isEmpty { break }
+        }
+        return count
+    }
+
+    private func signalGroup(_ groupId: pid_t, _ signal: Int32) {
+        _ = kill(-groupId, signal)
+    }
+
+    private func spawn(_ spec: ProcessSpec) throws(AgentProcessError) -> pid_t {
+        let stdinFd = open(spec.stdinPath ?? "/dev/null", O_RDONLY | O_CLOEXEC)
+        guard stdinFd >= 0 else {
+            throw AgentProcessError(
+                code: .fileSetupFailed, message: "cannot open stdin file \(spec.stdinPath ?? "/dev/null"): \(errnoText())", errno: errno)
+        }
+        defer { close(stdinFd) }
+        let stdoutFd = try openOutput(spec.stdoutPath)
+        defer { close(stdoutFd) }
+        let stderrFd = try openOutput(spec.stderrPath)
+        defer { close(stderrFd) }
+
+        let argv = CStringArray(spec.argv)
+        let envp = CStringArray(spec.environment.map { "\($0.key)=\($0.value)" })
+        var pid: pid_t = 0
+        let rc = argv.withPointer { argvPointer in
+            envp.withPointer { envpPointer in
+                cps_spawn(&pid, spec.executablePath, argvPointer, envpPointer, spec.workingDirectory, stdinFd, stdoutFd, stderrFd)
+            }
+        }
+        guard rc == 0 else {
+            let reason = String(cString: strerror(rc))
+            throw AgentProcessError(
+                code: .spawnFailed,
+                message: "cannot start \(spec.executablePath) in \(spec.workingDirectory): \(reason)",
+                errno: rc
+            )
+        }
+        return pid
+    }
+
+    private func openOutput(_ path: String) throws(AgentProcessError) -> Int32 {
+        let directory = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw AgentProcessError(code: .fileSetupFailed, message: "cannot create log file \(path): \(errnoText())", errno: errno)
+        }
+        return fd
+    }
+}
+
+func errnoText() -> String { String(cString: strerror(errno)) }
+
+/// A NULL-terminated `char *[]` that frees its strings.
+private final class CStringArray {
+    private var pointers: [UnsafeMutablePointer<CChar>?]
+
+    init(_ strings: [String]) {
+        pointers = strings.map { strdup($0) } + [nil]
+    }
+
+    deinit {
+        for pointer in pointers { free(pointer) }
+    }
+
+    func withPointer<R>(_ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+        pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import DispatchCore
+import Dispatcher
+import Foundation
+
+/// `dispatch canary`: model-free proofs of the runner's guarantees on a live install.
+struct CanaryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "canary", abstract: "Prove the runner's guarantees without any model.",
+        subcommands: [OrphanStderr.self])
+
+    /// The capture proof: a parent exits 7 while its child keeps stderr open.
+    struct OrphanStderr: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "orphan-stderr",
+            abstract: "Check that a result is written promptly when an orphan keeps stderr open, and that the orphan is killed.")
+
+        @OptionGroup var state: StateOptions
+        @Option(help: "How long the orphan holds stderr, in seconds.") var hold = 60
+
+        func run() async throws {
+            let engine = try state.engine()
+            let requestId = "canary-orphan-stderr-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
+            let request = CanaryChecks.orphanStderrRequest(requestId: requestId, cwd: NSTemporaryDirectory(), holdSeconds: hold)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result = try await engine.runOnce(request, token: CancelToken()).result
+            let wallMs = Int((clock.now - start).components.seconds * 1000 + (clock.now - start).components.attoseconds / 1_000_000_000_000_000)
+            let report = CanaryReport(
+                scenario: "orphan-stderr", requestId: requestId, wallMs: wallMs,
+                checks: CanaryChecks.orphanStderr(result, wallMs: wallMs, holdSeconds: hold), result: result)
+            print(Output.json(report, pretty: true))
+            if !report.ok { throw DispatchExit.failed }
+        }
+    }
+}

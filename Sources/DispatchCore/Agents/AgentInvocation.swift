@@ -1,0 +1,73 @@
+/// How to start one agent attempt: program, arguments and what goes on stdin.
+public struct AgentInvocation: Sendable, Equatable {
+    /// The program name (looked up on PATH) or an absolute path.
+    public var program: String
+    /// Arguments after the program name.
+    public var arguments: [String]
+    /// Text fed to the agent on stdin (through a file, never a pipe); `nil` means `/dev/null`.
+    public var stdinText: String?
+
+    public init(program: String, arguments: [String], stdinText: String? = nil) {
+        self.program = program
+        self.arguments = arguments
+        self.stdinText = stdinText
+    }
+}
+
+/// What an agent's output says about its run.
+public struct ParsedAgentOutput: Sendable, Equatable {
+    /// The final answer text, if the output holds one.
+    public var finalText: String?
+    /// Whether the output holds the agent's final "done" event (used to end agents that hang after finishing).
+    public var sawFinalEvent: Bool
+    /// An error the agent itself reported in its final event.
+    public var reportedError: String?
+
+    public init(finalText: String?, sawFinalEvent: Bool = false, reportedError: String? = nil) {
+        self.finalText = finalText
+        self.sawFinalEvent = sawFinalEvent
+        self.reportedError = reportedError
+    }
+}
+
+/// Builds argv for one tool and reads its output. Pure: no I/O.
+public protocol AgentAdapter: Sendable {
+    /// The tool this adapter drives.
+    var tool: AgentTool { get }
+    /// Whether the adapter can tell from the output that the agent finished, so a hung process can be ended as completed.
+    var detectsCompletion: Bool { get }
+    /// Whether a run that exits 0 with no final text counts as failed.
+    var requiresOutput: Bool { get }
+    /// The command line for one attempt with `model`.
+    func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation
+    /// Reads the agent's stdout.
+    func parse(stdout: String) -> ParsedAgentOutput
+}
+
+extension AgentAdapter {
+    /// Default: agents finish by exiting.
+    public var detectsCompletion: Bool { false }
+    /// Default: an empty answer from a clean exit is accepted.
+    public var requiresOutput: Bool { false }
+}
+
+/// The adapters by tool.
+public enum AgentAdapters {
+    /// Largest task passed as one argv string; longer tasks (Linux caps one string at 128 KiB) go through stdin.
+    public static let maxArgvTaskBytes = 100_000
+
+    /// Whether `task` must go through stdin: too long for argv, or it would be read as an option.
+    public static func taskNeedsStdin(_ task: String) -> Bool {
+        task.utf8.count > maxArgvTaskBytes || task.hasPrefix("-")
+    }
+
+    /// The adapter for `tool`.
+    public static func adapter(for tool: AgentTool) -> any AgentAdapter {
+        switch tool {
+        case .codex: CodexAdapter()
+        case .claude: ClaudeAdapter()
+        case .pi: PiAdapter()
+        case .canary: CanaryAdapter()
+        }
+    }
+}

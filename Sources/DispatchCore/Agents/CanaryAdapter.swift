@@ -1,0 +1,34 @@
+/// The model-free canary scenarios of CONTRACT §1, as real `/bin/sh` processes with fixed scripts.
+///
+/// Only validated integers are put into the scripts; the task text never reaches the shell.
+public struct CanaryAdapter: AgentAdapter {
+    public init() {}
+    public var tool: AgentTool { .canary }
+
+    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+        let spec = request.effectiveCanary
+        let script: String
+        switch spec.scenario {
+        case .sleepTimeout:
+            script = """
+                echo "sleep-timeout canary: sleeping \(spec.sleepSeconds)s"
+                sleep \(spec.sleepSeconds) &
+                wait $!
+                echo "sleep-timeout canary: woke up after \(spec.sleepSeconds)s"
+                """
+        case .orphanStderr:
+            script = """
+                sleep \(spec.orphanHoldSeconds) &
+                echo "orphan-stderr canary: parent exiting with code \(spec.exitCode) while a child holds stderr" >&2
+                sleep \(spec.orphanDelaySeconds)
+                exit \(spec.exitCode)
+                """
+        }
+        return AgentInvocation(program: "/bin/sh", arguments: ["-c", script, "canary-\(spec.scenario.rawValue)"])
+    }
+
+    public func parse(stdout: String) -> ParsedAgentOutput {
+        let lines = stdout.split(whereSeparator: \.isNewline)
+        return ParsedAgentOutput(finalText: lines.last.map(String.init))
+    }
+}

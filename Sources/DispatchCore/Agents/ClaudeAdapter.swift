@@ -1,0 +1,42 @@
+import Foundation
+
+/// `claude -p TASK --dangerously-skip-permissions --output-format stream-json --verbose [--model M]`.
+public struct ClaudeAdapter: AgentAdapter {
+    public init() {}
+    public var tool: AgentTool { .claude }
+    public var detectsCompletion: Bool { true }
+
+    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+        let viaStdin = AgentAdapters.taskNeedsStdin(task)
+        var arguments = viaStdin ? ["-p"] : ["-p", task]
+        arguments += ["--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
+        if let model { arguments += ["--model", model] }
+        return AgentInvocation(program: program, arguments: arguments, stdinText: viaStdin ? task : nil)
+    }
+
+    /// The final `{"type":"result"}` event carries the answer (or `is_error`).
+    public func parse(stdout: String) -> ParsedAgentOutput {
+        let events = JSONLines.objects(stdout)
+        guard !events.isEmpty else {
+            let text = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            return ParsedAgentOutput(finalText: text.isEmpty ? nil : text)
+        }
+        var lastAssistant: String?
+        for event in events {
+            let type = event["type"] as? String
+            if type == "result" {
+                let text = event["result"] as? String
+                if (event["is_error"] as? Bool) == true {
+                    return ParsedAgentOutput(finalText: text, sawFinalEvent: true, reportedError: text ?? "claude reported an error")
+                }
+                return ParsedAgentOutput(finalText: text ?? lastAssistant, sawFinalEvent: true)
+            }
+            if type == "assistant", let message = event["message"] as? [String: Any],
+                let text = JSONLines.text(ofContent: message["content"])
+            {
+                lastAssistant = text
+            }
+        }
+        return ParsedAgentOutput(finalText: lastAssistant)
+    }
+}

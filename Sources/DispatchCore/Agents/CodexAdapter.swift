@@ -1,0 +1,51 @@
+/// `codex exec --full-auto --json [-m MODEL] [-s PROFILE] TASK` (TASK `-` reads stdin).
+public struct CodexAdapter: AgentAdapter {
+    public init() {}
+    public var tool: AgentTool { .codex }
+    public var detectsCompletion: Bool { true }
+
+    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+        var arguments = ["exec", "--full-auto", "--json"]
+        if let model { arguments += ["-m", model] }
+        if let profile = request.sandbox { arguments += ["-s", profile.rawValue] }
+        if AgentAdapters.taskNeedsStdin(task) {
+            return AgentInvocation(program: program, arguments: arguments + ["-"], stdinText: task)
+        }
+        return AgentInvocation(program: program, arguments: arguments + [task])
+    }
+
+    /// Understands both `codex exec --json` event shapes: `item.completed`/`turn.completed` and `msg.task_complete`.
+    public func parse(stdout: String) -> ParsedAgentOutput {
+        let events = JSONLines.objects(stdout)
+        guard !events.isEmpty else {
+            let text = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            return ParsedAgentOutput(finalText: text.isEmpty ? nil : text)
+        }
+        var last: String?
+        var done = false
+        var failure: String?
+        for event in events {
+            let type = event["type"] as? String
+            if type == "item.completed", let item = event["item"] as? [String: Any],
+                (item["type"] as? String) == "agent_message" || (item["item_type"] as? String) == "assistant_message"
+            {
+                last = (item["text"] as? String) ?? last
+            } else if type == "turn.completed" {
+                done = true
+            } else if type == "turn.failed" || type == "error" {
+                done = type == "turn.failed" || done
+                let error = event["error"] as? [String: Any]
+                failure = (error?["message"] as? String) ?? (event["message"] as? String) ?? "codex reported an error"
+            } else if let msg = event["msg"] as? [String: Any], let msgType = msg["type"] as? String {
+                if msgType == "agent_message" { last = (msg["message"] as? String) ?? last }
+                if msgType == "task_complete" {
+                    done = true
+                    last = (msg["last_agent_message"] as? String) ?? last
+                }
+            }
+        }
+        return ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure)
+    }
+}
+
+import Foundation

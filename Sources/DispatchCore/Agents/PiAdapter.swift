@@ -1,0 +1,38 @@
+/// `pi -p --no-session --mode json --no-extensions [--no-tools] [--models M]`, prompt on stdin.
+public struct PiAdapter: AgentAdapter {
+    public init() {}
+    public var tool: AgentTool { .pi }
+    public var requiresOutput: Bool { true }
+
+    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+        var arguments = ["-p", "--no-session", "--mode", "json", "--no-extensions"]
+        if request.readFiles != true { arguments.append("--no-tools") }
+        if let model { arguments += ["--models", model] }
+        return AgentInvocation(program: program, arguments: arguments, stdinText: task)
+    }
+
+    /// The final text is the last assistant message of `message_end`, `turn_end` or `agent_end` events.
+    public func parse(stdout: String) -> ParsedAgentOutput {
+        var last: String?
+        var failure: String?
+        for event in JSONLines.objects(stdout) {
+            switch event["type"] as? String {
+            case "message_end", "turn_end":
+                if let message = event["message"] as? [String: Any] { take(message, into: &last, failure: &failure) }
+            case "agent_end":
+                for message in (event["messages"] as? [[String: Any]]) ?? [] { take(message, into: &last, failure: &failure) }
+            default:
+                continue
+            }
+        }
+        return ParsedAgentOutput(finalText: last, sawFinalEvent: false, reportedError: last == nil ? failure : nil)
+    }
+
+    private func take(_ message: [String: Any], into last: inout String?, failure: inout String?) {
+        guard (message["role"] as? String) == "assistant" else { return }
+        if (message["stopReason"] as? String) == "error" {
+            failure = (message["errorMessage"] as? String) ?? "pi reported an error"
+        }
+        if let text = JSONLines.text(ofContent: message["content"]), !text.isEmpty { last = text }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+
+/// The tools a dispatch can run.
+public enum AgentTool: String, Codable, Sendable, CaseIterable {
+    case codex, claude, pi, canary
+}
+
+/// Where the agent runs: in the given directory, or in a clean checkout.
+public enum ExecutionMode: String, Codable, Sendable, CaseIterable {
+    case host, sandbox
+}
+
+/// Which sandbox implementation materialises a sandbox-mode dispatch.
+public enum SandboxBackend: String, Codable, Sendable, CaseIterable {
+    case local, k8s
+}
+
+/// The agent permission profile passed through to agents that support one.
+public enum SandboxProfile: String, Codable, Sendable, CaseIterable {
+    case readOnly = "read-only"
+    case workspaceWrite = "workspace-write"
+    case dangerFullAccess = "danger-full-access"
+}
+
+/// The canary scenario a `tool: canary` request runs (CONTRACT §1).
+public struct CanarySpec: Codable, Sendable, Equatable {
+    /// The named scenarios.
+    public enum Scenario: String, Codable, Sendable, CaseIterable {
+        case sleepTimeout = "sleep-timeout"
+        case orphanStderr = "orphan-stderr"
+    }
+
+    /// Which scenario runs.
+    public var scenario: Scenario
+    /// `sleep-timeout`: how long the canary sleeps.
+    public var sleepSeconds: Int
+    /// `orphan-stderr`: how long the parent waits, after starting its orphan, before it exits.
+    public var orphanDelaySeconds: Int
+    /// `orphan-stderr`: how long the orphan keeps stderr open.
+    public var orphanHoldSeconds: Int
+    /// `orphan-stderr`: the parent's exit code.
+    public var exitCode: Int
+
+    /// Creates a canary spec with the contract's defaults.
+    public init(
+        scenario: Scenario = .sleepTimeout,
+        sleepSeconds: Int = 120,
+        orphanDelaySeconds: Int = 2,
+        orphanHoldSeconds: Int = 60,
+        exitCode: Int = 7
+    ) {
+        self.scenario = scenario
+        self.sleepSeconds = sleepSeconds
+        self.orphanDelaySeconds = orphanDelaySeconds
+        self.orphanHoldSeconds = orphanHoldSeconds
+        self.exitCode = exitCode
+    }
+}
+
+/// A validated dispatch request (CONTRACT §1). Build one with ``RequestValidator``.
+public struct DispatchRequest: Codable, Sendable, Equatable {
+    public var requestId: String
+    public var task: String
+    public var tool: AgentTool
+    public var canary: CanarySpec?
+    /// Overall budget in seconds.
+    public var timeout: Double
+    public var cwd: String?
+    public var executionMode: ExecutionMode
+    public var sandboxBackend: SandboxBackend?
+    public var sandbox: SandboxProfile?
+    public var baseSha: String?
+    public var repoUrl: String?
+    public var branch: String?
+    public var model: String?
+    public var fallbackModels: [String]
+    public var agent: String?
+    public var readFiles: Bool?
+    public var verificationCommands: [String]
+    public var workflowId: String?
+    public var storyId: String?
+    public var sessionId: String?
+
+    /// The default overall budget in seconds.
+    public static let defaultTimeout: Double = 600
+
+    /// Creates a request; callers outside tests should go through ``RequestValidator``.
+    public init(
+        requestId: String,
+        task: String,
+        tool: AgentTool,
+        canary: CanarySpec? = nil,
+        timeout: Double = DispatchRequest.defaultTimeout,
+        cwd: String? = nil,
+        executionMode: ExecutionMode = .host,
+        sandboxBackend: SandboxBackend? = nil,
+        sandbox: SandboxProfile? = nil,
+        baseSha: String? = nil,
+        repoUrl: String? = nil,
+        branch: String? = nil,
+        model: String? = nil,
+        fallbackModels: [String] = [],
+        agent: String? = nil,
+        readFiles: Bool? = nil,
+        verificationCommands: [String] = [],
+        workflowId: String? = nil,
+        storyId: String? = nil,
+        sessionId: String? = nil
+    ) {
+        self.requestId = requestId
+        self.task = task
+        self.tool = tool
+        self.canary = canary
+        self.timeout = timeout
+        self.cwd = cwd
+        self.executionMode = executionMode
+        self.sandboxBackend = sandboxBackend
+        self.sandbox = sandbox
+        self.baseSha = baseSha
+        self.repoUrl = repoUrl
+        self.branch = branch
+        self.model = model
+        self.fallbackModels = fallbackModels
+        self.agent = agent
+        self.readFiles = readFiles
+        self.verificationCommands = verificationCommands
+        self.workflowId = workflowId
+        self.storyId = storyId
+        self.sessionId = sessionId
+    }
+
+    /// The canary scenario to run, with defaults applied (`tool: canary` without `canary` runs sleep-timeout).
+    public var effectiveCanary: CanarySpec { canary ?? CanarySpec() }
+
+    /// The models to try in order: `model` (or the agent's default, `nil`) then `fallbackModels`.
+    public var modelAttempts: [String?] {
+        [model] + fallbackModels.map { Optional($0) }
+    }
+
+    /// The budget in milliseconds.
+    public var timeoutMs: Int { Int((timeout * 1000).rounded()) }
+}

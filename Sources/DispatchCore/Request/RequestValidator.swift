@@ -1,0 +1,218 @@
+import Foundation
+
+/// A request that failed validation; `field` names the offending field.
+public struct RequestValidationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The JSON field at fault (`"body"` when the document itself is unusable).
+    public var field: String
+    /// What is wrong, as a sentence fragment.
+    public var message: String
+
+    /// Creates a validation error for `field`.
+    public init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
+
+    public var description: String { "invalid \(field): \(message)" }
+}
+
+/// Turns untrusted JSON into a ``DispatchRequest`` or an error naming the field (CONTRACT §1).
+public enum RequestValidator {
+    /// Largest accepted task, in UTF-8 bytes.
+    public static let maxTaskBytes = 256 * 1024
+    /// Budget bounds, in seconds.
+    public static let timeoutRange: ClosedRange<Double> = 1...86_400
+
+    /// Validates a request id: 1–128 chars of `[A-Za-z0-9._:-]`, not `.`/`..`, no leading `.`.
+    public static func validateRequestId(_ id: String, field: String = "requestId") throws(RequestValidationError) {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-".utf8)
+        guard !id.isEmpty else { throw RequestValidationError(field: field, message: "must not be empty") }
+        guard id.utf8.count <= 128 else {
+            throw RequestValidationError(field: field, message: "must be at most 128 characters (got \(id.utf8.count))")
+        }
+        guard id.utf8.allSatisfy({ allowed.contains($0) }) else {
+            throw RequestValidationError(field: field, message: "may contain only A-Z a-z 0-9 . _ : -")
+        }
+        guard !id.hasPrefix(".") else { throw RequestValidationError(field: field, message: "must not start with '.'") }
+    }
+
+    /// Parses and validates a JSON request body.
+    public static func validate(json data: Data) throws(RequestValidationError) -> DispatchRequest {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            throw RequestValidationError(field: "body", message: "is not valid JSON")
+        }
+        guard let dictionary = object as? [String: Any] else {
+            throw RequestValidationError(field: "body", message: "must be a JSON object")
+        }
+        return try validate(dictionary)
+    }
+
+    /// Validates an already-parsed JSON object.
+    public static func validate(_ body: [String: Any]) throws(RequestValidationError) -> DispatchRequest {
+        let fields = FieldReader(body)
+        let requestId = try fields.requiredString("requestId")
+        try validateRequestId(requestId)
+        let task = try fields.requiredString("task")
+        guard !task.isEmpty else { throw RequestValidationError(field: "task", message: "must not be empty") }
+        guard task.utf8.count <= maxTaskBytes else {
+            throw RequestValidationError(field: "task", message: "must be at most \(maxTaskBytes) bytes of UTF-8 (got \(task.utf8.count))")
+        }
+        let tool: AgentTool = try fields.requiredEnum("tool")
+        var request = DispatchRequest(requestId: requestId, task: task, tool: tool)
+        request.canary = try fields.canary()
+        if request.canary != nil, tool != .canary {
+            throw RequestValidationError(field: "canary", message: "is only allowed with tool \"canary\"")
+        }
+        if let timeout = try fields.optionalNumber("timeout") {
+            guard timeoutRange.contains(timeout) else {
+                throw RequestValidationError(field: "timeout", message: "must be between 1 and 86400 seconds (got \(timeout))")
+            }
+            request.timeout = timeout
+        }
+        if let cwd = try fields.optionalString("cwd") {
+            guard cwd.hasPrefix("/") else { throw RequestValidationError(field: "cwd", message: "must be an absolute path") }
+            guard !cwd.utf8.contains(0) else { throw RequestValidationError(field: "cwd", message: "must not contain NUL") }
+            request.cwd = cwd
+        }
+        request.executionMode = try fields.optionalEnum("executionMode") ?? .host
+        request.sandboxBackend = try fields.optionalEnum("sandboxBackend")
+        request.sandbox = try fields.optionalEnum("sandbox")
+        request.baseSha = try fields.optionalNonEmptyString("baseSha")
+        request.repoUrl = try fields.optionalNonEmptyString("repoUrl")
+        request.branch = try fields.optionalNonEmptyString("branch")
+        request.model = try fields.optionalNonEmptyString("model")
+        request.fallbackModels = try fields.optionalStringArray("fallbackModels", nonEmptyItems: true) ?? []
+        request.agent = try fields.optionalString("agent")
+        request.readFiles = try fields.optionalBool("readFiles")
+        request.verificationCommands = try fields.optionalStringArray("verificationCommands", nonEmptyItems: true) ?? []
+        request.workflowId = try fields.optionalString("workflowId")
+        request.storyId = try fields.optionalString("storyId")
+        request.sessionId = try fields.optionalString("sessionId")
+        return request
+    }
+}
+
+/// Typed access to JSON fields that names the field in every error.
+private struct FieldReader {
+    let body: [String: Any]
+
+    init(_ body: [String: Any]) { self.body = body }
+
+    private func value(_ name: String) -> Any? {
+        guard let value = body[name], !(value is NSNull) else { return nil }
+        return value
+    }
+
+    func requiredString(_ name: String) throws(RequestValidationError) -> String {
+        guard let raw = body[name], !(raw is NSNull) else {
+            throw RequestValidationError(field: name, message: "is required")
+        }
+        guard let string = raw as? String else { throw RequestValidationError(field: name, message: "must be a string") }
+        return string
+    }
+
+    func optionalString(_ name: String) throws(RequestValidationError) -> String? {
+        guard let raw = value(name) else { return nil }
+        guard let string = raw as? String else { throw RequestValidationError(field: name, message: "must be a string") }
+        return string
+    }
+
+    func optionalNonEmptyString(_ name: String) throws(RequestValidationError) -> String? {
+        guard let string = try optionalString(name) else { return nil }
+        guard !string.isEmpty else { throw RequestValidationError(field: name, message: "must not be empty") }
+        return string
+    }
+
+    func optionalBool(_ name: String) throws(RequestValidationError) -> Bool? {
+        guard let raw = value(name) else { return nil }
+        guard let number = raw as? NSNumber, isJSONBoolean(number) else {
+            throw RequestValidationError(field: name, message: "must be a boolean")
+        }
+        return number.boolValue
+    }
+
+    func optionalNumber(_ name: String) throws(RequestValidationError) -> Double? {
+        guard let raw = value(name) else { return nil }
+        guard let number = raw as? NSNumber, !isJSONBoolean(number) else {
+            throw RequestValidationError(field: name, message: "must be a number")
+        }
+        let double = number.doubleValue
+        guard double.isFinite else { throw RequestValidationError(field: name, message: "must be a finite number") }
+        return double
+    }
+
+    func optionalInt(_ name: String, in range: ClosedRange<Int>, field: String) throws(RequestValidationError) -> Int? {
+        guard let double = try optionalNumber(name) else { return nil }
+        guard double == double.rounded(), let int = Int(exactly: double), range.contains(int) else {
+            throw RequestValidationError(field: field, message: "must be an integer between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return int
+    }
+
+    func requiredEnum<E: RawRepresentable & CaseIterable>(_ name: String) throws(RequestValidationError) -> E where E.RawValue == String {
+        let raw = try requiredString(name)
+        return try Self.parseEnum(raw, name)
+    }
+
+    func optionalEnum<E: RawRepresentable & CaseIterable>(_ name: String) throws(RequestValidationError) -> E? where E.RawValue == String {
+        guard let raw = try optionalString(name) else { return nil }
+        return try Self.parseEnum(raw, name)
+    }
+
+    static func parseEnum<E: RawRepresentable & CaseIterable>(_ raw: String, _ name: String) throws(RequestValidationError) -> E
+    where E.RawValue == String {
+        guard let value = E(rawValue: raw) else {
+            let allowed = E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            throw RequestValidationError(field: name, message: "must be one of \(allowed) (got \"\(raw.prefix(64))\")")
+        }
+        return value
+    }
+
+    func optionalStringArray(_ name: String, nonEmptyItems: Bool) throws(RequestValidationError) -> [String]? {
+        guard let raw = value(name) else { return nil }
+        guard let array = raw as? [Any] else { throw RequestValidationError(field: name, message: "must be an array of strings") }
+        var strings: [String] = []
+        for (index, item) in array.enumerated() {
+            guard let string = item as? String else {
+                throw RequestValidationError(field: "\(name)[\(index)]", message: "must be a string")
+            }
+            if nonEmptyItems, string.isEmpty {
+                throw RequestValidationError(field: "\(name)[\(index)]", message: "must not be empty")
+            }
+            strings.append(string)
+        }
+        return strings
+    }
+
+    func canary() throws(RequestValidationError) -> CanarySpec? {
+        guard let raw = value("canary") else { return nil }
+        guard let object = raw as? [String: Any] else { throw RequestValidationError(field: "canary", message: "must be an object") }
+        let inner = FieldReader(object)
+        var spec = CanarySpec()
+        if let scenario = try? inner.optionalString("scenario") {
+            guard let parsed = CanarySpec.Scenario(rawValue: scenario) else {
+                throw RequestValidationError(field: "canary.scenario", message: "must be \"sleep-timeout\" or \"orphan-stderr\"")
+            }
+            spec.scenario = parsed
+        } else if object["scenario"] != nil, !(object["scenario"] is NSNull) {
+            throw RequestValidationError(field: "canary.scenario", message: "must be a string")
+        }
+        if let v = try inner.optionalInt("sleepSeconds", in: 0...86_400, field: "canary.sleepSeconds") { spec.sleepSeconds = v }
+        if let v = try inner.optionalInt("orphanDelaySeconds", in: 0...3600, field: "canary.orphanDelaySeconds") {
+            spec.orphanDelaySeconds = v
+        }
+        if let v = try inner.optionalInt("orphanHoldSeconds", in: 0...86_400, field: "canary.orphanHoldSeconds") {
+            spec.orphanHoldSeconds = v
+        }
+        if let v = try inner.optionalInt("exitCode", in: 0...255, field: "canary.exitCode") { spec.exitCode = v }
+        return spec
+    }
+}
+
+/// JSON booleans decode to NSNumber too; their objCType is `c` (`char`), which JSON numbers never are.
+private func isJSONBoolean(_ number: NSNumber) -> Bool {
+    String(cString: number.objCType) == "c"
+}

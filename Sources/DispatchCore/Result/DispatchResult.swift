@@ -1,0 +1,172 @@
+import Foundation
+
+/// The inbox result document (CONTRACT §2); also what HTTP routes return under `result`.
+public struct DispatchResult: Codable, Sendable, Equatable {
+    public var requestId: String
+    public var sessionId: String?
+    public var workflowId: String?
+    public var storyId: String?
+    public var status: DispatchStatus
+    public var task: String
+    public var tool: AgentTool
+    public var agent: String?
+    public var model: String?
+    /// Final agent text, completed only, last 50,000 characters.
+    public var result: String?
+    /// Human-readable reason, failed or cancelled only.
+    public var error: String?
+    public var startedAt: String?
+    public var updatedAt: String
+    public var completedAt: String?
+    public var durationMs: Int?
+    public var executionMode: ExecutionMode
+    public var sandboxBackend: SandboxBackend?
+    public var attempts: [AttemptRecord]
+    public var job: JobInfo?
+    public var localSandbox: LocalSandboxInfo?
+    public var artifacts: Artifacts?
+    public var logs: LogInfo?
+
+    /// Longest `result` text kept, in characters.
+    public static let maxResultCharacters = 50_000
+
+    /// A fresh result for `request` in `status`, stamped `now`.
+    public init(request: DispatchRequest, status: DispatchStatus, now: Date = Date()) {
+        self.requestId = request.requestId
+        self.sessionId = request.sessionId
+        self.workflowId = request.workflowId
+        self.storyId = request.storyId
+        self.status = status
+        self.task = request.task
+        self.tool = request.tool
+        self.agent = request.agent
+        self.model = request.model
+        self.updatedAt = ISO8601.string(now)
+        self.executionMode = request.executionMode
+        self.sandboxBackend = request.executionMode == .sandbox ? (request.sandboxBackend ?? .local) : nil
+        self.attempts = []
+    }
+
+    /// Sets `result`, keeping only its last ``maxResultCharacters`` characters.
+    public mutating func setResultText(_ text: String) {
+        result = text.count > Self.maxResultCharacters ? String(text.suffix(Self.maxResultCharacters)) : text
+    }
+}
+
+/// One agent process started for a dispatch.
+public struct AttemptRecord: Codable, Sendable, Equatable {
+    public var model: String?
+    public var startedAt: String
+    public var durationMs: Int
+    public var exitCode: Int?
+    public var signal: Int?
+    public var timedOut: Bool
+    public var error: String?
+
+    public init(model: String?, startedAt: String, durationMs: Int, exitCode: Int?, signal: Int?, timedOut: Bool, error: String?) {
+        self.model = model
+        self.startedAt = startedAt
+        self.durationMs = durationMs
+        self.exitCode = exitCode
+        self.signal = signal
+        self.timedOut = timedOut
+        self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey { case model, startedAt, durationMs, exitCode, signal, timedOut, error }
+
+    /// Encodes absent values as explicit `null`, as the contract shows them.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(durationMs, forKey: .durationMs)
+        try c.encode(exitCode, forKey: .exitCode)
+        try c.encode(signal, forKey: .signal)
+        try c.encode(timedOut, forKey: .timedOut)
+        try c.encode(error, forKey: .error)
+    }
+}
+
+/// The Kubernetes Job that ran a k8s-backend dispatch.
+public struct JobInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var namespace: String
+    public var podName: String?
+
+    public init(name: String, namespace: String, podName: String? = nil) {
+        self.name = name
+        self.namespace = namespace
+        self.podName = podName
+    }
+}
+
+/// Where a local sandbox lives and what it was made from.
+public struct LocalSandboxInfo: Codable, Sendable, Equatable {
+    public var sandboxId: String
+    public var path: String
+    public var repoPath: String
+    public var workDir: String
+    public var baseSha: String
+    public var cleanupAfter: String?
+
+    public init(sandboxId: String, path: String, repoPath: String, workDir: String, baseSha: String, cleanupAfter: String? = nil) {
+        self.sandboxId = sandboxId
+        self.path = path
+        self.repoPath = repoPath
+        self.workDir = workDir
+        self.baseSha = baseSha
+        self.cleanupAfter = cleanupAfter
+    }
+}
+
+/// What a sandbox dispatch produced.
+public struct Artifacts: Codable, Sendable, Equatable {
+    public var headSha: String?
+    public var touchedFiles: [String]
+    public var patch: String?
+    public var patchPath: String?
+    public var patchTruncated: Bool?
+    public var verification: Verification?
+
+    public init(headSha: String? = nil, touchedFiles: [String] = [], patch: String? = nil, patchPath: String? = nil,
+                patchTruncated: Bool? = nil, verification: Verification? = nil) {
+        self.headSha = headSha
+        self.touchedFiles = touchedFiles
+        self.patch = patch
+        self.patchPath = patchPath
+        self.patchTruncated = patchTruncated
+        self.verification = verification
+    }
+
+    /// The outcome of the request's verification commands.
+    public struct Verification: Codable, Sendable, Equatable {
+        public var commands: [String]
+        public var success: Bool
+        public var output: String
+
+        public init(commands: [String], success: Bool, output: String) {
+            self.commands = commands
+            self.success = success
+            self.output = output
+        }
+    }
+}
+
+/// Tails of the agent's output and where the whole of it is.
+public struct LogInfo: Codable, Sendable, Equatable {
+    public var stdout: String
+    public var stderr: String
+    public var stdoutPath: String
+    public var stderrPath: String
+
+    /// Bytes of each stream kept inline.
+    public static let tailBytes = 10_000
+
+    public init(stdout: String, stderr: String, stdoutPath: String, stderrPath: String) {
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdoutPath = stdoutPath
+        self.stderrPath = stderrPath
+    }
+}

@@ -1,0 +1,84 @@
+import DispatchCore
+import Foundation
+import GRDB
+
+/// Which process owns a non-terminal dispatch, so a later process can tell whether it died.
+public struct RunnerOwner: Codable, Sendable, Equatable {
+    /// `run` for a `dispatch run` process, `serve` for the service, `job` for a k8s job-runner.
+    public var kind: String
+    public var pid: Int32
+    /// Kernel start time of `pid` (clock ticks since boot), distinguishing a reused pid.
+    public var startTime: UInt64?
+    /// `/proc/sys/kernel/random/boot_id` of the machine.
+    public var bootId: String?
+    public var host: String
+
+    public init(kind: String, pid: Int32, startTime: UInt64?, bootId: String?, host: String) {
+        self.kind = kind
+        self.pid = pid
+        self.startTime = startTime
+        self.bootId = bootId
+        self.host = host
+    }
+}
+
+/// One stored dispatch: the request, its current result and its owner.
+public struct DispatchRecord: Sendable, Equatable {
+    public var request: DispatchRequest
+    public var result: DispatchResult
+    public var owner: RunnerOwner?
+    public var createdAt: String
+    /// Insertion order, for FIFO queues.
+    public var sequence: Int64
+
+    public var requestId: String { request.requestId }
+    public var status: DispatchStatus { result.status }
+}
+
+/// The `dispatch` table row.
+struct DispatchRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "dispatch"
+    var requestId: String
+    var status: String
+    var tool: String
+    var requestJSON: String
+    var resultJSON: String
+    var ownerJSON: String?
+    var createdAt: String
+    var updatedAt: String
+    var sequence: Int64?
+
+    enum Columns {
+        static let requestId = Column(CodingKeys.requestId)
+        static let status = Column(CodingKeys.status)
+        static let sequence = Column(CodingKeys.sequence)
+    }
+
+    func record() throws -> DispatchRecord {
+        do {
+            let decoder = JSONDecoder()
+            return DispatchRecord(
+                request: try decoder.decode(DispatchRequest.self, from: Data(requestJSON.utf8)),
+                result: try decoder.decode(DispatchResult.self, from: Data(resultJSON.utf8)),
+                owner: try ownerJSON.map { try decoder.decode(RunnerOwner.self, from: Data($0.utf8)) },
+                createdAt: createdAt,
+                sequence: sequence ?? 0
+            )
+        } catch {
+            throw DispatchStoreError(code: .corruptRecord, message: "stored dispatch \(requestId) cannot be decoded", underlying: error)
+        }
+    }
+}
+
+/// JSON encoding shared by the store and the inbox: stable key order, unescaped slashes.
+package enum StoreJSON {
+    package static func encode<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(value)
+    }
+
+    package static func string<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try encode(value), as: UTF8.self)
+    }
+}

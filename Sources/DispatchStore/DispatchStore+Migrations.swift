@@ -1,0 +1,24 @@
+import GRDB
+
+extension DispatchStore {
+    /// Schema history. Append new migrations; never edit a released one.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-dispatch") { db in
+            try db.create(table: "dispatch") { t in
+                t.primaryKey("requestId", .text)
+                t.column("status", .text).notNull()
+                t.column("tool", .text).notNull()
+                t.column("requestJSON", .text).notNull()
+                t.column("resultJSON", .text).notNull()
+                t.column("ownerJSON", .text)
+                t.column("createdAt", .text).notNull()
+                t.column("updatedAt", .text).notNull()
+                t.column("sequence", .integer).notNull()
+            }
+            try db.create(index: "dispatch_status_sequence", on: "dispatch", columns: ["status", "sequence"])
+            try db.create(index: "dispatch_sequence", on: "dispatch", columns: ["sequence"])
+        }
+        return migrator
+    }
+}

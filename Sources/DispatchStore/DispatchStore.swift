@@ -1,0 +1,170 @@
+import DispatchCore
+import Foundation
+import GRDB
+
+/// The embedded state store: SQLite (WAL) under the state dir, plus the inbox files it keeps in step.
+///
+/// Every status change and its inbox file are written inside one write transaction, so writers from
+/// several processes serialise on SQLite's lock and the inbox never shows an older state than the row.
+public final class DispatchStore: Sendable {
+    /// Outcome of an insert: this caller owns the new request, or it already existed.
+    public enum InsertOutcome: Sendable {
+        case inserted(DispatchRecord)
+        case existing(DispatchRecord)
+    }
+
+    /// Outcome of an update: applied, or refused because the stored result is already terminal.
+    public enum UpdateOutcome: Sendable {
+        case updated(DispatchRecord)
+        case alreadyTerminal(DispatchRecord)
+
+        /// The record as stored after the call.
+        public var record: DispatchRecord {
+            switch self {
+            case .updated(let record), .alreadyTerminal(let record): record
+            }
+        }
+    }
+
+    /// Where the database lives.
+    public let stateDir: String
+    /// Where `<requestId>.json` result files go.
+    public let inboxDir: String
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the store in `stateDir` and the inbox in `inboxDir`.
+    public init(stateDir: String, inboxDir: String) throws {
+        self.stateDir = stateDir
+        self.inboxDir = inboxDir
+        do {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: inboxDir, withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(60)
+            configuration.label = "agent-dispatch"
+            pool = try DatabasePool(path: "\(stateDir)/dispatch.sqlite", configuration: configuration)
+            try Self.withFileLock("\(stateDir)/dispatch.sqlite.migrate-lock") {
+                try Self.migrator.migrate(pool)
+            }
+        } catch let error as DispatchStoreError {
+            throw error
+        } catch {
+            throw DispatchStoreError(code: .openFailed, message: "cannot open the state store in \(stateDir)", underlying: error)
+        }
+    }
+
+    /// The inbox file of `requestId`.
+    public func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
+
+    /// Records a new request atomically (the primary key is the dedupe); writes its inbox file when inserted.
+    public func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> InsertOutcome {
+        let inbox = inboxPath(request.requestId)
+        return try await pool.write { db in
+            let now = ISO8601.string(Date())
+            var row = DispatchRow(
+                requestId: request.requestId, status: result.status.rawValue, tool: request.tool.rawValue,
+                requestJSON: try StoreJSON.string(request), resultJSON: try StoreJSON.string(result),
+                ownerJSON: try owner.map(StoreJSON.string), createdAt: now, updatedAt: result.updatedAt, sequence: nil
+            )
+            try db.execute(
+                sql: """
+                    INSERT INTO dispatch (requestId, status, tool, requestJSON, resultJSON, ownerJSON, createdAt, updatedAt, sequence)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(sequence), 0) + 1 FROM dispatch))
+                    ON CONFLICT(requestId) DO NOTHING
+                    """,
+                arguments: [row.requestId, row.status, row.tool, row.requestJSON, row.resultJSON, row.ownerJSON, row.createdAt, row.updatedAt]
+            )
+            if db.changesCount == 0 {
+                guard let existing = try DispatchRow.fetchOne(db, key: request.requestId) else {
+                    throw DispatchStoreError(code: .notFound, message: "dispatch \(request.requestId) vanished during insert")
+                }
+                return .existing(try existing.record())
+            }
+            row.sequence = db.lastInsertedRowID
+            try Self.writeInbox(row.resultJSON, to: inbox)
+            return .inserted(try row.record())
+        }
+    }
+
+    /// Replaces the result of a non-terminal request (and its inbox file); a terminal result is never replaced.
+    ///
+    /// `owner` replaces the stored owner when given (a queued request taken over by a runner).
+    @discardableResult
+    public func update(_ result: DispatchResult, owner: RunnerOwner? = nil) async throws -> UpdateOutcome {
+        let inbox = inboxPath(result.requestId)
+        return try await pool.write { db in
+            guard var row = try DispatchRow.fetchOne(db, key: result.requestId) else {
+                throw DispatchStoreError(code: .notFound, message: "no dispatch with requestId \(result.requestId)")
+            }
+            if let current = DispatchStatus(rawValue: row.status), current.isTerminal {
+                return .alreadyTerminal(try row.record())
+            }
+            row.status = result.status.rawValue
+            row.resultJSON = try StoreJSON.string(result)
+            row.updatedAt = result.updatedAt
+            if let owner { row.ownerJSON = try StoreJSON.string(owner) }
+            try row.update(db)
+            try Self.writeInbox(row.resultJSON, to: inbox)
+            return .updated(try row.record())
+        }
+    }
+
+    /// The stored record of `requestId`, if any.
+    public func record(_ requestId: String) async throws -> DispatchRecord? {
+        try await pool.read { db in try DispatchRow.fetchOne(db, key: requestId)?.record() }
+    }
+
+    /// Records newest first, optionally only those in `status`.
+    public func list(status: DispatchStatus? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
+        try await pool.read { db in
+            var query = DispatchRow.all()
+            if let status { query = query.filter(DispatchRow.Columns.status == status.rawValue) }
+            return try query.order(DispatchRow.Columns.sequence.desc).limit(limit).fetchAll(db).map { try $0.record() }
+        }
+    }
+
+    /// Every record still `queued` or `running`, oldest first.
+    public func nonTerminal() async throws -> [DispatchRecord] {
+        try await pool.read { db in
+            try DispatchRow.filter([DispatchStatus.queued.rawValue, DispatchStatus.running.rawValue].contains(DispatchRow.Columns.status))
+                .order(DispatchRow.Columns.sequence.asc).fetchAll(db).map { try $0.record() }
+        }
+    }
+
+    /// Counts of records by status.
+    public func counts() async throws -> [DispatchStatus: Int] {
+        try await pool.read { db in
+            var counts: [DispatchStatus: Int] = [:]
+            let rows = try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM dispatch GROUP BY status")
+            for row in rows {
+                if let status = DispatchStatus(rawValue: row["status"]) { counts[status] = row["n"] }
+            }
+            return counts
+        }
+    }
+
+    /// Whether the database accepts a write right now (readiness).
+    public func isWritable() async -> Bool {
+        (try? await pool.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe") }) != nil
+    }
+
+    static func writeInbox(_ json: String, to path: String) throws {
+        do {
+            try AtomicFile.write(Data(json.utf8), to: path)
+        } catch {
+            throw DispatchStoreError(code: .inboxWriteFailed, message: "cannot write inbox file \(path)", underlying: error)
+        }
+    }
+
+    /// Runs `body` holding an exclusive `flock` on `path`, so concurrent processes migrate one at a time.
+    static func withFileLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+}

@@ -1,0 +1,3 @@
+import DispatchCLI
+
+await DispatchCommand.run()

@@ -1,0 +1,43 @@
+import DispatchCore
+import Foundation
+
+/// The curated environment agents get: a whitelist of the runner's own variables plus dispatch identity.
+///
+/// Secrets of the runner itself (`DISPATCH_TOKEN`, the k8s callback token) never reach an agent.
+public enum AgentEnvironment {
+    /// Variables passed through by exact name.
+    static let passthroughNames: Set<String> = [
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+        "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        "NODE_EXTRA_CA_CERTS", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    ]
+
+    /// Variables passed through by prefix: agent credentials and settings, and the fake agents' steering.
+    static let passthroughPrefixes = ["OPENAI_", "ANTHROPIC_", "CODEX_", "CLAUDE_", "PI_", "GEMINI_", "FAKE_AGENT_"]
+
+    /// Builds the agent environment for `request` from `base`.
+    public static func build(
+        request: DispatchRequest, base: [String: String], extraNames: [String], extras: [String: String]
+    ) -> [String: String] {
+        var env: [String: String] = [:]
+        let extraSet = Set(extraNames)
+        for (name, value) in base
+        where passthroughNames.contains(name) || extraSet.contains(name) || passthroughPrefixes.contains(where: name.hasPrefix) {
+            env[name] = value
+        }
+        if env["PATH"] == nil { env["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        env["CI"] = "true"
+        env["TERM"] = "dumb"
+        env["NO_COLOR"] = "1"
+        env["DISPATCH_REQUEST_ID"] = request.requestId
+        env["DISPATCH_TOOL"] = request.tool.rawValue
+        if let workflowId = request.workflowId { env["DISPATCH_WORKFLOW_ID"] = workflowId }
+        if let storyId = request.storyId { env["DISPATCH_STORY_ID"] = storyId }
+        if let sessionId = request.sessionId { env["DISPATCH_SESSION_ID"] = sessionId }
+        for (name, value) in extras { env[name] = value }
+        return env
+    }
+
+    /// The marker every process of a dispatch carries, used to find escaped descendants.
+    public static func marker(requestId: String) -> String { "DISPATCH_REQUEST_ID=\(requestId)" }
+}

@@ -1,0 +1,202 @@
+import AgentProcess
+import DispatchCore
+import Foundation
+import Logging
+
+/// The agent phase of a dispatch: one process per attempt (`model`, then each fallback), all inside the one budget.
+struct AgentPhase: Sendable {
+    /// Where and how the agent runs.
+    struct Input: Sendable {
+        var request: DispatchRequest
+        /// The text the agent receives (a sandbox adds its preamble).
+        var task: String
+        var workDir: String
+        var logsDir: String
+        var extraEnv: [String: String]
+        var deadline: Deadline
+    }
+
+    /// What the attempts came to.
+    struct Outcome: Sendable {
+        var status: DispatchStatus
+        var finalText: String?
+        var error: String?
+        var attempts: [AttemptRecord] = []
+        var logs: LogInfo?
+        var timedOut = false
+        var leftoversKilled = 0
+    }
+
+    /// Shortest time an attempt is started with.
+    static let minimumAttemptMs = 1000
+
+    let configuration: DispatchConfiguration
+    let baseEnvironment: [String: String]
+    let supervisor: ProcessSupervisor
+    let logger: Logger
+
+    /// Runs the attempts. `attemptStarting` is awaited before each process starts (to record `running` with log paths).
+    func run(_ input: Input, token: CancelToken, attemptStarting: @Sendable (LogInfo, [AttemptRecord]) async -> Void) async -> Outcome {
+        let request = input.request
+        let adapter = AgentAdapters.adapter(for: request.tool)
+        let models = request.modelAttempts
+        let env = AgentEnvironment.build(
+            request: request, base: baseEnvironment, extraNames: configuration.agentEnvPassthrough, extras: input.extraEnv)
+        let program = configuration.program(for: request.tool)
+        var outcome = Outcome(status: .failed)
+
+        guard let executable = ExecutableLocator.locate(program, searchPath: env["PATH"]) else {
+            let hint = DispatchConfiguration.binVariable(for: request.tool).map { " (set \($0) to its path)" } ?? ""
+            outcome.error = "\(request.tool.rawValue) executable \"\(program)\" was not found on PATH\(hint)"
+            return outcome
+        }
+        var stdinPath: String?
+        if adapter.invocation(request: request, task: input.task, model: models[0], program: executable).stdinText != nil {
+            stdinPath = "\(input.logsDir)/task.txt"
+            do {
+                try FileManager.default.createDirectory(atPath: input.logsDir, withIntermediateDirectories: true)
+                try Data(input.task.utf8).write(to: URL(fileURLWithPath: stdinPath!))
+            } catch {
+                outcome.error = "cannot write the task file \(stdinPath!): \(error)"
+                return outcome
+            }
+        }
+
+        for (index, model) in models.enumerated() {
+            let label = "agent attempt \(index + 1)/\(models.count)"
+            if Task.isCancelled || token.reason != nil {
+                outcome.status = .cancelled
+                outcome.error = token.reason ?? "cancelled"
+                return outcome
+            }
+            let allowedMs = input.deadline.remainingMs
+            guard allowedMs >= Self.minimumAttemptMs else {
+                outcome.timedOut = true
+                outcome.error = "\(request.tool.rawValue) timed out after \(input.deadline.elapsedMs)ms (budget \(input.deadline.budgetMs)ms): "
+                    + "only \(allowedMs)ms left, not enough to start \(label)"
+                    + (outcome.error.map { "; previous attempt: \($0)" } ?? "")
+                return outcome
+            }
+            let invocation = adapter.invocation(request: request, task: input.task, model: model, program: executable)
+            let logs = LogInfo(
+                stdout: "", stderr: "",
+                stdoutPath: "\(input.logsDir)/attempt-\(index + 1).stdout.log",
+                stderrPath: "\(input.logsDir)/attempt-\(index + 1).stderr.log")
+            await attemptStarting(logs, outcome.attempts)
+            let spec = ProcessSpec(
+                executablePath: executable, argv: [invocation.program] + invocation.arguments, environment: env,
+                workingDirectory: input.workDir, stdinPath: invocation.stdinText == nil ? nil : stdinPath,
+                stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath,
+                marker: AgentEnvironment.marker(requestId: request.requestId))
+            let limits = ProcessLimits(
+                timeout: .milliseconds(allowedMs), killGrace: .milliseconds(configuration.killGraceMs),
+                completionGrace: .milliseconds(configuration.completionGraceMs))
+            let stdoutPath = logs.stdoutPath
+            var probe: (@Sendable () -> Bool)?
+            if adapter.detectsCompletion {
+                probe = { @Sendable in adapter.parse(stdout: LogFile.read(stdoutPath)).sawFinalEvent }
+            }
+            logger.debug("starting \(label)", metadata: ["model": "\(model ?? "default")", "pid.argv0": "\(executable)"])
+
+            let process: ProcessOutcome
+            do {
+                process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe)
+            } catch {
+                outcome.error = "\(request.tool.rawValue) could not be started for \(label): \(error)"
+                outcome.attempts.append(
+                    AttemptRecord(model: model, startedAt: ISO8601.string(Date()), durationMs: 0, exitCode: nil, signal: nil,
+                                  timedOut: false, error: outcome.error))
+                continue
+            }
+            outcome.leftoversKilled += process.leftoversKilled
+            outcome.logs = LogInfo(
+                stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes),
+                stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
+                stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
+            let parsed = adapter.parse(stdout: LogFile.read(logs.stdoutPath))
+            let verdict = judge(process, parsed: parsed, adapter: adapter, label: label, allowedMs: allowedMs,
+                                budgetMs: input.deadline.budgetMs, stderrTail: outcome.logs?.stderr ?? "", token: token)
+            outcome.attempts.append(
+                AttemptRecord(model: model, startedAt: ISO8601.string(process.startedAt), durationMs: process.durationMs,
+                              exitCode: process.exitCode.map(Int.init), signal: process.signal.map(Int.init),
+                              timedOut: process.ending == .timedOut, error: verdict.error))
+            logger.info("\(label) ended", metadata: [
+                "ending": "\(process.ending.rawValue)", "exit": "\(process.exitCode.map(String.init) ?? "-")",
+                "durationMs": "\(process.durationMs)", "leftoversKilled": "\(process.leftoversKilled)",
+            ])
+            switch verdict.status {
+            case .completed:
+                outcome.status = .completed
+                outcome.finalText = parsed.finalText ?? ""
+                outcome.error = nil
+                return outcome
+            case .cancelled:
+                outcome.status = .cancelled
+                outcome.error = verdict.error
+                return outcome
+            default:
+                outcome.error = verdict.error
+                if process.ending == .timedOut {
+                    outcome.timedOut = true
+                    return outcome
+                }
+            }
+        }
+        if models.count > 1, let last = outcome.error {
+            outcome.error = "all \(models.count) agent attempts failed; last: \(last)"
+        }
+        return outcome
+    }
+
+    /// Turns a process ending into completed / failed / cancelled with a reason in words.
+    private func judge(
+        _ process: ProcessOutcome, parsed: ParsedAgentOutput, adapter: any AgentAdapter, label: String, allowedMs: Int,
+        budgetMs: Int, stderrTail: String, token: CancelToken
+    ) -> (status: DispatchStatus, error: String?) {
+        let tool = adapter.tool.rawValue
+        switch process.ending {
+        case .cancelled:
+            return (.cancelled, token.reason ?? "cancelled during \(label)")
+        case .timedOut:
+            return (.failed, "\(tool) timed out after \(allowedMs)ms (budget \(budgetMs)ms) during \(label)")
+        case .completedByOutput:
+            if let reported = parsed.reportedError { return (.failed, "\(tool) reported an error during \(label): \(reported)") }
+            return (.completed, nil)
+        case .exited:
+            if token.reason != nil { return (.cancelled, token.reason) }
+            if let code = process.exitCode, code != 0 {
+                let tail = Self.lastLines(stderrTail)
+                return (.failed, "\(tool) failed during \(label): exit \(code)" + (tail.isEmpty ? "" : ": \(tail)"))
+            }
+            if let signal = process.signal {
+                return (.failed, "\(tool) was killed by signal \(signal) (\(Self.signalName(signal))) during \(label)")
+            }
+            if let reported = parsed.reportedError { return (.failed, "\(tool) reported an error during \(label): \(reported)") }
+            if adapter.requiresOutput, (parsed.finalText ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                return (.failed, "\(tool) exited 0 but produced no final answer during \(label)")
+            }
+            return (.completed, nil)
+        }
+    }
+
+    /// The last few lines of stderr, at most 2,000 characters, for error messages.
+    static func lastLines(_ text: String) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let lines = trimmed.split(whereSeparator: \.isNewline).suffix(5).joined(separator: "\n")
+        return lines.count > 2000 ? String(lines.suffix(2000)) : lines
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGKILL: "SIGKILL"
+        case SIGTERM: "SIGTERM"
+        case SIGINT: "SIGINT"
+        case SIGSEGV: "SIGSEGV"
+        case SIGABRT: "SIGABRT"
+        case SIGBUS: "SIGBUS"
+        case SIGHUP: "SIGHUP"
+        case SIGPIPE: "SIGPIPE"
+        default: "signal \(signal)"
+        }
+    }
+}

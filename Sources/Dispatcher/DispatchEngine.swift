@@ -1,0 +1,208 @@
+import AgentProcess
+import DispatchCore
+import DispatchStore
+import Foundation
+import Logging
+
+/// The lifecycle of one dispatch: dedupe → running → backend → artifacts → terminal result.
+///
+/// Shared by `dispatch run` (one request, in-process) and `dispatch serve` (many, through ``DispatchQueue``-style admission).
+public final class DispatchEngine: Sendable {
+    public let configuration: DispatchConfiguration
+    public let store: DispatchStore
+    let logger: Logger
+    let environment: [String: String]
+    let supervisor: ProcessSupervisor
+
+    /// How often a waiter re-reads a request it does not own.
+    static let pollInterval: Duration = .milliseconds(50)
+
+    public init(
+        configuration: DispatchConfiguration, store: DispatchStore, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        self.environment = environment
+        self.supervisor = ProcessSupervisor()
+    }
+
+    /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
+    public func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> DispatchStore.InsertOutcome {
+        var result = DispatchResult(request: request, status: status)
+        if status == .running { result.startedAt = result.updatedAt }
+        return try await store.insert(result, request: request, owner: owner)
+    }
+
+    /// Runs `request` to a terminal result in this process, or — when another runner already has its id —
+    /// waits for that runner's result. Returns the result and whether it was a duplicate.
+    public func runOnce(_ request: DispatchRequest, token: CancelToken) async throws -> (result: DispatchResult, duplicate: Bool) {
+        switch try await admit(request, status: .running, owner: .current(kind: "run")) {
+        case .inserted(let record):
+            return (await execute(record, token: token), false)
+        case .existing(let record):
+            let final = try await awaitTerminal(record.requestId, timeout: nil)
+            return (final?.result ?? record.result, true)
+        }
+    }
+
+    /// Executes an admitted record to its terminal result and stores it. Never throws: every path ends terminal.
+    public func execute(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
+        let request = record.request
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(request.requestId)"
+        logger[metadataKey: "tool"] = "\(request.tool.rawValue)"
+        logger[metadataKey: "mode"] = "\(request.executionMode.rawValue)"
+        let deadline = Deadline(budgetMs: request.timeoutMs)
+        var result = record.result
+        let now = ISO8601.string(Date())
+        result.startedAt = record.status == .running ? (result.startedAt ?? now) : now
+        if record.status != .running {
+            result.status = .running
+            result.updatedAt = now
+            _ = await persist(result, owner: .current(kind: "serve"), logger: logger)
+        }
+        logger.info("dispatch started", metadata: ["budgetMs": "\(deadline.budgetMs)"])
+
+        switch request.executionMode {
+        case .host:
+            result = await runHost(request, result: result, deadline: deadline, token: token, logger: logger)
+        case .sandbox:
+            let backend = request.sandboxBackend ?? configuration.defaultBackend
+            result.sandboxBackend = backend
+            result.status = .failed
+            result.error = "sandbox backend \(backend.rawValue) is not available in this runner"
+        }
+        return await finish(result, deadline: deadline, logger: logger)
+    }
+
+    /// Host mode: the agent runs in `cwd` itself.
+    func runHost(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, logger: Logger
+    ) async -> DispatchResult {
+        var result = result
+        let workDir = request.cwd ?? configuration.defaultWorkdir
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: workDir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            result.status = .failed
+            result.error = "working directory \(workDir) does not exist or is not a directory"
+            return result
+        }
+        let input = AgentPhase.Input(
+            request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId),
+            extraEnv: [:], deadline: deadline)
+        let base = result
+        let outcome = await agentPhase(logger: logger).run(input, token: token) { logs, attempts in
+            var running = base
+            running.logs = logs
+            running.attempts = attempts
+            running.updatedAt = ISO8601.string(Date())
+            _ = await self.persist(running, owner: nil, logger: logger)
+        }
+        result.apply(outcome)
+        return result
+    }
+
+    func agentPhase(logger: Logger) -> AgentPhase {
+        AgentPhase(configuration: configuration, baseEnvironment: environment, supervisor: supervisor, logger: logger)
+    }
+
+    /// Where a host-mode request keeps its logs and task file.
+    public func runDirectory(_ requestId: String) -> String { "\(configuration.stateDir)/runs/\(requestId)" }
+
+    /// Stamps and stores a terminal result; returns what is stored (an earlier terminal result wins).
+    func finish(_ result: DispatchResult, deadline: Deadline, logger: Logger) async -> DispatchResult {
+        var result = result
+        if !result.status.isTerminal {
+            result.status = .failed
+            result.error = result.error ?? "dispatch ended without a terminal status"
+        }
+        let now = Date()
+        result.completedAt = ISO8601.string(now)
+        result.updatedAt = result.completedAt!
+        result.durationMs = deadline.elapsedMs
+        let stored = await persist(result, owner: nil, logger: logger)
+        logger.info("dispatch finished", metadata: [
+            "status": "\(stored.status.rawValue)", "durationMs": "\(stored.durationMs ?? -1)", "error": "\(stored.error ?? "")",
+        ])
+        return stored
+    }
+
+    /// Stores `result` outside any task cancellation (a cancelled dispatch must still write `cancelled`).
+    /// Returns what the store holds afterwards; on a store failure, the unstored result.
+    func persist(_ result: DispatchResult, owner: RunnerOwner?, logger: Logger) async -> DispatchResult {
+        let store = self.store
+        let write = Task.detached { try await store.update(result, owner: owner) }
+        do {
+            return try await write.value.record.result
+        } catch {
+            logger.error("cannot store the result", metadata: ["error": "\(error)"])
+            return result
+        }
+    }
+
+    /// Waits until `requestId` is terminal (polling the store, which other processes write), resolving it as
+    /// failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen.
+    public func awaitTerminal(_ requestId: String, timeout: Duration?) async throws -> DispatchRecord? {
+        let clock = ContinuousClock()
+        let end = timeout.map { clock.now + $0 }
+        var lastOwnerCheck = clock.now - .seconds(1)
+        while true {
+            guard var record = try await store.record(requestId) else { return nil }
+            if !record.status.isTerminal, clock.now - lastOwnerCheck >= .milliseconds(500) {
+                lastOwnerCheck = clock.now
+                record = try await resolveIfAbandoned(record)
+            }
+            if record.status.isTerminal { return record }
+            if let end, clock.now >= end { return record }
+            if Task.isCancelled { return record }
+            try? await Task.sleep(for: Self.pollInterval)
+        }
+    }
+
+    /// If `record` is `running` and its owner is known dead, ends its surviving processes and stores it `failed`.
+    public func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
+        guard record.status == .running, let owner = record.owner, owner.isKnownDead else { return record }
+        let reason = owner.kind == "serve"
+            ? "runner restarted while running; execution abandoned"
+            : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
+        return try await abandon(record, reason: reason)
+    }
+
+    /// Ends every process carrying the request's marker and stores it `failed` with `reason` and the logs it left.
+    public func abandon(_ record: DispatchRecord, reason: String) async throws -> DispatchRecord {
+        let killed = await supervisor.endLeftovers(
+            groupId: nil, marker: AgentEnvironment.marker(requestId: record.requestId), grace: .milliseconds(200))
+        var result = record.result
+        result.status = .failed
+        result.error = reason
+        let now = Date()
+        result.completedAt = ISO8601.string(now)
+        result.updatedAt = result.completedAt!
+        if let started = result.startedAt.flatMap(ISO8601.date) {
+            result.durationMs = max(0, Int(now.timeIntervalSince(started) * 1000))
+        }
+        if let logs = result.logs {
+            result.logs = LogInfo(
+                stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes),
+                stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
+                stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
+        }
+        logger.warning("abandoned dispatch resolved", metadata: [
+            "request.id": "\(record.requestId)", "reason": "\(reason)", "processesKilled": "\(killed)",
+        ])
+        return try await store.update(result).record
+    }
+}
+
+extension DispatchResult {
+    /// Copies the agent phase's outcome into the result.
+    mutating func apply(_ outcome: AgentPhase.Outcome) {
+        status = outcome.status
+        error = outcome.status == .completed ? nil : outcome.error
+        attempts = outcome.attempts
+        if let logs = outcome.logs { self.logs = logs }
+        if outcome.status == .completed { setResultText(outcome.finalText ?? "") }
+    }
+}

@@ -1,0 +1,30 @@
+import AgentProcess
+import DispatchStore
+import Foundation
+
+extension RunnerOwner {
+    /// This process as an owner of `kind` (`run`, `serve`, `job`).
+    public static func current(kind: String) -> RunnerOwner {
+        let pid = getpid()
+        return RunnerOwner(kind: kind, pid: pid, startTime: ProcessScanner.startTime(pid), bootId: Self.currentBootId, host: Self.hostName)
+    }
+
+    /// Whether the owning process is known to be gone. Owners on other hosts are never presumed dead.
+    public var isKnownDead: Bool {
+        guard host == Self.hostName else { return false }
+        if let bootId, let current = Self.currentBootId, bootId != current { return true }
+        guard ProcessScanner.isAlive(pid) else { return true }
+        if let startTime, let now = ProcessScanner.startTime(pid), now != startTime { return true }
+        return false
+    }
+
+    /// Whether this owner is the calling process.
+    public var isCurrentProcess: Bool {
+        host == Self.hostName && pid == getpid() && startTime == ProcessScanner.startTime(getpid())
+    }
+
+    static let currentBootId: String? = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+
+    static let hostName: String = ProcessInfo.processInfo.hostName
+}

@@ -78,7 +78,10 @@ let package = Package(
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .target(
             name: "DispatchTestSupport",
-            dependencies: ["DispatchCore", "AgentProcess"],
+            dependencies: [
+                "DispatchCore", "AgentProcess", "DispatchStore", "Dispatcher",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/DispatchTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -87,7 +90,7 @@ let package = Package(
         .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DispatcherTests",
-            dependencies: ["Dispatcher", "DispatchStore", "DispatchTestSupport"],
+            dependencies: ["Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),

@@ -1,0 +1,121 @@
+import AgentProcess
+import DispatchTestSupport
+import Foundation
+import Testing
+
+@Suite(.serialized) struct ProcessSupervisorTests {
+    let dir = TempDir("supervisor")
+
+    func spec(_ script: String, marker: String, stdin: String? = nil) -> ProcessSpec {
+        ProcessSpec(
+            executablePath: "/bin/sh", argv: ["sh", "-c", script],
+            environment: ["PATH": "/usr/bin:/bin", "DISPATCH_REQUEST_ID": marker], workingDirectory: dir.path,
+            stdinPath: stdin, stdoutPath: dir.child("\(marker).out"), stderrPath: dir.child("\(marker).err"),
+            marker: "DISPATCH_REQUEST_ID=\(marker)")
+    }
+
+    @Test func exitIsReportedPromptlyWhileAnOrphanHoldsStderr() async throws {
+        let id = "orphan-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = try await ProcessSupervisor().run(
+            spec("sleep 60 & echo 'parent line' >&2; exit 7", marker: id), limits: ProcessLimits(timeout: .seconds(30)))
+        let elapsed = clock.now - start
+        #expect(outcome.ending == .exited)
+        #expect(outcome.exitCode == 7)
+        #expect(elapsed < .seconds(5), "supervision waited on the orphan: \(elapsed)")
+        #expect(outcome.leftoversKilled >= 1)
+        #expect(LogFile.read(dir.child("\(id).err")) == "parent line\n")
+        #expect(survivors(of: id).isEmpty)
+    }
+
+    @Test func escapedAndStubbornDescendantsAreGone() async throws {
+        let id = "escape-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        let script = """
+            setsid sh -c 'trap "" TERM; sleep 120' &
+            sh -c 'trap "" TERM; sleep 120' &
+            sleep 0.3
+            exit 0
+            """
+        let outcome = try await ProcessSupervisor().run(
+            spec(script, marker: id), limits: ProcessLimits(timeout: .seconds(30), killGrace: .seconds(1)))
+        #expect(outcome.exitCode == 0)
+        #expect(outcome.leftoversKilled >= 2)
+        #expect(survivors(of: id).isEmpty)
+    }
+
+    @Test func timeoutKillsTheWholeGroupWithinTheGrace() async throws {
+        let id = "timeout-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = try await ProcessSupervisor().run(
+            spec("trap '' TERM; sleep 100 & sleep 100 & wait", marker: id),
+            limits: ProcessLimits(timeout: .milliseconds(500), killGrace: .milliseconds(500)))
+        let elapsed = clock.now - start
+        #expect(outcome.ending == .timedOut)
+        #expect(outcome.signal == SIGKILL)
+        #expect(elapsed < .seconds(4), "took \(elapsed)")
+        #expect(survivors(of: id).isEmpty)
+    }
+
+    @Test func cancellationTerminatesTheGroup() async throws {
+        let id = "cancel-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        let supervisor = ProcessSupervisor()
+        let spec = spec("sleep 100", marker: id)
+        let task = Task { try await supervisor.run(spec, limits: ProcessLimits(timeout: .seconds(60))) }
+        #expect(await eventually { !survivors(of: id).isEmpty })
+        task.cancel()
+        let outcome = try await task.value
+        #expect(outcome.ending == .cancelled)
+        #expect(outcome.signal == SIGTERM)
+        #expect(survivors(of: id).isEmpty)
+    }
+
+    @Test func finalEventEndsAProcessThatNeverExits() async throws {
+        let id = "final-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        let out = dir.child("\(id).out")
+        let outcome = try await ProcessSupervisor().run(
+            spec("echo DONE; sleep 100", marker: id),
+            limits: ProcessLimits(timeout: .seconds(60), completionGrace: .milliseconds(300)),
+            finalEventSeen: { LogFile.read(out).contains("DONE") })
+        #expect(outcome.ending == .completedByOutput)
+        #expect(outcome.duration < .seconds(5))
+        #expect(survivors(of: id).isEmpty)
+    }
+
+    @Test func stdinComesFromAFileAndOutputGoesToFiles() async throws {
+        let id = "stdin-\(UUID().uuidString)"
+        let input = dir.child("input.txt")
+        let big = String(repeating: "y", count: 300_000)
+        try big.write(toFile: input, atomically: true, encoding: .utf8)
+        let outcome = try await ProcessSupervisor().run(
+            spec("wc -c", marker: id, stdin: input), limits: ProcessLimits(timeout: .seconds(10)))
+        #expect(outcome.exitCode == 0)
+        #expect(LogFile.read(dir.child("\(id).out")).trimmingCharacters(in: .whitespacesAndNewlines) == "300000")
+        let noStdin = try await ProcessSupervisor().run(spec("cat; echo end", marker: id), limits: ProcessLimits(timeout: .seconds(10)))
+        #expect(noStdin.exitCode == 0, "stdin must be /dev/null, never an open pipe")
+    }
+
+    @Test func spawnFailuresAreClearErrors() async {
+        var bad = spec("true", marker: "bad")
+        bad.workingDirectory = dir.child("does-not-exist")
+        await #expect(throws: AgentProcessError.self) {
+            _ = try await ProcessSupervisor().run(bad, limits: ProcessLimits(timeout: .seconds(5)))
+        }
+        #expect(ExecutableLocator.locate("definitely-not-a-program-xyz", searchPath: "/usr/bin:/bin") == nil)
+        #expect(ExecutableLocator.locate("sh", searchPath: "/usr/bin:/bin") != nil)
+    }
+
+    @Test func tailKeepsTheLastBytes() throws {
+        let path = dir.child("big.log")
+        try (String(repeating: "a", count: 20_000) + String(repeating: "b", count: 10_000)).write(toFile: path, atomically: true, encoding: .utf8)
+        let tail = LogFile.tail(path, maxBytes: 10_000)
+        #expect(tail.utf8.count == 10_000)
+        #expect(tail.allSatisfy { $0 == "b" })
+    }
+}

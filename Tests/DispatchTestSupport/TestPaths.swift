@@ -1,0 +1,44 @@
+import Foundation
+
+/// Locations tests need: the package root, the fake agents, the built `dispatch` binary.
+public enum TestPaths {
+    /// The package root (this file is `Tests/DispatchTestSupport/TestPaths.swift`).
+    public static let packageRoot: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }()
+
+    /// `canaries/bin`, holding the fake `codex`, `claude` and `pi`.
+    public static var fakeBin: String { "\(packageRoot)/canaries/bin" }
+
+    /// The fake agent executable for `tool`.
+    public static func fake(_ tool: String) -> String { "\(fakeBin)/\(tool)" }
+
+    /// The `dispatch` binary: `$DISPATCH_BIN`, else next to the test bundle in the build directory.
+    public static var dispatchBinary: String {
+        if let path = ProcessInfo.processInfo.environment["DISPATCH_BIN"], !path.isEmpty { return path }
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundle.appendingPathComponent("dispatch").path, "\(packageRoot)/.build/debug/dispatch"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return "\(packageRoot)/.build/debug/dispatch"
+    }
+}
+
+/// A fresh temporary directory per test, removed when the value is released.
+public final class TempDir: Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "dispatch-test") {
+        let base = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        path = (base as NSString).resolvingSymlinksInPath
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// A path inside the directory.
+    public func child(_ name: String) -> String { "\(path)/\(name)" }
+}

@@ -1,0 +1,174 @@
+import AgentProcess
+import DispatchCore
+import DispatchStore
+import DispatchTestSupport
+import Dispatcher
+import Foundation
+import Testing
+
+@Suite(.serialized) struct DispatchEngineTests {
+    @Test func codexCompletesAndTheInboxHoldsTheResult() async throws {
+        let fixture = try EngineFixture()
+        let request = fixture.request(.codex, "say hi fake:answer=hello")
+        let result = try await fixture.run(request)
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        #expect(result.result == "hello")
+        #expect(result.attempts.count == 1)
+        #expect(result.attempts[0].exitCode == 0)
+        #expect(result.completedAt?.hasSuffix("Z") == true)
+        #expect(try fixture.inbox(request.requestId) == result)
+    }
+
+    @Test func theAgentSeesItsRequestIdAndTheRealArgvShape() async throws {
+        let logDir = TempDir("argv")
+        let argvLog = logDir.child("argv.jsonl")
+        let fixture = try EngineFixture(environment: ["FAKE_AGENT_ARGV_LOG": argvLog])
+        var request = fixture.request(.claude, "look around")
+        request.model = "sonnet"
+        let result = try await fixture.run(request)
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        let line = try #require(LogFile.read(argvLog).split(separator: "\n").first)
+        let logged = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        #expect(logged["requestId"] as? String == request.requestId)
+        #expect((logged["argv"] as? [String])?.prefix(3) == ["-p", "look around", "--dangerously-skip-permissions"])
+    }
+
+    @Test func aTaskAboveTheArgvLimitReachesTheAgentIntact() async throws {
+        let fixture = try EngineFixture()
+        for tool in [AgentTool.codex, .claude, .pi] {
+            let task = String(repeating: "long task text ", count: 12_000)  // 180,000 bytes > 128 KiB
+            let result = try await fixture.run(fixture.request(tool, task))
+            #expect(result.status == .completed, "\(tool): \(result.error ?? "")")
+            #expect(result.result == "fake \(tool.rawValue) done (task \(task.utf8.count) bytes)")
+        }
+    }
+
+    @Test func claudeThatHangsAfterItsResultIsCompletedWithinTheGrace() async throws {
+        let fixture = try EngineFixture(completionGraceMs: 1000)
+        let request = fixture.request(.claude, "fake:answer=all%20done fake:final-then-hang")
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await fixture.run(request)
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        #expect(result.result == "all done")
+        #expect(clock.now - start < .seconds(1) + .seconds(1) + .seconds(2), "grace 1 s + 1 s, plus python start-up slack")
+        #expect(survivors(of: request.requestId).isEmpty)
+    }
+
+    @Test func hangingPiAttemptsShareOneBudget() async throws {
+        let fixture = try EngineFixture(killGraceMs: 1000, environment: ["FAKE_AGENT_HANG_MODELS": "a,b,c"])
+        var request = fixture.request(.pi, "think forever", timeout: 3)
+        request.model = "a"
+        request.fallbackModels = ["b", "c"]
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await fixture.run(request)
+        let elapsed = clock.now - start
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("timed out after") == true, "\(result.error ?? "")")
+        #expect(result.error?.contains("budget 3000ms") == true)
+        #expect(elapsed < .seconds(3) + .seconds(1) + .seconds(1), "budget + grace + 1 s; took \(elapsed)")
+        #expect(result.attempts.first?.timedOut == true)
+        #expect(survivors(of: request.requestId).isEmpty)
+    }
+
+    @Test func fallbackModelsAreTriedInOrder() async throws {
+        let fixture = try EngineFixture(environment: ["FAKE_AGENT_FAIL_MODELS": "bad1,bad2"])
+        var request = fixture.request(.codex, "fake:answer=ok")
+        request.model = "bad1"
+        request.fallbackModels = ["bad2", "good"]
+        let result = try await fixture.run(request)
+        #expect(result.status == .completed)
+        #expect(result.attempts.map(\.model) == ["bad1", "bad2", "good"])
+        #expect(result.attempts.map(\.exitCode) == [3, 3, 0])
+        #expect(result.attempts[0].error?.contains("exit 3: fake codex: model bad1 is unavailable") == true)
+    }
+
+    @Test func nonZeroExitSaysExitCodeAndStderrTail() async throws {
+        let fixture = try EngineFixture()
+        let result = try await fixture.run(fixture.request(.codex, "fake:stderr=boom%20happened fake:exit=9"))
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("exit 9: boom happened") == true, "\(result.error ?? "")")
+    }
+
+    @Test func crashIsReportedBySignalName() async throws {
+        let fixture = try EngineFixture()
+        let result = try await fixture.run(fixture.request(.codex, "fake:crash"))
+        #expect(result.status == .failed)
+        #expect(result.attempts.first?.signal == Int(SIGSEGV))
+        #expect(result.error?.contains("SIGSEGV") == true, "\(result.error ?? "")")
+    }
+
+    @Test func emptyPiOutputIsAFailure() async throws {
+        let fixture = try EngineFixture()
+        let result = try await fixture.run(fixture.request(.pi, "fake:empty"))
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("no final answer") == true)
+    }
+
+    @Test func missingBinaryIsAClearFailure() async throws {
+        let fixture = try EngineFixture()
+        var configuration = fixture.configuration
+        configuration.codexBin = "no-such-codex-binary"
+        let engine = DispatchEngine(configuration: configuration, store: fixture.engine.store, logger: .init(label: "t"))
+        let result = try await engine.runOnce(fixture.request(.codex, "x"), token: CancelToken()).result
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("\"no-such-codex-binary\" was not found on PATH (set DISPATCH_CODEX_BIN") == true)
+    }
+
+    @Test func bigOutputIsCappedInTheResultButKeptInTheLogFile() async throws {
+        let fixture = try EngineFixture()
+        let result = try await fixture.run(fixture.request(.codex, "fake:big-output=1200000 fake:stderr=tail"))
+        #expect(result.status == .completed)
+        let logs = try #require(result.logs)
+        #expect(logs.stdout.utf8.count == LogInfo.tailBytes)
+        let size = try FileManager.default.attributesOfItem(atPath: logs.stdoutPath)[.size] as! Int
+        #expect(size > 1_200_000)
+    }
+
+    @Test func cancellationWritesCancelledAndKillsTheAgent() async throws {
+        let fixture = try EngineFixture()
+        let request = fixture.request(.codex, "fake:hang fake:setsid-child=100")
+        let token = CancelToken()
+        let engine = fixture.engine
+        let task = Task { try await engine.runOnce(request, token: token).result }
+        #expect(await eventually { (try? fixture.inbox(request.requestId).logs) != nil && !survivors(of: request.requestId).isEmpty })
+        token.cancel(reason: "cancelled by test")
+        task.cancel()
+        let result = try await task.value
+        #expect(result.status == .cancelled)
+        #expect(result.error == "cancelled by test")
+        #expect(try fixture.inbox(request.requestId).status == .cancelled)
+        #expect(survivors(of: request.requestId).isEmpty)
+    }
+
+    @Test func aDuplicateStartsNothingAndTerminalIsFinal() async throws {
+        let fixture = try EngineFixture()
+        let count = fixture.dir.child("count")
+        let request = fixture.request(.codex, "fake:count=\(count)")
+        let first = try await fixture.engine.runOnce(request, token: CancelToken())
+        let second = try await fixture.engine.runOnce(request, token: CancelToken())
+        #expect(!first.duplicate && second.duplicate)
+        #expect(first.result == second.result)
+        #expect(LogFile.read(count).split(separator: "\n").count == 1)
+        var late = first.result
+        late.status = .failed
+        late.error = "late write"
+        let outcome = try await fixture.engine.store.update(late)
+        guard case .alreadyTerminal(let stored) = outcome else {
+            Issue.record("terminal result was replaced")
+            return
+        }
+        #expect(stored.result == first.result)
+        #expect(try fixture.inbox(request.requestId) == first.result)
+    }
+
+    @Test func missingWorkingDirectoryFails() async throws {
+        let fixture = try EngineFixture()
+        var request = fixture.request(.codex, "x")
+        request.cwd = fixture.dir.child("nope")
+        let result = try await fixture.run(request)
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("does not exist") == true)
+    }
+}

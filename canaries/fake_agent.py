@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Deterministic, model-free stand-ins for the codex, claude and pi CLIs.
+
+Each checks the argument shape the real CLI is called with, reads the task (argv or stdin),
+then follows `fake:` directives found in the task text (one per line or space-separated):
+
+  fake:answer=TEXT          final answer text (default: "fake <tool> done (task N bytes)")
+  fake:empty                produce no final answer
+  fake:sleep=SECONDS        sleep before answering
+  fake:hang                 never exit (after printing a start event)
+  fake:ignore-term          ignore SIGTERM
+  fake:final-then-hang      print the final result event, then never exit
+  fake:exit=CODE            exit with CODE after answering
+  fake:crash                die from SIGSEGV
+  fake:stderr=TEXT          write TEXT to stderr
+  fake:orphan-stderr=SEC    leave a child holding stderr open for SEC seconds, then exit
+  fake:setsid-child=SEC     leave a child that calls setsid() (escaping the group) and sleeps SEC seconds
+  fake:setsid-stubborn=SEC  the same, but the child ignores SIGTERM
+  fake:big-output=BYTES     print BYTES of filler to stdout before the answer
+  fake:count=FILE           append one line to FILE (counts side effects)
+  fake:write=PATH:TEXT      write TEXT to PATH (relative to cwd)
+  fake:rm=PATH              delete PATH
+  fake:mv=FROM:TO           rename FROM to TO
+  fake:chmod-x=PATH         make PATH executable
+  fake:binary=PATH          write a small binary file
+  fake:commit=MESSAGE       git add -A && git commit -m MESSAGE (in cwd)
+
+Environment: FAKE_AGENT_FAIL_MODELS / FAKE_AGENT_HANG_MODELS (comma lists) fail or hang
+attempts with those models; FAKE_AGENT_ARGV_LOG appends argv and DISPATCH_REQUEST_ID as JSON.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def fail_usage(tool, message):
+    sys.stderr.write(f"fake {tool}: bad invocation: {message}\n")
+    sys.exit(64)
+
+
+def parse_codex(argv):
+    if len(argv) < 2 or argv[0] != "exec" or "--full-auto" not in argv:
+        fail_usage("codex", "expected: codex exec --full-auto [--json] [-m MODEL] [-s PROFILE] TASK")
+    args, model, profile, task, structured = argv[1:], None, None, None, False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--full-auto":
+            pass
+        elif a == "--json":
+            structured = True
+        elif a in ("-m", "--model"):
+            i += 1
+            model = args[i]
+        elif a in ("-s", "--sandbox"):
+            i += 1
+            profile = args[i]
+            if profile not in ("read-only", "workspace-write", "danger-full-access"):
+                fail_usage("codex", f"unknown sandbox profile {profile}")
+        elif a.startswith("-") and a != "-":
+            fail_usage("codex", f"unknown option {a}")
+        else:
+            if task is not None:
+                fail_usage("codex", "more than one prompt argument")
+            task = a
+        i += 1
+    if task is None:
+        fail_usage("codex", "missing prompt")
+    if task == "-":
+        task = sys.stdin.read()
+    return task, model, structured
+
+
+def parse_claude(argv):
+    if "-p" not in argv or "--dangerously-skip-permissions" not in argv:
+        fail_usage("claude", "expected: claude -p TASK --dangerously-skip-permissions [--model M]")
+    task, model, structured, i = None, None, False, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-p", "--dangerously-skip-permissions", "--verbose"):
+            pass
+        elif a == "--output-format":
+            i += 1
+            structured = argv[i] == "stream-json"
+        elif a == "--model":
+            i += 1
+            model = argv[i]
+        elif a.startswith("-"):
+            fail_usage("claude", f"unknown option {a}")
+        else:
+            if task is not None:
+                fail_usage("claude", "more than one prompt argument")
+            task = a
+        i += 1
+    if task is None:
+        task = sys.stdin.read()
+    return task, model, structured
+
+
+def parse_pi(argv):
+    for required in ("-p", "--no-session", "--no-extensions"):
+        if required not in argv:
+            fail_usage("pi", f"missing {required}")
+    if "--mode" not in argv or argv[argv.index("--mode") + 1] != "json":
+        fail_usage("pi", "missing --mode json")
+    model = None
+    if "--models" in argv:
+        model = argv[argv.index("--models") + 1]
+    for a in argv:
+        if a.startswith("-") and a not in ("-p", "--no-session", "--mode", "--no-extensions", "--no-tools", "--models"):
+            fail_usage("pi", f"unknown option {a}")
+    return sys.stdin.read(), model, True
+
+
+def directives(task):
+    found = []
+    for token in task.replace("\n", " ").split(" "):
+        if token.startswith("fake:"):
+            body = token[5:]
+            key, _, value = body.partition("=")
+            found.append((key, value.replace("%20", " ")))
+    return found
+
+
+def emit(tool, structured, answer, model):
+    out = sys.stdout
+    if tool == "codex":
+        if structured:
+            out.write(json.dumps({"type": "thread.started", "thread_id": "fake"}) + "\n")
+            if answer is not None:
+                out.write(json.dumps({"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": answer}}) + "\n")
+            out.write(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1, "output_tokens": 1}}) + "\n")
+        elif answer is not None:
+            out.write(answer + "\n")
+    elif tool == "claude":
+        if structured:
+            out.write(json.dumps({"type": "system", "subtype": "init", "model": model or "fake"}) + "\n")
+            if answer is not None:
+                out.write(json.dumps({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": answer}]}}) + "\n")
+            out.write(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": answer or ""}) + "\n")
+        elif answer is not None:
+            out.write(answer + "\n")
+    else:
+        out.write(json.dumps({"type": "session", "id": "fake", "version": 3}) + "\n")
+        out.write(json.dumps({"type": "agent_start"}) + "\n")
+        out.write(json.dumps({"type": "turn_start"}) + "\n")
+        content = [] if answer is None else [{"type": "text", "text": answer}]
+        message = {"role": "assistant", "content": content, "stopReason": "stop", "model": model or "fake"}
+        out.write(json.dumps({"type": "message_end", "message": message}) + "\n")
+        out.write(json.dumps({"type": "turn_end", "message": message, "toolResults": []}) + "\n")
+    out.flush()
+
+
+def spawn_child(seconds, escape, stubborn):
+    pid = os.fork()
+    if pid == 0:
+        if escape:
+            os.setsid()
+        if stubborn:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.execvp("sleep", ["sleep", str(seconds)])
+    return pid
+
+
+def sleep_forever():
+    while True:
+        time.sleep(3600)
+
+
+def main():
+    tool = os.environ.get("FAKE_AGENT_TOOL") or os.path.basename(sys.argv[0])
+    argv = sys.argv[1:]
+    parser = {"codex": parse_codex, "claude": parse_claude, "pi": parse_pi}.get(tool)
+    if parser is None:
+        fail_usage(tool, "unknown fake tool")
+    task, model, structured = parser(argv)
+
+    log = os.environ.get("FAKE_AGENT_ARGV_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"tool": tool, "argv": argv, "requestId": os.environ.get("DISPATCH_REQUEST_ID"),
+                                "taskBytes": len(task.encode()), "cwd": os.getcwd()}) + "\n")
+
+    answer = f"fake {tool} done (task {len(task.encode())} bytes)"
+    exit_code = 0
+    hang = final_then_hang = crash = False
+    for key, value in directives(task):
+        if key == "answer":
+            answer = value
+        elif key == "empty":
+            answer = None
+        elif key == "sleep":
+            time.sleep(float(value))
+        elif key == "hang":
+            hang = True
+        elif key == "ignore-term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif key == "final-then-hang":
+            final_then_hang = True
+        elif key == "exit":
+            exit_code = int(value)
+        elif key == "crash":
+            crash = True
+        elif key == "stderr":
+            sys.stderr.write(value + "\n")
+            sys.stderr.flush()
+        elif key == "orphan-stderr":
+            spawn_child(value, escape=False, stubborn=False)
+        elif key == "setsid-child":
+            spawn_child(value, escape=True, stubborn=False)
+        elif key == "setsid-stubborn":
+            spawn_child(value, escape=True, stubborn=True)
+        elif key == "big-output":
+            remaining = int(value)
+            line = ("x" * 99) + "\n"
+            while remaining > 0:
+                chunk = line[: min(remaining, len(line))]
+                sys.stdout.write(chunk)
+                remaining -= len(chunk)
+            sys.stdout.write("\n")
+        elif key == "count":
+            with open(value, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        elif key == "write":
+            path, _, text = value.partition(":")
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text + "\n")
+        elif key == "rm":
+            os.remove(value)
+        elif key == "mv":
+            src, _, dst = value.partition(":")
+            os.rename(src, dst)
+        elif key == "chmod-x":
+            os.chmod(value, os.stat(value).st_mode | 0o111)
+        elif key == "binary":
+            with open(value, "wb") as f:
+                f.write(bytes(range(256)) * 4)
+        elif key == "commit":
+            subprocess.run(["git", "add", "-A"], check=True)
+            subprocess.run(["git", "-c", "user.name=fake", "-c", "user.email=fake@example.invalid", "commit", "-q", "-m", value], check=True)
+
+    if model and model in os.environ.get("FAKE_AGENT_HANG_MODELS", "").split(","):
+        hang = True
+    if model and model in os.environ.get("FAKE_AGENT_FAIL_MODELS", "").split(","):
+        sys.stderr.write(f"fake {tool}: model {model} is unavailable\n")
+        sys.exit(3)
+    if hang:
+        sys.stdout.write(json.dumps({"type": "agent_start"}) + "\n")
+        sys.stdout.flush()
+        sleep_forever()
+    if crash:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    emit(tool, structured, answer, model)
+    if final_then_hang:
+        sleep_forever()
+    sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -103,6 +103,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "DispatchCLITests", dependencies: ["DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "DispatchCLITests", dependencies: ["DispatchTestSupport", "AgentProcess"], swiftSettings: swiftSettings),
     ]
 )

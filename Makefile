@@ -1,0 +1,32 @@
+# agent-dispatch — `make run` starts the service, `make test` runs every test including the canaries.
+SWIFT ?= swift
+APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificates
+PIP_PACKAGES := kubernetes-validate
+DISPATCH := $(CURDIR)/.build/debug/dispatch
+
+.PHONY: deps build run test bench clean
+
+# Installs missing Debian packages when run as root; otherwise says what to install.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing — run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+run: build
+	$(DISPATCH) serve
+
+test: build
+	$(SWIFT) build --build-tests
+	DISPATCH_BIN=$(DISPATCH) $(SWIFT) test --skip-build --no-parallel
+
+bench: build
+	python3 canaries/bench_run.py --dispatch $(DISPATCH)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Benchmarks for `dispatch run` (issue 2). Prints figures and ratios measured in one run.
+
+1. Overhead: `dispatch run` of a no-op agent vs running the no-op directly (median wall time, peak RSS).
+2. Exit-to-terminal latency with an orphan holding stderr for 30 s (the fake codex's `fake:orphan-stderr=30`).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def timed(argv, env=None, cwd=None):
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    return elapsed, out.decode(), err.decode(), proc.returncode
+
+
+def peak_rss_kib(argv, env, cwd):
+    pid = os.fork()
+    if pid == 0:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.chdir(cwd)
+        os.execve(argv[0], argv, env)
+    _, _, usage = os.wait4(pid, 0)
+    return usage.ru_maxrss
+
+
+def parse(stamp):
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dispatch", required=True)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--latency-runs", type=int, default=5)
+    args = parser.parse_args()
+    args.dispatch = os.path.abspath(args.dispatch)
+
+    work = tempfile.mkdtemp(prefix="bench-run-")
+    env = dict(os.environ)
+    env["DISPATCH_STATE_DIR"] = os.path.join(work, "state")
+    env["DISPATCH_CODEX_BIN"] = os.path.join(HERE, "noop-bin", "codex")
+    noop = [env["DISPATCH_CODEX_BIN"], "exec", "--full-auto", "--json", "noop"]
+
+    # Warm up both paths (page cache, database creation).
+    timed(noop, env, work)
+    timed([args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"], env, work)
+
+    direct, via = [], []
+    for i in range(args.runs):
+        direct.append(timed(noop, env, work)[0])
+        elapsed, out, err, code = timed([args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"], env, work)
+        if code != 0:
+            raise SystemExit(f"dispatch run failed: {err}")
+        via.append(elapsed)
+    direct_ms = statistics.median(direct) * 1000
+    via_ms = statistics.median(via) * 1000
+    rss_direct = peak_rss_kib(noop, env, work)
+    rss_via = peak_rss_kib([args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"], env, work)
+
+    print(f"overhead: no-op agent direct median {direct_ms:.1f} ms, via `dispatch run` {via_ms:.1f} ms "
+          f"-> added {via_ms - direct_ms:.1f} ms (target <= 50 ms), ratio {via_ms / direct_ms:.1f}x over {args.runs} runs")
+    print(f"peak RSS: no-op direct {rss_direct} KiB, `dispatch run` {rss_via} KiB")
+
+    fake_env = dict(env)
+    fake_env["DISPATCH_CODEX_BIN"] = os.path.join(HERE, "bin", "codex")
+    latencies, walls = [], []
+    for i in range(args.latency_runs):
+        elapsed, out, err, code = timed(
+            [args.dispatch, "run", "--tool", "codex", "--task", "fake:orphan-stderr=30 fake:stderr=parent fake:exit=7", "--json"],
+            fake_env, work)
+        result = json.loads(out)
+        attempt = result["attempts"][-1]
+        exit_at = parse(attempt["startedAt"]) + attempt["durationMs"] / 1000
+        latencies.append((parse(result["completedAt"]) - exit_at) * 1000)
+        walls.append(elapsed * 1000)
+    print(f"exit-to-terminal with an orphan holding stderr 30 s: median {statistics.median(latencies):.1f} ms, "
+          f"max {max(latencies):.1f} ms (target <= 100 ms); whole `dispatch run` median {statistics.median(walls):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

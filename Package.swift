@@ -94,7 +94,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SandboxTests",
+            dependencies: ["Sandbox", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "DispatchServerTests",
             dependencies: [

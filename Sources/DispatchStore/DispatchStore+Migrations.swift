@@ -19,6 +19,20 @@ extension DispatchStore {
             try db.create(index: "dispatch_status_sequence", on: "dispatch", columns: ["status", "sequence"])
             try db.create(index: "dispatch_sequence", on: "dispatch", columns: ["sequence"])
         }
+        migrator.registerMigration("v2-sandbox") { db in
+            try db.create(table: "sandbox") { t in
+                t.primaryKey("sandboxId", .text)
+                t.column("requestId", .text).notNull().indexed()
+                t.column("state", .text).notNull().indexed()
+                t.column("path", .text).notNull()
+                t.column("repoPath", .text).notNull()
+                t.column("workDir", .text).notNull()
+                t.column("baseSha", .text).notNull()
+                t.column("createdAt", .text).notNull()
+                t.column("updatedAt", .text).notNull()
+                t.column("cleanupAfter", .text)
+            }
+        }
         return migrator
     }
 }

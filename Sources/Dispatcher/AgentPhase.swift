@@ -13,7 +13,10 @@ struct AgentPhase: Sendable {
         var workDir: String
         var logsDir: String
         var extraEnv: [String: String]
+        /// The agent phase's own deadline (the overall one, less any reserve for later phases).
         var deadline: Deadline
+        /// The overall budget, for messages.
+        var budgetMs: Int
     }
 
     /// What the attempts came to.
@@ -72,7 +75,7 @@ struct AgentPhase: Sendable {
             let allowedMs = input.deadline.remainingMs
             guard allowedMs >= Self.minimumAttemptMs else {
                 outcome.timedOut = true
-                outcome.error = "\(request.tool.rawValue) timed out after \(input.deadline.elapsedMs)ms (budget \(input.deadline.budgetMs)ms): "
+                outcome.error = "\(request.tool.rawValue) timed out after \(input.deadline.elapsedMs)ms (budget \(input.budgetMs)ms): "
                     + "only \(allowedMs)ms left, not enough to start \(label)"
                     + (outcome.error.map { "; previous attempt: \($0)" } ?? "")
                 return outcome
@@ -115,7 +118,7 @@ struct AgentPhase: Sendable {
                 stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
             let parsed = adapter.parse(stdout: LogFile.read(logs.stdoutPath))
             let verdict = judge(process, parsed: parsed, adapter: adapter, label: label, allowedMs: allowedMs,
-                                budgetMs: input.deadline.budgetMs, stderrTail: outcome.logs?.stderr ?? "", token: token)
+                                budgetMs: input.budgetMs, stderrTail: outcome.logs?.stderr ?? "", token: token)
             outcome.attempts.append(
                 AttemptRecord(model: model, startedAt: ISO8601.string(process.startedAt), durationMs: process.durationMs,
                               exitCode: process.exitCode.map(Int.init), signal: process.signal.map(Int.init),

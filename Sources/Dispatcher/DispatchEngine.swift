@@ -3,6 +3,7 @@ import DispatchCore
 import DispatchStore
 import Foundation
 import Logging
+import Sandbox
 
 /// The lifecycle of one dispatch: dedupe → running → backend → artifacts → terminal result.
 ///
@@ -71,8 +72,13 @@ public final class DispatchEngine: Sendable {
         case .sandbox:
             let backend = request.sandboxBackend ?? configuration.defaultBackend
             result.sandboxBackend = backend
-            result.status = .failed
-            result.error = "sandbox backend \(backend.rawValue) is not available in this runner"
+            switch backend {
+            case .local:
+                result = await runLocalSandbox(request, result: result, deadline: deadline, token: token, logger: logger)
+            case .k8s:
+                result.status = .failed
+                result.error = "sandbox backend k8s is not available in this runner"
+            }
         }
         return await finish(result, deadline: deadline, logger: logger)
     }
@@ -91,7 +97,7 @@ public final class DispatchEngine: Sendable {
         }
         let input = AgentPhase.Input(
             request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId),
-            extraEnv: [:], deadline: deadline)
+            extraEnv: [:], deadline: deadline, budgetMs: deadline.budgetMs)
         let base = result
         let outcome = await agentPhase(logger: logger).run(input, token: token) { logs, attempts in
             var running = base
@@ -189,10 +195,17 @@ public final class DispatchEngine: Sendable {
                 stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
                 stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
         }
+        if let info = result.localSandbox {
+            result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30)) {
+                try ArtifactExporter().export(LocalSandbox(abandoned: info))
+            }
+        }
         logger.warning("abandoned dispatch resolved", metadata: [
             "request.id": "\(record.requestId)", "reason": "\(reason)", "processesKilled": "\(killed)",
         ])
-        return try await store.update(result).record
+        let stored = try await store.update(result).record
+        try? await SandboxRegistry(store: store).finish(requestId: record.requestId, status: stored.status)
+        return stored
     }
 }
 

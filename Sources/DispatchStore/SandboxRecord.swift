@@ -1,0 +1,63 @@
+import DispatchCore
+import Foundation
+import GRDB
+
+/// A registry row for one local sandbox.
+public struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "sandbox"
+
+    /// Lifecycle of a sandbox directory: `running` while its dispatch runs, then the dispatch's terminal
+    /// status, then `removed` once the directory is gone.
+    public enum State: String, Codable, Sendable, CaseIterable {
+        case running, completed, failed, cancelled, removed
+    }
+
+    public var sandboxId: String
+    public var requestId: String
+    public var state: State
+    public var path: String
+    public var repoPath: String
+    public var workDir: String
+    public var baseSha: String
+    public var createdAt: String
+    public var updatedAt: String
+    public var cleanupAfter: String?
+
+    public init(
+        sandboxId: String, requestId: String, state: State, path: String, repoPath: String, workDir: String, baseSha: String,
+        createdAt: String, updatedAt: String, cleanupAfter: String?
+    ) {
+        self.sandboxId = sandboxId
+        self.requestId = requestId
+        self.state = state
+        self.path = path
+        self.repoPath = repoPath
+        self.workDir = workDir
+        self.baseSha = baseSha
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.cleanupAfter = cleanupAfter
+    }
+}
+
+extension DispatchStore {
+    /// Inserts or replaces a sandbox row.
+    public func saveSandbox(_ record: SandboxRecord) async throws {
+        try await pool.write { db in try record.save(db) }
+    }
+
+    /// One sandbox by id.
+    public func sandbox(_ sandboxId: String) async throws -> SandboxRecord? {
+        try await pool.read { db in try SandboxRecord.fetchOne(db, key: sandboxId) }
+    }
+
+    /// Sandboxes, newest first, optionally in one state or of one request.
+    public func sandboxes(state: SandboxRecord.State? = nil, requestId: String? = nil) async throws -> [SandboxRecord] {
+        try await pool.read { db in
+            var query = SandboxRecord.all()
+            if let state { query = query.filter(Column("state") == state.rawValue) }
+            if let requestId { query = query.filter(Column("requestId") == requestId) }
+            return try query.order(Column("createdAt").desc, Column("sandboxId")).fetchAll(db)
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import CGit2
+import Foundation
+
+/// A git repository opened through libgit2. Not thread-safe: use one instance from one thread at a time.
+public final class Repository {
+    let handle: OpaquePointer
+
+    private init(handle: OpaquePointer) {
+        self.handle = handle
+    }
+
+    deinit { git_repository_free(handle) }
+
+    /// Opens the repository at `path` (its working directory or `.git` directory).
+    public convenience init(path: String) throws(GitError) {
+        Libgit2.ensureInitialized()
+        var repo: OpaquePointer?
+        try check(git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "open repository \(path)")
+        self.init(handle: repo!)
+    }
+
+    /// Opens the repository containing `path`, searching upwards like `git` does.
+    public static func discover(containing path: String) throws(GitError) -> Repository {
+        Libgit2.ensureInitialized()
+        var repo: OpaquePointer?
+        try check(git_repository_open_ext(&repo, path, 0, nil), "find a git repository containing \(path)")
+        return Repository(handle: repo!)
+    }
+
+    /// Creates an empty non-bare repository at `path` (with `.git` inside).
+    public static func create(at path: String) throws(GitError) -> Repository {
+        Libgit2.ensureInitialized()
+        var repo: OpaquePointer?
+        try check(git_repository_init(&repo, path, 0), "create a repository at \(path)")
+        return Repository(handle: repo!)
+    }
+
+    /// The working directory root (no trailing slash), or `nil` for a bare repository.
+    public var workdir: String? {
+        git_repository_workdir(handle).map { Self.trimSlash(String(cString: $0)) }
+    }
+
+    /// The `.git` directory of this worktree.
+    public var gitDir: String { Self.trimSlash(String(cString: git_repository_path(handle))) }
+
+    /// The directory shared by all worktrees (holds `objects/`).
+    public var commonDir: String { Self.trimSlash(String(cString: git_repository_commondir(handle))) }
+
+    /// The object database directory.
+    public var objectsDir: String { "\(commonDir)/objects" }
+
+    /// Resolves a full or abbreviated SHA, a branch, tag or any rev spec to a commit id.
+    public func resolveCommit(_ spec: String) throws(GitError) -> ObjectID {
+        var object: OpaquePointer?
+        try check(git_revparse_single(&object, handle, spec), "resolve \"\(spec)\" to a commit")
+        defer { git_object_free(object) }
+        var commit: OpaquePointer?
+        try check(git_object_peel(&commit, object, GIT_OBJECT_COMMIT), "resolve \"\(spec)\" to a commit")
+        defer { git_object_free(commit) }
+        return ObjectID(git_object_id(commit))
+    }
+
+    /// The commit HEAD points at, or `nil` on an unborn branch.
+    public func headCommit() throws(GitError) -> ObjectID? {
+        var oid = git_oid()
+        let rc = git_reference_name_to_id(&oid, handle, "HEAD")
+        if rc == GIT_ENOTFOUND.rawValue || rc == GIT_EUNBORNBRANCH.rawValue { return nil }
+        try check(rc, "read HEAD")
+        return ObjectID(oid)
+    }
+
+    /// The short name of the current branch, or `nil` when HEAD is detached or unborn.
+    public func currentBranch() -> String? {
+        var ref: OpaquePointer?
+        guard git_repository_head(&ref, handle) == 0, let ref else { return nil }
+        defer { git_reference_free(ref) }
+        guard git_reference_is_branch(ref) != 0, let name = git_reference_shorthand(ref) else { return nil }
+        return String(cString: name)
+    }
+
+    /// Makes the object database of `objectsDirectory` readable from this repository, as `objects/info/alternates` does.
+    public func addAlternate(objectsDirectory: String) throws(GitError) {
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, handle), "open the object database of \(gitDir)")
+        defer { git_odb_free(odb) }
+        try check(git_odb_add_disk_alternate(odb, objectsDirectory), "add alternate \(objectsDirectory)")
+    }
+
+    /// Creates branch `name` at `commit` and points HEAD at it.
+    public func createBranchAndSetHead(_ name: String, at commit: ObjectID) throws(GitError) {
+        var oid = commit.raw
+        var commitHandle: OpaquePointer?
+        try check(git_commit_lookup(&commitHandle, handle, &oid), "look up commit \(commit)")
+        defer { git_commit_free(commitHandle) }
+        var ref: OpaquePointer?
+        try check(git_branch_create(&ref, handle, name, commitHandle, 1), "create branch \(name)")
+        git_reference_free(ref)
+        try check(git_repository_set_head(handle, "refs/heads/\(name)"), "point HEAD at \(name)")
+    }
+
+    /// Writes HEAD's tree to the index and the working directory, overwriting whatever is there.
+    public func forceCheckoutHead() throws(GitError) {
+        var options = git_checkout_options()
+        try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare checkout")
+        options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
+        try check(git_checkout_head(handle, &options), "check out HEAD in \(workdir ?? gitDir)")
+    }
+
+    /// The commits reachable from `head` but not from `base`, newest first (`git rev-list base..head`).
+    public func commits(from base: ObjectID, to head: ObjectID) throws(GitError) -> [ObjectID] {
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, handle), "list commits")
+        defer { git_revwalk_free(walk) }
+        var headOid = head.raw, baseOid = base.raw
+        try check(git_revwalk_push(walk, &headOid), "list commits from \(head)")
+        try check(git_revwalk_hide(walk, &baseOid), "list commits since \(base)")
+        var ids: [ObjectID] = []
+        var next = git_oid()
+        while true {
+            let rc = git_revwalk_next(&next, walk)
+            if rc == GIT_ITEROVER.rawValue { break }
+            try check(rc, "list commits \(base)..\(head)")
+            ids.append(ObjectID(next))
+        }
+        return ids
+    }
+
+    /// The contents of blob `id`.
+    public func blob(_ id: ObjectID) throws(GitError) -> Data {
+        var oid = id.raw
+        var blob: OpaquePointer?
+        try check(git_blob_lookup(&blob, handle, &oid), "read blob \(id)")
+        defer { git_blob_free(blob) }
+        let size = Int(git_blob_rawsize(blob))
+        guard size > 0, let content = git_blob_rawcontent(blob) else { return Data() }
+        return Data(bytes: content, count: size)
+    }
+
+    func tree(of commit: ObjectID) throws(GitError) -> Handle {
+        var oid = commit.raw
+        var commitHandle: OpaquePointer?
+        try check(git_commit_lookup(&commitHandle, handle, &oid), "look up commit \(commit)")
+        defer { git_commit_free(commitHandle) }
+        var tree: OpaquePointer?
+        try check(git_commit_tree(&tree, commitHandle), "read the tree of \(commit)")
+        return Handle(tree!, free: git_tree_free)
+    }
+
+    /// The first parent of `commit`, if any.
+    func firstParent(of commit: ObjectID) throws(GitError) -> ObjectID? {
+        var oid = commit.raw
+        var commitHandle: OpaquePointer?
+        try check(git_commit_lookup(&commitHandle, handle, &oid), "look up commit \(commit)")
+        defer { git_commit_free(commitHandle) }
+        guard git_commit_parentcount(commitHandle) > 0, let parent = git_commit_parent_id(commitHandle, 0) else { return nil }
+        return ObjectID(parent)
+    }
+
+    /// `path` without a trailing slash.
+    public static func trimSlashPublic(_ path: String) -> String { trimSlash(path) }
+
+    static func trimSlash(_ path: String) -> String {
+        path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+    }
+}

@@ -1,0 +1,106 @@
+import DispatchCore
+import DispatchStore
+import Foundation
+
+/// Removes sandbox directories by selection or retention, and reconciles registry rows with the disk and with
+/// their dispatches (a terminal dispatch never leaves its sandbox `running`).
+public struct SandboxJanitor: Sendable {
+    /// Which sandboxes a cleanup targets.
+    public enum Selection: Sendable {
+        case requestId(String)
+        case sandboxId(String)
+        case expired
+        case allTerminal
+    }
+
+    /// What happened to one sandbox.
+    public struct Action: Codable, Sendable, Equatable {
+        public var sandboxId: String
+        public var requestId: String
+        public var path: String
+        /// `removed`, `would-remove`, `skipped-active`, `reconciled`, `failed`.
+        public var action: String
+        public var detail: String
+    }
+
+    public let store: DispatchStore
+
+    public init(store: DispatchStore) {
+        self.store = store
+    }
+
+    /// Removes the selected sandboxes. Active (`running`) ones are skipped unless `force`; `dryRun` changes nothing.
+    public func cleanup(_ selection: Selection, force: Bool, dryRun: Bool, now: Date = Date()) async throws -> [Action] {
+        let records = try await reconcile(now: now).records
+        let selected: [SandboxRecord] = records.filter { record in
+            guard record.state != .removed else { return false }
+            switch selection {
+            case .requestId(let id): return record.requestId == id
+            case .sandboxId(let id): return record.sandboxId == id
+            case .expired: return record.state != .running && (record.cleanupAfter.flatMap(ISO8601.date).map { $0 <= now } ?? false)
+            case .allTerminal: return record.state != .running
+            }
+        }
+        var actions: [Action] = []
+        for record in selected {
+            if record.state == .running && !force {
+                actions.append(action(record, "skipped-active", "sandbox is running; use --force to remove it"))
+                continue
+            }
+            if dryRun {
+                actions.append(action(record, "would-remove", "state \(record.state.rawValue)"))
+                continue
+            }
+            actions.append(await remove(record, now: now))
+        }
+        return actions
+    }
+
+    /// The periodic sweep: reconcile rows, then remove expired sandboxes.
+    public func sweep(now: Date = Date()) async throws -> [Action] {
+        let reconciled = try await reconcile(now: now).actions
+        return reconciled + (try await cleanup(.expired, force: false, dryRun: false, now: now))
+    }
+
+    /// Rows whose directory vanished become `removed`; `running` rows whose dispatch is terminal take its status.
+    func reconcile(now: Date) async throws -> (records: [SandboxRecord], actions: [Action]) {
+        var records: [SandboxRecord] = []
+        var actions: [Action] = []
+        for var record in try await store.sandboxes() {
+            if record.state != .removed, !FileManager.default.fileExists(atPath: record.path) {
+                record.state = .removed
+                record.updatedAt = ISO8601.string(now)
+                try await store.saveSandbox(record)
+                actions.append(action(record, "reconciled", "directory vanished; marked removed"))
+            } else if record.state == .running, let dispatch = try await store.record(record.requestId), dispatch.status.isTerminal {
+                let state = SandboxRecord.State(rawValue: dispatch.status.rawValue) ?? .failed
+                record.state = state
+                record.updatedAt = ISO8601.string(now)
+                record.cleanupAfter = ISO8601.string(now.addingTimeInterval(SandboxRegistry.retention(for: state)))
+                try await store.saveSandbox(record)
+                actions.append(action(record, "reconciled", "dispatch is \(dispatch.status.rawValue); sandbox no longer running"))
+            }
+            records.append(record)
+        }
+        return (records, actions)
+    }
+
+    private func remove(_ record: SandboxRecord, now: Date) async -> Action {
+        do {
+            if FileManager.default.fileExists(atPath: record.path) {
+                try FileManager.default.removeItem(atPath: record.path)
+            }
+            var removed = record
+            removed.state = .removed
+            removed.updatedAt = ISO8601.string(now)
+            try await store.saveSandbox(removed)
+            return action(record, "removed", "was \(record.state.rawValue)")
+        } catch {
+            return action(record, "failed", "cannot remove \(record.path): \(error)")
+        }
+    }
+
+    private func action(_ record: SandboxRecord, _ action: String, _ detail: String) -> Action {
+        Action(sandboxId: record.sandboxId, requestId: record.requestId, path: record.path, action: action, detail: detail)
+    }
+}

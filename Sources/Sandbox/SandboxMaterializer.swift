@@ -1,0 +1,88 @@
+import DispatchCore
+import DispatchStore
+import Foundation
+import Git
+
+/// Makes a clean checkout of the repo containing `cwd` at `baseSha`, sharing the host's object database
+/// read-only through `objects/info/alternates`. The host repository is only read: no worktree entry, ref,
+/// index or working-tree change is made there.
+public struct SandboxMaterializer: Sendable {
+    public let root: String
+
+    public init(root: String) {
+        self.root = root
+    }
+
+    /// Blocking; call through ``BlockingWork``.
+    public func materialize(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
+        let cwd = Self.realPath(request.cwd ?? defaultCwd)
+        let host: Repository
+        do {
+            host = try Repository.discover(containing: cwd)
+        } catch {
+            throw SandboxError(code: .notARepository, message: "cwd \(cwd) is not inside a git repository (\(error.message))", underlying: error)
+        }
+        guard let hostRoot = host.workdir.map(Self.realPath) else {
+            throw SandboxError(code: .notARepository, message: "the repository containing \(cwd) is bare; sandbox mode needs a working tree")
+        }
+        guard cwd == hostRoot || cwd.hasPrefix(hostRoot + "/") else {
+            throw SandboxError(code: .cwdOutsideRepo, message: "cwd \(cwd) is outside the repository root \(hostRoot)")
+        }
+        let relative = String(cwd.dropFirst(hostRoot.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let spec = request.baseSha ?? "HEAD"
+        let base: ObjectID
+        do {
+            base = try host.resolveCommit(spec)
+        } catch {
+            throw SandboxError(
+                code: .baseNotFound, message: "baseSha \"\(spec)\" does not name a commit in \(hostRoot): \(error.message)", underlying: error)
+        }
+
+        let identity = SandboxIdentity(request: request, root: root)
+        let repoPath = "\(identity.path)/repo"
+        let fileManager = FileManager.default
+        do {
+            if fileManager.fileExists(atPath: identity.path) { try fileManager.removeItem(atPath: identity.path) }
+            for directory in ["logs", "artifacts"] {
+                try fileManager.createDirectory(atPath: "\(identity.path)/\(directory)", withIntermediateDirectories: true)
+            }
+            let created = try Repository.create(at: repoPath)
+            let alternates = "\(created.objectsDir)/info/alternates"
+            try fileManager.createDirectory(atPath: "\(created.objectsDir)/info", withIntermediateDirectories: true)
+            try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: alternates)
+            let repo = try Repository(path: repoPath)
+            try repo.createBranchAndSetHead("dispatch/\(identity.sandboxId)", at: base)
+            try repo.forceCheckoutHead()
+        } catch {
+            throw SandboxError(
+                code: .materializeFailed, message: "cannot check out \(base) from \(hostRoot) into \(repoPath): \(error)", underlying: error)
+        }
+        let workDir = relative.isEmpty ? repoPath : "\(repoPath)/\(relative)"
+        try? fileManager.createDirectory(atPath: workDir, withIntermediateDirectories: true)
+        let sandbox = LocalSandbox(
+            sandboxId: identity.sandboxId, path: identity.path, repoPath: repoPath, workDir: workDir, baseSha: base.hex,
+            sourceRepo: hostRoot, originalCwd: cwd)
+        try writeMetadata(sandbox, request: request)
+        return sandbox
+    }
+
+    private func writeMetadata(_ sandbox: LocalSandbox, request: DispatchRequest) throws {
+        var env = sandbox.environment
+        env["DISPATCH_REQUEST_ID"] = request.requestId
+        if let workflowId = request.workflowId { env["DISPATCH_WORKFLOW_ID"] = workflowId }
+        if let storyId = request.storyId { env["DISPATCH_STORY_ID"] = storyId }
+        let lines = env.keys.sorted().map { "\($0)=\(Self.shellQuote(env[$0]!))" }.joined(separator: "\n") + "\n"
+        try AtomicFile.write(Data(lines.utf8), to: "\(sandbox.path)/.sandbox.env")
+        try AtomicFile.write(try StoreJSON.encode(sandbox), to: "\(sandbox.path)/sandbox.json")
+    }
+
+    static func shellQuote(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return Repository.trimSlashPublic(path) }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

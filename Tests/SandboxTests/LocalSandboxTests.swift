@@ -1,0 +1,217 @@
+import AgentProcess
+import DispatchCore
+import DispatchStore
+import DispatchTestSupport
+import Dispatcher
+import Foundation
+import Sandbox
+import Testing
+
+@Suite(.serialized) struct LocalSandboxTests {
+    let fixture: EngineFixture
+    let repo: String
+    let base: String
+
+    init() throws {
+        fixture = try EngineFixture()
+        repo = fixture.dir.child("host")
+        base = try GitFixture.makeRepo(at: repo, files: [
+            "a.txt": "alpha\n", "b.txt": "bravo\n", "c.txt": "charlie\n", "script.sh": "echo hi\n", "sub/dir/d.txt": "delta\n",
+            ".gitignore": "*.log\n",
+        ])
+    }
+
+    func sandboxRequest(_ task: String, cwd: String? = nil, baseSha: String? = nil, timeout: Double = 60) -> DispatchRequest {
+        var request = fixture.request(.codex, task, timeout: timeout)
+        request.executionMode = .sandbox
+        request.sandboxBackend = .local
+        request.cwd = cwd ?? repo
+        request.baseSha = baseSha
+        return request
+    }
+
+    /// Everything about the host repo that a sandbox dispatch must leave byte-identical.
+    func hostSnapshot() throws -> [String] {
+        [
+            try GitFixture.git(["status", "--porcelain=v1", "--untracked-files=all", "--ignored"], in: repo),
+            try GitFixture.git(["for-each-ref", "--format=%(refname) %(objectname)"], in: repo),
+            try GitFixture.git(["worktree", "list", "--porcelain"], in: repo),
+            try GitFixture.git(["ls-files", "--stage", "--debug"], in: repo),
+            SHA256Hex.digest(String(decoding: try Data(contentsOf: URL(fileURLWithPath: "\(repo)/.git/index")), as: UTF8.self)),
+            try GitFixture.git(["stash", "list"], in: repo),
+        ]
+    }
+
+    @Test func hostCheckoutIsUntouchedAndItsDirtStaysOut() async throws {
+        try GitFixture.git(["worktree", "add", "-q", "--detach", fixture.dir.child("extra-worktree")], in: repo)
+        try GitFixture.write(["a.txt": "staged change\n"], in: repo)
+        try GitFixture.git(["add", "a.txt"], in: repo)
+        try GitFixture.write(["b.txt": "unstaged change\n", "untracked.txt": "host only\n", "debug.log": "ignored\n"], in: repo)
+        let before = try hostSnapshot()
+
+        let request = sandboxRequest("fake:write=a.txt:agent fake:write=new.txt:n fake:commit=agent")
+        let result = try await fixture.run(request)
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        #expect(try hostSnapshot() == before)
+
+        let sandbox = try #require(result.localSandbox)
+        #expect(sandbox.baseSha == base)
+        #expect(!FileManager.default.fileExists(atPath: "\(sandbox.repoPath)/untracked.txt"))
+        #expect(!FileManager.default.fileExists(atPath: "\(sandbox.repoPath)/debug.log"))
+        #expect(try String(contentsOfFile: "\(sandbox.repoPath)/b.txt", encoding: .utf8) == "bravo\n")
+        #expect(try String(contentsOfFile: "\(sandbox.path)/.sandbox.env", encoding: .utf8).contains("DISPATCH_SANDBOX_BASE_SHA='\(base)'"))
+        #expect(FileManager.default.fileExists(atPath: "\(sandbox.path)/sandbox.json"))
+    }
+
+    @Test func patchReproducesTheSandboxTreeExactly() async throws {
+        let task = [
+            "fake:write=a.txt:changed", "fake:rm=b.txt", "fake:mv=c.txt:c-renamed.txt", "fake:chmod-x=script.sh",
+            "fake:binary=bin.dat", "fake:commit=agent-commit", "fake:write=untracked.txt:new", "fake:write=a.txt:changed-again",
+            "fake:write=ignored.log:never",
+        ].joined(separator: " ")
+        let result = try await fixture.run(sandboxRequest(task))
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        let artifacts = try #require(result.artifacts)
+        let sandbox = try #require(result.localSandbox)
+        #expect(artifacts.touchedFiles == ["a.txt", "b.txt", "bin.dat", "c-renamed.txt", "c.txt", "script.sh", "untracked.txt"])
+        #expect(artifacts.headSha != base)
+        let patchPath = try #require(artifacts.patchPath)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: patchPath)) == Data((artifacts.patch ?? "").utf8))
+        #expect(FileManager.default.fileExists(atPath: "\(sandbox.path)/artifacts/artifacts.json"))
+
+        let fresh = fixture.dir.child("fresh")
+        try GitFixture.git(["clone", "-q", repo, fresh], in: fixture.dir.path)
+        try GitFixture.git(["checkout", "-q", "--detach", base], in: fresh)
+        try GitFixture.git(["apply", "--binary", patchPath], in: fresh)
+        try? FileManager.default.removeItem(atPath: "\(sandbox.repoPath)/ignored.log")
+        #expect(try GitFixture.workingTreeHash(fresh) == GitFixture.workingTreeHash(sandbox.repoPath))
+        let mode = try FileManager.default.attributesOfItem(atPath: "\(fresh)/script.sh")[.posixPermissions] as! Int
+        #expect(mode & 0o111 != 0)
+    }
+
+    @Test func baseShaMayBeAbbreviatedOrABranch() async throws {
+        try GitFixture.write(["a.txt": "second\n"], in: repo)
+        try GitFixture.git(["commit", "-qam", "second"], in: repo)
+        try GitFixture.git(["branch", "feature", base], in: repo)
+        for spec in [String(base.prefix(8)), "feature"] {
+            let result = try await fixture.run(sandboxRequest("fake:answer=ok", baseSha: spec))
+            #expect(result.status == .completed, "\(spec): \(result.error ?? "")")
+            #expect(result.localSandbox?.baseSha == base)
+            #expect(try String(contentsOfFile: "\(result.localSandbox!.repoPath)/a.txt", encoding: .utf8) == "alpha\n")
+        }
+        let head = try await fixture.run(sandboxRequest("fake:answer=ok"))
+        #expect(try String(contentsOfFile: "\(head.localSandbox!.repoPath)/a.txt", encoding: .utf8) == "second\n")
+    }
+
+    @Test func unknownBaseShaFailsNamingIt() async throws {
+        let result = try await fixture.run(sandboxRequest("x", baseSha: "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef"))
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("deadbeefdeadbeefdeadbeefdeadbeefdeadbeef") == true, "\(result.error ?? "")")
+        #expect(result.attempts.isEmpty)
+    }
+
+    @Test func cwdMapsIntoTheSandboxAndOutsideCwdFails() async throws {
+        let argvDir = TempDir("argv")
+        let sub = "\(repo)/sub/dir"
+        let result = try await fixture.run(sandboxRequest("fake:write=here.txt:x", cwd: sub))
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        #expect(result.localSandbox?.workDir == "\(result.localSandbox!.repoPath)/sub/dir")
+        #expect(result.artifacts?.touchedFiles == ["sub/dir/here.txt"])
+        let outside = try await fixture.run(sandboxRequest("x", cwd: argvDir.path))
+        #expect(outside.status == .failed)
+        #expect(outside.error?.contains("not inside a git repository") == true, "\(outside.error ?? "")")
+    }
+
+    @Test func timeoutStillExportsThePartialWork() async throws {
+        let request = sandboxRequest("fake:write=partial.txt:half fake:hang", timeout: 3)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await fixture.run(request)
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("timed out after") == true, "\(result.error ?? "")")
+        #expect(result.artifacts?.touchedFiles == ["partial.txt"])
+        #expect(result.artifacts?.patch?.contains("+half") == true)
+        #expect(clock.now - start < .seconds(3) + .seconds(1) + .seconds(2))
+        #expect(survivors(of: request.requestId).isEmpty)
+        let rows = try await fixture.engine.store.sandboxes(requestId: request.requestId)
+        #expect(rows.map(\.state) == [.failed])
+    }
+
+    @Test func concurrentDispatchesOfOneBaseGetDistinctSandboxes() async throws {
+        let engineFixture = fixture
+        let first = sandboxRequest("fake:write=one.txt:1 fake:sleep=0.5")
+        let second = sandboxRequest("fake:write=two.txt:2 fake:sleep=0.5")
+        async let a = engineFixture.run(first)
+        async let b = engineFixture.run(second)
+        let (ra, rb) = try await (a, b)
+        #expect(ra.status == .completed && rb.status == .completed, "\(ra.error ?? "") \(rb.error ?? "")")
+        #expect(ra.localSandbox?.path != rb.localSandbox?.path)
+        #expect(ra.artifacts?.touchedFiles == ["one.txt"])
+        #expect(rb.artifacts?.touchedFiles == ["two.txt"])
+    }
+
+    @Test func verificationRunsInTheSandboxAndItsFailureFailsTheDispatch() async throws {
+        var passing = sandboxRequest("fake:write=v.txt:ok")
+        passing.verificationCommands = ["test -f v.txt", "echo verified"]
+        let ok = try await fixture.run(passing)
+        #expect(ok.status == .completed, "\(ok.error ?? "")")
+        #expect(ok.artifacts?.verification?.success == true)
+        #expect(ok.artifacts?.verification?.output.contains("verified") == true)
+
+        var failing = sandboxRequest("fake:answer=done")
+        failing.verificationCommands = ["test -f missing.txt", "echo never"]
+        let bad = try await fixture.run(failing)
+        #expect(bad.status == .failed)
+        #expect(bad.error?.contains("verification command 1/2 failed: exit 1") == true, "\(bad.error ?? "")")
+        #expect(bad.artifacts?.verification?.success == false)
+        #expect(bad.artifacts?.verification?.output.contains("never") == false)
+    }
+
+    @Test func registryRetentionAndCleanup() async throws {
+        let store = fixture.engine.store
+        let done = try await fixture.run(sandboxRequest("fake:answer=ok"))
+        let failed = try await fixture.run(sandboxRequest("fake:exit=2"))
+        let doneRow = try #require(try await store.sandbox(done.localSandbox!.sandboxId))
+        let failedRow = try #require(try await store.sandbox(failed.localSandbox!.sandboxId))
+        #expect(doneRow.state == .completed && failedRow.state == .failed)
+        let created = try #require(ISO8601.date(doneRow.createdAt))
+        let doneExpiry = try #require(doneRow.cleanupAfter.flatMap(ISO8601.date))
+        let failedExpiry = try #require(failedRow.cleanupAfter.flatMap(ISO8601.date))
+        #expect(abs(doneExpiry.timeIntervalSince(created) - 24 * 3600) < 120)
+        #expect(abs(failedExpiry.timeIntervalSince(created) - 72 * 3600) < 120)
+        #expect(done.localSandbox?.cleanupAfter == doneRow.cleanupAfter)
+
+        let janitor = SandboxJanitor(store: store)
+        let dry = try await janitor.cleanup(.expired, force: false, dryRun: false, now: created.addingTimeInterval(25 * 3600))
+        #expect(dry.map(\.sandboxId) == [doneRow.sandboxId])
+        #expect(!FileManager.default.fileExists(atPath: doneRow.path))
+        #expect(FileManager.default.fileExists(atPath: failedRow.path))
+
+        let preview = try await janitor.cleanup(.requestId(failed.requestId), force: false, dryRun: true)
+        #expect(preview.map(\.action) == ["would-remove"])
+        #expect(FileManager.default.fileExists(atPath: failedRow.path))
+
+        var active = failedRow
+        active.sandboxId = "active-one"
+        active.requestId = "still-running"
+        active.state = .running
+        try await store.saveSandbox(active)
+        let skipped = try await janitor.cleanup(.sandboxId("active-one"), force: false, dryRun: false)
+        #expect(skipped.map(\.action) == ["skipped-active"])
+
+        try FileManager.default.removeItem(atPath: failedRow.path)
+        let swept = try await janitor.sweep()
+        #expect(swept.contains { $0.sandboxId == failedRow.sandboxId && $0.action == "reconciled" })
+        #expect(try await store.sandbox(failedRow.sandboxId)?.state == .removed)
+    }
+
+    @Test func identityIsDeterministicAndPathSafe() {
+        var request = DispatchRequest(requestId: "Req:1.A_b", task: "t", tool: .codex, workflowId: "WF/../x", storyId: "Story 7")
+        let one = SandboxIdentity(request: request, root: "/root")
+        #expect(one == SandboxIdentity(request: request, root: "/root"))
+        #expect(one.path == "/root/wf-x/story-7/\(one.sandboxId)")
+        #expect(one.sandboxId.hasPrefix("req-1-a-b-"))
+        request.storyId = "Story 8"
+        #expect(SandboxIdentity(request: request, root: "/root").sandboxId != one.sandboxId)
+    }
+}

@@ -29,7 +29,7 @@ let package = Package(
         .target(
             name: "DispatchCLI",
             dependencies: [
-                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore",
+                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore", "Git",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -87,7 +87,7 @@ let package = Package(
         ),
         .testTarget(name: "DispatchCoreTests", dependencies: ["DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AgentProcessTests", dependencies: ["AgentProcess", "DispatchTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DispatcherTests",
             dependencies: ["Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
@@ -97,14 +97,6 @@ let package = Package(
         .testTarget(
             name: "SandboxTests",
             dependencies: ["Sandbox", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "DispatchServerTests",
-            dependencies: [
-                "DispatchServer", "DispatchTestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "DispatchCLITests", dependencies: ["DispatchTestSupport", "AgentProcess"], swiftSettings: swiftSettings),

@@ -75,3 +75,35 @@ public enum CanaryChecks {
             detail: survivors.isEmpty ? "no process carries DISPATCH_REQUEST_ID=\(requestId)" : "survivors: \(survivors)")
     }
 }
+
+extension CanaryChecks {
+    /// Request for the timeout proof: the sleep canary in local sandbox mode with a short budget.
+    public static func sleepTimeoutRequest(requestId: String, repo: String, timeoutSeconds: Int, sleepSeconds: Int) -> DispatchRequest {
+        DispatchRequest(
+            requestId: requestId, task: "sleep-timeout canary", tool: .canary,
+            canary: CanarySpec(scenario: .sleepTimeout, sleepSeconds: sleepSeconds), timeout: Double(timeoutSeconds), cwd: repo,
+            executionMode: .sandbox, sandboxBackend: .local)
+    }
+
+    /// Checks a sleep-timeout result: failed, says timed out, ended within budget + grace + 2 s, nothing survives,
+    /// and the sandbox row is terminal (`failed`), not running.
+    public static func sleepTimeout(
+        _ result: DispatchResult?, wallMs: Int, timeoutSeconds: Int, killGraceMs: Int, sandboxState: String?, runningSandboxIds: [String]
+    ) -> [CanaryReport.Check] {
+        guard let result else { return [.init(name: "result", ok: false, detail: "no result")] }
+        let limitMs = timeoutSeconds * 1000 + killGraceMs + 2000
+        let sandboxId = result.localSandbox?.sandboxId
+        return [
+            .init(name: "status-failed", ok: result.status == .failed, detail: "status \(result.status.rawValue)"),
+            .init(name: "error-says-timed-out", ok: result.error?.contains("timed out") == true, detail: result.error ?? ""),
+            .init(
+                name: "ended-within-budget-plus-grace", ok: wallMs <= limitMs,
+                detail: "took \(wallMs)ms; limit \(limitMs)ms (budget \(timeoutSeconds * 1000)ms + grace \(killGraceMs)ms + 2000ms)"),
+            survivorsCheck(result.requestId),
+            .init(name: "sandbox-row-failed", ok: sandboxState == "failed", detail: "sandbox \(sandboxId ?? "?") is \(sandboxState ?? "missing")"),
+            .init(
+                name: "sandbox-not-running", ok: sandboxId.map { !runningSandboxIds.contains($0) } ?? false,
+                detail: "\(runningSandboxIds.count) sandboxes listed as running"),
+        ]
+    }
+}

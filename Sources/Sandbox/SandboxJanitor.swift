@@ -63,7 +63,8 @@ public struct SandboxJanitor: Sendable {
     }
 
     /// Rows whose directory vanished become `removed`; `running` rows whose dispatch is terminal take its status.
-    func reconcile(now: Date) async throws -> (records: [SandboxRecord], actions: [Action]) {
+    @discardableResult
+    public func reconcile(now: Date = Date()) async throws -> (records: [SandboxRecord], actions: [Action]) {
         var records: [SandboxRecord] = []
         var actions: [Action] = []
         for var record in try await store.sandboxes() {

@@ -7,7 +7,7 @@ import Foundation
 struct CanaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "canary", abstract: "Prove the runner's guarantees without any model.",
-        subcommands: [OrphanStderr.self])
+        subcommands: [OrphanStderr.self, SleepTimeout.self])
 
     /// The capture proof: a parent exits 7 while its child keeps stderr open.
     struct OrphanStderr: AsyncParsableCommand {

@@ -27,6 +27,7 @@ test: build
 
 bench: build
 	python3 canaries/bench_run.py --dispatch $(DISPATCH)
+	$(SWIFT) run DispatchBench
 
 clean:
 	rm -rf .build

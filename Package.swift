@@ -26,6 +26,7 @@ let package = Package(
             dependencies: ["DispatchCLI"],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(name: "DispatchBench", dependencies: ["Sandbox", "DispatchCore"], swiftSettings: swiftSettings),
         .target(
             name: "DispatchCLI",
             dependencies: [

@@ -27,7 +27,8 @@ struct AgentPhase: Sendable {
         var attempts: [AttemptRecord] = []
         var logs: LogInfo?
         var timedOut = false
-        var leftoversKilled = 0
+        /// Process groups the runner ended plus leftovers it killed.
+        var processesKilled = 0
     }
 
     /// Shortest time an attempt is started with.
@@ -111,7 +112,7 @@ struct AgentPhase: Sendable {
                                   timedOut: false, error: outcome.error))
                 continue
             }
-            outcome.leftoversKilled += process.leftoversKilled
+            outcome.processesKilled += process.leftoversKilled + (process.ending == .exited ? 0 : 1)
             outcome.logs = LogInfo(
                 stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes),
                 stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),

@@ -62,6 +62,7 @@ extension DispatchEngine {
             _ = await self.persist(running, owner: nil, logger: logger)
         }
         result.apply(outcome)
+        metrics.killed(outcome.processesKilled)
 
         var verification: Artifacts.Verification?
         if result.status == .completed, !request.verificationCommands.isEmpty {

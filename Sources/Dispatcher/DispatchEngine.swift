@@ -14,6 +14,10 @@ public final class DispatchEngine: Sendable {
     let logger: Logger
     let environment: [String: String]
     let supervisor: ProcessSupervisor
+    /// Wakes long-poll waiters when a terminal result is committed.
+    public let notifier = ResultNotifier()
+    /// Counters for `GET /metrics`.
+    public let metrics = DispatchMetrics()
 
     /// How often a waiter re-reads a request it does not own.
     static let pollInterval: Duration = .milliseconds(50)
@@ -107,6 +111,7 @@ public final class DispatchEngine: Sendable {
             _ = await self.persist(running, owner: nil, logger: logger)
         }
         result.apply(outcome)
+        metrics.killed(outcome.processesKilled)
         return result
     }
 
@@ -141,7 +146,12 @@ public final class DispatchEngine: Sendable {
         let store = self.store
         let write = Task.detached { try await store.update(result, owner: owner) }
         do {
-            return try await write.value.record.result
+            let outcome = try await write.value
+            if case .updated(let record) = outcome, record.status.isTerminal {
+                notifier.publish(record.result)
+                metrics.finished(record.result)
+            }
+            return outcome.record.result
         } catch {
             logger.error("cannot store the result", metadata: ["error": "\(error)"])
             return result
@@ -203,7 +213,13 @@ public final class DispatchEngine: Sendable {
         logger.warning("abandoned dispatch resolved", metadata: [
             "request.id": "\(record.requestId)", "reason": "\(reason)", "processesKilled": "\(killed)",
         ])
-        let stored = try await store.update(result).record
+        metrics.killed(killed)
+        let outcome = try await store.update(result)
+        let stored = outcome.record
+        if case .updated = outcome {
+            notifier.publish(stored.result)
+            metrics.finished(stored.result)
+        }
         try? await SandboxRegistry(store: store).finish(requestId: record.requestId, status: stored.status)
         return stored
     }

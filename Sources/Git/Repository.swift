@@ -99,10 +99,12 @@ public final class Repository {
     }
 
     /// Writes HEAD's tree to the index and the working directory, overwriting whatever is there.
-    public func forceCheckoutHead() throws(GitError) {
+    /// `filters: false` skips content filters; pass it only when ``checkoutNeedsFilters(_:)`` says none apply.
+    public func forceCheckoutHead(filters: Bool = true) throws(GitError) {
         var options = git_checkout_options()
         try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare checkout")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
+        options.disable_filters = filters ? 0 : 1
         try check(git_checkout_head(handle, &options), "check out HEAD in \(workdir ?? gitDir)")
     }
 

@@ -52,7 +52,7 @@ public struct SandboxMaterializer: Sendable {
             try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: alternates)
             let repo = try Repository(path: repoPath)
             try repo.createBranchAndSetHead("dispatch/\(identity.sandboxId)", at: base)
-            try repo.forceCheckoutHead()
+            try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base))
         } catch {
             throw SandboxError(
                 code: .materializeFailed, message: "cannot check out \(base) from \(hostRoot) into \(repoPath): \(error)", underlying: error)

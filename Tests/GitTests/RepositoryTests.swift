@@ -77,3 +77,23 @@ import Testing
         #expect(!patch.contains("ignored"))
     }
 }
+
+@Suite struct CheckoutFilterTests {
+    let dir = TempDir("git-filters")
+
+    @Test func filtersAreSkippedOnlyWhenNothingCouldConfigureThem() throws {
+        let plain = dir.child("plain")
+        try GitFixture.makeRepo(at: plain, files: ["a.txt": "x\n"])
+        let repo = try Repository(path: plain)
+        #expect(try repo.checkoutNeedsFilters(repo.headCommit()!) == false)
+
+        let nested = dir.child("nested")
+        try GitFixture.makeRepo(at: nested, files: ["a.txt": "x\n", "deep/dir/.gitattributes": "*.txt text eol=crlf\n"])
+        let nestedRepo = try Repository(path: nested)
+        #expect(try nestedRepo.checkoutNeedsFilters(nestedRepo.headCommit()!) == true)
+
+        try GitFixture.git(["config", "core.autocrlf", "true"], in: plain)
+        let configured = try Repository(path: plain)
+        #expect(try configured.checkoutNeedsFilters(configured.headCommit()!) == true)
+    }
+}

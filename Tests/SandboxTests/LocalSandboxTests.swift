@@ -215,3 +215,26 @@ import Testing
         #expect(SandboxIdentity(request: request, root: "/root").sandboxId != one.sandboxId)
     }
 }
+
+@Suite struct SandboxFilterTests {
+    @Test func gitattributesConversionsMatchGitsOwnCheckout() async throws {
+        let fixture = try EngineFixture()
+        let repo = fixture.dir.child("crlf")
+        try GitFixture.makeRepo(at: repo, files: [".gitattributes": "*.txt text eol=crlf\n", "a.txt": "one\ntwo\n", "b.bin": "raw\n"])
+        var request = fixture.request(.codex, "fake:answer=ok")
+        request.executionMode = .sandbox
+        request.cwd = repo
+        let result = try await fixture.run(request)
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        let sandbox = try #require(result.localSandbox)
+        let clone = fixture.dir.child("clone")
+        try GitFixture.git(["clone", "-q", repo, clone], in: fixture.dir.path)
+        for file in ["a.txt", "b.bin", ".gitattributes"] {
+            let ours = try Data(contentsOf: URL(fileURLWithPath: "\(sandbox.repoPath)/\(file)"))
+            let gits = try Data(contentsOf: URL(fileURLWithPath: "\(clone)/\(file)"))
+            #expect(ours == gits, "\(file)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(sandbox.repoPath)/a.txt")) == Data("one\r\ntwo\r\n".utf8))
+        #expect(result.artifacts?.touchedFiles == [], "a clean checkout shows no changes")
+    }
+}

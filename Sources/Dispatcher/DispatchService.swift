@@ -1,0 +1,238 @@
+import DispatchCore
+import DispatchStore
+import Foundation
+import Logging
+import Synchronization
+
+/// Many dispatches in one long-lived process: admission (at most `maxConcurrent` executing, the rest persisted
+/// as `queued` and started FIFO), a cancellation registry, restart recovery and draining shutdown.
+public final class DispatchService: Sendable {
+    /// What a submission came to.
+    public struct Submission: Sendable {
+        public var status: DispatchStatus
+        public var duplicate: Bool
+        public var record: DispatchRecord
+    }
+
+    /// Why a cancel did not cancel.
+    public enum CancelOutcome: Sendable {
+        case cancelled(DispatchResult)
+        case alreadyTerminal(DispatchResult)
+        case unknown
+    }
+
+    /// A submission refused before anything was recorded.
+    public struct Refused: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    private struct Running {
+        let task: Task<DispatchResult, Never>
+        let token: CancelToken
+    }
+
+    private struct State {
+        var running: [String: Running] = [:]
+        var reserved = 0
+        var queue: [DispatchRecord] = []
+        var accepting = true
+    }
+
+    public let engine: DispatchEngine
+    public let maxConcurrent: Int
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let owner: RunnerOwner
+
+    public init(engine: DispatchEngine, maxConcurrent: Int, logger: Logger) {
+        self.engine = engine
+        self.maxConcurrent = max(1, maxConcurrent)
+        self.logger = logger
+        self.owner = .current(kind: "serve")
+    }
+
+    /// Executions in flight and requests waiting for a slot.
+    public var counts: (running: Int, queued: Int) {
+        state.withLock { ($0.running.count, $0.queue.count) }
+    }
+
+    /// Resolves what a previous process left: `running` requests whose runner is gone become `failed`
+    /// (their surviving processes are killed); `queued` ones are queued again in their original order.
+    public func recover() async throws {
+        for record in try await engine.store.nonTerminal() {
+            switch record.status {
+            case .running:
+                guard let owner = record.owner, owner.isKnownDead || owner.isCurrentProcess else { continue }
+                _ = try await engine.abandon(record, reason: "runner restarted while running; execution abandoned")
+            case .queued:
+                state.withLock { $0.queue.append(record) }
+            default:
+                continue
+            }
+        }
+        let queued = counts.queued
+        if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
+        pump()
+    }
+
+    /// Records a new request and starts or queues it; a known `requestId` starts nothing.
+    public func submit(_ request: DispatchRequest) async throws -> Submission {
+        let slot = state.withLock { state -> Bool? in
+            guard state.accepting else { return nil }
+            guard state.running.count + state.reserved < maxConcurrent, state.queue.isEmpty else { return false }
+            state.reserved += 1
+            return true
+        }
+        guard let slot else { throw Refused(description: "runner shutting down; not accepting new dispatches") }
+        let outcome: DispatchStore.InsertOutcome
+        do {
+            outcome = try await engine.admit(request, status: slot ? .running : .queued, owner: owner)
+        } catch {
+            if slot { state.withLock { $0.reserved -= 1 } }
+            throw error
+        }
+        switch outcome {
+        case .existing(let record):
+            if slot { state.withLock { $0.reserved -= 1 } }
+            engine.metrics.deduplicated()
+            return Submission(status: record.status, duplicate: true, record: record)
+        case .inserted(let record):
+            if slot {
+                state.withLock { state in
+                    state.reserved -= 1
+                    startLocked(record, in: &state)
+                }
+            } else {
+                state.withLock { $0.queue.append(record) }
+                pump()
+            }
+            return Submission(status: record.status, duplicate: false, record: record)
+        }
+    }
+
+    /// Cancels a running (group killed) or queued (never started) request.
+    public func cancel(_ requestId: String, reason: String = "cancelled by request") async throws -> CancelOutcome {
+        enum Found { case running(Running), queued(DispatchRecord), neither }
+        let found = state.withLock { state -> Found in
+            if let running = state.running[requestId] { return .running(running) }
+            if let index = state.queue.firstIndex(where: { $0.requestId == requestId }) { return .queued(state.queue.remove(at: index)) }
+            return .neither
+        }
+        switch found {
+        case .running(let running):
+            running.token.cancel(reason: reason)
+            running.task.cancel()
+            let result = await running.task.value
+            return result.status == .cancelled ? .cancelled(result) : .alreadyTerminal(result)
+        case .queued(let record):
+            let result = try await engine.cancelUnstarted(record, reason: reason)
+            return result.status == .cancelled ? .cancelled(result) : .alreadyTerminal(result)
+        case .neither:
+            guard let record = try await engine.store.record(requestId) else { return .unknown }
+            if record.status.isTerminal { return .alreadyTerminal(record.result) }
+            // Running in another process (e.g. `dispatch run`): only its owner can stop it, unless it is dead.
+            let resolved = try await engine.resolveIfAbandoned(record)
+            return resolved.status.isTerminal ? .alreadyTerminal(resolved.result) : .unknown
+        }
+    }
+
+    /// Stops accepting, lets running dispatches finish for `drain`, then cancels the rest ("runner shutting down").
+    /// Queued requests stay queued for the next start.
+    public func shutdown(drain: Duration) async {
+        let running = state.withLock { state -> [Running] in
+            state.accepting = false
+            state.queue.removeAll()
+            return Array(state.running.values)
+        }
+        logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.components.seconds * 1000)"])
+        let finished = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for item in running { _ = await item.task.value }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: drain)
+                return false
+            }
+            let first = await group.next() ?? true
+            group.cancelAll()
+            return first
+        }
+        if !finished {
+            let left = state.withLock { Array($0.running.values) }
+            for item in left {
+                item.token.cancel(reason: "runner shutting down")
+                item.task.cancel()
+            }
+            for item in left { _ = await item.task.value }
+        }
+        engine.notifier.wakeAll()
+    }
+
+    /// Starts queued requests while slots are free.
+    private func pump() {
+        state.withLock { state in
+            while state.accepting, state.running.count + state.reserved < maxConcurrent, !state.queue.isEmpty {
+                startLocked(state.queue.removeFirst(), in: &state)
+            }
+        }
+    }
+
+    private func startLocked(_ record: DispatchRecord, in state: inout State) {
+        let token = CancelToken()
+        let engine = self.engine
+        let task = Task {
+            let result = await engine.execute(record, token: token)
+            self.finished(record.requestId)
+            return result
+        }
+        state.running[record.requestId] = Running(task: task, token: token)
+    }
+
+    private func finished(_ requestId: String) {
+        state.withLock { _ = $0.running.removeValue(forKey: requestId) }
+        pump()
+    }
+}
+
+extension DispatchEngine {
+    /// Ends a request that never started (queued) as `cancelled`.
+    public func cancelUnstarted(_ record: DispatchRecord, reason: String) async throws -> DispatchResult {
+        var result = record.result
+        result.status = .cancelled
+        result.error = reason
+        result.completedAt = ISO8601.string(Date())
+        result.updatedAt = result.completedAt!
+        result.durationMs = 0
+        return await persist(result, owner: nil, logger: logger)
+    }
+}
+
+extension DispatchEngine {
+    /// Merges a job-runner's report into the request's result. Returns `nil` for an unknown id, and
+    /// `ignored: true` when the stored result is already terminal (terminal is final).
+    public func applyCallback(_ report: SandboxExecutionResult) async throws -> (ignored: Bool, result: DispatchResult)? {
+        guard let record = try await store.record(report.requestId) else { return nil }
+        if record.status.isTerminal { return (true, record.result) }
+        var result = record.result
+        result.status = report.status == .running ? .running : report.status
+        result.sandboxBackend = result.sandboxBackend ?? .k8s
+        if let job = report.job { result.job = job }
+        if let artifacts = report.artifacts { result.artifacts = artifacts }
+        if let startedAt = report.startedAt, result.startedAt == nil { result.startedAt = startedAt }
+        result.updatedAt = ISO8601.string(Date())
+        if result.status.isTerminal {
+            result.completedAt = report.completedAt ?? result.updatedAt
+            result.durationMs = report.durationMs ?? result.durationMs
+            if result.status == .completed {
+                result.error = nil
+                result.setResultText(report.output ?? "")
+            } else {
+                result.error = report.error ?? "job-runner reported \(report.state.rawValue) without a reason"
+            }
+        }
+        let stored = await persist(result, owner: nil, logger: logger)
+        // A terminal result committed in between (by the controller or a cancel) wins; the report was then ignored.
+        return (stored != result && stored.status.isTerminal, stored)
+    }
+}

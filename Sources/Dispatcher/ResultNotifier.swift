@@ -1,0 +1,106 @@
+import DispatchCore
+import Foundation
+import Synchronization
+
+/// Wakes in-process waiters the moment a request's terminal result is committed (no polling).
+///
+/// Subscribe first, then re-read the store, then wait: a result published in between is kept by the subscription.
+public final class ResultNotifier: Sendable {
+    private let waiters = Mutex<[String: [ObjectIdentifier: Subscription]]>([:])
+
+    public init() {}
+
+    /// Registers interest in `requestId`'s terminal result.
+    public func subscribe(_ requestId: String) -> Subscription {
+        let subscription = Subscription(requestId: requestId, notifier: self)
+        waiters.withLock { $0[requestId, default: [:]][ObjectIdentifier(subscription)] = subscription }
+        return subscription
+    }
+
+    /// Delivers a terminal result to every subscriber of its request.
+    public func publish(_ result: DispatchResult) {
+        guard result.status.isTerminal else { return }
+        let subscribers = waiters.withLock { $0.removeValue(forKey: result.requestId) } ?? [:]
+        for subscriber in subscribers.values { subscriber.fulfill(result) }
+    }
+
+    /// Wakes every waiter with no result (shutdown).
+    public func wakeAll() {
+        let all = waiters.withLock { waiters -> [Subscription] in
+            defer { waiters.removeAll() }
+            return waiters.values.flatMap(\.values)
+        }
+        for subscriber in all { subscriber.fulfill(nil) }
+    }
+
+    /// Number of waiting subscriptions (metrics, tests).
+    public var waiterCount: Int { waiters.withLock { $0.values.reduce(0) { $0 + $1.count } } }
+
+    fileprivate func remove(_ subscription: Subscription) {
+        waiters.withLock { waiters in
+            waiters[subscription.requestId]?.removeValue(forKey: ObjectIdentifier(subscription))
+            if waiters[subscription.requestId]?.isEmpty == true { waiters.removeValue(forKey: subscription.requestId) }
+        }
+    }
+
+    /// One waiter's slot: holds a result published before anyone waits on it.
+    public final class Subscription: Sendable {
+        private enum State {
+            case pending
+            case waiting(CheckedContinuation<DispatchResult?, Never>)
+            case done(DispatchResult?)
+        }
+
+        let requestId: String
+        private let state = Mutex<State>(.pending)
+        private weak let notifier: ResultNotifier?
+
+        fileprivate init(requestId: String, notifier: ResultNotifier) {
+            self.requestId = requestId
+            self.notifier = notifier
+        }
+
+        /// The terminal result, or `nil` when `timeout` passes first (or on shutdown).
+        public func value(timeout: Duration) async -> DispatchResult? {
+            let timer = Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled else { return }
+                self?.fulfill(nil)
+            }
+            defer {
+                timer.cancel()
+                notifier?.remove(self)
+            }
+            return await withCheckedContinuation { continuation in
+                let ready: DispatchResult?? = state.withLock { state in
+                    if case .done(let result) = state { return .some(result) }
+                    state = .waiting(continuation)
+                    return .none
+                }
+                if case .some(let result) = ready { continuation.resume(returning: result) }
+            }
+        }
+
+        /// Stops waiting without a value.
+        public func cancel() {
+            fulfill(nil)
+            notifier?.remove(self)
+        }
+
+        fileprivate func fulfill(_ result: DispatchResult?) {
+            let continuation = state.withLock { state -> CheckedContinuation<DispatchResult?, Never>? in
+                switch state {
+                case .pending:
+                    state = .done(result)
+                    return nil
+                case .waiting(let continuation):
+                    state = .done(result)
+                    return continuation
+                case .done:
+                    return nil
+                }
+            }
+            continuation?.resume(returning: result)
+        }
+    }
+}

@@ -1,5 +1,18 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
+
+/// The commit being built, read from `.git` when the manifest is evaluated (no git subprocess), for `GET /`.
+func gitSHA() -> String {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
+    guard let head = try? String(contentsOfFile: "\(root)/.git/HEAD", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    else { return "unknown" }
+    guard head.hasPrefix("ref: ") else { return head }
+    let ref = String(head.dropFirst(5))
+    if let sha = try? String(contentsOfFile: "\(root)/.git/\(ref)", encoding: .utf8) { return sha.trimmingCharacters(in: .whitespacesAndNewlines) }
+    let packed = (try? String(contentsOfFile: "\(root)/.git/packed-refs", encoding: .utf8)) ?? ""
+    return packed.split(separator: "\n").first { $0.hasSuffix(" \(ref)") }.map { String($0.prefix(40)) } ?? "unknown"
+}
 
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -18,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // Not named `dispatch`: its entry symbol would be `dispatch_main`, which collides with libdispatch.
@@ -40,8 +54,9 @@ let package = Package(
         .target(
             name: "DispatchServer",
             dependencies: [
-                "Dispatcher", "DispatchStore", "DispatchCore",
+                "Dispatcher", "DispatchStore", "DispatchCore", "Sandbox", "CBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -66,6 +81,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "CProcessSpawn"),
+        .target(name: "CBuildInfo", cSettings: [.define("DISPATCH_GIT_SHA", to: "\"\(gitSHA())\"")]),
         .target(
             name: "DispatchStore",
             dependencies: [

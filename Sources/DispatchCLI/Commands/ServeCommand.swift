@@ -1,0 +1,76 @@
+import ArgumentParser
+import DispatchCore
+import DispatchServer
+import DispatchStore
+import Dispatcher
+import Foundation
+import Logging
+
+/// `dispatch serve`: the HTTP service.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the HTTP service (CONTRACT §3) until SIGTERM/SIGINT, then drain.")
+
+    @Option(help: "Address to listen on (default: $DISPATCH_HOST or 127.0.0.1).") var host: String?
+    @Option(help: "Port (default: $DISPATCH_PORT or 3111; 0 picks a free port).") var port: Int?
+    @OptionGroup var state: StateOptions
+    @Option(name: .customLong("token-file"), help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN).")
+    var tokenFile: String?
+    @Option(name: .customLong("max-concurrent"), help: "Executions at once (default: $DISPATCH_MAX_CONCURRENT or the core count).")
+    var maxConcurrent: Int?
+    @Option(name: .customLong("drain-seconds"), help: "On SIGTERM, how long running dispatches may finish before they are cancelled.")
+    var drainSeconds: Double = 10
+    @Option(name: .customLong("port-file"), help: "Write the bound port to this file once listening.") var portFile: String?
+    @Option(name: .customLong("log-format"), help: "text or json.") var logFormat = "text"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+
+    func validate() throws {
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("invalid --log-format \(logFormat): must be text or json") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level \(logLevel)") }
+        if let maxConcurrent, maxConcurrent < 1 { throw ValidationError("invalid --max-concurrent: must be at least 1") }
+        if let port, !(0...65535).contains(port) { throw ValidationError("invalid --port \(port)") }
+    }
+
+    func run() async throws {
+        var configuration = state.configuration()
+        if let host { configuration.host = host }
+        if let port { configuration.port = port }
+        if let maxConcurrent { configuration.maxConcurrent = maxConcurrent }
+        let token = try resolveToken(configuration)
+        var server = ServerConfiguration(host: configuration.host, port: configuration.port, token: token, drainSeconds: drainSeconds)
+        server.maxBodyBytes = 1 << 20
+        guard server.isLoopback || token != nil else {
+            throw ValidationError("refusing to listen on \(configuration.host) without a token: set DISPATCH_TOKEN or --token-file")
+        }
+
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "agent-dispatch")
+        logger.logLevel = level
+
+        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
+        let engine = DispatchEngine(configuration: configuration, store: store, logger: logger)
+        let service = DispatchService(engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger)
+        try await service.recover()
+        let portFile = self.portFile.map(absolute)
+        try await DispatchApplication.run(service: service, configuration: server, logger: logger) { port in
+            if let portFile { try? AtomicFile.write(Data("\(port)\n".utf8), to: portFile) }
+        }
+    }
+
+    /// `--token-file`, then `DISPATCH_TOKEN_FILE`, then `DISPATCH_TOKEN`.
+    private func resolveToken(_ configuration: DispatchConfiguration) throws -> String? {
+        guard let file = tokenFile ?? configuration.tokenFile else { return configuration.token }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("cannot read --token-file \(file)")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { throw ValidationError("--token-file \(file) is empty") }
+        return token
+    }
+}

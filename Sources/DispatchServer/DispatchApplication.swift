@@ -1,0 +1,68 @@
+import DispatchCore
+import Dispatcher
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Sandbox
+import ServiceLifecycle
+
+/// The HTTP service: Hummingbird app plus the dispatch lifecycle, in one ServiceGroup.
+///
+/// Services shut down in reverse order, so on SIGTERM the dispatch service drains first while the HTTP
+/// server still answers result and await queries; the server stops after every dispatch is terminal.
+public enum DispatchApplication {
+    /// Builds the router with every route of CONTRACT §3.
+    public static func buildRouter(service: DispatchService, configuration: ServerConfiguration) -> Router<DispatchRequestContext> {
+        let router = Router(context: DispatchRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware())
+        DispatchRoutes(service: service, configuration: configuration, startedAt: Date()).register(on: router)
+        return router
+    }
+
+    /// Runs until SIGTERM/SIGINT, then drains. `onListening` gets the bound port (useful with port 0).
+    public static func run(
+        service: DispatchService, configuration: ServerConfiguration, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        let app = Application(
+            router: buildRouter(service: service, configuration: configuration),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agent-dispatch"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+                await onListening(port)
+            },
+            logger: logger)
+        let lifecycle = DispatchLifecycle(service: service, configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: app), .init(service: lifecycle)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Periodic sandbox janitor sweeps while running; on graceful shutdown, the drain of running dispatches.
+struct DispatchLifecycle: Service {
+    let service: DispatchService
+    let configuration: ServerConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        let janitor = SandboxJanitor(store: service.engine.store)
+        let interval = configuration.janitorInterval
+        let logger = self.logger
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: interval)
+                do {
+                    let actions = try await janitor.sweep()
+                    if !actions.isEmpty { logger.info("janitor sweep", metadata: ["actions": "\(actions.count)"]) }
+                } catch {
+                    logger.error("janitor sweep failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        await service.shutdown(drain: .milliseconds(Int(configuration.drainSeconds * 1000)))
+        logger.info("dispatches drained")
+    }
+}

@@ -1,0 +1,245 @@
+import DispatchCore
+import DispatchStore
+import Dispatcher
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The routes of CONTRACT §3.
+struct DispatchRoutes: Sendable {
+    let service: DispatchService
+    let configuration: ServerConfiguration
+    let startedAt: Date
+    var engine: DispatchEngine { service.engine }
+
+    /// Default long-poll wait when `timeoutMs` is not given.
+    static let defaultAwaitMs = 30_000
+
+    func register(on router: Router<DispatchRequestContext>) {
+        router.get("healthz") { _, _ in JSONBody.response(["ok": true]) }
+        router.get("readyz") { _, _ in try await ready() }
+        router.get("metrics") { _, _ in metrics() }
+        router.get("/") { _, _ in try await info() }
+
+        let api = router.group("internal").add(middleware: AuthMiddleware(token: configuration.token))
+        api.post("agent-dispatch") { request, _ in try await dispatch(request) }
+        api.get("agent-result/:requestId") { _, context in try await result(try requestId(context)) }
+        api.get("agent-await/:requestId") { request, context in try await awaitResult(try requestId(context), request: request) }
+        api.post("agent-cancel/:requestId") { _, context in try await cancel(try requestId(context)) }
+        api.post("agent-result") { request, _ in try await callback(request) }
+        api.get("agent-dispatches") { request, _ in try await list(request) }
+        api.get("agent-logs/:requestId") { request, context in try await logs(try requestId(context), request: request) }
+    }
+
+    private func requestId(_ context: DispatchRequestContext) throws -> String {
+        let id = context.parameters.get("requestId") ?? ""
+        do {
+            try RequestValidator.validateRequestId(id)
+        } catch {
+            throw APIError.badRequest(error.description, field: "requestId")
+        }
+        return id
+    }
+
+    private func body(_ request: Request) async throws -> Data {
+        let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        return Data(buffer.readableBytesView)
+    }
+
+    private func dispatch(_ request: Request) async throws -> Response {
+        let parsed: DispatchRequest
+        do {
+            parsed = try RequestValidator.validate(json: try await body(request))
+        } catch let error as RequestValidationError {
+            throw APIError.badRequest(error.description, field: error.field)
+        }
+        let submission: DispatchService.Submission
+        do {
+            submission = try await service.submit(parsed)
+        } catch let refused as DispatchService.Refused {
+            throw APIError(status: .serviceUnavailable, message: refused.description)
+        }
+        var body: [String: Any] = [
+            "ok": true, "requestId": parsed.requestId, "status": submission.status.rawValue, "duplicate": submission.duplicate,
+        ]
+        if submission.duplicate { body["result"] = try Self.object(submission.record.result) }
+        return JSONBody.response(body, status: submission.duplicate ? .ok : .accepted)
+    }
+
+    private func result(_ id: String) async throws -> Response {
+        guard var record = try await engine.store.record(id) else { throw APIError.notFound(id) }
+        record = try await engine.resolveIfAbandoned(record)
+        return try Self.resultResponse(record.result)
+    }
+
+    private func awaitResult(_ id: String, request: Request) async throws -> Response {
+        let requested = request.uri.queryParameters.get("timeoutMs", as: Int.self) ?? Self.defaultAwaitMs
+        let timeoutMs = min(max(0, requested), configuration.maxAwaitMs)
+        guard var record = try await engine.store.record(id) else { throw APIError.notFound(id) }
+        if record.status.isTerminal { return try Self.resultResponse(record.result) }
+        let clock = ContinuousClock()
+        let end = clock.now + .milliseconds(timeoutMs)
+        // Results this process commits wake the subscription at once; a request run by another process
+        // (e.g. `dispatch run` on the same state dir) is re-read every second as a backstop.
+        let foreign = !(record.owner?.isCurrentProcess ?? true)
+        while true {
+            let subscription = engine.notifier.subscribe(id)
+            if let current = try await engine.store.record(id), current.status.isTerminal {
+                subscription.cancel()
+                return try Self.resultResponse(current.result)
+            }
+            let slice = foreign ? min(end - clock.now, .seconds(1)) : end - clock.now
+            if let result = await subscription.value(timeout: max(slice, .zero)) { return try Self.resultResponse(result) }
+            record = try await engine.resolveIfAbandoned(try await engine.store.record(id) ?? record)
+            if record.status.isTerminal { return try Self.resultResponse(record.result) }
+            if clock.now >= end || !foreign {
+                return JSONBody.response(
+                    ["ok": false, "requestId": id, "status": "timeout", "currentStatus": record.status.rawValue, "timeoutMs": timeoutMs],
+                    status: .gatewayTimeout)
+            }
+        }
+    }
+
+    private func cancel(_ id: String) async throws -> Response {
+        switch try await service.cancel(id) {
+        case .cancelled(let result):
+            return try Self.resultResponse(result)
+        case .alreadyTerminal(let result):
+            var body: [String: Any] = ["ok": false, "requestId": id, "status": result.status.rawValue, "error": "request is already \(result.status.rawValue)"]
+            body["result"] = try Self.object(result)
+            return JSONBody.response(body, status: .conflict)
+        case .unknown:
+            throw APIError.notFound(id)
+        }
+    }
+
+    private func callback(_ request: Request) async throws -> Response {
+        let report: SandboxExecutionResult
+        do {
+            report = try JSONDecoder().decode(SandboxExecutionResult.self, from: try await body(request))
+            try RequestValidator.validateRequestId(report.requestId)
+        } catch let error as RequestValidationError {
+            throw APIError.badRequest(error.description, field: error.field)
+        } catch let error as DecodingError {
+            throw APIError.badRequest("invalid SandboxExecutionResult: \(Self.describe(error))", field: Self.field(of: error))
+        }
+        guard let (ignored, result) = try await engine.applyCallback(report) else { throw APIError.notFound(report.requestId) }
+        return JSONBody.response(["ok": true, "requestId": report.requestId, "status": result.status.rawValue, "ignored": ignored])
+    }
+
+    private func list(_ request: Request) async throws -> Response {
+        var status: DispatchStatus?
+        if let raw = request.uri.queryParameters.get("status") {
+            guard let parsed = DispatchStatus(rawValue: raw) else {
+                throw APIError.badRequest("invalid status: must be one of queued, running, completed, failed, cancelled", field: "status")
+            }
+            status = parsed
+        }
+        let limit = min(max(1, request.uri.queryParameters.get("limit", as: Int.self) ?? 50), 1000)
+        let items = try await engine.store.list(status: status, limit: limit).map { record -> [String: Any] in
+            var item: [String: Any] = [
+                "requestId": record.requestId, "status": record.status.rawValue, "tool": record.request.tool.rawValue,
+                "updatedAt": record.result.updatedAt,
+            ]
+            item["startedAt"] = record.result.startedAt ?? NSNull()
+            return item
+        }
+        return JSONBody.response(["ok": true, "items": items])
+    }
+
+    private func logs(_ id: String, request: Request) async throws -> Response {
+        guard try await engine.store.record(id) != nil else { throw APIError.notFound(id) }
+        let stream = request.uri.queryParameters.get("stream") ?? "stdout"
+        guard stream == "stdout" || stream == "stderr" else { throw APIError.badRequest("stream must be stdout or stderr", field: "stream") }
+        let follow = ["1", "true"].contains(request.uri.queryParameters.get("follow") ?? "")
+        let store = engine.store
+        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody { writer in
+            var offset: UInt64 = 0
+            var path: String?
+            while true {
+                guard let record = try await store.record(id) else { break }
+                if let logs = record.result.logs {
+                    let current = stream == "stderr" ? logs.stderrPath : logs.stdoutPath
+                    if current != path {
+                        path = current
+                        offset = 0
+                    }
+                    let chunk = Self.read(current, from: offset)
+                    if !chunk.isEmpty {
+                        offset += UInt64(chunk.count)
+                        try await writer.write(ByteBuffer(bytes: chunk))
+                    }
+                }
+                if !follow || record.status.isTerminal { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    private func ready() async throws -> Response {
+        let storeOK = await engine.store.isWritable()
+        let probe = "\(engine.store.inboxDir)/.readyz-\(getpid())"
+        let inboxOK = FileManager.default.createFile(atPath: probe, contents: Data())
+        try? FileManager.default.removeItem(atPath: probe)
+        let ok = storeOK && inboxOK
+        return JSONBody.response(["ok": ok, "store": storeOK, "inbox": inboxOK], status: ok ? .ok : .serviceUnavailable)
+    }
+
+    private func metrics() -> Response {
+        let counts = service.counts
+        let text = engine.metrics.render(running: counts.running, queued: counts.queued, waiters: engine.notifier.waiterCount)
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    private func info() async throws -> Response {
+        let counts = try await engine.store.counts()
+        let live = service.counts
+        return JSONBody.response([
+            "name": "agent-dispatch", "version": ServerInfo.version, "gitSha": ServerInfo.gitSha,
+            "uptimeSeconds": Int(Date().timeIntervalSince(startedAt)), "startedAt": ISO8601.string(startedAt),
+            "backends": ["local", "k8s"], "defaultBackend": engine.configuration.defaultBackend.rawValue,
+            "maxConcurrent": service.maxConcurrent, "running": live.running, "queued": live.queued,
+            "counts": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
+        ])
+    }
+
+    static func resultResponse(_ result: DispatchResult) throws -> Response {
+        JSONBody.response(["ok": true, "requestId": result.requestId, "status": result.status.rawValue, "result": try object(result)])
+    }
+
+    static func object(_ result: DispatchResult) throws -> Any {
+        try JSONSerialization.jsonObject(with: StoreJSON.encode(result))
+    }
+
+    static func read(_ path: String, from offset: UInt64) -> Data {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return Data() }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: offset)
+        return (try? handle.read(upToCount: 1 << 20)) ?? Data()
+    }
+
+    static func field(of error: DecodingError) -> String? {
+        switch error {
+        case .keyNotFound(let key, let context):
+            return (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "body" : path
+        @unknown default:
+            return nil
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, _): "missing \(key.stringValue)"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
+        @unknown default: "\(error)"
+        }
+    }
+}

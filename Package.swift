@@ -98,6 +98,7 @@ let package = Package(
             dependencies: [
                 "DispatchCore", "AgentProcess", "DispatchStore", "Dispatcher",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/DispatchTestSupport",
             swiftSettings: swiftSettings
@@ -114,6 +115,15 @@ let package = Package(
         .testTarget(
             name: "SandboxTests",
             dependencies: ["Sandbox", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DispatchServerTests",
+            dependencies: [
+                "DispatchServer", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "DispatchCLITests", dependencies: ["DispatchTestSupport", "AgentProcess"], swiftSettings: swiftSettings),

@@ -145,27 +145,18 @@ public final class DispatchService: Sendable {
             return Array(state.running.values)
         }
         logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.components.seconds * 1000)"])
-        let finished = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for item in running { _ = await item.task.value }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: drain)
-                return false
-            }
-            let first = await group.next() ?? true
-            group.cancelAll()
-            return first
+        // Awaiting a task's value cannot be cancelled, so the drain window is a bounded wait on the running set.
+        let clock = ContinuousClock()
+        let end = clock.now + drain
+        while clock.now < end, counts.running > 0 {
+            try? await Task.sleep(for: .milliseconds(20))
         }
-        if !finished {
-            let left = state.withLock { Array($0.running.values) }
-            for item in left {
-                item.token.cancel(reason: "runner shutting down")
-                item.task.cancel()
-            }
-            for item in left { _ = await item.task.value }
+        let left = state.withLock { Array($0.running.values) }
+        for item in left {
+            item.token.cancel(reason: "runner shutting down")
+            item.task.cancel()
         }
+        for item in left { _ = await item.task.value }
         engine.notifier.wakeAll()
     }
 

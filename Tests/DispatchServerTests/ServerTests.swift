@@ -1,0 +1,233 @@
+import AgentProcess
+import AsyncHTTPClient
+import DispatchTestSupport
+import Foundation
+import NIOHTTP1
+import Testing
+
+@Suite(.serialized) struct ServerTests {
+    let dir = TempDir("server")
+
+    func server(maxConcurrent: Int = 2, drainSeconds: Double = 10) -> ServerProcess {
+        ServerProcess(stateDir: dir.child("state"), maxConcurrent: maxConcurrent, drainSeconds: drainSeconds)
+    }
+
+    func terminal(_ server: ServerProcess, _ id: String, timeoutMs: Int = 30_000) async throws -> [String: Any] {
+        let reply = try await server.send(.GET, "/internal/agent-await/\(id)?timeoutMs=\(timeoutMs)")
+        #expect(reply.status == 200, "\(id): \(reply.text)")
+        return try #require(reply.json?["result"] as? [String: Any])
+    }
+
+    @Test func fiveHundredPostsOverFiftyIdsRunFiftyExecutions() async throws {
+        let server = server(maxConcurrent: 4)
+        try await server.start()
+        defer { server.stop() }
+        let count = dir.child("count")
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<500 {
+                group.addTask {
+                    try await server.dispatch(["requestId": "load-\(index % 50)", "task": "fake:count=\(count) fake:answer=ok", "tool": "codex"]).status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.allSatisfy { $0 == 200 || $0 == 202 }, "\(Set(statuses))")
+        #expect(statuses.filter { $0 == 202 }.count == 50)
+        for index in 0..<50 {
+            #expect(try await terminal(server, "load-\(index)")["status"] as? String == "completed")
+        }
+        #expect(LogFile.read(count).split(separator: "\n").count == 50, "exactly one execution per id")
+    }
+
+    @Test func hostileInputGetsTheRight4xxAndLeavesNothing() async throws {
+        let server = server()
+        try await server.start()
+        defer { server.stop() }
+        let valid: [String: Any] = ["requestId": "ok-id", "task": "t", "tool": "codex"]
+        func body(_ changes: [String: Any]) throws -> Data {
+            try JSONSerialization.data(withJSONObject: valid.merging(changes) { $1 })
+        }
+        let cases: [(String, Data?, String??, Int, String?)] = [
+            ("no token", try body(["requestId": "h-1"]), .some(nil), 401, nil),
+            ("wrong token", try body(["requestId": "h-2"]), "wrong", 401, nil),
+            ("2 MiB body", Data(repeating: 0x20, count: 2 << 20), nil, 413, nil),
+            ("malformed JSON", Data("{\"requestId\":".utf8), nil, 400, "body"),
+            ("wrong type", try body(["requestId": "h-3", "timeout": "soon"]), nil, 400, "timeout"),
+            ("../x", try body(["requestId": "../x"]), nil, 400, "requestId"),
+            ("a/b", try body(["requestId": "a/b"]), nil, 400, "requestId"),
+            ("..", try body(["requestId": ".."]), nil, 400, "requestId"),
+            ("NUL", try body(["requestId": "a\u{0}b"]), nil, 400, "requestId"),
+            ("129 chars", try body(["requestId": String(repeating: "x", count: 129)]), nil, 400, "requestId"),
+            ("unknown tool", try body(["requestId": "h-4", "tool": "gpt"]), nil, 400, "tool"),
+            ("missing task", try JSONSerialization.data(withJSONObject: ["requestId": "h-5", "tool": "codex"]), nil, 400, "task"),
+        ]
+        for (name, payload, token, status, field) in cases {
+            let reply = try await server.send(.POST, "/internal/agent-dispatch", body: payload, token: token)
+            #expect(reply.status == status, "\(name): \(reply.text)")
+            if let field { #expect(reply.json?["field"] as? String == field, "\(name): \(reply.text)") }
+            #expect(reply.json?["ok"] as? Bool == false, "\(name): \(reply.text)")
+        }
+        for id in ["h-1", "h-2", "h-3", "h-4", "h-5"] {
+            #expect(try await server.send(.GET, "/internal/agent-result/\(id)").status == 404, "\(id)")
+            #expect(!FileManager.default.fileExists(atPath: "\(server.stateDir)/inbox/\(id).json"))
+        }
+        #expect((try await server.send(.GET, "/internal/agent-dispatches")).json?["items"] as? [Any] != nil)
+        #expect(((try await server.send(.GET, "/internal/agent-dispatches")).json?["items"] as? [Any])?.isEmpty == true)
+        #expect(try await server.send(.GET, "/internal/agent-result/a%2Fb").status == 400)
+        let otel = try await server.send(.GET, "/internal/agent-dispatches", token: .some(nil), headers: [("x-otel-emit-token", "test-token")])
+        #expect(otel.status == 200)
+        #expect(try await server.send(.GET, "/healthz", token: .some(nil)).status == 200)
+    }
+
+    @Test func awaitWakesOnCompletionAndTimesOutWith504() async throws {
+        let server = server()
+        try await server.start()
+        defer { server.stop() }
+        _ = try await server.dispatch(["requestId": "aw-1", "task": "fake:sleep=1 fake:answer=awake", "tool": "codex"])
+        let clock = ContinuousClock()
+        let start = clock.now
+        let waiters = try await withThrowingTaskGroup(of: [String?].self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    let result = try await terminal(server, "aw-1")
+                    return [result["result"] as? String, result["completedAt"] as? String]
+                }
+            }
+            return try await group.reduce(into: [[String?]]()) { $0.append($1) }
+        }
+        #expect(waiters.allSatisfy { $0[0] == "awake" })
+        let completedAt = try #require(ISO8601DateFormatter.fractional.date(from: waiters[0][1] ?? ""))
+        let woke = Date()
+        #expect(woke.timeIntervalSince(completedAt) < 0.05 + 0.25, "woke \(Int(woke.timeIntervalSince(completedAt) * 1000))ms after completion")
+        #expect(clock.now - start < .seconds(10))
+
+        _ = try await server.dispatch(["requestId": "aw-2", "task": "fake:sleep=5", "tool": "codex"])
+        let timeout = try await server.send(.GET, "/internal/agent-await/aw-2?timeoutMs=200")
+        #expect(timeout.status == 504)
+        #expect(timeout.json?["status"] as? String == "timeout")
+        #expect(try await server.send(.GET, "/internal/agent-await/never?timeoutMs=10").status == 404)
+    }
+
+    @Test func cancelRunningQueuedAndTerminal() async throws {
+        let server = server(maxConcurrent: 1)
+        try await server.start()
+        defer { server.stop() }
+        let count = dir.child("cancel-count")
+        _ = try await server.dispatch(["requestId": "c-run", "task": "fake:hang fake:setsid-child=100", "tool": "codex"])
+        let queued = try await server.dispatch(["requestId": "c-queued", "task": "fake:count=\(count)", "tool": "codex"])
+        #expect(queued.json?["status"] as? String == "queued")
+        #expect(await eventually { !survivors(of: "c-run").isEmpty })
+
+        let cancelQueued = try await server.send(.POST, "/internal/agent-cancel/c-queued")
+        #expect(cancelQueued.status == 200)
+        #expect(cancelQueued.json?["status"] as? String == "cancelled")
+        let cancelRunning = try await server.send(.POST, "/internal/agent-cancel/c-run")
+        #expect(cancelRunning.status == 200, "\(cancelRunning.text)")
+        #expect(cancelRunning.json?["status"] as? String == "cancelled")
+        #expect(survivors(of: "c-run").isEmpty)
+        #expect(try await server.send(.POST, "/internal/agent-cancel/c-run").status == 409)
+        #expect(try await server.send(.POST, "/internal/agent-cancel/nope").status == 404)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(!FileManager.default.fileExists(atPath: count), "a cancelled queued request never starts")
+    }
+
+    @Test func lateCallbackForATerminalIdChangesNothing() async throws {
+        let server = server()
+        try await server.start()
+        defer { server.stop() }
+        _ = try await server.dispatch(["requestId": "cb-1", "task": "fake:answer=first", "tool": "codex"])
+        let before = try await terminal(server, "cb-1")
+        let late = try JSONSerialization.data(withJSONObject: [
+            "requestId": "cb-1", "state": "failed", "backend": "k8s", "error": "late failure",
+        ])
+        let reply = try await server.send(.POST, "/internal/agent-result", body: late)
+        #expect(reply.status == 200)
+        #expect(reply.json?["ignored"] as? Bool == true)
+        let after = try await terminal(server, "cb-1")
+        #expect(after["status"] as? String == "completed")
+        #expect(after["result"] as? String == before["result"] as? String)
+        #expect(after["updatedAt"] as? String == before["updatedAt"] as? String)
+        let bad = try await server.send(.POST, "/internal/agent-result", body: Data(#"{"requestId":"cb-1"}"#.utf8))
+        #expect(bad.status == 400)
+    }
+
+    @Test func sigtermDrainsRunningDispatchesBeforeExit() async throws {
+        let server = server(maxConcurrent: 4, drainSeconds: 1.5)
+        try await server.start()
+        for index in 0..<3 {
+            _ = try await server.dispatch(["requestId": "drain-\(index)", "task": "fake:hang", "tool": "codex"])
+        }
+        _ = try await server.dispatch(["requestId": "drain-quick", "task": "fake:sleep=0.8 fake:answer=made-it", "tool": "codex"])
+        #expect(await eventually { (0..<3).allSatisfy { !survivors(of: "drain-\($0)").isEmpty } })
+        let exit = try #require(server.stop(SIGTERM))
+        #expect(exit.exitCode == 0, "\(exit.stderr)")
+        for index in 0..<3 {
+            let inbox = try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: "\(server.stateDir)/inbox/drain-\(index).json"))) as! [String: Any]
+            #expect(inbox["status"] as? String == "cancelled")
+            #expect(inbox["error"] as? String == "runner shutting down")
+            #expect(survivors(of: "drain-\(index)").isEmpty)
+        }
+        let quick = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: "\(server.stateDir)/inbox/drain-quick.json"))) as! [String: Any]
+        #expect(quick["status"] as? String == "completed", "finished inside the drain window")
+    }
+
+    @Test func killNineThenRestartResolvesRunningAndRunsQueued() async throws {
+        let first = server(maxConcurrent: 1)
+        try await first.start()
+        _ = try await first.dispatch(["requestId": "k-run", "task": "fake:hang fake:setsid-child=100", "tool": "codex"])
+        _ = try await first.dispatch(["requestId": "k-queued", "task": "fake:answer=after-restart", "tool": "codex"])
+        #expect(await eventually { !survivors(of: "k-run").isEmpty })
+        first.stop(SIGKILL)
+        #expect(!survivors(of: "k-run").isEmpty, "the agent outlives a kill -9 of its runner")
+
+        let second = server(maxConcurrent: 1)
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await second.start()
+        defer { second.stop() }
+        let running = try await second.send(.GET, "/internal/agent-result/k-run")
+        #expect(clock.now - start < .seconds(2) + .seconds(3), "restart plus recovery")
+        #expect(running.json?["status"] as? String == "failed")
+        #expect((running.json?["result"] as? [String: Any])?["error"] as? String == "runner restarted while running; execution abandoned")
+        #expect(survivors(of: "k-run").isEmpty)
+        let queued = try await terminal(second, "k-queued")
+        #expect(queued["status"] as? String == "completed")
+        #expect(queued["result"] as? String == "after-restart")
+    }
+
+    @Test func refusesNonLoopbackWithoutAToken() throws {
+        let result = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["serve", "--host", "0.0.0.0", "--port", "0", "--state-dir", dir.child("nl")],
+            environment: ["DISPATCH_TOKEN": ""])
+        #expect(result.exitCode == 2)
+        #expect(result.stderr.contains("without a token"))
+    }
+
+    @Test func metricsInfoAndReadiness() async throws {
+        let server = server()
+        try await server.start()
+        defer { server.stop() }
+        _ = try await server.dispatch(["requestId": "m-1", "task": "fake:answer=x", "tool": "codex"])
+        _ = try await server.dispatch(["requestId": "m-1", "task": "fake:answer=x", "tool": "codex"])
+        _ = try await terminal(server, "m-1")
+        let metrics = try await server.send(.GET, "/metrics", token: .some(nil))
+        #expect(metrics.text.contains(#"dispatch_dispatches_total{tool="codex",status="completed"} 1"#))
+        #expect(metrics.text.contains("dispatch_dedupe_total 1"))
+        let info = try await server.send(.GET, "/", token: .some(nil))
+        #expect(info.json?["version"] as? String != nil)
+        #expect((info.json?["gitSha"] as? String)?.count ?? 0 >= 7)
+        #expect(try await server.send(.GET, "/readyz", token: .some(nil)).status == 200)
+        let logs = try await server.send(.GET, "/internal/agent-logs/m-1?stream=stdout")
+        #expect(logs.text.contains("item.completed"))
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let fractional: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
+}

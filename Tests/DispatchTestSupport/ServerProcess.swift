@@ -1,0 +1,93 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A real `dispatch serve` process on 127.0.0.1 with a random port, for tests.
+public final class ServerProcess: @unchecked Sendable {
+    // Mutable only from the test that owns it.
+    public let stateDir: String
+    public let token: String?
+    public private(set) var port = 0
+    public private(set) var command: RunningCommand?
+    let environment: [String: String]
+    let arguments: [String]
+
+    public init(stateDir: String, token: String? = "test-token", maxConcurrent: Int = 2, drainSeconds: Double = 10,
+                environment: [String: String] = [:], extraArguments: [String] = []) {
+        self.stateDir = stateDir
+        self.token = token
+        var env = environment
+        env["DISPATCH_TOKEN"] = token ?? ""
+        env["DISPATCH_CODEX_BIN"] = env["DISPATCH_CODEX_BIN"] ?? TestPaths.fake("codex")
+        env["DISPATCH_CLAUDE_BIN"] = env["DISPATCH_CLAUDE_BIN"] ?? TestPaths.fake("claude")
+        env["DISPATCH_PI_BIN"] = env["DISPATCH_PI_BIN"] ?? TestPaths.fake("pi")
+        env["DISPATCH_KILL_GRACE_MS"] = env["DISPATCH_KILL_GRACE_MS"] ?? "1000"
+        self.environment = env
+        self.arguments = [
+            "serve", "--host", "127.0.0.1", "--port", "0", "--state-dir", stateDir, "--max-concurrent", "\(maxConcurrent)",
+            "--drain-seconds", "\(drainSeconds)", "--log-level", "warning",
+        ] + extraArguments
+    }
+
+    /// Starts the server and waits until it listens.
+    public func start() async throws {
+        let portFile = "\(stateDir).port-\(UUID().uuidString.prefix(6))"
+        try? FileManager.default.removeItem(atPath: portFile)
+        command = try CommandRunner.start(TestPaths.dispatchBinary, arguments + ["--port-file", portFile], environment: environment)
+        let ready = await eventually(timeout: .seconds(30)) { FileManager.default.fileExists(atPath: portFile) }
+        guard ready, let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            let output = command.map { process -> String in
+                process.process.terminate()
+                let result = process.wait()
+                return result.stderr
+            } ?? ""
+            throw GitFixtureError(message: "dispatch serve did not start: \(output)")
+        }
+        self.port = port
+    }
+
+    /// Sends `signal` and waits for the exit; returns the exit status and output.
+    @discardableResult
+    public func stop(_ signal: Int32 = SIGTERM) -> CommandResult? {
+        guard let command else { return nil }
+        kill(command.pid, signal)
+        let result = command.wait()
+        self.command = nil
+        return result
+    }
+
+    public var pid: Int32? { command?.pid }
+
+    /// A response: status and parsed JSON body (or raw text).
+    public struct Reply: Sendable {
+        public var status: Int
+        public var text: String
+        public var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] }
+    }
+
+    /// Sends a request; `token: nil` uses the server's token, `.some(nil)` none at all.
+    public func send(
+        _ method: HTTPMethod, _ path: String, body: Data? = nil, token: String?? = nil, headers: [(String, String)] = [],
+        timeout: TimeAmount = .seconds(60)
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        let presented = token ?? self.token
+        if let presented { request.headers.add(name: "Authorization", value: "Bearer \(presented)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.body = .bytes(ByteBuffer(bytes: body))
+            request.headers.add(name: "Content-Type", value: "application/json")
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let buffer = try await response.body.collect(upTo: 64 << 20)
+        return Reply(status: Int(response.status.code), text: String(buffer: buffer))
+    }
+
+    /// POSTs a dispatch request document.
+    public func dispatch(_ body: [String: Any]) async throws -> Reply {
+        try await send(.POST, "/internal/agent-dispatch", body: JSONSerialization.data(withJSONObject: body))
+    }
+}

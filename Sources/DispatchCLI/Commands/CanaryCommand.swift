@@ -16,15 +16,21 @@ struct CanaryCommand: AsyncParsableCommand {
             abstract: "Check that a result is written promptly when an orphan keeps stderr open, and that the orphan is killed.")
 
         @OptionGroup var state: StateOptions
+        @OptionGroup var remote: ServerOptions
         @Option(help: "How long the orphan holds stderr, in seconds.") var hold = 60
 
         func run() async throws {
-            let engine = try state.engine()
+            let client = try remote.client()
             let requestId = "canary-orphan-stderr-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
             let request = CanaryChecks.orphanStderrRequest(requestId: requestId, cwd: NSTemporaryDirectory(), holdSeconds: hold)
             let clock = ContinuousClock()
             let start = clock.now
-            let result = try await engine.runOnce(request, token: CancelToken()).result
+            let result: DispatchResult? =
+                if let client {
+                    try await client.dispatchAndAwait(request, timeout: .seconds(120))
+                } else {
+                    try await state.engine().runOnce(request, token: CancelToken()).result
+                }
             let wallMs = Int((clock.now - start).components.seconds * 1000 + (clock.now - start).components.attoseconds / 1_000_000_000_000_000)
             let report = CanaryReport(
                 scenario: "orphan-stderr", requestId: requestId, wallMs: wallMs,

@@ -12,25 +12,37 @@ extension CanaryCommand {
             abstract: "Check that a sleeping agent is killed at the budget, ends failed saying timed out, and leaves nothing running.")
 
         @OptionGroup var state: StateOptions
+        @OptionGroup var remote: ServerOptions
         @Option(help: "Budget in seconds.") var timeout = 5
         @Option(help: "How long the canary sleeps, in seconds.") var sleep = 120
         @Option(help: "Git repository to sandbox (default: a small repo the canary creates under the state dir).") var repo: String?
 
         func run() async throws {
-            let engine = try state.engine()
-            let repoPath = try repo.map(absolute) ?? Self.canaryRepo(in: engine.configuration.stateDir)
+            let configuration = state.configuration()
+            let repoPath = try repo.map(absolute) ?? Self.canaryRepo(in: configuration.stateDir)
             let requestId = "canary-sleep-timeout-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
             let request = CanaryChecks.sleepTimeoutRequest(requestId: requestId, repo: repoPath, timeoutSeconds: timeout, sleepSeconds: sleep)
             let clock = ContinuousClock()
             let start = clock.now
-            let result = try await engine.runOnce(request, token: CancelToken()).result
+            let result: DispatchResult?
+            let sandboxState: String?
+            var running: [String] = []
+            if let client = try remote.client() {
+                // The registry is the server's; `cleanupAfter` is set only once the server finished the sandbox row.
+                result = try await client.dispatchAndAwait(request, timeout: .seconds(Double(timeout + 60)))
+                sandboxState = result?.localSandbox?.cleanupAfter != nil ? result?.status.rawValue : "running"
+            } else {
+                let engine = try state.engine()
+                let local = try await engine.runOnce(request, token: CancelToken()).result
+                result = local
+                sandboxState = try await local.localSandbox.asyncMap { try await engine.store.sandbox($0.sandboxId) }??.state.rawValue
+                running = try await engine.store.sandboxes(state: .running).map(\.sandboxId)
+            }
             let elapsed = clock.now - start
             let wallMs = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
-            let row = try await result.localSandbox.asyncMap { try await engine.store.sandbox($0.sandboxId) } ?? nil
-            let running = try await engine.store.sandboxes(state: .running).map(\.sandboxId)
             let checks = CanaryChecks.sleepTimeout(
-                result, wallMs: wallMs, timeoutSeconds: timeout, killGraceMs: engine.configuration.killGraceMs,
-                sandboxState: row?.state.rawValue, runningSandboxIds: running)
+                result, wallMs: wallMs, timeoutSeconds: timeout, killGraceMs: configuration.killGraceMs,
+                sandboxState: sandboxState, runningSandboxIds: running)
             let report = CanaryReport(scenario: "sleep-timeout", requestId: requestId, wallMs: wallMs, checks: checks, result: result)
             print(Output.json(report, pretty: true))
             if !report.ok { throw DispatchExit.failed }

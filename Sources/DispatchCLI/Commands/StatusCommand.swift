@@ -9,17 +9,28 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status", abstract: "Print the result of a request (exit 0 when found, 1 when unknown).")
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var remote: ServerOptions
     @Argument(help: "The requestId.") var requestId: String
     @Flag(help: "Print a one-line summary instead of the result JSON.") var summary = false
 
     func run() async throws {
-        let engine = try state.engine()
-        guard var record = try await engine.store.record(requestId) else {
-            Output.error("unknown requestId \(requestId)")
-            throw DispatchExit.failed
+        let result: DispatchResult
+        if let client = try remote.client() {
+            let reply = try await client.request(.GET, "/internal/agent-result/\(requestId)")
+            guard reply.status == 200, let decoded = try RemoteClient.result(reply) else {
+                Output.error(reply.status == 404 ? "unknown requestId \(requestId)" : "status failed (\(reply.status)): \(reply.text)")
+                throw DispatchExit.failed
+            }
+            result = decoded
+        } else {
+            let engine = try state.engine()
+            guard let record = try await engine.store.record(requestId) else {
+                Output.error("unknown requestId \(requestId)")
+                throw DispatchExit.failed
+            }
+            result = try await engine.resolveIfAbandoned(record).result
         }
-        record = try await engine.resolveIfAbandoned(record)
-        print(summary ? Output.summary(record.result) : Output.json(record.result))
+        print(summary ? Output.summary(result) : Output.json(result))
     }
 }
 
@@ -29,108 +40,103 @@ struct AwaitCommand: AsyncParsableCommand {
         commandName: "await", abstract: "Wait until a request is terminal; exit 0 completed, 1 failed or timeout, 130 cancelled.")
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var remote: ServerOptions
     @Argument(help: "The requestId.") var requestId: String
     @Option(help: "Give up after SEC seconds.") var timeout: Double?
     @Flag(help: "Print only the result document as JSON.") var json = false
 
     func run() async throws {
-        let engine = try state.engine()
-        guard let record = try await engine.awaitTerminal(requestId, timeout: timeout.map { .milliseconds(Int($0 * 1000)) }) else {
+        let limit = timeout.map { Duration.milliseconds(Int($0 * 1000)) }
+        let interactive = isatty(STDERR_FILENO) == 1 && !json
+        let progress: (String, Duration) -> Void = { status, elapsed in
+            let seconds = elapsed.components.seconds
+            if interactive {
+                FileHandle.standardError.write(Data("\r\(requestId): \(status), \(seconds)s elapsed ".utf8))
+            } else if !json {
+                FileHandle.standardError.write(Data("\(requestId): \(status) after \(seconds)s\n".utf8))
+            }
+        }
+        let result: DispatchResult?
+        if let client = try remote.client() {
+            result = try await client.awaitTerminal(requestId, timeout: limit, progress: progress)
+        } else {
+            let engine = try state.engine()
+            result = try await Self.awaitLocally(engine, requestId, limit: limit, progress: progress)
+        }
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        guard let result else {
             Output.error("unknown requestId \(requestId)")
             throw DispatchExit.failed
         }
-        print(json ? Output.json(record.result) : Output.summary(record.result))
-        guard record.status.isTerminal else {
-            Output.error("timed out after \(timeout ?? 0)s waiting for \(requestId) (still \(record.status.rawValue))")
+        print(json ? Output.json(result) : Output.summary(result))
+        guard result.status.isTerminal else {
+            Output.error("timed out after \(timeout ?? 0)s waiting for \(requestId) (still \(result.status.rawValue))")
             throw DispatchExit.failed
         }
-        let code = Output.exitCode(for: record.status)
+        let code = Output.exitCode(for: result.status)
         if code != .success { throw code }
     }
-}
 
-/// `dispatch list`: recent requests, newest first.
-struct ListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List requests, newest first.")
-
-    @OptionGroup var state: StateOptions
-    @Option(help: "Only requests in this status.") var status: String?
-    @Option(help: "At most N requests.") var limit = 50
-    @Flag(help: "Print JSON.") var json = false
-
-    struct Item: Codable {
-        var requestId: String
-        var status: DispatchStatus
-        var tool: AgentTool
-        var startedAt: String?
-        var updatedAt: String
-    }
-
-    func run() async throws {
-        var filter: DispatchStatus?
-        if let status {
-            guard let parsed = DispatchStatus(rawValue: status) else {
-                throw ValidationError("invalid --status \(status): must be one of queued, running, completed, failed, cancelled")
-            }
-            filter = parsed
-        }
-        let engine = try state.engine()
-        var items: [Item] = []
-        for var record in try await engine.store.list(status: filter, limit: limit) {
-            record = try await engine.resolveIfAbandoned(record)
-            items.append(Item(requestId: record.requestId, status: record.status, tool: record.request.tool,
-                              startedAt: record.result.startedAt, updatedAt: record.result.updatedAt))
-        }
-        if json {
-            print(Output.json(items))
-        } else {
-            for item in items {
-                print("\(item.requestId)\t\(item.status.rawValue)\t\(item.tool.rawValue)\t\(item.updatedAt)")
-            }
-        }
-    }
-}
-
-/// `dispatch logs ID`: the agent's captured output.
-struct LogsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a request's agent output.")
-
-    @OptionGroup var state: StateOptions
-    @Argument(help: "The requestId.") var requestId: String
-    @Flag(help: "Keep printing new output until the request is terminal.") var follow = false
-    @Flag(help: "Show stderr instead of stdout.") var stderr = false
-
-    func run() async throws {
-        let engine = try state.engine()
-        var offset: UInt64 = 0
-        var path: String?
+    static func awaitLocally(
+        _ engine: DispatchEngine, _ id: String, limit: Duration?, progress: (String, Duration) -> Void
+    ) async throws -> DispatchResult? {
+        let clock = ContinuousClock()
+        let start = clock.now
         while true {
-            guard let record = try await engine.store.record(requestId) else {
+            let slice = min(limit.map { $0 - (clock.now - start) } ?? .seconds(10), .seconds(10))
+            guard let record = try await engine.awaitTerminal(id, timeout: max(slice, .zero)) else { return nil }
+            if record.status.isTerminal { return record.result }
+            if let limit, clock.now - start >= limit { return record.result }
+            progress(record.status.rawValue, clock.now - start)
+        }
+    }
+}
+
+/// `dispatch cancel ID`: cancels a queued or running request.
+struct CancelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a request: its process group is terminated and it ends cancelled (exit 0; 1 if already terminal).")
+
+    @OptionGroup var state: StateOptions
+    @OptionGroup var remote: ServerOptions
+    @Argument(help: "The requestId.") var requestId: String
+
+    func run() async throws {
+        if let client = try remote.client() {
+            let reply = try await client.request(.POST, "/internal/agent-cancel/\(requestId)")
+            switch reply.status {
+            case 200:
+                print(Output.json(try RemoteClient.result(reply)))
+            case 409:
+                Output.error("\(requestId) is already \(reply.json?["status"] as? String ?? "terminal")")
+                throw DispatchExit.failed
+            case 404:
                 Output.error("unknown requestId \(requestId)")
                 throw DispatchExit.failed
+            default:
+                Output.error("cancel failed (\(reply.status)): \(reply.text)")
+                throw DispatchExit.failed
             }
-            if let logs = record.result.logs {
-                let current = stderr ? logs.stderrPath : logs.stdoutPath
-                if current != path {
-                    path = current
-                    offset = 0
-                }
-                offset = LogCopier.copy(from: current, offset: offset)
-            }
-            if !follow || record.status.isTerminal { break }
-            try await Task.sleep(for: .milliseconds(200))
+            return
         }
-    }
-}
-
-/// Copies a file's bytes from an offset to stdout.
-enum LogCopier {
-    static func copy(from path: String, offset: UInt64) -> UInt64 {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return offset }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: offset)
-        let data = (try? handle.readToEnd()) ?? Data()
-        FileHandle.standardOutput.write(data)
-        return offset + UInt64(data.count)
+        // Locally, a request belongs to a `dispatch run` process: SIGTERM makes it cancel and record `cancelled`.
+        let engine = try state.engine()
+        guard let stored = try await engine.store.record(requestId) else {
+            Output.error("unknown requestId \(requestId)")
+            throw DispatchExit.failed
+        }
+        let record = try await engine.resolveIfAbandoned(stored)
+        if record.status.isTerminal {
+            Output.error("\(requestId) is already \(record.status.rawValue)")
+            throw DispatchExit.failed
+        }
+        guard let owner = record.owner, owner.kind == "run", !owner.isKnownDead else {
+            Output.error("\(requestId) is run by dispatch \(record.owner?.kind ?? "?") (pid \(record.owner?.pid ?? 0)); cancel it with --server URL")
+            throw DispatchExit.failed
+        }
+        kill(owner.pid, SIGTERM)
+        let final = try await engine.awaitTerminal(requestId, timeout: .seconds(60))
+        print(Output.json(final?.result ?? record.result))
+        if final?.status != .cancelled { throw DispatchExit.failed }
     }
 }

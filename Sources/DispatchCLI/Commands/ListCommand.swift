@@ -1,0 +1,105 @@
+import ArgumentParser
+import DispatchCore
+import Dispatcher
+import Foundation
+
+/// `dispatch list`: recent requests, newest first.
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List requests, newest first.")
+
+    @OptionGroup var state: StateOptions
+    @OptionGroup var remote: ServerOptions
+    @Option(help: "Only requests in this status.") var status: String?
+    @Option(help: "At most N requests.") var limit = 50
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Item: Codable {
+        var requestId: String
+        var status: String
+        var tool: String
+        var startedAt: String?
+        var updatedAt: String
+    }
+
+    func run() async throws {
+        if let status, DispatchStatus(rawValue: status) == nil {
+            throw ValidationError("invalid --status \(status): must be one of queued, running, completed, failed, cancelled")
+        }
+        var items: [Item] = []
+        if let client = try remote.client() {
+            let query = "limit=\(limit)" + (status.map { "&status=\($0)" } ?? "")
+            let reply = try await client.request(.GET, "/internal/agent-dispatches?\(query)")
+            guard reply.status == 200, let raw = reply.json?["items"] else {
+                Output.error("list failed (\(reply.status)): \(reply.text)")
+                throw DispatchExit.failed
+            }
+            items = try JSONDecoder().decode([Item].self, from: JSONSerialization.data(withJSONObject: raw))
+        } else {
+            let engine = try state.engine()
+            for stored in try await engine.store.list(status: status.flatMap(DispatchStatus.init(rawValue:)), limit: limit) {
+                let record = try await engine.resolveIfAbandoned(stored)
+                items.append(Item(requestId: record.requestId, status: record.status.rawValue, tool: record.request.tool.rawValue,
+                                  startedAt: record.result.startedAt, updatedAt: record.result.updatedAt))
+            }
+        }
+        if json {
+            print(Output.json(items))
+        } else {
+            for item in items { print("\(item.requestId)\t\(item.status)\t\(item.tool)\t\(item.updatedAt)") }
+        }
+    }
+}
+
+/// `dispatch logs ID`: the agent's captured output.
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a request's agent output.")
+
+    @OptionGroup var state: StateOptions
+    @OptionGroup var remote: ServerOptions
+    @Argument(help: "The requestId.") var requestId: String
+    @Flag(help: "Keep printing new output until the request is terminal.") var follow = false
+    @Flag(help: "Show stderr instead of stdout.") var stderr = false
+
+    func run() async throws {
+        if let client = try remote.client() {
+            let path = "/internal/agent-logs/\(requestId)?stream=\(stderr ? "stderr" : "stdout")&follow=\(follow ? 1 : 0)"
+            let status = try await client.stream(path)
+            if status != 200 {
+                Output.error(status == 404 ? "unknown requestId \(requestId)" : "logs failed (\(status))")
+                throw DispatchExit.failed
+            }
+            return
+        }
+        let engine = try state.engine()
+        var offset: UInt64 = 0
+        var path: String?
+        while true {
+            guard let record = try await engine.store.record(requestId) else {
+                Output.error("unknown requestId \(requestId)")
+                throw DispatchExit.failed
+            }
+            if let logs = record.result.logs {
+                let current = stderr ? logs.stderrPath : logs.stdoutPath
+                if current != path {
+                    path = current
+                    offset = 0
+                }
+                offset = LogCopier.copy(from: current, offset: offset)
+            }
+            if !follow || record.status.isTerminal { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}
+
+/// Copies a file's bytes from an offset to stdout.
+enum LogCopier {
+    static func copy(from path: String, offset: UInt64) -> UInt64 {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return offset }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: offset)
+        let data = (try? handle.readToEnd()) ?? Data()
+        FileHandle.standardOutput.write(data)
+        return offset + UInt64(data.count)
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import AsyncHTTPClient
+import DispatchCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Where operator commands send their requests: `--server URL` or `DISPATCH_URL`, with the service token.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "Service URL (default: $DISPATCH_URL); without it, commands read the local state dir.") var server: String?
+    @Option(name: .customLong("token-file"), help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN).")
+    var tokenFile: String?
+
+    /// The client when a server is configured.
+    func client() throws -> RemoteClient? {
+        let env = ProcessInfo.processInfo.environment
+        guard let url = server ?? env["DISPATCH_URL"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        var token = env["DISPATCH_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let file = tokenFile ?? env["DISPATCH_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read token file \(file)") }
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return RemoteClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, token: token)
+    }
+}
+
+/// A small client for the routes of CONTRACT §3.
+struct RemoteClient: Sendable {
+    let baseURL: String
+    let token: String?
+
+    struct Reply {
+        var status: Int
+        var body: Data
+        var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] }
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, timeout: TimeAmount = .seconds(330)) async throws -> Reply {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+            let buffer = try await response.body.collect(upTo: 256 << 20)
+            return Reply(status: Int(response.status.code), body: Data(buffer.readableBytesView))
+        } catch {
+            throw RemoteError(message: "cannot reach \(baseURL)\(path): \(error)")
+        }
+    }
+
+    /// Streams a response body to stdout (logs).
+    func stream(_ path: String) async throws -> Int {
+        var request = HTTPClientRequest(url: baseURL + path)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let response = try await HTTPClient.shared.execute(request, timeout: .hours(24))
+        for try await chunk in response.body {
+            FileHandle.standardOutput.write(Data(chunk.readableBytesView))
+        }
+        return Int(response.status.code)
+    }
+
+    /// Decodes the `result` document of a reply.
+    static func result(_ reply: Reply) throws -> DispatchResult? {
+        guard let object = reply.json?["result"] else { return nil }
+        return try JSONDecoder().decode(DispatchResult.self, from: JSONSerialization.data(withJSONObject: object))
+    }
+
+    /// Submits a request and long-polls until terminal (or `timeout`).
+    func dispatchAndAwait(_ request: DispatchRequest, timeout: Duration) async throws -> DispatchResult? {
+        let submitted = try await self.request(.POST, "/internal/agent-dispatch", body: StoreJSONEncoding.encode(request))
+        guard submitted.status == 200 || submitted.status == 202 else {
+            throw RemoteError(message: "dispatch refused (\(submitted.status)): \(submitted.text)")
+        }
+        return try await awaitTerminal(request.requestId, timeout: timeout, progress: nil)
+    }
+
+    /// Long-polls in slices so progress can be shown; returns the last result seen.
+    func awaitTerminal(_ id: String, timeout: Duration?, progress: ((String, Duration) -> Void)?) async throws -> DispatchResult? {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while true {
+            let remaining = timeout.map { $0 - (clock.now - start) }
+            if let remaining, remaining <= .zero {
+                let reply = try await request(.GET, "/internal/agent-result/\(id)")
+                return try Self.result(reply)
+            }
+            let sliceMs = min(remaining.map { Int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 10_000, 10_000)
+            let reply = try await request(.GET, "/internal/agent-await/\(id)?timeoutMs=\(sliceMs)")
+            switch reply.status {
+            case 200: return try Self.result(reply)
+            case 404: throw RemoteError(message: "unknown requestId \(id)")
+            case 504: progress?((reply.json?["currentStatus"] as? String) ?? "running", clock.now - start)
+            default: throw RemoteError(message: "await failed (\(reply.status)): \(reply.text)")
+            }
+        }
+    }
+}
+
+struct RemoteError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// Request encoding for HTTP bodies.
+enum StoreJSONEncoding {
+    static func encode(_ request: DispatchRequest) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(request)
+    }
+}

@@ -27,6 +27,7 @@ test: build
 
 bench: build
 	python3 canaries/bench_run.py --dispatch $(DISPATCH)
+	python3 canaries/bench_serve.py --dispatch $(DISPATCH)
 	$(SWIFT) run DispatchBench
 
 clean:

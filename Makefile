@@ -8,6 +8,7 @@ DISPATCH := $(CURDIR)/.build/debug/dispatch
 
 # Installs missing Debian packages when run as root; otherwise says what to install.
 deps:
+	@command -v kubernetes-validate >/dev/null 2>&1 || pip install -q $(PIP_PACKAGES) || python3 -m pip install -q $(PIP_PACKAGES)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -23,6 +24,7 @@ run: build
 
 test: build
 	$(SWIFT) build --build-tests
+	DISPATCH_BIN=$(DISPATCH) bash k8s/validate.sh
 	DISPATCH_BIN=$(DISPATCH) $(SWIFT) test --skip-build --no-parallel
 
 bench: build

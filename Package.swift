@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "DispatchCLI",
             dependencies: [
-                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore", "Git",
+                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -92,6 +92,7 @@ let package = Package(
         ),
         .target(name: "DispatchCore", swiftSettings: swiftSettings),
         .target(name: "Git", dependencies: ["CGit2"], swiftSettings: swiftSettings),
+        .target(name: "Kube", dependencies: ["DispatchCore"], swiftSettings: swiftSettings),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .target(
             name: "DispatchTestSupport",
@@ -111,6 +112,7 @@ let package = Package(
             dependencies: ["Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "KubeTests", dependencies: ["Kube", "DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandboxTests",

@@ -6,11 +6,10 @@ public enum ProcessScanner {
     /// Live (non-zombie) pids in session or process group `groupId`, or carrying `marker` in their environment.
     public static func find(groupId: pid_t?, marker: String?) -> [pid_t] {
         let me = getpid()
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         var found: [pid_t] = []
         let markerBytes = marker.map { Array($0.utf8) }
-        for entry in entries {
-            guard let pid = pid_t(entry), pid != me, let stat = readStat(pid), stat.state != "Z", stat.state != "X" else { continue }
+        for pid in allPids() {
+            guard pid != me, let stat = readStat(pid), stat.state != "Z", stat.state != "X" else { continue }
             if let groupId, stat.pgrp == groupId || stat.session == groupId || pid == groupId {
                 found.append(pid)
                 continue
@@ -36,9 +35,45 @@ public enum ProcessScanner {
         var startTime: UInt64
     }
 
+    /// Numeric entries of `/proc` (this runs after every agent exit, so it avoids Foundation).
+    static func allPids() -> [pid_t] {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var pids: [pid_t] = []
+        while let entry = readdir(directory) {
+            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> pid_t? in
+                var value: pid_t = 0
+                for byte in raw {
+                    if byte == 0 { break }
+                    guard byte >= 48 && byte <= 57 else { return nil }
+                    value = value * 10 + pid_t(byte - 48)
+                }
+                return value > 0 ? value : nil
+            }
+            if let pid { pids.append(pid) }
+        }
+        return pids
+    }
+
+    /// The whole content of a small `/proc` file.
+    static func readSmallFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes.append(contentsOf: buffer[0..<count])
+        }
+        return bytes
+    }
+
     static func readStat(_ pid: pid_t) -> Stat? {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
-            let text = String(data: data, encoding: .utf8), let close = text.lastIndex(of: ")")
+        guard let bytes = readSmallFile("/proc/\(pid)/stat"), let text = String(bytes: bytes, encoding: .utf8),
+            let close = text.lastIndex(of: ")")
         else { return nil }
         // Fields after "(comm)": state ppid pgrp session ... starttime is field 22 overall (index 19 here).
         let fields = text[text.index(after: close)...].split(separator: " ")
@@ -49,7 +84,7 @@ public enum ProcessScanner {
     }
 
     static func environ(_ pid: pid_t, contains marker: [UInt8]) -> Bool {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+        guard let data = readSmallFile("/proc/\(pid)/environ") else { return false }
         return data.split(separator: 0).contains { $0.elementsEqual(marker) }
     }
 }

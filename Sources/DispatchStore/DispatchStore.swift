@@ -41,6 +41,9 @@ public final class DispatchStore: Sendable {
             try FileManager.default.createDirectory(atPath: inboxDir, withIntermediateDirectories: true)
             var configuration = Configuration()
             configuration.busyMode = .timeout(60)
+            // WAL with synchronous=NORMAL: a commit survives any process crash (the guarantee results need);
+            // only an OS crash or power loss can roll back the last commits. FULL would fsync every commit.
+            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
             configuration.label = "agent-dispatch"
             pool = try DatabasePool(path: "\(stateDir)/dispatch.sqlite", configuration: configuration)
             try Self.withFileLock("\(stateDir)/dispatch.sqlite.migrate-lock") {

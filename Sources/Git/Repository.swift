@@ -165,3 +165,13 @@ public final class Repository {
         path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
     }
 }
+
+extension Repository {
+    /// The URL of remote `name` (e.g. `origin`), or `nil` when there is no such remote.
+    public func remoteURL(_ name: String = "origin") -> String? {
+        var remote: OpaquePointer?
+        guard git_remote_lookup(&remote, handle, name) == 0, let remote else { return nil }
+        defer { git_remote_free(remote) }
+        return git_remote_url(remote).map { String(cString: $0) }
+    }
+}

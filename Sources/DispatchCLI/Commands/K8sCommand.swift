@@ -1,0 +1,63 @@
+import ArgumentParser
+import DispatchCore
+import Foundation
+import Git
+import Kube
+
+/// `dispatch k8s`: Kubernetes helpers.
+struct K8sCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "k8s", abstract: "Kubernetes backend helpers.", subcommands: [RenderJob.self])
+
+    /// Prints the Job manifest a request would create.
+    struct RenderJob: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "render-job",
+            abstract: "Print the batch/v1 Job a request would create (JSON, which is also YAML).",
+            discussion: "Cluster settings come from DISPATCH_K8S_NAMESPACE, DISPATCH_K8S_IMAGE, DISPATCH_K8S_SECRET and DISPATCH_CALLBACK_URL.")
+
+        @Option(help: "The request JSON (CONTRACT §1).") var request: String
+
+        func run() async throws {
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: request))
+            } catch {
+                throw ValidationError("cannot read --request \(request): \(error.localizedDescription)")
+            }
+            let parsed: DispatchRequest
+            do {
+                parsed = try RequestValidator.validate(json: data)
+            } catch {
+                throw ValidationError(error.description)
+            }
+            let configuration = DispatchConfiguration()
+            let settings = K8sSettings.resolve(configuration)
+            let source = try K8sSettings.source(for: parsed, defaultCwd: configuration.defaultWorkdir)
+            let job = JobSpecBuilder(settings: settings).job(
+                for: parsed, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha, remainingSeconds: Int(parsed.timeout.rounded(.up)))
+            print(JobSpecBuilder.render(job))
+        }
+    }
+}
+
+/// Where a k8s Job clones from, and the cluster settings, from the request and the environment.
+enum K8sSettings {
+    static func resolve(_ configuration: DispatchConfiguration) -> JobSpecBuilder.Settings {
+        let namespace = configuration.k8sNamespace
+        return JobSpecBuilder.Settings(
+            namespace: namespace, image: configuration.k8sImage ?? "agent-dispatch:latest",
+            secretName: configuration.k8sSecret ?? "agent-dispatch-secrets",
+            callbackURL: configuration.callbackURL ?? "http://agent-dispatch.\(namespace).svc:3111/internal/agent-result")
+    }
+
+    /// `repoUrl`/`branch`/`baseSha` from the request, else the `origin` remote, current branch and HEAD of the repo containing `cwd`.
+    static func source(for request: DispatchRequest, defaultCwd: String) throws -> (repoURL: String, branch: String?, baseSha: String?) {
+        if let repoURL = request.repoUrl { return (repoURL, request.branch, request.baseSha) }
+        let cwd = request.cwd ?? defaultCwd
+        guard let repo = try? Repository.discover(containing: cwd), let url = repo.remoteURL("origin") else {
+            throw ValidationError("invalid repoUrl: not given, and \(cwd) is not in a git repository with an origin remote")
+        }
+        let base = try? request.baseSha.map { try repo.resolveCommit($0).hex } ?? repo.headCommit()?.hex
+        return (url, request.branch ?? repo.currentBranch(), base ?? request.baseSha)
+    }
+}

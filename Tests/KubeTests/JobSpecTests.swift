@@ -1,0 +1,94 @@
+import DispatchCore
+import Foundation
+import Kube
+import Testing
+
+@Suite struct JobSpecTests {
+    let settings = JobSpecBuilder.Settings(
+        namespace: "agents", image: "registry.example.invalid/agent-dispatch:1", secretName: "agent-dispatch-secrets",
+        callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result")
+
+    @Test func tenThousandRandomRequestIdsGiveValidDistinctNames() {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+        var generator = SystemRandomNumberGenerator()
+        var ids = Set<String>()
+        while ids.count < 10_000 {
+            let length = Int.random(in: 1...128, using: &generator)
+            ids.insert(String((0..<length).map { _ in alphabet.randomElement(using: &generator)! }))
+        }
+        // Variants that collide after sanitising: case, underscores, long shared prefixes.
+        let base = String(repeating: "Story_Branch.", count: 9)
+        ids.formUnion(["A_b", "a-b", "a.b", "A-B", "a:b", base + "1", base + "2", "___", "...", "-", "9"])
+        let names = ids.map(JobNaming.jobName(requestId:))
+        #expect(names.allSatisfy(JobNaming.isDNS1123Label), "\(names.first { !JobNaming.isDNS1123Label($0) } ?? "")")
+        #expect(Set(names).count == ids.count)
+        #expect(JobNaming.jobName(requestId: "wf-1.story:7") == JobNaming.jobName(requestId: "wf-1.story:7"))
+    }
+
+    @Test func labelValuesAreLabelSafe() {
+        #expect(JobNaming.labelValue("wf:1/x") == "wf-1-x")
+        #expect(JobNaming.labelValue(String(repeating: "a", count: 100)).count == 63)
+        #expect(JobNaming.labelValue("_-x-_") == "x")
+    }
+
+    func manifest(_ request: DispatchRequest) throws -> [String: Any] {
+        JobSpecBuilder(settings: settings).job(
+            for: request, repoURL: "https://git.example.invalid/app.git", branch: "main", baseSha: "abc123", remainingSeconds: 900)
+    }
+
+    @Test func jobMeetsTheContract() throws {
+        var request = DispatchRequest(requestId: "Req_1:a", task: "fix it\nplease", tool: .codex, model: "o3", workflowId: "wf/1", storyId: "s 2")
+        request.verificationCommands = ["make test"]
+        let job = try manifest(request)
+        let spec = try #require(job["spec"] as? [String: Any])
+        #expect(spec["backoffLimit"] as? Int == 0)
+        #expect(spec["activeDeadlineSeconds"] as? Int == 960)
+        #expect(spec["ttlSecondsAfterFinished"] as? Int != nil)
+        let rules = try #require((spec["podFailurePolicy"] as? [String: Any])?["rules"] as? [[String: Any]])
+        #expect(rules.map { $0["action"] as? String } == ["FailJob", "Ignore"])
+        let template = try #require((spec["template"] as? [String: Any])?["spec"] as? [String: Any])
+        #expect(template["restartPolicy"] as? String == "Never")
+        #expect(template["automountServiceAccountToken"] as? Bool == false)
+        let podSecurity = try #require(template["securityContext"] as? [String: Any])
+        #expect(podSecurity["runAsNonRoot"] as? Bool == true)
+        #expect((podSecurity["seccompProfile"] as? [String: Any])?["type"] as? String == "RuntimeDefault")
+        let container = try #require((template["containers"] as? [[String: Any]])?.first)
+        let security = try #require(container["securityContext"] as? [String: Any])
+        #expect(security["allowPrivilegeEscalation"] as? Bool == false)
+        #expect((security["capabilities"] as? [String: Any])?["drop"] as? [String] == ["ALL"])
+        #expect(container["terminationMessagePolicy"] as? String == "FallbackToLogsOnError")
+        #expect((container["resources"] as? [String: Any])?["limits"] != nil)
+
+        let env = try #require(container["env"] as? [[String: Any]])
+        let names = Set(env.compactMap { $0["name"] as? String })
+        for required in ["REQUEST_ID", "WORKFLOW_ID", "STORY_ID", "BASE_SHA", "REPO_URL", "REPO_BRANCH", "AGENT_PROGRAM", "AGENT_MODEL",
+                         "TIMEOUT_SECONDS", "TASK_PROMPT_B64", "VERIFICATION_COMMANDS_B64", "RESULT_CALLBACK_URL", "RESULT_CALLBACK_TOKEN",
+                         "JOB_NAME", "JOB_NAMESPACE"] {
+            #expect(names.contains(required), "\(required)")
+        }
+        let value = { (name: String) in env.first { $0["name"] as? String == name }?["value"] as? String }
+        #expect(value("TASK_PROMPT_B64").flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) } == "fix it\nplease")
+        #expect(value("TIMEOUT_SECONDS") == "900")
+        let token = try #require(env.first { $0["name"] as? String == "RESULT_CALLBACK_TOKEN" })
+        #expect(token["value"] == nil)
+        #expect(((token["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any])?["name"] as? String == "agent-dispatch-secrets")
+
+        let metadata = try #require(job["metadata"] as? [String: Any])
+        #expect((metadata["annotations"] as? [String: String])?[JobSpecBuilder.requestIdAnnotation] == "Req_1:a")
+        #expect((metadata["labels"] as? [String: String])?["agent-dispatch.dev/request-id"] == "Req_1-a")
+        #expect((metadata["labels"] as? [String: String])?[JobSpecBuilder.managedByLabel] == "agent-dispatch")
+    }
+
+    @Test func noSecretValueIsInlined() throws {
+        let secret = "sk-live-very-secret-value"
+        let request = DispatchRequest(requestId: "r", task: "t", tool: .claude)
+        setenv("ANTHROPIC_API_KEY", secret, 1)
+        setenv("DISPATCH_TOKEN", secret, 1)
+        defer {
+            unsetenv("ANTHROPIC_API_KEY")
+            unsetenv("DISPATCH_TOKEN")
+        }
+        let rendered = JobSpecBuilder.render(try manifest(request))
+        #expect(!rendered.contains(secret))
+    }
+}

@@ -53,16 +53,7 @@ extension DispatchEngine {
         let input = AgentPhase.Input(
             request: request, task: sandbox.task(wrapping: request.task), workDir: sandbox.workDir, logsDir: sandbox.logsDir,
             extraEnv: sandbox.environment, deadline: workDeadline, budgetMs: deadline.budgetMs)
-        let base = result
-        let outcome = await agentPhase(logger: logger).run(input, token: token) { logs, attempts in
-            var running = base
-            running.logs = logs
-            running.attempts = attempts
-            running.updatedAt = ISO8601.string(Date())
-            _ = await self.persist(running, owner: nil, logger: logger)
-        }
-        result.apply(outcome)
-        metrics.killed(outcome.processesKilled)
+        result.apply(await runAgentPhase(input, result: result, token: token, logger: logger))
 
         var verification: Artifacts.Verification?
         if result.status == .completed, !request.verificationCommands.isEmpty {
@@ -87,7 +78,7 @@ extension DispatchEngine {
             result.artifacts = artifacts
         } catch {
             let reason = (error as? SandboxError)?.code == .timedOut
-                ? "artifact export timed out after \(exportTimeout.components.seconds * 1000 + exportTimeout.components.attoseconds / 1_000_000_000_000_000)ms (budget \(deadline.budgetMs)ms) during artifacts"
+                ? "artifact export timed out after \(exportTimeout.milliseconds)ms (budget \(deadline.budgetMs)ms) during artifacts"
                 : "artifact export failed: \(error)"
             result.artifacts = verification.map { Artifacts(verification: $0) }
             if result.status == .completed {

@@ -102,21 +102,22 @@ public final class DispatchEngine: Sendable {
         let input = AgentPhase.Input(
             request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId),
             extraEnv: [:], deadline: deadline, budgetMs: deadline.budgetMs)
-        let base = result
-        let outcome = await agentPhase(logger: logger).run(input, token: token) { logs, attempts in
-            var running = base
+        result.apply(await runAgentPhase(input, result: result, token: token, logger: logger))
+        return result
+    }
+
+    /// Runs the agent attempts, recording `running` with each attempt's log paths before it starts.
+    func runAgentPhase(_ input: AgentPhase.Input, result: DispatchResult, token: CancelToken, logger: Logger) async -> AgentPhase.Outcome {
+        let phase = AgentPhase(configuration: configuration, baseEnvironment: environment, supervisor: supervisor, logger: logger)
+        let outcome = await phase.run(input, token: token) { logs, attempts in
+            var running = result
             running.logs = logs
             running.attempts = attempts
             running.updatedAt = ISO8601.string(Date())
             _ = await self.persist(running, owner: nil, logger: logger)
         }
-        result.apply(outcome)
         metrics.killed(outcome.processesKilled)
-        return result
-    }
-
-    func agentPhase(logger: Logger) -> AgentPhase {
-        AgentPhase(configuration: configuration, baseEnvironment: environment, supervisor: supervisor, logger: logger)
+        return outcome
     }
 
     /// Where a host-mode request keeps its logs and task file.

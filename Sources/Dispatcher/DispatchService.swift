@@ -144,7 +144,7 @@ public final class DispatchService: Sendable {
             state.queue.removeAll()
             return Array(state.running.values)
         }
-        logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.components.seconds * 1000)"])
+        logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.milliseconds)"])
         // Awaiting a task's value cannot be cancelled, so the drain window is a bounded wait on the running set.
         let clock = ContinuousClock()
         let end = clock.now + drain

@@ -1,3 +1,4 @@
+import DispatchCore
 import Foundation
 import Synchronization
 
@@ -17,8 +18,7 @@ public enum BlockingWork {
             if let timeout {
                 Task {
                     try? await Task.sleep(for: timeout)
-                    let ms = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
-                    once.resume(with: .failure(SandboxError(code: .timedOut, message: "\(name) timed out after \(ms)ms")))
+                    once.resume(with: .failure(SandboxError(code: .timedOut, message: "\(name) timed out after \(timeout.milliseconds)ms")))
                 }
             }
         }

@@ -31,7 +31,7 @@ struct CanaryCommand: AsyncParsableCommand {
                 } else {
                     try await state.engine().runOnce(request, token: CancelToken()).result
                 }
-            let wallMs = Int((clock.now - start).components.seconds * 1000 + (clock.now - start).components.attoseconds / 1_000_000_000_000_000)
+            let wallMs = Int((clock.now - start).milliseconds)
             let report = CanaryReport(
                 scenario: "orphan-stderr", requestId: requestId, wallMs: wallMs,
                 checks: CanaryChecks.orphanStderr(result, wallMs: wallMs, holdSeconds: hold), result: result)

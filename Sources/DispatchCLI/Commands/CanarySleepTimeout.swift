@@ -38,8 +38,7 @@ extension CanaryCommand {
                 sandboxState = try await local.localSandbox.asyncMap { try await engine.store.sandbox($0.sandboxId) }??.state.rawValue
                 running = try await engine.store.sandboxes(state: .running).map(\.sandboxId)
             }
-            let elapsed = clock.now - start
-            let wallMs = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+            let wallMs = Int((clock.now - start).milliseconds)
             let checks = CanaryChecks.sleepTimeout(
                 result, wallMs: wallMs, timeoutSeconds: timeout, killGraceMs: configuration.killGraceMs,
                 sandboxState: sandboxState, runningSandboxIds: running)

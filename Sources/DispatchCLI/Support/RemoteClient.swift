@@ -89,7 +89,7 @@ struct RemoteClient: Sendable {
                 let reply = try await request(.GET, "/internal/agent-result/\(id)")
                 return try Self.result(reply)
             }
-            let sliceMs = min(remaining.map { Int($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 10_000, 10_000)
+            let sliceMs = min(remaining.map { Int($0.milliseconds) } ?? 10_000, 10_000)
             let reply = try await request(.GET, "/internal/agent-await/\(id)?timeoutMs=\(sliceMs)")
             switch reply.status {
             case 200: return try Self.result(reply)

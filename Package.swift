@@ -92,7 +92,15 @@ let package = Package(
         ),
         .target(name: "DispatchCore", swiftSettings: swiftSettings),
         .target(name: "Git", dependencies: ["CGit2"], swiftSettings: swiftSettings),
-        .target(name: "Kube", dependencies: ["DispatchCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "Kube",
+            dependencies: [
+                "DispatchCore", "DispatchStore", "Dispatcher", "Sandbox", "Git",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
         .target(
             name: "DispatchTestSupport",

@@ -9,6 +9,11 @@ public final class Repository {
         self.handle = handle
     }
 
+    /// Takes ownership of a handle libgit2 returned.
+    convenience init(wrapping handle: OpaquePointer) {
+        self.init(handle: handle)
+    }
+
     deinit { git_repository_free(handle) }
 
     /// Opens the repository at `path` (its working directory or `.git` directory).

@@ -1,0 +1,29 @@
+import ArgumentParser
+import Dispatcher
+import Foundation
+import Kube
+
+/// `dispatch job-runner`: the k8s Job entrypoint (env contract of CONTRACT §5).
+struct JobRunnerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "job-runner",
+        abstract: "Run one request from the k8s Job environment; print and POST the result. Exit 0 completed, 1 failed, 143 cancelled.")
+
+    @Option(help: "Working directory for the clone, sandbox and state (default: $DISPATCH_JOB_WORKDIR or /tmp/dispatch-job).")
+    var workspace: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let workspace = self.workspace ?? environment["DISPATCH_JOB_WORKDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp/dispatch-job"
+        let runner = JobRunner(environment: environment, workspace: absolute(workspace), logger: CLILogging.logger(level: .info))
+        let token = CancelToken()
+        let work = Task { await runner.run(token: token) }
+        let trap = SignalTrap([SIGTERM, SIGINT]) { signo in
+            token.cancel(reason: "job-runner received \(SignalTrap.name(signo)); pod terminating")
+            work.cancel()
+        }
+        let outcome = await work.value
+        withExtendedLifetime(trap) {}
+        if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+}

@@ -7,7 +7,8 @@ import Sandbox
 
 /// The lifecycle of one dispatch: dedupe → running → backend → artifacts → terminal result.
 ///
-/// Shared by `dispatch run` (one request, in-process) and `dispatch serve` (many, through ``DispatchQueue``-style admission).
+/// Shared by `dispatch run` (one request, in-process), `dispatch serve` (many, admitted by ``DispatchService``) and
+/// `dispatch job-runner`.
 public final class DispatchEngine: Sendable {
     public let configuration: DispatchConfiguration
     public let store: DispatchStore
@@ -59,6 +60,9 @@ public final class DispatchEngine: Sendable {
         logger[metadataKey: "request.id"] = "\(request.requestId)"
         logger[metadataKey: "tool"] = "\(request.tool.rawValue)"
         logger[metadataKey: "mode"] = "\(request.executionMode.rawValue)"
+        if request.executionMode == .sandbox {
+            logger[metadataKey: "backend"] = "\((request.sandboxBackend ?? configuration.defaultBackend).rawValue)"
+        }
         let deadline = Deadline(budgetMs: request.timeoutMs)
         var result = record.result
         let now = ISO8601.string(Date())

@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Not named `dispatch`: its entry symbol would be `dispatch_main`, which collides with libdispatch.
@@ -97,6 +98,7 @@ let package = Package(
             dependencies: [
                 "DispatchCore", "DispatchStore", "Dispatcher", "Sandbox", "Git",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -108,6 +110,8 @@ let package = Package(
                 "DispatchCore", "AgentProcess", "DispatchStore", "Dispatcher",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Tests/DispatchTestSupport",
             swiftSettings: swiftSettings
@@ -120,7 +124,15 @@ let package = Package(
             dependencies: ["Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KubeTests", dependencies: ["Kube", "DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KubeTests",
+            dependencies: [
+                "Kube", "DispatchCore", "DispatchTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandboxTests",

@@ -1,0 +1,175 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// The subset of the Kubernetes API the controller needs, over AsyncHTTPClient (never a kubectl subprocess).
+/// 429 and 5xx are retried with backoff; `Status` bodies become ``KubeError``s.
+public final class KubeClient: Sendable {
+    public let connection: KubeConnection
+    private let http: HTTPClient
+    private let cachedToken = Mutex<(value: String?, readAt: ContinuousClock.Instant?)>((nil, nil))
+
+    /// How many times a retryable request is tried.
+    static let attempts = 4
+
+    public init(connection: KubeConnection) throws {
+        self.connection = connection
+        var configuration = HTTPClient.Configuration()
+        if connection.server.hasPrefix("https://") {
+            guard let pem = connection.caPEM else {
+                throw KubeError(status: 0, message: "no CA for \(connection.server); refusing to talk to the API without verifying TLS")
+            }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
+            configuration.tlsConfiguration = tls
+        }
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Closes the connection pool.
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    var jobsPath: String { "/apis/batch/v1/namespaces/\(connection.namespace)/jobs" }
+    var corePath: String { "/api/v1/namespaces/\(connection.namespace)" }
+
+    /// Creates a Job. On 409 the existing Job is adopted only if its request-id annotation matches.
+    public func createJob(_ manifest: [String: Any], requestId: String) async throws -> KubeJob {
+        let body = try JSONSerialization.data(withJSONObject: manifest)
+        do {
+            return KubeJob(try await json(.POST, jobsPath, body: body))
+        } catch let error as KubeError where error.status == 409 {
+            let name = ((manifest["metadata"] as? [String: Any])?["name"] as? String) ?? ""
+            guard let existing = try await job(name) else { throw error }
+            guard existing.annotations[JobSpecBuilder.requestIdAnnotation] == requestId else {
+                throw KubeError(
+                    status: 409, reason: "AlreadyExists",
+                    message: "Job \(name) exists for request \(existing.annotations[JobSpecBuilder.requestIdAnnotation] ?? "?"), not \(requestId)")
+            }
+            return existing
+        }
+    }
+
+    /// The Job, or `nil` when it does not exist.
+    public func job(_ name: String) async throws -> KubeJob? {
+        do {
+            return KubeJob(try await json(.GET, "\(jobsPath)/\(name)"))
+        } catch let error as KubeError where error.status == 404 {
+            return nil
+        }
+    }
+
+    /// Jobs matching a label selector, and the list's resourceVersion (to start a watch from).
+    public func jobs(labelSelector: String) async throws -> (items: [KubeJob], resourceVersion: String?) {
+        let object = try await json(.GET, "\(jobsPath)?labelSelector=\(Self.escape(labelSelector))")
+        let items = ((object["items"] as? [[String: Any]]) ?? []).map(KubeJob.init)
+        return (items, (object["metadata"] as? [String: Any])?["resourceVersion"] as? String)
+    }
+
+    /// Pods of a Job (`batch.kubernetes.io/job-name=<name>`).
+    public func pods(ofJob name: String) async throws -> [KubePod] {
+        let object = try await json(.GET, "\(corePath)/pods?labelSelector=\(Self.escape("batch.kubernetes.io/job-name=\(name)"))")
+        return ((object["items"] as? [[String: Any]]) ?? []).map(KubePod.init)
+    }
+
+    /// The tail of a pod's log.
+    public func podLog(_ pod: String, tailLines: Int? = nil, limitBytes: Int? = nil) async throws -> String {
+        var query: [String] = []
+        if let tailLines { query.append("tailLines=\(tailLines)") }
+        if let limitBytes { query.append("limitBytes=\(limitBytes)") }
+        let path = "\(corePath)/pods/\(pod)/log" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+        return String(decoding: try await send(.GET, path).body, as: UTF8.self)
+    }
+
+    /// Events about an object (Job or Pod), oldest first.
+    public func events(for name: String) async throws -> [KubeEvent] {
+        let object = try await json(.GET, "\(corePath)/events?fieldSelector=\(Self.escape("involvedObject.name=\(name)"))")
+        return ((object["items"] as? [[String: Any]]) ?? []).map(KubeEvent.init)
+    }
+
+    /// Deletes a Job and (through `propagationPolicy=Background`) its pods; an absent Job is not an error.
+    public func deleteJob(_ name: String) async throws {
+        do {
+            _ = try await send(.DELETE, "\(jobsPath)/\(name)?propagationPolicy=Background")
+        } catch let error as KubeError where error.status == 404 {
+            return
+        }
+    }
+
+    private func json(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> [String: Any] {
+        let reply = try await send(method, path, body: body)
+        guard let object = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any] else {
+            throw KubeError(status: reply.status, message: "\(method) \(path) answered something that is not a JSON object")
+        }
+        return object
+    }
+
+    /// One request with retries on 429/5xx/unreachable, and a token re-read after a 401.
+    func send(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> (status: Int, body: Data) {
+        var delay: Duration = .milliseconds(200)
+        var reauthenticated = false
+        var attempt = 1
+        while true {
+            do {
+                return try await sendOnce(method, path, body: body, freshToken: reauthenticated)
+            } catch let error as KubeError {
+                if error.status == 401, !reauthenticated, connection.tokenFile != nil {
+                    reauthenticated = true
+                    continue
+                }
+                guard error.isRetryable, attempt < Self.attempts else { throw error }
+            }
+            attempt += 1
+            try await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(5))
+        }
+    }
+
+    private func sendOnce(_ method: HTTPMethod, _ path: String, body: Data?, freshToken: Bool) async throws -> (status: Int, body: Data) {
+        var request = HTTPClientRequest(url: connection.server + path)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json")
+        if let token = token(refresh: freshToken) { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response: HTTPClientResponse
+        let data: Data
+        do {
+            response = try await http.execute(request, timeout: .seconds(60))
+            data = Data((try await response.body.collect(upTo: 64 << 20)).readableBytesView)
+        } catch {
+            throw KubeError(status: 0, message: "\(method) \(connection.server)\(path) failed: \(error)")
+        }
+        let status = Int(response.status.code)
+        guard (200..<300).contains(status) else {
+            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            throw KubeError(
+                status: status, reason: object?["reason"] as? String,
+                message: (object?["message"] as? String) ?? "\(method) \(path) answered \(status)")
+        }
+        return (status, data)
+    }
+
+    /// The bearer token: fixed, or read from the token file at most a minute ago (or now, after a 401).
+    private func token(refresh: Bool) -> String? {
+        if let token = connection.token { return token }
+        guard let file = connection.tokenFile else { return nil }
+        return cachedToken.withLock { cache in
+            if !refresh, let value = cache.value, let readAt = cache.readAt, ContinuousClock.now - readAt < .seconds(60) { return value }
+            let value = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            cache = (value, .now)
+            return value
+        }
+    }
+
+    static func escape(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? value
+    }
+}

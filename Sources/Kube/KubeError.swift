@@ -1,0 +1,22 @@
+/// A Kubernetes API failure, decoded from the API's `Status` body when there is one.
+public struct KubeError: Error, Sendable, CustomStringConvertible {
+    /// HTTP status (0 when the server was not reached).
+    public var status: Int
+    /// The Status `reason` (`AlreadyExists`, `NotFound`, `Forbidden`, …).
+    public var reason: String?
+    /// What failed, on what, why.
+    public var message: String
+
+    public init(status: Int, reason: String? = nil, message: String) {
+        self.status = status
+        self.reason = reason
+        self.message = message
+    }
+
+    public var description: String {
+        "Kubernetes API \(status == 0 ? "unreachable" : "\(status)")\(reason.map { " \($0)" } ?? ""): \(message)"
+    }
+
+    /// Whether retrying may help (throttling, server errors, unreachable).
+    var isRetryable: Bool { status == 0 || status == 429 || status >= 500 }
+}

@@ -1,0 +1,124 @@
+import DispatchCore
+import DispatchTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Kube
+import Testing
+
+@Suite struct KubeClientTests {
+    let settings = JobSpecBuilder.Settings(namespace: "agents", image: "img:1", secretName: "s", callbackURL: "http://cb")
+
+    func withAPI(_ body: @Sendable (FakeKubernetesAPI, KubeClient) async throws -> Void) async throws {
+        let api = FakeKubernetesAPI()
+        let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
+            do {
+                try await body(api, kube)
+            } catch {
+                await kube.shutdown()
+                throw error
+            }
+            await kube.shutdown()
+        }
+    }
+
+    func manifest(_ requestId: String) -> [String: Any] {
+        JobSpecBuilder(settings: settings).job(
+            for: DispatchRequest(requestId: requestId, task: "t", tool: .codex), repoURL: "r", branch: nil, baseSha: nil, remainingSeconds: 60)
+    }
+
+    @Test func jobLifecycleThroughTheAPI() async throws {
+        try await withAPI { api, kube in
+            let manifest = self.manifest("req-1")
+            let name = JobNaming.jobName(requestId: "req-1")
+            let created = try await kube.createJob(manifest, requestId: "req-1")
+            #expect(created.name == name)
+            #expect(created.annotations[JobSpecBuilder.requestIdAnnotation] == "req-1")
+            #expect(try await kube.job(name)?.active == 1)
+            #expect(try await kube.jobs(labelSelector: "\(JobSpecBuilder.managedByLabel)=agent-dispatch").items.map(\.name) == [name])
+
+            api.setPod(ofJob: name, phase: "Running", log: "line 1\n---RESULT_START---\n{}\n---RESULT_END---\n")
+            let pods = try await kube.pods(ofJob: name)
+            #expect(pods.map(\.phase) == ["Running"])
+            #expect(try await kube.podLog(pods[0].name, tailLines: 2).contains("---RESULT_END---"))
+            #expect(try await kube.podLog(pods[0].name, limitBytes: 4) == "line")
+
+            api.setPod(ofJob: name, waitingReason: "ImagePullBackOff")
+            #expect(try await kube.pods(ofJob: name).first?.waitingReason == "ImagePullBackOff")
+            #expect(try await kube.events(for: pods[0].name).map(\.message) == ["fake ImagePullBackOff"])
+
+            api.finish(job: name, condition: "Failed", reason: "DeadlineExceeded")
+            #expect(try await kube.job(name)?.terminalCondition?.reason == "DeadlineExceeded")
+
+            try await kube.deleteJob(name)
+            #expect(!api.hasJob(name))
+            #expect(try await kube.pods(ofJob: name).isEmpty, "Background propagation removes the pods")
+            #expect(api.requests.contains { $0.contains("propagationPolicy=Background") })
+            try await kube.deleteJob(name)  // already gone: not an error
+            #expect(try await kube.job(name) == nil)
+        }
+    }
+
+    @Test func alreadyExistsIsAdoptedOnlyForTheSameRequest() async throws {
+        try await withAPI { _, kube in
+            let first = self.manifest("same")
+            _ = try await kube.createJob(first, requestId: "same")
+            #expect(try await kube.createJob(first, requestId: "same").name == JobNaming.jobName(requestId: "same"))
+            do {
+                _ = try await kube.createJob(first, requestId: "other")
+                Issue.record("adopted another request's Job")
+            } catch let error as KubeError {
+                #expect(error.status == 409)
+                #expect(error.message.contains("same"))
+            }
+        }
+    }
+
+    @Test func serverErrorsAreRetriedAndStatusBodiesDecoded() async throws {
+        try await withAPI { api, kube in
+            api.failNext(2)
+            #expect(try await kube.jobs(labelSelector: "a=b").items.isEmpty)
+            api.failNext(10)
+            do {
+                _ = try await kube.job("x")
+                Issue.record("no error after persistent 500s")
+            } catch let error as KubeError {
+                #expect(error.status == 500)
+                #expect(error.reason == "InternalError")
+            }
+            api.failNext(0)
+        }
+    }
+
+    @Test func wrongTokenIsAClearError() async throws {
+        let api = FakeKubernetesAPI()
+        let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: "nope"))
+            do {
+                _ = try await kube.job("x")
+                Issue.record("accepted a wrong token")
+            } catch let error as KubeError {
+                #expect(error.status == 401)
+            }
+            await kube.shutdown()
+        }
+    }
+
+    @Test func inClusterConfigNeedsTheCAAndBracketsIPv6() throws {
+        let dir = TempDir("sa")
+        #expect(throws: KubeError.self) {
+            try KubeConnection.inCluster(environment: ["KUBERNETES_SERVICE_HOST": "10.0.0.1"], accountDirectory: dir.path)
+        }
+        try "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".write(toFile: dir.child("ca.crt"), atomically: true, encoding: .utf8)
+        try "agents\n".write(toFile: dir.child("namespace"), atomically: true, encoding: .utf8)
+        let connection = try KubeConnection.inCluster(
+            environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"], accountDirectory: dir.path)
+        #expect(connection.server == "https://[fd00::1]:6443")
+        #expect(connection.namespace == "agents")
+        #expect(connection.tokenFile == dir.child("token"))
+        #expect(throws: KubeError.self) { try KubeClient(connection: KubeConnection(server: "https://h:443", namespace: "n")) }
+    }
+}

@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "KubeTests",
             dependencies: [
-                "Kube", "DispatchCore", "DispatchTestSupport",
+                "Kube", "DispatchCore", "Dispatcher", "DispatchTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

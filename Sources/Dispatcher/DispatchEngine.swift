@@ -19,14 +19,17 @@ public final class DispatchEngine: Sendable {
     public let notifier = ResultNotifier()
     /// Counters for `GET /metrics`.
     public let metrics = DispatchMetrics()
+    /// The k8s backend, when configured.
+    let k8s: (any RemoteSandboxBackend)?
 
     /// How often a waiter re-reads a request it does not own.
     static let pollInterval: Duration = .milliseconds(50)
 
     public init(
         configuration: DispatchConfiguration, store: DispatchStore, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, k8s: (any RemoteSandboxBackend)? = nil
     ) {
+        self.k8s = k8s
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -84,8 +87,15 @@ public final class DispatchEngine: Sendable {
             case .local:
                 result = await runLocalSandbox(request, result: result, deadline: deadline, token: token, logger: logger)
             case .k8s:
-                result.status = .failed
-                result.error = "sandbox backend k8s is not available in this runner"
+                if let k8s {
+                    let log = logger
+                    result = await k8s.run(request, result: result, deadline: deadline, token: token, engine: self, logger: log) { running in
+                        _ = await self.persist(running, owner: nil, logger: log)
+                    }
+                } else {
+                    result.status = .failed
+                    result.error = "sandbox backend k8s is not configured in this runner (set DISPATCH_K8S_IMAGE and run in a cluster or with KUBECONFIG)"
+                }
             }
         }
         return await finish(result, deadline: deadline, logger: logger)

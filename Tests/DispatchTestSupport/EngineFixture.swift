@@ -10,7 +10,9 @@ public struct EngineFixture: Sendable {
     public let engine: DispatchEngine
     public var configuration: DispatchConfiguration { engine.configuration }
 
-    public init(killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:]) throws {
+    public init(
+        killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:], k8s: (any RemoteSandboxBackend)? = nil
+    ) throws {
         dir = TempDir("engine")
         var configuration = DispatchConfiguration(environment: [:])
         configuration.stateDir = dir.child("state")
@@ -24,7 +26,7 @@ public struct EngineFixture: Sendable {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        engine = DispatchEngine(configuration: configuration, store: store, logger: logger, environment: env)
+        engine = DispatchEngine(configuration: configuration, store: store, logger: logger, environment: env, k8s: k8s)
     }
 
     /// A request with a unique id for `tool` and `task`.

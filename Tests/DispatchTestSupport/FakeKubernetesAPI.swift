@@ -14,14 +14,43 @@ public final class FakeKubernetesAPI: Sendable {
         var resourceVersion = 100
         var failNext = 0
         var requests: [String] = []
+        var logFiles: [String: String] = [:]
+        var runnerEnv: [String: [String: String]] = [:]
+        var deadlineHit: Set<String> = []
+    }
+
+    /// Runs created Jobs as local `dispatch job-runner` processes (a kubelet emulator).
+    public struct Kubelet: Sendable {
+        public var dispatchBinary: String
+        public var workRoot: String
+        /// Values of the fake Secret, by key.
+        public var secrets: [String: String]
+        /// Extra environment for the runner (fake agent binaries).
+        public var environment: [String: String]
+        /// Blank out RESULT_CALLBACK_URL, as if the callback never arrived.
+        public var dropCallback: Bool
+
+        public init(dispatchBinary: String, workRoot: String, secrets: [String: String] = [:], environment: [String: String] = [:], dropCallback: Bool = true) {
+            self.dispatchBinary = dispatchBinary
+            self.workRoot = workRoot
+            self.secrets = secrets
+            self.environment = environment
+            self.dropCallback = dropCallback
+        }
     }
 
     public let token: String
+    let kubelet: Kubelet?
     private let state = Locked(State())
+    private let processes = Locked([String: Process]())
 
-    public init(token: String = "kube-token") {
+    public init(token: String = "kube-token", kubelet: Kubelet? = nil) {
         self.token = token
+        self.kubelet = kubelet
     }
+
+    /// Environment a runner process got, by Job name (tests check that secrets resolve and never appear inline).
+    public func runnerEnvironment(_ job: String) -> [String: String]? { state.withLock { $0.runnerEnv[job] } }
 
     /// The next `count` requests answer 500.
     public func failNext(_ count: Int) { state.withLock { $0.failNext = count } }
@@ -103,7 +132,81 @@ public final class FakeKubernetesAPI: Sendable {
                 "metadata": ["name": "\(name)-pod", "labels": ["batch.kubernetes.io/job-name": name]], "status": ["phase": "Pending"],
             ]
             return Self.json(job, status: .created)
+        }.also { response in
+            if response.status == .created { self.launch(name) }
         }
+    }
+
+    /// The kubelet emulator: start `dispatch job-runner` with the Job's env, its output as the pod log.
+    private func launch(_ name: String) {
+        guard let kubelet else { return }
+        let job = state.withLock { $0.jobs[name] } ?? [:]
+        let spec = job["spec"] as? [String: Any] ?? [:]
+        let podSpec = (spec["template"] as? [String: Any])?["spec"] as? [String: Any] ?? [:]
+        let container = (podSpec["containers"] as? [[String: Any]])?.first ?? [:]
+        if (container["image"] as? String ?? "").contains("bad-image") {
+            setPod(ofJob: name, waitingReason: "ImagePullBackOff")
+            return
+        }
+        // A pod that stays Pending forever (e.g. waiting for capacity without an Unschedulable verdict yet).
+        if (container["image"] as? String ?? "").contains("pending-image") { return }
+        let namespace = (job["metadata"] as? [String: Any])?["namespace"] as? String ?? "default"
+        var env: [String: String] = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOSTNAME": "\(name)-pod"]
+        for entry in container["env"] as? [[String: Any]] ?? [] {
+            guard let key = entry["name"] as? String else { continue }
+            if let value = entry["value"] as? String {
+                env[key] = value
+            } else if let ref = (entry["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any], let secretKey = ref["key"] as? String {
+                if let value = kubelet.secrets[secretKey] { env[key] = value }
+            } else if (entry["valueFrom"] as? [String: Any])?["fieldRef"] != nil {
+                env[key] = namespace
+            }
+        }
+        env.merge(kubelet.environment) { $1 }
+        if kubelet.dropCallback { env["RESULT_CALLBACK_URL"] = "" }
+        let pod = "\(name)-pod"
+        let logFile = "\(kubelet.workRoot)/\(pod).log"
+        try? FileManager.default.createDirectory(atPath: kubelet.workRoot, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: logFile, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: kubelet.dispatchBinary)
+        process.arguments = ["job-runner", "--workspace", "\(kubelet.workRoot)/\(name)"]
+        process.environment = env
+        process.standardOutput = FileHandle(forWritingAtPath: logFile)
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        process.terminationHandler = { [weak self] finished in self?.exited(name, status: finished.terminationStatus) }
+        state.withLock {
+            $0.logFiles[pod] = logFile
+            $0.runnerEnv[name] = env
+        }
+        do {
+            try process.run()
+        } catch {
+            return
+        }
+        processes.withLock { $0[name] = process }
+        setPod(ofJob: name, phase: "Running")
+        if let deadline = spec["activeDeadlineSeconds"] as? Int {
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(deadline))
+                guard let self, let running = self.processes.withLock({ $0[name] }), running.isRunning else { return }
+                self.state.withLock { _ = $0.deadlineHit.insert(name) }
+                running.terminate()
+            }
+        }
+    }
+
+    private func exited(_ name: String, status: Int32) {
+        processes.withLock { _ = $0.removeValue(forKey: name) }
+        let deadline = state.withLock { $0.deadlineHit.contains(name) }
+        setPod(ofJob: name, phase: status == 0 ? "Succeeded" : "Failed")
+        finish(job: name, condition: status == 0 ? "Complete" : "Failed", reason: deadline ? "DeadlineExceeded" : (status == 0 ? nil : "PodFailurePolicy"))
+    }
+
+    /// Stops every runner process (test cleanup).
+    public func stopAll() {
+        for process in processes.withLock({ Array($0.values) }) where process.isRunning { process.terminate() }
     }
 
     private func listJobs(_ request: Request) -> Response {
@@ -128,6 +231,8 @@ public final class FakeKubernetesAPI: Sendable {
             // Without Background propagation the API leaves the pods running (orphaned), as the real one does.
             if background { state.pods.removeValue(forKey: "\(name)-pod") }
             return Self.status(200, "Success", "deleted")
+        }.also { response in
+            if response.status == .ok, background, let process = self.processes.withLock({ $0[name] }), process.isRunning { process.terminate() }
         }
     }
 
@@ -141,7 +246,7 @@ public final class FakeKubernetesAPI: Sendable {
     private func log(_ pod: String, _ request: Request) -> Response {
         state.withLock { state in
             guard state.pods[pod] != nil else { return Self.status(404, "NotFound", "pods \"\(pod)\" not found") }
-            var text = state.logs[pod] ?? ""
+            var text = state.logs[pod] ?? state.logFiles[pod].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
             if let tail = request.uri.queryParameters.get("tailLines", as: Int.self) {
                 text = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(tail + 1).joined(separator: "\n")
             }
@@ -199,5 +304,13 @@ final class Locked<Value>: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return body(&value)
+    }
+}
+
+extension Response {
+    /// Runs `body` with the response, then returns it (side effects after the lock is released).
+    func also(_ body: (Response) -> Void) -> Response {
+        body(self)
+        return self
     }
 }

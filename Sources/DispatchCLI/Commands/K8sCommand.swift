@@ -42,6 +42,18 @@ struct K8sCommand: AsyncParsableCommand {
 
 /// Where a k8s Job clones from, and the cluster settings, from the request and the environment.
 enum K8sSettings {
+    /// The k8s backend when running in a cluster (service-account config); `nil` elsewhere.
+    /// kubeconfig support is not built yet.
+    static func backend(_ configuration: DispatchConfiguration) throws -> KubeJobController? {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["KUBERNETES_SERVICE_HOST"].map({ !$0.isEmpty }) ?? false else { return nil }
+        var connection = try KubeConnection.inCluster(environment: environment)
+        if let namespace = environment["DISPATCH_K8S_NAMESPACE"], !namespace.isEmpty { connection.namespace = namespace }
+        var settings = resolve(configuration)
+        settings.namespace = connection.namespace
+        return KubeJobController(client: try KubeClient(connection: connection), settings: settings)
+    }
+
     static func resolve(_ configuration: DispatchConfiguration) -> JobSpecBuilder.Settings {
         let namespace = configuration.k8sNamespace
         return JobSpecBuilder.Settings(

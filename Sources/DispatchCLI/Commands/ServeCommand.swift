@@ -54,7 +54,7 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = level
 
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
-        let engine = DispatchEngine(configuration: configuration, store: store, logger: logger)
+        let engine = DispatchEngine(configuration: configuration, store: store, logger: logger, k8s: try K8sSettings.backend(configuration))
         let service = DispatchService(engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger)
         try await service.recover()
         let portFile = self.portFile.map(absolute)

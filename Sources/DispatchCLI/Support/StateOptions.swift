@@ -25,7 +25,9 @@ struct StateOptions: ParsableArguments {
     func engine(logLevel: Logger.Level = .warning) throws -> DispatchEngine {
         let configuration = configuration()
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
-        return DispatchEngine(configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel))
+        return DispatchEngine(
+            configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
+            k8s: try? K8sSettings.backend(configuration))
     }
 }
 

@@ -1,0 +1,12 @@
+import DispatchCore
+import Logging
+
+/// A sandbox backend that runs the request elsewhere (the k8s Job controller lives in `Kube`, which depends on
+/// this target; the engine only knows this protocol).
+public protocol RemoteSandboxBackend: Sendable {
+    /// Runs `request` to a terminal result within `deadline`. `update` stores a non-terminal result (e.g. with the Job name).
+    func run(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
+        update: @Sendable (DispatchResult) async -> Void
+    ) async -> DispatchResult
+}

@@ -1,0 +1,154 @@
+import DispatchCore
+import Dispatcher
+import Foundation
+import Logging
+
+/// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
+/// callback (stored by `POST /internal/agent-result`), the Job's terminal condition (result read from the pod
+/// log markers), a pod that cannot start (fail fast with the reason and Events), or the budget (Job deleted).
+public struct KubeJobController: RemoteSandboxBackend {
+    /// Waiting reasons that will not resolve by themselves.
+    static let fatalWaitingReasons: Set<String> = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"]
+
+    let client: KubeClient
+    let settings: JobSpecBuilder.Settings
+    let pollInterval: Duration
+    /// How long a Job may have no pod before its Events are read and it is failed (e.g. Pod Security rejections).
+    let podGrace: Duration
+
+    public init(client: KubeClient, settings: JobSpecBuilder.Settings, pollInterval: Duration = .milliseconds(250), podGrace: Duration = .seconds(30)) {
+        self.client = client
+        self.settings = settings
+        self.pollInterval = pollInterval
+        self.podGrace = podGrace
+    }
+
+    public func run(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
+        update: @Sendable (DispatchResult) async -> Void
+    ) async -> DispatchResult {
+        var result = result
+        let name = JobNaming.jobName(requestId: request.requestId)
+        guard let repoURL = request.repoUrl else {
+            return Self.failed(result, "k8s dispatch needs repoUrl (the Job clones from it)")
+        }
+        let manifest = JobSpecBuilder(settings: settings).job(
+            for: request, repoURL: repoURL, branch: request.branch, baseSha: request.baseSha, remainingSeconds: max(1, deadline.remainingMs / 1000))
+        do {
+            _ = try await client.createJob(manifest, requestId: request.requestId)
+        } catch {
+            return Self.failed(result, "cannot create Job \(name): \(error)")
+        }
+        result.job = JobInfo(name: name, namespace: settings.namespace)
+        await update(result)
+        logger.info("job created", metadata: ["job": "\(name)"])
+
+        let clock = ContinuousClock()
+        let created = clock.now
+        while true {
+            if let record = try? await engine.store.record(request.requestId), record.status.isTerminal {
+                return record.result  // the callback got there first
+            }
+            if token.reason != nil || Task.isCancelled {
+                await delete(name, logger: logger)
+                result.status = .cancelled
+                result.error = token.reason ?? "cancelled"
+                return result
+            }
+            if deadline.isExpired {
+                let report = await Task.detached { await reportFromLog(name) }.value
+                await delete(name, logger: logger)
+                if let report, report.state != .running { return Self.apply(report, to: result) }
+                return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
+            }
+            do {
+                guard let job = try await client.job(name) else {
+                    return Self.failed(result, "Job \(name) disappeared before it finished")
+                }
+                if let condition = job.terminalCondition {
+                    let report = await reportFromLog(name)
+                    if let report, report.state != .running { return Self.apply(report, to: result) }
+                    return Self.failed(result, "Job \(name) ended \(condition.type) (\(condition.reason ?? "no reason")) without a result in its pod log"
+                        + (condition.message.map { ": \($0)" } ?? ""))
+                }
+                let pods = try await client.pods(ofJob: name)
+                if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false }) {
+                    let events = await eventText(pod.name)
+                    await delete(name, logger: logger)
+                    return Self.failed(result, "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)"
+                        + (pod.waitingMessage.map { ": \($0)" } ?? "") + events)
+                }
+                if let pod = pods.first(where: { $0.unschedulableMessage != nil }) {
+                    let events = await eventText(pod.name)
+                    await delete(name, logger: logger)
+                    return Self.failed(result, "pod \(pod.name) of Job \(name) is unschedulable: \(pod.unschedulableMessage!)" + events)
+                }
+                if pods.isEmpty, clock.now - created > podGrace {
+                    let events = await eventText(name)
+                    await delete(name, logger: logger)
+                    return Self.failed(result, "Job \(name) created no pod within \(podGrace.milliseconds / 1000)s" + events)
+                }
+            } catch {
+                logger.warning("k8s API error while watching the Job", metadata: ["job": "\(name)", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: min(pollInterval, max(deadline.remaining, .milliseconds(10))))
+        }
+    }
+
+    /// The runner's result block from the first pod's log, if it printed one.
+    func reportFromLog(_ job: String) async -> SandboxExecutionResult? {
+        guard let pod = try? await client.pods(ofJob: job).first, let log = try? await client.podLog(pod.name, limitBytes: 16 << 20) else { return nil }
+        var report = ResultMarkers.parse(log)
+        if report?.job?.podName == nil { report?.job = JobInfo(name: job, namespace: settings.namespace, podName: pod.name) }
+        return report
+    }
+
+    private func eventText(_ name: String) async -> String {
+        guard let events = try? await client.events(for: name), !events.isEmpty else { return "" }
+        return "; events: " + events.suffix(5).map { "\($0.reason): \($0.message)" }.joined(separator: "; ")
+    }
+
+    /// Deletes outside the caller's task: a cancelled task would abort the request before it is sent.
+    private func delete(_ name: String, logger: Logger) async {
+        let client = self.client
+        do {
+            try await Task.detached { try await client.deleteJob(name) }.value
+        } catch {
+            logger.error("cannot delete Job", metadata: ["job": "\(name)", "error": "\(error)"])
+        }
+    }
+
+    static func failed(_ result: DispatchResult, _ error: String) -> DispatchResult {
+        var result = result
+        result.status = .failed
+        result.error = error
+        return result
+    }
+
+    /// Copies a job-runner report into the result.
+    static func apply(_ report: SandboxExecutionResult, to result: DispatchResult) -> DispatchResult {
+        var result = result
+        result.status = report.status
+        result.artifacts = report.artifacts ?? result.artifacts
+        if let job = report.job { result.job = job }
+        if report.status == .completed {
+            result.error = nil
+            result.setResultText(report.output ?? "")
+        } else {
+            result.error = report.error ?? "job-runner reported \(report.state.rawValue)"
+        }
+        return result
+    }
+}
+
+/// Finds the job-runner's result block in a pod log (the last complete one; it may span many lines).
+public enum ResultMarkers {
+    public static func parse(_ log: String) -> SandboxExecutionResult? {
+        let lines = log.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        guard let end = lines.lastIndex(of: JobRunner.resultEnd),
+            let start = lines[..<end].lastIndex(of: JobRunner.resultStart)
+        else { return nil }
+        let body = lines[(start + 1)..<end].joined(separator: "\n")
+        return try? JSONDecoder().decode(SandboxExecutionResult.self, from: Data(body.utf8))
+    }
+}

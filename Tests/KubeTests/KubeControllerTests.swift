@@ -1,0 +1,131 @@
+import DispatchCore
+import DispatchTestSupport
+import Dispatcher
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Kube
+import Testing
+
+@Suite(.serialized) struct KubeControllerTests {
+    let dir = TempDir("kube-controller")
+
+    /// Runs `body` with an engine whose k8s backend talks to a fake API that runs Jobs as local job-runners.
+    func withCluster(image: String = "img:1", _ body: @Sendable (EngineFixture, FakeKubernetesAPI, String) async throws -> Void) async throws {
+        let kubelet = FakeKubernetesAPI.Kubelet(
+            dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet"), secrets: ["callback-token": "cb-secret"],
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"])
+        let api = FakeKubernetesAPI(kubelet: kubelet)
+        let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let repo = dir.child("origin-\(UUID().uuidString.prefix(4))")
+        let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        try await app.test(.live) { client in
+            let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
+            let controller = KubeJobController(
+                client: kube,
+                settings: .init(namespace: "agents", image: image, secretName: "agent-dispatch-secrets", callbackURL: "http://127.0.0.1:9/cb"),
+                pollInterval: .milliseconds(100), podGrace: .seconds(5))
+            let fixture = try EngineFixture(k8s: controller)
+            do {
+                try await body(fixture, api, base.isEmpty ? repo : repo)
+            } catch {
+                api.stopAll()
+                await kube.shutdown()
+                throw error
+            }
+            api.stopAll()
+            await kube.shutdown()
+        }
+    }
+
+    func k8sRequest(_ fixture: EngineFixture, repo: String, task: String, timeout: Double = 60) -> DispatchRequest {
+        var request = fixture.request(.codex, task, timeout: timeout)
+        request.executionMode = .sandbox
+        request.sandboxBackend = .k8s
+        request.repoUrl = repo
+        return request
+    }
+
+    @Test func aK8sDispatchCompletesEndToEndFromTheLogMarkers() async throws {
+        try await withCluster { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "fake:write=new.txt:x fake:answer=from-the-pod")
+            let result = try await fixture.run(request)
+            #expect(result.status == .completed, "\(result.error ?? "")")
+            #expect(result.result == "from-the-pod")
+            #expect(result.job?.name == JobNaming.jobName(requestId: request.requestId))
+            #expect(result.job?.podName == "\(JobNaming.jobName(requestId: request.requestId))-pod")
+            #expect(result.artifacts?.touchedFiles == ["new.txt"])
+            let env = try #require(api.runnerEnvironment(result.job!.name))
+            #expect(env["RESULT_CALLBACK_TOKEN"] == "cb-secret", "the token reaches the pod through secretKeyRef")
+            #expect(try fixture.inbox(request.requestId).status == .completed)
+        }
+    }
+
+    @Test func imagePullBackOffFailsFastAndDeletesTheJob() async throws {
+        try await withCluster(image: "registry.example.invalid/bad-image:1") { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "x")
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result = try await fixture.run(request)
+            #expect(result.status == .failed)
+            #expect(result.error?.contains("ImagePullBackOff") == true, "\(result.error ?? "")")
+            #expect(result.error?.contains("events:") == true)
+            #expect(!api.hasJob(JobNaming.jobName(requestId: request.requestId)))
+            #expect(clock.now - start < .seconds(10))
+        }
+    }
+
+    @Test func budgetExceededDeletesTheJob() async throws {
+        try await withCluster(image: "pending-image:1") { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "x", timeout: 2)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result = try await fixture.run(request)
+            #expect(result.status == .failed)
+            #expect(result.error?.contains("timed out after") == true, "\(result.error ?? "")")
+            #expect(result.error?.contains("Job deleted") == true)
+            #expect(!api.hasJob(JobNaming.jobName(requestId: request.requestId)))
+            #expect(clock.now - start < .seconds(2) + .seconds(3))
+        }
+    }
+
+    @Test func aRunnerThatTimesOutItselfReportsItAndLeavesNothing() async throws {
+        try await withCluster { fixture, _, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "fake:write=partial.txt:x fake:hang", timeout: 4)
+            let result = try await fixture.run(request)
+            #expect(result.status == .failed)
+            #expect(result.error?.contains("timed out after") == true, "\(result.error ?? "")")
+            #expect(result.artifacts?.touchedFiles == ["partial.txt"], "the runner's partial work comes back through the log")
+            #expect(await eventually(timeout: .seconds(10)) { survivors(of: request.requestId).isEmpty })
+        }
+    }
+
+    @Test func cancelDeletesTheJob() async throws {
+        try await withCluster { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "fake:hang")
+            let token = CancelToken()
+            let engine = fixture.engine
+            let task = Task { try await engine.runOnce(request, token: token).result }
+            #expect(await eventually { !survivors(of: request.requestId).isEmpty })
+            token.cancel(reason: "cancelled by test")
+            task.cancel()
+            let result = try await task.value
+            #expect(result.status == .cancelled)
+            #expect(!api.hasJob(JobNaming.jobName(requestId: request.requestId)))
+            #expect(await eventually(timeout: .seconds(10)) { survivors(of: request.requestId).isEmpty })
+        }
+    }
+
+    @Test func resultBlockSplitAcrossLinesIsParsed() {
+        let log = """
+            cloning…
+            ---RESULT_START---
+            {"requestId":"r","state":"completed",
+            "backend":"k8s","output":"ok"}
+            ---RESULT_END---
+            trailing noise
+            """
+        #expect(ResultMarkers.parse(log)?.output == "ok")
+        #expect(ResultMarkers.parse("---RESULT_START---\n{\"requestId\":") == nil)
+    }
+}

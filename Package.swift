@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "KubeTests",
             dependencies: [
-                "Kube", "DispatchCore", "Dispatcher", "DispatchTestSupport",
+                "Kube", "DispatchCore", "Dispatcher", "DispatchStore", "DispatchTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

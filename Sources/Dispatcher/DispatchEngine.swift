@@ -101,6 +101,25 @@ public final class DispatchEngine: Sendable {
         return await finish(result, deadline: deadline, logger: logger)
     }
 
+    /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
+    public func canReattach(_ record: DispatchRecord) -> Bool {
+        k8s != nil && record.request.executionMode == .sandbox && record.result.job != nil
+            && (record.request.sandboxBackend ?? configuration.defaultBackend) == .k8s
+    }
+
+    /// Follows a k8s run a previous process started to its terminal result, within what is left of its budget.
+    public func reattach(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(record.requestId)"
+        logger[metadataKey: "backend"] = "k8s"
+        let started = record.result.startedAt.flatMap(ISO8601.date) ?? Date()
+        let elapsedMs = max(0, Int(Date().timeIntervalSince(started) * 1000))
+        let deadline = Deadline(budgetMs: record.request.timeoutMs, start: .now - .milliseconds(elapsedMs))
+        guard let k8s else { return await finish(record.result, deadline: deadline, logger: logger) }
+        let result = await k8s.attach(record.request, result: record.result, deadline: deadline, token: token, engine: self, logger: logger)
+        return await finish(result, deadline: deadline, logger: logger)
+    }
+
     /// Host mode: the agent runs in `cwd` itself.
     func runHost(
         _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, logger: Logger

@@ -62,8 +62,14 @@ public final class DispatchService: Sendable {
         for record in try await engine.store.nonTerminal() {
             switch record.status {
             case .running:
-                guard let owner = record.owner, owner.isKnownDead || owner.isCurrentProcess else { continue }
-                _ = try await engine.abandon(record, reason: "runner restarted while running; execution abandoned")
+                guard let previous = record.owner, previous.isKnownDead || previous.isCurrentProcess else { continue }
+                if engine.canReattach(record) {
+                    // Claim the row before anything else can see a dead owner and abandon it.
+                    let adopted = try await engine.store.update(record.result, owner: owner).record
+                    state.withLock { startLocked(adopted, in: &$0, reattach: true) }
+                } else {
+                    _ = try await engine.abandon(record, reason: "runner restarted while running; execution abandoned")
+                }
             case .queued:
                 state.withLock { $0.queue.append(record) }
             default:
@@ -169,11 +175,11 @@ public final class DispatchService: Sendable {
         }
     }
 
-    private func startLocked(_ record: DispatchRecord, in state: inout State) {
+    private func startLocked(_ record: DispatchRecord, in state: inout State, reattach: Bool = false) {
         let token = CancelToken()
         let engine = self.engine
         let task = Task {
-            let result = await engine.execute(record, token: token)
+            let result = reattach ? await engine.reattach(record, token: token) : await engine.execute(record, token: token)
             self.finished(record.requestId)
             return result
         }

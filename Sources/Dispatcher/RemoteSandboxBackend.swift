@@ -9,4 +9,9 @@ public protocol RemoteSandboxBackend: Sendable {
         _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
         update: @Sendable (DispatchResult) async -> Void
     ) async -> DispatchResult
+
+    /// Follows a run another (now dead) process started, to its terminal result; does not start anything.
+    func attach(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger
+    ) async -> DispatchResult
 }

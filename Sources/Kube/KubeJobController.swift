@@ -42,7 +42,23 @@ public struct KubeJobController: RemoteSandboxBackend {
         result.job = JobInfo(name: name, namespace: settings.namespace)
         await update(result)
         logger.info("job created", metadata: ["job": "\(name)"])
+        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger)
+    }
 
+    public func attach(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger
+    ) async -> DispatchResult {
+        let name = result.job?.name ?? JobNaming.jobName(requestId: request.requestId)
+        logger.info("re-attaching to job", metadata: ["job": "\(name)"])
+        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger)
+    }
+
+    /// Waits for the first terminal outcome of Job `name`.
+    private func follow(
+        _ name: String, request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine,
+        logger: Logger
+    ) async -> DispatchResult {
+        var result = result
         let clock = ContinuousClock()
         let created = clock.now
         while true {

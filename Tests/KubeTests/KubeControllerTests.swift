@@ -1,5 +1,6 @@
 import DispatchCore
 import DispatchTestSupport
+import DispatchStore
 import Dispatcher
 import Foundation
 import Hummingbird
@@ -12,6 +13,13 @@ import Testing
 
     /// Runs `body` with an engine whose k8s backend talks to a fake API that runs Jobs as local job-runners.
     func withCluster(image: String = "img:1", _ body: @Sendable (EngineFixture, FakeKubernetesAPI, String) async throws -> Void) async throws {
+        try await withCluster(image: image) { fixture, api, repo, _, _ in try await body(fixture, api, repo) }
+    }
+
+    func withCluster(
+        image: String = "img:1",
+        _ body: @Sendable (EngineFixture, FakeKubernetesAPI, String, KubeClient, JobSpecBuilder.Settings) async throws -> Void
+    ) async throws {
         let kubelet = FakeKubernetesAPI.Kubelet(
             dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet"), secrets: ["callback-token": "cb-secret"],
             environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"])
@@ -21,13 +29,13 @@ import Testing
         let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
         try await app.test(.live) { client in
             let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
-            let controller = KubeJobController(
-                client: kube,
-                settings: .init(namespace: "agents", image: image, secretName: "agent-dispatch-secrets", callbackURL: "http://127.0.0.1:9/cb"),
-                pollInterval: .milliseconds(100), podGrace: .seconds(5))
+            let settings = JobSpecBuilder.Settings(
+                namespace: "agents", image: image, secretName: "agent-dispatch-secrets", callbackURL: "http://127.0.0.1:9/cb")
+            let controller = KubeJobController(client: kube, settings: settings, pollInterval: .milliseconds(100), podGrace: .seconds(5))
             let fixture = try EngineFixture(k8s: controller)
+            _ = base
             do {
-                try await body(fixture, api, base.isEmpty ? repo : repo)
+                try await body(fixture, api, repo, kube, settings)
             } catch {
                 api.stopAll()
                 await kube.shutdown()
@@ -113,6 +121,29 @@ import Testing
             #expect(result.status == .cancelled)
             #expect(!api.hasJob(JobNaming.jobName(requestId: request.requestId)))
             #expect(await eventually(timeout: .seconds(10)) { survivors(of: request.requestId).isEmpty })
+        }
+    }
+
+    @Test func aRestartedServiceReattachesToARunningJob() async throws {
+        try await withCluster { fixture, _, repo, kube, settings in
+            let request = k8sRequest(fixture, repo: repo, task: "fake:sleep=1.5 fake:answer=reattached")
+            // What a killed runner left behind: its Job still running in the cluster, and a `running` row it owned.
+            let name = JobNaming.jobName(requestId: request.requestId)
+            let manifest = JobSpecBuilder(settings: settings).job(for: request, repoURL: repo, branch: nil, baseSha: nil, remainingSeconds: 60)
+            _ = try await kube.createJob(manifest, requestId: request.requestId)
+            var running = DispatchResult(request: request, status: .running)
+            running.startedAt = running.updatedAt
+            running.job = JobInfo(name: name, namespace: "agents")
+            var dead = RunnerOwner.current(kind: "serve")
+            dead.pid = 4_100_000  // above any pid this machine hands out: a runner that is gone
+            _ = try await fixture.engine.store.insert(running, request: request, owner: dead)
+
+            let service = DispatchService(engine: fixture.engine, maxConcurrent: 2, logger: .init(label: "test"))
+            try await service.recover()
+            let final = try await fixture.engine.awaitTerminal(request.requestId, timeout: .seconds(30))
+            #expect(final?.status == .completed, "\(final?.result.error ?? "") owner \(String(describing: final?.owner))")
+            #expect(final?.result.result == "reattached")
+            #expect(final?.result.job?.name == name)
         }
     }
 

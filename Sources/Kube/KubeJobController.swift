@@ -72,22 +72,23 @@ public struct KubeJobController: RemoteSandboxBackend {
                 return result
             }
             if deadline.isExpired {
-                let report = await Task.detached { await reportFromLog(name) }.value
-                await delete(name, logger: logger)
+                // One cleanup window (the API grace) for reading the log and deleting the Job.
+                let cleanup = Deadline(budgetMs: Int(Self.apiGrace.milliseconds))
+                let report = try? await Task.detached { try await limited(for: cleanup.remaining) { await reportFromLog(name) } }.value
+                await delete(name, logger: logger, within: max(cleanup.remaining, .milliseconds(500)))
                 if let report, report.state != .running { return Self.apply(report, to: result) }
                 return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
             }
             do {
-                guard let job = try await client.job(name) else {
+                guard let job = try await limited(deadline, { try await client.job(name) }) else {
                     return Self.failed(result, "Job \(name) disappeared before it finished")
                 }
                 if let condition = job.terminalCondition {
-                    let report = await reportFromLog(name)
+                    let report = try? await limited(deadline) { await reportFromLog(name) }
                     if let report, report.state != .running { return Self.apply(report, to: result) }
-                    return Self.failed(result, "Job \(name) ended \(condition.type) (\(condition.reason ?? "no reason")) without a result in its pod log"
-                        + (condition.message.map { ": \($0)" } ?? ""))
+                    return Self.failed(result, Self.describe(condition, job: name, deadline: deadline))
                 }
-                let pods = try await client.pods(ofJob: name)
+                let pods = try await limited(deadline) { try await client.pods(ofJob: name) }
                 if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false }) {
                     let events = await eventText(pod.name)
                     await delete(name, logger: logger)
@@ -111,6 +112,49 @@ public struct KubeJobController: RemoteSandboxBackend {
         }
     }
 
+    /// Why a Job ended without a result block, in words, by condition reason.
+    static func describe(_ condition: KubeJob.Condition, job: String, deadline: Deadline) -> String {
+        let detail = condition.message.map { ": \($0)" } ?? ""
+        switch condition.reason {
+        case "DeadlineExceeded":
+            return "Job \(job) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent: it exceeded activeDeadlineSeconds and left no result\(detail)"
+        case "BackoffLimitExceeded":
+            return "Job \(job) failed: its pod failed (BackoffLimitExceeded) before job-runner reported a result\(detail)"
+        case "PodFailurePolicy":
+            return "Job \(job) failed: job-runner exited non-zero (PodFailurePolicy) without printing a result\(detail)"
+        default:
+            if condition.type == "Complete" || condition.type == "SuccessCriteriaMet" {
+                return "Job \(job) completed but its pod log holds no result block (---RESULT_START--- … ---RESULT_END---)"
+            }
+            return "Job \(job) ended \(condition.type) (\(condition.reason ?? "no reason")) without a result in its pod log\(detail)"
+        }
+    }
+
+    /// Bounds one API call by what is left of the budget plus a grace, so an API that hangs cannot hold the
+    /// dispatch past its budget (client timeouts × retries could otherwise add minutes).
+    func limited<T: Sendable>(_ deadline: Deadline, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await limited(for: deadline.remaining + Self.apiGrace, operation)
+    }
+
+    /// Runs `operation`, giving up after `limit` (the HTTP request is cancelled).
+    func limited<T: Sendable>(for limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw KubeError(status: 0, message: "Kubernetes API did not answer within \(limit.milliseconds)ms")
+            }
+            return value
+        }
+    }
+
+    /// Extra time an API call may take past the budget (to read the log and delete the Job).
+    static let apiGrace: Duration = .seconds(3)
+
     /// The runner's result block from the first pod's log, if it printed one.
     func reportFromLog(_ job: String) async -> SandboxExecutionResult? {
         guard let pod = try? await client.pods(ofJob: job).first, let log = try? await client.podLog(pod.name, limitBytes: 16 << 20) else { return nil }
@@ -124,11 +168,12 @@ public struct KubeJobController: RemoteSandboxBackend {
         return "; events: " + events.suffix(5).map { "\($0.reason): \($0.message)" }.joined(separator: "; ")
     }
 
-    /// Deletes outside the caller's task: a cancelled task would abort the request before it is sent.
-    private func delete(_ name: String, logger: Logger) async {
+    /// Deletes outside the caller's task (a cancelled task would abort the request before it is sent), bounded
+    /// by the API grace so a hung API cannot hold the dispatch.
+    private func delete(_ name: String, logger: Logger, within limit: Duration = apiGrace) async {
         let client = self.client
         do {
-            try await Task.detached { try await client.deleteJob(name) }.value
+            try await Task.detached { try await limited(for: limit) { try await client.deleteJob(name) } }.value
         } catch {
             logger.error("cannot delete Job", metadata: ["job": "\(name)", "error": "\(error)"])
         }

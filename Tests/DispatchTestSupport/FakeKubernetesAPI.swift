@@ -17,6 +17,7 @@ public final class FakeKubernetesAPI: Sendable {
         var logFiles: [String: String] = [:]
         var runnerEnv: [String: [String: String]] = [:]
         var deadlineHit: Set<String> = []
+        var stalled = false
     }
 
     /// Runs created Jobs as local `dispatch job-runner` processes (a kubelet emulator).
@@ -54,6 +55,11 @@ public final class FakeKubernetesAPI: Sendable {
 
     /// The next `count` requests answer 500.
     public func failNext(_ count: Int) { state.withLock { $0.failNext = count } }
+
+    /// While set, every request hangs (an API that accepts connections but never answers).
+    public func stall(_ on: Bool) { state.withLock { $0.stalled = on } }
+
+    var isStalled: Bool { state.withLock { $0.stalled } }
 
     /// Requests seen, as `METHOD path?query`.
     public var requests: [String] { state.withLock { $0.requests } }
@@ -287,6 +293,7 @@ struct FakeAuth: RouterMiddleware {
 
     func handle(_ request: Request, context: BasicRequestContext, next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
         if api.record(request) { return FakeKubernetesAPI.status(500, "InternalError", "injected fault") }
+        while api.isStalled { try await Task.sleep(for: .milliseconds(50)) }
         guard request.headers[.authorization] == "Bearer \(api.token)" else { return FakeKubernetesAPI.status(401, "Unauthorized", "Unauthorized") }
         return try await next(request, context)
     }

@@ -147,6 +147,61 @@ import Testing
         }
     }
 
+    /// Starts `request` and waits until its Job exists.
+    func start(_ fixture: EngineFixture, _ api: FakeKubernetesAPI, _ request: DispatchRequest) async -> Task<DispatchResult, any Error> {
+        let engine = fixture.engine
+        let task = Task { try await engine.runOnce(request, token: CancelToken()).result }
+        _ = await eventually { api.hasJob(JobNaming.jobName(requestId: request.requestId)) }
+        return task
+    }
+
+    @Test(arguments: [
+        ("Failed", "DeadlineExceeded", "exceeded activeDeadlineSeconds"), ("Failed", "BackoffLimitExceeded", "its pod failed (BackoffLimitExceeded)"),
+        ("Failed", "PodFailurePolicy", "job-runner exited non-zero (PodFailurePolicy)"), ("Complete", "Completed", "holds no result block"),
+    ])
+    func jobConditionsWithoutAResultSayWhy(condition: String, reason: String, expected: String) async throws {
+        try await withCluster(image: "pending-image:1") { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "x")
+            let task = await start(fixture, api, request)
+            api.finish(job: JobNaming.jobName(requestId: request.requestId), condition: condition, reason: reason)
+            let result = try await task.value
+            #expect(result.status == .failed)
+            #expect(result.error?.contains(expected) == true, "\(result.error ?? "")")
+        }
+    }
+
+    @Test func aHungAPICannotHoldTheDispatchPastItsBudget() async throws {
+        try await withCluster(image: "pending-image:1") { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "x", timeout: 2)
+            let clock = ContinuousClock()
+            let began = clock.now
+            let task = await start(fixture, api, request)
+            api.stall(true)
+            let result = try await task.value
+            api.stall(false)
+            #expect(result.status == .failed)
+            #expect(result.error?.contains("timed out after") == true, "\(result.error ?? "")")
+            #expect(clock.now - began < .seconds(2) + .seconds(3) + .seconds(3) + .seconds(1), "budget + in-flight call grace + cleanup window")
+        }
+    }
+
+    @Test func theCallbackWinsWhenItArrivesFirstAndTerminalStaysFinal() async throws {
+        try await withCluster(image: "pending-image:1") { fixture, api, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "x")
+            let task = await start(fixture, api, request)
+            let report = SandboxExecutionResult(requestId: request.requestId, state: .completed, output: "via-callback")
+            let applied = try await fixture.engine.applyCallback(report)
+            #expect(applied?.ignored == false)
+            let result = try await task.value
+            #expect(result.status == .completed)
+            #expect(result.result == "via-callback")
+            api.finish(job: JobNaming.jobName(requestId: request.requestId), condition: "Failed", reason: "DeadlineExceeded")
+            let late = try await fixture.engine.applyCallback(SandboxExecutionResult(requestId: request.requestId, state: .failed, error: "late"))
+            #expect(late?.ignored == true)
+            #expect(try await fixture.engine.store.record(request.requestId)?.result.result == "via-callback")
+        }
+    }
+
     @Test func resultBlockSplitAcrossLinesIsParsed() {
         let log = """
             cloning…

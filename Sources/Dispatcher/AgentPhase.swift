@@ -31,6 +31,9 @@ struct AgentPhase: Sendable {
         var processesKilled = 0
     }
 
+    /// How much of the end of stdout the completion probe reads.
+    static let probeTailBytes = 256 * 1024
+
     /// Shortest time an attempt is started with.
     static let minimumAttemptMs = 1000
 
@@ -98,7 +101,8 @@ struct AgentPhase: Sendable {
             let stdoutPath = logs.stdoutPath
             var probe: (@Sendable () -> Bool)?
             if adapter.detectsCompletion {
-                probe = { @Sendable in adapter.parse(stdout: LogFile.read(stdoutPath)).sawFinalEvent }
+                // The final event is the last thing an agent prints: read the tail, not the whole (possibly huge) log.
+                probe = { @Sendable in adapter.parse(stdout: LogFile.tail(stdoutPath, maxBytes: Self.probeTailBytes)).sawFinalEvent }
             }
             logger.debug("starting \(label)", metadata: ["model": "\(model ?? "default")", "pid.argv0": "\(executable)"])
 

@@ -2,6 +2,7 @@ import DispatchCore
 import Dispatcher
 import Foundation
 import Logging
+import Sandbox
 
 /// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
 /// callback (stored by `POST /internal/agent-result`), the Job's terminal condition (result read from the pod
@@ -29,11 +30,18 @@ public struct KubeJobController: RemoteSandboxBackend {
     ) async -> DispatchResult {
         var result = result
         let name = JobNaming.jobName(requestId: request.requestId)
-        guard let repoURL = request.repoUrl else {
-            return Self.failed(result, "k8s dispatch needs repoUrl (the Job clones from it)")
+        let source: JobSource
+        do {
+            let defaultCwd = engine.configuration.defaultWorkdir
+            source = try await BlockingWork.run("resolve the Job's source", timeout: deadline.remaining) {
+                try JobSource.resolve(request, defaultCwd: defaultCwd)
+            }
+        } catch {
+            return Self.failed(result, "cannot start k8s Job \(name): \(error)")
         }
         let manifest = JobSpecBuilder(settings: settings).job(
-            for: request, repoURL: repoURL, branch: request.branch, baseSha: request.baseSha, remainingSeconds: max(1, deadline.remainingMs / 1000))
+            for: request, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha,
+            remainingSeconds: max(1, deadline.remainingMs / 1000))
         do {
             _ = try await client.createJob(manifest, requestId: request.requestId)
         } catch {

@@ -69,6 +69,26 @@ import Testing
         }
     }
 
+    @Test func withoutRepoUrlTheJobClonesTheOriginOfTheCwdRepo() async throws {
+        try await withCluster { fixture, _, repo in
+            let checkout = dir.child("checkout-\(UUID().uuidString.prefix(4))")
+            try GitFixture.git(["clone", "-q", repo, checkout], in: dir.path)
+            var request = k8sRequest(fixture, repo: repo, task: "fake:write=from-origin.txt:x fake:answer=ok")
+            request.repoUrl = nil
+            request.cwd = checkout
+            let result = try await fixture.run(request)
+            #expect(result.status == .completed, "\(result.error ?? "")")
+            #expect(result.artifacts?.touchedFiles == ["from-origin.txt"])
+
+            var orphan = k8sRequest(fixture, repo: repo, task: "x")
+            orphan.repoUrl = nil
+            orphan.cwd = dir.path
+            let failed = try await fixture.run(orphan)
+            #expect(failed.status == .failed)
+            #expect(failed.error?.contains("origin remote") == true, "\(failed.error ?? "")")
+        }
+    }
+
     @Test func imagePullBackOffFailsFastAndDeletesTheJob() async throws {
         try await withCluster(image: "registry.example.invalid/bad-image:1") { fixture, api, repo in
             let request = k8sRequest(fixture, repo: repo, task: "x")

@@ -1,7 +1,6 @@
 import ArgumentParser
 import DispatchCore
 import Foundation
-import Git
 import Kube
 
 /// `dispatch k8s`: Kubernetes helpers.
@@ -32,7 +31,12 @@ struct K8sCommand: AsyncParsableCommand {
             }
             let configuration = DispatchConfiguration()
             let settings = K8sSettings.resolve(configuration)
-            let source = try K8sSettings.source(for: parsed, defaultCwd: configuration.defaultWorkdir)
+            let source: JobSource
+            do {
+                source = try JobSource.resolve(parsed, defaultCwd: configuration.defaultWorkdir)
+            } catch {
+                throw ValidationError("\(error)")
+            }
             let job = JobSpecBuilder(settings: settings).job(
                 for: parsed, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha, remainingSeconds: Int(parsed.timeout.rounded(.up)))
             print(JobSpecBuilder.render(job))
@@ -60,16 +64,5 @@ enum K8sSettings {
             namespace: namespace, image: configuration.k8sImage ?? "agent-dispatch:latest",
             secretName: configuration.k8sSecret ?? "agent-dispatch-secrets",
             callbackURL: configuration.callbackURL ?? "http://agent-dispatch.\(namespace).svc:3111/internal/agent-result")
-    }
-
-    /// `repoUrl`/`branch`/`baseSha` from the request, else the `origin` remote, current branch and HEAD of the repo containing `cwd`.
-    static func source(for request: DispatchRequest, defaultCwd: String) throws -> (repoURL: String, branch: String?, baseSha: String?) {
-        if let repoURL = request.repoUrl { return (repoURL, request.branch, request.baseSha) }
-        let cwd = request.cwd ?? defaultCwd
-        guard let repo = try? Repository.discover(containing: cwd), let url = repo.remoteURL("origin") else {
-            throw ValidationError("invalid repoUrl: not given, and \(cwd) is not in a git repository with an origin remote")
-        }
-        let base = try? request.baseSha.map { try repo.resolveCommit($0).hex } ?? repo.headCommit()?.hex
-        return (url, request.branch ?? repo.currentBranch(), base ?? request.baseSha)
     }
 }

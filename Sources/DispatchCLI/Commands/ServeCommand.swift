@@ -37,8 +37,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let port { configuration.port = port }
         if let maxConcurrent { configuration.maxConcurrent = maxConcurrent }
         let token = try resolveToken(configuration)
-        var server = ServerConfiguration(host: configuration.host, port: configuration.port, token: token, drainSeconds: drainSeconds)
-        server.maxBodyBytes = 1 << 20
+        let server = ServerConfiguration(host: configuration.host, port: configuration.port, token: token, drainSeconds: drainSeconds)
         guard server.isLoopback || token != nil else {
             throw ValidationError("refusing to listen on \(configuration.host) without a token: set DISPATCH_TOKEN or --token-file")
         }

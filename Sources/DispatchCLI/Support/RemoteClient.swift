@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import DispatchCore
+import DispatchStore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -72,7 +73,7 @@ struct RemoteClient: Sendable {
 
     /// Submits a request and long-polls until terminal (or `timeout`).
     func dispatchAndAwait(_ request: DispatchRequest, timeout: Duration) async throws -> DispatchResult? {
-        let submitted = try await self.request(.POST, "/internal/agent-dispatch", body: StoreJSONEncoding.encode(request))
+        let submitted = try await self.request(.POST, "/internal/agent-dispatch", body: StoreJSON.encode(request))
         guard submitted.status == 200 || submitted.status == 202 else {
             throw RemoteError(message: "dispatch refused (\(submitted.status)): \(submitted.text)")
         }
@@ -104,13 +105,4 @@ struct RemoteClient: Sendable {
 struct RemoteError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
-}
-
-/// Request encoding for HTTP bodies.
-enum StoreJSONEncoding {
-    static func encode(_ request: DispatchRequest) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(request)
-    }
 }

@@ -98,8 +98,13 @@ public enum RequestValidator {
 /// Typed access to JSON fields that names the field in every error.
 private struct FieldReader {
     let body: [String: Any]
+    /// Put before every field name in errors (`canary.` for the nested object).
+    let prefix: String
 
-    init(_ body: [String: Any]) { self.body = body }
+    init(_ body: [String: Any], prefix: String = "") {
+        self.body = body
+        self.prefix = prefix
+    }
 
     private func value(_ name: String) -> Any? {
         guard let value = body[name], !(value is NSNull) else { return nil }
@@ -108,28 +113,28 @@ private struct FieldReader {
 
     func requiredString(_ name: String) throws(RequestValidationError) -> String {
         guard let raw = body[name], !(raw is NSNull) else {
-            throw RequestValidationError(field: name, message: "is required")
+            throw RequestValidationError(field: prefix + name, message: "is required")
         }
-        guard let string = raw as? String else { throw RequestValidationError(field: name, message: "must be a string") }
+        guard let string = raw as? String else { throw RequestValidationError(field: prefix + name, message: "must be a string") }
         return string
     }
 
     func optionalString(_ name: String) throws(RequestValidationError) -> String? {
         guard let raw = value(name) else { return nil }
-        guard let string = raw as? String else { throw RequestValidationError(field: name, message: "must be a string") }
+        guard let string = raw as? String else { throw RequestValidationError(field: prefix + name, message: "must be a string") }
         return string
     }
 
     func optionalNonEmptyString(_ name: String) throws(RequestValidationError) -> String? {
         guard let string = try optionalString(name) else { return nil }
-        guard !string.isEmpty else { throw RequestValidationError(field: name, message: "must not be empty") }
+        guard !string.isEmpty else { throw RequestValidationError(field: prefix + name, message: "must not be empty") }
         return string
     }
 
     func optionalBool(_ name: String) throws(RequestValidationError) -> Bool? {
         guard let raw = value(name) else { return nil }
         guard let number = raw as? NSNumber, isJSONBoolean(number) else {
-            throw RequestValidationError(field: name, message: "must be a boolean")
+            throw RequestValidationError(field: prefix + name, message: "must be a boolean")
         }
         return number.boolValue
     }
@@ -137,29 +142,29 @@ private struct FieldReader {
     func optionalNumber(_ name: String) throws(RequestValidationError) -> Double? {
         guard let raw = value(name) else { return nil }
         guard let number = raw as? NSNumber, !isJSONBoolean(number) else {
-            throw RequestValidationError(field: name, message: "must be a number")
+            throw RequestValidationError(field: prefix + name, message: "must be a number")
         }
         let double = number.doubleValue
-        guard double.isFinite else { throw RequestValidationError(field: name, message: "must be a finite number") }
+        guard double.isFinite else { throw RequestValidationError(field: prefix + name, message: "must be a finite number") }
         return double
     }
 
-    func optionalInt(_ name: String, in range: ClosedRange<Int>, field: String) throws(RequestValidationError) -> Int? {
+    func optionalInt(_ name: String, in range: ClosedRange<Int>) throws(RequestValidationError) -> Int? {
         guard let double = try optionalNumber(name) else { return nil }
         guard double == double.rounded(), let int = Int(exactly: double), range.contains(int) else {
-            throw RequestValidationError(field: field, message: "must be an integer between \(range.lowerBound) and \(range.upperBound)")
+            throw RequestValidationError(field: prefix + name, message: "must be an integer between \(range.lowerBound) and \(range.upperBound)")
         }
         return int
     }
 
     func requiredEnum<E: RawRepresentable & CaseIterable>(_ name: String) throws(RequestValidationError) -> E where E.RawValue == String {
         let raw = try requiredString(name)
-        return try Self.parseEnum(raw, name)
+        return try Self.parseEnum(raw, prefix + name)
     }
 
     func optionalEnum<E: RawRepresentable & CaseIterable>(_ name: String) throws(RequestValidationError) -> E? where E.RawValue == String {
         guard let raw = try optionalString(name) else { return nil }
-        return try Self.parseEnum(raw, name)
+        return try Self.parseEnum(raw, prefix + name)
     }
 
     static func parseEnum<E: RawRepresentable & CaseIterable>(_ raw: String, _ name: String) throws(RequestValidationError) -> E
@@ -173,14 +178,14 @@ private struct FieldReader {
 
     func optionalStringArray(_ name: String, nonEmptyItems: Bool) throws(RequestValidationError) -> [String]? {
         guard let raw = value(name) else { return nil }
-        guard let array = raw as? [Any] else { throw RequestValidationError(field: name, message: "must be an array of strings") }
+        guard let array = raw as? [Any] else { throw RequestValidationError(field: prefix + name, message: "must be an array of strings") }
         var strings: [String] = []
         for (index, item) in array.enumerated() {
             guard let string = item as? String else {
-                throw RequestValidationError(field: "\(name)[\(index)]", message: "must be a string")
+                throw RequestValidationError(field: "\(prefix)\(name)[\(index)]", message: "must be a string")
             }
             if nonEmptyItems, string.isEmpty {
-                throw RequestValidationError(field: "\(name)[\(index)]", message: "must not be empty")
+                throw RequestValidationError(field: "\(prefix)\(name)[\(index)]", message: "must not be empty")
             }
             strings.append(string)
         }
@@ -190,24 +195,13 @@ private struct FieldReader {
     func canary() throws(RequestValidationError) -> CanarySpec? {
         guard let raw = value("canary") else { return nil }
         guard let object = raw as? [String: Any] else { throw RequestValidationError(field: "canary", message: "must be an object") }
-        let inner = FieldReader(object)
+        let inner = FieldReader(object, prefix: "canary.")
         var spec = CanarySpec()
-        if let scenario = try? inner.optionalString("scenario") {
-            guard let parsed = CanarySpec.Scenario(rawValue: scenario) else {
-                throw RequestValidationError(field: "canary.scenario", message: "must be \"sleep-timeout\" or \"orphan-stderr\"")
-            }
-            spec.scenario = parsed
-        } else if object["scenario"] != nil, !(object["scenario"] is NSNull) {
-            throw RequestValidationError(field: "canary.scenario", message: "must be a string")
-        }
-        if let v = try inner.optionalInt("sleepSeconds", in: 0...86_400, field: "canary.sleepSeconds") { spec.sleepSeconds = v }
-        if let v = try inner.optionalInt("orphanDelaySeconds", in: 0...3600, field: "canary.orphanDelaySeconds") {
-            spec.orphanDelaySeconds = v
-        }
-        if let v = try inner.optionalInt("orphanHoldSeconds", in: 0...86_400, field: "canary.orphanHoldSeconds") {
-            spec.orphanHoldSeconds = v
-        }
-        if let v = try inner.optionalInt("exitCode", in: 0...255, field: "canary.exitCode") { spec.exitCode = v }
+        if let scenario: CanarySpec.Scenario = try inner.optionalEnum("scenario") { spec.scenario = scenario }
+        if let v = try inner.optionalInt("sleepSeconds", in: 0...86_400) { spec.sleepSeconds = v }
+        if let v = try inner.optionalInt("orphanDelaySeconds", in: 0...3600) { spec.orphanDelaySeconds = v }
+        if let v = try inner.optionalInt("orphanHoldSeconds", in: 0...86_400) { spec.orphanHoldSeconds = v }
+        if let v = try inner.optionalInt("exitCode", in: 0...255) { spec.exitCode = v }
         return spec
     }
 }

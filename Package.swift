@@ -128,6 +128,7 @@ let package = Package(
             name: "KubeTests",
             dependencies: [
                 "Kube", "DispatchCore", "Dispatcher", "DispatchStore", "DispatchTestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],

@@ -212,21 +212,12 @@ extension DispatchEngine {
         guard let record = try await store.record(report.requestId) else { return nil }
         if record.status.isTerminal { return (true, record.result) }
         var result = record.result
-        result.status = report.status == .running ? .running : report.status
+        result.take(report)
         result.sandboxBackend = result.sandboxBackend ?? .k8s
-        if let job = report.job { result.job = job }
-        if let artifacts = report.artifacts { result.artifacts = artifacts }
-        if let startedAt = report.startedAt, result.startedAt == nil { result.startedAt = startedAt }
         result.updatedAt = ISO8601.string(Date())
         if result.status.isTerminal {
             result.completedAt = report.completedAt ?? result.updatedAt
             result.durationMs = report.durationMs ?? result.durationMs
-            if result.status == .completed {
-                result.error = nil
-                result.setResultText(report.output ?? "")
-            } else {
-                result.error = report.error ?? "job-runner reported \(report.state.rawValue) without a reason"
-            }
         }
         let stored = await persist(result, owner: nil, logger: logger)
         // A terminal result committed in between (by the controller or a cancel) wins; the report was then ignored.

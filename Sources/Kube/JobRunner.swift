@@ -41,8 +41,10 @@ public struct JobRunner: Sendable {
         let outcome: (SandboxExecutionResult, Int32)
         do {
             let request = try parseRequest()
-            await callback.post(report, attempts: 3)
+            // `running` goes out beside the work: an unreachable callback must not delay the agent.
+            let running = Task { [report] in await callback.post(report, attempts: 3) }
             outcome = await execute(request, report: report, token: token)
+            running.cancel()
         } catch {
             report.state = .failed
             report.error = "\(error)"
@@ -53,7 +55,8 @@ public struct JobRunner: Sendable {
         final.durationMs = Int(Date().timeIntervalSince(startedAt) * 1000)
         let document = String(decoding: (try? StoreJSON.encode(final)) ?? Data(), as: UTF8.self)
         FileHandle.standardOutput.write(Data("\(Self.resultStart)\n\(document)\n\(Self.resultEnd)\n".utf8))
-        await callback.post(final, attempts: 6)
+        // Detached: after SIGTERM this task is cancelled, and a cancelled task's requests are dropped unsent.
+        await Task.detached { await callback.post(final, attempts: 5) }.value
         return (final, outcome.1)
     }
 
@@ -147,7 +150,17 @@ struct JobRunnerError: Error, CustomStringConvertible {
 }
 
 /// POSTs reports to `RESULT_CALLBACK_URL` with bounded exponential backoff (network errors, 429 and 5xx retried).
+/// Each attempt is bounded (a refused or silent endpoint costs seconds, not the Job's deadline); the result is in
+/// the pod log either way, where the controller reads it when the Job ends.
 struct Callback: Sendable {
+    /// Fails a refused connection at once (we back off ourselves) and bounds connecting.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(3), read: .seconds(10))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     let url: String?
     let token: String?
     let logger: Logger
@@ -169,7 +182,7 @@ struct Callback: Sendable {
             request.body = .bytes(ByteBuffer(bytes: body))
             var retry = true
             do {
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                let response = try await Self.client.execute(request, timeout: .seconds(10))
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 let code = Int(response.status.code)
                 if (200..<300).contains(code) { return }
@@ -178,8 +191,8 @@ struct Callback: Sendable {
             } catch {
                 logger.warning("callback failed", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
             }
-            guard retry, attempt < attempts else { return }
-            try? await Task.sleep(for: delay)
+            guard retry, attempt < attempts, !Task.isCancelled else { return }
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
             delay = min(delay * 2, .seconds(8))
         }
     }

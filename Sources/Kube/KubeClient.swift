@@ -26,7 +26,9 @@ public final class KubeClient: Sendable {
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
             configuration.tlsConfiguration = tls
         }
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        // An unreachable API fails the attempt at once; `send` retries with its own bounded backoff.
+        configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
@@ -101,6 +103,68 @@ public final class KubeClient: Sendable {
         }
     }
 
+    /// Watches Jobs matching `labelSelector` from `resourceVersion`: one event per change until the server
+    /// closes the stream (after `timeoutSeconds`, or earlier). An expired resourceVersion ends the stream with a
+    /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion).
+    public func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error> {
+        var query = ["watch=1", "allowWatchBookmarks=true", "timeoutSeconds=\(timeoutSeconds)", "labelSelector=\(Self.escape(labelSelector))"]
+        if let resourceVersion { query.append("resourceVersion=\(Self.escape(resourceVersion))") }
+        let path = "\(jobsPath)?" + query.joined(separator: "&")
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await self.stream(path, timeout: .seconds(Int64(timeoutSeconds) + 30)) { line in
+                        if let event = try JobWatchEvent(line: line) { continuation.yield(event) }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// GETs `path` and hands every complete line of the (chunked) body to `handle`, until the body ends.
+    private func stream(_ path: String, timeout: Duration, handle: (Data) throws -> Void) async throws {
+        var freshToken = false
+        while true {
+            let response: HTTPClientResponse
+            do {
+                response = try await http.execute(makeRequest(.GET, path, freshToken: freshToken), timeout: .init(timeout))
+            } catch {
+                throw KubeError(status: 0, message: "GET \(connection.server)\(path) failed: \(error)")
+            }
+            let status = Int(response.status.code)
+            if status == 401, !freshToken, connection.tokenFile != nil {
+                freshToken = true
+                continue
+            }
+            guard (200..<300).contains(status) else {
+                let data = Data((try? await response.body.collect(upTo: 1 << 20))?.readableBytesView ?? ByteBuffer().readableBytesView)
+                let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+                throw KubeError(status: status, reason: object?["reason"] as? String, message: (object?["message"] as? String) ?? "watch answered \(status)")
+            }
+            var pending = Data()
+            do {
+                for try await buffer in response.body {
+                    pending.append(contentsOf: buffer.readableBytesView)
+                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = pending[pending.startIndex..<newline]
+                        pending.removeSubrange(pending.startIndex...newline)
+                        if !line.isEmpty { try handle(Data(line)) }
+                    }
+                }
+            } catch let error as KubeError {
+                throw error
+            } catch {
+                throw KubeError(status: 0, message: "watch stream \(path) broke: \(error)")
+            }
+            if !pending.isEmpty { try handle(pending) }
+            return
+        }
+    }
+
     private func json(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> [String: Any] {
         let reply = try await send(method, path, body: body)
         guard let object = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any] else {
@@ -130,7 +194,7 @@ public final class KubeClient: Sendable {
         }
     }
 
-    private func sendOnce(_ method: HTTPMethod, _ path: String, body: Data?, freshToken: Bool) async throws -> (status: Int, body: Data) {
+    private func makeRequest(_ method: HTTPMethod, _ path: String, body: Data? = nil, freshToken: Bool) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: connection.server + path)
         request.method = method
         request.headers.add(name: "Accept", value: "application/json")
@@ -139,6 +203,11 @@ public final class KubeClient: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
+        return request
+    }
+
+    private func sendOnce(_ method: HTTPMethod, _ path: String, body: Data?, freshToken: Bool) async throws -> (status: Int, body: Data) {
+        let request = makeRequest(method, path, body: body, freshToken: freshToken)
         let response: HTTPClientResponse
         let data: Data
         do {

@@ -13,16 +13,32 @@ public struct KubeJobController: RemoteSandboxBackend {
 
     let client: KubeClient
     let settings: JobSpecBuilder.Settings
+    /// How often pods are checked (image pulls, scheduling) and, without a watch event, the Job.
     let pollInterval: Duration
+    /// How often the Job is read directly even though the watch knows it (a watch that silently stalls).
+    let backstopInterval: Duration
     /// How long a Job may have no pod before its Events are read and it is failed (e.g. Pod Security rejections).
     let podGrace: Duration
+    /// How long a finished Job's result may lag its condition (log not yet readable, callback in flight).
+    let resultGrace: Duration
+    let watcher: JobWatcher
 
-    public init(client: KubeClient, settings: JobSpecBuilder.Settings, pollInterval: Duration = .milliseconds(250), podGrace: Duration = .seconds(30)) {
+    public init(
+        client: KubeClient, settings: JobSpecBuilder.Settings, pollInterval: Duration = .seconds(1), backstopInterval: Duration = .seconds(10),
+        podGrace: Duration = .seconds(30), resultGrace: Duration = .seconds(5), watchTimeoutSeconds: Int = 240
+    ) {
         self.client = client
         self.settings = settings
         self.pollInterval = pollInterval
+        self.backstopInterval = backstopInterval
         self.podGrace = podGrace
+        self.resultGrace = resultGrace
+        watcher = JobWatcher(
+            client: client, selector: "\(JobSpecBuilder.managedByLabel)=\(JobSpecBuilder.managedByValue)", timeoutSeconds: watchTimeoutSeconds)
     }
+
+    /// How many times the shared Job watch has listed (tests: a 410 or a closed stream leads to a re-list).
+    public var watchLists: Int { watcher.lists }
 
     public func run(
         _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
@@ -61,7 +77,8 @@ public struct KubeJobController: RemoteSandboxBackend {
         return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger)
     }
 
-    /// Waits for the first terminal outcome of Job `name`.
+    /// Waits for the first terminal outcome of Job `name`: woken by the Job watch and by a committed callback,
+    /// polling pods every `pollInterval` and reading the Job itself every `backstopInterval`.
     private func follow(
         _ name: String, request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine,
         logger: Logger
@@ -69,6 +86,21 @@ public struct KubeJobController: RemoteSandboxBackend {
         var result = result
         let clock = ContinuousClock()
         let created = clock.now
+        let wakeup = Wakeup()
+        let following = watcher.follow(name, wakeup: wakeup)
+        let callback = engine.notifier.subscribe(request.requestId)
+        let callbackWake = Task {
+            if await callback.value(timeout: deadline.remaining + Self.apiGrace) != nil { wakeup.signal() }
+        }
+        defer {
+            watcher.unfollow(following)
+            callback.cancel()
+            callbackWake.cancel()
+        }
+        var seen = wakeup.generation
+        var lastJobRead: ContinuousClock.Instant?
+        var lastPodRead: ContinuousClock.Instant?
+        var ended: (condition: KubeJob.Condition, at: ContinuousClock.Instant)?
         while true {
             if let record = try? await engine.store.record(request.requestId), record.status.isTerminal {
                 return record.result  // the callback got there first
@@ -80,6 +112,7 @@ public struct KubeJobController: RemoteSandboxBackend {
                 return result
             }
             if deadline.isExpired {
+                if let ended { return Self.failed(result, Self.describe(ended.condition, job: name, deadline: deadline)) }
                 // One cleanup window (the API grace) for reading the log and deleting the Job.
                 let cleanup = Deadline(budgetMs: Int(Self.apiGrace.milliseconds))
                 let report = try? await Task.detached { try await limited(for: cleanup.remaining) { await reportFromLog(name) } }.value
@@ -88,36 +121,50 @@ public struct KubeJobController: RemoteSandboxBackend {
                 return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
             }
             do {
-                guard let job = try await limited(deadline, { try await client.job(name) }) else {
-                    return Self.failed(result, "Job \(name) disappeared before it finished")
+                let job: KubeJob?
+                if case .exists(let known) = watcher.knowledge(of: name), let read = lastJobRead, clock.now - read < backstopInterval {
+                    job = known
+                } else {
+                    job = try await limited(deadline) { try await client.job(name) }
+                    lastJobRead = clock.now
                 }
+                guard let job else { return Self.failed(result, "Job \(name) disappeared before it finished") }
                 if let condition = job.terminalCondition {
                     let report = try? await limited(deadline) { await reportFromLog(name) }
                     if let report, report.state != .running { return Self.apply(report, to: result) }
-                    return Self.failed(result, Self.describe(condition, job: name, deadline: deadline))
-                }
-                let pods = try await limited(deadline) { try await client.pods(ofJob: name) }
-                if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false }) {
-                    let events = await eventText(pod.name)
-                    await delete(name, logger: logger)
-                    return Self.failed(result, "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)"
-                        + (pod.waitingMessage.map { ": \($0)" } ?? "") + events)
-                }
-                if let pod = pods.first(where: { $0.unschedulableMessage != nil }) {
-                    let events = await eventText(pod.name)
-                    await delete(name, logger: logger)
-                    return Self.failed(result, "pod \(pod.name) of Job \(name) is unschedulable: \(pod.unschedulableMessage!)" + events)
-                }
-                if pods.isEmpty, clock.now - created > podGrace {
-                    let events = await eventText(name)
-                    await delete(name, logger: logger)
-                    return Self.failed(result, "Job \(name) created no pod within \(podGrace.milliseconds / 1000)s" + events)
+                    // The log (or the callback) can lag the condition: give them a moment before calling it.
+                    let since = ended?.at ?? clock.now
+                    ended = (condition, since)
+                    if clock.now - since >= resultGrace { return Self.failed(result, Self.describe(condition, job: name, deadline: deadline)) }
+                } else if lastPodRead.map({ clock.now - $0 >= pollInterval }) ?? true {
+                    lastPodRead = clock.now
+                    if let failure = try await podFailure(name, created: created, clock: clock, deadline: deadline) {
+                        await delete(name, logger: logger)
+                        return Self.failed(result, failure)
+                    }
                 }
             } catch {
-                logger.warning("k8s API error while watching the Job", metadata: ["job": "\(name)", "error": "\(error)"])
+                logger.warning("k8s API error while following the Job", metadata: ["job": "\(name)", "error": "\(error)"])
             }
-            try? await Task.sleep(for: min(pollInterval, max(deadline.remaining, .milliseconds(10))))
+            seen = await wakeup.wait(after: seen, timeout: min(pollInterval, max(deadline.remaining, .milliseconds(10))))
         }
+    }
+
+    /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
+    /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
+    private func podFailure(_ name: String, created: ContinuousClock.Instant, clock: ContinuousClock, deadline: Deadline) async throws -> String? {
+        let pods = try await limited(deadline) { try await client.pods(ofJob: name) }
+        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false }) {
+            return "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)" + (pod.waitingMessage.map { ": \($0)" } ?? "")
+                + (await eventText(pod.name))
+        }
+        if let pod = pods.first(where: { $0.unschedulableMessage != nil }) {
+            return "pod \(pod.name) of Job \(name) is unschedulable: \(pod.unschedulableMessage!)" + (await eventText(pod.name))
+        }
+        if pods.isEmpty, clock.now - created > podGrace {
+            return "Job \(name) created no pod within \(podGrace.milliseconds / 1000)s" + (await eventText(name))
+        }
+        return nil
     }
 
     /// Why a Job ended without a result block, in words, by condition reason.
@@ -197,15 +244,7 @@ public struct KubeJobController: RemoteSandboxBackend {
     /// Copies a job-runner report into the result.
     static func apply(_ report: SandboxExecutionResult, to result: DispatchResult) -> DispatchResult {
         var result = result
-        result.status = report.status
-        result.artifacts = report.artifacts ?? result.artifacts
-        if let job = report.job { result.job = job }
-        if report.status == .completed {
-            result.error = nil
-            result.setResultText(report.output ?? "")
-        } else {
-            result.error = report.error ?? "job-runner reported \(report.state.rawValue)"
-        }
+        result.take(report)
         return result
     }
 }

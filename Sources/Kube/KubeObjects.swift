@@ -1,3 +1,5 @@
+import Foundation
+
 /// The parts of a Job the controller reads.
 public struct KubeJob: Sendable, Equatable {
     public struct Condition: Sendable, Equatable {
@@ -74,5 +76,45 @@ public struct KubeEvent: Sendable, Equatable {
         type = object["type"] as? String ?? ""
         reason = object["reason"] as? String ?? ""
         message = object["message"] as? String ?? ""
+    }
+}
+
+/// One event of a Job watch.
+public enum JobWatchEvent: Sendable, Equatable {
+    case added(KubeJob)
+    case modified(KubeJob)
+    case deleted(KubeJob)
+    /// Nothing changed; the stream has reached this resourceVersion.
+    case bookmark(resourceVersion: String)
+
+    /// Decodes one line of a watch stream; an `ERROR` event (e.g. 410 Expired) throws its Status as a ``KubeError``.
+    init?(line: Data) throws {
+        guard let object = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any], let type = object["type"] as? String,
+            let body = object["object"] as? [String: Any]
+        else { throw KubeError(status: 0, message: "watch stream sent something that is not an event: \(String(decoding: line.prefix(200), as: UTF8.self))") }
+        switch type {
+        case "ADDED": self = .added(KubeJob(body))
+        case "MODIFIED": self = .modified(KubeJob(body))
+        case "DELETED": self = .deleted(KubeJob(body))
+        case "BOOKMARK": self = .bookmark(resourceVersion: KubeJob(body).resourceVersion ?? "")
+        case "ERROR":
+            throw KubeError(status: body["code"] as? Int ?? 0, reason: body["reason"] as? String, message: body["message"] as? String ?? "watch error")
+        default: return nil
+        }
+    }
+
+    /// The Job the event carries (none for a bookmark).
+    public var job: KubeJob? {
+        switch self {
+        case .added(let job), .modified(let job), .deleted(let job): job
+        case .bookmark: nil
+        }
+    }
+
+    public var resourceVersion: String? {
+        switch self {
+        case .bookmark(let version): version
+        default: job?.resourceVersion
+        }
     }
 }

@@ -87,10 +87,28 @@ import Testing
         #expect(try callbacks(sink.out).last.flatMap { ($0["body"] as? [String: Any])?["state"] as? String } == "failed")
     }
 
+    @Test func anUnreachableCallbackDelaysNeitherTheAgentNorTheExit() async throws {
+        let repo = dir.child("origin4")
+        let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        // Nothing listens on port 9: every POST is refused. Before attempts were bounded, each took the client's
+        // whole request timeout (10 s), so the agent started 30 s late and the runner exited a minute later.
+        let env = environment(repo: repo, base: base, task: "fake:answer=on-time", callback: "http://127.0.0.1:9/internal/agent-result")
+        let clock = ContinuousClock()
+        let began = clock.now
+        let run = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws4")], environment: env)
+        let elapsed = clock.now - began
+        #expect(run.exitCode == 0, "\(run.stderr)")
+        #expect(try Self.report(from: run.stdout).output == "on-time")
+        #expect(run.stderr.components(separatedBy: "callback failed").count - 1 >= 5, "the final report was retried")
+        #expect(elapsed < .seconds(15), "bounded retries, not request timeouts: \(elapsed)")
+    }
+
     @Test func sigtermBecomesACancelledResultAndExit143() async throws {
         let repo = dir.child("origin3")
         let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
-        let env = environment(repo: repo, base: base, task: "fake:hang", callback: "")
+        let sink = try await sink()
+        defer { sink.process.process.terminate() }
+        let env = environment(repo: repo, base: base, task: "fake:hang", callback: sink.url)
         let run = try CommandRunner.start(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws3")], environment: env)
         #expect(await eventually { !survivors(of: env["REQUEST_ID"]!).isEmpty })
         kill(run.pid, SIGTERM)
@@ -100,5 +118,7 @@ import Testing
         #expect(report.state == .cancelled)
         #expect(report.error?.contains("SIGTERM") == true)
         #expect(survivors(of: env["REQUEST_ID"]!).isEmpty)
+        let last = try callbacks(sink.out).last
+        #expect((last?["body"] as? [String: Any])?["state"] as? String == "cancelled", "the cancelled report is POSTed too, after SIGTERM")
     }
 }

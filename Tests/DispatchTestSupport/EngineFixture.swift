@@ -11,7 +11,8 @@ public struct EngineFixture: Sendable {
     public var configuration: DispatchConfiguration { engine.configuration }
 
     public init(
-        killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:], k8s: (any RemoteSandboxBackend)? = nil
+        killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:], k8s: (any RemoteSandboxBackend)? = nil,
+        logHandler: (@Sendable (String) -> any LogHandler)? = nil
     ) throws {
         dir = TempDir("engine")
         var configuration = DispatchConfiguration(environment: [:])
@@ -23,8 +24,8 @@ public struct EngineFixture: Sendable {
         configuration.killGraceMs = killGraceMs
         configuration.completionGraceMs = completionGraceMs
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
+        if logHandler == nil { logger.logLevel = .warning }
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         engine = DispatchEngine(configuration: configuration, store: store, logger: logger, environment: env, k8s: k8s)
     }

@@ -18,6 +18,13 @@ public final class FakeKubernetesAPI: Sendable {
         var runnerEnv: [String: [String: String]] = [:]
         var deadlineHit: Set<String> = []
         var stalled = false
+        /// Every Job change, for watches: resourceVersion, type, object.
+        var history: [(version: Int, type: String, object: [String: Any])] = []
+        var closeWatchesAfter: Int?
+        var expireWatches = 0
+        var watches = 0
+        var goneSent = 0
+        var closing = false
     }
 
     /// Runs created Jobs as local `dispatch job-runner` processes (a kubelet emulator).
@@ -85,14 +92,32 @@ public final class FakeKubernetesAPI: Sendable {
     public func finish(job: String, condition: String, reason: String? = nil) {
         state.withLock { state in
             guard var object = state.jobs[job] else { return }
-            state.resourceVersion += 1
-            var metadata = object["metadata"] as? [String: Any] ?? [:]
-            metadata["resourceVersion"] = "\(state.resourceVersion)"
-            object["metadata"] = metadata
             object["status"] = ["conditions": [["type": condition, "status": "True", "reason": reason ?? condition]],
                                 condition == "Complete" ? "succeeded" : "failed": 1]
-            state.jobs[job] = object
+            _ = Self.change("MODIFIED", job, object, in: &state)
         }
+    }
+
+    /// Closes every watch stream after `events` events (nil: only at timeoutSeconds).
+    public func closeWatches(afterEvents events: Int?) { state.withLock { $0.closeWatchesAfter = events } }
+
+    /// The next `count` watches find their resourceVersion expired, alternately as an `ERROR` event with a 410
+    /// Status in a 200 stream (what the API does for a compacted version) and as an HTTP 410 answer.
+    public func expireNextWatches(_ count: Int) { state.withLock { $0.expireWatches = count } }
+
+    /// Watches served, and how many of them got a 410.
+    public var watchCounts: (watches: Int, gone: Int) { state.withLock { ($0.watches, $0.goneSent) } }
+
+    /// Stores a Job change with a new resourceVersion (the Job's and the collection's) for watches.
+    static func change(_ type: String, _ name: String, _ object: [String: Any], in state: inout State) -> [String: Any] {
+        state.resourceVersion += 1
+        var object = object
+        var metadata = object["metadata"] as? [String: Any] ?? [:]
+        metadata["resourceVersion"] = "\(state.resourceVersion)"
+        object["metadata"] = metadata
+        if type == "DELETED" { state.jobs.removeValue(forKey: name) } else { state.jobs[name] = object }
+        state.history.append((state.resourceVersion, type, object))
+        return object
     }
 
     /// Whether `job` exists (deleted Jobs are gone at once, as with Background propagation).
@@ -125,15 +150,21 @@ public final class FakeKubernetesAPI: Sendable {
     private func create(_ request: Request) async throws -> Response {
         let body = try await request.body.collect(upTo: 4 << 20)
         guard var job = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
-            var metadata = job["metadata"] as? [String: Any], let name = metadata["name"] as? String
+            let metadata = job["metadata"] as? [String: Any], let name = metadata["name"] as? String
         else { return Self.status(400, "BadRequest", "invalid Job") }
         return state.withLock { state in
             guard state.jobs[name] == nil else { return Self.status(409, "AlreadyExists", "jobs.batch \"\(name)\" already exists") }
-            state.resourceVersion += 1
-            metadata["resourceVersion"] = "\(state.resourceVersion)"
             job["metadata"] = metadata
             job["status"] = ["active": 1]
-            state.jobs[name] = job
+            job = Self.change("ADDED", name, job, in: &state)
+            if Self.image(of: job).contains("rejected-image") {
+                // Pod Security admission refuses the pod: the Job exists, no pod ever does, the Job's Events say why.
+                state.events.append([
+                    "type": "Warning", "reason": "FailedCreate", "involvedObject": ["name": name, "kind": "Job"],
+                    "message": "Error creating: pods \"\(name)-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
+                ])
+                return Self.json(job, status: .created)
+            }
             state.pods["\(name)-pod"] = [
                 "metadata": ["name": "\(name)-pod", "labels": ["batch.kubernetes.io/job-name": name]], "status": ["phase": "Pending"],
             ]
@@ -150,6 +181,7 @@ public final class FakeKubernetesAPI: Sendable {
         let spec = job["spec"] as? [String: Any] ?? [:]
         let podSpec = (spec["template"] as? [String: Any])?["spec"] as? [String: Any] ?? [:]
         let container = (podSpec["containers"] as? [[String: Any]])?.first ?? [:]
+        if (container["image"] as? String ?? "").contains("rejected-image") { return }
         if (container["image"] as? String ?? "").contains("bad-image") {
             setPod(ofJob: name, waitingReason: "ImagePullBackOff")
             return
@@ -173,13 +205,15 @@ public final class FakeKubernetesAPI: Sendable {
         let pod = "\(name)-pod"
         let logFile = "\(kubelet.workRoot)/\(pod).log"
         try? FileManager.default.createDirectory(atPath: kubelet.workRoot, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: logFile, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: kubelet.dispatchBinary)
         process.arguments = ["job-runner", "--workspace", "\(kubelet.workRoot)/\(name)"]
         process.environment = env
-        process.standardOutput = FileHandle(forWritingAtPath: logFile)
-        process.standardError = FileHandle.nullDevice
+        // One descriptor for both streams: the pod log interleaves them, as the container runtime does.
+        let output = FileHandle(forWritingAtPath: logFile)
+        process.standardOutput = output
+        process.standardError = output
         process.standardInput = FileHandle.nullDevice
         process.terminationHandler = { [weak self] finished in self?.exited(name, status: finished.terminationStatus) }
         state.withLock {
@@ -210,17 +244,90 @@ public final class FakeKubernetesAPI: Sendable {
         finish(job: name, condition: status == 0 ? "Complete" : "Failed", reason: deadline ? "DeadlineExceeded" : (status == 0 ? nil : "PodFailurePolicy"))
     }
 
+    /// The first container's image of a Job object.
+    static func image(of job: [String: Any]) -> String {
+        let template = (job["spec"] as? [String: Any])?["template"] as? [String: Any]
+        let containers = (template?["spec"] as? [String: Any])?["containers"] as? [[String: Any]]
+        return containers?.first?["image"] as? String ?? ""
+    }
+
+    /// Sends SIGTERM to the runner of `job`, as the kubelet does when the pod is evicted or deleted.
+    public func terminatePod(ofJob job: String) {
+        if let process = processes.withLock({ $0[job] }), process.isRunning { process.terminate() }
+    }
+
+    /// The pod log of `job` as it stands (stdout and stderr, as `kubectl logs` shows them).
+    public func podLog(ofJob job: String) -> String {
+        state.withLock { state in
+            let pod = "\(job)-pod"
+            return state.logs[pod] ?? state.logFiles[pod].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+        }
+    }
+
     /// Stops every runner process (test cleanup).
     public func stopAll() {
+        state.withLock { $0.closing = true }
         for process in processes.withLock({ Array($0.values) }) where process.isRunning { process.terminate() }
     }
 
     private func listJobs(_ request: Request) -> Response {
         let selector = request.uri.queryParameters.get("labelSelector") ?? ""
+        if let watch = request.uri.queryParameters.get("watch"), watch == "1" || watch == "true" { return watchJobs(request, selector: selector) }
         return state.withLock { state in
             let items = state.jobs.values.filter { Self.matches($0, selector) }
             return Self.json(["kind": "JobList", "items": items, "metadata": ["resourceVersion": "\(state.resourceVersion)"]])
         }
+    }
+
+    /// A watch: newline-delimited events after `resourceVersion` until `timeoutSeconds`, a configured early close,
+    /// or test shutdown.
+    private func watchJobs(_ request: Request, selector: String) -> Response {
+        let timeout = request.uri.queryParameters.get("timeoutSeconds", as: Int.self) ?? 60
+        let (start, expiry) = state.withLock { state -> (Int, Int) in
+            state.watches += 1
+            let version = request.uri.queryParameters.get("resourceVersion", as: Int.self) ?? state.resourceVersion
+            guard state.expireWatches > 0 else { return (version, 0) }
+            state.expireWatches -= 1
+            state.goneSent += 1
+            return (version, state.expireWatches % 2 == 1 ? 1 : 2)
+        }
+        let gone = "too old resource version: \(start) (\(start + 1))"
+        if expiry == 2 { return Self.status(410, "Expired", gone) }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
+            func send(_ event: [String: Any]) async throws {
+                var data = try JSONSerialization.data(withJSONObject: event)
+                data.append(UInt8(ascii: "\n"))
+                try await writer.write(ByteBuffer(bytes: data))
+            }
+            if expiry == 1 {
+                try await send(["type": "ERROR", "object": ["kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                                                            "message": gone, "code": 410]])
+                try await writer.finish(nil)
+                return
+            }
+            var cursor = start
+            var sent = 0
+            let end = ContinuousClock.now + .seconds(timeout)
+            while ContinuousClock.now < end {
+                let (events, limit, closing) = self.state.withLock { state in
+                    (state.history.filter { $0.version > cursor && Self.matches($0.object, selector) }, state.closeWatchesAfter, state.closing)
+                }
+                if closing { break }
+                var stop = false
+                for event in events {
+                    try await send(["type": event.type, "object": event.object])
+                    cursor = event.version
+                    sent += 1
+                    if let limit, sent >= limit {
+                        stop = true
+                        break
+                    }
+                }
+                if stop { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await writer.finish(nil)
+        })
     }
 
     private func getJob(_ name: String) -> Response {
@@ -233,7 +340,8 @@ public final class FakeKubernetesAPI: Sendable {
     private func deleteJob(_ name: String, _ request: Request) -> Response {
         let background = request.uri.queryParameters.get("propagationPolicy") == "Background"
         return state.withLock { state in
-            guard state.jobs.removeValue(forKey: name) != nil else { return Self.status(404, "NotFound", "jobs.batch \"\(name)\" not found") }
+            guard let job = state.jobs[name] else { return Self.status(404, "NotFound", "jobs.batch \"\(name)\" not found") }
+            _ = Self.change("DELETED", name, job, in: &state)
             // Without Background propagation the API leaves the pods running (orphaned), as the real one does.
             if background { state.pods.removeValue(forKey: "\(name)-pod") }
             return Self.status(200, "Success", "deleted")

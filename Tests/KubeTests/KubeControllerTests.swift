@@ -20,29 +20,10 @@ import Testing
         image: String = "img:1",
         _ body: @Sendable (EngineFixture, FakeKubernetesAPI, String, KubeClient, JobSpecBuilder.Settings) async throws -> Void
     ) async throws {
-        let kubelet = FakeKubernetesAPI.Kubelet(
-            dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet"), secrets: ["callback-token": "cb-secret"],
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"])
-        let api = FakeKubernetesAPI(kubelet: kubelet)
-        let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-        let repo = dir.child("origin-\(UUID().uuidString.prefix(4))")
-        let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
-        try await app.test(.live) { client in
-            let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
-            let settings = JobSpecBuilder.Settings(
-                namespace: "agents", image: image, secretName: "agent-dispatch-secrets", callbackURL: "http://127.0.0.1:9/cb")
-            let controller = KubeJobController(client: kube, settings: settings, pollInterval: .milliseconds(100), podGrace: .seconds(5))
-            let fixture = try EngineFixture(k8s: controller)
-            _ = base
-            do {
-                try await body(fixture, api, repo, kube, settings)
-            } catch {
-                api.stopAll()
-                await kube.shutdown()
-                throw error
-            }
-            api.stopAll()
-            await kube.shutdown()
+        var options = Cluster.Options()
+        options.image = image
+        try await Cluster.with(dir, options) { cluster in
+            try await body(cluster.fixture, cluster.api, cluster.repo, cluster.kube, cluster.settings)
         }
     }
 

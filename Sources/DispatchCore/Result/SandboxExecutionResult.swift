@@ -35,3 +35,21 @@ public struct SandboxExecutionResult: Codable, Sendable, Equatable {
     /// The dispatch status this state maps to.
     public var status: DispatchStatus { DispatchStatus(rawValue: state.rawValue) ?? .failed }
 }
+
+extension DispatchResult {
+    /// Takes a job-runner's report (from the callback or the pod log): status, artifacts, Job, and the output
+    /// or the error. The same report gives the same result whichever way it arrived.
+    public mutating func take(_ report: SandboxExecutionResult) {
+        status = report.status
+        if let artifacts = report.artifacts { self.artifacts = artifacts }
+        if let job = report.job { self.job = job }
+        if let startedAt = report.startedAt, self.startedAt == nil { self.startedAt = startedAt }
+        guard status.isTerminal else { return }
+        if status == .completed {
+            error = nil
+            setResultText(report.output ?? "")
+        } else {
+            error = report.error ?? "job-runner reported \(report.state.rawValue) without a reason"
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Keeps the latest state of every Job we manage from one list-then-watch loop shared by all followers: list
+/// (managed-by label), watch from the list's resourceVersion, and on a 410 or a closed stream list again and
+/// re-watch. A change to a followed Job wakes its follower at once; followers still poll now and then as a
+/// backstop, so a broken watch costs latency, never a result. The loop runs only while someone follows a Job.
+final class JobWatcher: Sendable {
+    struct State {
+        var jobs: [String: KubeJob] = [:]
+        /// Whether `jobs` reflects a completed list (until then a missing Job means nothing).
+        var synced = false
+        var followers: [UInt64: (job: String, wakeup: Wakeup)] = [:]
+        var nextId: UInt64 = 0
+        var task: Task<Void, Never>?
+        var lists = 0
+    }
+
+    /// What the watch knows of one Job.
+    enum Knowledge: Equatable {
+        case unknown
+        case exists(KubeJob)
+        case gone
+    }
+
+    let client: KubeClient
+    let selector: String
+    let timeoutSeconds: Int
+    let logger: Logger
+    private let state = Mutex(State())
+
+    init(client: KubeClient, selector: String, timeoutSeconds: Int = 240, logger: Logger = Logger(label: "agent-dispatch.k8s.watch")) {
+        self.client = client
+        self.selector = selector
+        self.timeoutSeconds = timeoutSeconds
+        self.logger = logger
+    }
+
+    /// Starts waking `wakeup` on changes to `job`; the first follower starts the loop.
+    func follow(_ job: String, wakeup: Wakeup) -> UInt64 {
+        state.withLock { state in
+            state.nextId += 1
+            state.followers[state.nextId] = (job, wakeup)
+            if state.task == nil {
+                state.task = Task.detached { [weak self] in await self?.run() }
+            }
+            return state.nextId
+        }
+    }
+
+    /// Stops following; the last follower stops the loop (a `dispatch run` process must be able to exit).
+    func unfollow(_ id: UInt64) {
+        let task = state.withLock { state -> Task<Void, Never>? in
+            state.followers.removeValue(forKey: id)
+            guard state.followers.isEmpty, let task = state.task else { return nil }
+            state.task = nil
+            state.synced = false
+            state.jobs.removeAll()
+            return task
+        }
+        task?.cancel()
+    }
+
+    func knowledge(of job: String) -> Knowledge {
+        state.withLock { state in
+            if let known = state.jobs[job] { return .exists(known) }
+            return state.synced ? .gone : .unknown
+        }
+    }
+
+    /// How many lists the loop has made (tests check that a 410 / closed stream led to a re-list).
+    var lists: Int { state.withLock { $0.lists } }
+
+    private func run() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let list = try await client.jobs(labelSelector: selector)
+                replace(list.items)
+                var version = list.resourceVersion
+                for try await event in client.watchJobs(labelSelector: selector, resourceVersion: version, timeoutSeconds: timeoutSeconds) {
+                    apply(event)
+                    version = event.resourceVersion ?? version
+                }
+                failures = 0
+                logger.debug("job watch closed; listing again", metadata: ["resourceVersion": "\(version ?? "")"])
+            } catch let error as KubeError where error.status == 410 {
+                failures = 0
+                logger.info("job watch expired (410); listing again", metadata: ["error": "\(error)"])
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                logger.warning("job watch failed; followers poll meanwhile", metadata: ["error": "\(error)", "failures": "\(failures)"])
+                try? await Task.sleep(for: .milliseconds(min(250 << min(failures, 5), 5_000)))
+            }
+        }
+    }
+
+    private func replace(_ jobs: [KubeJob]) {
+        let wake = state.withLock { state -> [Wakeup] in
+            let fresh = Dictionary(jobs.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+            let changed = Set(fresh.keys).union(state.jobs.keys).filter { fresh[$0] != state.jobs[$0] }
+            state.jobs = fresh
+            state.synced = true
+            state.lists += 1
+            return state.followers.values.filter { changed.contains($0.job) }.map(\.wakeup)
+        }
+        wake.forEach { $0.signal() }
+    }
+
+    private func apply(_ event: JobWatchEvent) {
+        guard let job = event.job else { return }
+        let wake = state.withLock { state -> [Wakeup] in
+            if case .deleted = event { state.jobs.removeValue(forKey: job.name) } else { state.jobs[job.name] = job }
+            return state.followers.values.filter { $0.job == job.name }.map(\.wakeup)
+        }
+        wake.forEach { $0.signal() }
+    }
+}
+
+/// A level-triggered wake-up: `wait` returns when `signal` was called since the generation the caller last saw,
+/// when the timeout passes, or when the waiting task is cancelled.
+final class Wakeup: Sendable {
+    private struct State {
+        var generation = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// Waiters released (timeout, cancellation) before they were parked.
+        var released: Set<UInt64> = []
+        var nextId: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    init() {}
+
+    var generation: Int { state.withLock { $0.generation } }
+
+    func signal() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.generation += 1
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Waits for a generation other than `seen`, at most `timeout`; returns the generation now.
+    @discardableResult
+    func wait(after seen: Int, timeout: Duration) async -> Int {
+        let id = state.withLock { state -> UInt64 in
+            state.nextId += 1
+            return state.nextId
+        }
+        let timer = Task { [weak self] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            self?.release(id)
+        }
+        defer {
+            timer.cancel()
+            state.withLock { _ = $0.released.remove(id) }
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let park = state.withLock { state -> Bool in
+                    if state.generation != seen || state.released.remove(id) != nil { return false }
+                    state.waiters[id] = continuation
+                    return true
+                }
+                if !park { continuation.resume() }
+            }
+        } onCancel: {
+            release(id)
+        }
+        return generation
+    }
+
+    private func release(_ id: UInt64) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let continuation = state.waiters.removeValue(forKey: id) else {
+                state.released.insert(id)
+                return nil
+            }
+            return continuation
+        }
+        continuation?.resume()
+    }
+}

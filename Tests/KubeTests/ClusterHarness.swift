@@ -1,0 +1,87 @@
+import DispatchCore
+import DispatchTestSupport
+import Dispatcher
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Kube
+import Logging
+
+/// An engine whose k8s backend talks to a fake API server on 127.0.0.1 that runs each Job as a local
+/// `dispatch job-runner` (the kubelet emulator), plus a git repo for the Jobs to clone.
+struct Cluster: Sendable {
+    struct Options: Sendable {
+        var image = "img:1"
+        var secrets = ["callback-token": "cb-secret"]
+        var dropCallback = true
+        var callbackURL = "http://127.0.0.1:9/cb"
+        var pollInterval: Duration = .milliseconds(100)
+        var backstopInterval: Duration = .seconds(10)
+        var podGrace: Duration = .seconds(5)
+        var resultGrace: Duration = .seconds(2)
+        var logHandler: (@Sendable (String) -> any LogHandler)?
+    }
+
+    let fixture: EngineFixture
+    let api: FakeKubernetesAPI
+    let repo: String
+    let kube: KubeClient
+    let settings: JobSpecBuilder.Settings
+    let controller: KubeJobController
+
+    var engine: DispatchEngine { fixture.engine }
+
+    /// Runs `body` against a fresh fake cluster; runner processes and the client are stopped afterwards.
+    static func with(_ dir: TempDir, _ options: Options = Options(), _ body: @Sendable (Cluster) async throws -> Void) async throws {
+        let kubelet = FakeKubernetesAPI.Kubelet(
+            dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet-\(UUID().uuidString.prefix(4))"), secrets: options.secrets,
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"], dropCallback: options.dropCallback)
+        let api = FakeKubernetesAPI(kubelet: kubelet)
+        let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let repo = dir.child("origin-\(UUID().uuidString.prefix(4))")
+        _ = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        try await app.test(.live) { client in
+            let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
+            let settings = JobSpecBuilder.Settings(
+                namespace: "agents", image: options.image, secretName: "agent-dispatch-secrets", callbackURL: options.callbackURL)
+            let controller = KubeJobController(
+                client: kube, settings: settings, pollInterval: options.pollInterval, backstopInterval: options.backstopInterval,
+                podGrace: options.podGrace, resultGrace: options.resultGrace)
+            let fixture = try EngineFixture(k8s: controller, logHandler: options.logHandler)
+            let cluster = Cluster(fixture: fixture, api: api, repo: repo, kube: kube, settings: settings, controller: controller)
+            do {
+                try await body(cluster)
+            } catch {
+                api.stopAll()
+                await kube.shutdown()
+                throw error
+            }
+            api.stopAll()
+            await kube.shutdown()
+        }
+    }
+
+    /// A codex request for the k8s backend cloning this cluster's repo.
+    func request(_ task: String, timeout: Double = 60) -> DispatchRequest {
+        var request = fixture.request(.codex, task, timeout: timeout)
+        request.executionMode = .sandbox
+        request.sandboxBackend = .k8s
+        request.repoUrl = repo
+        return request
+    }
+
+    func jobName(_ request: DispatchRequest) -> String { JobNaming.jobName(requestId: request.requestId) }
+
+    /// Starts `request` and waits until its Job exists.
+    func start(_ request: DispatchRequest, token: CancelToken = CancelToken()) async -> Task<DispatchResult, any Error> {
+        let engine = fixture.engine
+        let task = Task { try await engine.runOnce(request, token: token).result }
+        _ = await eventually { api.hasJob(jobName(request)) }
+        return task
+    }
+
+    /// Requests the fake API saw for Job `name` itself (GET …/jobs/<name>).
+    func jobReads(_ name: String) -> Int {
+        api.requests.filter { $0.hasPrefix("GET ") && $0.contains("/jobs/\(name)") }.count
+    }
+}

@@ -94,7 +94,7 @@ public final class DispatchEngine: Sendable {
                     }
                 } else {
                     result.status = .failed
-                    result.error = "sandbox backend k8s is not configured in this runner (set DISPATCH_K8S_IMAGE and run in a cluster or with KUBECONFIG)"
+                    result.error = "sandbox backend k8s is not configured in this runner (run it in a cluster or set KUBECONFIG)"
                 }
             }
         }

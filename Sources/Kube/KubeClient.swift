@@ -19,11 +19,17 @@ public final class KubeClient: Sendable {
         self.connection = connection
         var configuration = HTTPClient.Configuration()
         if connection.server.hasPrefix("https://") {
-            guard let pem = connection.caPEM else {
-                throw KubeError(status: 0, message: "no CA for \(connection.server); refusing to talk to the API without verifying TLS")
-            }
+            // Full verification always: the given CA, else the system trust roots.
             var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8)))
+            do {
+                if let pem = connection.caPEM { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))) }
+                if let certificate = connection.clientCertificatePEM, let key = connection.clientKeyPEM {
+                    tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificate.utf8)).map { .certificate($0) }
+                    tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem))
+                }
+            } catch {
+                throw KubeConfigError("cannot use the TLS material for \(connection.server): \(error)")
+            }
             configuration.tlsConfiguration = tls
         }
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(60))

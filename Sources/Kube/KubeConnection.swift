@@ -12,13 +12,21 @@ public struct KubeConnection: Sendable {
     public var token: String?
     /// A file holding the bearer token, re-read every minute and after a 401 (service-account tokens rotate).
     public var tokenFile: String?
+    /// PEM of a client certificate (chain) and its private key, for mutual TLS.
+    public var clientCertificatePEM: String?
+    public var clientKeyPEM: String?
 
-    public init(server: String, namespace: String, caPEM: String? = nil, token: String? = nil, tokenFile: String? = nil) {
+    public init(
+        server: String, namespace: String, caPEM: String? = nil, token: String? = nil, tokenFile: String? = nil, clientCertificatePEM: String? = nil,
+        clientKeyPEM: String? = nil
+    ) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
         self.namespace = namespace
         self.caPEM = caPEM
         self.token = token
         self.tokenFile = tokenFile
+        self.clientCertificatePEM = clientCertificatePEM
+        self.clientKeyPEM = clientKeyPEM
     }
 
     /// The in-cluster service-account connection. Refuses to work without the CA (TLS is never skipped).
@@ -27,11 +35,11 @@ public struct KubeConnection: Sendable {
         accountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount"
     ) throws -> KubeConnection {
         guard let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty else {
-            throw KubeError(status: 0, message: "not running in a cluster: KUBERNETES_SERVICE_HOST is not set")
+            throw KubeConfigError("not running in a cluster: KUBERNETES_SERVICE_HOST is not set")
         }
         let port = environment["KUBERNETES_SERVICE_PORT"].flatMap { $0.isEmpty ? nil : $0 } ?? "443"
         guard let ca = try? String(contentsOfFile: "\(accountDirectory)/ca.crt", encoding: .utf8), ca.contains("BEGIN CERTIFICATE") else {
-            throw KubeError(status: 0, message: "the service-account CA \(accountDirectory)/ca.crt is missing; refusing to talk to the API without verifying TLS")
+            throw KubeConfigError("the service-account CA \(accountDirectory)/ca.crt is missing; refusing to talk to the API without verifying TLS")
         }
         let namespace = (try? String(contentsOfFile: "\(accountDirectory)/namespace", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? environment["DISPATCH_K8S_NAMESPACE"] ?? "default"

@@ -11,8 +11,8 @@ public struct KubeJobController: RemoteSandboxBackend {
     /// Waiting reasons that will not resolve by themselves.
     static let fatalWaitingReasons: Set<String> = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"]
 
-    let client: KubeClient
-    let settings: JobSpecBuilder.Settings
+    public let client: KubeClient
+    public let settings: JobSpecBuilder.Settings
     /// How often pods are checked (image pulls, scheduling) and, without a watch event, the Job.
     let pollInterval: Duration
     /// How often the Job is read directly even though the watch knows it (a watch that silently stalls).
@@ -258,5 +258,25 @@ public enum ResultMarkers {
         else { return nil }
         let body = lines[(start + 1)..<end].joined(separator: "\n")
         return try? JSONDecoder().decode(SandboxExecutionResult.self, from: Data(body.utf8))
+    }
+}
+
+/// Stands in for the k8s backend when its configuration is unusable: every k8s request fails saying why.
+public struct UnavailableKubeBackend: RemoteSandboxBackend {
+    public let reason: String
+
+    public init(reason: String) { self.reason = reason }
+
+    public func run(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
+        update: @Sendable (DispatchResult) async -> Void
+    ) async -> DispatchResult {
+        KubeJobController.failed(result, "sandbox backend k8s is unavailable: \(reason)")
+    }
+
+    public func attach(
+        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger
+    ) async -> DispatchResult {
+        KubeJobController.failed(result, "cannot follow Job \(result.job?.name ?? "?"): sandbox backend k8s is unavailable: \(reason)")
     }
 }

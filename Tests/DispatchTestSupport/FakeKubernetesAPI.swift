@@ -52,8 +52,12 @@ public final class FakeKubernetesAPI: Sendable {
     private let state = Locked(State())
     private let processes = Locked([String: Process]())
 
-    public init(token: String = "kube-token", kubelet: Kubelet? = nil) {
+    /// Whether requests must carry `Bearer <token>` (off when TLS client certificates authenticate).
+    let requireToken: Bool
+
+    public init(token: String = "kube-token", requireToken: Bool = true, kubelet: Kubelet? = nil) {
         self.token = token
+        self.requireToken = requireToken
         self.kubelet = kubelet
     }
 
@@ -402,7 +406,7 @@ struct FakeAuth: RouterMiddleware {
     func handle(_ request: Request, context: BasicRequestContext, next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
         if api.record(request) { return FakeKubernetesAPI.status(500, "InternalError", "injected fault") }
         while api.isStalled { try await Task.sleep(for: .milliseconds(50)) }
-        guard request.headers[.authorization] == "Bearer \(api.token)" else { return FakeKubernetesAPI.status(401, "Unauthorized", "Unauthorized") }
+        guard !api.requireToken || request.headers[.authorization] == "Bearer \(api.token)" else { return FakeKubernetesAPI.status(401, "Unauthorized", "Unauthorized") }
         return try await next(request, context)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DispatchCore
+import Dispatcher
 import Foundation
 import Kube
 
@@ -46,16 +47,36 @@ struct K8sCommand: AsyncParsableCommand {
 
 /// Where a k8s Job clones from, and the cluster settings, from the request and the environment.
 enum K8sSettings {
-    /// The k8s backend when running in a cluster (service-account config); `nil` elsewhere.
-    /// kubeconfig support is not built yet.
-    static func backend(_ configuration: DispatchConfiguration) throws -> KubeJobController? {
-        let environment = ProcessInfo.processInfo.environment
-        guard environment["KUBERNETES_SERVICE_HOST"].map({ !$0.isEmpty }) ?? false else { return nil }
-        var connection = try KubeConnection.inCluster(environment: environment)
+    /// The k8s backend: from `KUBECONFIG` when set, else the in-cluster service account; `nil` when neither
+    /// applies. Throws when the configuration is there but unusable (say why, never fall back silently).
+    static func backend(
+        _ configuration: DispatchConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> KubeJobController? {
+        var connection: KubeConnection
+        if let paths = KubeConfig.paths(environment: environment) {
+            connection = try KubeConfig.connection(paths: paths)
+        } else if let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty {
+            connection = try KubeConnection.inCluster(environment: environment)
+        } else {
+            return nil
+        }
         if let namespace = environment["DISPATCH_K8S_NAMESPACE"], !namespace.isEmpty { connection.namespace = namespace }
         var settings = resolve(configuration)
         settings.namespace = connection.namespace
+        if configuration.callbackURL == nil {
+            settings.callbackURL = "http://agent-dispatch.\(connection.namespace).svc:3111/internal/agent-result"
+        }
         return KubeJobController(client: try KubeClient(connection: connection), settings: settings)
+    }
+
+    /// The backend for commands that serve local requests too: an unusable k8s configuration fails only the
+    /// k8s requests, with the reason.
+    static func backendOrReason(_ configuration: DispatchConfiguration) -> (any RemoteSandboxBackend)? {
+        do {
+            return try backend(configuration)
+        } catch {
+            return UnavailableKubeBackend(reason: "\(error)")
+        }
     }
 
     static func resolve(_ configuration: DispatchConfiguration) -> JobSpecBuilder.Settings {

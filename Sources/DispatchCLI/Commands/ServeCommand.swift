@@ -4,6 +4,7 @@ import DispatchServer
 import DispatchStore
 import Dispatcher
 import Foundation
+import Kube
 import Logging
 
 /// `dispatch serve`: the HTTP service.
@@ -53,7 +54,14 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = level
 
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
-        let engine = DispatchEngine(configuration: configuration, store: store, logger: logger, k8s: try K8sSettings.backend(configuration))
+        let k8s: KubeJobController?
+        do {
+            k8s = try K8sSettings.backend(configuration)
+        } catch {
+            throw ValidationError("cannot use the k8s backend: \(error)")
+        }
+        if let k8s { logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"]) }
+        let engine = DispatchEngine(configuration: configuration, store: store, logger: logger, k8s: k8s)
         let service = DispatchService(engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger)
         try await service.recover()
         let portFile = self.portFile.map(absolute)

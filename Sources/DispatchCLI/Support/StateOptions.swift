@@ -27,7 +27,7 @@ struct StateOptions: ParsableArguments {
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
         return DispatchEngine(
             configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
-            k8s: try? K8sSettings.backend(configuration))
+            k8s: K8sSettings.backendOrReason(configuration))
     }
 }
 

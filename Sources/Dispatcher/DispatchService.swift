@@ -79,6 +79,11 @@ public final class DispatchService: Sendable {
         let queued = counts.queued
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()
+        if let k8s = engine.k8s {
+            // In the background: an unreachable API must not hold the service's start.
+            let engine = self.engine, logger = self.logger
+            Task { await k8s.reconcile(engine: engine, logger: logger) }
+        }
     }
 
     /// Records a new request and starts or queues it; a known `requestId` starts nothing.

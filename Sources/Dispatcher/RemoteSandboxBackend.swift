@@ -14,4 +14,12 @@ public protocol RemoteSandboxBackend: Sendable {
     func attach(
         _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger
     ) async -> DispatchResult
+
+    /// After restart recovery: clean up what the backend left running for requests that are already terminal
+    /// (e.g. a Job whose delete failed while the API was down).
+    func reconcile(engine: DispatchEngine, logger: Logger) async
+}
+
+extension RemoteSandboxBackend {
+    public func reconcile(engine: DispatchEngine, logger: Logger) async {}
 }

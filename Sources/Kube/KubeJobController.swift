@@ -150,6 +150,27 @@ public struct KubeJobController: RemoteSandboxBackend {
         }
     }
 
+    /// Deletes Jobs we manage that still run for a request this store holds as terminal (a cancel or budget
+    /// delete that failed while the API was unreachable). Jobs of requests this store does not know are left
+    /// alone: another runner may share the namespace.
+    public func reconcile(engine: DispatchEngine, logger: Logger) async {
+        let client = self.client, selector = watcher.selector
+        let jobs: [KubeJob]
+        do {
+            jobs = try await limited(for: .seconds(60)) { try await client.jobs(labelSelector: selector).items }
+        } catch {
+            logger.warning("cannot list Jobs to reconcile", metadata: ["error": "\(error)"])
+            return
+        }
+        for job in jobs where job.terminalCondition == nil {
+            guard let requestId = job.annotations[JobSpecBuilder.requestIdAnnotation],
+                let record = try? await engine.store.record(requestId), record.status.isTerminal
+            else { continue }
+            logger.info("deleting a leftover Job of a finished request", metadata: ["job": "\(job.name)", "request.id": "\(requestId)"])
+            await delete(job.name, logger: logger)
+        }
+    }
+
     /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
     /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
     private func podFailure(_ name: String, created: ContinuousClock.Instant, clock: ContinuousClock, deadline: Deadline) async throws -> String? {

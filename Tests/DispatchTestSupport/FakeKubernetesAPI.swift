@@ -37,13 +37,19 @@ public final class FakeKubernetesAPI: Sendable {
         public var environment: [String: String]
         /// Blank out RESULT_CALLBACK_URL, as if the callback never arrived.
         public var dropCallback: Bool
+        /// Leave the Job active after its runner exits (only the callback can then finish the dispatch).
+        public var holdJobs: Bool
 
-        public init(dispatchBinary: String, workRoot: String, secrets: [String: String] = [:], environment: [String: String] = [:], dropCallback: Bool = true) {
+        public init(
+            dispatchBinary: String, workRoot: String, secrets: [String: String] = [:], environment: [String: String] = [:], dropCallback: Bool = true,
+            holdJobs: Bool = false
+        ) {
             self.dispatchBinary = dispatchBinary
             self.workRoot = workRoot
             self.secrets = secrets
             self.environment = environment
             self.dropCallback = dropCallback
+            self.holdJobs = holdJobs
         }
     }
 
@@ -245,6 +251,7 @@ public final class FakeKubernetesAPI: Sendable {
         processes.withLock { _ = $0.removeValue(forKey: name) }
         let deadline = state.withLock { $0.deadlineHit.contains(name) }
         setPod(ofJob: name, phase: status == 0 ? "Succeeded" : "Failed")
+        if kubelet?.holdJobs == true { return }
         finish(job: name, condition: status == 0 ? "Complete" : "Failed", reason: deadline ? "DeadlineExceeded" : (status == 0 ? nil : "PodFailurePolicy"))
     }
 

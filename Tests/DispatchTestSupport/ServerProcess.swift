@@ -14,7 +14,7 @@ public final class ServerProcess: @unchecked Sendable {
     let arguments: [String]
 
     public init(stateDir: String, token: String? = "test-token", maxConcurrent: Int = 2, drainSeconds: Double = 10,
-                environment: [String: String] = [:], extraArguments: [String] = []) {
+                environment: [String: String] = [:], extraArguments: [String] = [], port: Int = 0) {
         self.stateDir = stateDir
         self.token = token
         var env = environment
@@ -25,7 +25,7 @@ public final class ServerProcess: @unchecked Sendable {
         env["DISPATCH_KILL_GRACE_MS"] = env["DISPATCH_KILL_GRACE_MS"] ?? "1000"
         self.environment = env
         self.arguments = [
-            "serve", "--host", "127.0.0.1", "--port", "0", "--state-dir", stateDir, "--max-concurrent", "\(maxConcurrent)",
+            "serve", "--host", "127.0.0.1", "--port", "\(port)", "--state-dir", stateDir, "--max-concurrent", "\(maxConcurrent)",
             "--drain-seconds", "\(drainSeconds)", "--log-level", "warning",
         ] + extraArguments
     }
@@ -90,4 +90,18 @@ public final class ServerProcess: @unchecked Sendable {
     public func dispatch(_ body: [String: Any]) async throws -> Reply {
         try await send(.POST, "/internal/agent-dispatch", body: JSONSerialization.data(withJSONObject: body))
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server whose URL must be known before it starts).
+public func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -148,6 +148,39 @@ import Testing
         }
     }
 
+    @Test func recoveryFinalisesAMissingJobAndDeletesLeftoverJobsOfFinishedRequests() async throws {
+        try await withCluster(image: "pending-image:1") { fixture, api, repo, kube, settings in
+            var dead = RunnerOwner.current(kind: "serve")
+            dead.pid = 4_100_000
+            // A `running` row whose Job is gone from the cluster.
+            let lost = k8sRequest(fixture, repo: repo, task: "x")
+            var running = DispatchResult(request: lost, status: .running)
+            running.startedAt = running.updatedAt
+            running.job = JobInfo(name: JobNaming.jobName(requestId: lost.requestId), namespace: "agents")
+            _ = try await fixture.engine.store.insert(running, request: lost, owner: dead)
+            // A finished request whose Job still runs (its delete never reached the API).
+            let done = k8sRequest(fixture, repo: repo, task: "x")
+            _ = try await kube.createJob(
+                JobSpecBuilder(settings: settings).job(for: done, repoURL: repo, branch: nil, baseSha: nil, remainingSeconds: 60), requestId: done.requestId)
+            var completed = DispatchResult(request: done, status: .completed)
+            completed.completedAt = completed.updatedAt
+            _ = try await fixture.engine.store.insert(completed, request: done, owner: dead)
+            // A Job of a request this store does not know: someone else's.
+            let foreign = k8sRequest(fixture, repo: repo, task: "x")
+            _ = try await kube.createJob(
+                JobSpecBuilder(settings: settings).job(for: foreign, repoURL: repo, branch: nil, baseSha: nil, remainingSeconds: 60),
+                requestId: foreign.requestId)
+
+            let service = DispatchService(engine: fixture.engine, maxConcurrent: 2, logger: .init(label: "test"))
+            try await service.recover()
+            let final = try await fixture.engine.awaitTerminal(lost.requestId, timeout: .seconds(30))
+            #expect(final?.status == .failed)
+            #expect(final?.result.error?.contains("disappeared") == true, "\(final?.result.error ?? "")")
+            #expect(await eventually(timeout: .seconds(10)) { !api.hasJob(JobNaming.jobName(requestId: done.requestId)) })
+            #expect(api.hasJob(JobNaming.jobName(requestId: foreign.requestId)))
+        }
+    }
+
     /// Starts `request` and waits until its Job exists.
     func start(_ fixture: EngineFixture, _ api: FakeKubernetesAPI, _ request: DispatchRequest) async -> Task<DispatchResult, any Error> {
         let engine = fixture.engine

@@ -53,6 +53,32 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: state), "a rejected request created state")
     }
 
+    @Test func anUnusableKubeconfigFailsK8sRequestsSayingWhyAndServeRefusesToStart() throws {
+        let kubeconfig = dir.child("kubeconfig.yaml")
+        try """
+            current-context: c
+            clusters: [{name: k, cluster: {server: "https://api.example.test", insecure-skip-tls-verify: true}}]
+            contexts: [{name: c, context: {cluster: k}}]
+            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        let environment = env.merging(["KUBECONFIG": kubeconfig]) { $1 }
+        let k8s = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "x", "--mode", "sandbox", "--backend", "k8s", "--json"],
+            environment: environment, cwd: dir.path)
+        #expect(k8s.exitCode == 1)
+        let error = try json(k8s.stdout)["error"] as? String ?? ""
+        #expect(error.contains("sandbox backend k8s is unavailable") && error.contains("insecure-skip-tls-verify"), "\(error)")
+
+        let local = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:answer=fine", "--json"], environment: environment, cwd: dir.path)
+        #expect(local.exitCode == 0, "a broken k8s configuration does not stop local work: \(local.stderr)")
+
+        let serve = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["serve", "--host", "127.0.0.1", "--port", "0", "--state-dir", dir.child("serve-state")],
+            environment: environment, cwd: dir.path)
+        #expect(serve.exitCode == 2)
+        #expect(serve.stderr.contains("cannot use the k8s backend") && serve.stderr.contains("insecure-skip-tls-verify"), "\(serve.stderr)")
+    }
+
     @Test func malformedRequestFileExitsTwo() throws {
         let file = dir.child("bad.json")
         try "{not json".write(toFile: file, atomically: true, encoding: .utf8)

@@ -107,6 +107,36 @@ import Testing
         }
     }
 
+    @Test func watchStreamsChangesAfterTheResourceVersionAndSurfaces410() async throws {
+        try await withAPI { api, kube in
+            let selector = "\(JobSpecBuilder.managedByLabel)=\(JobSpecBuilder.managedByValue)"
+            _ = try await kube.createJob(manifest("before"), requestId: "before")
+            let list = try await kube.jobs(labelSelector: selector)
+            api.closeWatches(afterEvents: 3)
+            let stream = kube.watchJobs(labelSelector: selector, resourceVersion: list.resourceVersion, timeoutSeconds: 10)
+            let name = JobNaming.jobName(requestId: "watched")
+            _ = try await kube.createJob(manifest("watched"), requestId: "watched")
+            api.finish(job: name, condition: "Complete")
+            try await kube.deleteJob(name)
+            var events: [JobWatchEvent] = []
+            for try await event in stream { events.append(event) }
+            #expect(events.map { "\($0)".prefix(while: { $0 != "(" }) } == ["added", "modified", "deleted"], "only changes after the list")
+            #expect(events.allSatisfy { $0.job?.name == name })
+            #expect(events[1].job?.terminalCondition?.type == "Complete")
+            let versions = events.compactMap { $0.resourceVersion.flatMap { Int($0) } }
+            #expect(versions == versions.sorted() && Set(versions).count == 3 && versions[0] > Int(list.resourceVersion ?? "0")!)
+
+            api.expireNextWatches(2)
+            for _ in 0..<2 {  // an ERROR event in a 200 stream, then an HTTP 410
+                await #expect {
+                    for try await _ in kube.watchJobs(labelSelector: selector, resourceVersion: "1", timeoutSeconds: 10) {}
+                } throws: { error in
+                    (error as? KubeError)?.status == 410 && "\(error)".contains("too old resource version")
+                }
+            }
+        }
+    }
+
     @Test func inClusterConfigNeedsTheCAAndBracketsIPv6() throws {
         let dir = TempDir("sa")
         #expect(throws: KubeConfigError.self) {

@@ -10,6 +10,7 @@ import Synchronization
 public final class KubeClient: Sendable {
     public let connection: KubeConnection
     private let http: HTTPClient
+    private let watchHTTP: HTTPClient
     private let cachedToken = Mutex<(value: String?, readAt: ContinuousClock.Instant?)>((nil, nil))
 
     /// How many times a retryable request is tried.
@@ -36,11 +37,18 @@ public final class KubeClient: Sendable {
         // An unreachable API fails the attempt at once; `send` retries with its own bounded backoff.
         configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        // Watches sit idle between events for minutes; only the server's timeoutSeconds should end them.
+        configuration.timeout.read = .seconds(Int64(Self.maxWatchSeconds) + 60)
+        watchHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
+
+    /// The longest watch this client asks for (`timeoutSeconds`).
+    static let maxWatchSeconds = 300
 
     /// Closes the connection pool.
     public func shutdown() async {
         try? await http.shutdown()
+        try? await watchHTTP.shutdown()
     }
 
     var jobsPath: String { "/apis/batch/v1/namespaces/\(connection.namespace)/jobs" }
@@ -113,6 +121,7 @@ public final class KubeClient: Sendable {
     /// closes the stream (after `timeoutSeconds`, or earlier). An expired resourceVersion ends the stream with a
     /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion).
     public func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error> {
+        let timeoutSeconds = min(timeoutSeconds, Self.maxWatchSeconds)
         var query = ["watch=1", "allowWatchBookmarks=true", "timeoutSeconds=\(timeoutSeconds)", "labelSelector=\(Self.escape(labelSelector))"]
         if let resourceVersion { query.append("resourceVersion=\(Self.escape(resourceVersion))") }
         let path = "\(jobsPath)?" + query.joined(separator: "&")
@@ -137,7 +146,7 @@ public final class KubeClient: Sendable {
         while true {
             let response: HTTPClientResponse
             do {
-                response = try await http.execute(makeRequest(.GET, path, freshToken: freshToken), timeout: .init(timeout))
+                response = try await watchHTTP.execute(makeRequest(.GET, path, freshToken: freshToken), timeout: .init(timeout))
             } catch {
                 throw KubeError(status: 0, message: "GET \(connection.server)\(path) failed: \(error)")
             }

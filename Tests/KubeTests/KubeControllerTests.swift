@@ -37,14 +37,32 @@ import Testing
 
     @Test func aK8sDispatchCompletesEndToEndFromTheLogMarkers() async throws {
         try await withCluster { fixture, api, repo in
-            let request = k8sRequest(fixture, repo: repo, task: "fake:write=new.txt:x fake:answer=from-the-pod")
+            // The Job clones the repo at an older baseSha; the same request in a local sandbox gives the same patch.
+            let base = try GitFixture.git(["rev-parse", "HEAD"], in: repo).trimmingCharacters(in: .whitespacesAndNewlines)
+            try GitFixture.write(["a.txt": "later\n", "b.txt": "bravo\n"], in: repo)
+            try GitFixture.git(["add", "-A"], in: repo)
+            try GitFixture.git(["commit", "-qm", "later"], in: repo)
+            let task = "fake:write=new.txt:x fake:write=a.txt:edited fake:answer=from-the-pod"
+            var request = k8sRequest(fixture, repo: repo, task: task)
+            request.baseSha = base
+            var local = fixture.request(.codex, task)
+            local.executionMode = .sandbox
+            local.sandboxBackend = .local
+            local.cwd = repo
+            local.baseSha = base
+            let localResult = try await fixture.run(local)
+            #expect(localResult.status == .completed, "\(localResult.error ?? "")")
             let result = try await fixture.run(request)
             #expect(result.status == .completed, "\(result.error ?? "")")
             #expect(result.result == "from-the-pod")
             #expect(result.job?.name == JobNaming.jobName(requestId: request.requestId))
             #expect(result.job?.podName == "\(JobNaming.jobName(requestId: request.requestId))-pod")
-            #expect(result.artifacts?.touchedFiles == ["new.txt"])
+            #expect(result.artifacts?.touchedFiles == ["a.txt", "new.txt"])
+            #expect(result.artifacts?.touchedFiles == localResult.artifacts?.touchedFiles)
+            #expect(result.artifacts?.patch == localResult.artifacts?.patch, "same patch as a local sandbox at the same baseSha")
+            #expect(result.artifacts?.patch?.contains("-alpha") == true, "the diff is against baseSha, not the later commit")
             let env = try #require(api.runnerEnvironment(result.job!.name))
+            #expect(env["BASE_SHA"] == base)
             #expect(env["RESULT_CALLBACK_TOKEN"] == "cb-secret", "the token reaches the pod through secretKeyRef")
             #expect(try fixture.inbox(request.requestId).status == .completed)
         }

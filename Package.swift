@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "Kube",
             dependencies: [
-                "DispatchCore", "DispatchStore", "Dispatcher", "Sandbox", "Git",
+                "DispatchCore", "DispatchStore", "Dispatcher", "Sandbox", "Git", "AgentProcess",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "KubeTests",
             dependencies: [
-                "Kube", "DispatchCore", "Dispatcher", "DispatchStore", "DispatchTestSupport",
+                "Kube", "DispatchCore", "Dispatcher", "DispatchStore", "DispatchTestSupport", "AgentProcess",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),

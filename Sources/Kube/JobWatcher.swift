@@ -3,8 +3,8 @@ import Logging
 import Synchronization
 
 /// Keeps the latest state of every Job we manage from one list-then-watch loop shared by all followers: list
-/// (managed-by label), watch from the list's resourceVersion, and on a 410 or a closed stream list again and
-/// re-watch. A change to a followed Job wakes its follower at once; followers still poll now and then as a
+/// (managed-by label), watch from the list's resourceVersion, resume from the last version seen when the server
+/// ends the watch at its timeout, and list again and re-watch on a 410 or a stream that closed early. A change to a followed Job wakes its follower at once; followers still poll now and then as a
 /// backstop, so a broken watch costs latency, never a result. The loop runs only while someone follows a Job.
 final class JobWatcher: Sendable {
     struct State {
@@ -79,12 +79,18 @@ final class JobWatcher: Sendable {
                 let list = try await client.jobs(labelSelector: selector)
                 replace(list.items)
                 var version = list.resourceVersion
-                for try await event in client.watchJobs(labelSelector: selector, resourceVersion: version, timeoutSeconds: timeoutSeconds) {
-                    apply(event)
-                    version = event.resourceVersion ?? version
+                while !Task.isCancelled {
+                    let opened = ContinuousClock.now
+                    for try await event in client.watchJobs(labelSelector: selector, resourceVersion: version, timeoutSeconds: timeoutSeconds) {
+                        apply(event)
+                        version = event.resourceVersion ?? version
+                    }
+                    failures = 0
+                    // A watch the server ended at its timeoutSeconds resumes from the last version seen; one that
+                    // closed early (a proxy cut it, the API restarted) may have lost events: list again.
+                    guard ContinuousClock.now - opened >= .seconds(timeoutSeconds) - .milliseconds(500) else { break }
                 }
-                failures = 0
-                logger.debug("job watch closed; listing again", metadata: ["resourceVersion": "\(version ?? "")"])
+                logger.debug("job watch closed early; listing again", metadata: ["resourceVersion": "\(version ?? "")"])
             } catch let error as KubeError where error.status == 410 {
                 failures = 0
                 logger.info("job watch expired (410); listing again", metadata: ["error": "\(error)"])

@@ -2,6 +2,8 @@ import DispatchCore
 import Dispatcher
 import Foundation
 import Logging
+import AgentProcess
+import DispatchStore
 import Sandbox
 
 /// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
@@ -97,6 +99,7 @@ public struct KubeJobController: RemoteSandboxBackend {
             callback.cancel()
             callbackWake.cancel()
         }
+        let logDirectory = "\(engine.configuration.stateDir)/k8s-logs"
         var seen = wakeup.generation
         var lastJobRead: ContinuousClock.Instant?
         var lastPodRead: ContinuousClock.Instant?
@@ -106,6 +109,7 @@ public struct KubeJobController: RemoteSandboxBackend {
                 return record.result  // the callback got there first
             }
             if token.reason != nil || Task.isCancelled {
+                keep(await capture(name, within: Self.apiGrace), of: request, under: logDirectory, in: &result)
                 await delete(name, logger: logger)
                 result.status = .cancelled
                 result.error = token.reason ?? "cancelled"
@@ -115,9 +119,10 @@ public struct KubeJobController: RemoteSandboxBackend {
                 if let ended { return Self.failed(result, Self.describe(ended.condition, job: name, deadline: deadline)) }
                 // One cleanup window (the API grace) for reading the log and deleting the Job.
                 let cleanup = Deadline(budgetMs: Int(Self.apiGrace.milliseconds))
-                let report = try? await Task.detached { try await limited(for: cleanup.remaining) { await reportFromLog(name) } }.value
+                let log = await capture(name, within: cleanup.remaining)
+                keep(log, of: request, under: logDirectory, in: &result)
                 await delete(name, logger: logger, within: max(cleanup.remaining, .milliseconds(500)))
-                if let report, report.state != .running { return Self.apply(report, to: result) }
+                if let report = report(in: log, job: name), report.state != .running { return Self.apply(report, to: result) }
                 return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
             }
             do {
@@ -130,15 +135,22 @@ public struct KubeJobController: RemoteSandboxBackend {
                 }
                 guard let job else { return Self.failed(result, "Job \(name) disappeared before it finished") }
                 if let condition = job.terminalCondition {
-                    let report = try? await limited(deadline) { await reportFromLog(name) }
-                    if let report, report.state != .running { return Self.apply(report, to: result) }
+                    let log = await capture(name, within: deadline.remaining + Self.apiGrace)
+                    if let report = report(in: log, job: name), report.state != .running {
+                        keep(log, of: request, under: logDirectory, in: &result)
+                        return Self.apply(report, to: result)
+                    }
                     // The log (or the callback) can lag the condition: give them a moment before calling it.
                     let since = ended?.at ?? clock.now
                     ended = (condition, since)
-                    if clock.now - since >= resultGrace { return Self.failed(result, Self.describe(condition, job: name, deadline: deadline)) }
+                    if clock.now - since >= resultGrace {
+                        keep(log, of: request, under: logDirectory, in: &result)
+                        return Self.failed(result, Self.describe(condition, job: name, deadline: deadline))
+                    }
                 } else if lastPodRead.map({ clock.now - $0 >= pollInterval }) ?? true {
                     lastPodRead = clock.now
                     if let failure = try await podFailure(name, created: created, clock: clock, deadline: deadline) {
+                        keep(await capture(name, within: Self.apiGrace), of: request, under: logDirectory, in: &result)
                         await delete(name, logger: logger)
                         return Self.failed(result, failure)
                     }
@@ -231,12 +243,39 @@ public struct KubeJobController: RemoteSandboxBackend {
     /// Extra time an API call may take past the budget (to read the log and delete the Job).
     static let apiGrace: Duration = .seconds(3)
 
-    /// The runner's result block from the first pod's log, if it printed one.
-    func reportFromLog(_ job: String) async -> SandboxExecutionResult? {
-        guard let pod = try? await client.pods(ofJob: job).first, let log = try? await client.podLog(pod.name, limitBytes: 16 << 20) else { return nil }
-        var report = ResultMarkers.parse(log)
-        if report?.job?.podName == nil { report?.job = JobInfo(name: job, namespace: settings.namespace, podName: pod.name) }
+    /// A pod's log as read before anything deletes it.
+    struct PodLog: Sendable {
+        var pod: String
+        var text: String
+    }
+
+    /// The first pod's log (up to 16 MiB), read outside the caller's task (a cancelled task's requests are
+    /// dropped) and within `limit`; `nil` when there is no pod or no answer.
+    func capture(_ job: String, within limit: Duration) async -> PodLog? {
+        let client = self.client
+        return try? await Task.detached {
+            try await limited(for: limit) { () async -> PodLog? in
+                guard let pod = try? await client.pods(ofJob: job).first, let text = try? await client.podLog(pod.name, limitBytes: 16 << 20)
+                else { return nil }
+                return PodLog(pod: pod.name, text: text)
+            }
+        }.value ?? nil
+    }
+
+    /// The runner's result block in the log, if it printed one.
+    func report(in log: PodLog?, job: String) -> SandboxExecutionResult? {
+        guard let log, var report = ResultMarkers.parse(log.text) else { return nil }
+        if report.job?.podName == nil { report.job = JobInfo(name: job, namespace: settings.namespace, podName: log.pod) }
         return report
+    }
+
+    /// Keeps the pod log in the state dir and its tail in the result, so `dispatch logs` shows it after the
+    /// Job is gone (the pod log holds both of the runner's streams; they are reported as stdout).
+    func keep(_ log: PodLog?, of request: DispatchRequest, under directory: String, in result: inout DispatchResult) {
+        guard let log, !log.text.isEmpty else { return }
+        let path = "\(directory)/\(request.requestId).log"
+        guard (try? AtomicFile.write(Data(log.text.utf8), to: path)) != nil else { return }
+        result.logs = LogInfo(stdout: LogFile.tail(path, maxBytes: LogInfo.tailBytes), stderr: "", stdoutPath: path, stderrPath: "")
     }
 
     private func eventText(_ name: String) async -> String {

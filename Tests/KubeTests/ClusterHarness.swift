@@ -19,6 +19,7 @@ struct Cluster: Sendable {
         var backstopInterval: Duration = .seconds(10)
         var podGrace: Duration = .seconds(5)
         var resultGrace: Duration = .seconds(2)
+        var watchTimeoutSeconds = 240
         var logHandler: (@Sendable (String) -> any LogHandler)?
     }
 
@@ -46,7 +47,7 @@ struct Cluster: Sendable {
                 namespace: "agents", image: options.image, secretName: "agent-dispatch-secrets", callbackURL: options.callbackURL)
             let controller = KubeJobController(
                 client: kube, settings: settings, pollInterval: options.pollInterval, backstopInterval: options.backstopInterval,
-                podGrace: options.podGrace, resultGrace: options.resultGrace)
+                podGrace: options.podGrace, resultGrace: options.resultGrace, watchTimeoutSeconds: options.watchTimeoutSeconds)
             let fixture = try EngineFixture(k8s: controller, logHandler: options.logHandler)
             let cluster = Cluster(fixture: fixture, api: api, repo: repo, kube: kube, settings: settings, controller: controller)
             do {

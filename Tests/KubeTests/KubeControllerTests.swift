@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import DispatchTestSupport
 import DispatchStore
@@ -63,6 +64,7 @@ import Testing
             #expect(result.artifacts?.patch?.contains("-alpha") == true, "the diff is against baseSha, not the later commit")
             let env = try #require(api.runnerEnvironment(result.job!.name))
             #expect(env["BASE_SHA"] == base)
+            #expect(result.logs?.stdout.contains("---RESULT_END---") == true, "the pod log is kept with the result")
             #expect(env["RESULT_CALLBACK_TOKEN"] == "cb-secret", "the token reaches the pod through secretKeyRef")
             #expect(try fixture.inbox(request.requestId).status == .completed)
         }
@@ -139,6 +141,9 @@ import Testing
             let result = try await task.value
             #expect(result.status == .cancelled)
             #expect(!api.hasJob(JobNaming.jobName(requestId: request.requestId)))
+            // The pod log was read before the delete (which removes the pod and its log) and kept locally.
+            #expect(result.logs?.stdout.contains("dispatch started") == true, "\(result.logs?.stdout ?? "no logs")")
+            #expect(result.logs.map { LogFile.read($0.stdoutPath).contains("dispatch started") } == true)
             #expect(await eventually(timeout: .seconds(10)) { survivors(of: request.requestId).isEmpty })
         }
     }

@@ -30,6 +30,33 @@ import Testing
         }
     }
 
+    @Test func aWatchEndedAtItsTimeoutResumesFromTheLastResourceVersionWithoutListing() async throws {
+        var options = Cluster.Options()
+        options.backstopInterval = .seconds(600)
+        options.watchTimeoutSeconds = 1  // the fake ends every watch after 1 s, as the API does at timeoutSeconds
+        try await Cluster.with(dir, options) { cluster in
+            let request = cluster.request("fake:sleep=2.5 fake:answer=resumed")
+            let task = await cluster.start(request)
+            // Another managed Job appears mid-run: the watches after it must start from its resourceVersion.
+            try await Task.sleep(for: .milliseconds(1200))
+            var parked = cluster.settings
+            parked.image = "pending-image:1"
+            let other = cluster.request("x")
+            _ = try await cluster.kube.createJob(
+                JobSpecBuilder(settings: parked).job(for: other, repoURL: cluster.repo, branch: nil, baseSha: nil, remainingSeconds: 60),
+                requestId: other.requestId)
+            let result = try await task.value
+            #expect(result.status == .completed, "\(result.error ?? "")")
+            #expect(result.result == "resumed")
+            #expect(cluster.api.watchCounts.watches >= 3)
+            #expect(cluster.controller.watchLists == 1, "resumed from the last resourceVersion, no re-list")
+            let versions = cluster.api.requests.filter { $0.contains("watch=1") }.compactMap { line -> Int? in
+                line.split(separator: "&").first { $0.hasPrefix("resourceVersion=") }.flatMap { Int($0.dropFirst("resourceVersion=".count)) }
+            }
+            #expect(versions == versions.sorted() && versions.first! < versions.last!, "each watch starts where the last one ended: \(versions)")
+        }
+    }
+
     @Test func everyOrderingOfCallbackConditionAndLogYieldsTheSameSingleResult() async throws {
         var options = Cluster.Options()
         options.image = "pending-image:1"  // no runner: the test plays the pod

@@ -102,9 +102,10 @@ public final class DispatchEngine: Sendable {
     }
 
     /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
+    /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
+    /// creating the Job and recording it.
     public func canReattach(_ record: DispatchRecord) -> Bool {
-        k8s != nil && record.request.executionMode == .sandbox && record.result.job != nil
-            && (record.request.sandboxBackend ?? configuration.defaultBackend) == .k8s
+        k8s != nil && record.request.executionMode == .sandbox && (record.request.sandboxBackend ?? configuration.defaultBackend) == .k8s
     }
 
     /// Follows a k8s run a previous process started to its terminal result, within what is left of its budget.

@@ -104,6 +104,7 @@ public struct KubeJobController: RemoteSandboxBackend {
         var lastJobRead: ContinuousClock.Instant?
         var lastPodRead: ContinuousClock.Instant?
         var ended: (condition: KubeJob.Condition, at: ContinuousClock.Instant)?
+        var jobSeen = false
         while true {
             if let record = try? await engine.store.record(request.requestId), record.status.isTerminal {
                 return record.result  // the callback got there first
@@ -133,7 +134,12 @@ public struct KubeJobController: RemoteSandboxBackend {
                     job = try await limited(deadline) { try await client.job(name) }
                     lastJobRead = clock.now
                 }
-                guard let job else { return Self.failed(result, "Job \(name) disappeared before it finished") }
+                guard let job else {
+                    return Self.failed(result, jobSeen
+                        ? "Job \(name) disappeared before it finished"
+                        : "Job \(name) does not exist: it was deleted, or the runner that owned this request stopped before creating it")
+                }
+                jobSeen = true
                 if let condition = job.terminalCondition {
                     let log = await capture(name, within: deadline.remaining + Self.apiGrace)
                     if let report = report(in: log, job: name), report.state != .running {

@@ -74,6 +74,7 @@ final class JobWatcher: Sendable {
 
     private func run() async {
         var failures = 0
+        var expired = 0
         while !Task.isCancelled {
             do {
                 let list = try await client.jobs(labelSelector: selector)
@@ -86,14 +87,17 @@ final class JobWatcher: Sendable {
                         version = event.resourceVersion ?? version
                     }
                     failures = 0
+                    expired = 0
                     // A watch the server ended at its timeoutSeconds resumes from the last version seen; one that
                     // closed early (a proxy cut it, the API restarted) may have lost events: list again.
                     guard ContinuousClock.now - opened >= .seconds(timeoutSeconds) - .milliseconds(500) else { break }
                 }
                 logger.debug("job watch closed early; listing again", metadata: ["resourceVersion": "\(version ?? "")"])
             } catch let error as KubeError where error.status == 410 {
-                failures = 0
+                // A fresh list's version should not expire at once; if it keeps doing so, back off like any failure.
+                expired += 1
                 logger.info("job watch expired (410); listing again", metadata: ["error": "\(error)"])
+                if expired > 1 { try? await Task.sleep(for: .milliseconds(min(250 << min(expired - 1, 5), 5_000))) }
             } catch {
                 if Task.isCancelled { return }
                 failures += 1

@@ -103,7 +103,7 @@ public struct KubeJobController: RemoteSandboxBackend {
         var seen = wakeup.generation
         var lastJobRead: ContinuousClock.Instant?
         var lastPodRead: ContinuousClock.Instant?
-        var ended: (condition: KubeJob.Condition, at: ContinuousClock.Instant)?
+        var ended: (condition: KubeJob.Condition, at: ContinuousClock.Instant, log: PodLog?)?
         var jobSeen = false
         while true {
             if let record = try? await engine.store.record(request.requestId), record.status.isTerminal {
@@ -117,7 +117,10 @@ public struct KubeJobController: RemoteSandboxBackend {
                 return result
             }
             if deadline.isExpired {
-                if let ended { return Self.failed(result, Self.describe(ended.condition, job: name, deadline: deadline)) }
+                if let ended {
+                    keep(ended.log, of: request, under: logDirectory, in: &result)
+                    return Self.failed(result, Self.describe(ended.condition, job: name, deadline: deadline))
+                }
                 // One cleanup window (the API grace) for reading the log and deleting the Job.
                 let cleanup = Deadline(budgetMs: Int(Self.apiGrace.milliseconds))
                 let log = await capture(name, within: cleanup.remaining)
@@ -148,7 +151,7 @@ public struct KubeJobController: RemoteSandboxBackend {
                     }
                     // The log (or the callback) can lag the condition: give them a moment before calling it.
                     let since = ended?.at ?? clock.now
-                    ended = (condition, since)
+                    ended = (condition, since, log)
                     if clock.now - since >= resultGrace {
                         keep(log, of: request, under: logDirectory, in: &result)
                         return Self.failed(result, Self.describe(condition, job: name, deadline: deadline))

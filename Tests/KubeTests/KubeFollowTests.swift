@@ -107,10 +107,12 @@ import Testing
             let task = await cluster.start(request)
             let clock = ContinuousClock()
             let finished = clock.now
+            cluster.api.setPod(ofJob: cluster.jobName(request), phase: "Succeeded", log: "job-runner: segfault before the result\n")
             cluster.api.finish(job: cluster.jobName(request), condition: "Complete")
             let result = try await task.value
             #expect(result.status == .failed)
             #expect(result.error?.contains("holds no result block") == true, "\(result.error ?? "")")
+            #expect(result.logs?.stdout.contains("segfault before the result") == true, "the log that explains it is kept")
             #expect(clock.now - finished >= .seconds(1), "waited for a lagging log or callback")
             #expect(clock.now - finished < .seconds(5))
         }

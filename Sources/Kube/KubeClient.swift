@@ -128,9 +128,26 @@ public final class KubeClient: Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await self.stream(path, timeout: .seconds(Int64(timeoutSeconds) + 30)) { line in
+                    try await self.stream(path, timeout: .seconds(Int64(timeoutSeconds) + 30), lines: { line in
                         if let event = try JobWatchEvent(line: line) { continuation.yield(event) }
-                    }
+                    })
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Follows a pod's log (`follow=true`) from its beginning: chunks as the container writes them, until the
+    /// container ends or the stream breaks.
+    public func followPodLog(_ pod: String) -> AsyncThrowingStream<Data, any Error> {
+        let path = "\(corePath)/pods/\(pod)/log?follow=true"
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await self.stream(path, timeout: .seconds(24 * 3600), chunks: { chunk in continuation.yield(chunk) })
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -141,7 +158,21 @@ public final class KubeClient: Sendable {
     }
 
     /// GETs `path` and hands every complete line of the (chunked) body to `handle`, until the body ends.
-    private func stream(_ path: String, timeout: Duration, handle: (Data) throws -> Void) async throws {
+    private func stream(_ path: String, timeout: Duration, lines handle: (Data) throws -> Void) async throws {
+        var pending = Data()
+        try await stream(path, timeout: timeout, chunks: { chunk in
+            pending.append(chunk)
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = pending[pending.startIndex..<newline]
+                pending.removeSubrange(pending.startIndex...newline)
+                if !line.isEmpty { try handle(Data(line)) }
+            }
+        })
+        if !pending.isEmpty { try handle(pending) }
+    }
+
+    /// GETs `path` on the long-lived client and hands each chunk of the body to `handle`, until the body ends.
+    private func stream(_ path: String, timeout: Duration, chunks handle: (Data) throws -> Void) async throws {
         var freshToken = false
         while true {
             let response: HTTPClientResponse
@@ -158,24 +189,15 @@ public final class KubeClient: Sendable {
             guard (200..<300).contains(status) else {
                 let data = Data((try? await response.body.collect(upTo: 1 << 20))?.readableBytesView ?? ByteBuffer().readableBytesView)
                 let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-                throw KubeError(status: status, reason: object?["reason"] as? String, message: (object?["message"] as? String) ?? "watch answered \(status)")
+                throw KubeError(status: status, reason: object?["reason"] as? String, message: (object?["message"] as? String) ?? "GET \(path) answered \(status)")
             }
-            var pending = Data()
             do {
-                for try await buffer in response.body {
-                    pending.append(contentsOf: buffer.readableBytesView)
-                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = pending[pending.startIndex..<newline]
-                        pending.removeSubrange(pending.startIndex...newline)
-                        if !line.isEmpty { try handle(Data(line)) }
-                    }
-                }
+                for try await buffer in response.body { try handle(Data(buffer.readableBytesView)) }
             } catch let error as KubeError {
                 throw error
             } catch {
-                throw KubeError(status: 0, message: "watch stream \(path) broke: \(error)")
+                throw KubeError(status: 0, message: "stream \(path) broke: \(error)")
             }
-            if !pending.isEmpty { try handle(pending) }
             return
         }
     }

@@ -66,6 +66,8 @@ public struct KubeJobController: RemoteSandboxBackend {
             return Self.failed(result, "cannot create Job \(name): \(error)")
         }
         result.job = JobInfo(name: name, namespace: settings.namespace)
+        // Where the pod log is mirrored while the Job runs (`dispatch logs --follow`) and kept afterwards.
+        result.logs = LogInfo(stdout: "", stderr: "", stdoutPath: Self.logPath(request, engine: engine), stderrPath: "")
         await update(result)
         logger.info("job created", metadata: ["job": "\(name)"])
         return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger)
@@ -99,7 +101,9 @@ public struct KubeJobController: RemoteSandboxBackend {
             callback.cancel()
             callbackWake.cancel()
         }
-        let logDirectory = "\(engine.configuration.stateDir)/k8s-logs"
+        let logPath = Self.logPath(request, engine: engine)
+        var mirror: Task<Void, Never>?
+        defer { mirror?.cancel() }
         var seen = wakeup.generation
         var lastJobRead: ContinuousClock.Instant?
         var lastPodRead: ContinuousClock.Instant?
@@ -110,7 +114,7 @@ public struct KubeJobController: RemoteSandboxBackend {
                 return record.result  // the callback got there first
             }
             if token.reason != nil || Task.isCancelled {
-                keep(await capture(name, within: Self.apiGrace), of: request, under: logDirectory, in: &result)
+                keep(await capture(name, within: Self.apiGrace), at: logPath, in: &result)
                 await delete(name, logger: logger)
                 result.status = .cancelled
                 result.error = token.reason ?? "cancelled"
@@ -118,13 +122,13 @@ public struct KubeJobController: RemoteSandboxBackend {
             }
             if deadline.isExpired {
                 if let ended {
-                    keep(ended.log, of: request, under: logDirectory, in: &result)
+                    keep(ended.log, at: logPath, in: &result)
                     return Self.failed(result, Self.describe(ended.condition, job: name, deadline: deadline))
                 }
                 // One cleanup window (the API grace) for reading the log and deleting the Job.
                 let cleanup = Deadline(budgetMs: Int(Self.apiGrace.milliseconds))
                 let log = await capture(name, within: cleanup.remaining)
-                keep(log, of: request, under: logDirectory, in: &result)
+                keep(log, at: logPath, in: &result)
                 await delete(name, logger: logger, within: max(cleanup.remaining, .milliseconds(500)))
                 if let report = report(in: log, job: name), report.state != .running { return Self.apply(report, to: result) }
                 return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
@@ -146,20 +150,25 @@ public struct KubeJobController: RemoteSandboxBackend {
                 if let condition = job.terminalCondition {
                     let log = await capture(name, within: deadline.remaining + Self.apiGrace)
                     if let report = report(in: log, job: name), report.state != .running {
-                        keep(log, of: request, under: logDirectory, in: &result)
+                        keep(log, at: logPath, in: &result)
                         return Self.apply(report, to: result)
                     }
                     // The log (or the callback) can lag the condition: give them a moment before calling it.
                     let since = ended?.at ?? clock.now
                     ended = (condition, since, log)
                     if clock.now - since >= resultGrace {
-                        keep(log, of: request, under: logDirectory, in: &result)
+                        keep(log, at: logPath, in: &result)
                         return Self.failed(result, Self.describe(condition, job: name, deadline: deadline))
                     }
                 } else if lastPodRead.map({ clock.now - $0 >= pollInterval }) ?? true {
                     lastPodRead = clock.now
-                    if let failure = try await podFailure(name, created: created, clock: clock, deadline: deadline) {
-                        keep(await capture(name, within: Self.apiGrace), of: request, under: logDirectory, in: &result)
+                    let pods = try await limited(deadline) { try await client.pods(ofJob: name) }
+                    if mirror == nil, let pod = pods.first(where: { ["Running", "Succeeded", "Failed"].contains($0.phase) }) {
+                        let client = self.client
+                        mirror = Task.detached { await Self.mirror(pod.name, with: client, to: logPath) }
+                    }
+                    if let failure = await podFailure(name, pods: pods, created: created, clock: clock) {
+                        keep(await capture(name, within: Self.apiGrace), at: logPath, in: &result)
                         await delete(name, logger: logger)
                         return Self.failed(result, failure)
                     }
@@ -194,8 +203,7 @@ public struct KubeJobController: RemoteSandboxBackend {
 
     /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
     /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
-    private func podFailure(_ name: String, created: ContinuousClock.Instant, clock: ContinuousClock, deadline: Deadline) async throws -> String? {
-        let pods = try await limited(deadline) { try await client.pods(ofJob: name) }
+    private func podFailure(_ name: String, pods: [KubePod], created: ContinuousClock.Instant, clock: ContinuousClock) async -> String? {
         if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false }) {
             return "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)" + (pod.waitingMessage.map { ": \($0)" } ?? "")
                 + (await eventText(pod.name))
@@ -278,11 +286,33 @@ public struct KubeJobController: RemoteSandboxBackend {
         return report
     }
 
-    /// Keeps the pod log in the state dir and its tail in the result, so `dispatch logs` shows it after the
-    /// Job is gone (the pod log holds both of the runner's streams; they are reported as stdout).
-    func keep(_ log: PodLog?, of request: DispatchRequest, under directory: String, in result: inout DispatchResult) {
+    /// `<state>/k8s-logs/<requestId>.log`.
+    static func logPath(_ request: DispatchRequest, engine: DispatchEngine) -> String {
+        "\(engine.configuration.stateDir)/k8s-logs/\(request.requestId).log"
+    }
+
+    /// Copies the pod's log into `path` as the container writes it, for `dispatch logs --follow` while the Job
+    /// runs. A broken stream starts over from the log's beginning (the file is rewritten with the same prefix).
+    static func mirror(_ pod: String, with client: KubeClient, to path: String) async {
+        var failures = 0
+        while !Task.isCancelled {
+            try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: path, contents: nil), let file = FileHandle(forWritingAtPath: path) else { return }
+            defer { try? file.close() }
+            do {
+                for try await chunk in client.followPodLog(pod) { try file.write(contentsOf: chunk) }
+                return  // the container ended
+            } catch {
+                failures += 1
+                guard (try? await Task.sleep(for: .milliseconds(min(500 * failures, 5_000)))) != nil else { return }
+            }
+        }
+    }
+
+    /// Keeps the whole pod log at `path` (replacing the live mirror) and its tail in the result, so `dispatch logs`
+    /// shows it after the Job is gone (the pod log holds both of the runner's streams; they are reported as stdout).
+    func keep(_ log: PodLog?, at path: String, in result: inout DispatchResult) {
         guard let log, !log.text.isEmpty else { return }
-        let path = "\(directory)/\(request.requestId).log"
         guard (try? AtomicFile.write(Data(log.text.utf8), to: path)) != nil else { return }
         result.logs = LogInfo(stdout: LogFile.tail(path, maxBytes: LogInfo.tailBytes), stderr: "", stdoutPath: path, stderrPath: "")
     }

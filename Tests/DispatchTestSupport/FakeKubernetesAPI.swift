@@ -369,7 +369,8 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     private func log(_ pod: String, _ request: Request) -> Response {
-        state.withLock { state in
+        if let follow = request.uri.queryParameters.get("follow"), follow == "true" || follow == "1" { return followLog(pod) }
+        return state.withLock { state in
             guard state.pods[pod] != nil else { return Self.status(404, "NotFound", "pods \"\(pod)\" not found") }
             var text = state.logs[pod] ?? state.logFiles[pod].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
             if let tail = request.uri.queryParameters.get("tailLines", as: Int.self) {
@@ -378,6 +379,32 @@ public final class FakeKubernetesAPI: Sendable {
             if let limit = request.uri.queryParameters.get("limitBytes", as: Int.self) { text = String(text.utf8.prefix(limit)) ?? text }
             return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
+    }
+
+    /// `follow=true`: the log from its beginning, then what the runner writes, until it exits (or the pod goes).
+    private func followLog(_ pod: String) -> Response {
+        let job = String(pod.dropLast("-pod".count))
+        guard let source = state.withLock({ state -> (file: String?, text: String?)? in
+            guard state.pods[pod] != nil else { return nil }
+            return (state.logFiles[pod], state.logs[pod])
+        }) else { return Self.status(404, "NotFound", "pods \"\(pod)\" not found") }
+        return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody { writer in
+            if let text = source.text ?? (source.file == nil ? "" : nil) {
+                try await writer.write(ByteBuffer(string: text))
+                try await writer.finish(nil)
+                return
+            }
+            let handle = FileHandle(forReadingAtPath: source.file!)
+            defer { try? handle?.close() }
+            while true {
+                let running = self.processes.withLock { $0[job]?.isRunning ?? false }
+                let gone = self.state.withLock { $0.pods[pod] == nil || $0.closing }
+                if let data = try handle?.readToEnd(), !data.isEmpty { try await writer.write(ByteBuffer(bytes: data)) }
+                if !running || gone { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            try await writer.finish(nil)
+        })
     }
 
     private func listEvents(_ request: Request) -> Response {

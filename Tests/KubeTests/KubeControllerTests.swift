@@ -90,6 +90,31 @@ import Testing
         }
     }
 
+    @Test func thePodLogIsMirroredLocallyWhileTheJobRuns() async throws {
+        try await withCluster { fixture, _, repo in
+            let request = k8sRequest(fixture, repo: repo, task: "fake:sleep=3 fake:answer=mirrored")
+            let engine = fixture.engine
+            let task = Task { try await engine.runOnce(request, token: CancelToken()).result }
+            // While the Job runs, the row names a local file that fills with the pod's log (what `dispatch logs
+            // --follow` reads), before any result exists.
+            var path: String?
+            var liveBeforeTheResult = false
+            for _ in 0..<100 where !liveBeforeTheResult {
+                if let record = try await engine.store.record(request.requestId), let logs = record.result.logs {
+                    path = logs.stdoutPath
+                    liveBeforeTheResult = !record.status.isTerminal && LogFile.read(logs.stdoutPath).contains("dispatch started")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(liveBeforeTheResult)
+            let result = try await task.value
+            #expect(result.status == .completed, "\(result.error ?? "")")
+            #expect(result.logs?.stdoutPath == path)
+            let kept = LogFile.read(try #require(path))
+            #expect(kept.contains("---RESULT_END---") && kept.components(separatedBy: "dispatch started").count == 2, "the whole log, once")
+        }
+    }
+
     @Test func imagePullBackOffFailsFastAndDeletesTheJob() async throws {
         try await withCluster(image: "registry.example.invalid/bad-image:1") { fixture, api, repo in
             let request = k8sRequest(fixture, repo: repo, task: "x")

@@ -37,13 +37,18 @@ public final class KubeClient: Sendable {
         // An unreachable API fails the attempt at once; `send` retries with its own bounded backoff.
         configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        // Watches sit idle between events for minutes; only the server's timeoutSeconds should end them.
+        // Watches and log follows sit idle between events for minutes; only the server should end them. Each
+        // holds its connection for its whole life (over HTTP/1), so the pool must not cap them at its default of
+        // 8 per host: the 9th running Job's stream would wait for a connection that never frees.
         configuration.timeout.read = .seconds(Int64(Self.maxWatchSeconds) + 60)
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = Self.maxStreams
         watchHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     /// The longest watch this client asks for (`timeoutSeconds`).
     static let maxWatchSeconds = 300
+    /// Long-lived streams (one watch, one log follow per running Job) open at once.
+    static let maxStreams = 512
 
     /// Closes the connection pool.
     public func shutdown() async {

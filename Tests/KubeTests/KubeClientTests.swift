@@ -137,6 +137,31 @@ import Testing
         }
     }
 
+    @Test func manyLongLivedStreamsAreOpenAtOnce() async throws {
+        try await withAPI { _, kube in
+            // One stream per running Job plus the watch: more than the HTTP/1 pool's default of 8 per host.
+            let selector = "\(JobSpecBuilder.managedByLabel)=\(JobSpecBuilder.managedByValue)"
+            let version = try await kube.jobs(labelSelector: selector).resourceVersion
+            let streams = (0..<12).map { _ in kube.watchJobs(labelSelector: selector, resourceVersion: version, timeoutSeconds: 3) }
+            try await Task.sleep(for: .milliseconds(500))
+            _ = try await kube.createJob(manifest("fan-out"), requestId: "fan-out")
+            let clock = ContinuousClock()
+            let began = clock.now
+            let firstEvents = try await withThrowingTaskGroup(of: (JobWatchEvent?, Duration).self) { group in
+                for stream in streams {
+                    group.addTask {
+                        var iterator = stream.makeAsyncIterator()
+                        return (try await iterator.next(), clock.now - began)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(firstEvents.count == 12)
+            #expect(firstEvents.allSatisfy { $0.0?.job?.name == JobNaming.jobName(requestId: "fan-out") })
+            #expect(firstEvents.allSatisfy { $0.1 < .seconds(2) }, "every stream had its own connection: \(firstEvents.map(\.1))")
+        }
+    }
+
     @Test func inClusterConfigNeedsTheCAAndBracketsIPv6() throws {
         let dir = TempDir("sa")
         #expect(throws: KubeConfigError.self) {

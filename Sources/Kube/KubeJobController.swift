@@ -130,7 +130,10 @@ public struct KubeJobController: RemoteSandboxBackend {
                 let log = await capture(name, within: cleanup.remaining)
                 keep(log, at: logPath, in: &result)
                 await delete(name, logger: logger, within: max(cleanup.remaining, .milliseconds(500)))
-                if let report = report(in: log, job: name), report.state != .running { return Self.apply(report, to: result) }
+                if let report = report(in: log, job: name), report.state != .running {
+                    result.take(report)
+                    return result
+                }
                 return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
             }
             do {
@@ -151,7 +154,8 @@ public struct KubeJobController: RemoteSandboxBackend {
                     let log = await capture(name, within: deadline.remaining + Self.apiGrace)
                     if let report = report(in: log, job: name), report.state != .running {
                         keep(log, at: logPath, in: &result)
-                        return Self.apply(report, to: result)
+                        result.take(report)
+                        return result
                     }
                     // The log (or the callback) can lag the condition: give them a moment before calling it.
                     let since = ended?.at ?? clock.now
@@ -337,13 +341,6 @@ public struct KubeJobController: RemoteSandboxBackend {
         var result = result
         result.status = .failed
         result.error = error
-        return result
-    }
-
-    /// Copies a job-runner report into the result.
-    static func apply(_ report: SandboxExecutionResult, to result: DispatchResult) -> DispatchResult {
-        var result = result
-        result.take(report)
         return result
     }
 }

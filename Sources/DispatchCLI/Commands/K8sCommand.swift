@@ -61,12 +61,7 @@ enum K8sSettings {
             return nil
         }
         if let namespace = environment["DISPATCH_K8S_NAMESPACE"], !namespace.isEmpty { connection.namespace = namespace }
-        var settings = resolve(configuration)
-        settings.namespace = connection.namespace
-        if configuration.callbackURL == nil {
-            settings.callbackURL = "http://agent-dispatch.\(connection.namespace).svc:3111/internal/agent-result"
-        }
-        return KubeJobController(client: try KubeClient(connection: connection), settings: settings)
+        return KubeJobController(client: try KubeClient(connection: connection), settings: resolve(configuration, namespace: connection.namespace))
     }
 
     /// The backend for commands that serve local requests too: an unusable k8s configuration fails only the
@@ -79,8 +74,9 @@ enum K8sSettings {
         }
     }
 
-    static func resolve(_ configuration: DispatchConfiguration) -> JobSpecBuilder.Settings {
-        let namespace = configuration.k8sNamespace
+    /// Job settings for `namespace` (default: `DISPATCH_K8S_NAMESPACE` or `default`).
+    static func resolve(_ configuration: DispatchConfiguration, namespace: String? = nil) -> JobSpecBuilder.Settings {
+        let namespace = namespace ?? configuration.k8sNamespace
         return JobSpecBuilder.Settings(
             namespace: namespace, image: configuration.k8sImage ?? "agent-dispatch:latest",
             secretName: configuration.k8sSecret ?? "agent-dispatch-secrets",

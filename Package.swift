@@ -34,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // Not named `dispatch`: its entry symbol would be `dispatch_main`, which collides with libdispatch.
@@ -46,7 +47,7 @@ let package = Package(
         .target(
             name: "DispatchCLI",
             dependencies: [
-                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube",
+                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube", "AgentProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -69,6 +70,7 @@ let package = Package(
             dependencies: [
                 "Sandbox", "AgentProcess", "DispatchStore", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

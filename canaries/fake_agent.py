@@ -24,6 +24,9 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:chmod-x=PATH         make PATH executable
   fake:binary=PATH          write a small binary file
   fake:commit=MESSAGE       git add -A && git commit -m MESSAGE (in cwd)
+  fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
+                            parent's environment, every readable /proc/*/environ, and the files named by (or inside
+                            the small directories named by) any absolute path in those two environments
 
 Environment: FAKE_AGENT_FAIL_MODELS / FAKE_AGENT_HANG_MODELS (comma lists) fail or hang
 attempts with those models; FAKE_AGENT_ARGV_LOG appends argv and DISPATCH_REQUEST_ID as JSON.
@@ -165,6 +168,43 @@ def spawn_child(seconds, escape, stubborn):
     return pid
 
 
+def probe(out_path):
+    """What a hostile agent would collect: environments and the files they point at."""
+    chunks = []
+    own = dict(os.environ)
+    parent = {}
+    try:
+        raw = open(f"/proc/{os.getppid()}/environ", "rb").read()
+        parent = dict(e.split("=", 1) for e in raw.decode("utf-8", "replace").split("\0") if "=" in e)
+    except OSError:
+        pass
+    chunks.append("own env: " + json.dumps(own))
+    chunks.append("parent env: " + json.dumps(parent))
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                chunks.append(f"/proc/{pid}/environ: " + open(f"/proc/{pid}/environ", "rb").read().decode("utf-8", "replace"))
+            except OSError:
+                pass
+    paths = {v for env in (own, parent) for v in env.values() if v.startswith("/")}
+    for path in sorted(paths):
+        files = [path]
+        if os.path.isdir(path):
+            try:
+                names = os.listdir(path)
+            except OSError:
+                names = []
+            files = [os.path.join(path, n) for n in names] if len(names) <= 20 else []
+        for name in files:
+            try:
+                if os.path.isfile(name) and os.path.getsize(name) <= (1 << 20):
+                    chunks.append(f"file {name}: " + open(name, "rb").read().decode("utf-8", "replace"))
+            except OSError:
+                pass
+    with open(out_path, "w") as f:
+        f.write("\n".join(chunks))
+
+
 def sleep_forever():
     while True:
         time.sleep(3600)
@@ -239,6 +279,8 @@ def main():
         elif key == "binary":
             with open(value, "wb") as f:
                 f.write(bytes(range(256)) * 4)
+        elif key == "probe":
+            probe(value)
         elif key == "commit":
             subprocess.run(["git", "add", "-A"], check=True)
             subprocess.run(["git", "-c", "user.name=fake", "-c", "user.email=fake@example.invalid", "commit", "-q", "-m", value], check=True)

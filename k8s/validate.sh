@@ -8,12 +8,30 @@ command -v kubernetes-validate >/dev/null || { echo "validate.sh: kubernetes-val
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for request in k8s/samples/*.json; do
-  out="$work/job-$(basename "$request")"
-  DISPATCH_K8S_NAMESPACE=agents DISPATCH_K8S_IMAGE=registry.example.invalid/agent-dispatch:1 \
+  out="$work/list-$(basename "$request")"
+  DISPATCH_K8S_NAMESPACE=agents DISPATCH_K8S_IMAGE=registry.example.invalid/agent-dispatch:1 DISPATCH_K8S_GIT_SECRET=agent-dispatch-git \
     "$dispatch" k8s render-job --request "$request" > "$out"
+  # render-job prints a List (Job + its Secret); each item is validated against its own schema.
+  python3 - "$out" "$work/job-$(basename "$request" .json)" <<'PY'
+import json, sys
+document = json.load(open(sys.argv[1]))
+assert document["kind"] == "List", "render-job must print a List"
+for index, item in enumerate(document["items"]):
+    json.dump(item, open(f"{sys.argv[2]}-{index}-{item['kind'].lower()}.json", "w"))
+PY
 done
 # Kustomization is not a Kubernetes API kind (no schema); its resources are validated one by one.
 manifests=$(ls k8s/*.yaml | grep -v kustomization.yaml)
+# Multi-document files are validated document by document.
+for file in $manifests; do
+  python3 - "$file" "$work/doc-$(basename "$file" .yaml)" <<'PY'
+import sys
+parts = [p for p in open(sys.argv[1]).read().split("\n---\n") if p.strip()]
+for index, part in enumerate(parts):
+    open(f"{sys.argv[2]}-{index}.yaml", "w").write(part)
+PY
+done
+manifests=$(ls "$work"/doc-*.yaml)
 passed=0 failed=0
 for version in 1.29 1.30 1.31 1.32 1.33 1.34; do
   for file in $manifests "$work"/job-*.json; do

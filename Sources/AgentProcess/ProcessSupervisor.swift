@@ -130,7 +130,9 @@ public struct ProcessSupervisor: Sendable {
         var pid: pid_t = 0
         let rc = argv.withPointer { argvPointer in
             envp.withPointer { envpPointer in
-                cps_spawn(&pid, spec.executablePath, argvPointer, envpPointer, spec.workingDirectory, stdinFd, stdoutFd, stderrFd)
+                cps_spawn(
+                    &pid, spec.executablePath, argvPointer, envpPointer, spec.workingDirectory, stdinFd, stdoutFd, stderrFd,
+                    ProcessUmask.forChildren)
             }
         }
         guard rc == 0 else {
@@ -146,8 +148,8 @@ public struct ProcessSupervisor: Sendable {
 
     private func openOutput(_ path: String) throws(AgentProcessError) -> Int32 {
         let directory = (path as NSString).deletingLastPathComponent
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw AgentProcessError(code: .fileSetupFailed, message: "cannot create log file \(path): \(errnoText())", errno: errno)
         }

@@ -1,11 +1,15 @@
 #define _GNU_SOURCE
 #include "CProcessSpawn.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 
-int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
-              int stdin_fd, int stdout_fd, int stderr_fd) {
+static int spawn_here(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+                      int stdin_fd, int stdout_fd, int stderr_fd) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attributes;
     int rc = posix_spawn_file_actions_init(&actions);
@@ -37,3 +41,40 @@ int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp
     posix_spawn_file_actions_destroy(&actions);
     return rc;
 }
+
+struct spawn_call {
+    pid_t *pid;
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    int stdin_fd, stdout_fd, stderr_fd;
+    mode_t child_umask;
+    int rc;
+};
+
+/* On its own thread: a private copy of the filesystem attributes (CLONE_FS), so the umask set here is this
+   thread's alone and the child inherits it; the runner's other threads keep theirs. */
+static void *spawn_with_umask(void *argument) {
+    struct spawn_call *call = argument;
+    if (unshare(CLONE_FS) != 0) {
+        call->rc = errno;
+        return NULL;
+    }
+    umask(call->child_umask);
+    call->rc = spawn_here(call->pid, call->path, call->argv, call->envp, call->cwd, call->stdin_fd, call->stdout_fd, call->stderr_fd);
+    return NULL;
+}
+
+int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
+              int stdin_fd, int stdout_fd, int stderr_fd, int child_umask) {
+    if (child_umask < 0) return spawn_here(pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd);
+    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, (mode_t)child_umask, 0};
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, spawn_with_umask, &call);
+    if (rc != 0) return rc;
+    pthread_join(thread, NULL);
+    return call.rc;
+}
+
+int cps_set_umask(int mask) { return (int)umask((mode_t)mask); }

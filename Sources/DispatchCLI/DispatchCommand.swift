@@ -1,3 +1,4 @@
+import AgentProcess
 import ArgumentParser
 import Foundation
 
@@ -17,6 +18,8 @@ public struct DispatchCommand: AsyncParsableCommand {
 
     /// Parses argv, runs the command and exits with the contract's codes: 0 ok, 1 failed, 2 usage, 130 cancelled.
     public static func run() async {
+        // Everything the runner writes is private; agents keep the operator's umask.
+        ProcessUmask.makeRunnerPrivate()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -16,7 +16,10 @@ public enum DispatchApplication {
     public static func buildRouter(service: DispatchService, configuration: ServerConfiguration) -> Router<DispatchRequestContext> {
         let router = Router(context: DispatchRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
-        DispatchRoutes(service: service, configuration: configuration, startedAt: Date()).register(on: router)
+        // Host first, before any route (also /healthz, /metrics): DNS rebinding gets nothing from a loopback listener.
+        if configuration.isLoopback { router.add(middleware: HostCheckMiddleware(allowedHosts: configuration.allowedHosts)) }
+        router.add(middleware: JSONContentTypeMiddleware())
+        DispatchRoutes(service: service, configuration: configuration, startedAt: Date(), callbackTokens: configuration.callbackTokens).register(on: router)
         return router
     }
 

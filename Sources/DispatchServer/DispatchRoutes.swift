@@ -11,6 +11,7 @@ struct DispatchRoutes: Sendable {
     let service: DispatchService
     let configuration: ServerConfiguration
     let startedAt: Date
+    let callbackTokens: CallbackTokens
     var engine: DispatchEngine { service.engine }
 
     /// Default long-poll wait when `timeoutMs` is not given.
@@ -22,12 +23,13 @@ struct DispatchRoutes: Sendable {
         router.get("metrics") { _, _ in metrics() }
         router.get("/") { _, _ in try await info() }
 
+        // The callback authenticates itself: the admin token, or the request's own callback token.
+        router.group("internal").post("agent-result") { request, _ in try await callback(request) }
         let api = router.group("internal").add(middleware: AuthMiddleware(token: configuration.token))
         api.post("agent-dispatch") { request, _ in try await dispatch(request) }
         api.get("agent-result/:requestId") { _, context in try await result(try requestId(context)) }
         api.get("agent-await/:requestId") { request, context in try await awaitResult(try requestId(context), request: request) }
         api.post("agent-cancel/:requestId") { _, context in try await cancel(try requestId(context)) }
-        api.post("agent-result") { request, _ in try await callback(request) }
         api.get("agent-dispatches") { request, _ in try await list(request) }
         api.get("agent-logs/:requestId") { request, context in try await logs(try requestId(context), request: request) }
     }
@@ -115,17 +117,30 @@ struct DispatchRoutes: Sendable {
     }
 
     private func callback(_ request: Request) async throws -> Response {
+        guard let presented = AuthMiddleware<DispatchRequestContext>.presentedToken(request) else { throw APIError.unauthorized }
+        let isAdmin = TokenComparison.constantTimeEquals(presented, configuration.token)
+        let data = try await body(request)
         let report: SandboxExecutionResult
         do {
-            report = try JSONDecoder().decode(SandboxExecutionResult.self, from: try await body(request))
-            try RequestValidator.validateRequestId(report.requestId)
-        } catch let error as RequestValidationError {
+            report = try SandboxExecutionResult.decodeCallback(data)
+        } catch {
+            // Only the admin learns why a body is unusable; anyone else cannot be told apart from a stranger.
+            guard isAdmin else { throw APIError.unauthorized }
             throw APIError.badRequest(error.description, field: error.field)
-        } catch let error as DecodingError {
-            throw APIError.badRequest("invalid SandboxExecutionResult: \(Self.describe(error))", field: Self.field(of: error))
         }
-        guard let (ignored, result) = try await engine.applyCallback(report) else { throw APIError.notFound(report.requestId) }
-        return JSONBody.response(["ok": true, "requestId": report.requestId, "status": result.status.rawValue, "ignored": ignored])
+        guard isAdmin || callbackTokens.verify(presented, requestId: report.requestId) else { throw APIError.unauthorized }
+        switch try await engine.applyCallback(report) {
+        case .unknown:
+            throw APIError.notFound(report.requestId)
+        case .notRunByJob(let result, let why):
+            var body: [String: Any] = ["ok": false, "requestId": report.requestId, "status": result.status.rawValue, "error": why]
+            body["ignored"] = true
+            return JSONBody.response(body, status: .conflict)
+        case .ignored(let result):
+            return JSONBody.response(["ok": true, "requestId": report.requestId, "status": result.status.rawValue, "ignored": true])
+        case .applied(let result):
+            return JSONBody.response(["ok": true, "requestId": report.requestId, "status": result.status.rawValue, "ignored": false])
+        }
     }
 
     private func list(_ request: Request) async throws -> Response {
@@ -220,26 +235,5 @@ struct DispatchRoutes: Sendable {
         defer { try? handle.close() }
         try? handle.seek(toOffset: offset)
         return (try? handle.read(upToCount: 1 << 20)) ?? Data()
-    }
-
-    static func field(of error: DecodingError) -> String? {
-        switch error {
-        case .keyNotFound(let key, let context):
-            return (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return path.isEmpty ? "body" : path
-        @unknown default:
-            return nil
-        }
-    }
-
-    static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case .keyNotFound(let key, _): "missing \(key.stringValue)"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-            "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
-        @unknown default: "\(error)"
-        }
     }
 }

@@ -1,11 +1,15 @@
+import DispatchCore
+import Dispatcher
 import Foundation
 
 /// Settings of the HTTP service.
 public struct ServerConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// The bearer token for `/internal/*`; required unless the address is loopback.
-    public var token: String?
+    /// The admin token for `/internal/*` (there is no unauthenticated mode).
+    public var token: String
+    /// Names accepted in `Host` on a loopback listener besides this machine's (reverse proxies), lowercased.
+    public var allowedHosts: Set<String>
     /// Largest accepted request body.
     public var maxBodyBytes: Int
     /// Longest accepted `timeoutMs` of `agent-await`.
@@ -16,20 +20,22 @@ public struct ServerConfiguration: Sendable {
     public var janitorInterval: Duration
 
     public init(
-        host: String = "127.0.0.1", port: Int = 3111, token: String? = nil, maxBodyBytes: Int = 1 << 20, maxAwaitMs: Int = 300_000,
-        drainSeconds: Double = 10, janitorInterval: Duration = .seconds(600)
+        host: String = "127.0.0.1", port: Int = 3111, token: String, allowedHosts: [String] = [], maxBodyBytes: Int = 1 << 20,
+        maxAwaitMs: Int = 300_000, drainSeconds: Double = 10, janitorInterval: Duration = .seconds(600)
     ) {
         self.host = host
         self.port = port
         self.token = token
+        self.allowedHosts = Set(allowedHosts.map { $0.lowercased() })
         self.maxBodyBytes = maxBodyBytes
         self.maxAwaitMs = maxAwaitMs
         self.drainSeconds = drainSeconds
         self.janitorInterval = janitorInterval
     }
 
-    /// Whether `host` only accepts connections from this machine.
-    public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
-    }
+    /// Whether the listen address only accepts connections from this machine (then every route checks `Host`).
+    public var isLoopback: Bool { LoopbackAddress.isLoopback(host) }
+
+    /// Per-request callback tokens, derived from the admin token.
+    public var callbackTokens: CallbackTokens { CallbackTokens(adminToken: token) }
 }

@@ -161,7 +161,7 @@ public final class DispatchStore: Sendable {
 
     /// Runs `body` holding an exclusive `flock` on `path`, so concurrent processes migrate one at a time.
     static func withFileLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {

@@ -210,12 +210,44 @@ extension DispatchEngine {
     }
 }
 
+/// What became of a job-runner's report.
+public enum CallbackOutcome: Sendable {
+    /// No request has that id.
+    case unknown
+    /// The request is not run by a k8s Job (host mode, local sandbox, another Job): unchanged.
+    case notRunByJob(DispatchResult, reason: String)
+    /// The request was already terminal (terminal is final): unchanged.
+    case ignored(DispatchResult)
+    /// Merged; the stored result.
+    case applied(DispatchResult)
+
+    /// Whether a report for a k8s-run request was ignored (`nil` when it was refused or the id is unknown).
+    public var ignored: Bool? {
+        switch self {
+        case .applied: false
+        case .ignored: true
+        case .unknown, .notRunByJob: nil
+        }
+    }
+}
+
 extension DispatchEngine {
-    /// Merges a job-runner's report into the request's result. Returns `nil` for an unknown id, and
-    /// `ignored: true` when the stored result is already terminal (terminal is final).
-    public func applyCallback(_ report: SandboxExecutionResult) async throws -> (ignored: Bool, result: DispatchResult)? {
-        guard let record = try await store.record(report.requestId) else { return nil }
-        if record.status.isTerminal { return (true, record.result) }
+    /// Whether `record` is executed by a k8s Job (only those take callbacks).
+    func isRunByJob(_ record: DispatchRecord) -> Bool {
+        record.request.executionMode == .sandbox && (record.request.sandboxBackend ?? configuration.defaultBackend) == .k8s
+    }
+
+    /// Merges a job-runner's report into the request's result: only for a request a k8s Job runs, and only while it
+    /// is not terminal.
+    public func applyCallback(_ report: SandboxExecutionResult) async throws -> CallbackOutcome {
+        guard let record = try await store.record(report.requestId) else { return .unknown }
+        guard isRunByJob(record) else {
+            return .notRunByJob(record.result, reason: "request \(report.requestId) is not run by a k8s Job; callback refused")
+        }
+        if let named = report.job?.name, !named.isEmpty, let recorded = record.result.job?.name, named != recorded {
+            return .notRunByJob(record.result, reason: "request \(report.requestId) is run by Job \(recorded), not \(named); callback refused")
+        }
+        if record.status.isTerminal { return .ignored(record.result) }
         var result = record.result
         result.take(report)
         result.sandboxBackend = result.sandboxBackend ?? .k8s
@@ -226,6 +258,6 @@ extension DispatchEngine {
         }
         let stored = await persist(result, owner: nil, logger: logger)
         // A terminal result committed in between (by the controller or a cancel) wins; the report was then ignored.
-        return (stored != result && stored.status.isTerminal, stored)
+        return stored != result && stored.status.isTerminal ? .ignored(stored) : .applied(stored)
     }
 }

@@ -1,15 +1,51 @@
 import CGit2
 
+/// A username and password (or token) for cloning over HTTP(S), given to libgit2's credential callback and never
+/// put into the URL.
+public struct GitCredentials: Sendable, Equatable {
+    public var username: String
+    public var password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
 extension Repository {
-    /// Clones `url` (a path, `file://`, or a remote libgit2 supports) into `path` without checking files out:
-    /// a sandbox is then materialised from it at the wanted commit.
-    public static func cloneWithoutCheckout(from url: String, to path: String) throws(GitError) -> Repository {
+    /// Clones `url` into `path` (objects and refs, no working tree), authenticating with `credentials` when the
+    /// server asks for them. Credentials are offered once: a server that refuses them fails the clone.
+    public static func cloneWithoutCheckout(from url: String, to path: String, credentials: GitCredentials? = nil) throws(GitError) -> Repository {
         Libgit2.ensureInitialized()
         var options = git_clone_options()
         try check(git_clone_options_init(&options, UInt32(GIT_CLONE_OPTIONS_VERSION)), "prepare clone")
         options.checkout_opts.checkout_strategy = GIT_CHECKOUT_NONE.rawValue
+        let offer = CredentialOffer(credentials)
+        let payload = Unmanaged.passRetained(offer)
+        defer { payload.release() }
+        options.fetch_opts.callbacks.payload = payload.toOpaque()
+        options.fetch_opts.callbacks.credentials = { out, _, usernameFromURL, allowed, payload in
+            guard let out, let payload else { return GIT_PASSTHROUGH.rawValue }
+            let offer = Unmanaged<CredentialOffer>.fromOpaque(payload).takeUnretainedValue()
+            guard let credentials = offer.credentials, allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT.rawValue != 0 else {
+                return GIT_PASSTHROUGH.rawValue
+            }
+            guard !offer.offered else { return GIT_EAUTH.rawValue }
+            offer.offered = true
+            _ = usernameFromURL
+            return git_credential_userpass_plaintext_new(out, credentials.username, credentials.password)
+        }
         var repo: OpaquePointer?
         try check(git_clone(&repo, url, path, &options), "clone \(url)")
         return Repository(wrapping: repo!)
     }
+}
+
+/// What the credential callback may offer, and whether it already has (libgit2 asks again after a refusal).
+/// Used only on the thread running `git_clone`, which owns it for the call.
+private final class CredentialOffer {
+    let credentials: GitCredentials?
+    var offered = false
+
+    init(_ credentials: GitCredentials?) { self.credentials = credentials }
 }

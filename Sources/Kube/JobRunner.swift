@@ -25,8 +25,11 @@ public struct JobRunner: Sendable {
         self.logger = logger
     }
 
-    /// The variables the runner cannot work without.
-    static let required = ["REQUEST_ID", "REPO_URL", "AGENT_PROGRAM", "TIMEOUT_SECONDS", "TASK_PROMPT_B64"]
+    /// The variables the runner cannot work without (the task comes as `TASK_PROMPT_FILE` or `TASK_PROMPT_B64`).
+    static let required = ["REQUEST_ID", "REPO_URL", "AGENT_PROGRAM", "TIMEOUT_SECONDS"]
+
+    /// Largest task or verification file read (the validator then holds the task to 256 KiB).
+    static let maxInputFileBytes = 4 << 20
 
     /// Runs to a terminal report; never throws. Exit code: 0 completed, 1 failed, 143 cancelled.
     public func run(token: CancelToken) async -> (report: SandboxExecutionResult, exitCode: Int32) {
@@ -62,17 +65,23 @@ public struct JobRunner: Sendable {
 
     /// The request the env contract describes; an error names every missing or invalid variable.
     func parseRequest() throws -> DispatchRequest {
-        let missing = Self.required.filter { (environment[$0] ?? "").isEmpty }
+        var missing = Self.required.filter { (environment[$0] ?? "").isEmpty }
+        if (environment["TASK_PROMPT_FILE"] ?? "").isEmpty, (environment["TASK_PROMPT_B64"] ?? "").isEmpty {
+            missing.append("TASK_PROMPT_FILE (or TASK_PROMPT_B64)")
+        }
         guard missing.isEmpty else {
             throw JobRunnerError("missing environment variable\(missing.count > 1 ? "s" : "") \(missing.joined(separator: ", "))")
         }
-        guard let taskData = Data(base64Encoded: environment["TASK_PROMPT_B64"]!), let task = String(data: taskData, encoding: .utf8) else {
-            throw JobRunnerError("TASK_PROMPT_B64 is not base64 of UTF-8 text")
+        guard !HostileValueRules.urlHasCredentials(environment["REPO_URL"]!) else {
+            throw JobRunnerError("REPO_URL carries credentials; git credentials come from GIT_CREDENTIALS_DIR (DISPATCH_K8S_GIT_SECRET)")
+        }
+        guard let taskData = try input(file: "TASK_PROMPT_FILE", base64: "TASK_PROMPT_B64"), let task = String(data: taskData, encoding: .utf8) else {
+            throw JobRunnerError("the task (TASK_PROMPT_FILE or TASK_PROMPT_B64) is not UTF-8 text")
         }
         var verification: [String] = []
-        if let encoded = environment["VERIFICATION_COMMANDS_B64"], !encoded.isEmpty {
-            guard let data = Data(base64Encoded: encoded), let commands = try? JSONSerialization.jsonObject(with: data) as? [String] else {
-                throw JobRunnerError("VERIFICATION_COMMANDS_B64 is not base64 of a JSON array of strings")
+        if let data = try input(file: "VERIFICATION_COMMANDS_FILE", base64: "VERIFICATION_COMMANDS_B64"), !data.isEmpty {
+            guard let commands = try? JSONDecoder().decode([String].self, from: data) else {
+                throw JobRunnerError("the verification commands (VERIFICATION_COMMANDS_FILE or VERIFICATION_COMMANDS_B64) are not a JSON array of strings")
             }
             verification = commands
         }
@@ -93,6 +102,33 @@ public struct JobRunner: Sendable {
         }
     }
 
+    /// The bytes of `file` (a path variable, preferred) or of `base64`; `nil` when neither is set.
+    func input(file: String, base64: String) throws -> Data? {
+        if let path = environment[file], !path.isEmpty {
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw JobRunnerError("\(file) \(path) cannot be read") }
+            defer { try? handle.close() }
+            let data = (try? handle.read(upToCount: Self.maxInputFileBytes)) ?? Data()
+            return data
+        }
+        guard let encoded = environment[base64], !encoded.isEmpty else { return nil }
+        guard let data = Data(base64Encoded: encoded) else { throw JobRunnerError("\(base64) is not base64") }
+        return data
+    }
+
+    /// Git credentials from `GIT_CREDENTIALS_DIR` (the mounted `DISPATCH_K8S_GIT_SECRET`): `username` + `password`,
+    /// or `token` (sent as the password, with `username` or `x-access-token`).
+    func gitCredentials() throws -> GitCredentials? {
+        guard let directory = environment["GIT_CREDENTIALS_DIR"], !directory.isEmpty else { return nil }
+        func read(_ key: String) -> String? {
+            (try? String(contentsOfFile: "\(directory)/\(key)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                .nilIfEmpty
+        }
+        if let password = read("password") ?? read("token") {
+            return GitCredentials(username: read("username") ?? "x-access-token", password: password)
+        }
+        throw JobRunnerError("GIT_CREDENTIALS_DIR \(directory) holds neither username+password nor token")
+    }
+
     /// Clone, then the engine's local-sandbox path, all inside the one budget.
     private func execute(_ request: DispatchRequest, report: SandboxExecutionResult, token: CancelToken) async -> (SandboxExecutionResult, Int32) {
         var report = report
@@ -102,7 +138,10 @@ public struct JobRunner: Sendable {
         do {
             try? FileManager.default.removeItem(atPath: source)
             try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-            _ = try await BlockingWork.run("clone", timeout: deadline.remaining) { _ = try Repository.cloneWithoutCheckout(from: url, to: source) }
+            let credentials = try gitCredentials()
+            _ = try await BlockingWork.run("clone", timeout: deadline.remaining) {
+                _ = try Repository.cloneWithoutCheckout(from: url, to: source, credentials: credentials)
+            }
         } catch {
             report.state = .failed
             report.error = (error as? SandboxError)?.code == .timedOut
@@ -141,6 +180,10 @@ public struct JobRunner: Sendable {
         report.output = result.result
         return (report, result.status == .completed ? 0 : result.status == .cancelled ? 143 : 1)
     }
+}
+
+extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }
 
 /// A job-runner failure before the agent could run.

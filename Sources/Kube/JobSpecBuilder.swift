@@ -1,4 +1,5 @@
 import DispatchCore
+import Dispatcher
 import Foundation
 
 /// Builds the `batch/v1` Job that runs one request with `dispatch job-runner` (CONTRACT §5).
@@ -7,8 +8,12 @@ public struct JobSpecBuilder: Sendable {
     public struct Settings: Sendable {
         public var namespace: String
         public var image: String
-        /// Secret holding `RESULT_CALLBACK_TOKEN` and agent credentials; never inlined.
+        /// The shared Secret holding agent credentials (model API keys); never inlined.
         public var secretName: String
+        /// The Secret with git credentials (`username`+`password`, or `token`), mounted when set.
+        public var gitSecretName: String?
+        /// Signs each Job's own callback token; the admin token itself never reaches a Job.
+        public var callbackTokens: CallbackTokens
         public var callbackURL: String
         public var serviceAccountName: String?
         /// Seconds a finished Job is kept.
@@ -18,12 +23,15 @@ public struct JobSpecBuilder: Sendable {
         public var cpuRequest = "500m", cpuLimit = "2", memoryRequest = "512Mi", memoryLimit = "2Gi", ephemeralStorage = "4Gi"
 
         public init(
-            namespace: String, image: String, secretName: String, callbackURL: String, serviceAccountName: String? = nil,
-            ttlSecondsAfterFinished: Int = 3600, deadlineMarginSeconds: Int = 60
+            namespace: String, image: String, secretName: String, callbackURL: String, callbackTokens: CallbackTokens,
+            gitSecretName: String? = nil, serviceAccountName: String? = nil, ttlSecondsAfterFinished: Int = 3600,
+            deadlineMarginSeconds: Int = 60
         ) {
             self.namespace = namespace
             self.image = image
             self.secretName = secretName
+            self.gitSecretName = gitSecretName
+            self.callbackTokens = callbackTokens
             self.callbackURL = callbackURL
             self.serviceAccountName = serviceAccountName
             self.ttlSecondsAfterFinished = ttlSecondsAfterFinished
@@ -31,13 +39,17 @@ public struct JobSpecBuilder: Sendable {
         }
     }
 
-    /// Keys of the Secret the Job reads (all optional except the callback token).
+    /// Keys of the shared Secret the Job reads (agent credentials, all optional).
     public static let secretKeys: [(env: String, key: String, optional: Bool)] = [
-        ("RESULT_CALLBACK_TOKEN", "callback-token", false),
         ("OPENAI_API_KEY", "openai-api-key", true),
         ("ANTHROPIC_API_KEY", "anthropic-api-key", true),
-        ("GIT_TOKEN", "git-token", true),
     ]
+
+    /// Where the Job's own Secret (task, verification commands) is mounted, and the git credentials.
+    public static let requestMountPath = "/var/run/agent-dispatch/request"
+    public static let gitMountPath = "/var/run/agent-dispatch/git"
+    /// Keys of the per-Job Secret (CONTRACT §5).
+    public static let callbackTokenKey = "callback-token", taskKey = "task", verificationKey = "verification-commands"
 
     /// Label marking Jobs this runner manages (restart recovery lists by it).
     public static let managedByLabel = "app.kubernetes.io/managed-by"
@@ -75,15 +87,32 @@ public struct JobSpecBuilder: Sendable {
             ["name": "AGENT_PROGRAM", "value": request.tool.rawValue],
             ["name": "AGENT_MODEL", "value": request.model ?? ""],
             ["name": "TIMEOUT_SECONDS", "value": "\(timeout)"],
-            ["name": "TASK_PROMPT_B64", "value": Data(request.task.utf8).base64EncodedString()],
-            ["name": "VERIFICATION_COMMANDS_B64", "value": (try? JSONSerialization.data(withJSONObject: request.verificationCommands))?.base64EncodedString() ?? ""],
+            ["name": "TASK_PROMPT_FILE", "value": "\(Self.requestMountPath)/\(Self.taskKey)"],
+            ["name": "VERIFICATION_COMMANDS_FILE", "value": "\(Self.requestMountPath)/\(Self.verificationKey)"],
             ["name": "RESULT_CALLBACK_URL", "value": settings.callbackURL],
+            ["name": "RESULT_CALLBACK_TOKEN", "valueFrom": ["secretKeyRef": ["name": name, "key": Self.callbackTokenKey]]],
             ["name": "JOB_NAME", "value": name],
             ["name": "JOB_NAMESPACE", "valueFrom": ["fieldRef": ["fieldPath": "metadata.namespace"]]],
             ["name": "HOME", "value": "/tmp/home"],
         ]
         for secret in Self.secretKeys {
             env.append(["name": secret.env, "valueFrom": ["secretKeyRef": ["name": settings.secretName, "key": secret.key, "optional": secret.optional]]])
+        }
+        var mounts: [[String: Any]] = [
+            ["name": "work", "mountPath": "/tmp"],
+            ["name": "request", "mountPath": Self.requestMountPath, "readOnly": true],
+        ]
+        var volumes: [[String: Any]] = [
+            ["name": "work", "emptyDir": ["sizeLimit": settings.ephemeralStorage]],
+            ["name": "request", "secret": [
+                "secretName": name, "defaultMode": 0o400,
+                "items": [["key": Self.taskKey, "path": Self.taskKey], ["key": Self.verificationKey, "path": Self.verificationKey]],
+            ] as [String: Any]],
+        ]
+        if let git = settings.gitSecretName {
+            env.append(["name": "GIT_CREDENTIALS_DIR", "value": Self.gitMountPath])
+            mounts.append(["name": "git-credentials", "mountPath": Self.gitMountPath, "readOnly": true])
+            volumes.append(["name": "git-credentials", "secret": ["secretName": git, "defaultMode": 0o400] as [String: Any]])
         }
 
         let container: [String: Any] = [
@@ -101,7 +130,7 @@ public struct JobSpecBuilder: Sendable {
                 "capabilities": ["drop": ["ALL"]], "seccompProfile": ["type": "RuntimeDefault"],
             ],
             "terminationMessagePolicy": "FallbackToLogsOnError",
-            "volumeMounts": [["name": "work", "mountPath": "/tmp"]],
+            "volumeMounts": mounts,
         ]
         var podSpec: [String: Any] = [
             "restartPolicy": "Never",
@@ -113,7 +142,7 @@ public struct JobSpecBuilder: Sendable {
                 "seccompProfile": ["type": "RuntimeDefault"],
             ],
             "containers": [container],
-            "volumes": [["name": "work", "emptyDir": ["sizeLimit": settings.ephemeralStorage]]],
+            "volumes": volumes,
         ]
         if let account = settings.serviceAccountName { podSpec["serviceAccountName"] = account }
 
@@ -122,6 +151,8 @@ public struct JobSpecBuilder: Sendable {
             "kind": "Job",
             "metadata": ["name": name, "namespace": settings.namespace, "labels": labels, "annotations": annotations],
             "spec": [
+                // Created suspended: no pod can start before its Secret exists; the controller resumes it.
+                "suspend": true,
                 "backoffLimit": 0,
                 "activeDeadlineSeconds": timeout + settings.deadlineMarginSeconds,
                 "ttlSecondsAfterFinished": settings.ttlSecondsAfterFinished,
@@ -134,6 +165,41 @@ public struct JobSpecBuilder: Sendable {
                 "template": ["metadata": ["labels": labels, "annotations": annotations], "spec": podSpec],
             ],
         ]
+    }
+
+    /// The Job's own Secret: its callback token, task and verification commands, owned by the Job (`uid`) so the
+    /// garbage collector removes it with the Job.
+    public func secret(for request: DispatchRequest, jobUID: String?) -> [String: Any] {
+        let name = JobNaming.jobName(requestId: request.requestId)
+        let commands = (try? JSONEncoder().encode(request.verificationCommands)) ?? Data("[]".utf8)
+        var metadata: [String: Any] = [
+            "name": name, "namespace": settings.namespace,
+            "labels": [Self.managedByLabel: Self.managedByValue, "agent-dispatch.dev/request-id": JobNaming.labelValue(request.requestId)]
+                .filter { !$0.value.isEmpty },
+            "annotations": [Self.requestIdAnnotation: request.requestId],
+        ]
+        if let jobUID {
+            metadata["ownerReferences"] = [[
+                "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": jobUID, "blockOwnerDeletion": false, "controller": false,
+            ] as [String: Any]]
+        }
+        return [
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+            "data": [
+                Self.callbackTokenKey: Data(settings.callbackTokens.token(for: request.requestId).utf8).base64EncodedString(),
+                Self.taskKey: Data(request.task.utf8).base64EncodedString(),
+                Self.verificationKey: commands.base64EncodedString(),
+            ],
+        ]
+    }
+
+    /// What `render-job` prints: every object the request creates, as a `List`, secret values redacted.
+    public func renderedList(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> [String: Any] {
+        let job = job(for: request, repoURL: repoURL, branch: branch, baseSha: baseSha, remainingSeconds: remainingSeconds)
+        var secret = secret(for: request, jobUID: nil)
+        let data = secret.removeValue(forKey: "data") as? [String: String] ?? [:]
+        secret["stringData"] = data.mapValues { value in "<redacted: \(Data(base64Encoded: value)?.count ?? 0) bytes>" }
+        return ["apiVersion": "v1", "kind": "List", "items": [job, secret]]
     }
 
     /// The manifest as pretty JSON (valid YAML too).

@@ -76,6 +76,21 @@ public final class KubeClient: Sendable {
         }
     }
 
+    /// Creates a Secret; one that already exists for the same request (a re-attach after a crash) is kept.
+    public func createSecret(_ manifest: [String: Any], requestId: String) async throws {
+        let body = try JSONSerialization.data(withJSONObject: manifest)
+        do {
+            _ = try await json(.POST, "\(corePath)/secrets", body: body)
+        } catch let error as KubeError where error.status == 409 {
+            return
+        }
+    }
+
+    /// Lets a suspended Job start its pod (a JSON merge patch of `spec.suspend`).
+    public func resumeJob(_ name: String) async throws {
+        _ = try await json(.PATCH, "\(jobsPath)/\(name)", body: Data(#"{"spec":{"suspend":false}}"#.utf8), contentType: "application/merge-patch+json")
+    }
+
     /// The Job, or `nil` when it does not exist.
     public func job(_ name: String) async throws -> KubeJob? {
         do {
@@ -207,8 +222,8 @@ public final class KubeClient: Sendable {
         }
     }
 
-    private func json(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> [String: Any] {
-        let reply = try await send(method, path, body: body)
+    private func json(_ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json") async throws -> [String: Any] {
+        let reply = try await send(method, path, body: body, contentType: contentType)
         guard let object = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any] else {
             throw KubeError(status: reply.status, message: "\(method) \(path) answered something that is not a JSON object")
         }
@@ -216,13 +231,13 @@ public final class KubeClient: Sendable {
     }
 
     /// One request with retries on 429/5xx/unreachable, and a token re-read after a 401.
-    func send(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> (status: Int, body: Data) {
+    func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json") async throws -> (status: Int, body: Data) {
         var delay: Duration = .milliseconds(200)
         var reauthenticated = false
         var attempt = 1
         while true {
             do {
-                return try await sendOnce(method, path, body: body, freshToken: reauthenticated)
+                return try await sendOnce(method, path, body: body, contentType: contentType, freshToken: reauthenticated)
             } catch let error as KubeError {
                 if error.status == 401, !reauthenticated, connection.tokenFile != nil {
                     reauthenticated = true
@@ -236,20 +251,24 @@ public final class KubeClient: Sendable {
         }
     }
 
-    private func makeRequest(_ method: HTTPMethod, _ path: String, body: Data? = nil, freshToken: Bool) -> HTTPClientRequest {
+    private func makeRequest(
+        _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json", freshToken: Bool
+    ) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: connection.server + path)
         request.method = method
         request.headers.add(name: "Accept", value: "application/json")
         if let token = token(refresh: freshToken) { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         return request
     }
 
-    private func sendOnce(_ method: HTTPMethod, _ path: String, body: Data?, freshToken: Bool) async throws -> (status: Int, body: Data) {
-        let request = makeRequest(method, path, body: body, freshToken: freshToken)
+    private func sendOnce(
+        _ method: HTTPMethod, _ path: String, body: Data?, contentType: String, freshToken: Bool
+    ) async throws -> (status: Int, body: Data) {
+        let request = makeRequest(method, path, body: body, contentType: contentType, freshToken: freshToken)
         let response: HTTPClientResponse
         let data: Data
         do {

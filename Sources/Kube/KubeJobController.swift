@@ -61,8 +61,10 @@ public struct KubeJobController: RemoteSandboxBackend {
             for: request, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha,
             remainingSeconds: max(1, deadline.remainingMs / 1000))
         do {
-            _ = try await client.createJob(manifest, requestId: request.requestId)
+            let job = try await client.createJob(manifest, requestId: request.requestId)
+            if job.suspended { try await start(job, request: request, deadline: deadline) }
         } catch {
+            await delete(name, logger: logger)
             return Self.failed(result, "cannot create Job \(name): \(error)")
         }
         result.job = JobInfo(name: name, namespace: settings.namespace)
@@ -70,7 +72,15 @@ public struct KubeJobController: RemoteSandboxBackend {
         result.logs = LogInfo(stdout: "", stderr: "", stdoutPath: Self.logPath(request, engine: engine), stderrPath: "")
         await update(result)
         logger.info("job created", metadata: ["job": "\(name)"])
-        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger)
+        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger, started: true)
+    }
+
+    /// Creates the Job's own Secret, owned by the Job, then resumes the Job: its pod cannot exist before the Secret
+    /// does, so a pod never waits on a missing Secret. Safe to repeat (a re-attach after a crash in between).
+    func start(_ job: KubeJob, request: DispatchRequest, deadline: Deadline) async throws {
+        try await client.createSecret(JobSpecBuilder(settings: settings).secret(for: request, jobUID: job.uid), requestId: request.requestId)
+        let client = self.client, name = job.name
+        try await limited(deadline) { try await client.resumeJob(name) }
     }
 
     public func attach(
@@ -78,16 +88,17 @@ public struct KubeJobController: RemoteSandboxBackend {
     ) async -> DispatchResult {
         let name = result.job?.name ?? JobNaming.jobName(requestId: request.requestId)
         logger.info("re-attaching to job", metadata: ["job": "\(name)"])
-        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger)
+        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger, started: false)
     }
 
     /// Waits for the first terminal outcome of Job `name`: woken by the Job watch and by a committed callback,
     /// polling pods every `pollInterval` and reading the Job itself every `backstopInterval`.
     private func follow(
         _ name: String, request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine,
-        logger: Logger
+        logger: Logger, started: Bool
     ) async -> DispatchResult {
         var result = result
+        var started = started
         let clock = ContinuousClock()
         let created = clock.now
         let wakeup = Wakeup()
@@ -150,6 +161,11 @@ public struct KubeJobController: RemoteSandboxBackend {
                         : "Job \(name) does not exist: it was deleted, or the runner that owned this request stopped before creating it")
                 }
                 jobSeen = true
+                if job.suspended, !started, job.terminalCondition == nil {
+                    // The runner that created it died before resuming it.
+                    try await start(job, request: request, deadline: deadline)
+                    started = true
+                }
                 if let condition = job.terminalCondition {
                     let log = await capture(name, within: deadline.remaining + Self.apiGrace)
                     if let report = report(in: log, job: name), report.state != .running {

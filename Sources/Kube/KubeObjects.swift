@@ -10,9 +10,12 @@ public struct KubeJob: Sendable, Equatable {
     }
 
     public var name: String
+    public var uid: String?
     public var annotations: [String: String]
     public var labels: [String: String]
     public var resourceVersion: String?
+    /// `spec.suspend`: created suspended, resumed once the Job's Secret exists.
+    public var suspended: Bool
     public var conditions: [Condition]
     public var active: Int
     public var succeeded: Int
@@ -22,6 +25,8 @@ public struct KubeJob: Sendable, Equatable {
         let metadata = object["metadata"] as? [String: Any] ?? [:]
         let status = object["status"] as? [String: Any] ?? [:]
         name = metadata["name"] as? String ?? ""
+        uid = metadata["uid"] as? String
+        suspended = (object["spec"] as? [String: Any])?["suspend"] as? Bool ?? false
         annotations = metadata["annotations"] as? [String: String] ?? [:]
         labels = metadata["labels"] as? [String: String] ?? [:]
         resourceVersion = metadata["resourceVersion"] as? String

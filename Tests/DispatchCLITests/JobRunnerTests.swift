@@ -121,4 +121,75 @@ import Testing
         let last = try callbacks(sink.out).last
         #expect((last?["body"] as? [String: Any])?["state"] as? String == "cancelled", "the cancelled report is POSTed too, after SIGTERM")
     }
+
+    /// A bare copy of a fresh repo served by `git http-backend` behind basic auth; returns the URL and the server.
+    func privateRepo(user: String, password: String) async throws -> (url: String, base: String, server: RunningCommand) {
+        let work = dir.child("private-src-\(UUID().uuidString.prefix(4))")
+        let base = try GitFixture.makeRepo(at: work, files: ["a.txt": "alpha\n"])
+        let root = dir.child("git-root-\(UUID().uuidString.prefix(4))")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try GitFixture.git(["clone", "-q", "--bare", work, "\(root)/app.git"], in: dir.path)
+        let portFile = dir.child("git-\(UUID().uuidString.prefix(4)).port")
+        let server = try CommandRunner.start(
+            "/usr/bin/env", ["python3", "\(TestPaths.packageRoot)/canaries/git_auth_server.py", "--root", root, "--user", user,
+                             "--password", password, "--port-file", portFile])
+        #expect(await eventually { FileManager.default.fileExists(atPath: portFile) })
+        let port = try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return ("http://127.0.0.1:\(port)/app.git", base, server)
+    }
+
+    @Test func aPrivateRepoIsClonedWithTheMountedGitCredentialsAndNeverWithoutThem() async throws {
+        let secret = "S3cret-\(UUID().uuidString.prefix(6))"
+        let repo = try await privateRepo(user: "bot", password: secret)
+        defer { repo.server.process.terminate() }
+        let credentials = dir.child("git-credentials")
+        try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+        try "bot\n".write(toFile: "\(credentials)/username", atomically: true, encoding: .utf8)
+        try "\(secret)\n".write(toFile: "\(credentials)/password", atomically: true, encoding: .utf8)
+
+        var env = environment(repo: repo.url, base: repo.base, task: "fake:write=p.txt:x fake:answer=private-ok", callback: "")
+        env["GIT_CREDENTIALS_DIR"] = credentials
+        let run = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws-private")], environment: env)
+        let report = try Self.report(from: run.stdout)
+        #expect(report.state == .completed, "\(report.error ?? "") \(run.stderr)")
+        #expect(report.output == "private-ok")
+        #expect(!run.stdout.contains(secret) && !run.stderr.contains(secret), "the password appears in no output")
+
+        env.removeValue(forKey: "GIT_CREDENTIALS_DIR")
+        let refused = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws-anon")], environment: env)
+        #expect(refused.exitCode == 1)
+        let failed = try Self.report(from: refused.stdout)
+        #expect(failed.state == .failed)
+        #expect(failed.error?.contains("checkout failed: cannot clone") == true, "\(failed.error ?? "")")
+
+        try "wrong\n".write(toFile: "\(credentials)/password", atomically: true, encoding: .utf8)
+        env["GIT_CREDENTIALS_DIR"] = credentials
+        let wrong = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws-wrong")], environment: env)
+        #expect(try Self.report(from: wrong.stdout).state == .failed, "a refused password fails the clone instead of looping")
+    }
+
+    @Test func theTaskAndCommandsComeFromMountedFilesAndCredentialURLsAreRefused() async throws {
+        let repo = dir.child("origin-files")
+        let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let mount = dir.child("request-mount")
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        let task = "fake:answer=from-the-file " + String(repeating: "y", count: 200 * 1024)
+        try task.write(toFile: "\(mount)/task", atomically: true, encoding: .utf8)
+        try #"["test -f a.txt"]"#.write(toFile: "\(mount)/verification-commands", atomically: true, encoding: .utf8)
+        var env = environment(repo: repo, base: base, task: "ignored", callback: "")
+        env.removeValue(forKey: "TASK_PROMPT_B64")
+        env["TASK_PROMPT_FILE"] = "\(mount)/task"
+        env["VERIFICATION_COMMANDS_FILE"] = "\(mount)/verification-commands"
+        let run = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws-files")], environment: env)
+        let report = try Self.report(from: run.stdout)
+        #expect(report.state == .completed, "\(report.error ?? "")")
+        #expect(report.output == "from-the-file")
+        #expect(report.artifacts?.verification?.commands == ["test -f a.txt"])
+
+        env["REPO_URL"] = "https://bot:S3cret@git.example.invalid/app.git"
+        let refused = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws-cred")], environment: env)
+        #expect(refused.exitCode == 1)
+        #expect(!refused.stdout.contains("S3cret") && !refused.stderr.contains("S3cret"))
+        #expect(try Self.report(from: refused.stdout).error?.contains("REPO_URL carries credentials") == true)
+    }
 }

@@ -8,6 +8,8 @@ import NIOCore
 public final class FakeKubernetesAPI: Sendable {
     struct State {
         var jobs: [String: [String: Any]] = [:]
+        /// Secrets created through the API, by name.
+        var secrets: [String: [String: Any]] = [:]
         var pods: [String: [String: Any]] = [:]
         var logs: [String: String] = [:]
         var events: [[String: Any]] = []
@@ -39,6 +41,9 @@ public final class FakeKubernetesAPI: Sendable {
         public var dropCallback: Bool
         /// Leave the Job active after its runner exits (only the callback can then finish the dispatch).
         public var holdJobs: Bool
+        /// The git credentials Secret (`DISPATCH_K8S_GIT_SECRET`) and its values.
+        public var gitSecretName: String?
+        public var gitSecrets: [String: String] = [:]
 
         public init(
             dispatchBinary: String, workRoot: String, secrets: [String: String] = [:], environment: [String: String] = [:], dropCallback: Bool = true,
@@ -130,6 +135,9 @@ public final class FakeKubernetesAPI: Sendable {
         return object
     }
 
+    /// A Secret created through the API (its `data` still base64), by name.
+    public func secret(_ name: String) -> [String: Any]? { state.withLock { $0.secrets[name] } }
+
     /// Whether `job` exists (deleted Jobs are gone at once, as with Background propagation).
     public func hasJob(_ job: String) -> Bool { state.withLock { $0.jobs[job] != nil } }
 
@@ -142,6 +150,8 @@ public final class FakeKubernetesAPI: Sendable {
         router.get(RouterPath(jobs)) { request, _ in self.listJobs(request) }
         router.get(RouterPath("\(jobs)/:name")) { _, context in self.getJob(context.parameters.get("name") ?? "") }
         router.delete(RouterPath("\(jobs)/:name")) { request, context in self.deleteJob(context.parameters.get("name") ?? "", request) }
+        router.patch(RouterPath("\(jobs)/:name")) { request, context in try await self.patchJob(context.parameters.get("name") ?? "", request) }
+        router.post("api/v1/namespaces/:ns/secrets") { request, _ in try await self.createSecret(request) }
         router.get("api/v1/namespaces/:ns/pods") { request, _ in self.listPods(request) }
         router.get("api/v1/namespaces/:ns/pods/:pod/log") { request, context in self.log(context.parameters.get("pod") ?? "", request) }
         router.get("api/v1/namespaces/:ns/events") { request, _ in self.listEvents(request) }
@@ -164,24 +174,86 @@ public final class FakeKubernetesAPI: Sendable {
         else { return Self.status(400, "BadRequest", "invalid Job") }
         return state.withLock { state in
             guard state.jobs[name] == nil else { return Self.status(409, "AlreadyExists", "jobs.batch \"\(name)\" already exists") }
+            var metadata = metadata
+            metadata["uid"] = UUID().uuidString.lowercased()
             job["metadata"] = metadata
-            job["status"] = ["active": 1]
+            let suspended = (job["spec"] as? [String: Any])?["suspend"] as? Bool ?? false
+            job["status"] = suspended ? ["active": 0] as [String: Any] : ["active": 1]
             job = Self.change("ADDED", name, job, in: &state)
-            if Self.image(of: job).contains("rejected-image") {
-                // Pod Security admission refuses the pod: the Job exists, no pod ever does, the Job's Events say why.
-                state.events.append([
-                    "type": "Warning", "reason": "FailedCreate", "involvedObject": ["name": name, "kind": "Job"],
-                    "message": "Error creating: pods \"\(name)-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
-                ])
-                return Self.json(job, status: .created)
-            }
-            state.pods["\(name)-pod"] = [
-                "metadata": ["name": "\(name)-pod", "labels": ["batch.kubernetes.io/job-name": name]], "status": ["phase": "Pending"],
-            ]
+            // A suspended Job has no pod until it is resumed.
+            if !suspended { Self.createPod(of: name, job: job, in: &state) }
             return Self.json(job, status: .created)
         }.also { response in
-            if response.status == .created { self.launch(name) }
+            if response.status == .created, !self.isSuspended(name) { self.launch(name) }
         }
+    }
+
+    /// What the Job controller does when a Job may run: create its pod (or fail to, when admission rejects it).
+    static func createPod(of name: String, job: [String: Any], in state: inout State) {
+        if image(of: job).contains("rejected-image") {
+            // Pod Security admission refuses the pod: the Job exists, no pod ever does, the Job's Events say why.
+            state.events.append([
+                "type": "Warning", "reason": "FailedCreate", "involvedObject": ["name": name, "kind": "Job"],
+                "message": "Error creating: pods \"\(name)-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
+            ])
+            return
+        }
+        state.pods["\(name)-pod"] = [
+            "metadata": ["name": "\(name)-pod", "labels": ["batch.kubernetes.io/job-name": name]], "status": ["phase": "Pending"],
+        ]
+    }
+
+    func isSuspended(_ name: String) -> Bool {
+        state.withLock { (($0.jobs[name]?["spec"] as? [String: Any])?["suspend"] as? Bool) ?? false }
+    }
+
+    /// A JSON merge patch of `spec.suspend` (the only patch the controller sends); resuming starts the pod.
+    private func patchJob(_ name: String, _ request: Request) async throws -> Response {
+        guard request.headers[.contentType] == "application/merge-patch+json" else {
+            return Self.status(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+        }
+        let body = try await request.body.collect(upTo: 1 << 20)
+        guard let patch = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+            let suspend = (patch["spec"] as? [String: Any])?["suspend"] as? Bool
+        else { return Self.status(422, "Invalid", "unsupported patch") }
+        let resumed = state.withLock { state -> Bool? in
+            guard var job = state.jobs[name] else { return nil }
+            var spec = job["spec"] as? [String: Any] ?? [:]
+            let was = spec["suspend"] as? Bool ?? false
+            spec["suspend"] = suspend
+            job["spec"] = spec
+            if was, !suspend {
+                job["status"] = ["active": 1]
+                Self.createPod(of: name, job: job, in: &state)
+            }
+            _ = Self.change("MODIFIED", name, job, in: &state)
+            return was && !suspend
+        }
+        guard let resumed else { return Self.status(404, "NotFound", "jobs.batch \"\(name)\" not found") }
+        if resumed { launch(name) }
+        return state.withLock { Self.json($0.jobs[name] ?? [:]) }
+    }
+
+    private func createSecret(_ request: Request) async throws -> Response {
+        let body = try await request.body.collect(upTo: 4 << 20)
+        guard let secret = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+            let name = (secret["metadata"] as? [String: Any])?["name"] as? String
+        else { return Self.status(400, "BadRequest", "invalid Secret") }
+        return state.withLock { state in
+            guard state.secrets[name] == nil else { return Self.status(409, "AlreadyExists", "secrets \"\(name)\" already exists") }
+            state.secrets[name] = secret
+            return Self.json(secret, status: .created)
+        }
+    }
+
+    /// The decoded value of `key` in Secret `name`: one created through the API, else the kubelet's shared values.
+    func secretValue(_ name: String?, key: String, kubelet: Kubelet) -> String? {
+        if let name, let secret = state.withLock({ $0.secrets[name] }) {
+            guard let encoded = (secret["data"] as? [String: String])?[key], let data = Data(base64Encoded: encoded) else { return nil }
+            return String(decoding: data, as: UTF8.self)
+        }
+        if let name, name == kubelet.gitSecretName { return kubelet.gitSecrets[key] }
+        return kubelet.secrets[key]
     }
 
     /// The kubelet emulator: start `dispatch job-runner` with the Job's env, its output as the pod log.
@@ -205,14 +277,33 @@ public final class FakeKubernetesAPI: Sendable {
             if let value = entry["value"] as? String {
                 env[key] = value
             } else if let ref = (entry["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any], let secretKey = ref["key"] as? String {
-                if let value = kubelet.secrets[secretKey] { env[key] = value }
+                if let value = secretValue(ref["name"] as? String, key: secretKey, kubelet: kubelet) { env[key] = value }
             } else if (entry["valueFrom"] as? [String: Any])?["fieldRef"] != nil {
                 env[key] = namespace
             }
         }
+        // Secret volumes become files in a per-pod directory; env values naming a mount path are pointed there.
+        let pod = "\(name)-pod"
+        let volumes = podSpec["volumes"] as? [[String: Any]] ?? []
+        for mount in container["volumeMounts"] as? [[String: Any]] ?? [] {
+            guard let volumeName = mount["name"] as? String, let mountPath = mount["mountPath"] as? String,
+                let volume = volumes.first(where: { $0["name"] as? String == volumeName }), let secret = volume["secret"] as? [String: Any]
+            else { continue }
+            let directory = "\(kubelet.workRoot)/\(pod)-volumes/\(volumeName)"
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let secretName = secret["secretName"] as? String
+            let keys = (secret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String }
+                ?? (secretName == kubelet.gitSecretName ? Array(kubelet.gitSecrets.keys) : [])
+            for key in keys {
+                guard let value = secretValue(secretName, key: key, kubelet: kubelet) else { continue }
+                FileManager.default.createFile(atPath: "\(directory)/\(key)", contents: Data(value.utf8), attributes: [.posixPermissions: 0o400])
+            }
+            for (variable, value) in env where value == mountPath || value.hasPrefix(mountPath + "/") {
+                env[variable] = directory + value.dropFirst(mountPath.count)
+            }
+        }
         env.merge(kubelet.environment) { $1 }
         if kubelet.dropCallback { env["RESULT_CALLBACK_URL"] = "" }
-        let pod = "\(name)-pod"
         let logFile = "\(kubelet.workRoot)/\(pod).log"
         try? FileManager.default.createDirectory(atPath: kubelet.workRoot, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
@@ -353,6 +444,12 @@ public final class FakeKubernetesAPI: Sendable {
         return state.withLock { state in
             guard let job = state.jobs[name] else { return Self.status(404, "NotFound", "jobs.batch \"\(name)\" not found") }
             _ = Self.change("DELETED", name, job, in: &state)
+            // The garbage collector removes what the Job owns.
+            let uid = (job["metadata"] as? [String: Any])?["uid"] as? String
+            state.secrets = state.secrets.filter { _, secret in
+                let owners = (secret["metadata"] as? [String: Any])?["ownerReferences"] as? [[String: Any]] ?? []
+                return !owners.contains { $0["uid"] as? String == uid }
+            }
             // Without Background propagation the API leaves the pods running (orphaned), as the real one does.
             if background { state.pods.removeValue(forKey: "\(name)-pod") }
             return Self.status(200, "Success", "deleted")

@@ -172,3 +172,17 @@ import Testing
         #expect(result.error?.contains("does not exist") == true)
     }
 }
+
+@Suite struct CallbackTokensTests {
+    @Test func aTokenOpensOnlyItsOwnRequestAndRevealsNothingOfTheAdminToken() {
+        let admin = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        let tokens = CallbackTokens(adminToken: admin)
+        let token = tokens.token(for: "req-1")
+        #expect(tokens.verify(token, requestId: "req-1"))
+        #expect(!tokens.verify(token, requestId: "req-2"))
+        #expect(!tokens.verify(token + "0", requestId: "req-1"))
+        #expect(!token.contains(admin) && !admin.contains(token.dropFirst(4)))
+        #expect(CallbackTokens(adminToken: admin).token(for: "req-1") == token, "every replica with the admin token derives the same token")
+        #expect(!CallbackTokens(adminToken: admin + "x").verify(token, requestId: "req-1"), "another admin token, another key")
+    }
+}

@@ -12,7 +12,7 @@ import Logging
 struct Cluster: Sendable {
     struct Options: Sendable {
         var image = "img:1"
-        var secrets = ["callback-token": "cb-secret"]
+        var secrets = ["openai-api-key": "sk-test"]
         var dropCallback = true
         var callbackURL = "http://127.0.0.1:9/cb"
         var pollInterval: Duration = .milliseconds(100)
@@ -22,6 +22,9 @@ struct Cluster: Sendable {
         var watchTimeoutSeconds = 240
         var logHandler: (@Sendable (String) -> any LogHandler)?
     }
+
+    /// The admin token the cluster's callback tokens derive from (it must never reach a pod).
+    static let adminToken = "admin-token-0123456789abcdef0123456789abcdef"
 
     let fixture: EngineFixture
     let api: FakeKubernetesAPI
@@ -44,7 +47,8 @@ struct Cluster: Sendable {
         try await app.test(.live) { client in
             let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
             let settings = JobSpecBuilder.Settings(
-                namespace: "agents", image: options.image, secretName: "agent-dispatch-secrets", callbackURL: options.callbackURL)
+                namespace: "agents", image: options.image, secretName: "agent-dispatch-secrets", callbackURL: options.callbackURL,
+                callbackTokens: CallbackTokens(adminToken: Cluster.adminToken))
             let controller = KubeJobController(
                 client: kube, settings: settings, pollInterval: options.pollInterval, backstopInterval: options.backstopInterval,
                 podGrace: options.podGrace, resultGrace: options.resultGrace, watchTimeoutSeconds: options.watchTimeoutSeconds)

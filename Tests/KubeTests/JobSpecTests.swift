@@ -1,12 +1,15 @@
 import DispatchCore
 import Foundation
+import Dispatcher
 import Kube
 import Testing
 
 @Suite struct JobSpecTests {
     let settings = JobSpecBuilder.Settings(
         namespace: "agents", image: "registry.example.invalid/agent-dispatch:1", secretName: "agent-dispatch-secrets",
-        callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result")
+        callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result", callbackTokens: CallbackTokens(adminToken: adminToken))
+    static let adminToken = "admin-0123456789abcdef0123456789abcdef"
+    var adminToken: String { Self.adminToken }
 
     @Test func tenThousandRandomRequestIdsGiveValidDistinctNames() {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
@@ -62,16 +65,19 @@ import Testing
         let env = try #require(container["env"] as? [[String: Any]])
         let names = Set(env.compactMap { $0["name"] as? String })
         for required in ["REQUEST_ID", "WORKFLOW_ID", "STORY_ID", "BASE_SHA", "REPO_URL", "REPO_BRANCH", "AGENT_PROGRAM", "AGENT_MODEL",
-                         "TIMEOUT_SECONDS", "TASK_PROMPT_B64", "VERIFICATION_COMMANDS_B64", "RESULT_CALLBACK_URL", "RESULT_CALLBACK_TOKEN",
+                         "TIMEOUT_SECONDS", "TASK_PROMPT_FILE", "VERIFICATION_COMMANDS_FILE", "RESULT_CALLBACK_URL", "RESULT_CALLBACK_TOKEN",
                          "JOB_NAME", "JOB_NAMESPACE"] {
             #expect(names.contains(required), "\(required)")
         }
         let value = { (name: String) in env.first { $0["name"] as? String == name }?["value"] as? String }
-        #expect(value("TASK_PROMPT_B64").flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) } == "fix it\nplease")
+        #expect(value("TASK_PROMPT_FILE") == "\(JobSpecBuilder.requestMountPath)/task")
         #expect(value("TIMEOUT_SECONDS") == "900")
         let token = try #require(env.first { $0["name"] as? String == "RESULT_CALLBACK_TOKEN" })
         #expect(token["value"] == nil)
-        #expect(((token["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any])?["name"] as? String == "agent-dispatch-secrets")
+        #expect(
+            ((token["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any])?["name"] as? String
+                == JobNaming.jobName(requestId: request.requestId), "the Job's own Secret, not the shared one")
+        #expect(spec["suspend"] as? Bool == true, "created suspended: it starts only once its Secret exists")
 
         let metadata = try #require(job["metadata"] as? [String: Any])
         #expect((metadata["annotations"] as? [String: String])?[JobSpecBuilder.requestIdAnnotation] == "Req_1:a")
@@ -90,5 +96,42 @@ import Testing
         }
         let rendered = JobSpecBuilder.render(try manifest(request))
         #expect(!rendered.contains(secret))
+    }
+
+    @Test func theJobsOwnSecretHoldsItsTokenTaskAndCommandsAndIsOwnedByTheJob() throws {
+        var request = DispatchRequest(requestId: "own-secret", task: "the task", tool: .codex)
+        request.verificationCommands = ["make test", "swift build"]
+        let secret = JobSpecBuilder(settings: settings).secret(for: request, jobUID: "uid-123")
+        let metadata = try #require(secret["metadata"] as? [String: Any])
+        #expect(metadata["name"] as? String == JobNaming.jobName(requestId: "own-secret"))
+        let owner = try #require((metadata["ownerReferences"] as? [[String: Any]])?.first)
+        #expect(owner["kind"] as? String == "Job" && owner["uid"] as? String == "uid-123")
+        let data = try #require(secret["data"] as? [String: String])
+        let decoded = data.mapValues { String(decoding: Data(base64Encoded: $0) ?? Data(), as: UTF8.self) }
+        #expect(decoded["task"] == "the task")
+        #expect(decoded["verification-commands"] == #"["make test","swift build"]"#)
+        let token = try #require(decoded["callback-token"])
+        #expect(CallbackTokens(adminToken: adminToken).verify(token, requestId: "own-secret"))
+        #expect(!CallbackTokens(adminToken: adminToken).verify(token, requestId: "other-request"), "valid for its own request only")
+        #expect(!JobSpecBuilder.render(secret).contains(adminToken))
+    }
+
+    @Test func aMaximalTaskKeepsEveryEnvValueSmallAndRenderJobRedactsSecrets() throws {
+        let task = String(repeating: "ü", count: 128 * 1024)  // 256 KiB of UTF-8
+        var request = DispatchRequest(requestId: "big", task: task, tool: .codex)
+        request.verificationCommands = [String(repeating: "x", count: 100_000)]
+        let list = JobSpecBuilder(settings: settings).renderedList(
+            for: request, repoURL: "https://git.example.invalid/app.git", branch: nil, baseSha: nil, remainingSeconds: 60)
+        #expect(list["kind"] as? String == "List")
+        let items = try #require(list["items"] as? [[String: Any]])
+        #expect(items.map { $0["kind"] as? String } == ["Job", "Secret"])
+        let template = try #require(((items[0]["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+        let env = try #require((template["containers"] as? [[String: Any]])?.first?["env"] as? [[String: Any]])
+        let longest = env.compactMap { $0["value"] as? String }.map(\.utf8.count).max() ?? 0
+        #expect(longest < 64 * 1024, "longest env value: \(longest) bytes")
+        let rendered = JobSpecBuilder.render(list)
+        #expect(!rendered.contains(String(repeating: "ü", count: 100)), "the task is not printed")
+        #expect(!rendered.contains(CallbackTokens(adminToken: adminToken).token(for: "big")), "the callback token is redacted")
+        #expect(rendered.contains("<redacted: 262144 bytes>"))
     }
 }

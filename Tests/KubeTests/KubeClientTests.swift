@@ -3,11 +3,13 @@ import DispatchTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Dispatcher
 import Kube
 import Testing
 
 @Suite struct KubeClientTests {
-    let settings = JobSpecBuilder.Settings(namespace: "agents", image: "img:1", secretName: "s", callbackURL: "http://cb")
+    let settings = JobSpecBuilder.Settings(
+        namespace: "agents", image: "img:1", secretName: "s", callbackURL: "http://cb", callbackTokens: CallbackTokens(adminToken: "admin"))
 
     func withAPI(_ body: @Sendable (FakeKubernetesAPI, KubeClient) async throws -> Void) async throws {
         let api = FakeKubernetesAPI()
@@ -36,6 +38,12 @@ import Testing
             let created = try await kube.createJob(manifest, requestId: "req-1")
             #expect(created.name == name)
             #expect(created.annotations[JobSpecBuilder.requestIdAnnotation] == "req-1")
+            #expect(created.suspended, "no pod before its Secret exists")
+            #expect(try await kube.pods(ofJob: name).isEmpty)
+            let request = DispatchRequest(requestId: "req-1", task: "t", tool: .codex)
+            try await kube.createSecret(JobSpecBuilder(settings: settings).secret(for: request, jobUID: created.uid), requestId: "req-1")
+            try await kube.resumeJob(name)
+            #expect(try await kube.job(name)?.suspended == false)
             #expect(try await kube.job(name)?.active == 1)
             #expect(try await kube.jobs(labelSelector: "\(JobSpecBuilder.managedByLabel)=agent-dispatch").items.map(\.name) == [name])
 
@@ -52,8 +60,10 @@ import Testing
             api.finish(job: name, condition: "Failed", reason: "DeadlineExceeded")
             #expect(try await kube.job(name)?.terminalCondition?.reason == "DeadlineExceeded")
 
+            #expect(api.secret(name) != nil)
             try await kube.deleteJob(name)
             #expect(!api.hasJob(name))
+            #expect(api.secret(name) == nil, "the garbage collector removes the Secret the Job owns")
             #expect(try await kube.pods(ofJob: name).isEmpty, "Background propagation removes the pods")
             #expect(api.requests.contains { $0.contains("propagationPolicy=Background") })
             try await kube.deleteJob(name)  // already gone: not an error

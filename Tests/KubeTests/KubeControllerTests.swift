@@ -65,7 +65,9 @@ import Testing
             let env = try #require(api.runnerEnvironment(result.job!.name))
             #expect(env["BASE_SHA"] == base)
             #expect(result.logs?.stdout.contains("---RESULT_END---") == true, "the pod log is kept with the result")
-            #expect(env["RESULT_CALLBACK_TOKEN"] == "cb-secret", "the token reaches the pod through secretKeyRef")
+            #expect(
+                env["RESULT_CALLBACK_TOKEN"] == CallbackTokens(adminToken: Cluster.adminToken).token(for: request.requestId),
+                "the request's own callback token reaches the pod through secretKeyRef")
             #expect(try fixture.inbox(request.requestId).status == .completed)
         }
     }
@@ -273,13 +275,13 @@ import Testing
             let task = await start(fixture, api, request)
             let report = SandboxExecutionResult(requestId: request.requestId, state: .completed, output: "via-callback")
             let applied = try await fixture.engine.applyCallback(report)
-            #expect(applied?.ignored == false)
+            #expect(applied.ignored == false)
             let result = try await task.value
             #expect(result.status == .completed)
             #expect(result.result == "via-callback")
             api.finish(job: JobNaming.jobName(requestId: request.requestId), condition: "Failed", reason: "DeadlineExceeded")
             let late = try await fixture.engine.applyCallback(SandboxExecutionResult(requestId: request.requestId, state: .failed, error: "late"))
-            #expect(late?.ignored == true)
+            #expect(late.ignored == true)
             #expect(try await fixture.engine.store.record(request.requestId)?.result.result == "via-callback")
         }
     }

@@ -5,8 +5,13 @@
 
 /// Spawns `path` in a new session (so it leads its own process group) with stdin/stdout/stderr
 /// on the given descriptors, in `cwd`, with every other descriptor closed and every signal
-/// disposition and the signal mask reset. Returns 0 or an errno value; never forks a shell.
+/// disposition and the signal mask reset. `child_umask` >= 0 gives the child that umask (the
+/// operator's, while the runner itself keeps 077); -1 inherits the runner's. Returns 0 or an
+/// errno value; never forks a shell.
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
-              int stdin_fd, int stdout_fd, int stderr_fd);
+              int stdin_fd, int stdout_fd, int stderr_fd, int child_umask);
+
+/// Sets the process umask and returns the previous one.
+int cps_set_umask(int mask);
 
 #endif

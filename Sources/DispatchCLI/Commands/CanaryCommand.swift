@@ -20,7 +20,7 @@ struct CanaryCommand: AsyncParsableCommand {
         @Option(help: "How long the orphan holds stderr, in seconds.") var hold = 60
 
         func run() async throws {
-            let client = try remote.client()
+            let client = try remote.client(state: state)
             let requestId = "canary-orphan-stderr-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
             let request = CanaryChecks.orphanStderrRequest(requestId: requestId, cwd: NSTemporaryDirectory(), holdSeconds: hold)
             let clock = ContinuousClock()

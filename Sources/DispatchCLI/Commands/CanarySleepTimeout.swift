@@ -27,7 +27,7 @@ extension CanaryCommand {
             let result: DispatchResult?
             let sandboxState: String?
             var running: [String] = []
-            if let client = try remote.client() {
+            if let client = try remote.client(state: state) {
                 // The registry is the server's; `cleanupAfter` is set only once the server finished the sandbox row.
                 result = try await client.dispatchAndAwait(request, timeout: .seconds(Double(timeout + 60)))
                 sandboxState = result?.localSandbox?.cleanupAfter != nil ? result?.status.rawValue : "running"

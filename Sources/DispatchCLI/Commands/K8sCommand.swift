@@ -12,8 +12,11 @@ struct K8sCommand: AsyncParsableCommand {
     struct RenderJob: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "render-job",
-            abstract: "Print the batch/v1 Job a request would create (JSON, which is also YAML).",
-            discussion: "Cluster settings come from DISPATCH_K8S_NAMESPACE, DISPATCH_K8S_IMAGE, DISPATCH_K8S_SECRET and DISPATCH_CALLBACK_URL.")
+            abstract: "Print every object a request would create — its Job and its own Secret — as a List (JSON, which is also YAML).",
+            discussion: """
+                Cluster settings come from DISPATCH_K8S_NAMESPACE, DISPATCH_K8S_IMAGE, DISPATCH_K8S_SECRET, DISPATCH_K8S_GIT_SECRET and \
+                DISPATCH_CALLBACK_URL. Secret values are redacted.
+                """)
 
         @Option(help: "The request JSON (CONTRACT §1).") var request: String
 
@@ -31,16 +34,17 @@ struct K8sCommand: AsyncParsableCommand {
                 throw ValidationError(error.description)
             }
             let configuration = DispatchConfiguration()
-            let settings = K8sSettings.resolve(configuration)
+            // The callback token shown is redacted, so any signing key will do; the admin token is not needed here.
+            let settings = K8sSettings.resolve(configuration, adminToken: "render-job")
             let source: JobSource
             do {
                 source = try JobSource.resolve(parsed, defaultCwd: configuration.defaultWorkdir)
             } catch {
                 throw ValidationError("\(error)")
             }
-            let job = JobSpecBuilder(settings: settings).job(
+            let objects = JobSpecBuilder(settings: settings).renderedList(
                 for: parsed, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha, remainingSeconds: Int(parsed.timeout.rounded(.up)))
-            print(JobSpecBuilder.render(job))
+            print(JobSpecBuilder.render(objects))
         }
     }
 }
@@ -50,7 +54,7 @@ enum K8sSettings {
     /// The k8s backend: from `KUBECONFIG` when set, else the in-cluster service account; `nil` when neither
     /// applies. Throws when the configuration is there but unusable (say why, never fall back silently).
     static func backend(
-        _ configuration: DispatchConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment
+        _ configuration: DispatchConfiguration, adminToken: String?, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> KubeJobController? {
         var connection: KubeConnection
         if let paths = KubeConfig.paths(environment: environment) {
@@ -61,25 +65,30 @@ enum K8sSettings {
             return nil
         }
         if let namespace = environment["DISPATCH_K8S_NAMESPACE"], !namespace.isEmpty { connection.namespace = namespace }
-        return KubeJobController(client: try KubeClient(connection: connection), settings: resolve(configuration, namespace: connection.namespace))
+        guard let adminToken else {
+            throw KubeConfigError("no service token to sign the Jobs' callback tokens with (set DISPATCH_TOKEN or DISPATCH_TOKEN_FILE)")
+        }
+        return KubeJobController(
+            client: try KubeClient(connection: connection), settings: resolve(configuration, adminToken: adminToken, namespace: connection.namespace))
     }
 
     /// The backend for commands that serve local requests too: an unusable k8s configuration fails only the
     /// k8s requests, with the reason.
-    static func backendOrReason(_ configuration: DispatchConfiguration) -> (any RemoteSandboxBackend)? {
+    static func backendOrReason(_ configuration: DispatchConfiguration, adminToken: String?) -> (any RemoteSandboxBackend)? {
         do {
-            return try backend(configuration)
+            return try backend(configuration, adminToken: adminToken)
         } catch {
             return UnavailableKubeBackend(reason: "\(error)")
         }
     }
 
     /// Job settings for `namespace` (default: `DISPATCH_K8S_NAMESPACE` or `default`).
-    static func resolve(_ configuration: DispatchConfiguration, namespace: String? = nil) -> JobSpecBuilder.Settings {
+    static func resolve(_ configuration: DispatchConfiguration, adminToken: String, namespace: String? = nil) -> JobSpecBuilder.Settings {
         let namespace = namespace ?? configuration.k8sNamespace
         return JobSpecBuilder.Settings(
             namespace: namespace, image: configuration.k8sImage ?? "agent-dispatch:latest",
             secretName: configuration.k8sSecret ?? "agent-dispatch-secrets",
-            callbackURL: configuration.callbackURL ?? "http://agent-dispatch.\(namespace).svc:3111/internal/agent-result")
+            callbackURL: configuration.callbackURL ?? "http://agent-dispatch.\(namespace).svc:3111/internal/agent-result",
+            callbackTokens: CallbackTokens(adminToken: adminToken), gitSecretName: configuration.k8sGitSecret)
     }
 }

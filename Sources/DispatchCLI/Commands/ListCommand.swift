@@ -26,7 +26,7 @@ struct ListCommand: AsyncParsableCommand {
             throw ValidationError("invalid --status \(status): must be one of queued, running, completed, failed, cancelled")
         }
         var items: [Item] = []
-        if let client = try remote.client() {
+        if let client = try remote.client(state: state) {
             let query = "limit=\(limit)" + (status.map { "&status=\($0)" } ?? "")
             let reply = try await client.request(.GET, "/internal/agent-dispatches?\(query)")
             guard reply.status == 200, let raw = reply.json?["items"] else {
@@ -61,7 +61,7 @@ struct LogsCommand: AsyncParsableCommand {
     @Flag(help: "Show stderr instead of stdout.") var stderr = false
 
     func run() async throws {
-        if let client = try remote.client() {
+        if let client = try remote.client(state: state) {
             let path = "/internal/agent-logs/\(requestId)?stream=\(stderr ? "stderr" : "stdout")&follow=\(follow ? 1 : 0)"
             let status = try await client.stream(path)
             if status != 200 {

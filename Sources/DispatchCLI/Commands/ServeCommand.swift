@@ -15,8 +15,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on (default: $DISPATCH_HOST or 127.0.0.1).") var host: String?
     @Option(help: "Port (default: $DISPATCH_PORT or 3111; 0 picks a free port).") var port: Int?
     @OptionGroup var state: StateOptions
-    @Option(name: .customLong("token-file"), help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN).")
+    @Option(
+        name: .customLong("token-file"),
+        help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN, else <state>/token, created when missing).")
     var tokenFile: String?
+    @Option(
+        name: .customLong("allowed-host"),
+        help: "A Host name a loopback listener accepts besides this machine's (repeatable; also $DISPATCH_ALLOWED_HOSTS, comma-separated).")
+    var allowedHosts: [String] = []
     @Option(name: .customLong("max-concurrent"), help: "Executions at once (default: $DISPATCH_MAX_CONCURRENT or the core count).")
     var maxConcurrent: Int?
     @Option(name: .customLong("drain-seconds"), help: "On SIGTERM, how long running dispatches may finish before they are cancelled.")
@@ -37,11 +43,13 @@ struct ServeCommand: AsyncParsableCommand {
         if let host { configuration.host = host }
         if let port { configuration.port = port }
         if let maxConcurrent { configuration.maxConcurrent = maxConcurrent }
-        let token = try resolveToken(configuration)
-        let server = ServerConfiguration(host: configuration.host, port: configuration.port, token: token, drainSeconds: drainSeconds)
-        guard server.isLoopback || token != nil else {
-            throw ValidationError("refusing to listen on \(configuration.host) without a token: set DISPATCH_TOKEN or --token-file")
+        PrivateState.tighten(configuration)
+        guard let token = try ServiceToken.resolve(tokenFile: tokenFile.map(absolute), configuration: configuration, createInState: true) else {
+            throw ValidationError("no token: set --token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN")
         }
+        let server = ServerConfiguration(
+            host: configuration.host, port: configuration.port, token: token.value,
+            allowedHosts: allowedHosts + configuration.allowedHosts, drainSeconds: drainSeconds)
 
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let json = logFormat == "json"
@@ -52,11 +60,14 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "agent-dispatch")
         logger.logLevel = level
+        logger.notice(
+            token.created ? "created the service token" : "using the service token",
+            metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"])
 
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
         let k8s: KubeJobController?
         do {
-            k8s = try K8sSettings.backend(configuration)
+            k8s = try K8sSettings.backend(configuration, adminToken: token.value)
         } catch {
             throw ValidationError("cannot use the k8s backend: \(error)")
         }
@@ -68,16 +79,5 @@ struct ServeCommand: AsyncParsableCommand {
         try await DispatchApplication.run(service: service, configuration: server, logger: logger) { port in
             if let portFile { try? AtomicFile.write(Data("\(port)\n".utf8), to: portFile) }
         }
-    }
-
-    /// `--token-file`, then `DISPATCH_TOKEN_FILE`, then `DISPATCH_TOKEN`.
-    private func resolveToken(_ configuration: DispatchConfiguration) throws -> String? {
-        guard let file = tokenFile ?? configuration.tokenFile else { return configuration.token }
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw ValidationError("cannot read --token-file \(file)")
-        }
-        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !token.isEmpty else { throw ValidationError("--token-file \(file) is empty") }
-        return token
     }
 }

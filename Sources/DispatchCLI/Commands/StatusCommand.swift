@@ -15,7 +15,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         let result: DispatchResult
-        if let client = try remote.client() {
+        if let client = try remote.client(state: state) {
             let reply = try await client.request(.GET, "/internal/agent-result/\(requestId)")
             guard reply.status == 200, let decoded = try RemoteClient.result(reply) else {
                 Output.error(reply.status == 404 ? "unknown requestId \(requestId)" : "status failed (\(reply.status)): \(reply.text)")
@@ -57,7 +57,7 @@ struct AwaitCommand: AsyncParsableCommand {
             }
         }
         let result: DispatchResult?
-        if let client = try remote.client() {
+        if let client = try remote.client(state: state) {
             result = try await client.awaitTerminal(requestId, timeout: limit, progress: progress)
         } else {
             let engine = try state.engine()
@@ -102,7 +102,7 @@ struct CancelCommand: AsyncParsableCommand {
     @Argument(help: "The requestId.") var requestId: String
 
     func run() async throws {
-        if let client = try remote.client() {
+        if let client = try remote.client(state: state) {
             let reply = try await client.request(.POST, "/internal/agent-cancel/\(requestId)")
             switch reply.status {
             case 200:

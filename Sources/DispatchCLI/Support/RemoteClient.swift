@@ -12,16 +12,15 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .customLong("token-file"), help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN).")
     var tokenFile: String?
 
-    /// The client when a server is configured.
-    func client() throws -> RemoteClient? {
+    /// The client when a server is configured. The token is found as `serve` finds it; `<state>/token` is read
+    /// only for a server on this machine (a loopback URL), never sent to another host.
+    func client(state: StateOptions) throws -> RemoteClient? {
         let env = ProcessInfo.processInfo.environment
         guard let url = server ?? env["DISPATCH_URL"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
-        var token = env["DISPATCH_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if let file = tokenFile ?? env["DISPATCH_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read token file \(file)") }
-            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        return RemoteClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, token: token)
+        let local = LoopbackAddress.host(ofURL: url).map(LoopbackAddress.isLoopback) ?? false
+        let token = try ServiceToken.resolve(
+            tokenFile: tokenFile.map(absolute), configuration: state.configuration(), createInState: false, useState: local)
+        return RemoteClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, token: token?.value)
     }
 }
 

@@ -27,7 +27,8 @@ struct StateOptions: ParsableArguments {
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
         return DispatchEngine(
             configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
-            k8s: K8sSettings.backendOrReason(configuration))
+            k8s: K8sSettings.backendOrReason(
+                configuration, adminToken: (try? ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: true))?.value))
     }
 }
 

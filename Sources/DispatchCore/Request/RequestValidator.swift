@@ -52,6 +52,7 @@ public enum RequestValidator {
 
     /// Validates an already-parsed JSON object.
     public static func validate(_ body: [String: Any]) throws(RequestValidationError) -> DispatchRequest {
+        if let field = firstFieldWithNUL(body) { throw RequestValidationError(field: field, message: "must not contain NUL (U+0000)") }
         let fields = FieldReader(body)
         let requestId = try fields.requiredString("requestId")
         try validateRequestId(requestId)
@@ -81,17 +82,63 @@ public enum RequestValidator {
         request.sandboxBackend = try fields.optionalEnum("sandboxBackend")
         request.sandbox = try fields.optionalEnum("sandbox")
         request.baseSha = try fields.optionalNonEmptyString("baseSha")
+        if let baseSha = request.baseSha, let problem = HostileValueRules.revisionProblem(baseSha) {
+            throw RequestValidationError(field: "baseSha", message: problem)
+        }
         request.repoUrl = try fields.optionalNonEmptyString("repoUrl")
+        if let url = request.repoUrl, HostileValueRules.urlHasCredentials(url) {
+            // The URL itself is never repeated: it holds a secret.
+            throw RequestValidationError(
+                field: "repoUrl", message: "must not carry credentials (user:password@ or a token); use the Secret named by DISPATCH_K8S_GIT_SECRET")
+        }
         request.branch = try fields.optionalNonEmptyString("branch")
-        request.model = try fields.optionalNonEmptyString("model")
-        request.fallbackModels = try fields.optionalStringArray("fallbackModels", nonEmptyItems: true) ?? []
+        request.model = try fields.optionalString("model")
+        try checkArgument(request.model, field: "model")
+        request.fallbackModels = try fields.optionalStringArray("fallbackModels", nonEmptyItems: false) ?? []
+        guard request.fallbackModels.count <= HostileValueRules.maxFallbackModels else {
+            throw RequestValidationError(
+                field: "fallbackModels", message: "must have at most \(HostileValueRules.maxFallbackModels) entries (got \(request.fallbackModels.count))")
+        }
+        for (index, model) in request.fallbackModels.enumerated() { try checkArgument(model, field: "fallbackModels[\(index)]") }
         request.agent = try fields.optionalString("agent")
+        try checkArgument(request.agent, field: "agent")
         request.readFiles = try fields.optionalBool("readFiles")
         request.verificationCommands = try fields.optionalStringArray("verificationCommands", nonEmptyItems: true) ?? []
         request.workflowId = try fields.optionalString("workflowId")
         request.storyId = try fields.optionalString("storyId")
         request.sessionId = try fields.optionalString("sessionId")
+        for (field, value) in [("workflowId", request.workflowId), ("storyId", request.storyId), ("sessionId", request.sessionId)] {
+            if let value, let problem = HostileValueRules.identifierProblem(value) { throw RequestValidationError(field: field, message: problem) }
+        }
         return request
+    }
+}
+
+extension RequestValidator {
+    static func checkArgument(_ value: String?, field: String) throws(RequestValidationError) {
+        if let value, let problem = HostileValueRules.argumentProblem(value) { throw RequestValidationError(field: field, message: problem) }
+    }
+
+    /// The path of the first string anywhere in `value` that holds a NUL (`verificationCommands[2]`, `canary.scenario`).
+    static func firstFieldWithNUL(_ value: Any, path: String = "") -> String? {
+        switch value {
+        case let string as String:
+            return string.utf8.contains(0) ? (path.isEmpty ? "body" : path) : nil
+        case let object as [String: Any]:
+            for key in object.keys.sorted() {
+                let child = path.isEmpty ? key : "\(path).\(key)"
+                if key.utf8.contains(0) { return path.isEmpty ? "body" : path }
+                if let found = firstFieldWithNUL(object[key]!, path: child) { return found }
+            }
+            return nil
+        case let array as [Any]:
+            for (index, item) in array.enumerated() {
+                if let found = firstFieldWithNUL(item, path: "\(path)[\(index)]") { return found }
+            }
+            return nil
+        default:
+            return nil
+        }
     }
 }
 

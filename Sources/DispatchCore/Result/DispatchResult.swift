@@ -139,6 +139,17 @@ public struct Artifacts: Codable, Sendable, Equatable {
         self.verification = verification
     }
 
+    /// Tolerates reports without `touchedFiles` (CONTRACT §3: missing optional parts of a callback are accepted).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        headSha = try container.decodeIfPresent(String.self, forKey: .headSha)
+        touchedFiles = try container.decodeIfPresent([String].self, forKey: .touchedFiles) ?? []
+        patch = try container.decodeIfPresent(String.self, forKey: .patch)
+        patchPath = try container.decodeIfPresent(String.self, forKey: .patchPath)
+        patchTruncated = try container.decodeIfPresent(Bool.self, forKey: .patchTruncated)
+        verification = try container.decodeIfPresent(Verification.self, forKey: .verification)
+    }
+
     /// The outcome of the request's verification commands.
     public struct Verification: Codable, Sendable, Equatable {
         public var commands: [String]

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a k8s job-runner reports (CONTRACT §5): printed between result markers and POSTed to the callback URL.
 public struct SandboxExecutionResult: Codable, Sendable, Equatable {
     /// `running`, `completed`, `failed` or `cancelled`.
@@ -32,6 +34,40 @@ public struct SandboxExecutionResult: Codable, Sendable, Equatable {
         self.output = output
     }
 
+    enum CodingKeys: String, CodingKey {
+        case requestId, state, startedAt, completedAt, durationMs, backend, job, artifacts, error, output
+    }
+
+    /// Tolerates reports without `backend` (always k8s) or any optional part.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        requestId = try container.decode(String.self, forKey: .requestId)
+        state = try container.decode(State.self, forKey: .state)
+        startedAt = try container.decodeIfPresent(String.self, forKey: .startedAt)
+        completedAt = try container.decodeIfPresent(String.self, forKey: .completedAt)
+        durationMs = try container.decodeIfPresent(Int.self, forKey: .durationMs)
+        backend = try container.decodeIfPresent(String.self, forKey: .backend) ?? "k8s"
+        job = try container.decodeIfPresent(JobInfo.self, forKey: .job)
+        artifacts = try container.decodeIfPresent(Artifacts.self, forKey: .artifacts)
+        error = try container.decodeIfPresent(String.self, forKey: .error)
+        output = try container.decodeIfPresent(String.self, forKey: .output)
+    }
+
+    /// Decodes an untrusted callback body (`POST /internal/agent-result`): the document and its `requestId`
+    /// are checked; an error names the field at fault.
+    public static func decodeCallback(_ data: Data) throws(RequestValidationError) -> SandboxExecutionResult {
+        let report: SandboxExecutionResult
+        do {
+            report = try JSONDecoder().decode(SandboxExecutionResult.self, from: data)
+        } catch let error as DecodingError {
+            throw RequestValidationError(field: CallbackDecoding.field(of: error), message: CallbackDecoding.describe(error))
+        } catch {
+            throw RequestValidationError(field: "body", message: "is not a SandboxExecutionResult: \(error)")
+        }
+        try RequestValidator.validateRequestId(report.requestId)
+        return report
+    }
+
     /// The dispatch status this state maps to.
     public var status: DispatchStatus { DispatchStatus(rawValue: state.rawValue) ?? .failed }
 }
@@ -50,6 +86,31 @@ extension DispatchResult {
             setResultText(report.output ?? "")
         } else {
             error = report.error ?? "job-runner reported \(report.state.rawValue) without a reason"
+        }
+    }
+}
+
+/// Words for a callback body that does not decode.
+enum CallbackDecoding {
+    static func field(of error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, let context):
+            return (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "body" : path
+        @unknown default:
+            return "body"
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound: "is required"
+        case .typeMismatch(let type, _): "must be of type \(type)"
+        case .valueNotFound: "must not be null"
+        case .dataCorrupted(let context): "is not valid: \(context.debugDescription)"
+        @unknown default: "is not valid"
         }
     }
 }

@@ -28,6 +28,10 @@ public struct DispatchConfiguration: Sendable, Equatable {
     public var k8sSecret: String?
     public var callbackURL: String?
     public var kubeconfig: String?
+    /// `DISPATCH_ALLOWED_HOSTS`: Host names a loopback listener accepts besides this machine's.
+    public var allowedHosts: [String]
+    /// `DISPATCH_K8S_GIT_SECRET`: the Secret with git credentials (`username`+`password`, or `token`) Jobs mount.
+    public var k8sGitSecret: String?
     /// Extra environment variable names passed through to agents (`DISPATCH_AGENT_ENV`, comma-separated).
     public var agentEnvPassthrough: [String]
 
@@ -55,6 +59,9 @@ public struct DispatchConfiguration: Sendable, Equatable {
         k8sSecret = env["DISPATCH_K8S_SECRET"].nonEmpty
         callbackURL = env["DISPATCH_CALLBACK_URL"].nonEmpty
         kubeconfig = env["KUBECONFIG"].nonEmpty
+        allowedHosts = (env["DISPATCH_ALLOWED_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        k8sGitSecret = env["DISPATCH_K8S_GIT_SECRET"].nonEmpty
         agentEnvPassthrough = (env["DISPATCH_AGENT_ENV"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }

@@ -4,7 +4,7 @@ APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificate
 PIP_PACKAGES := kubernetes-validate
 DISPATCH := $(CURDIR)/.build/debug/dispatch
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test fuzz bench clean
 
 # Installs missing Debian packages when run as root; otherwise says what to install.
 deps:
@@ -20,12 +20,23 @@ build: deps
 	$(SWIFT) build
 
 run: build
+	@state="$${DISPATCH_STATE_DIR:-$$HOME/.local/state/agent-dispatch}"; \
+	if [ -n "$${DISPATCH_TOKEN_FILE:-}" ]; then where="$$DISPATCH_TOKEN_FILE"; \
+	elif [ -n "$${DISPATCH_TOKEN:-}" ]; then where="\$$DISPATCH_TOKEN"; else where="$$state/token (created 0600 if missing)"; fi; \
+	echo "dispatch serve: every /internal route needs the token in $$where — send it as Authorization: Bearer <token>"
 	$(DISPATCH) serve
 
 test: build
 	$(SWIFT) build --build-tests
 	DISPATCH_BIN=$(DISPATCH) bash k8s/validate.sh
+	bash Fuzz/run.sh $(FUZZ_SECONDS_CI)
 	DISPATCH_BIN=$(DISPATCH) $(SWIFT) test --skip-build --no-parallel
+
+# The request validator and callback decoder under libFuzzer + ASan (Fuzz/run.sh); CI runs a minute of it.
+FUZZ_SECONDS ?= 600
+FUZZ_SECONDS_CI ?= 60
+fuzz:
+	bash Fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: build
 	python3 canaries/bench_run.py --dispatch $(DISPATCH)

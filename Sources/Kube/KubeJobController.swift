@@ -224,7 +224,7 @@ public struct KubeJobController: RemoteSandboxBackend {
     /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
     /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
     private func podFailure(_ name: String, pods: [KubePod], created: ContinuousClock.Instant, clock: ContinuousClock) async -> String? {
-        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false }) {
+        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false && !Self.waitsForASecret($0) }) {
             return "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)" + (pod.waitingMessage.map { ": \($0)" } ?? "")
                 + (await eventText(pod.name))
         }
@@ -235,6 +235,13 @@ public struct KubeJobController: RemoteSandboxBackend {
             return "Job \(name) created no pod within \(podGrace.milliseconds / 1000)s" + (await eventText(name))
         }
         return nil
+    }
+
+    /// A pod held back only because a Secret it reads is not there yet: not a failure to fail fast on (the kubelet
+    /// retries once the Secret exists; the budget still bounds the wait).
+    static func waitsForASecret(_ pod: KubePod) -> Bool {
+        guard pod.waitingReason == "CreateContainerConfigError", let message = pod.waitingMessage?.lowercased() else { return false }
+        return message.contains("secret") && message.contains("not found")
     }
 
     /// Why a Job ended without a result block, in words, by condition reason.

@@ -87,15 +87,16 @@ public final class FakeKubernetesAPI: Sendable {
     public var requests: [String] { state.withLock { $0.requests } }
 
     /// Sets the pod of `job`'s phase, waiting reason, log text.
-    public func setPod(ofJob job: String, phase: String? = nil, waitingReason: String? = nil, log: String? = nil) {
+    public func setPod(ofJob job: String, phase: String? = nil, waitingReason: String? = nil, waitingMessage: String? = nil, log: String? = nil) {
         state.withLock { state in
             let name = "\(job)-pod"
             guard var pod = state.pods[name] else { return }
             var status = pod["status"] as? [String: Any] ?? [:]
             if let phase { status["phase"] = phase }
             if let waitingReason {
-                status["containerStatuses"] = [["name": "job-runner", "state": ["waiting": ["reason": waitingReason, "message": "fake \(waitingReason)"]]]]
-                state.events.append(["type": "Warning", "reason": "Failed", "message": "fake \(waitingReason)", "involvedObject": ["name": name]])
+                let message = waitingMessage ?? "fake \(waitingReason)"
+                status["containerStatuses"] = [["name": "job-runner", "state": ["waiting": ["reason": waitingReason, "message": message]]]]
+                state.events.append(["type": "Warning", "reason": "Failed", "message": message, "involvedObject": ["name": name]])
             }
             pod["status"] = status
             state.pods[name] = pod

@@ -170,24 +170,26 @@ struct DispatchRoutes: Sendable {
         let follow = ["1", "true"].contains(request.uri.queryParameters.get("follow") ?? "")
         let store = engine.store
         return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody { writer in
+            // The whole file in 1 MiB chunks (memory stays flat whatever its size); with `follow`, until the request
+            // is terminal and the file is drained to its end.
             var offset: UInt64 = 0
             var path: String?
-            while true {
-                guard let record = try await store.record(id) else { break }
-                if let logs = record.result.logs {
-                    let current = stream == "stderr" ? logs.stderrPath : logs.stdoutPath
-                    if current != path {
-                        path = current
-                        offset = 0
-                    }
-                    let chunk = Self.read(current, from: offset)
-                    if !chunk.isEmpty {
-                        offset += UInt64(chunk.count)
-                        try await writer.write(ByteBuffer(bytes: chunk))
-                    }
+            var record = try await store.record(id)
+            while let current = record {
+                let file = current.result.logs.map { stream == "stderr" ? $0.stderrPath : $0.stdoutPath }
+                if file != path {
+                    path = file
+                    offset = 0
                 }
-                if !follow || record.status.isTerminal { break }
+                let chunk = file.map { Self.read($0, from: offset) } ?? Data()
+                if !chunk.isEmpty {
+                    offset += UInt64(chunk.count)
+                    try await writer.write(ByteBuffer(bytes: chunk))
+                    continue
+                }
+                if !follow || current.status.isTerminal { break }
                 try await Task.sleep(for: .milliseconds(200))
+                record = try await store.record(id)
             }
             try await writer.finish(nil)
         })

@@ -92,6 +92,8 @@ public final class DispatchEngine: Sendable {
                     result = await k8s.run(request, result: result, deadline: deadline, token: token, engine: self, logger: log) { running in
                         _ = await self.persist(running, owner: nil, logger: log)
                     }
+                    // Let go by a shutdown: the Job runs on and the next serve follows it; nothing terminal is written.
+                    if token.isDetached, !result.status.isTerminal { return result }
                 } else {
                     result.status = .failed
                     result.error = "sandbox backend k8s is not configured in this runner (run it in a cluster or set KUBECONFIG)"
@@ -118,6 +120,7 @@ public final class DispatchEngine: Sendable {
         let deadline = Deadline(budgetMs: record.request.timeoutMs, start: .now - .milliseconds(elapsedMs))
         guard let k8s else { return await finish(record.result, deadline: deadline, logger: logger) }
         let result = await k8s.attach(record.request, result: record.result, deadline: deadline, token: token, engine: self, logger: logger)
+        if token.isDetached, !result.status.isTerminal { return result }
         return await finish(result, deadline: deadline, logger: logger)
     }
 

@@ -29,6 +29,8 @@ public final class DispatchService: Sendable {
     private struct Running {
         let task: Task<DispatchResult, Never>
         let token: CancelToken
+        /// Run by a k8s Job, which a shutdown leaves running for the next `serve`.
+        let byJob: Bool
     }
 
     private struct State {
@@ -156,6 +158,8 @@ public final class DispatchService: Sendable {
             return Array(state.running.values)
         }
         logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.milliseconds)"])
+        // k8s runs are let go at once, not drained: their Jobs run on and the next serve follows them.
+        for item in running where item.byJob { item.token.detach() }
         // Awaiting a task's value cannot be cancelled, so the drain window is a bounded wait on the running set.
         let clock = ContinuousClock()
         let end = clock.now + drain
@@ -164,6 +168,8 @@ public final class DispatchService: Sendable {
         }
         let left = state.withLock { Array($0.running.values) }
         for item in left {
+            // A shutdown never cancels a k8s run (CONTRACT §3); those were let go above.
+            guard !item.byJob else { continue }
             item.token.cancel(reason: "runner shutting down")
             item.task.cancel()
         }
@@ -188,7 +194,7 @@ public final class DispatchService: Sendable {
             self.finished(record.requestId)
             return result
         }
-        state.running[record.requestId] = Running(task: task, token: token)
+        state.running[record.requestId] = Running(task: task, token: token, byJob: engine.isRunByJob(record))
     }
 
     private func finished(_ requestId: String) {

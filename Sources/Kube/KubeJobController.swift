@@ -124,6 +124,10 @@ public struct KubeJobController: RemoteSandboxBackend {
             if let record = try? await engine.store.record(request.requestId), record.status.isTerminal {
                 return record.result  // the callback got there first
             }
+            if token.isDetached {
+                logger.info("leaving the Job to the next runner", metadata: ["job": "\(name)"])
+                return result  // still running: the Job goes on and whoever starts next re-attaches
+            }
             if token.reason != nil || Task.isCancelled {
                 keep(await capture(name, within: Self.apiGrace), at: logPath, in: &result)
                 await delete(name, logger: logger)

@@ -101,4 +101,20 @@ import Testing
             #expect((result["artifacts"] as? [String: Any])?["touchedFiles"] as? [String] == ["survivor.txt"])
         }
     }
+
+    @Test func aSigtermedServeLeavesItsK8sRunsToTheNextServe() async throws {
+        try await withServe(holdJobs: false) { server, api, repo in
+            let id = try await dispatch(server, repo: repo, task: "fake:write=rollout.txt:x fake:sleep=4 fake:answer=survived-the-rollout")
+            let name = JobNaming.jobName(requestId: id)
+            #expect(await eventually { api.hasJob(name) && api.runnerEnvironment(name) != nil })
+            let stopped = try #require(server.stop(SIGTERM))
+            #expect(stopped.exitCode == 0, "\(stopped.stderr)")
+            #expect(api.hasJob(name), "a shutdown deletes no Job")
+            #expect(!api.requests.contains { $0.hasPrefix("DELETE") && $0.contains("/jobs/\(name)") })
+            try await server.start()
+            let result = try await awaitResult(server, id)
+            #expect(result["status"] as? String == "completed", "\(result)")
+            #expect(result["result"] as? String == "survived-the-rollout", "the next serve ends it with the Job's real result")
+        }
+    }
 }

@@ -51,7 +51,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let token = CancelToken()
         let work = Task { try await engine.runOnce(parsed, token: token) }
-        let trap = SignalTrap([SIGINT, SIGTERM]) { signo in
+        let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP]) { signo in
             token.cancel(reason: "cancelled by \(SignalTrap.name(signo)) to dispatch run")
             work.cancel()
         }

@@ -43,6 +43,13 @@ struct ServeCommand: AsyncParsableCommand {
         if let host { configuration.host = host }
         if let port { configuration.port = port }
         if let maxConcurrent { configuration.maxConcurrent = maxConcurrent }
+        let lock: StateDirLock
+        do {
+            lock = try StateDirLock(stateDir: configuration.stateDir)
+        } catch let held as StateDirLock.Held {
+            throw ValidationError(held.description)
+        }
+        defer { withExtendedLifetime(lock) {} }
         PrivateState.tighten(configuration)
         guard let token = try ServiceToken.resolve(tokenFile: tokenFile.map(absolute), configuration: configuration, createInState: true) else {
             throw ValidationError("no token: set --token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN")
@@ -76,8 +83,15 @@ struct ServeCommand: AsyncParsableCommand {
         let service = DispatchService(engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger)
         try await service.recover()
         let portFile = self.portFile.map(absolute)
-        try await DispatchApplication.run(service: service, configuration: server, logger: logger) { port in
-            if let portFile { try? AtomicFile.write(Data("\(port)\n".utf8), to: portFile) }
+        do {
+            try await DispatchApplication.run(service: service, configuration: server, logger: logger) { port in
+                if let portFile { try? AtomicFile.write(Data("\(port)\n".utf8), to: portFile) }
+            }
+        } catch {
+            await k8s?.client.shutdown()
+            throw error
         }
+        // AsyncHTTPClient must be shut down before it is released.
+        await k8s?.client.shutdown()
     }
 }

@@ -1,0 +1,47 @@
+import AgentProcess
+import DispatchTestSupport
+import Foundation
+import Testing
+
+@Suite(.serialized) struct DurabilityServerTests {
+    let dir = TempDir("durability-server")
+
+    @Test func aSecondServeOnTheStateDirExitsTwoAndQueuedRequestsRunOnce() async throws {
+        let state = dir.child("one-serve")
+        let server = ServerProcess(stateDir: state, maxConcurrent: 1)
+        try await server.start()
+        defer { server.stop() }
+        let count = dir.child("count")
+        _ = try await server.dispatch(["requestId": "first", "task": "fake:sleep=2 fake:count=\(count) fake:answer=ok", "tool": "codex"])
+        for index in 0..<3 {
+            _ = try await server.dispatch(["requestId": "queued-\(index)", "task": "fake:count=\(count) fake:answer=q", "tool": "codex"])
+        }
+        let second = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["serve", "--port", "0", "--state-dir", state], environment: ["DISPATCH_TOKEN": "test-token"])
+        #expect(second.exitCode == 2)
+        #expect(second.stderr.contains(state), "\(second.stderr)")
+        #expect(second.stderr.contains("pid \(server.pid ?? -1)"), "names the live holder: \(second.stderr)")
+        for id in ["first", "queued-0", "queued-1", "queued-2"] {
+            let reply = try await server.send(.GET, "/internal/agent-await/\(id)?timeoutMs=30000")
+            #expect(reply.json?["status"] as? String == "completed", "\(id): \(reply.text)")
+        }
+        #expect(LogFile.read(count).split(separator: "\n").count == 4, "each request ran exactly once")
+    }
+
+    @Test func theLogsRouteStreamsAWholeFiveMegabyteLog() async throws {
+        let server = ServerProcess(stateDir: dir.child("logs"))
+        try await server.start()
+        defer { server.stop() }
+        _ = try await server.dispatch(["requestId": "big-log", "task": "fake:big-output=5000000 fake:answer=ok", "tool": "codex"])
+        let done = try await server.send(.GET, "/internal/agent-await/big-log?timeoutMs=60000")
+        #expect(done.json?["status"] as? String == "completed", "\(done.text)")
+        let logs = try await server.send(.GET, "/internal/agent-logs/big-log")
+        #expect(logs.status == 200)
+        let path = try #require((done.json?["result"] as? [String: Any]).flatMap { ($0["logs"] as? [String: Any])?["stdoutPath"] as? String })
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(size > 5_000_000)
+        #expect(logs.text.utf8.count == size, "all \(size) bytes, not the first MiB")
+        let followed = try await server.send(.GET, "/internal/agent-logs/big-log?follow=1")
+        #expect(followed.text.utf8.count == size, "follow drains to the end too")
+    }
+}

@@ -133,6 +133,7 @@ let package = Package(
             dependencies: [
                 "Kube", "DispatchCore", "Dispatcher", "DispatchStore", "DispatchTestSupport", "AgentProcess",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

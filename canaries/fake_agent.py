@@ -16,7 +16,8 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:orphan-stderr=SEC    leave a child holding stderr open for SEC seconds, then exit
   fake:setsid-child=SEC     leave a child that calls setsid() (escaping the group) and sleeps SEC seconds
   fake:setsid-stubborn=SEC  the same, but the child ignores SIGTERM
-  fake:big-output=BYTES     print BYTES of filler to stdout before the answer
+  fake:big-output=BYTES     print BYTES of filler to stdout before the answer (100-byte lines)
+  fake:big-lines=N:BYTES    print N lines of BYTES filler each to stdout before the answer
   fake:count=FILE           append one line to FILE (counts side effects)
   fake:write=PATH:TEXT      write TEXT to PATH (relative to cwd)
   fake:rm=PATH              delete PATH
@@ -27,6 +28,9 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
+
+Like the real CLIs, fake codex refuses a work dir outside a git repository without --skip-git-repo-check,
+and fake claude refuses --dangerously-skip-permissions as root unless IS_SANDBOX=1.
 
 Environment: FAKE_AGENT_FAIL_MODELS / FAKE_AGENT_HANG_MODELS (comma lists) fail or hang
 attempts with those models; FAKE_AGENT_ARGV_LOG appends argv and DISPATCH_REQUEST_ID as JSON.
@@ -44,6 +48,17 @@ def fail_usage(tool, message):
     sys.exit(64)
 
 
+def inside_git_repo(path):
+    path = os.path.abspath(path)
+    while True:
+        if os.path.exists(os.path.join(path, ".git")):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+
+
 def parse_codex(argv):
     if len(argv) < 2 or argv[0] != "exec" or "--full-auto" not in argv:
         fail_usage("codex", "expected: codex exec --full-auto [--json] [-m MODEL] [-s PROFILE] TASK")
@@ -55,6 +70,8 @@ def parse_codex(argv):
             pass
         elif a == "--json":
             structured = True
+        elif a == "--skip-git-repo-check":
+            pass
         elif a in ("-m", "--model"):
             i += 1
             model = args[i]
@@ -72,6 +89,10 @@ def parse_codex(argv):
         i += 1
     if task is None:
         fail_usage("codex", "missing prompt")
+    # The real `codex exec` refuses a work dir outside a git repository unless told otherwise.
+    if "--skip-git-repo-check" not in argv and not inside_git_repo(os.getcwd()):
+        sys.stderr.write("Not inside a trusted directory and --skip-git-repo-check was not specified.\n")
+        sys.exit(1)
     if task == "-":
         task = sys.stdin.read()
     return task, model, structured
@@ -80,6 +101,10 @@ def parse_codex(argv):
 def parse_claude(argv):
     if "-p" not in argv or "--dangerously-skip-permissions" not in argv:
         fail_usage("claude", "expected: claude -p TASK --dangerously-skip-permissions [--model M]")
+    # The real Claude Code refuses to skip permissions as root unless it is told it runs in a sandbox.
+    if os.geteuid() == 0 and os.environ.get("IS_SANDBOX") != "1":
+        sys.stderr.write("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\n")
+        sys.exit(1)
     task, model, structured, i = None, None, False, 0
     while i < len(argv):
         a = argv[i]
@@ -256,11 +281,22 @@ def main():
         elif key == "big-output":
             remaining = int(value)
             line = ("x" * 99) + "\n"
+            block = line * 10000
+            while remaining >= len(block):
+                sys.stdout.write(block)
+                remaining -= len(block)
             while remaining > 0:
                 chunk = line[: min(remaining, len(line))]
                 sys.stdout.write(chunk)
                 remaining -= len(chunk)
             sys.stdout.write("\n")
+        elif key == "big-lines":
+            count, _, size = value.partition(":")
+            line = ("y" * (int(size) - 1)) + "\n"
+            for _ in range(int(count)):
+                sys.stdout.write(line)
+            sys.stdout.flush()
+            line = None
         elif key == "count":
             with open(value, "a") as f:
                 f.write(f"{os.getpid()}\n")

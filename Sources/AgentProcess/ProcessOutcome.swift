@@ -12,7 +12,12 @@ public struct ProcessOutcome: Sendable, Equatable {
         case cancelled
         /// The output showed the final event and the process did not exit within the completion grace.
         case completedByOutput
+        /// stdout or stderr grew past the log limit and the group was ended.
+        case outputLimit
     }
+
+    /// The stream that passed the log limit (`stdout` or `stderr`), when ``ending`` is ``Ending/outputLimit``.
+    public var exceededStream: String?
 
     public var ending: Ending
     /// The exit code, when the process exited normally.

@@ -42,14 +42,20 @@ public struct ProcessLimits: Sendable {
     public var completionGrace: Duration
     /// How often the output is checked for the final event.
     public var completionPollInterval: Duration
+    /// Largest stdout or stderr file; past it the group is ended (`nil`: unbounded).
+    public var maxLogBytes: Int64?
+    /// How often the output files' sizes are checked against ``maxLogBytes``.
+    public var sizePollInterval: Duration
 
     public init(
         timeout: Duration, killGrace: Duration = .seconds(5), completionGrace: Duration = .seconds(2),
-        completionPollInterval: Duration = .milliseconds(100)
+        completionPollInterval: Duration = .milliseconds(100), maxLogBytes: Int64? = nil, sizePollInterval: Duration = .milliseconds(20)
     ) {
         self.timeout = timeout
         self.killGrace = killGrace
         self.completionGrace = completionGrace
         self.completionPollInterval = completionPollInterval
+        self.maxLogBytes = maxLogBytes
+        self.sizePollInterval = sizePollInterval
     }
 }

@@ -27,8 +27,9 @@ public struct ProcessSupervisor: Sendable {
         let child = ChildExit(pid: pid)
         let deadline = start + limits.timeout
 
+        let outputs = OutputFiles(stdout: spec.stdoutPath, stderr: spec.stderrPath, limit: limits.maxLogBytes)
         let (ending, status) = await withTaskCancellationHandler {
-            await supervise(child: child, deadline: deadline, limits: limits, finalEventSeen: finalEventSeen, clock: clock)
+            await supervise(child: child, deadline: deadline, limits: limits, outputs: outputs, finalEventSeen: finalEventSeen, clock: clock)
         } onCancel: {
             child.interrupt()
         }
@@ -36,7 +37,7 @@ public struct ProcessSupervisor: Sendable {
         // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
         let grace = min(leftoverGrace, limits.killGrace)
         let leftovers = await Task.detached { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) }.value
-        return ProcessOutcome(
+        var outcome = ProcessOutcome(
             ending: ending,
             exitCode: status.flatMap(WaitStatus.exitCode),
             signal: status.flatMap(WaitStatus.signal),
@@ -45,13 +46,16 @@ public struct ProcessSupervisor: Sendable {
             pid: pid,
             leftoversKilled: leftovers
         )
+        if ending == .outputLimit { outcome.exceededStream = outputs.exceeded() }
+        return outcome
     }
 
     private func supervise(
-        child: ChildExit, deadline: ContinuousClock.Instant, limits: ProcessLimits,
+        child: ChildExit, deadline: ContinuousClock.Instant, limits: ProcessLimits, outputs: OutputFiles,
         finalEventSeen: (@Sendable () -> Bool)?, clock: ContinuousClock
     ) async -> (ProcessOutcome.Ending, Int32?) {
         var finalEventAt: ContinuousClock.Instant?
+        var lastProbe = clock.now
         while true {
             if Task.isCancelled {
                 return (.cancelled, await terminate(child, grace: limits.killGrace))
@@ -60,11 +64,19 @@ public struct ProcessSupervisor: Sendable {
             if remaining <= .zero {
                 return (.timedOut, await terminate(child, grace: limits.killGrace))
             }
-            let slice = finalEventSeen == nil ? remaining : min(remaining, limits.completionPollInterval)
+            var slice = remaining
+            if finalEventSeen != nil { slice = min(slice, limits.completionPollInterval) }
+            if outputs.limit != nil { slice = min(slice, limits.sizePollInterval) }
             if let status = await child.wait(timeout: slice) {
                 return (.exited, status)
             }
-            if let finalEventSeen, !Task.isCancelled {
+            if outputs.exceeded() != nil {
+                // Stop the writer first (SIGKILL: a flood must not grow the file through a SIGTERM grace).
+                signalGroup(child.pid, SIGKILL)
+                return (.outputLimit, await child.wait(timeout: .seconds(10)))
+            }
+            if let finalEventSeen, !Task.isCancelled, clock.now - lastProbe >= limits.completionPollInterval {
+                lastProbe = clock.now
                 if let seenAt = finalEventAt {
                     if clock.now - seenAt >= limits.completionGrace {
                         return (.completedByOutput, await terminate(child, grace: limits.killGrace))
@@ -73,6 +85,26 @@ public struct ProcessSupervisor: Sendable {
                     finalEventAt = clock.now
                 }
             }
+        }
+    }
+
+    /// The two output files and the size neither may pass.
+    struct OutputFiles: Sendable {
+        let stdout: String
+        let stderr: String
+        let limit: Int64?
+
+        /// The first stream past the limit, if any (a `stat` each: cheap enough to poll).
+        func exceeded() -> String? {
+            guard let limit else { return nil }
+            if Self.size(stdout) > limit { return "stdout" }
+            if Self.size(stderr) > limit { return "stderr" }
+            return nil
+        }
+
+        static func size(_ path: String) -> Int64 {
+            var info = stat()
+            return stat(path, &info) == 0 ? Int64(info.st_size) : 0
         }
     }
 

@@ -55,14 +55,23 @@ struct spawn_call {
 
 /* On its own thread: a private copy of the filesystem attributes (CLONE_FS), so the umask set here is this
    thread's alone and the child inherits it; the runner's other threads keep theirs. */
+static pthread_mutex_t shared_umask_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void *spawn_with_umask(void *argument) {
     struct spawn_call *call = argument;
-    if (unshare(CLONE_FS) != 0) {
-        call->rc = errno;
+    if (unshare(CLONE_FS) == 0) {
+        umask(call->child_umask);
+        call->rc = spawn_here(call->pid, call->path, call->argv, call->envp, call->cwd, call->stdin_fd, call->stdout_fd, call->stderr_fd);
         return NULL;
     }
-    umask(call->child_umask);
+    /* Container seccomp profiles (RuntimeDefault without CAP_SYS_ADMIN) refuse unshare(CLONE_FS). Then the umask is
+       swapped process-wide for the spawn alone, one spawn at a time; the runner opens its private files with explicit
+       0600/0700 modes, so the brief window cannot expose them. */
+    pthread_mutex_lock(&shared_umask_lock);
+    mode_t previous = umask(call->child_umask);
     call->rc = spawn_here(call->pid, call->path, call->argv, call->envp, call->cwd, call->stdin_fd, call->stdout_fd, call->stderr_fd);
+    umask(previous);
+    pthread_mutex_unlock(&shared_umask_lock);
     return NULL;
 }
 

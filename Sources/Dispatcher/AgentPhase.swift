@@ -42,6 +42,20 @@ struct AgentPhase: Sendable {
     let supervisor: ProcessSupervisor
     let logger: Logger
 
+    /// How much of the end of stdout is parsed for the final text and events.
+    static let parseWindowBytes = 8 << 20
+
+    /// Whether `path` is inside a git work tree (a `.git` directory or file in it or a parent).
+    static func isInsideGitRepository(_ path: String) -> Bool {
+        var current = URL(fileURLWithPath: path).standardizedFileURL.path
+        while true {
+            if FileManager.default.fileExists(atPath: "\(current)/.git") { return true }
+            let parent = (current as NSString).deletingLastPathComponent
+            if parent == current || parent.isEmpty { return false }
+            current = parent
+        }
+    }
+
     /// Runs the attempts. `attemptStarting` is awaited before each process starts (to record `running` with log paths).
     func run(_ input: Input, token: CancelToken, attemptStarting: @Sendable (LogInfo, [AttemptRecord]) async -> Void) async -> Outcome {
         let request = input.request
@@ -57,6 +71,14 @@ struct AgentPhase: Sendable {
             outcome.error = "\(request.tool.rawValue) executable \"\(program)\" was not found on PATH\(hint)"
             return outcome
         }
+        // Claude Code as root refuses --dangerously-skip-permissions unless IS_SANDBOX=1 (CONTRACT §1): say so
+        // before spawning rather than after a confusing exit.
+        if request.tool == .claude, geteuid() == 0, env["IS_SANDBOX"] != "1" {
+            outcome.error = "claude refuses --dangerously-skip-permissions when run as root unless IS_SANDBOX=1: run the runner as "
+                + "another user, or pass IS_SANDBOX=1 through (DISPATCH_AGENT_ENV=IS_SANDBOX with IS_SANDBOX=1 set for the runner)"
+            return outcome
+        }
+        let outsideGitRepository = request.tool == .codex && !Self.isInsideGitRepository(input.workDir)
         var stdinPath: String?
         if adapter.invocation(request: request, task: input.task, model: models[0], program: executable).stdinText != nil {
             stdinPath = "\(input.logsDir)/task.txt"
@@ -84,7 +106,8 @@ struct AgentPhase: Sendable {
                     + (outcome.error.map { "; previous attempt: \($0)" } ?? "")
                 return outcome
             }
-            let invocation = adapter.invocation(request: request, task: input.task, model: model, program: executable)
+            var invocation = adapter.invocation(request: request, task: input.task, model: model, program: executable)
+            if outsideGitRepository { invocation = CodexAdapter.outsideGitRepository(invocation) }
             let logs = LogInfo(
                 stdout: "", stderr: "",
                 stdoutPath: "\(input.logsDir)/attempt-\(index + 1).stdout.log",
@@ -97,7 +120,7 @@ struct AgentPhase: Sendable {
                 marker: AgentEnvironment.marker(requestId: request.requestId))
             let limits = ProcessLimits(
                 timeout: .milliseconds(allowedMs), killGrace: .milliseconds(configuration.killGraceMs),
-                completionGrace: .milliseconds(configuration.completionGraceMs))
+                completionGrace: .milliseconds(configuration.completionGraceMs), maxLogBytes: configuration.maxLogBytes)
             let stdoutPath = logs.stdoutPath
             var probe: (@Sendable () -> Bool)?
             if adapter.detectsCompletion {
@@ -121,7 +144,9 @@ struct AgentPhase: Sendable {
                 stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes),
                 stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
                 stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
-            let parsed = adapter.parse(stdout: LogFile.read(logs.stdoutPath))
+            // A bounded window from the end: the final events are the last thing an agent prints, and memory must not
+            // grow with the output (a flood before them, a 50 MB line included, is skipped).
+            let parsed = adapter.parse(stdout: LogFile.tail(logs.stdoutPath, maxBytes: Self.parseWindowBytes))
             let verdict = judge(process, parsed: parsed, adapter: adapter, label: label, allowedMs: allowedMs,
                                 budgetMs: input.budgetMs, stderrTail: outcome.logs?.stderr ?? "", token: token)
             outcome.attempts.append(
@@ -148,6 +173,8 @@ struct AgentPhase: Sendable {
                     outcome.timedOut = true
                     return outcome
                 }
+                // A flooding agent ends the dispatch: another attempt would flood the same way.
+                if process.ending == .outputLimit { return outcome }
             }
         }
         if models.count > 1, let last = outcome.error {
@@ -167,6 +194,8 @@ struct AgentPhase: Sendable {
             return (.cancelled, token.reason ?? "cancelled during \(label)")
         case .timedOut:
             return (.failed, "\(tool) timed out after \(allowedMs)ms (budget \(budgetMs)ms) during \(label)")
+        case .outputLimit:
+            return (.failed, "\(tool) \(process.exceededStream ?? "output") exceeded the log limit of \(configuration.maxLogBytes) bytes during \(label)")
         case .completedByOutput:
             if let reported = parsed.reportedError { return (.failed, "\(tool) reported an error during \(label): \(reported)") }
             return (.completed, nil)

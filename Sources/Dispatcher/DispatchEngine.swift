@@ -40,6 +40,8 @@ public final class DispatchEngine: Sendable {
     /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
     public func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> DispatchStore.InsertOutcome {
         var result = DispatchResult(request: request, status: status)
+        // The backend is fixed at admission: a later change of the default does not move a request.
+        if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }
         if status == .running { result.startedAt = result.updatedAt }
         return try await store.insert(result, request: request, owner: owner)
     }

@@ -239,8 +239,9 @@ public enum CallbackOutcome: Sendable {
 
 extension DispatchEngine {
     /// Whether `record` is executed by a k8s Job (only those take callbacks).
+    /// Decided by what was recorded at admission, not by today's default backend.
     func isRunByJob(_ record: DispatchRecord) -> Bool {
-        record.request.executionMode == .sandbox && (record.request.sandboxBackend ?? configuration.defaultBackend) == .k8s
+        record.request.executionMode == .sandbox && (record.request.sandboxBackend ?? record.result.sandboxBackend) == .k8s
     }
 
     /// Merges a job-runner's report into the request's result: only for a request a k8s Job runs, and only while it

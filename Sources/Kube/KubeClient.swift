@@ -76,13 +76,18 @@ public final class KubeClient: Sendable {
         }
     }
 
-    /// Creates a Secret; one that already exists for the same request (a re-attach after a crash) is kept.
+    /// Creates a Secret. One already there (a crash before resuming, or a leftover owned by an older Job of that
+    /// name) is replaced, since the Role may not read it: its owner or data could be stale.
     public func createSecret(_ manifest: [String: Any], requestId: String) async throws {
         let body = try JSONSerialization.data(withJSONObject: manifest)
+        let name = ((manifest["metadata"] as? [String: Any])?["name"] as? String) ?? ""
         do {
             _ = try await json(.POST, "\(corePath)/secrets", body: body)
         } catch let error as KubeError where error.status == 409 {
-            return
+            do {
+                _ = try await send(.DELETE, "\(corePath)/secrets/\(name)")
+            } catch let gone as KubeError where gone.status == 404 {}
+            _ = try await json(.POST, "\(corePath)/secrets", body: body)
         }
     }
 

@@ -228,7 +228,7 @@ public struct KubeJobController: RemoteSandboxBackend {
     /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
     /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
     private func podFailure(_ name: String, pods: [KubePod], created: ContinuousClock.Instant, clock: ContinuousClock) async -> String? {
-        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false && !Self.waitsForASecret($0) }) {
+        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false && !Self.waitsForItsSecret($0, job: name) }) {
             return "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)" + (pod.waitingMessage.map { ": \($0)" } ?? "")
                 + (await eventText(pod.name))
         }
@@ -241,11 +241,12 @@ public struct KubeJobController: RemoteSandboxBackend {
         return nil
     }
 
-    /// A pod held back only because a Secret it reads is not there yet: not a failure to fail fast on (the kubelet
-    /// retries once the Secret exists; the budget still bounds the wait).
-    static func waitsForASecret(_ pod: KubePod) -> Bool {
-        guard pod.waitingReason == "CreateContainerConfigError", let message = pod.waitingMessage?.lowercased() else { return false }
-        return message.contains("secret") && message.contains("not found")
+    /// A pod held back only because the Job's own Secret is not there yet: not a failure to fail fast on (the
+    /// kubelet retries once it exists; the budget still bounds the wait). Any other missing Secret is a
+    /// misconfiguration and fails at once.
+    static func waitsForItsSecret(_ pod: KubePod, job: String) -> Bool {
+        guard pod.waitingReason == "CreateContainerConfigError", let message = pod.waitingMessage else { return false }
+        return message.contains("secret \"\(job)\" not found")
     }
 
     /// Why a Job ended without a result block, in words, by condition reason.

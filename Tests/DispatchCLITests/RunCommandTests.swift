@@ -8,7 +8,7 @@ import Testing
     var state: String { dir.child("state") }
     var env: [String: String] {
         ["DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_CLAUDE_BIN": TestPaths.fake("claude"),
-         "DISPATCH_PI_BIN": TestPaths.fake("pi"), "DISPATCH_KILL_GRACE_MS": "1000"]
+         "DISPATCH_PI_BIN": TestPaths.fake("pi"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_AGENT_ENV": "IS_SANDBOX", "IS_SANDBOX": "1"]
     }
 
     func dispatch(_ arguments: [String]) throws -> CommandResult {

@@ -59,6 +59,15 @@ import Testing
         #expect(run.stderr.contains("does not exist"), "\(run.stderr)")
     }
 
+    @Test func aGuessableTokenIsRefused() throws {
+        for token in ["short", "REPLACE_ME_WITH_64_HEX_CHARS_0123456789abcdef"] {
+            let run = try CommandRunner.run(
+                TestPaths.dispatchBinary, ["serve", "--port", "0", "--state-dir", dir.child("weak")], environment: ["DISPATCH_TOKEN": token])
+            #expect(run.exitCode == 2, "\(token): \(run.stderr)")
+            #expect(run.stderr.contains("too weak") && !run.stderr.contains(token), "\(run.stderr)")
+        }
+    }
+
     /// CONTRACT §3's Host table, row by row, on every kind of route.
     @Test func aLoopbackListenerAnswersOnlyToItsOwnNames() async throws {
         let server = ServerProcess(stateDir: dir.child("hosts"), extraArguments: ["--allowed-host", "proxy.internal"])
@@ -86,7 +95,7 @@ import Testing
         let body = #"{"requestId":"rebound","task":"fake:answer=x","tool":"codex"}"#
         let rebound = try raw(
             server, "POST", "/internal/agent-dispatch", host: "attacker.example",
-            headers: ["Authorization: Bearer test-token", "Content-Type: application/json"], body: body)
+            headers: ["Authorization: Bearer test-token-0123456789abcdef0123456789abcdef", "Content-Type: application/json"], body: body)
         #expect(rebound == 421)
         #expect(try await server.send(.GET, "/internal/agent-result/rebound").status == 404, "nothing was recorded")
     }
@@ -95,7 +104,7 @@ import Testing
         let server = ServerProcess(stateDir: dir.child("callbacks"))
         try await server.start()
         defer { server.stop() }
-        let tokens = CallbackTokens(adminToken: "test-token")
+        let tokens = CallbackTokens(adminToken: "test-token-0123456789abcdef0123456789abcdef")
         _ = try await server.dispatch(["requestId": "host-run", "task": "fake:sleep=2 fake:answer=the-agents-own-answer", "tool": "codex"])
         let forged = try JSONSerialization.data(withJSONObject: [
             "requestId": "host-run", "state": "completed", "output": "forged", "backend": "k8s",

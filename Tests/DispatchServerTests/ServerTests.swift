@@ -74,7 +74,7 @@ import Testing
         #expect((try await server.send(.GET, "/internal/agent-dispatches")).json?["items"] as? [Any] != nil)
         #expect(((try await server.send(.GET, "/internal/agent-dispatches")).json?["items"] as? [Any])?.isEmpty == true)
         #expect(try await server.send(.GET, "/internal/agent-result/a%2Fb").status == 400)
-        let otel = try await server.send(.GET, "/internal/agent-dispatches", token: .some(nil), headers: [("x-otel-emit-token", "test-token")])
+        let otel = try await server.send(.GET, "/internal/agent-dispatches", token: .some(nil), headers: [("x-otel-emit-token", "test-token-0123456789abcdef0123456789abcdef")])
         #expect(otel.status == 200)
         #expect(try await server.send(.GET, "/healthz", token: .some(nil)).status == 200)
     }

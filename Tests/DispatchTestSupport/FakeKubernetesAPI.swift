@@ -153,6 +153,13 @@ public final class FakeKubernetesAPI: Sendable {
         router.delete(RouterPath("\(jobs)/:name")) { request, context in self.deleteJob(context.parameters.get("name") ?? "", request) }
         router.patch(RouterPath("\(jobs)/:name")) { request, context in try await self.patchJob(context.parameters.get("name") ?? "", request) }
         router.post("api/v1/namespaces/:ns/secrets") { request, _ in try await self.createSecret(request) }
+        router.delete("api/v1/namespaces/:ns/secrets/:name") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            return self.state.withLock { state in
+                guard state.secrets.removeValue(forKey: name) != nil else { return Self.status(404, "NotFound", "secrets \"\(name)\" not found") }
+                return Self.status(200, "Success", "deleted")
+            }
+        }
         router.get("api/v1/namespaces/:ns/pods") { request, _ in self.listPods(request) }
         router.get("api/v1/namespaces/:ns/pods/:pod/log") { request, context in self.log(context.parameters.get("pod") ?? "", request) }
         router.get("api/v1/namespaces/:ns/events") { request, _ in self.listEvents(request) }

@@ -13,7 +13,7 @@ public final class ServerProcess: @unchecked Sendable {
     let environment: [String: String]
     let arguments: [String]
 
-    public init(stateDir: String, token: String? = "test-token", maxConcurrent: Int = 2, drainSeconds: Double = 10,
+    public init(stateDir: String, token: String? = "test-token-0123456789abcdef0123456789abcdef", maxConcurrent: Int = 2, drainSeconds: Double = 10,
                 environment: [String: String] = [:], extraArguments: [String] = [], port: Int = 0) {
         self.stateDir = stateDir
         self.token = token
@@ -23,6 +23,9 @@ public final class ServerProcess: @unchecked Sendable {
         env["DISPATCH_CLAUDE_BIN"] = env["DISPATCH_CLAUDE_BIN"] ?? TestPaths.fake("claude")
         env["DISPATCH_PI_BIN"] = env["DISPATCH_PI_BIN"] ?? TestPaths.fake("pi")
         env["DISPATCH_KILL_GRACE_MS"] = env["DISPATCH_KILL_GRACE_MS"] ?? "1000"
+        // Claude Code as root needs IS_SANDBOX=1 passed through, as an operator would.
+        env["DISPATCH_AGENT_ENV"] = env["DISPATCH_AGENT_ENV"] ?? "IS_SANDBOX"
+        env["IS_SANDBOX"] = env["IS_SANDBOX"] ?? "1"
         self.environment = env
         self.arguments = [
             "serve", "--host", "127.0.0.1", "--port", "\(port)", "--state-dir", stateDir, "--max-concurrent", "\(maxConcurrent)",

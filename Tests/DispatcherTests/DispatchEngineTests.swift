@@ -186,3 +186,36 @@ import Testing
         #expect(!CallbackTokens(adminToken: admin + "x").verify(token, requestId: "req-1"), "another admin token, another key")
     }
 }
+
+@Suite struct RealCLIDemandsTests {
+    @Test func claudeAsRootWithoutIsSandboxFailsBeforeSpawningSayingWhy() async throws {
+        guard geteuid() == 0 else { return }  // the refusal is root's only
+        let argvLog = TempDir("claude-root").child("argv.jsonl")
+        let fixture = try EngineFixture(environment: ["IS_SANDBOX": "", "FAKE_AGENT_ARGV_LOG": argvLog])
+        let result = try await fixture.run(fixture.request(.claude, "fake:answer=x"))
+        #expect(result.status == .failed)
+        #expect(result.error?.contains("IS_SANDBOX=1") == true, "\(result.error ?? "")")
+        #expect(result.attempts.isEmpty, "nothing was spawned")
+        #expect(!FileManager.default.fileExists(atPath: argvLog))
+    }
+
+    @Test func codexGetsSkipGitRepoCheckOnlyOutsideAGitRepository() async throws {
+        let logs = TempDir("codex-git")
+        let argvLog = logs.child("argv.jsonl")
+        let fixture = try EngineFixture(environment: ["FAKE_AGENT_ARGV_LOG": argvLog])
+        let plain = try await fixture.run(fixture.request(.codex, "fake:answer=plain"))
+        #expect(plain.status == .completed, "the fake codex refuses a plain directory without the flag: \(plain.error ?? "")")
+        let repo = logs.child("repo")
+        _ = try GitFixture.makeRepo(at: repo, files: ["a.txt": "a\n"])
+        try FileManager.default.createDirectory(atPath: "\(repo)/sub", withIntermediateDirectories: true)
+        var inRepo = fixture.request(.codex, "fake:answer=in-repo")
+        inRepo.cwd = "\(repo)/sub"
+        #expect(try await fixture.run(inRepo).status == .completed)
+        let argvs = LogFile.read(argvLog).split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["argv"] as? [String]
+        }
+        #expect(argvs.count == 2)
+        #expect(argvs.first?.contains("--skip-git-repo-check") == true)
+        #expect(argvs.last?.contains("--skip-git-repo-check") == false, "inside a repository the check stays on")
+    }
+}

@@ -1,7 +1,9 @@
 import DispatchCore
 import DispatchTestSupport
 import Dispatcher
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import Kube
 import Testing
 
@@ -16,6 +18,16 @@ import Testing
             let task = head + String(repeating: "p", count: 256 * 1024 - head.utf8.count)
             #expect(task.utf8.count == 256 * 1024)
             let request = cluster.request(task)
+            // A leftover Secret of that name (an older Job's) is replaced, not trusted.
+            let stale = try JSONSerialization.data(withJSONObject: [
+                "apiVersion": "v1", "kind": "Secret", "metadata": ["name": cluster.jobName(request)], "data": ["task": "c3RhbGU="],
+            ])
+            var staleRequest = HTTPClientRequest(url: "\(cluster.kube.connection.server)/api/v1/namespaces/agents/secrets")
+            staleRequest.method = .POST
+            staleRequest.headers.add(name: "Authorization", value: "Bearer \(cluster.api.token)")
+            staleRequest.headers.add(name: "Content-Type", value: "application/json")
+            staleRequest.body = .bytes(ByteBuffer(bytes: stale))
+            #expect(try await HTTPClient.shared.execute(staleRequest, timeout: .seconds(10)).status.code == 201)
             let result = try await cluster.fixture.run(request)
             #expect(result.status == .completed, "\(result.error ?? "")")
             #expect(result.result == "big-task-ok")
@@ -31,7 +43,7 @@ import Testing
 
             let requests = cluster.api.requests
             let create = try #require(requests.firstIndex { $0.hasPrefix("POST /apis/batch/v1/namespaces/agents/jobs") })
-            let secret = try #require(requests.firstIndex { $0.hasPrefix("POST /api/v1/namespaces/agents/secrets") })
+            let secret = try #require(requests.lastIndex { $0.hasPrefix("POST /api/v1/namespaces/agents/secrets") })
             let resume = try #require(requests.firstIndex { $0.hasPrefix("PATCH /apis/batch/v1/namespaces/agents/jobs/\(name)") })
             #expect(create < secret && secret < resume, "created suspended, then its Secret, then resumed")
             let stored = try #require(cluster.api.secret(name))

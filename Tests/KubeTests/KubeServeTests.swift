@@ -15,7 +15,7 @@ import Testing
         holdJobs: Bool, _ body: @Sendable (ServerProcess, FakeKubernetesAPI, String) async throws -> Void
     ) async throws {
         let port = freePort()
-        let token = "serve-token-\(UUID().uuidString.prefix(6))"
+        let token = "serve-token-\(UUID().uuidString)"
         let kubelet = FakeKubernetesAPI.Kubelet(
             dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet"), secrets: ["callback-token": token],
             environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"], dropCallback: false, holdJobs: holdJobs)

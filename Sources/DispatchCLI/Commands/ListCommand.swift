@@ -98,8 +98,12 @@ enum LogCopier {
         guard let handle = FileHandle(forReadingAtPath: path) else { return offset }
         defer { try? handle.close() }
         try? handle.seek(toOffset: offset)
-        let data = (try? handle.readToEnd()) ?? Data()
-        FileHandle.standardOutput.write(data)
-        return offset + UInt64(data.count)
+        var offset = offset
+        // 1 MiB at a time: memory stays flat whatever the log's size.
+        while let data = try? handle.read(upToCount: 1 << 20), !data.isEmpty {
+            FileHandle.standardOutput.write(data)
+            offset += UInt64(data.count)
+        }
+        return offset
     }
 }

@@ -44,7 +44,9 @@ struct RunCommand: AsyncParsableCommand {
         let parsed = try buildRequest()
         let engine: DispatchEngine
         do {
-            engine = try state.engine()
+            engine = try state.engine(createToken: true)
+        } catch let error as ValidationError {
+            throw error
         } catch {
             Output.error("cannot open the state store: \(error)")
             throw DispatchExit.failed

@@ -54,6 +54,11 @@ struct ServeCommand: AsyncParsableCommand {
         guard let token = try ServiceToken.resolve(tokenFile: tokenFile.map(absolute), configuration: configuration, createInState: true) else {
             throw ValidationError("no token: set --token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN")
         }
+        // Callback tokens are HMACs under a key derived from this token: a guessable one could be found offline.
+        guard token.value.count >= ServiceToken.minimumLength, !token.value.hasPrefix("REPLACE_ME") else {
+            throw ValidationError(
+                "the token from \(token.source) is too weak: use at least \(ServiceToken.minimumLength) random characters (e.g. openssl rand -hex 32)")
+        }
         let server = ServerConfiguration(
             host: configuration.host, port: configuration.port, token: token.value,
             allowedHosts: allowedHosts + configuration.allowedHosts, drainSeconds: drainSeconds)

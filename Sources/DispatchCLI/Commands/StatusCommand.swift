@@ -12,6 +12,11 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var remote: ServerOptions
     @Argument(help: "The requestId.") var requestId: String
     @Flag(help: "Print a one-line summary instead of the result JSON.") var summary = false
+    @Flag(help: "Print only the result document as JSON (the default; for scripts that say so).") var json = false
+
+    func validate() throws {
+        if json, summary { throw ValidationError("use either --json or --summary") }
+    }
 
     func run() async throws {
         let result: DispatchResult
@@ -100,6 +105,7 @@ struct CancelCommand: AsyncParsableCommand {
     @OptionGroup var state: StateOptions
     @OptionGroup var remote: ServerOptions
     @Argument(help: "The requestId.") var requestId: String
+    @Flag(help: "Print only the result document as JSON (the default).") var json = false
 
     func run() async throws {
         if let client = try remote.client(state: state) {

@@ -17,7 +17,7 @@ struct ServerOptions: ParsableArguments {
     func client(state: StateOptions) throws -> RemoteClient? {
         let env = ProcessInfo.processInfo.environment
         guard let url = server ?? env["DISPATCH_URL"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
-        let local = LoopbackAddress.host(ofURL: url).map(LoopbackAddress.isLoopback) ?? false
+        let local = LoopbackAddress.host(ofURL: url).map(LoopbackAddress.isCertainlyLocal) ?? false
         let token = try ServiceToken.resolve(
             tokenFile: tokenFile.map(absolute), configuration: state.configuration(), createInState: false, useState: local)
         return RemoteClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, token: token?.value)

@@ -13,6 +13,9 @@ struct ServiceToken {
     /// Whether this call created `<state>/token`.
     var created = false
 
+    /// Shortest admin token `serve` accepts.
+    static let minimumLength = 32
+
     /// Bytes of randomness in a generated token.
     static let generatedBytes = 32
 

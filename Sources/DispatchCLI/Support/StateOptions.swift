@@ -22,13 +22,15 @@ struct StateOptions: ParsableArguments {
     }
 
     /// Opens the store and an engine over it.
-    func engine(logLevel: Logger.Level = .warning) throws -> DispatchEngine {
+    /// `createToken`: `dispatch run` may create `<state>/token` (its k8s Jobs' callback tokens derive from it);
+    /// read-only commands never do.
+    func engine(logLevel: Logger.Level = .warning, createToken: Bool = false) throws -> DispatchEngine {
         let configuration = configuration()
+        let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
         return DispatchEngine(
             configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
-            k8s: K8sSettings.backendOrReason(
-                configuration, adminToken: (try? ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: true))?.value))
+            k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value))
     }
 }
 

@@ -4,6 +4,16 @@ public struct CodexAdapter: AgentAdapter {
     public var tool: AgentTool { .codex }
     public var detectsCompletion: Bool { true }
 
+    /// `codex exec` refuses a work dir outside a git repository unless it is given this flag (CONTRACT §1).
+    public static let skipGitRepoCheck = "--skip-git-repo-check"
+
+    /// `invocation` for a work dir that is not inside a git repository.
+    public static func outsideGitRepository(_ invocation: AgentInvocation) -> AgentInvocation {
+        var invocation = invocation
+        invocation.arguments.insert(skipGitRepoCheck, at: min(2, invocation.arguments.count))
+        return invocation
+    }
+
     public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
         var arguments = ["exec", "--full-auto", "--json"]
         if let model { arguments += ["-m", model] }

@@ -80,7 +80,12 @@ public enum HostileValueRules {
     /// (`https://TOKEN@host/…`). A login name alone over ssh (`ssh://git@host/…`, scp-like `git@host:path`) is
     /// not a secret and is allowed.
     public static func urlHasCredentials(_ url: String) -> Bool {
-        guard let schemeEnd = url.range(of: "://") else { return false }
+        guard let schemeEnd = url.range(of: "://") else {
+            // scp-like `user@host:path`: a password (`user:password@host:path`) is the only secret it can carry.
+            let head = url.prefix { $0 != "/" }
+            guard let at = head.firstIndex(of: "@") else { return false }
+            return head[..<at].contains(":")
+        }
         let scheme = url[..<schemeEnd.lowerBound].lowercased()
         let rest = url[schemeEnd.upperBound...]
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }

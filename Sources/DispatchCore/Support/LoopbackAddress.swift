@@ -77,6 +77,17 @@ public enum LoopbackAddress {
         return withUnsafeBytes(of: &address) { bytes in bytes.prefix(15).allSatisfy { $0 == 0 } && bytes[15] == 1 }
     }
 
+    /// Whether a URL host is certainly this machine without asking a resolver: `localhost`, an IPv4 literal in
+    /// 127.0.0.0/8 or `::1` (not `*.localhost`, which a resolver without nss-myhostname may send to DNS). Operator
+    /// commands send `<state>/token` only there.
+    public static func isCertainlyLocal(_ host: String) -> Bool {
+        let name = host.lowercased()
+        if name == "localhost" { return true }
+        let bare = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
+        if let octets = dottedQuad(bare) { return octets.0 == 127 }
+        return isIPv6Loopback(bare)
+    }
+
     /// The host of an `http(s)://host[:port]/…` URL (IPv6 brackets removed), or `nil`.
     public static func host(ofURL url: String) -> String? {
         guard let schemeEnd = url.range(of: "://") else { return nil }

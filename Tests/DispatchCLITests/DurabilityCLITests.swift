@@ -1,0 +1,66 @@
+import AgentProcess
+import DispatchTestSupport
+import Foundation
+import Testing
+
+@Suite(.serialized) struct DurabilityCLITests {
+    let dir = TempDir("durability-cli")
+    var env: [String: String] {
+        ["DISPATCH_STATE_DIR": dir.child("state"), "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"]
+    }
+
+    /// `dispatch run` under `canaries/peak_rss.py`: the result, its wall time and the peak RSS of the whole tree.
+    func measured(_ arguments: [String], extra: [String: String] = [:]) throws -> (result: CommandResult, seconds: Double, peakMiB: Double) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let run = try CommandRunner.run(
+            "/usr/bin/env", ["python3", "\(TestPaths.packageRoot)/canaries/peak_rss.py", TestPaths.dispatchBinary] + arguments,
+            environment: env.merging(extra) { $1 }, cwd: dir.path)
+        let elapsed = clock.now - start
+        let kib = run.stderr.split(separator: "\n").last { $0.hasPrefix("peak-rss-kib ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? -1
+        return (run, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, kib / 1024)
+    }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    @Test func aFloodingAgentIsEndedAtTheLogLimitNamingTheStream() throws {
+        let (run, seconds, peak) = try measured(
+            ["run", "--tool", "codex", "--task", "fake:big-output=2000000000 fake:answer=never", "--request-id", "flood", "--json"],
+            extra: ["DISPATCH_MAX_LOG_BYTES": "20000000"])
+        #expect(run.exitCode == 1, "\(run.stderr)")
+        let result = try json(run.stdout)
+        #expect(result["status"] as? String == "failed")
+        #expect(result["error"] as? String == "codex stdout exceeded the log limit of 20000000 bytes during agent attempt 1/1")
+        let path = try #require((result["logs"] as? [String: Any])?["stdoutPath"] as? String)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(size < 60_000_000, "the log stays near the limit: \(size) bytes")
+        #expect(seconds < 30, "ended within seconds of crossing the limit: \(seconds) s")
+        #expect(peak < 200, "peak RSS \(peak) MiB")
+        #expect(survivors(of: "flood").isEmpty)
+    }
+
+    @Test func aFinalAnswerAfter300MBOf50MBLinesIsFoundInBoundedMemory() throws {
+        let (run, seconds, peak) = try measured(
+            ["run", "--tool", "codex", "--task", "fake:big-lines=6:50000000 fake:answer=after-the-flood", "--request-id", "lines", "--json"])
+        #expect(run.exitCode == 0, "\(run.stderr.suffix(500))")
+        let result = try json(run.stdout)
+        #expect(result["status"] as? String == "completed", "\(result["error"] ?? "")")
+        #expect(result["result"] as? String == "after-the-flood")
+        #expect(seconds < 30, "\(seconds) s")
+        #expect(peak < 200, "peak RSS \(peak) MiB")
+    }
+
+    @Test func sighupToDispatchRunActsAsSigterm() async throws {
+        let run = try CommandRunner.start(
+            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", "hup", "--json"], environment: env,
+            cwd: dir.path)
+        #expect(await eventually { !survivors(of: "hup").isEmpty })
+        kill(run.pid, SIGHUP)
+        let result = run.wait()
+        #expect(result.exitCode == 130, "\(result.stderr)")
+        #expect(try json(result.stdout)["status"] as? String == "cancelled")
+        #expect(await eventually { survivors(of: "hup").isEmpty }, "no agent left")
+    }
+}

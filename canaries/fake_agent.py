@@ -24,6 +24,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:mv=FROM:TO           rename FROM to TO
   fake:chmod-x=PATH         make PATH executable
   fake:binary=PATH          write a small binary file
+  fake:sparse=PATH:BYTES    create PATH as a sparse file of BYTES (a huge file without the disk writes)
   fake:commit=MESSAGE       git add -A && git commit -m MESSAGE (in cwd)
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
@@ -312,6 +313,10 @@ def main():
             os.rename(src, dst)
         elif key == "chmod-x":
             os.chmod(value, os.stat(value).st_mode | 0o111)
+        elif key == "sparse":
+            path, _, size = value.partition(":")
+            with open(path, "wb") as f:
+                f.truncate(int(size))
         elif key == "binary":
             with open(value, "wb") as f:
                 f.write(bytes(range(256)) * 4)

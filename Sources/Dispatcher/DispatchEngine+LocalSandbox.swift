@@ -72,8 +72,9 @@ extension DispatchEngine {
         }
 
         let exportTimeout = max(deadline.remaining, .milliseconds(Self.minimumExportMs))
+        let maxPatchFileBytes = configuration.maxPatchFileBytes
         do {
-            var artifacts = try await BlockingWork.run("artifact export", timeout: exportTimeout) { try ArtifactExporter().export(sandbox) }
+            var artifacts = try await BlockingWork.run("artifact export", timeout: exportTimeout) { try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(sandbox) }
             artifacts.verification = verification
             result.artifacts = artifacts
         } catch {

@@ -245,9 +245,10 @@ public final class DispatchEngine: Sendable {
                 stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
                 stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
         }
+        let maxPatchFileBytes = configuration.maxPatchFileBytes
         if let info = result.localSandbox {
             result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30)) {
-                try ArtifactExporter().export(LocalSandbox(abandoned: info))
+                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info))
             }
         }
         logger.warning("abandoned dispatch resolved", metadata: [

@@ -13,12 +13,20 @@ public struct DiffEntry: Sendable, Equatable {
     public var newPath: String
 }
 
-/// The whole change from a base commit to the working tree.
+/// The whole change from a base commit to the working tree; the patch itself went to a file.
 public struct WorkingTreeChange: Sendable {
-    /// Per-path entries.
+    /// Per-path entries (omitted files not among them).
     public var entries: [DiffEntry]
-    /// A `git apply --binary`-able patch (git's format, binary hunks included).
-    public var patch: Data
+    /// Files left out of the patch because one side is larger than the limit.
+    public var omitted: [OmittedPath]
+    /// Bytes of patch written.
+    public var patchBytes: Int64
+}
+
+/// A path left out of a patch, and the larger of its two sides' sizes.
+public struct OmittedPath: Sendable, Equatable {
+    public var path: String
+    public var bytes: Int64
 }
 
 /// What kind of entry a status line describes.
@@ -32,21 +40,51 @@ public struct StatusEntry: Sendable, Equatable {
 
 extension Repository {
     /// The change from `base`'s tree to the working directory (index considered), including untracked,
-    /// non-ignored files with their content, deletions, mode changes and binary files.
-    public func workingTreeChange(from base: ObjectID) throws(GitError) -> WorkingTreeChange {
+    /// non-ignored files with their content, deletions, mode changes and binary files, streamed as one
+    /// `git apply --binary`-able patch into `patchFile` (never built in memory). A path whose old or new side is
+    /// larger than `maxFileBytes` is skipped before libgit2 reads it and reported in ``WorkingTreeChange/omitted``.
+    public func workingTreeChange(from base: ObjectID, writingPatchTo patchFile: String, maxFileBytes: Int64) throws(GitError) -> WorkingTreeChange {
         let tree = try tree(of: base)
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "prepare diff")
         options.flags = GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
             | GIT_DIFF_SHOW_UNTRACKED_CONTENT.rawValue | GIT_DIFF_SHOW_BINARY.rawValue | GIT_DIFF_INCLUDE_TYPECHANGE.rawValue
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, handle), "open the object database")
+        defer { git_odb_free(odb) }
+        let sizes = SizeGate(workdir: workdir ?? "", odb: odb!, limit: maxFileBytes)
+        let gate = Unmanaged.passRetained(sizes)
+        defer { gate.release() }
+        options.payload = gate.toOpaque()
+        options.notify_cb = { _, delta, _, payload in
+            guard let delta, let payload else { return 0 }
+            let gate = Unmanaged<SizeGate>.fromOpaque(payload).takeUnretainedValue()
+            return gate.admit(delta.pointee) ? 0 : 1  // > 0 skips the delta
+        }
         var diff: OpaquePointer?
         try check(git_diff_tree_to_workdir_with_index(&diff, handle, tree.pointer, &options), "diff \(base) against the working tree")
         defer { git_diff_free(diff) }
         let entries = Self.entries(of: diff!)
-        var buffer = git_buf()
-        try check(git_diff_to_buf(&buffer, diff, GIT_DIFF_FORMAT_PATCH), "format the patch from \(base)")
-        let patch = consume(&buffer) { Data(buffer: $0) }
-        return WorkingTreeChange(entries: entries, patch: patch)
+        let sink = PatchSink(path: patchFile)
+        guard sink.fd >= 0 else { throw GitError(code: .failed, operation: "open \(patchFile) for the patch", message: String(cString: strerror(errno))) }
+        let retained = Unmanaged.passRetained(sink)
+        defer {
+            retained.release()
+            close(sink.fd)
+        }
+        let rc = git_diff_print(diff, GIT_DIFF_FORMAT_PATCH, { _, _, line, payload in
+            guard let line, let payload else { return 0 }
+            let sink = Unmanaged<PatchSink>.fromOpaque(payload).takeUnretainedValue()
+            return sink.write(line.pointee) ? 0 : -1
+        }, retained.toOpaque())
+        if sink.failed != 0 {
+            throw GitError(code: .failed, operation: "write the patch to \(patchFile)", message: String(cString: strerror(sink.failed)))
+        }
+        try check(rc, "format the patch from \(base)")
+        guard fsync(sink.fd) == 0 else {
+            throw GitError(code: .failed, operation: "write the patch to \(patchFile)", message: String(cString: strerror(errno)))
+        }
+        return WorkingTreeChange(entries: entries, omitted: sizes.omitted.sorted { $0.path < $1.path }, patchBytes: sink.written)
     }
 
     /// Paths changed between two commits' trees.
@@ -112,4 +150,77 @@ extension Repository {
                 newPath: delta.new_file.path.map { String(cString: $0) } ?? "")
         }
     }
+}
+
+/// Decides per delta, before libgit2 loads any content, whether both sides fit the patch-file limit.
+/// Used only on the thread running the diff, which owns it for the call.
+private final class SizeGate {
+    let workdir: String
+    let odb: OpaquePointer
+    let limit: Int64
+    var omitted: [OmittedPath] = []
+
+    init(workdir: String, odb: OpaquePointer, limit: Int64) {
+        self.workdir = workdir
+        self.odb = odb
+        self.limit = limit
+    }
+
+    func admit(_ delta: git_diff_delta) -> Bool {
+        var largest: Int64 = 0
+        if let path = delta.new_file.path {
+            var info = stat()
+            if lstat("\(workdir)/\(String(cString: path))", &info) == 0, info.st_mode & S_IFMT == S_IFREG { largest = Int64(info.st_size) }
+        }
+        var oid = delta.old_file.id
+        if !git_oid_is_zero(&oid).isTrue {
+            var length = 0
+            var type = GIT_OBJECT_INVALID
+            if git_odb_read_header(&length, &type, odb, &oid) == 0 { largest = max(largest, Int64(length)) }
+        }
+        guard largest > limit else { return true }
+        let path = delta.new_file.path ?? delta.old_file.path
+        omitted.append(OmittedPath(path: path.map { String(cString: $0) } ?? "", bytes: largest))
+        return false
+    }
+}
+
+/// Writes printed patch lines to a file descriptor as `git_diff_to_buf` would lay them out.
+private final class PatchSink {
+    let fd: Int32
+    var written: Int64 = 0
+    var failed: Int32 = 0
+
+    init(path: String) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    }
+
+    func write(_ line: git_diff_line) -> Bool {
+        let origin = UInt8(bitPattern: line.origin)
+        if [UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: " ")].contains(origin) {
+            var byte = origin
+            guard put(&byte, 1) else { return false }
+        }
+        guard let content = line.content else { return true }
+        return put(content, line.content_len)
+    }
+
+    private func put(_ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        var offset = 0
+        while offset < count {
+            let n = Foundation.write(fd, bytes + offset, count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                failed = errno
+                return false
+            }
+            offset += n
+        }
+        written += Int64(count)
+        return true
+    }
+}
+
+extension Int32 {
+    fileprivate var isTrue: Bool { self != 0 }
 }

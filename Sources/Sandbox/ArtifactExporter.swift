@@ -2,6 +2,7 @@ import DispatchCore
 import DispatchStore
 import Foundation
 import Git
+import AgentProcess
 
 /// Exports what the agent did in a sandbox: HEAD, touched files and one `git apply --binary`-able patch from
 /// `baseSha` to the final working tree (commits, edits, deletions, mode changes, binary and untracked files).
@@ -9,7 +10,12 @@ public struct ArtifactExporter: Sendable {
     /// Largest patch kept inline in the result.
     public static let maxInlinePatchBytes = 5 * 1024 * 1024
 
-    public init() {}
+    /// Largest file (either side) put into the patch; larger ones are listed in `omittedFromPatch`.
+    public let maxPatchFileBytes: Int64
+
+    public init(maxPatchFileBytes: Int64 = 64 << 20) {
+        self.maxPatchFileBytes = maxPatchFileBytes
+    }
 
     /// Blocking; call through ``BlockingWork``. Writes `artifacts/changes.patch` and `artifacts/artifacts.json` atomically.
     public func export(_ sandbox: LocalSandbox) throws -> Artifacts {
@@ -19,23 +25,36 @@ public struct ArtifactExporter: Sendable {
                 throw SandboxError(code: .exportFailed, message: "base \(sandbox.baseSha) is not a full commit id")
             }
             let head = try repo.headCommit()
-            let change = try repo.workingTreeChange(from: base)
+            let patchPath = "\(sandbox.artifactsDir)/changes.patch"
+            try FileManager.default.createDirectory(atPath: sandbox.artifactsDir, withIntermediateDirectories: true)
+            // Streamed to a private temp file, then renamed: readers never see half a patch, and memory stays flat.
+            let temp = "\(sandbox.artifactsDir)/.changes.patch.tmp-\(getpid())"
+            let change: WorkingTreeChange
+            do {
+                change = try repo.workingTreeChange(from: base, writingPatchTo: temp, maxFileBytes: maxPatchFileBytes)
+                guard rename(temp, patchPath) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            } catch {
+                unlink(temp)
+                throw error
+            }
             var touched = Set<String>()
             for entry in change.entries {
                 touched.insert(entry.oldPath)
                 touched.insert(entry.newPath)
             }
+            for omitted in change.omitted { touched.insert(omitted.path) }
             if let head, head != base {
                 touched.formUnion(try repo.pathsChangedByCommits(from: base, to: head))
             }
             touched.remove("")
-            let patchPath = "\(sandbox.artifactsDir)/changes.patch"
-            try AtomicFile.write(change.patch, to: patchPath)
-            let inline = change.patch.count <= Self.maxInlinePatchBytes
+            let inline = change.patchBytes <= Int64(Self.maxInlinePatchBytes)
+            let omitted = change.omitted.map {
+                Artifacts.OmittedFile(path: $0.path, bytes: $0.bytes, reason: "larger than \(maxPatchFileBytes) bytes")
+            }
             let artifacts = Artifacts(
                 headSha: head?.hex, touchedFiles: touched.sorted(),
-                patch: inline ? String(decoding: change.patch, as: UTF8.self) : nil, patchPath: patchPath,
-                patchTruncated: inline ? nil : true)
+                patch: inline ? LogFile.read(patchPath) : nil, patchPath: patchPath,
+                patchTruncated: inline ? nil : true, omittedFromPatch: omitted.isEmpty ? nil : omitted)
             try AtomicFile.write(try StoreJSON.encode(artifacts), to: "\(sandbox.artifactsDir)/artifacts.json")
             return artifacts
         } catch let error as SandboxError {

@@ -63,4 +63,31 @@ import Testing
         #expect(try json(result.stdout)["status"] as? String == "cancelled")
         #expect(await eventually { survivors(of: "hup").isEmpty }, "no agent left")
     }
+
+    @Test func aHugeUntrackedFileIsTouchedButLeftOutOfAPatchThatStillApplies() throws {
+        let repo = dir.child("huge-repo")
+        let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let (run, _, peak) = try measured([
+            "run", "--tool", "codex", "--mode", "sandbox", "--cwd", repo, "--request-id", "huge", "--json",
+            "--task", "fake:sparse=big.bin:419430400 fake:write=a.txt:changed fake:answer=done",
+        ])
+        #expect(run.exitCode == 0, "\(run.stderr.suffix(400))")
+        let result = try json(run.stdout)
+        #expect(result["status"] as? String == "completed", "\(result["error"] ?? "")")
+        let artifacts = try #require(result["artifacts"] as? [String: Any])
+        #expect(artifacts["touchedFiles"] as? [String] == ["a.txt", "big.bin"])
+        let omitted = try #require(artifacts["omittedFromPatch"] as? [[String: Any]])
+        #expect(omitted.count == 1)
+        #expect(omitted.first?["path"] as? String == "big.bin")
+        #expect((omitted.first?["bytes"] as? NSNumber)?.int64Value == 419_430_400)
+        #expect((omitted.first?["reason"] as? String)?.contains("larger than 67108864 bytes") == true)
+        let patch = try #require(artifacts["patch"] as? String)
+        #expect(!patch.contains("big.bin") && patch.contains("+changed"))
+        let check = dir.child("huge-check")
+        try GitFixture.git(["clone", "-q", repo, check], in: dir.path)
+        try GitFixture.git(["checkout", "-q", base], in: check)
+        let patchPath = try #require(artifacts["patchPath"] as? String)
+        try GitFixture.git(["apply", "--check", "--binary", patchPath], in: check)
+        #expect(peak < 300, "peak RSS \(peak) MiB")
+    }
 }

@@ -69,9 +69,10 @@ import Testing
         try GitFixture.write(["f.txt": "changed\n", "u.txt": "untracked\n", "skip.tmp": "ignored\n"], in: path)
         try Data([0, 1, 2, 255, 0, 7]).write(to: URL(fileURLWithPath: "\(path)/b.bin"))
         let repo = try Repository(path: path)
-        let change = try repo.workingTreeChange(from: ObjectID(hex: base)!)
+        let patchFile = "\(path).patch"
+        let change = try repo.workingTreeChange(from: ObjectID(hex: base)!, writingPatchTo: patchFile, maxFileBytes: 1 << 20)
         #expect(Set(change.entries.map(\.newPath)) == ["f.txt", "u.txt", "b.bin"])
-        let patch = String(decoding: change.patch, as: UTF8.self)
+        let patch = try String(contentsOfFile: patchFile, encoding: .utf8)
         #expect(patch.contains("GIT binary patch"))
         #expect(patch.contains("+untracked"))
         #expect(!patch.contains("ignored"))

@@ -128,15 +128,31 @@ public struct Artifacts: Codable, Sendable, Equatable {
     public var patchPath: String?
     public var patchTruncated: Bool?
     public var verification: Verification?
+    /// Files in `touchedFiles` left out of the patch (too large), with their size and why.
+    public var omittedFromPatch: [OmittedFile]?
+
+    /// A file left out of the patch.
+    public struct OmittedFile: Codable, Sendable, Equatable {
+        public var path: String
+        public var bytes: Int64
+        public var reason: String
+
+        public init(path: String, bytes: Int64, reason: String) {
+            self.path = path
+            self.bytes = bytes
+            self.reason = reason
+        }
+    }
 
     public init(headSha: String? = nil, touchedFiles: [String] = [], patch: String? = nil, patchPath: String? = nil,
-                patchTruncated: Bool? = nil, verification: Verification? = nil) {
+                patchTruncated: Bool? = nil, verification: Verification? = nil, omittedFromPatch: [OmittedFile]? = nil) {
         self.headSha = headSha
         self.touchedFiles = touchedFiles
         self.patch = patch
         self.patchPath = patchPath
         self.patchTruncated = patchTruncated
         self.verification = verification
+        self.omittedFromPatch = omittedFromPatch
     }
 
     /// Tolerates reports without `touchedFiles` (CONTRACT §3: missing optional parts of a callback are accepted).
@@ -148,6 +164,7 @@ public struct Artifacts: Codable, Sendable, Equatable {
         patchPath = try container.decodeIfPresent(String.self, forKey: .patchPath)
         patchTruncated = try container.decodeIfPresent(Bool.self, forKey: .patchTruncated)
         verification = try container.decodeIfPresent(Verification.self, forKey: .verification)
+        omittedFromPatch = try container.decodeIfPresent([OmittedFile].self, forKey: .omittedFromPatch)
     }
 
     /// The outcome of the request's verification commands.

@@ -30,6 +30,8 @@ public struct DispatchRecord: Sendable, Equatable {
     public var createdAt: String
     /// Insertion order, for FIFO queues.
     public var sequence: Int64
+    /// Until when the owner's lease holds; past it, anyone may recover the row.
+    public var leaseExpiresAt: Date?
 
     public var requestId: String { request.requestId }
     public var status: DispatchStatus { result.status }
@@ -47,6 +49,7 @@ struct DispatchRow: Codable, FetchableRecord, PersistableRecord {
     var createdAt: String
     var updatedAt: String
     var sequence: Int64?
+    var leaseExpiresAt: Int64?
 
     enum Columns {
         static let requestId = Column(CodingKeys.requestId)
@@ -62,7 +65,8 @@ struct DispatchRow: Codable, FetchableRecord, PersistableRecord {
                 result: try decoder.decode(DispatchResult.self, from: Data(resultJSON.utf8)),
                 owner: try ownerJSON.map { try decoder.decode(RunnerOwner.self, from: Data($0.utf8)) },
                 createdAt: createdAt,
-                sequence: sequence ?? 0
+                sequence: sequence ?? 0,
+                leaseExpiresAt: leaseExpiresAt.map { Date(timeIntervalSince1970: Double($0) / 1000) }
             )
         } catch {
             throw DispatchStoreError(code: .corruptRecord, message: "stored dispatch \(requestId) cannot be decoded", underlying: error)

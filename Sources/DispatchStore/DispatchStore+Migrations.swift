@@ -33,6 +33,10 @@ extension DispatchStore {
                 t.column("cleanupAfter", .text)
             }
         }
+        migrator.registerMigration("v3-lease") { db in
+            // Epoch milliseconds until which the owner vouches for a non-terminal row (CONTRACT §3 leases).
+            try db.alter(table: "dispatch") { t in t.add(column: "leaseExpiresAt", .integer) }
+        }
         return migrator
     }
 }

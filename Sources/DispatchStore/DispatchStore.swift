@@ -30,12 +30,15 @@ public final class DispatchStore: Sendable {
     public let stateDir: String
     /// Where `<requestId>.json` result files go.
     public let inboxDir: String
+    /// How long an owner's lease holds after each renewal (`DISPATCH_LEASE_SECONDS`).
+    public let leaseDuration: TimeInterval
     let pool: DatabasePool
 
     /// Opens (creating if needed) the store in `stateDir` and the inbox in `inboxDir`.
-    public init(stateDir: String, inboxDir: String) throws {
+    public init(stateDir: String, inboxDir: String, leaseSeconds: Int = 15) throws {
         self.stateDir = stateDir
         self.inboxDir = inboxDir
+        self.leaseDuration = TimeInterval(max(1, leaseSeconds))
         do {
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: inboxDir, withIntermediateDirectories: true)
@@ -67,15 +70,19 @@ public final class DispatchStore: Sendable {
             var row = DispatchRow(
                 requestId: request.requestId, status: result.status.rawValue, tool: request.tool.rawValue,
                 requestJSON: try StoreJSON.string(request), resultJSON: try StoreJSON.string(result),
-                ownerJSON: try owner.map(StoreJSON.string), createdAt: now, updatedAt: result.updatedAt, sequence: nil
+                ownerJSON: try owner.map(StoreJSON.string), createdAt: now, updatedAt: result.updatedAt, sequence: nil,
+                leaseExpiresAt: owner == nil ? nil : self.leaseDeadline()
             )
             try db.execute(
                 sql: """
-                    INSERT INTO dispatch (requestId, status, tool, requestJSON, resultJSON, ownerJSON, createdAt, updatedAt, sequence)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(sequence), 0) + 1 FROM dispatch))
+                    INSERT INTO dispatch (requestId, status, tool, requestJSON, resultJSON, ownerJSON, createdAt, updatedAt, sequence, leaseExpiresAt)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(sequence), 0) + 1 FROM dispatch), ?)
                     ON CONFLICT(requestId) DO NOTHING
                     """,
-                arguments: [row.requestId, row.status, row.tool, row.requestJSON, row.resultJSON, row.ownerJSON, row.createdAt, row.updatedAt]
+                arguments: [
+                    row.requestId, row.status, row.tool, row.requestJSON, row.resultJSON, row.ownerJSON, row.createdAt, row.updatedAt,
+                    row.leaseExpiresAt,
+                ]
             )
             if db.changesCount == 0 {
                 guard let existing = try DispatchRow.fetchOne(db, key: request.requestId) else {
@@ -105,12 +112,31 @@ public final class DispatchStore: Sendable {
             row.status = result.status.rawValue
             row.resultJSON = try StoreJSON.string(result)
             row.updatedAt = result.updatedAt
-            if let owner { row.ownerJSON = try StoreJSON.string(owner) }
+            if let owner {
+                row.ownerJSON = try StoreJSON.string(owner)
+                row.leaseExpiresAt = self.leaseDeadline()
+            }
             try row.update(db)
             try Self.writeInbox(row.resultJSON, to: inbox)
             return .updated(try row.record())
         }
     }
+
+    /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
+    @discardableResult
+    public func renewLeases(of owner: RunnerOwner) async throws -> Int {
+        let ownerJSON = try StoreJSON.string(owner)
+        let until = leaseDeadline()
+        return try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE dispatch SET leaseExpiresAt = ? WHERE ownerJSON = ? AND status IN ('queued', 'running')",
+                arguments: [until, ownerJSON])
+            return db.changesCount
+        }
+    }
+
+    /// Epoch milliseconds one lease from now.
+    func leaseDeadline() -> Int64 { Int64((Date().timeIntervalSince1970 + leaseDuration) * 1000) }
 
     /// The stored record of `requestId`, if any.
     public func record(_ requestId: String) async throws -> DispatchRecord? {

@@ -51,6 +51,16 @@ public final class DispatchEngine: Sendable {
     public func runOnce(_ request: DispatchRequest, token: CancelToken) async throws -> (result: DispatchResult, duplicate: Bool) {
         switch try await admit(request, status: .running, owner: .current(kind: "run")) {
         case .inserted(let record):
+            // This process vouches for its row while it runs; if it dies, the lease runs out and anyone recovers it.
+            let store = self.store, owner = record.owner
+            let renewal = Task {
+                guard let owner else { return }
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(max(1, store.leaseDuration / 3)))
+                    _ = try? await store.renewLeases(of: owner)
+                }
+            }
+            defer { renewal.cancel() }
             return (await execute(record, token: token), false)
         case .existing(let record):
             let final = try await awaitTerminal(record.requestId, timeout: nil)
@@ -219,7 +229,7 @@ public final class DispatchEngine: Sendable {
 
     /// If `record` is `running` and its owner is known dead, ends its surviving processes and stores it `failed`.
     public func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
-        guard record.status == .running, let owner = record.owner, owner.isKnownDead else { return record }
+        guard record.status == .running, let owner = record.owner, record.ownerIsGone() else { return record }
         let reason = owner.kind == "serve"
             ? "runner restarted while running; execution abandoned"
             : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"

@@ -38,6 +38,7 @@ public final class DispatchService: Sendable {
         var reserved = 0
         var queue: [DispatchRecord] = []
         var accepting = true
+        var leaseKeeper: Task<Void, Never>?
     }
 
     public let engine: DispatchEngine
@@ -64,14 +65,8 @@ public final class DispatchService: Sendable {
         for record in try await engine.store.nonTerminal() {
             switch record.status {
             case .running:
-                guard let previous = record.owner, previous.isKnownDead || previous.isCurrentProcess else { continue }
-                if engine.canReattach(record) {
-                    // Claim the row before anything else can see a dead owner and abandon it.
-                    let adopted = try await engine.store.update(record.result, owner: owner).record
-                    state.withLock { startLocked(adopted, in: &$0, reattach: true) }
-                } else {
-                    _ = try await engine.abandon(record, reason: "runner restarted while running; execution abandoned")
-                }
+                guard record.owner?.isCurrentProcess == true || record.ownerIsGone() else { continue }
+                try await recoverRunning(record)
             case .queued:
                 state.withLock { $0.queue.append(record) }
             default:
@@ -81,11 +76,49 @@ public final class DispatchService: Sendable {
         let queued = counts.queued
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()
+        startLeaseKeeper()
         if let k8s = engine.k8s {
             // In the background: an unreachable API must not hold the service's start.
             let engine = self.engine, logger = self.logger
             Task { await k8s.reconcile(engine: engine, logger: logger) }
         }
+    }
+
+    /// Takes over a `running` row nobody vouches for: a k8s run is followed (its Job runs on), anything else is ended.
+    private func recoverRunning(_ record: DispatchRecord) async throws {
+        let running = state.withLock { $0.running[record.requestId] != nil }
+        guard !running else { return }
+        if engine.canReattach(record) {
+            // Claim the row before anything else can see a dead owner and abandon it.
+            let adopted = try await engine.store.update(record.result, owner: owner).record
+            state.withLock { startLocked(adopted, in: &$0, reattach: true) }
+        } else {
+            _ = try await engine.abandon(record, reason: "runner restarted while running; execution abandoned")
+        }
+    }
+
+    /// Every third of a lease: renews this process's leases, and recovers `running` rows whose owner stopped
+    /// renewing (a `serve` that died on another host, a killed `dispatch run`) — within a lease plus a beat.
+    private func startLeaseKeeper() {
+        let period = Duration.milliseconds(Int64(max(1, engine.store.leaseDuration / 3) * 1000))
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: period)
+                guard let self else { return }
+                do {
+                    // Renewed through the drain too; recovery of others' rows only while accepting work.
+                    try await self.engine.store.renewLeases(of: self.owner)
+                    guard self.state.withLock({ $0.accepting }) else { continue }
+                    for record in try await self.engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
+                        self.logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
+                        try await self.recoverRunning(record)
+                    }
+                } catch {
+                    self.logger.error("lease upkeep failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        state.withLock { $0.leaseKeeper = task }
     }
 
     /// Records a new request and starts or queues it; a known `requestId` starts nothing.
@@ -174,6 +207,7 @@ public final class DispatchService: Sendable {
             item.task.cancel()
         }
         for item in left { _ = await item.task.value }
+        state.withLock { $0.leaseKeeper?.cancel() }
         engine.notifier.wakeAll()
     }
 

@@ -28,3 +28,15 @@ extension RunnerOwner {
 
     static let hostName: String = ProcessInfo.processInfo.hostName
 }
+
+extension DispatchRecord {
+    /// Whether nobody vouches for this non-terminal row any more: its owner let its lease expire (on any host), or —
+    /// the fast path — the owner is a process on this machine that is gone.
+    public func ownerIsGone(now: Date = Date()) -> Bool {
+        guard let owner else { return false }
+        if owner.isCurrentProcess { return false }
+        if owner.isKnownDead { return true }
+        if let lease = leaseExpiresAt, now > lease { return true }
+        return false
+    }
+}

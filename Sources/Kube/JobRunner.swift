@@ -166,7 +166,7 @@ public struct JobRunner: Sendable {
         configuration.defaultWorkdir = source
         let result: DispatchResult
         do {
-            let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
+            let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
             let engine = DispatchEngine(configuration: configuration, store: store, logger: logger, environment: environment)
             result = try await engine.runOnce(request, token: token).result
         } catch {

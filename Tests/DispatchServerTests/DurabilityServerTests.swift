@@ -44,4 +44,27 @@ import Testing
         let followed = try await server.send(.GET, "/internal/agent-logs/big-log?follow=1")
         #expect(followed.text.utf8.count == size, "follow drains to the end too")
     }
+
+    @Test func aServeKilledOnOneHostIsRecoveredByAServeOnAnotherWithinTheLease() async throws {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return }
+        let state = dir.child("two-hosts")
+        let env = ["DISPATCH_LEASE_SECONDS": "3"]
+        let first = ServerProcess(stateDir: state, environment: env, launcher: ServerProcess.onHost("dispatch-host-a"))
+        try await first.start()
+        _ = try await first.dispatch(["requestId": "stranded", "task": "fake:sleep=60 fake:answer=never", "tool": "codex"])
+        #expect(await eventually { !survivors(of: "stranded").isEmpty })
+        first.stop(SIGKILL)
+        let clock = ContinuousClock()
+        let killed = clock.now
+        let second = ServerProcess(stateDir: state, environment: env, launcher: ServerProcess.onHost("dispatch-host-b"))
+        try await second.start()
+        defer { second.stop() }
+        let reply = try await second.send(.GET, "/internal/agent-await/stranded?timeoutMs=20000")
+        let elapsed = clock.now - killed
+        let result = try #require(reply.json?["result"] as? [String: Any], "\(reply.text)")
+        #expect(result["status"] as? String == "failed")
+        #expect((result["error"] as? String)?.contains("runner restarted while running") == true, "\(result["error"] ?? "")")
+        #expect(elapsed < .seconds(3 + 5), "terminal within the lease and a few seconds: \(elapsed)")
+        #expect(await eventually { survivors(of: "stranded").isEmpty }, "the stranded agent was ended")
+    }
 }

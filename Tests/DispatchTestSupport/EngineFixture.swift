@@ -25,7 +25,7 @@ public struct EngineFixture: Sendable {
         configuration.completionGraceMs = completionGraceMs
         // Claude Code as root (this machine, CI) needs IS_SANDBOX=1 passed through, as an operator would.
         configuration.agentEnvPassthrough = ["IS_SANDBOX"]
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
+        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
         var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
         if logHandler == nil { logger.logLevel = .warning }
         let env = ProcessInfo.processInfo.environment.merging(["IS_SANDBOX": "1"]) { $1 }.merging(environment) { $1 }

@@ -12,9 +12,12 @@ public final class ServerProcess: @unchecked Sendable {
     public private(set) var command: RunningCommand?
     let environment: [String: String]
     let arguments: [String]
+    /// A command the server is started through (e.g. `unshare --uts` with another hostname); it must exec it.
+    let launcher: [String]
 
     public init(stateDir: String, token: String? = "test-token-0123456789abcdef0123456789abcdef", maxConcurrent: Int = 2, drainSeconds: Double = 10,
-                environment: [String: String] = [:], extraArguments: [String] = [], port: Int = 0) {
+                environment: [String: String] = [:], extraArguments: [String] = [], port: Int = 0, launcher: [String] = []) {
+        self.launcher = launcher
         self.stateDir = stateDir
         self.token = token
         var env = environment
@@ -33,11 +36,17 @@ public final class ServerProcess: @unchecked Sendable {
         ] + extraArguments
     }
 
+    /// A launcher that runs the server in its own UTS namespace under `hostname` (root only).
+    public static func onHost(_ hostname: String) -> [String] {
+        ["/usr/bin/unshare", "--uts", "/bin/sh", "-c", "hostname \(hostname) && exec \"$0\" \"$@\""]
+    }
+
     /// Starts the server and waits until it listens.
     public func start() async throws {
         let portFile = "\(stateDir).port-\(UUID().uuidString.prefix(6))"
         try? FileManager.default.removeItem(atPath: portFile)
-        command = try CommandRunner.start(TestPaths.dispatchBinary, arguments + ["--port-file", portFile], environment: environment)
+        let argv = launcher + [TestPaths.dispatchBinary] + arguments + ["--port-file", portFile]
+        command = try CommandRunner.start(argv[0], Array(argv.dropFirst()), environment: environment)
         let ready = await eventually(timeout: .seconds(30)) { FileManager.default.fileExists(atPath: portFile) }
         guard ready, let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
         else {

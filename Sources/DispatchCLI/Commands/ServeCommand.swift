@@ -76,7 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
             token.created ? "created the service token" : "using the service token",
             metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"])
 
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
+        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
         let k8s: KubeJobController?
         do {
             k8s = try K8sSettings.backend(configuration, adminToken: token.value)

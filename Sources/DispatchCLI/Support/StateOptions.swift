@@ -27,7 +27,7 @@ struct StateOptions: ParsableArguments {
     func engine(logLevel: Logger.Level = .warning, createToken: Bool = false) throws -> DispatchEngine {
         let configuration = configuration()
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
+        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
         return DispatchEngine(
             configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
             k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value))

@@ -1,6 +1,7 @@
 import DispatchCore
 import Foundation
 import GRDB
+import Synchronization
 
 /// The embedded state store: SQLite (WAL) under the state dir, plus the inbox files it keeps in step.
 ///
@@ -32,6 +33,8 @@ public final class DispatchStore: Sendable {
     public let inboxDir: String
     /// How long an owner's lease holds after each renewal (`DISPATCH_LEASE_SECONDS`).
     public let leaseDuration: TimeInterval
+    /// Injected write failures (`DISPATCH_FAULT_STORE_WRITES`), for the fault suite.
+    let faults: StoreFaults
     let pool: DatabasePool
 
     /// Opens (creating if needed) the store in `stateDir` and the inbox in `inboxDir`.
@@ -39,6 +42,7 @@ public final class DispatchStore: Sendable {
         self.stateDir = stateDir
         self.inboxDir = inboxDir
         self.leaseDuration = TimeInterval(max(1, leaseSeconds))
+        self.faults = StoreFaults(ProcessInfo.processInfo.environment["DISPATCH_FAULT_STORE_WRITES"])
         do {
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: inboxDir, withIntermediateDirectories: true)
@@ -64,8 +68,7 @@ public final class DispatchStore: Sendable {
 
     /// Records a new request atomically (the primary key is the dedupe); writes its inbox file when inserted.
     public func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> InsertOutcome {
-        let inbox = inboxPath(request.requestId)
-        return try await pool.write { db in
+        let outcome: InsertOutcome = try await pool.write { db in
             let now = ISO8601.string(Date())
             var row = DispatchRow(
                 requestId: request.requestId, status: result.status.rawValue, tool: request.tool.rawValue,
@@ -91,9 +94,10 @@ public final class DispatchStore: Sendable {
                 return .existing(try existing.record())
             }
             row.sequence = db.lastInsertedRowID
-            try Self.writeInbox(row.resultJSON, to: inbox)
             return .inserted(try row.record())
         }
+        if case .inserted(let record) = outcome { writeInbox(record) }
+        return outcome
     }
 
     /// Replaces the result of a non-terminal request (and its inbox file); a terminal result is never replaced.
@@ -101,8 +105,10 @@ public final class DispatchStore: Sendable {
     /// `owner` replaces the stored owner when given (a queued request taken over by a runner).
     @discardableResult
     public func update(_ result: DispatchResult, owner: RunnerOwner? = nil) async throws -> UpdateOutcome {
-        let inbox = inboxPath(result.requestId)
-        return try await pool.write { db in
+        if result.status.isTerminal, faults.failTerminalWrite() {
+            throw DispatchStoreError(code: .writeFailed, message: "cannot store the result of \(result.requestId): injected fault (DISPATCH_FAULT_STORE_WRITES)")
+        }
+        let outcome: UpdateOutcome = try await pool.write { db in
             guard var row = try DispatchRow.fetchOne(db, key: result.requestId) else {
                 throw DispatchStoreError(code: .notFound, message: "no dispatch with requestId \(result.requestId)")
             }
@@ -117,9 +123,10 @@ public final class DispatchStore: Sendable {
                 row.leaseExpiresAt = self.leaseDeadline()
             }
             try row.update(db)
-            try Self.writeInbox(row.resultJSON, to: inbox)
             return .updated(try row.record())
         }
+        if case .updated(let record) = outcome { writeInbox(record) }
+        return outcome
     }
 
     /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
@@ -177,12 +184,26 @@ public final class DispatchStore: Sendable {
         (try? await pool.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe") }) != nil
     }
 
-    static func writeInbox(_ json: String, to path: String) throws {
-        do {
-            try AtomicFile.write(Data(json.utf8), to: path)
-        } catch {
-            throw DispatchStoreError(code: .inboxWriteFailed, message: "cannot write inbox file \(path)", underlying: error)
+    /// Writes the inbox file of a committed row, from the row (after the commit: the inbox never shows what the
+    /// store does not hold). A failure is left for ``resyncInbox()`` at the next start.
+    func writeInbox(_ record: DispatchRecord) {
+        guard let data = try? StoreJSON.encode(record.result) else { return }
+        try? AtomicFile.write(data, to: inboxPath(record.requestId))
+    }
+
+    /// Rewrites inbox files that are missing or lag their row (an inbox write that failed after its commit, a
+    /// crash in between). Returns how many were rewritten.
+    @discardableResult
+    public func resyncInbox(limit: Int = 10_000) async throws -> Int {
+        var rewritten = 0
+        for record in try await list(limit: limit) {
+            guard let data = try? StoreJSON.encode(record.result) else { continue }
+            if FileManager.default.contents(atPath: inboxPath(record.requestId)) != data {
+                try? AtomicFile.write(data, to: inboxPath(record.requestId))
+                rewritten += 1
+            }
         }
+        return rewritten
     }
 
     /// Runs `body` holding an exclusive `flock` on `path`, so concurrent processes migrate one at a time.
@@ -195,5 +216,29 @@ public final class DispatchStore: Sendable {
         }
         defer { flock(fd, LOCK_UN) }
         return try body()
+    }
+}
+
+/// Fault injection for the fault suite: `DISPATCH_FAULT_STORE_WRITES=terminal` fails every terminal write,
+/// `terminal:N` the first N. Unset in production.
+final class StoreFaults: Sendable {
+    private let remaining: Mutex<Int?>
+
+    init(_ spec: String?) {
+        guard let spec, spec.hasPrefix("terminal") else {
+            remaining = Mutex(nil)
+            return
+        }
+        let count = spec.split(separator: ":").dropFirst().first.flatMap { Int($0) } ?? Int.max
+        remaining = Mutex(count)
+    }
+
+    /// Whether this terminal write is to fail.
+    func failTerminalWrite() -> Bool {
+        remaining.withLock { left in
+            guard let count = left, count > 0 else { return false }
+            left = count - 1
+            return true
+        }
     }
 }

@@ -2,7 +2,7 @@
 public struct DispatchStoreError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: Hashable, Sendable { case openFailed, corruptRecord, inboxWriteFailed, notFound }
+        private enum Value: Hashable, Sendable { case openFailed, corruptRecord, inboxWriteFailed, notFound, writeFailed }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
@@ -14,6 +14,8 @@ public struct DispatchStoreError: Error, Sendable, CustomStringConvertible {
         public static let inboxWriteFailed = Code(.inboxWriteFailed)
         /// No record has that id.
         public static let notFound = Code(.notFound)
+        /// A write to the database failed (full disk, I/O error, an injected fault).
+        public static let writeFailed = Code(.writeFailed)
 
         public var description: String { String(describing: value) }
     }

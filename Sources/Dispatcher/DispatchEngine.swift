@@ -61,7 +61,17 @@ public final class DispatchEngine: Sendable {
                 }
             }
             defer { renewal.cancel() }
-            return (await execute(record, token: token), false)
+            let result = await execute(record, token: token)
+            // Report only what is committed: a terminal result the store would not take is not a result.
+            // Read outside this task's cancellation: a cancelled dispatch still reports its stored `cancelled`.
+            let id = record.requestId
+            let committed = try? await Task.detached { try await store.record(id) }.value
+            guard let stored = committed ?? nil, stored.status.isTerminal else {
+                throw DispatchEngineError(
+                    "the \(result.status.rawValue) result of \(record.requestId) could not be stored within "
+                        + "\(configuration.storeRetrySeconds)s; not reporting it (the next process that looks at it reconciles from the store)")
+            }
+            return (stored.result, false)
         case .existing(let record):
             let final = try await awaitTerminal(record.requestId, timeout: nil)
             return (final?.result ?? record.result, true)
@@ -191,10 +201,28 @@ public final class DispatchEngine: Sendable {
     }
 
     /// Stores `result` outside any task cancellation (a cancelled dispatch must still write `cancelled`).
-    /// Returns what the store holds afterwards; on a store failure, the unstored result.
+    /// A terminal write is retried with backoff for ``storeRetryWindow``. Returns what the store holds afterwards:
+    /// never a result the store did not take (on a lasting failure, the row as last committed, or `result` when
+    /// even that cannot be read; `runOnce` then refuses to report it).
     func persist(_ result: DispatchResult, owner: RunnerOwner?, logger: Logger) async -> DispatchResult {
         let store = self.store
-        let write = Task.detached { try await store.update(result, owner: owner) }
+        let window = result.status.isTerminal ? storeRetryWindow : .zero
+        let write = Task.detached { () async throws -> DispatchStore.UpdateOutcome in
+            let clock = ContinuousClock()
+            let end = clock.now + window
+            var delay: Duration = .milliseconds(50)
+            while true {
+                do {
+                    return try await store.update(result, owner: owner)
+                } catch let error as DispatchStoreError where error.code == .notFound || error.code == .corruptRecord {
+                    throw error
+                } catch {
+                    guard clock.now + delay < end else { throw error }
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(1))
+                }
+            }
+        }
         do {
             let outcome = try await write.value
             if case .updated(let record) = outcome, record.status.isTerminal {
@@ -203,10 +231,14 @@ public final class DispatchEngine: Sendable {
             }
             return outcome.record.result
         } catch {
-            logger.error("cannot store the result", metadata: ["error": "\(error)"])
-            return result
+            logger.error("cannot store the result", metadata: ["error": "\(error)", "status": "\(result.status.rawValue)"])
+            let id = result.requestId
+            return ((try? await Task.detached { try await store.record(id) }.value) ?? nil)?.result ?? result
         }
     }
+
+    /// How long a terminal write is retried (`DISPATCH_STORE_RETRY_SECONDS`, default 10).
+    var storeRetryWindow: Duration { .milliseconds(Int64(configuration.storeRetrySeconds * 1000)) }
 
     /// Waits until `requestId` is terminal (polling the store, which other processes write), resolving it as
     /// failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen.
@@ -274,6 +306,12 @@ public final class DispatchEngine: Sendable {
         try? await SandboxRegistry(store: store).finish(requestId: record.requestId, status: stored.status)
         return stored
     }
+}
+
+/// A dispatch that ran but whose outcome could not be made durable.
+public struct DispatchEngineError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
 
 extension DispatchResult {

@@ -62,6 +62,8 @@ public final class DispatchService: Sendable {
     /// Resolves what a previous process left: `running` requests whose runner is gone become `failed`
     /// (their surviving processes are killed); `queued` ones are queued again in their original order.
     public func recover() async throws {
+        let resynced = try await engine.store.resyncInbox()
+        if resynced > 0 { logger.notice("rewrote inbox files that lagged the store", metadata: ["count": "\(resynced)"]) }
         for record in try await engine.store.nonTerminal() {
             switch record.status {
             case .running:

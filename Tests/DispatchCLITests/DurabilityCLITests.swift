@@ -90,4 +90,31 @@ import Testing
         try GitFixture.git(["apply", "--check", "--binary", patchPath], in: check)
         #expect(peak < 300, "peak RSS \(peak) MiB")
     }
+
+    @Test func aResultTheStoreWillNotTakeIsNeverReportedAndIsReconciledLater() throws {
+        let faulty = env.merging(["DISPATCH_FAULT_STORE_WRITES": "terminal", "DISPATCH_STORE_RETRY_SECONDS": "1"]) { $1 }
+        let run = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:answer=unstored", "--request-id", "unstored", "--json"],
+            environment: faulty, cwd: dir.path)
+        #expect(run.exitCode == 1)
+        #expect(!run.stdout.contains("completed"), "no unstored completed is printed: \(run.stdout)")
+        #expect(run.stderr.contains("could not be stored"), "\(run.stderr)")
+        let status = try CommandRunner.run(TestPaths.dispatchBinary, ["status", "unstored", "--json"], environment: env, cwd: dir.path)
+        let reconciled = try json(status.stdout)
+        #expect(reconciled["status"] as? String == "failed", "the next look reconciles from what was committed")
+        #expect((reconciled["error"] as? String)?.contains("runner exited while running") == true, "\(reconciled["error"] ?? "")")
+        let inbox = try json(String(contentsOfFile: "\(dir.child("state"))/inbox/unstored.json", encoding: .utf8))
+        #expect(inbox["status"] as? String == "failed", "the inbox follows the committed row")
+    }
+
+    @Test func aTerminalWriteThatFailsForAWhileIsRetried() throws {
+        let flaky = env.merging(["DISPATCH_FAULT_STORE_WRITES": "terminal:3", "DISPATCH_STORE_RETRY_SECONDS": "10"]) { $1 }
+        let run = try CommandRunner.run(
+            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:answer=stored-at-last", "--request-id", "flaky", "--json"],
+            environment: flaky, cwd: dir.path)
+        #expect(run.exitCode == 0, "\(run.stderr)")
+        #expect(try json(run.stdout)["result"] as? String == "stored-at-last")
+        let inbox = try json(String(contentsOfFile: "\(dir.child("state"))/inbox/flaky.json", encoding: .utf8))
+        #expect(inbox["status"] as? String == "completed")
+    }
 }

@@ -60,6 +60,9 @@ struct RunCommand: AsyncParsableCommand {
         let outcome: (result: DispatchResult, duplicate: Bool)
         do {
             outcome = try await work.value
+        } catch let error as DispatchEngineError {
+            Output.error("dispatch \(parsed.requestId): \(error)")
+            throw DispatchExit.failed
         } catch {
             Output.error("dispatch \(parsed.requestId) could not run: \(error)")
             throw DispatchExit.failed

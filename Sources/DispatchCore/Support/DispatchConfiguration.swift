@@ -34,6 +34,8 @@ public struct DispatchConfiguration: Sendable, Equatable {
     public var maxPatchFileBytes: Int64
     /// `DISPATCH_LEASE_SECONDS`: how long a runner's lease on its rows holds between renewals (default 15).
     public var leaseSeconds: Int
+    /// `DISPATCH_STORE_RETRY_SECONDS`: how long a terminal store write is retried before it counts as failed.
+    public var storeRetrySeconds: Double
     /// `DISPATCH_ALLOWED_HOSTS`: Host names a loopback listener accepts besides this machine's.
     public var allowedHosts: [String]
     /// `DISPATCH_K8S_GIT_SECRET`: the Secret with git credentials (`username`+`password`, or `token`) Jobs mount.
@@ -68,6 +70,7 @@ public struct DispatchConfiguration: Sendable, Equatable {
         maxLogBytes = env["DISPATCH_MAX_LOG_BYTES"].flatMap { Int64($0) }.map { max(1, $0) } ?? (1 << 30)
         maxPatchFileBytes = env["DISPATCH_MAX_PATCH_FILE_BYTES"].flatMap { Int64($0) }.map { max(0, $0) } ?? (64 << 20)
         leaseSeconds = env["DISPATCH_LEASE_SECONDS"].flatMap { Int($0) }.map { max(1, $0) } ?? 15
+        storeRetrySeconds = env["DISPATCH_STORE_RETRY_SECONDS"].flatMap { Double($0) }.map { max(0, $0) } ?? 10
         allowedHosts = (env["DISPATCH_ALLOWED_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         k8sGitSecret = env["DISPATCH_K8S_GIT_SECRET"].nonEmpty

@@ -2,45 +2,22 @@
 #include "CProcessSpawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdbool.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-static int spawn_here(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
-                      int stdin_fd, int stdout_fd, int stderr_fd) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attributes;
-    int rc = posix_spawn_file_actions_init(&actions);
-    if (rc != 0) return rc;
-    rc = posix_spawnattr_init(&attributes);
-    if (rc != 0) {
-        posix_spawn_file_actions_destroy(&actions);
-        return rc;
-    }
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
-    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
-    if (rc == 0 && cwd != NULL) rc = posix_spawn_file_actions_addchdir_np(&actions, cwd);
-    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int sig = 1; sig < 32; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) sigaddset(&defaults, sig);
-    }
-    sigset_t mask;
-    sigemptyset(&mask);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attributes, &defaults);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attributes, &mask);
-    if (rc == 0) rc = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    if (rc == 0) rc = posix_spawn(pid, path, &actions, &attributes, argv, envp);
-
-    posix_spawnattr_destroy(&attributes);
-    posix_spawn_file_actions_destroy(&actions);
-    return rc;
-}
+/* Every child is forked by one spawner thread that lives as long as the process:
+   - PR_SET_PDEATHSIG is tied to the thread that forked the child, so only a thread that never exits makes
+     "the agent dies with its runner" mean the runner process (kill -9 of `dispatch run` takes its agent down);
+   - the child sets the operator's umask for itself between fork and exec, while the runner keeps 077.
+   fork() rather than posix_spawn: the death signal and the umask must be set in the child before exec. The
+   child calls only async-signal-safe functions between fork and exec. */
 
 struct spawn_call {
     pid_t *pid;
@@ -49,40 +26,115 @@ struct spawn_call {
     char *const *envp;
     const char *cwd;
     int stdin_fd, stdout_fd, stderr_fd;
-    mode_t child_umask;
+    int child_umask;
     int rc;
+    bool done;
 };
 
-/* On its own thread: a private copy of the filesystem attributes (CLONE_FS), so the umask set here is this
-   thread's alone and the child inherits it; the runner's other threads keep theirs. */
-static pthread_mutex_t shared_umask_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t finished = PTHREAD_COND_INITIALIZER;
+static struct spawn_call *pending = NULL;
+static pthread_once_t started = PTHREAD_ONCE_INIT;
+static int start_error = 0;
 
-static void *spawn_with_umask(void *argument) {
-    struct spawn_call *call = argument;
-    if (unshare(CLONE_FS) == 0) {
-        umask(call->child_umask);
-        call->rc = spawn_here(call->pid, call->path, call->argv, call->envp, call->cwd, call->stdin_fd, call->stdout_fd, call->stderr_fd);
-        return NULL;
+static void child(const struct spawn_call *call, pid_t parent, int report) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127); /* the runner died before the death signal was armed */
+    setsid();
+    struct sigaction dfl = {0};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < 65; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
     }
-    /* Container seccomp profiles (RuntimeDefault without CAP_SYS_ADMIN) refuse unshare(CLONE_FS). Then the umask is
-       swapped process-wide for the spawn alone, one spawn at a time; the runner opens its private files with explicit
-       0600/0700 modes, so the brief window cannot expose them. */
-    pthread_mutex_lock(&shared_umask_lock);
-    mode_t previous = umask(call->child_umask);
-    call->rc = spawn_here(call->pid, call->path, call->argv, call->envp, call->cwd, call->stdin_fd, call->stdout_fd, call->stderr_fd);
-    umask(previous);
-    pthread_mutex_unlock(&shared_umask_lock);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (call->child_umask >= 0) umask((mode_t)call->child_umask);
+    int fds[3] = {call->stdin_fd, call->stdout_fd, call->stderr_fd};
+    /* Move the sources above 2 first so a dup2 cannot clobber a source still needed. */
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] < 3) fds[i] = fcntl(fds[i], F_DUPFD, 3);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(fds[i], i) < 0) goto fail;
+    }
+    if (call->cwd != NULL && chdir(call->cwd) != 0) goto fail;
+    /* Everything above 2 closes at exec (the error pipe included, which is how success is seen). */
+    if (syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
+        for (int fd = 3; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    execve(call->path, call->argv, call->envp);
+fail:;
+    int error = errno;
+    while (write(report, &error, sizeof error) < 0 && errno == EINTR) {}
+    _exit(127);
+}
+
+static int fork_exec(struct spawn_call *call) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) return errno;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int error = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return error;
+    }
+    if (pid == 0) child(call, parent, pipefd[1]);
+    close(pipefd[1]);
+    int error = 0;
+    ssize_t n;
+    do {
+        n = read(pipefd[0], &error, sizeof error);
+    } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == sizeof error) {
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        return error;
+    }
+    *call->pid = pid;
+    return 0;
+}
+
+static void *spawner(void *unused) {
+    (void)unused;
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        while (pending == NULL) pthread_cond_wait(&wake, &lock);
+        struct spawn_call *call = pending;
+        pending = NULL;
+        pthread_mutex_unlock(&lock);
+        call->rc = fork_exec(call);
+        pthread_mutex_lock(&lock);
+        call->done = true;
+        pthread_cond_broadcast(&finished);
+        pthread_mutex_unlock(&lock);
+    }
     return NULL;
+}
+
+static void start_spawner(void) {
+    pthread_t thread;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    start_error = pthread_create(&thread, &attributes, spawner, NULL);
+    pthread_attr_destroy(&attributes);
 }
 
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
               int stdin_fd, int stdout_fd, int stderr_fd, int child_umask) {
-    if (child_umask < 0) return spawn_here(pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd);
-    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, (mode_t)child_umask, 0};
-    pthread_t thread;
-    int rc = pthread_create(&thread, NULL, spawn_with_umask, &call);
-    if (rc != 0) return rc;
-    pthread_join(thread, NULL);
+    pthread_once(&started, start_spawner);
+    if (start_error != 0) return start_error;
+    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, child_umask, 0, false};
+    pthread_mutex_lock(&lock);
+    while (pending != NULL) pthread_cond_wait(&finished, &lock);
+    pending = &call;
+    pthread_cond_signal(&wake);
+    while (!call.done) pthread_cond_wait(&finished, &lock);
+    pthread_mutex_unlock(&lock);
     return call.rc;
 }
 

@@ -117,4 +117,16 @@ import Testing
         let inbox = try json(String(contentsOfFile: "\(dir.child("state"))/inbox/flaky.json", encoding: .utf8))
         #expect(inbox["status"] as? String == "completed")
     }
+
+    @Test func anAgentDiesWithItsKilledDispatchRunAndTheRowResolvesAtTheNextLook() async throws {
+        let run = try CommandRunner.start(
+            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", "kill9", "--json"], environment: env,
+            cwd: dir.path)
+        #expect(await eventually { !survivors(of: "kill9").isEmpty })
+        kill(run.pid, SIGKILL)
+        _ = run.wait()
+        #expect(await eventually(timeout: .seconds(5)) { survivors(of: "kill9").isEmpty }, "the agent died with its runner")
+        let status = try CommandRunner.run(TestPaths.dispatchBinary, ["status", "kill9", "--json"], environment: env, cwd: dir.path)
+        #expect(try json(status.stdout)["status"] as? String == "failed", "\(status.stdout)")
+    }
 }

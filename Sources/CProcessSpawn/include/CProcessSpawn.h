@@ -5,9 +5,10 @@
 
 /// Spawns `path` in a new session (so it leads its own process group) with stdin/stdout/stderr
 /// on the given descriptors, in `cwd`, with every other descriptor closed and every signal
-/// disposition and the signal mask reset. `child_umask` >= 0 gives the child that umask (the
+/// disposition and the signal mask reset, and SIGKILL as its death signal: it dies with this
+/// process, however this process dies. `child_umask` >= 0 gives the child that umask (the
 /// operator's, while the runner itself keeps 077); -1 inherits the runner's. Returns 0 or an
-/// errno value; never forks a shell.
+/// errno value (also a failed exec: a missing program, a missing cwd); never forks a shell.
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
               int stdin_fd, int stdout_fd, int stderr_fd, int child_umask);
 

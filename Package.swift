@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Sandbox", "AgentProcess", "DispatchStore", "DispatchCore",
+                "Sandbox", "AgentProcess", "DispatchStore", "DispatchCore", "Git",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -2,6 +2,7 @@ import AgentProcess
 import DispatchCore
 import DispatchStore
 import Foundation
+import Git
 import Logging
 import Sandbox
 
@@ -23,25 +24,42 @@ extension DispatchEngine {
         var result = result
         let materializer = SandboxMaterializer(root: configuration.sandboxRoot)
         let defaultCwd = configuration.defaultWorkdir
-        let sandbox: LocalSandbox
+        let planned: LocalSandbox
         do {
-            sandbox = try await BlockingWork.run("checkout", timeout: deadline.remaining) {
-                try materializer.materialize(request, defaultCwd: defaultCwd)
+            planned = try await BlockingWork.run("resolve the sandbox's base", timeout: deadline.remaining) {
+                try materializer.plan(request, defaultCwd: defaultCwd)
             }
-        } catch let error as SandboxError where error.code == .timedOut {
-            result.status = .failed
-            result.error = "checkout timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during checkout"
-            return result
         } catch {
             result.status = .failed
-            result.error = "checkout failed: \(error)"
+            result.error = (error as? SandboxError)?.code == .timedOut
+                ? "checkout timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during checkout"
+                : "checkout failed: \(error)"
             return result
         }
+        // Registered before the checkout writes anything: a checkout cut short is known to the janitor.
         let registry = SandboxRegistry(store: store)
         do {
-            try await registry.register(sandbox, requestId: request.requestId)
+            try await registry.register(planned, requestId: request.requestId)
         } catch {
-            logger.error("cannot register sandbox", metadata: ["sandbox.id": "\(sandbox.sandboxId)", "error": "\(error)"])
+            logger.error("cannot register sandbox", metadata: ["sandbox.id": "\(planned.sandboxId)", "error": "\(error)"])
+        }
+        let sandbox: LocalSandbox
+        do {
+            let cancellation = CheckoutCancellation()
+            sandbox = try await BlockingWork.run("checkout", timeout: deadline.remaining, cancellation: cancellation) {
+                try materializer.checkout(planned, request: request, cancellation: cancellation)
+            }
+        } catch {
+            result.status = token.reason != nil ? .cancelled : .failed
+            result.error = token.reason
+                ?? ((error as? SandboxError)?.code == .timedOut || deadline.isExpired
+                    ? "checkout timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during checkout"
+                    : "checkout failed: \(error)")
+            result.localSandbox = planned.info()
+            if let cleanupAfter = try? await registry.finish(requestId: request.requestId, status: result.status) {
+                result.localSandbox?.cleanupAfter = cleanupAfter
+            }
+            return result
         }
         result.localSandbox = sandbox.info()
         var running = result

@@ -105,7 +105,14 @@ public final class Repository {
 
     /// Writes HEAD's tree to the index and the working directory, overwriting whatever is there.
     /// `filters: false` skips content filters; pass it only when ``checkoutNeedsFilters(_:)`` says none apply.
-    public func forceCheckoutHead(filters: Bool = true) throws(GitError) {
+    /// With `cancellation`, setting it stops the checkout within one file (it fails with "checkout cancelled").
+    public func forceCheckoutHead(filters: Bool = true, cancellation: CheckoutCancellation? = nil) throws(GitError) {
+        if let cancellation {
+            var odb: OpaquePointer?
+            try check(git_repository_odb(&odb, handle), "open the object database of \(workdir ?? gitDir)")
+            defer { git_odb_free(odb) }
+            try check(cgit2_add_cancel_backend(odb, cancellation.flag), "arm the checkout's cancellation")
+        }
         var options = git_checkout_options()
         try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "prepare checkout")
         options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue
@@ -179,4 +186,20 @@ extension Repository {
         defer { git_remote_free(remote) }
         return git_remote_url(remote).map { String(cString: $0) }
     }
+}
+
+/// A flag that stops a running checkout (budget spent, dispatch cancelled) within one file, so no thread goes on
+/// writing files after its dispatch ended.
+public final class CheckoutCancellation: @unchecked Sendable {
+    // The flag is only touched through C atomics; the pointer itself never changes.
+    let flag: UnsafeMutablePointer<Int32>
+
+    public init() { flag = cgit2_flag_new() }
+
+    deinit { cgit2_flag_free(flag) }
+
+    /// Asks the checkout to stop.
+    public func cancel() { cgit2_flag_set(flag) }
+
+    public var isCancelled: Bool { cgit2_flag_get(flag) != 0 }
 }

@@ -1,5 +1,6 @@
 import DispatchCore
 import Foundation
+import Git
 import Synchronization
 
 /// Runs blocking work (libgit2, file trees) on its own thread, never on the cooperative pool,
@@ -22,6 +23,34 @@ public enum BlockingWork {
                 }
             }
         }
+    }
+}
+
+extension BlockingWork {
+    /// Like ``run(_:timeout:_:)`` for work that can be stopped: when the limit passes or the calling task is
+    /// cancelled, `cancellation` is set and the work is waited for (it stops within one file) before the caller
+    /// hears of it, so nothing goes on writing after this returns.
+    public static func run<T: Sendable>(
+        _ name: String, timeout: Duration, cancellation: CheckoutCancellation, _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            cancellation.cancel()
+        }
+        let outcome: Result<T, any Error> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let thread = Thread { continuation.resume(returning: Result { try body() }) }
+                thread.name = name
+                thread.start()
+            }
+        } onCancel: {
+            cancellation.cancel()
+        }
+        timer.cancel()
+        if cancellation.isCancelled, (try? outcome.get()) == nil {
+            throw SandboxError(code: .timedOut, message: "\(name) was stopped after \(timeout.milliseconds)ms")
+        }
+        return try outcome.get()
     }
 }
 

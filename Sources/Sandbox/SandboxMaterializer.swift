@@ -13,8 +13,15 @@ public struct SandboxMaterializer: Sendable {
         self.root = root
     }
 
-    /// Blocking; call through ``BlockingWork``.
+    /// Blocking; call through ``BlockingWork``. ``plan(_:defaultCwd:)`` then ``checkout(_:request:cancellation:)``.
     public func materialize(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
+        try checkout(try plan(request, defaultCwd: defaultCwd), request: request)
+    }
+
+    /// Where the sandbox goes and at which commit, without writing anything: resolves the host repository, the
+    /// `cwd` inside it and `baseSha`. Blocking (libgit2), but short: the sandbox can be registered before the
+    /// checkout starts.
+    public func plan(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
         let cwd = Self.realPath(request.cwd ?? defaultCwd)
         let host: Repository
         do {
@@ -37,31 +44,38 @@ public struct SandboxMaterializer: Sendable {
             throw SandboxError(
                 code: .baseNotFound, message: "baseSha \"\(spec)\" does not name a commit in \(hostRoot): \(error.message)", underlying: error)
         }
-
         let identity = SandboxIdentity(request: request, root: root)
         let repoPath = "\(identity.path)/repo"
+        return LocalSandbox(
+            sandboxId: identity.sandboxId, path: identity.path, repoPath: repoPath,
+            workDir: relative.isEmpty ? repoPath : "\(repoPath)/\(relative)", baseSha: base.hex, sourceRepo: hostRoot, originalCwd: cwd)
+    }
+
+    /// Makes the planned checkout. Setting `cancellation` stops it within one file.
+    public func checkout(_ sandbox: LocalSandbox, request: DispatchRequest, cancellation: CheckoutCancellation? = nil) throws -> LocalSandbox {
         let fileManager = FileManager.default
+        guard let base = ObjectID(hex: sandbox.baseSha) else {
+            throw SandboxError(code: .materializeFailed, message: "planned base \(sandbox.baseSha) is not a commit id")
+        }
         do {
-            if fileManager.fileExists(atPath: identity.path) { try fileManager.removeItem(atPath: identity.path) }
+            let host = try Repository.discover(containing: sandbox.sourceRepo)
+            if fileManager.fileExists(atPath: sandbox.path) { try fileManager.removeItem(atPath: sandbox.path) }
             for directory in ["logs", "artifacts"] {
-                try fileManager.createDirectory(atPath: "\(identity.path)/\(directory)", withIntermediateDirectories: true)
+                try fileManager.createDirectory(atPath: "\(sandbox.path)/\(directory)", withIntermediateDirectories: true)
             }
-            let created = try Repository.create(at: repoPath)
+            let created = try Repository.create(at: sandbox.repoPath)
             let alternates = "\(created.objectsDir)/info/alternates"
             try fileManager.createDirectory(atPath: "\(created.objectsDir)/info", withIntermediateDirectories: true)
             try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: alternates)
-            let repo = try Repository(path: repoPath)
-            try repo.createBranchAndSetHead("dispatch/\(identity.sandboxId)", at: base)
-            try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base))
+            let repo = try Repository(path: sandbox.repoPath)
+            try repo.createBranchAndSetHead("dispatch/\(sandbox.sandboxId)", at: base)
+            try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base), cancellation: cancellation)
         } catch {
             throw SandboxError(
-                code: .materializeFailed, message: "cannot check out \(base) from \(hostRoot) into \(repoPath): \(error)", underlying: error)
+                code: .materializeFailed, message: "cannot check out \(base) from \(sandbox.sourceRepo) into \(sandbox.repoPath): \(error)",
+                underlying: error)
         }
-        let workDir = relative.isEmpty ? repoPath : "\(repoPath)/\(relative)"
-        try? fileManager.createDirectory(atPath: workDir, withIntermediateDirectories: true)
-        let sandbox = LocalSandbox(
-            sandboxId: identity.sandboxId, path: identity.path, repoPath: repoPath, workDir: workDir, baseSha: base.hex,
-            sourceRepo: hostRoot, originalCwd: cwd)
+        try? fileManager.createDirectory(atPath: sandbox.workDir, withIntermediateDirectories: true)
         try writeMetadata(sandbox, request: request)
         return sandbox
     }

@@ -67,4 +67,39 @@ import Testing
         #expect(elapsed < .seconds(3 + 5), "terminal within the lease and a few seconds: \(elapsed)")
         #expect(await eventually { survivors(of: "stranded").isEmpty }, "the stranded agent was ended")
     }
+
+    /// Counts regular files under `path`.
+    static func fileCount(_ path: String) -> Int {
+        FileManager.default.enumerator(atPath: path)?.allObjects.count ?? 0
+    }
+
+    @Test func aCheckoutOverItsBudgetStopsWritingAndStaysRegistered() async throws {
+        let repo = dir.child("tree-60k")
+        let make = try CommandRunner.run("/usr/bin/env", ["python3", "\(TestPaths.packageRoot)/canaries/make_tree.py", repo, "60000"])
+        #expect(make.exitCode == 0, "\(make.stderr)")
+        let state = dir.child("checkout-budget")
+        let server = ServerProcess(stateDir: state)
+        try await server.start()
+        defer { server.stop() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = try await server.dispatch([
+            "requestId": "big-checkout", "task": "fake:answer=never", "tool": "codex", "executionMode": "sandbox", "cwd": repo, "timeout": 1,
+        ])
+        let reply = try await server.send(.GET, "/internal/agent-await/big-checkout?timeoutMs=30000")
+        let elapsed = clock.now - start
+        let result = try #require(reply.json?["result"] as? [String: Any], "\(reply.text)")
+        #expect(result["status"] as? String == "failed")
+        let error = result["error"] as? String ?? ""
+        #expect(error.contains("timed out after") && error.contains("during checkout"), "\(error)")
+        #expect(elapsed < .seconds(1) + .seconds(3), "ended within the grace: \(elapsed)")
+        let path = try #require((result["localSandbox"] as? [String: Any])?["path"] as? String, "the partial sandbox is named")
+        let before = Self.fileCount(path)
+        try await Task.sleep(for: .seconds(1))
+        #expect(Self.fileCount(path) == before, "no thread goes on writing after the dispatch ended (\(before) entries)")
+        #expect(before < 60_000, "the checkout was cut short (\(before) entries)")
+        let listed = try CommandRunner.run(TestPaths.dispatchBinary, ["sandboxes", "list", "--json"], environment: ["DISPATCH_STATE_DIR": state])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        #expect(rows.contains { $0["path"] as? String == path && $0["state"] as? String == "failed" }, "registered for the janitor: \(listed.stdout)")
+    }
 }

@@ -41,6 +41,7 @@ fuzz:
 bench: build
 	python3 canaries/bench_run.py --dispatch $(DISPATCH)
 	python3 canaries/bench_serve.py --dispatch $(DISPATCH)
+	python3 canaries/bench_output.py --dispatch $(DISPATCH)
 	$(SWIFT) run DispatchBench
 
 clean:

@@ -16,11 +16,15 @@ public struct ProcessSpec: Sendable {
     public var stderrPath: String
     /// An exact `NAME=value` environment entry that marks the child and all its descendants, so escaped ones can be found.
     public var marker: String?
+    /// Whether the child gets SIGKILL when the runner dies, however it dies (`dispatch run`, the job-runner).
+    /// `serve` leaves it off: its runs are recovered after a restart (and, with isolation, held by a monitor).
+    public var diesWithRunner: Bool
 
     public init(
         executablePath: String, argv: [String], environment: [String: String], workingDirectory: String,
-        stdinPath: String? = nil, stdoutPath: String, stderrPath: String, marker: String? = nil
+        stdinPath: String? = nil, stdoutPath: String, stderrPath: String, marker: String? = nil, diesWithRunner: Bool = false
     ) {
+        self.diesWithRunner = diesWithRunner
         self.executablePath = executablePath
         self.argv = argv
         self.environment = environment

@@ -164,7 +164,7 @@ public struct ProcessSupervisor: Sendable {
             envp.withPointer { envpPointer in
                 cps_spawn(
                     &pid, spec.executablePath, argvPointer, envpPointer, spec.workingDirectory, stdinFd, stdoutFd, stderrFd,
-                    ProcessUmask.forChildren)
+                    ProcessUmask.forChildren, spec.diesWithRunner ? SIGKILL : 0)
             }
         }
         guard rc == 0 else {

@@ -27,6 +27,7 @@ struct spawn_call {
     const char *cwd;
     int stdin_fd, stdout_fd, stderr_fd;
     int child_umask;
+    int death_signal;
     int rc;
     bool done;
 };
@@ -39,8 +40,10 @@ static pthread_once_t started = PTHREAD_ONCE_INIT;
 static int start_error = 0;
 
 static void child(const struct spawn_call *call, pid_t parent, int report) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127); /* the runner died before the death signal was armed */
+    if (call->death_signal > 0) {
+        prctl(PR_SET_PDEATHSIG, call->death_signal);
+        if (getppid() != parent) _exit(127); /* the runner died before the death signal was armed */
+    }
     setsid();
     struct sigaction dfl = {0};
     dfl.sa_handler = SIG_DFL;
@@ -125,10 +128,10 @@ static void start_spawner(void) {
 }
 
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
-              int stdin_fd, int stdout_fd, int stderr_fd, int child_umask) {
+              int stdin_fd, int stdout_fd, int stderr_fd, int child_umask, int death_signal) {
     pthread_once(&started, start_spawner);
     if (start_error != 0) return start_error;
-    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, child_umask, 0, false};
+    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, child_umask, death_signal, 0, false};
     pthread_mutex_lock(&lock);
     while (pending != NULL) pthread_cond_wait(&finished, &lock);
     pending = &call;

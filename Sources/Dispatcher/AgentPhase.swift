@@ -117,7 +117,7 @@ struct AgentPhase: Sendable {
                 executablePath: executable, argv: [invocation.program] + invocation.arguments, environment: env,
                 workingDirectory: input.workDir, stdinPath: invocation.stdinText == nil ? nil : stdinPath,
                 stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath,
-                marker: AgentEnvironment.marker(requestId: request.requestId))
+                marker: AgentEnvironment.marker(requestId: request.requestId), diesWithRunner: configuration.agentsDieWithRunner)
             let limits = ProcessLimits(
                 timeout: .milliseconds(allowedMs), killGrace: .milliseconds(configuration.killGraceMs),
                 completionGrace: .milliseconds(configuration.completionGraceMs), maxLogBytes: configuration.maxLogBytes)

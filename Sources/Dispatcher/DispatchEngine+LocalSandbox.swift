@@ -75,7 +75,8 @@ extension DispatchEngine {
 
         var verification: Artifacts.Verification?
         if result.status == .completed, !request.verificationCommands.isEmpty {
-            let check = await VerificationPhase(supervisor: supervisor, killGraceMs: configuration.killGraceMs).run(
+            let check = await VerificationPhase(
+                supervisor: supervisor, killGraceMs: configuration.killGraceMs, diesWithRunner: configuration.agentsDieWithRunner).run(
                 request.verificationCommands, workDir: sandbox.workDir, logsDir: sandbox.logsDir,
                 environment: AgentEnvironment.build(
                     request: request, base: environment, extraNames: configuration.agentEnvPassthrough, extras: sandbox.environment),

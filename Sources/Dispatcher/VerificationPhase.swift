@@ -7,6 +7,8 @@ import Foundation
 struct VerificationPhase: Sendable {
     let supervisor: ProcessSupervisor
     let killGraceMs: Int
+    /// Whether the commands die with the runner (as its agents do).
+    var diesWithRunner = false
 
     /// Longest `output` kept in the result.
     static let maxOutputBytes = 10_000
@@ -27,7 +29,7 @@ struct VerificationPhase: Sendable {
             let spec = ProcessSpec(
                 executablePath: "/bin/sh", argv: ["sh", "-c", command], environment: environment, workingDirectory: workDir,
                 stdoutPath: "\(logsDir)/verify-\(index + 1).stdout.log", stderrPath: "\(logsDir)/verify-\(index + 1).stderr.log",
-                marker: marker)
+                marker: marker, diesWithRunner: diesWithRunner)
             let outcome: ProcessOutcome
             do {
                 outcome = try await supervisor.run(

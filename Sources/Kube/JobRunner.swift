@@ -164,6 +164,7 @@ public struct JobRunner: Sendable {
         configuration.stateDir = "\(workspace)/state"
         configuration.sandboxRootOverride = "\(workspace)/sandboxes"
         configuration.defaultWorkdir = source
+        configuration.agentsDieWithRunner = true
         let result: DispatchResult
         do {
             let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)

@@ -44,7 +44,7 @@ struct RunCommand: AsyncParsableCommand {
         let parsed = try buildRequest()
         let engine: DispatchEngine
         do {
-            engine = try state.engine(createToken: true)
+            engine = try state.engine(createToken: true, agentsDieWithRunner: true)
         } catch let error as ValidationError {
             throw error
         } catch {

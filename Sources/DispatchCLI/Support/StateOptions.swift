@@ -24,8 +24,9 @@ struct StateOptions: ParsableArguments {
     /// Opens the store and an engine over it.
     /// `createToken`: `dispatch run` may create `<state>/token` (its k8s Jobs' callback tokens derive from it);
     /// read-only commands never do.
-    func engine(logLevel: Logger.Level = .warning, createToken: Bool = false) throws -> DispatchEngine {
-        let configuration = configuration()
+    func engine(logLevel: Logger.Level = .warning, createToken: Bool = false, agentsDieWithRunner: Bool = false) throws -> DispatchEngine {
+        var configuration = configuration()
+        configuration.agentsDieWithRunner = agentsDieWithRunner
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
         return DispatchEngine(

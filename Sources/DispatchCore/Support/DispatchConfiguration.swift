@@ -36,6 +36,9 @@ public struct DispatchConfiguration: Sendable, Equatable {
     public var leaseSeconds: Int
     /// `DISPATCH_STORE_RETRY_SECONDS`: how long a terminal store write is retried before it counts as failed.
     public var storeRetrySeconds: Double
+    /// Whether agents and verification commands die with this runner process, however it dies. Set by
+    /// `dispatch run` and the job-runner (CONTRACT §4: an agent never outlives its `dispatch run`); not by `serve`.
+    public var agentsDieWithRunner = false
     /// `DISPATCH_ALLOWED_HOSTS`: Host names a loopback listener accepts besides this machine's.
     public var allowedHosts: [String]
     /// `DISPATCH_K8S_GIT_SECRET`: the Secret with git credentials (`username`+`password`, or `token`) Jobs mount.

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Benchmark of huge agent output (issue 10): `dispatch run` of an agent printing 2 GB, in 100-byte lines and in
+one line, against `cat FILE > /dev/null` of the same 2 GB in the same run. Prints wall time and peak RSS, and
+the ratio to the baseline. The log limit is raised above 2 GB so the whole output is taken in.
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIZE = 2_000_000_000
+
+
+def measured(argv, env, cwd):
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.chdir(cwd)
+        os.execve(argv[0], argv, env)
+    _, status, usage = os.wait4(pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dispatch", required=True)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-output-")
+    env = dict(os.environ, DISPATCH_STATE_DIR=f"{work}/state", DISPATCH_CODEX_BIN=f"{HERE}/bin/codex",
+               DISPATCH_MAX_LOG_BYTES=str(SIZE * 2))
+    rows = []
+    for name, task in [("2 GB in 100-byte lines", f"fake:big-output={SIZE} fake:answer=ok"),
+                       ("2 GB in one line", f"fake:big-lines=1:{SIZE} fake:answer=ok")]:
+        request = name.split()[-2]
+        seconds, rss, code = measured([args.dispatch, "run", "--tool", "codex", "--task", task, "--request-id", request, "--json"], env, work)
+        log = f"{work}/state/runs/{request}/attempt-1.stdout.log"
+        base_seconds, base_rss, _ = measured(["/bin/sh", "-c", f"cat '{log}' > /dev/null"], env, work)
+        rows.append((name, seconds, rss, code, base_seconds, base_rss))
+        os.remove(log)
+    for name, seconds, rss, code, base_seconds, base_rss in rows:
+        print(f"output {name}: dispatch run {seconds:.2f} s, peak RSS {rss:.0f} MiB (exit {code}); "
+              f"cat of the same file {base_seconds:.2f} s, {base_rss:.0f} MiB; ratio {seconds / base_seconds:.1f}x "
+              f"(the fake agent writing it is inside the dispatch figure)")
+    subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()

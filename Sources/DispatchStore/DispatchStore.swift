@@ -129,6 +129,35 @@ public final class DispatchStore: Sendable {
         return outcome
     }
 
+    /// Compare-and-set of a row's owner: `requestId` passes from `expected` (its stored owner, `nil` for none) to
+    /// `owner`, with a fresh lease, and from `queued` to `running` — only if the row is still non-terminal and still
+    /// held by `expected`. Returns the claimed record, or `nil` when someone else got there first.
+    public func claim(_ requestId: String, from expected: RunnerOwner?, to owner: RunnerOwner, startedAt: String? = nil) async throws -> DispatchRecord? {
+        let expectedJSON = try expected.map(StoreJSON.string)
+        let ownerJSON = try StoreJSON.string(owner)
+        let until = leaseDeadline()
+        let claimed: DispatchRecord? = try await pool.write { db in
+            guard var row = try DispatchRow.fetchOne(db, key: requestId), row.ownerJSON == expectedJSON,
+                let status = DispatchStatus(rawValue: row.status), !status.isTerminal
+            else { return nil }
+            if status == .queued {
+                var result = try row.record().result
+                result.status = .running
+                result.startedAt = startedAt ?? ISO8601.string(Date())
+                result.updatedAt = result.startedAt!
+                row.status = DispatchStatus.running.rawValue
+                row.resultJSON = try StoreJSON.string(result)
+                row.updatedAt = result.updatedAt
+            }
+            row.ownerJSON = ownerJSON
+            row.leaseExpiresAt = until
+            try row.update(db)
+            return try row.record()
+        }
+        if let claimed { writeInbox(claimed) }
+        return claimed
+    }
+
     /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
     @discardableResult
     public func renewLeases(of owner: RunnerOwner) async throws -> Int {

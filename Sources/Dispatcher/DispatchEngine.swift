@@ -93,9 +93,14 @@ public final class DispatchEngine: Sendable {
         let now = ISO8601.string(Date())
         result.startedAt = record.status == .running ? (result.startedAt ?? now) : now
         if record.status != .running {
-            result.status = .running
-            result.updatedAt = now
-            _ = await persist(result, owner: .current(kind: "serve"), logger: logger)
+            // queued → running only by its claimer: a row cancelled (or taken) meanwhile is not run.
+            let store = self.store, id = record.requestId, previous = record.owner
+            let claimed = try? await Task.detached { try await store.claim(id, from: previous, to: .current(kind: "serve"), startedAt: now) }.value
+            guard let claimed = claimed ?? nil else {
+                logger.notice("not starting a dispatch another runner ended or took meanwhile")
+                return ((try? await Task.detached { try await store.record(id) }.value) ?? nil)?.result ?? record.result
+            }
+            result = claimed.result
         }
         logger.info("dispatch started", metadata: ["budgetMs": "\(deadline.budgetMs)"])
 
@@ -265,7 +270,11 @@ public final class DispatchEngine: Sendable {
         let reason = owner.kind == "serve"
             ? "runner restarted while running; execution abandoned"
             : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
-        return try await abandon(record, reason: reason)
+        // Compare-and-set: one recoverer ends the row; the others read what it wrote.
+        guard let claimed = try await store.claim(record.requestId, from: owner, to: .current(kind: "recover")) else {
+            return try await store.record(record.requestId) ?? record
+        }
+        return try await abandon(claimed, reason: reason)
     }
 
     /// Ends every process carrying the request's marker and stores it `failed` with `reason` and the logs it left.

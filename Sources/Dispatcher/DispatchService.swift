@@ -90,12 +90,13 @@ public final class DispatchService: Sendable {
     private func recoverRunning(_ record: DispatchRecord) async throws {
         let running = state.withLock { $0.running[record.requestId] != nil }
         guard !running else { return }
-        if engine.canReattach(record) {
-            // Claim the row before anything else can see a dead owner and abandon it.
-            let adopted = try await engine.store.update(record.result, owner: owner).record
-            state.withLock { startLocked(adopted, in: &$0, reattach: true) }
+        // Compare-and-set from the owner we saw: if that owner renewed meanwhile, or another recoverer claimed the
+        // row first, it is not ours to follow or end.
+        guard let claimed = try await engine.store.claim(record.requestId, from: record.owner, to: owner) else { return }
+        if engine.canReattach(claimed) {
+            state.withLock { startLocked(claimed, in: &$0, reattach: true) }
         } else {
-            _ = try await engine.abandon(record, reason: "runner restarted while running; execution abandoned")
+            _ = try await engine.abandon(claimed, reason: "runner restarted while running; execution abandoned")
         }
     }
 

@@ -91,3 +91,31 @@ import Testing
         #expect(SHA256Hex.digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 }
+
+@Suite struct DispatchStoreClaimTests {
+    let dir = TempDir("store-claim")
+
+    @Test func aRowPassesToOneClaimerOnlyAndNeverOutOfATerminalState() async throws {
+        let store = try DispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
+        let first = RunnerOwner(kind: "serve", pid: 1, startTime: 1, bootId: "b", host: "host-a")
+        let request = DispatchRequest(requestId: "claimed", task: "t", tool: .codex)
+        _ = try await store.insert(DispatchResult(request: request, status: .queued), request: request, owner: first)
+        let contenders = (0..<8).map { RunnerOwner(kind: "serve", pid: Int32(100 + $0), startTime: 1, bootId: "b", host: "host-b") }
+        let winners = try await withThrowingTaskGroup(of: RunnerOwner?.self) { group in
+            for owner in contenders {
+                group.addTask { try await store.claim("claimed", from: first, to: owner) != nil ? owner : nil }
+            }
+            return try await group.reduce(into: [RunnerOwner]()) { if let owner = $1 { $0.append(owner) } }
+        }
+        #expect(winners.count == 1, "exactly one claimer: \(winners)")
+        let stored = try #require(try await store.record("claimed"))
+        #expect(stored.status == .running && stored.owner == winners.first)
+        #expect(stored.leaseExpiresAt.map { $0 > Date() } == true, "claimed with a fresh lease")
+        #expect(try await store.claim("claimed", from: first, to: contenders[0]) == nil, "the old owner is no longer the holder")
+
+        var done = stored.result
+        done.status = .cancelled
+        try await store.update(done)
+        #expect(try await store.claim("claimed", from: winners.first, to: contenders[1]) == nil, "terminal rows are never claimed")
+    }
+}

@@ -41,12 +41,17 @@ def main():
         seconds, rss, code = measured([args.dispatch, "run", "--tool", "codex", "--task", task, "--request-id", request, "--json"], env, work)
         log = f"{work}/state/runs/{request}/attempt-1.stdout.log"
         base_seconds, base_rss, _ = measured(["/bin/sh", "-c", f"cat '{log}' > /dev/null"], env, work)
-        rows.append((name, seconds, rss, code, base_seconds, base_rss))
         os.remove(log)
-    for name, seconds, rss, code, base_seconds, base_rss in rows:
+        # The agent alone, writing the same output to a file: what dispatch adds is the difference.
+        alone, alone_rss, _ = measured(
+            ["/bin/sh", "-c", f"'{HERE}/bin/codex' exec --full-auto --skip-git-repo-check --json \"$0\" > '{work}/alone.log'", task], env, work)
+        os.remove(f"{work}/alone.log")
+        rows.append((name, seconds, rss, code, base_seconds, base_rss, alone, alone_rss))
+    for name, seconds, rss, code, base_seconds, base_rss, alone, alone_rss in rows:
         print(f"output {name}: dispatch run {seconds:.2f} s, peak RSS {rss:.0f} MiB (exit {code}); "
-              f"cat of the same file {base_seconds:.2f} s, {base_rss:.0f} MiB; ratio {seconds / base_seconds:.1f}x "
-              f"(the fake agent writing it is inside the dispatch figure)")
+              f"the agent alone {alone:.2f} s, {alone_rss:.0f} MiB; cat of the same file {base_seconds:.2f} s, {base_rss:.0f} MiB; "
+              f"dispatch/agent-alone {seconds / alone:.2f}x, dispatch/cat {seconds / base_seconds:.1f}x "
+              f"(peak RSS is the largest process of the tree)")
     subprocess.run(["rm", "-rf", work])
 
 

@@ -293,11 +293,14 @@ def main():
             sys.stdout.write("\n")
         elif key == "big-lines":
             count, _, size = value.partition(":")
-            line = ("y" * (int(size) - 1)) + "\n"
+            chunk = "y" * (1 << 20)
             for _ in range(int(count)):
-                sys.stdout.write(line)
+                left = int(size) - 1
+                while left > 0:
+                    sys.stdout.write(chunk[: min(left, len(chunk))])
+                    left -= min(left, len(chunk))
+                sys.stdout.write("\n")
             sys.stdout.flush()
-            line = None
         elif key == "count":
             with open(value, "a") as f:
                 f.write(f"{os.getpid()}\n")

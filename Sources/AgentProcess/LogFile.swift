@@ -9,7 +9,8 @@ public enum LogFile {
         guard let size = try? handle.seekToEnd() else { return "" }
         let start = size > UInt64(maxBytes) ? size - UInt64(maxBytes) : 0
         try? handle.seek(toOffset: start)
-        var data = (try? handle.readToEnd()) ?? Data()
+        // Exactly the window measured, never "to EOF": a writer appending at GB/s would keep moving EOF away.
+        var data = (try? handle.read(upToCount: Int(size - start))) ?? Data()
         if start > 0 {
             // Drop UTF-8 continuation bytes cut from their lead byte.
             let skip = data.prefix(3).prefix { $0 & 0xC0 == 0x80 }.count

@@ -119,3 +119,27 @@ import Testing
         #expect(tail.allSatisfy { $0 == "b" })
     }
 }
+
+@Suite struct LogFileTests {
+    @Test func aTailIsBoundedWhileAWriterKeepsAppending() async throws {
+        let dir = TempDir("log-tail")
+        let path = dir.child("growing.log")
+        FileManager.default.createFile(atPath: path, contents: nil)
+        // A fast writer with a bounded total, so the test costs a fraction of a second and 1 GB at most.
+        let writer = try CommandRunner.start("/bin/sh", ["-c", "exec head -c 1000000000 /dev/zero > \"$0\"", path])
+        defer {
+            writer.process.terminate()
+            _ = writer.wait()
+        }
+        func size() -> Int {
+            var info = stat()
+            return stat(path, &info) == 0 ? Int(info.st_size) : 0
+        }
+        #expect(await eventually { size() > 1_000_000 })
+        var largest = 0
+        while size() < 900_000_000, writer.process.isRunning {
+            largest = max(largest, LogFile.tail(path, maxBytes: 1000).utf8.count)
+        }
+        #expect(largest <= 1000, "a tail of at most 1000 bytes, not whatever the writer added meanwhile (\(largest))")
+    }
+}

@@ -1,5 +1,6 @@
 import CProcessSpawn
 import Foundation
+import Synchronization
 
 /// Runs one process in its own session with output to files, bounded by a time limit, and makes sure
 /// nothing of it survives: on timeout or cancel the whole group gets SIGTERM then SIGKILL after the grace,
@@ -56,6 +57,10 @@ public struct ProcessSupervisor: Sendable {
     ) async -> (ProcessOutcome.Ending, Int32?) {
         var finalEventAt: ContinuousClock.Instant?
         var lastProbe = clock.now
+        // The sizes are watched from a thread of its own every 2 ms, which kills the group itself the moment a stream
+        // passes the limit: a flood at GB/s then overshoots by megabytes, not by what a busy scheduler lets through.
+        let watch = outputs.limit.map { _ in OutputWatch(outputs: outputs, group: child.pid) }
+        defer { watch?.stop() }
         while true {
             if Task.isCancelled {
                 return (.cancelled, await terminate(child, grace: limits.killGrace))
@@ -68,9 +73,9 @@ public struct ProcessSupervisor: Sendable {
             if finalEventSeen != nil { slice = min(slice, limits.completionPollInterval) }
             if outputs.limit != nil { slice = min(slice, limits.sizePollInterval) }
             if let status = await child.wait(timeout: slice) {
-                return (.exited, status)
+                return (watch?.tripped == true ? .outputLimit : .exited, status)
             }
-            if outputs.exceeded() != nil {
+            if watch?.tripped == true || outputs.exceeded() != nil {
                 // Stop the writer first (SIGKILL: a flood must not grow the file through a SIGTERM grace).
                 signalGroup(child.pid, SIGKILL)
                 return (.outputLimit, await child.wait(timeout: .seconds(10)))
@@ -86,6 +91,29 @@ public struct ProcessSupervisor: Sendable {
                 }
             }
         }
+    }
+
+    /// A thread polling the output sizes (a `stat` each, every 2 ms) that SIGKILLs the group past the limit.
+    final class OutputWatch: Sendable {
+        private let state = Atomic<Int>(0)  // 0 watching, 1 tripped, 2 stopped
+
+        init(outputs: OutputFiles, group: pid_t) {
+            let thread = Thread { [self] in
+                while self.state.load(ordering: .acquiring) == 0 {
+                    if outputs.exceeded() != nil {
+                        if self.state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged { _ = kill(-group, SIGKILL) }
+                        return
+                    }
+                    usleep(2000)
+                }
+            }
+            thread.name = "output-watch"
+            thread.start()
+        }
+
+        var tripped: Bool { state.load(ordering: .acquiring) == 1 }
+
+        func stop() { _ = state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing) }
     }
 
     /// The two output files and the size neither may pass.

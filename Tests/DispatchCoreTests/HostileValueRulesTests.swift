@@ -57,4 +57,22 @@ import Testing
         #expect(LoopbackAddress.host(ofURL: "http://[::1]:3111") == "::1")
         #expect(LoopbackAddress.host(ofURL: "http://user@127.0.0.1/") == nil)
     }
+
+    @Test func callbacksWithoutOptionalPartsAreAccepted() throws {
+        for body in [
+            #"{"requestId":"a","state":"completed","output":"x"}"#,
+            #"{"requestId":"a","state":"completed","artifacts":{}}"#,
+            #"{"requestId":"a","state":"failed","artifacts":{"patch":"p"},"error":"e","backend":"k8s"}"#,
+        ] {
+            let report = try SandboxExecutionResult.decodeCallback(Data(body.utf8))
+            #expect(report.requestId == "a")
+            #expect(report.artifacts.map(\.touchedFiles.isEmpty) ?? true)
+        }
+        #expect(throws: RequestValidationError.self) { try SandboxExecutionResult.decodeCallback(Data(#"{"requestId":"../x","state":"completed"}"#.utf8)) }
+        do {
+            _ = try SandboxExecutionResult.decodeCallback(Data(#"{"requestId":"a"}"#.utf8))
+        } catch {
+            #expect(error.field == "state")
+        }
+    }
 }

@@ -13,13 +13,14 @@ public struct ProcessSupervisor: Sendable {
         self.leftoverGrace = leftoverGrace
     }
 
-    /// Starts `spec` and supervises it to the end. `finalEventSeen` is polled when given (completion detection).
+    /// Starts `spec` and supervises it to the end (its leftovers too, unless `sweepLeftovers` is false). `finalEventSeen` is polled when given (completion detection).
     ///
     /// Cancelling the calling task terminates the process group and returns an outcome with ending `.cancelled`.
     public func run(
         _ spec: ProcessSpec,
         limits: ProcessLimits,
-        finalEventSeen: (@Sendable () -> Bool)? = nil
+        finalEventSeen: (@Sendable () -> Bool)? = nil,
+        sweepLeftovers: Bool = true
     ) async throws(AgentProcessError) -> ProcessOutcome {
         let startedAt = Date()
         let clock = ContinuousClock()
@@ -37,7 +38,8 @@ public struct ProcessSupervisor: Sendable {
         let duration = clock.now - start
         // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
         let grace = min(leftoverGrace, limits.killGrace)
-        let leftovers = await Task.detached { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) }.value
+        // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:)``) once its result is out.
+        let leftovers = sweepLeftovers ? await Task.detached { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) }.value : 0
         var outcome = ProcessOutcome(
             ending: ending,
             exitCode: status.flatMap(WaitStatus.exitCode),

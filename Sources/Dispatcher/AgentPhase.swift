@@ -17,6 +17,9 @@ struct AgentPhase: Sendable {
         var deadline: Deadline
         /// The overall budget, for messages.
         var budgetMs: Int
+        /// Leave the last attempt's leftovers (an orphan holding stderr) for the caller to end once the result is
+        /// written (host mode: the result never waits for them). Earlier attempts' leftovers are ended before the next.
+        var sweepAfterResult = false
     }
 
     /// What the attempts came to.
@@ -29,6 +32,8 @@ struct AgentPhase: Sendable {
         var timedOut = false
         /// Process groups the runner ended plus leftovers it killed.
         var processesKilled = 0
+        /// The last attempt's process group, whose leftovers the caller ends after writing the result.
+        var pendingSweep: pid_t?
     }
 
     /// How much of the end of stdout the completion probe reads.
@@ -129,9 +134,14 @@ struct AgentPhase: Sendable {
             }
             logger.debug("starting \(label)", metadata: ["model": "\(model ?? "default")", "pid.argv0": "\(executable)"])
 
+            if let previous = outcome.pendingSweep {
+                outcome.processesKilled += await supervisor.endLeftovers(groupId: previous, marker: spec.marker, grace: supervisor.leftoverGrace)
+                outcome.pendingSweep = nil
+            }
             let process: ProcessOutcome
             do {
-                process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe)
+                process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe, sweepLeftovers: !input.sweepAfterResult)
+                if input.sweepAfterResult { outcome.pendingSweep = process.pid }
             } catch {
                 outcome.error = "\(request.tool.rawValue) could not be started for \(label): \(error)"
                 outcome.attempts.append(

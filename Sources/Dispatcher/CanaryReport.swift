@@ -30,28 +30,30 @@ public struct CanaryReport: Codable, Sendable {
 
 /// The checks of the canary scenarios, independent of how the dispatch was made (in-process or over HTTP).
 public enum CanaryChecks {
-    /// Request for the orphan-stderr proof.
-    public static func orphanStderrRequest(requestId: String, cwd: String, holdSeconds: Int = 60) -> DispatchRequest {
+    /// Request for the orphan-stderr proof: the parent exits 7 at once, its orphan holds stderr for `delaySeconds`.
+    public static func orphanStderrRequest(requestId: String, cwd: String, delaySeconds: Int = 2) -> DispatchRequest {
         DispatchRequest(
             requestId: requestId, task: "orphan-stderr canary", tool: .canary,
-            canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: 2, orphanHoldSeconds: holdSeconds, exitCode: 7),
-            timeout: 60, cwd: cwd)
+            canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: delaySeconds, exitCode: 7), timeout: 60, cwd: cwd)
     }
 
-    /// Checks an orphan-stderr result: failed with `exit 7`, parent's line kept, written promptly, orphan gone.
-    public static func orphanStderr(_ result: DispatchResult?, wallMs: Int, holdSeconds: Int) -> [CanaryReport.Check] {
+    /// Checks an orphan-stderr result: failed with `exit 7`, parent's line kept, written promptly, written while
+    /// the orphan still held stderr (by the orphan's own record of when it let go), orphan gone. `stderr` reads the
+    /// whole stderr log as it stands (the orphan's line lands in it after the result).
+    public static func orphanStderr(
+        _ result: DispatchResult?, wallMs: Int, delaySeconds: Int, stderr: @Sendable () async -> String
+    ) async -> [CanaryReport.Check] {
         guard let result else { return [.init(name: "result", ok: false, detail: "no result")] }
         var checks: [CanaryReport.Check] = []
         checks.append(.init(name: "status-failed", ok: result.status == .failed, detail: "status \(result.status.rawValue)"))
         let error = result.error ?? ""
         checks.append(.init(name: "error-says-exit-7", ok: error.contains("exit 7"), detail: error))
-        let stderr = result.logs?.stderr ?? ""
+        let tail = result.logs?.stderr ?? ""
         checks.append(.init(
-            name: "parent-stderr-captured", ok: stderr.contains("orphan-stderr canary: parent exiting with code 7"),
-            detail: stderr.trimmingCharacters(in: .whitespacesAndNewlines)))
-        if let attempt = result.attempts.last, let start = ISO8601.date(attempt.startedAt),
-            let completed = result.completedAt.flatMap(ISO8601.date)
-        {
+            name: "parent-stderr-captured", ok: tail.contains("orphan-stderr canary: parent exiting with code 7"),
+            detail: tail.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let completed = result.completedAt.flatMap(ISO8601.date)
+        if let attempt = result.attempts.last, let start = ISO8601.date(attempt.startedAt), let completed {
             let exitAt = start.addingTimeInterval(Double(attempt.durationMs) / 1000)
             let latency = Int(completed.timeIntervalSince(exitAt) * 1000)
             checks.append(.init(
@@ -60,11 +62,38 @@ public enum CanaryChecks {
         } else {
             checks.append(.init(name: "terminal-within-1s-of-parent-exit", ok: false, detail: "no attempt timing in the result"))
         }
+        checks.append(await heldWhileWritten(completed, delaySeconds: delaySeconds, stderr: stderr))
         checks.append(.init(
-            name: "not-stalled-by-orphan", ok: wallMs < holdSeconds * 1000,
-            detail: "dispatch took \(wallMs)ms; the orphan held stderr for up to \(holdSeconds)s"))
+            name: "not-stalled-by-orphan", ok: wallMs < delaySeconds * 1000,
+            detail: "dispatch took \(wallMs)ms; the orphan held stderr for up to \(delaySeconds)s"))
         checks.append(survivorsCheck(result.requestId))
         return checks
+    }
+
+    /// The orphan's record of when it let go of stderr, compared with when the result was written: the proof that
+    /// the result did not wait for the orphan. Waits for the record up to the delay plus 5 s.
+    public static func heldWhileWritten(_ completed: Date?, delaySeconds: Int, stderr: @Sendable () async -> String) async -> CanaryReport.Check {
+        let name = "written-while-orphan-held-stderr"
+        guard let completed else { return .init(name: name, ok: false, detail: "the result has no completedAt") }
+        let marker = "orphan let go of stderr at "
+        let clock = ContinuousClock()
+        let end = clock.now + .seconds(delaySeconds + 5)
+        while true {
+            let text = await stderr()
+            if let range = text.range(of: marker, options: .backwards) {
+                let digits = text[range.upperBound...].prefix { $0.isNumber }
+                guard let ms = Double(digits) else { return .init(name: name, ok: false, detail: "unreadable record: \(text.suffix(200))") }
+                let letGo = Date(timeIntervalSince1970: ms / 1000)
+                let margin = Int(letGo.timeIntervalSince(completed) * 1000)
+                return .init(
+                    name: name, ok: margin >= 0,
+                    detail: margin >= 0
+                        ? "result written \(margin)ms before the orphan let go of stderr"
+                        : "the orphan let go \(-margin)ms before the result was written: the result waited for it")
+            }
+            if clock.now >= end { return .init(name: name, ok: false, detail: "the orphan never recorded letting go of stderr") }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     /// Checks that no process of `requestId` is alive.

@@ -106,7 +106,14 @@ public final class DispatchEngine: Sendable {
 
         switch request.executionMode {
         case .host:
-            result = await runHost(request, result: result, deadline: deadline, token: token, logger: logger)
+            let (hostResult, pendingSweep) = await runHost(request, result: result, deadline: deadline, token: token, logger: logger)
+            let stored = await finish(hostResult, deadline: deadline, logger: logger)
+            // The result is out; now what the agent left behind (an orphan holding stderr) is ended.
+            if let group = pendingSweep {
+                metrics.killed(await supervisor.endLeftovers(
+                    groupId: group, marker: AgentEnvironment.marker(requestId: request.requestId), grace: supervisor.leftoverGrace))
+            }
+            return stored
         case .sandbox:
             let backend = request.sandboxBackend ?? configuration.defaultBackend
             result.sandboxBackend = backend
@@ -152,22 +159,25 @@ public final class DispatchEngine: Sendable {
     }
 
     /// Host mode: the agent runs in `cwd` itself.
+    /// Returns the result and the process group whose leftovers are to be ended once the result is written.
     func runHost(
         _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, logger: Logger
-    ) async -> DispatchResult {
+    ) async -> (DispatchResult, pid_t?) {
         var result = result
         let workDir = request.cwd ?? configuration.defaultWorkdir
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: workDir, isDirectory: &isDirectory), isDirectory.boolValue else {
             result.status = .failed
             result.error = "working directory \(workDir) does not exist or is not a directory"
-            return result
+            return (result, nil)
         }
-        let input = AgentPhase.Input(
+        var input = AgentPhase.Input(
             request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId),
             extraEnv: [:], deadline: deadline, budgetMs: deadline.budgetMs)
-        result.apply(await runAgentPhase(input, result: result, token: token, logger: logger))
-        return result
+        input.sweepAfterResult = true
+        let outcome = await runAgentPhase(input, result: result, token: token, logger: logger)
+        result.apply(outcome)
+        return (result, outcome.pendingSweep)
     }
 
     /// Runs the agent attempts, recording `running` with each attempt's log paths before it starts.

@@ -129,4 +129,21 @@ import Testing
         let status = try CommandRunner.run(TestPaths.dispatchBinary, ["status", "kill9", "--json"], environment: env, cwd: dir.path)
         #expect(try json(status.stdout)["status"] as? String == "failed", "\(status.stdout)")
     }
+
+    @Test func theOrphanStderrCanaryProvesTheResultDidNotWaitForTheOrphan() throws {
+        let request = dir.child("orphan.json")
+        try #"{"requestId":"orphan-2","task":"t","tool":"canary","canary":{"scenario":"orphan-stderr","orphanDelaySeconds":2,"exitCode":7}}"#
+            .write(toFile: request, atomically: true, encoding: .utf8)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let run = try CommandRunner.run(TestPaths.dispatchBinary, ["run", "--request", request, "--json"], environment: env, cwd: dir.path)
+        let elapsed = clock.now - start
+        #expect(run.exitCode == 1)
+        let result = try json(run.stdout)
+        #expect((result["error"] as? String)?.contains("exit 7") == true, "\(result["error"] ?? "")")
+        #expect(elapsed < .milliseconds(1500), "delay 2, exit 7 → result in under 1.5 s: \(elapsed)")
+        let canary = try CommandRunner.run(TestPaths.dispatchBinary, ["canary", "orphan-stderr"], environment: env, cwd: dir.path)
+        #expect(canary.exitCode == 0, "\(canary.stdout)")
+        #expect(canary.stdout.contains("written-while-orphan-held-stderr") && canary.stdout.contains("before the orphan let go"))
+    }
 }

@@ -79,7 +79,7 @@ import Testing
 
     @Test func canaryScriptsCarryOnlyNumbers() {
         let canary = DispatchRequest(requestId: "c", task: "$(rm -rf /)", tool: .canary,
-                                     canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: 1, orphanHoldSeconds: 9, exitCode: 5))
+                                     canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: 1, exitCode: 5))
         let invocation = CanaryAdapter().invocation(request: canary, task: canary.task, model: nil, program: "/bin/sh")
         #expect(invocation.program == "/bin/sh")
         #expect(!invocation.arguments.joined().contains("rm -rf"))

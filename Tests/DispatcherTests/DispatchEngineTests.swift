@@ -219,3 +219,16 @@ import Testing
         #expect(argvs.last?.contains("--skip-git-repo-check") == false, "inside a repository the check stays on")
     }
 }
+
+@Suite struct OrphanCanaryCheckTests {
+    @Test func theProofFailsWhenTheOrphanLetGoBeforeTheResult() async {
+        let written = Date()
+        let before = Int64((written.timeIntervalSince1970 - 0.5) * 1000), after = Int64((written.timeIntervalSince1970 + 1.5) * 1000)
+        let waited = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) { "orphan-stderr canary: orphan let go of stderr at \(before) (delay over)\n" }
+        #expect(!waited.ok, "\(waited.detail)")
+        let prompt = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) { "orphan-stderr canary: orphan let go of stderr at \(after) (ended)\n" }
+        #expect(prompt.ok, "\(prompt.detail)")
+        let silent = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) { "" }
+        #expect(!silent.ok, "no record is no proof")
+    }
+}

@@ -1,3 +1,4 @@
+import AgentProcess
 import ArgumentParser
 import DispatchCore
 import Dispatcher
@@ -17,12 +18,12 @@ struct CanaryCommand: AsyncParsableCommand {
 
         @OptionGroup var state: StateOptions
         @OptionGroup var remote: ServerOptions
-        @Option(help: "How long the orphan holds stderr, in seconds.") var hold = 60
+        @Option(help: "How long the orphan holds stderr, in seconds (the parent exits at once).") var delay = 2
 
         func run() async throws {
             let client = try remote.client(state: state)
             let requestId = "canary-orphan-stderr-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
-            let request = CanaryChecks.orphanStderrRequest(requestId: requestId, cwd: NSTemporaryDirectory(), holdSeconds: hold)
+            let request = CanaryChecks.orphanStderrRequest(requestId: requestId, cwd: NSTemporaryDirectory(), delaySeconds: delay)
             let clock = ContinuousClock()
             let start = clock.now
             let result: DispatchResult? =
@@ -32,9 +33,17 @@ struct CanaryCommand: AsyncParsableCommand {
                     try await state.engine().runOnce(request, token: CancelToken()).result
                 }
             let wallMs = Int((clock.now - start).milliseconds)
+            // The stderr log as it stands: over HTTP from the service, else the local file.
+            let path = result?.logs?.stderrPath
+            let stderr: @Sendable () async -> String = {
+                if let client {
+                    return (try? await client.request(.GET, "/internal/agent-logs/\(requestId)?stream=stderr").text) ?? ""
+                }
+                return path.map { LogFile.tail($0, maxBytes: 64 * 1024) } ?? ""
+            }
             let report = CanaryReport(
                 scenario: "orphan-stderr", requestId: requestId, wallMs: wallMs,
-                checks: CanaryChecks.orphanStderr(result, wallMs: wallMs, holdSeconds: hold), result: result)
+                checks: await CanaryChecks.orphanStderr(result, wallMs: wallMs, delaySeconds: delay, stderr: stderr), result: result)
             print(Output.json(report, pretty: true))
             if !report.ok { throw DispatchExit.failed }
         }

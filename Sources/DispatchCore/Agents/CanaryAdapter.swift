@@ -17,10 +17,16 @@ public struct CanaryAdapter: AgentAdapter {
                 echo "sleep-timeout canary: woke up after \(spec.sleepSeconds)s"
                 """
         case .orphanStderr:
+            // The orphan holds stderr for orphanDelaySeconds and records when it lets go — after the delay, or when
+            // it is ended (TERM) — so the canary can prove the result did not wait for it.
             script = """
-                sleep \(spec.orphanHoldSeconds) &
+                (
+                  trap 'echo "orphan-stderr canary: orphan let go of stderr at $(date +%s%3N) (ended)" >&2; exit 0' TERM
+                  sleep \(spec.orphanDelaySeconds) &
+                  wait $!
+                  echo "orphan-stderr canary: orphan let go of stderr at $(date +%s%3N) (delay over)" >&2
+                ) &
                 echo "orphan-stderr canary: parent exiting with code \(spec.exitCode) while a child holds stderr" >&2
-                sleep \(spec.orphanDelaySeconds)
                 exit \(spec.exitCode)
                 """
         }

@@ -34,10 +34,8 @@ public struct CanarySpec: Codable, Sendable, Equatable {
     public var scenario: Scenario
     /// `sleep-timeout`: how long the canary sleeps.
     public var sleepSeconds: Int
-    /// `orphan-stderr`: how long the parent waits, after starting its orphan, before it exits.
+    /// `orphan-stderr`: how long the orphan keeps stderr open (the parent exits at once).
     public var orphanDelaySeconds: Int
-    /// `orphan-stderr`: how long the orphan keeps stderr open.
-    public var orphanHoldSeconds: Int
     /// `orphan-stderr`: the parent's exit code.
     public var exitCode: Int
 
@@ -46,13 +44,11 @@ public struct CanarySpec: Codable, Sendable, Equatable {
         scenario: Scenario = .sleepTimeout,
         sleepSeconds: Int = 120,
         orphanDelaySeconds: Int = 2,
-        orphanHoldSeconds: Int = 60,
         exitCode: Int = 7
     ) {
         self.scenario = scenario
         self.sleepSeconds = sleepSeconds
         self.orphanDelaySeconds = orphanDelaySeconds
-        self.orphanHoldSeconds = orphanHoldSeconds
         self.exitCode = exitCode
     }
 }

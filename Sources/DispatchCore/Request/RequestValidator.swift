@@ -247,7 +247,6 @@ private struct FieldReader {
         if let scenario: CanarySpec.Scenario = try inner.optionalEnum("scenario") { spec.scenario = scenario }
         if let v = try inner.optionalInt("sleepSeconds", in: 0...86_400) { spec.sleepSeconds = v }
         if let v = try inner.optionalInt("orphanDelaySeconds", in: 0...3600) { spec.orphanDelaySeconds = v }
-        if let v = try inner.optionalInt("orphanHoldSeconds", in: 0...86_400) { spec.orphanHoldSeconds = v }
         if let v = try inner.optionalInt("exitCode", in: 0...255) { spec.exitCode = v }
         return spec
     }

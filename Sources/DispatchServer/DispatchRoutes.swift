@@ -152,15 +152,34 @@ struct DispatchRoutes: Sendable {
             status = parsed
         }
         let limit = min(max(1, request.uri.queryParameters.get("limit", as: Int.self) ?? 50), 1000)
-        let items = try await engine.store.list(status: status, limit: limit).map { record -> [String: Any] in
-            var item: [String: Any] = [
-                "requestId": record.requestId, "status": record.status.rawValue, "tool": record.request.tool.rawValue,
-                "updatedAt": record.result.updatedAt,
-            ]
-            item["startedAt"] = record.result.startedAt ?? NSNull()
-            return item
+        let prefix: String? = request.uri.queryParameters.get("prefix").map { String($0) }
+        if let prefix, !prefix.isEmpty {
+            do throws(RequestValidationError) {
+                try RequestValidator.validateRequestId(prefix, field: "prefix")
+            } catch {
+                throw APIError.badRequest(error.description, field: "prefix")
+            }
         }
-        return JSONBody.response(["ok": true, "items": items])
+        var before: Int64?
+        if let cursor = request.uri.queryParameters.get("before") {
+            guard let parsed = Int64(cursor), parsed > 0 else { throw APIError.badRequest("invalid before: not a cursor from next", field: "before") }
+            before = parsed
+        }
+        // One more than asked tells whether there is a next page.
+        let records = try await engine.store.list(status: status, prefix: prefix, before: before, limit: limit + 1)
+        let page = records.prefix(limit)
+        let items = page.map { record -> [String: Any] in
+            let result = record.result
+            return [
+                "requestId": record.requestId, "status": record.status.rawValue, "tool": record.request.tool.rawValue,
+                "model": result.model ?? NSNull(), "executionMode": record.request.executionMode.rawValue,
+                "sandboxBackend": result.sandboxBackend?.rawValue ?? NSNull(), "startedAt": result.startedAt ?? NSNull(),
+                "updatedAt": result.updatedAt, "completedAt": result.completedAt ?? NSNull(), "durationMs": result.durationMs ?? NSNull(),
+                "error": result.error ?? NSNull(),
+            ]
+        }
+        let next: Any = records.count > limit ? page.last.map { String($0.sequence) } ?? NSNull() : NSNull()
+        return JSONBody.response(["ok": true, "items": items, "next": next])
     }
 
     private func logs(_ id: String, request: Request) async throws -> Response {

@@ -180,10 +180,16 @@ public final class DispatchStore: Sendable {
     }
 
     /// Records newest first, optionally only those in `status`.
-    public func list(status: DispatchStatus? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
+    /// `prefix` keeps ids that start with it; `before` pages on from a record's ``DispatchRecord/sequence``.
+    public func list(status: DispatchStatus? = nil, prefix: String? = nil, before: Int64? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
         try await pool.read { db in
             var query = DispatchRow.all()
             if let status { query = query.filter(DispatchRow.Columns.status == status.rawValue) }
+            if let prefix, !prefix.isEmpty {
+                // A range on the primary key, not LIKE: no wildcard in an id can widen it.
+                query = query.filter(DispatchRow.Columns.requestId >= prefix && DispatchRow.Columns.requestId < prefix + "\u{10FFFF}")
+            }
+            if let before { query = query.filter(DispatchRow.Columns.sequence < before) }
             return try query.order(DispatchRow.Columns.sequence.desc).limit(limit).fetchAll(db).map { try $0.record() }
         }
     }

@@ -37,6 +37,10 @@ def pct(values, p):
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+# serve refuses tokens under 32 characters.
+TOKEN = "bench-0123456789abcdef0123456789abcdef"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dispatch", required=True)
@@ -48,7 +52,7 @@ def main():
     work = tempfile.mkdtemp(prefix="bench-serve-")
     env = dict(os.environ)
     env.update({"DISPATCH_STATE_DIR": os.path.join(work, "state"), "DISPATCH_CODEX_BIN": os.path.join(HERE, "noop-bin", "codex"),
-                "DISPATCH_TOKEN": "bench"})
+                "DISPATCH_TOKEN": TOKEN})
     port_file = os.path.join(work, "port")
     server = subprocess.Popen([dispatch, "serve", "--port", "0", "--port-file", port_file, "--max-concurrent", str(args.concurrency),
                                "--log-level", "error"], env=env, stdin=subprocess.DEVNULL)
@@ -74,7 +78,7 @@ def main():
 
         def worker():
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
             while True:
                 with lock:
                     index = next(counter, None)
@@ -109,7 +113,7 @@ def main():
         # Await wake measured on its own: waiters parked before completion, woken by the commit.
         own_wakes = []
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         slow = dict(env)
         for index in range(50):
             rid = f"wake-{index}"

@@ -116,6 +116,8 @@ public final class DispatchService: Sendable {
                         self.logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
                         try await self.recoverRunning(record)
                     }
+                } catch is CancellationError {
+                    return
                 } catch {
                     self.logger.error("lease upkeep failed", metadata: ["error": "\(error)"])
                 }

@@ -95,7 +95,8 @@ import Testing
 
     @Test func deadlineCountsDown() async throws {
         let deadline = Deadline(budgetMs: 200)
-        #expect(deadline.remainingMs <= 200)
+        #expect(deadline.remainingMs <= 200 && deadline.remainingMs > 0, "a fresh deadline has (nearly) its whole budget")
+        #expect(!deadline.isExpired)
         try await Task.sleep(for: .milliseconds(250))
         #expect(deadline.isExpired)
         #expect(deadline.remaining == .zero)

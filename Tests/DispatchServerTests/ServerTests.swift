@@ -130,7 +130,9 @@ import Testing
         #expect(survivors(of: "c-run").isEmpty)
         #expect(try await server.send(.POST, "/internal/agent-cancel/c-run").status == 409)
         #expect(try await server.send(.POST, "/internal/agent-cancel/nope").status == 404)
-        try await Task.sleep(for: .milliseconds(500))
+        // A request queued after it runs to its end: had the cancelled one been started, it would have run first.
+        _ = try await server.dispatch(["requestId": "c-after", "task": "fake:answer=after", "tool": "codex"])
+        #expect(try await terminal(server, "c-after")["status"] as? String == "completed")
         #expect(!FileManager.default.fileExists(atPath: count), "a cancelled queued request never starts")
     }
 
@@ -223,7 +225,8 @@ import Testing
         #expect(metrics.text.contains(#"dispatch_dispatches_total{tool="codex",status="completed"} 1"#))
         #expect(metrics.text.contains("dispatch_dedupe_total 1"))
         let info = try await server.send(.GET, "/", token: .some(nil))
-        #expect(info.json?["version"] as? String != nil)
+        let version = try CommandRunner.run(TestPaths.dispatchBinary, ["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!version.isEmpty && info.json?["version"] as? String == version, "GET / reports the binary's own version")
         #expect((info.json?["gitSha"] as? String)?.count ?? 0 >= 7)
         #expect(try await server.send(.GET, "/readyz", token: .some(nil)).status == 200)
         let logs = try await server.send(.GET, "/internal/agent-logs/m-1?stream=stdout")

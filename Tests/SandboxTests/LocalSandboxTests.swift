@@ -37,7 +37,8 @@ import Testing
             try GitFixture.git(["for-each-ref", "--format=%(refname) %(objectname)"], in: repo),
             try GitFixture.git(["worktree", "list", "--porcelain"], in: repo),
             try GitFixture.git(["ls-files", "--stage", "--debug"], in: repo),
-            SHA256Hex.digest(String(decoding: try Data(contentsOf: URL(fileURLWithPath: "\(repo)/.git/index")), as: UTF8.self)),
+            // The binary index byte for byte (a lossy UTF-8 decode would hide changes).
+            try Data(contentsOf: URL(fileURLWithPath: "\(repo)/.git/index")).base64EncodedString(),
             try GitFixture.git(["stash", "list"], in: repo),
         ]
     }
@@ -182,8 +183,8 @@ import Testing
         #expect(done.localSandbox?.cleanupAfter == doneRow.cleanupAfter)
 
         let janitor = SandboxJanitor(store: store)
-        let dry = try await janitor.cleanup(.expired, force: false, dryRun: false, now: created.addingTimeInterval(25 * 3600))
-        #expect(dry.map(\.sandboxId) == [doneRow.sandboxId])
+        let removed = try await janitor.cleanup(.expired, force: false, dryRun: false, now: created.addingTimeInterval(25 * 3600))
+        #expect(removed.map(\.sandboxId) == [doneRow.sandboxId])
         #expect(!FileManager.default.fileExists(atPath: doneRow.path))
         #expect(FileManager.default.fileExists(atPath: failedRow.path))
 

@@ -2,7 +2,7 @@
 public struct DispatchStoreError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: Hashable, Sendable { case openFailed, corruptRecord, inboxWriteFailed, notFound, writeFailed }
+        private enum Value: Hashable, Sendable { case openFailed, corruptRecord, notFound, writeFailed }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
@@ -10,8 +10,6 @@ public struct DispatchStoreError: Error, Sendable, CustomStringConvertible {
         public static let openFailed = Code(.openFailed)
         /// A stored document could not be decoded.
         public static let corruptRecord = Code(.corruptRecord)
-        /// The inbox file could not be written.
-        public static let inboxWriteFailed = Code(.inboxWriteFailed)
         /// No record has that id.
         public static let notFound = Code(.notFound)
         /// A write to the database failed (full disk, I/O error, an injected fault).

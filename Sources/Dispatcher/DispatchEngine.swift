@@ -64,9 +64,7 @@ public final class DispatchEngine: Sendable {
             let result = await execute(record, token: token)
             // Report only what is committed: a terminal result the store would not take is not a result.
             // Read outside this task's cancellation: a cancelled dispatch still reports its stored `cancelled`.
-            let id = record.requestId
-            let committed = try? await Task.detached { try await store.record(id) }.value
-            guard let stored = committed ?? nil, stored.status.isTerminal else {
+            guard let stored = await committedRecord(record.requestId), stored.status.isTerminal else {
                 throw DispatchEngineError(
                     "the \(result.status.rawValue) result of \(record.requestId) could not be stored within "
                         + "\(configuration.storeRetrySeconds)s; not reporting it (the next process that looks at it reconciles from the store)")
@@ -95,10 +93,10 @@ public final class DispatchEngine: Sendable {
         if record.status != .running {
             // queued → running only by its claimer: a row cancelled (or taken) meanwhile is not run.
             let store = self.store, id = record.requestId, previous = record.owner
-            let claimed = try? await Task.detached { try await store.claim(id, from: previous, to: .current(kind: "serve"), startedAt: now) }.value
+            let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: .current(kind: "serve"), startedAt: now) }
             guard let claimed = claimed ?? nil else {
                 logger.notice("not starting a dispatch another runner ended or took meanwhile")
-                return ((try? await Task.detached { try await store.record(id) }.value) ?? nil)?.result ?? record.result
+                return await committedRecord(id)?.result ?? record.result
             }
             result = claimed.result
         }
@@ -222,7 +220,7 @@ public final class DispatchEngine: Sendable {
     func persist(_ result: DispatchResult, owner: RunnerOwner?, logger: Logger) async -> DispatchResult {
         let store = self.store
         let window = result.status.isTerminal ? storeRetryWindow : .zero
-        let write = Task.detached { () async throws -> DispatchStore.UpdateOutcome in
+        let write = { @Sendable () async throws -> DispatchStore.UpdateOutcome in
             let clock = ContinuousClock()
             let end = clock.now + window
             var delay: Duration = .milliseconds(50)
@@ -239,7 +237,7 @@ public final class DispatchEngine: Sendable {
             }
         }
         do {
-            let outcome = try await write.value
+            let outcome = try await outsideCancellation(write)
             if case .updated(let record) = outcome, record.status.isTerminal {
                 notifier.publish(record.result)
                 metrics.finished(record.result)
@@ -247,9 +245,20 @@ public final class DispatchEngine: Sendable {
             return outcome.record.result
         } catch {
             logger.error("cannot store the result", metadata: ["error": "\(error)", "status": "\(result.status.rawValue)"])
-            let id = result.requestId
-            return ((try? await Task.detached { try await store.record(id) }.value) ?? nil)?.result ?? result
+            return await committedRecord(result.requestId)?.result ?? result
         }
+    }
+
+    /// Runs a store operation outside the calling task's cancellation: GRDB's async calls throw once their task is
+    /// cancelled, and a cancelled dispatch must still write and read its own row.
+    func outsideCancellation<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Task.detached(operation: operation).value
+    }
+
+    /// The row as committed, read outside cancellation; `nil` when it cannot be read.
+    func committedRecord(_ requestId: String) async -> DispatchRecord? {
+        let store = self.store
+        return (try? await outsideCancellation { try await store.record(requestId) }) ?? nil
     }
 
     /// How long a terminal write is retried (`DISPATCH_STORE_RETRY_SECONDS`, default 10).

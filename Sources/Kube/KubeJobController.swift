@@ -60,12 +60,18 @@ public struct KubeJobController: RemoteSandboxBackend {
         let manifest = JobSpecBuilder(settings: settings).job(
             for: request, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha,
             remainingSeconds: max(1, deadline.remainingMs / 1000))
+        let job: KubeJob
         do {
-            let job = try await client.createJob(manifest, requestId: request.requestId)
+            job = try await client.createJob(manifest, requestId: request.requestId)
+        } catch {
+            // Nothing of ours to delete: the Job was not created, or it is another request's.
+            return Self.failed(result, "cannot create Job \(name): \(error)")
+        }
+        do {
             if job.suspended { try await start(job, request: request, deadline: deadline) }
         } catch {
             await delete(name, logger: logger)
-            return Self.failed(result, "cannot create Job \(name): \(error)")
+            return Self.failed(result, "cannot start Job \(name): \(error)")
         }
         result.job = JobInfo(name: name, namespace: settings.namespace)
         // Where the pod log is mirrored while the Job runs (`dispatch logs --follow`) and kept afterwards.

@@ -76,4 +76,27 @@ import Testing
             #expect(failed.error?.contains("cannot start: CreateContainerConfigError") == true, "\(failed.error ?? "")")
         }
     }
+
+    @Test func anotherRequestsJobOfTheSameNameIsNeverDeleted() async throws {
+        try await Cluster.with(dir) { cluster in
+            let request = cluster.request("fake:answer=x")
+            let name = cluster.jobName(request)
+            let foreign = try JSONSerialization.data(withJSONObject: [
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": ["name": name, "annotations": [JobSpecBuilder.requestIdAnnotation: "someone-else"]],
+                "spec": ["suspend": true],
+            ])
+            var create = HTTPClientRequest(url: "\(cluster.kube.connection.server)/apis/batch/v1/namespaces/agents/jobs")
+            create.method = .POST
+            create.headers.add(name: "Authorization", value: "Bearer \(cluster.api.token)")
+            create.headers.add(name: "Content-Type", value: "application/json")
+            create.body = .bytes(ByteBuffer(bytes: foreign))
+            #expect(try await HTTPClient.shared.execute(create, timeout: .seconds(10)).status.code == 201)
+            let result = try await cluster.fixture.run(request)
+            #expect(result.status == .failed)
+            #expect(result.error?.contains("cannot create Job") == true, "\(result.error ?? "")")
+            #expect(cluster.api.hasJob(name), "the other request's Job is left alone")
+            #expect(!cluster.api.requests.contains { $0.hasPrefix("DELETE") && $0.contains("/jobs/\(name)") })
+        }
+    }
 }

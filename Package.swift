@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "DispatchCLI",
             dependencies: [
-                "Dispatcher", "DispatchServer", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube", "AgentProcess",
+                "Dispatcher", "DispatchServer", "Execution", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube", "AgentProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "DispatchServer",
             dependencies: [
-                "Dispatcher", "DispatchStore", "DispatchCore", "Sandbox", "CBuildInfo",
+                "Dispatcher", "Execution", "DispatchStore", "DispatchCore", "Sandbox", "CBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,7 +68,15 @@ let package = Package(
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Sandbox", "AgentProcess", "DispatchStore", "DispatchCore", "Git",
+                "Execution", "AgentProcess", "DispatchStore", "DispatchCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Execution",
+            dependencies: [
+                "AgentProcess", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -76,7 +84,11 @@ let package = Package(
         ),
         .target(
             name: "Sandbox",
-            dependencies: ["Git", "DispatchStore", "DispatchCore", "AgentProcess"],
+            dependencies: [
+                "Execution", "Git", "DispatchStore", "DispatchCore", "AgentProcess",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -99,9 +111,10 @@ let package = Package(
         .target(
             name: "Kube",
             dependencies: [
-                "DispatchCore", "DispatchStore", "Dispatcher", "Sandbox", "Git", "AgentProcess",
+                "DispatchCore", "DispatchStore", "Execution", "Sandbox", "Git", "AgentProcess",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -111,7 +124,7 @@ let package = Package(
         .target(
             name: "DispatchTestSupport",
             dependencies: [
-                "DispatchCore", "AgentProcess", "DispatchStore", "Dispatcher",
+                "DispatchCore", "AgentProcess", "DispatchStore", "Dispatcher", "Execution", "Sandbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -125,13 +138,13 @@ let package = Package(
         .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DispatcherTests",
-            dependencies: ["Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
+            dependencies: ["Dispatcher", "Execution", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KubeTests",
             dependencies: [
-                "Kube", "DispatchCore", "Dispatcher", "DispatchStore", "DispatchTestSupport", "AgentProcess",
+                "Kube", "DispatchCore", "Dispatcher", "Execution", "DispatchStore", "DispatchTestSupport", "AgentProcess",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -144,13 +157,13 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandboxTests",
-            dependencies: ["Sandbox", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
+            dependencies: ["Sandbox", "Execution", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "DispatchServerTests",
             dependencies: [
-                "DispatchServer", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport",
+                "DispatchServer", "Dispatcher", "Execution", "DispatchStore", "AgentProcess", "DispatchTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

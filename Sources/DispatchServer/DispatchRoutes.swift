@@ -1,6 +1,7 @@
 import DispatchCore
 import DispatchStore
 import Dispatcher
+import Execution
 import Foundation
 import HTTPTypes
 import Hummingbird

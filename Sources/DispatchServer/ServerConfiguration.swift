@@ -1,5 +1,6 @@
 import DispatchCore
 import Dispatcher
+import Execution
 import Foundation
 
 /// Settings of the HTTP service.

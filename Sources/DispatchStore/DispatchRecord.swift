@@ -4,8 +4,8 @@ import GRDB
 
 /// Which process owns a non-terminal dispatch, so a later process can tell whether it died.
 public struct RunnerOwner: Codable, Sendable, Equatable {
-    /// `run` for a `dispatch run` process, `serve` for the service, `job` for a k8s job-runner.
-    public var kind: String
+    /// What kind of process owns the row.
+    public var kind: Kind
     public var pid: Int32
     /// Kernel start time of `pid` (clock ticks since boot), distinguishing a reused pid.
     public var startTime: UInt64?
@@ -13,7 +13,30 @@ public struct RunnerOwner: Codable, Sendable, Equatable {
     public var bootId: String?
     public var host: String
 
-    public init(kind: String, pid: Int32, startTime: UInt64?, bootId: String?, host: String) {
+    /// Kinds of owning process. A struct, not an enum: a row written by a newer version with a kind this one does
+    /// not know still decodes.
+    public struct Kind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+        public var description: String { rawValue }
+
+        /// A `dispatch run` process.
+        public static let run = Kind(rawValue: "run")
+        /// A `dispatch serve` process.
+        public static let serve = Kind(rawValue: "serve")
+        /// A k8s job-runner.
+        public static let job = Kind(rawValue: "job")
+        /// A reader that ends a dead owner's row (`status`, `await`, the lease keeper).
+        public static let recover = Kind(rawValue: "recover")
+    }
+
+    /// An owner of `kind`, identified by pid, its start time and the machine.
+    public init(kind: Kind, pid: Int32, startTime: UInt64?, bootId: String?, host: String) {
         self.kind = kind
         self.pid = pid
         self.startTime = startTime

@@ -1,5 +1,6 @@
 import AgentProcess
 import DispatchCore
+import Execution
 import Foundation
 
 /// The JSON report of a canary run: every invariant checked, and whether all hold.

@@ -3,38 +3,57 @@ import DispatchCore
 import DispatchStore
 import Foundation
 import Logging
-import Sandbox
+import Execution
 
-/// The lifecycle of one dispatch: dedupe → running → backend → artifacts → terminal result.
+/// The lifecycle of one dispatch: dedupe → running → backend → terminal result.
 ///
 /// Shared by `dispatch run` (one request, in-process), `dispatch serve` (many, admitted by ``DispatchService``) and
-/// `dispatch job-runner`.
+/// `dispatch job-runner`. How a request runs is its backend's business (``ExecutionBackend``); the engine only
+/// picks the backend, records progress and writes the one terminal result.
 public final class DispatchEngine: Sendable {
     public let configuration: DispatchConfiguration
     public let store: DispatchStore
     let logger: Logger
-    let environment: [String: String]
-    let supervisor: ProcessSupervisor
     /// Wakes long-poll waiters when a terminal result is committed.
     public let notifier = ResultNotifier()
     /// Counters for `GET /metrics`.
     public let metrics = DispatchMetrics()
-    /// The k8s backend, when configured.
-    let k8s: (any RemoteSandboxBackend)?
+    let backends: Backends
+
+    /// The backends a runner has, by where a request runs.
+    public struct Backends: Sendable {
+        /// `executionMode: host`.
+        public var host: any ExecutionBackend
+        /// `executionMode: sandbox`, backend `local`.
+        public var localSandbox: any ExecutionBackend
+        /// `executionMode: sandbox`, backend `k8s`; `nil` when this runner has no cluster.
+        public var k8s: (any ExecutionBackend)?
+
+        /// The backends of one runner.
+        public init(host: any ExecutionBackend, localSandbox: any ExecutionBackend, k8s: (any ExecutionBackend)? = nil) {
+            self.host = host
+            self.localSandbox = localSandbox
+            self.k8s = k8s
+        }
+    }
 
     /// How often a waiter re-reads a request it does not own.
     static let pollInterval: Duration = .milliseconds(50)
 
-    public init(
-        configuration: DispatchConfiguration, store: DispatchStore, logger: Logger,
-        environment: [String: String] = ProcessInfo.processInfo.environment, k8s: (any RemoteSandboxBackend)? = nil
-    ) {
-        self.k8s = k8s
+    /// An engine over `store` running requests on `backends`.
+    public init(configuration: DispatchConfiguration, store: DispatchStore, logger: Logger, backends: Backends) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        self.environment = environment
-        self.supervisor = ProcessSupervisor()
+        self.backends = backends
+    }
+
+    /// The backend `request` runs on, fixed at admission (`nil`: k8s, and this runner has no cluster).
+    func backend(for request: DispatchRequest) -> (any ExecutionBackend)? {
+        switch request.executionMode {
+        case .host: backends.host
+        case .sandbox: (request.sandboxBackend ?? configuration.defaultBackend) == .k8s ? backends.k8s : backends.localSandbox
+        }
     }
 
     /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
@@ -49,7 +68,7 @@ public final class DispatchEngine: Sendable {
     /// Runs `request` to a terminal result in this process, or — when another runner already has its id —
     /// waits for that runner's result. Returns the result and whether it was a duplicate.
     public func runOnce(_ request: DispatchRequest, token: CancelToken) async throws -> (result: DispatchResult, duplicate: Bool) {
-        switch try await admit(request, status: .running, owner: .current(kind: "run")) {
+        switch try await admit(request, status: .running, owner: .current(kind: .run)) {
         case .inserted(let record):
             // This process vouches for its row while it runs; if it dies, the lease runs out and anyone recovers it.
             let store = self.store, owner = record.owner
@@ -79,13 +98,7 @@ public final class DispatchEngine: Sendable {
     /// Executes an admitted record to its terminal result and stores it. Never throws: every path ends terminal.
     public func execute(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
         let request = record.request
-        var logger = self.logger
-        logger[metadataKey: "request.id"] = "\(request.requestId)"
-        logger[metadataKey: "tool"] = "\(request.tool.rawValue)"
-        logger[metadataKey: "mode"] = "\(request.executionMode.rawValue)"
-        if request.executionMode == .sandbox {
-            logger[metadataKey: "backend"] = "\((request.sandboxBackend ?? configuration.defaultBackend).rawValue)"
-        }
+        let logger = dispatchLogger(request)
         let deadline = Deadline(budgetMs: request.timeoutMs)
         var result = record.result
         let now = ISO8601.string(Date())
@@ -93,7 +106,7 @@ public final class DispatchEngine: Sendable {
         if record.status != .running {
             // queued → running only by its claimer: a row cancelled (or taken) meanwhile is not run.
             let store = self.store, id = record.requestId, previous = record.owner
-            let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: .current(kind: "serve"), startedAt: now) }
+            let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: .current(kind: .serve), startedAt: now) }
             guard let claimed = claimed ?? nil else {
                 logger.notice("not starting a dispatch another runner ended or took meanwhile")
                 return await committedRecord(id)?.result ?? record.result
@@ -101,100 +114,92 @@ public final class DispatchEngine: Sendable {
             result = claimed.result
         }
         logger.info("dispatch started", metadata: ["budgetMs": "\(deadline.budgetMs)"])
+        if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }
+        guard let backend = backend(for: request) else {
+            result.fail(.message("sandbox backend k8s is not configured in this runner (run it in a cluster or set KUBECONFIG)"))
+            return await finish(result, deadline: deadline, logger: logger)
+        }
+        return await run(request, on: backend, known: result, deadline: deadline, token: token, logger: logger, attach: false)
+    }
 
-        switch request.executionMode {
-        case .host:
-            let (hostResult, pendingSweep) = await runHost(request, result: result, deadline: deadline, token: token, logger: logger)
-            let stored = await finish(hostResult, deadline: deadline, logger: logger)
-            // The result is out; now what the agent left behind (an orphan holding stderr) is ended.
-            if let group = pendingSweep {
-                metrics.killed(await supervisor.endLeftovers(
-                    groupId: group, marker: AgentEnvironment.marker(requestId: request.requestId), grace: supervisor.leftoverGrace))
-            }
+    /// Runs (or, with `attach`, follows) one request on `backend` and records what it came to.
+    private func run(
+        _ request: DispatchRequest, on backend: any ExecutionBackend, known: DispatchResult, deadline: Deadline, token: CancelToken, logger: Logger, attach: Bool
+    ) async -> DispatchResult {
+        let context = BackendContext(
+            request: request, known: known, deadline: deadline, cancellation: token, logger: logger
+        ) { running in _ = await self.persist(running, owner: nil, logger: logger) }
+        // A run that outlives its runner also reports by its own path (a Job's callback): stop following once
+        // that result is stored.
+        let watch = backend.followsAfterRestart ? settleWhenStoredElsewhere(known.requestId, token: token) : nil
+        let outcome = attach ? await backend.attach(context) : await backend.run(context)
+        watch?.cancel()
+        switch outcome {
+        case .ended(let result, let processesKilled, let afterRecording):
+            metrics.killed(processesKilled)
+            let stored = await finish(result, deadline: deadline, logger: logger)
+            if let afterRecording { metrics.killed(await afterRecording()) }
             return stored
-        case .sandbox:
-            let backend = request.sandboxBackend ?? configuration.defaultBackend
-            result.sandboxBackend = backend
-            switch backend {
-            case .local:
-                result = await runLocalSandbox(request, result: result, deadline: deadline, token: token, logger: logger)
-            case .k8s:
-                if let k8s {
-                    let log = logger
-                    result = await k8s.run(request, result: result, deadline: deadline, token: token, engine: self, logger: log) { running in
-                        _ = await self.persist(running, owner: nil, logger: log)
-                    }
-                    // Let go by a shutdown: the Job runs on and the next serve follows it; nothing terminal is written.
-                    if token.isDetached, !result.status.isTerminal { return result }
-                } else {
-                    result.status = .failed
-                    result.error = "sandbox backend k8s is not configured in this runner (run it in a cluster or set KUBECONFIG)"
-                }
+        case .settledElsewhere:
+            return await committedRecord(known.requestId)?.result ?? known
+        case .letGo(let result):
+            return result
+        }
+    }
+
+    /// The logger of one dispatch: `request.id`, `tool`, `mode` and `backend` on every line.
+    func dispatchLogger(_ request: DispatchRequest) -> Logger {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(request.requestId)"
+        logger[metadataKey: "tool"] = "\(request.tool.rawValue)"
+        logger[metadataKey: "mode"] = "\(request.executionMode.rawValue)"
+        if request.executionMode == .sandbox {
+            logger[metadataKey: "backend"] = "\((request.sandboxBackend ?? configuration.defaultBackend).rawValue)"
+        }
+        return logger
+    }
+
+    /// Settles `token` once a terminal result of `requestId` is stored by another path: woken by this process's
+    /// notifier (the callback route), and reading the store every second for writes by other processes.
+    private func settleWhenStoredElsewhere(_ requestId: String, token: CancelToken) -> Task<Void, Never> {
+        let subscription = notifier.subscribe(requestId)
+        let store = self.store
+        return Task {
+            defer { subscription.cancel() }
+            while !Task.isCancelled {
+                if await subscription.value(timeout: .seconds(1)) != nil { return token.settle() }
+                if let record = try? await store.record(requestId), record.status.isTerminal { return token.settle() }
             }
         }
-        return await finish(result, deadline: deadline, logger: logger)
     }
 
     /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
     /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
     /// creating the Job and recording it.
     public func canReattach(_ record: DispatchRecord) -> Bool {
-        k8s != nil && record.request.executionMode == .sandbox && (record.request.sandboxBackend ?? configuration.defaultBackend) == .k8s
+        backend(for: record.request)?.followsAfterRestart ?? false
     }
 
-    /// Follows a k8s run a previous process started to its terminal result, within what is left of its budget.
+    /// Follows a run a previous process started to its terminal result, within what is left of its budget.
     public func reattach(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
-        var logger = self.logger
-        logger[metadataKey: "request.id"] = "\(record.requestId)"
-        logger[metadataKey: "backend"] = "k8s"
+        let logger = dispatchLogger(record.request)
         let started = record.result.startedAt.flatMap(ISO8601.date) ?? Date()
         let elapsedMs = max(0, Int(Date().timeIntervalSince(started) * 1000))
         let deadline = Deadline(budgetMs: record.request.timeoutMs, start: .now - .milliseconds(elapsedMs))
-        guard let k8s else { return await finish(record.result, deadline: deadline, logger: logger) }
-        let result = await k8s.attach(record.request, result: record.result, deadline: deadline, token: token, engine: self, logger: logger)
-        if token.isDetached, !result.status.isTerminal { return result }
-        return await finish(result, deadline: deadline, logger: logger)
-    }
-
-    /// Host mode: the agent runs in `cwd` itself.
-    /// Returns the result and the process group whose leftovers are to be ended once the result is written.
-    func runHost(
-        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, logger: Logger
-    ) async -> (DispatchResult, pid_t?) {
-        var result = result
-        let workDir = request.cwd ?? configuration.defaultWorkdir
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: workDir, isDirectory: &isDirectory), isDirectory.boolValue else {
-            result.status = .failed
-            result.error = "working directory \(workDir) does not exist or is not a directory"
-            return (result, nil)
+        guard let backend = backend(for: record.request), backend.followsAfterRestart else {
+            return await finish(record.result, deadline: deadline, logger: logger)
         }
-        var input = AgentPhase.Input(
-            request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId),
-            extraEnv: [:], deadline: deadline, budgetMs: deadline.budgetMs)
-        input.sweepAfterResult = true
-        let outcome = await runAgentPhase(input, result: result, token: token, logger: logger)
-        result.apply(outcome)
-        return (result, outcome.pendingSweep)
+        return await run(record.request, on: backend, known: record.result, deadline: deadline, token: token, logger: logger, attach: true)
     }
 
-    /// Runs the agent attempts, recording `running` with each attempt's log paths before it starts.
-    func runAgentPhase(_ input: AgentPhase.Input, result: DispatchResult, token: CancelToken, logger: Logger) async -> AgentPhase.Outcome {
-        let phase = AgentPhase(configuration: configuration, baseEnvironment: environment, supervisor: supervisor, logger: logger)
-        let outcome = await phase.run(input, token: token) { logs, attempts in
-            var running = result
-            running.logs = logs
-            running.attempts = attempts
-            running.updatedAt = ISO8601.string(Date())
-            _ = await self.persist(running, owner: nil, logger: logger)
+    /// After a restart: lets every backend clean up what it left running for requests already terminal.
+    public func reconcileBackends() async {
+        let store = self.store
+        let isTerminal: @Sendable (String) async -> Bool = { id in (try? await store.record(id))?.status.isTerminal ?? false }
+        for backend in [backends.host, backends.localSandbox] + (backends.k8s.map { [$0] } ?? []) {
+            await backend.reconcile(isTerminal: isTerminal, logger: logger)
         }
-        metrics.killed(outcome.processesKilled)
-        return outcome
     }
-
-    /// Where a host-mode request keeps its logs and task file.
-    public func runDirectory(_ requestId: String) -> String { "\(configuration.stateDir)/runs/\(requestId)" }
-
     /// Stamps and stores a terminal result; returns what is stored (an earlier terminal result wins).
     func finish(_ result: DispatchResult, deadline: Deadline, logger: Logger) async -> DispatchResult {
         var result = result
@@ -240,7 +245,7 @@ public final class DispatchEngine: Sendable {
             let outcome = try await outsideCancellation(write)
             if case .updated(let record) = outcome, record.status.isTerminal {
                 notifier.publish(record.result)
-                metrics.finished(record.result)
+                metrics.finished(record.result, failure: result.failure)
             }
             return outcome.record.result
         } catch {
@@ -286,23 +291,22 @@ public final class DispatchEngine: Sendable {
     /// If `record` is `running` and its owner is known dead, ends its surviving processes and stores it `failed`.
     public func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
         guard record.status == .running, let owner = record.owner, record.ownerIsGone() else { return record }
-        let reason = owner.kind == "serve"
+        let reason = owner.kind == .serve
             ? "runner restarted while running; execution abandoned"
             : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
         // Compare-and-set: one recoverer ends the row; the others read what it wrote.
-        guard let claimed = try await store.claim(record.requestId, from: owner, to: .current(kind: "recover")) else {
+        guard let claimed = try await store.claim(record.requestId, from: owner, to: .current(kind: .recover)) else {
             return try await store.record(record.requestId) ?? record
         }
         return try await abandon(claimed, reason: reason)
     }
 
-    /// Ends every process carrying the request's marker and stores it `failed` with `reason` and the logs it left.
+    /// Ends what the request left running and stores it `failed` with `reason` and the logs it left.
     public func abandon(_ record: DispatchRecord, reason: String) async throws -> DispatchRecord {
-        let killed = await supervisor.endLeftovers(
-            groupId: nil, marker: AgentEnvironment.marker(requestId: record.requestId), grace: .milliseconds(200))
         var result = record.result
-        result.status = .failed
-        result.error = reason
+        result.fail(.runnerLost(reason: reason))
+        var killed = 0
+        if let backend = backend(for: record.request) { (result, killed) = await backend.salvage(result) }
         let now = Date()
         result.completedAt = ISO8601.string(now)
         result.updatedAt = result.completedAt!
@@ -315,12 +319,6 @@ public final class DispatchEngine: Sendable {
                 stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
                 stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
         }
-        let maxPatchFileBytes = configuration.maxPatchFileBytes
-        if let info = result.localSandbox {
-            result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30)) {
-                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info))
-            }
-        }
         logger.warning("abandoned dispatch resolved", metadata: [
             "request.id": "\(record.requestId)", "reason": "\(reason)", "processesKilled": "\(killed)",
         ])
@@ -329,9 +327,8 @@ public final class DispatchEngine: Sendable {
         let stored = outcome.record
         if case .updated = outcome {
             notifier.publish(stored.result)
-            metrics.finished(stored.result)
+            metrics.finished(stored.result, failure: result.failure)
         }
-        try? await SandboxRegistry(store: store).finish(requestId: record.requestId, status: stored.status)
         return stored
     }
 }
@@ -340,15 +337,4 @@ public final class DispatchEngine: Sendable {
 public struct DispatchEngineError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
-}
-
-extension DispatchResult {
-    /// Copies the agent phase's outcome into the result.
-    mutating func apply(_ outcome: AgentPhase.Outcome) {
-        status = outcome.status
-        error = outcome.status == .completed ? nil : outcome.error
-        attempts = outcome.attempts
-        if let logs = outcome.logs { self.logs = logs }
-        if outcome.status == .completed { setResultText(outcome.finalText ?? "") }
-    }
 }

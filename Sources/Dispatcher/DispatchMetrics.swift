@@ -21,11 +21,12 @@ public final class DispatchMetrics: Sendable {
 
     public init() {}
 
-    /// Records a terminal result.
-    public func finished(_ result: DispatchResult) {
+    /// Records a terminal result; `failure` is the typed reason this process decided (a timeout is counted by
+    /// its case, never by matching the sentence).
+    public func finished(_ result: DispatchResult, failure: DispatchFailure?) {
         state.withLock { state in
             state.finished["\(result.tool.rawValue)|\(result.status.rawValue)", default: 0] += 1
-            if result.error?.contains("timed out after") == true { state.timeouts += 1 }
+            if failure?.isTimeout == true { state.timeouts += 1 }
             if let ms = result.durationMs {
                 let seconds = Double(ms) / 1000
                 state.durationSum += seconds

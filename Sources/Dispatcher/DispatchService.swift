@@ -1,5 +1,6 @@
 import DispatchCore
 import DispatchStore
+import Execution
 import Foundation
 import Logging
 import Synchronization
@@ -51,7 +52,7 @@ public final class DispatchService: Sendable {
         self.engine = engine
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
-        self.owner = .current(kind: "serve")
+        self.owner = .current(kind: .serve)
     }
 
     /// Executions in flight and requests waiting for a slot.
@@ -79,11 +80,9 @@ public final class DispatchService: Sendable {
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()
         startLeaseKeeper()
-        if let k8s = engine.k8s {
-            // In the background: an unreachable API must not hold the service's start.
-            let engine = self.engine, logger = self.logger
-            Task { await k8s.reconcile(engine: engine, logger: logger) }
-        }
+        // In the background: an unreachable API must not hold the service's start.
+        let engine = self.engine
+        Task { await engine.reconcileBackends() }
     }
 
     /// Takes over a `running` row nobody vouches for: a k8s run is followed (its Job runs on), anything else is ended.

@@ -4,7 +4,7 @@ import Foundation
 
 extension RunnerOwner {
     /// This process as an owner of `kind` (`run`, `serve`, `job`).
-    public static func current(kind: String) -> RunnerOwner {
+    public static func current(kind: Kind) -> RunnerOwner {
         let pid = getpid()
         return RunnerOwner(kind: kind, pid: pid, startTime: ProcessScanner.startTime(pid), bootId: Self.currentBootId, host: Self.hostName)
     }

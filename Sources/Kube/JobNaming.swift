@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import DispatchCore
 
 /// Kubernetes names and label values derived from request fields.
@@ -10,7 +12,7 @@ public enum JobNaming {
     /// Sanitising alone collides (`A_b` and `a-b`, or two ids sharing a long prefix), so the hash of the exact
     /// requestId is always part of the name.
     public static func jobName(requestId: String) -> String {
-        let hash = String(SHA256Hex.digest(requestId).prefix(10))
+        let hash = String(Self.sha256Hex(requestId).prefix(10))
         let prefix = "dispatch-"
         let room = maxNameLength - prefix.count - 1 - hash.count
         let slug = sanitize(requestId, allowed: { $0.isLowercaseAlnum }, lowercase: true, max: room)
@@ -49,4 +51,11 @@ extension UInt8 {
     fileprivate var isAlnum: Bool { (48...57).contains(self) || (65...90).contains(self) || (97...122).contains(self) }
     fileprivate var isLowercaseAlnum: Bool { (48...57).contains(self) || (97...122).contains(self) }
     fileprivate var isLabelCharacter: Bool { isAlnum || self == UInt8(ascii: "-") || self == UInt8(ascii: "_") || self == UInt8(ascii: ".") }
+}
+
+extension JobNaming {
+    /// Lower-case hex SHA-256 of the UTF-8 bytes of `text` (swift-crypto).
+    static func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
 }

@@ -1,5 +1,5 @@
 import DispatchCore
-import Dispatcher
+import Execution
 import Foundation
 
 /// Builds the `batch/v1` Job that runs one request with `dispatch job-runner` (CONTRACT §5).

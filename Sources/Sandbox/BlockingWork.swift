@@ -19,7 +19,7 @@ public enum BlockingWork {
             if let timeout {
                 Task {
                     try? await Task.sleep(for: timeout)
-                    once.resume(with: .failure(SandboxError(code: .timedOut, message: "\(name) timed out after \(timeout.milliseconds)ms")))
+                    once.resume(with: .failure(SandboxError(code: .timedOut, message: "\(name) did not finish within \(timeout.milliseconds)ms")))
                 }
             }
         }

@@ -1,4 +1,5 @@
 import DispatchCore
+import Crypto
 import Foundation
 
 /// The deterministic name and place of a request's sandbox: `<root>/<workflow>/<story>/<sandboxId>`.
@@ -11,7 +12,7 @@ public struct SandboxIdentity: Sendable, Equatable {
     public init(request: DispatchRequest, root: String) {
         let workflow = request.workflowId ?? ""
         let story = request.storyId ?? ""
-        let hash = SHA256Hex.digest("\(workflow)\u{0}\(story)\u{0}\(request.requestId)").prefix(8)
+        let hash = Self.sha256Hex("\(workflow)\u{0}\(story)\u{0}\(request.requestId)").prefix(8)
         sandboxId = "\(Self.slug(request.requestId, max: 48))-\(hash)"
         path = "\(root)/\(Self.slug(workflow, max: 48))/\(Self.slug(story, max: 48))/\(sandboxId)"
     }
@@ -32,5 +33,12 @@ public struct SandboxIdentity: Sendable, Equatable {
         }
         while out.hasSuffix("-") { out.removeLast() }
         return out.isEmpty ? "_" : out
+    }
+}
+
+extension SandboxIdentity {
+    /// Lower-case hex SHA-256 of the UTF-8 bytes of `text` (swift-crypto).
+    static func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 }

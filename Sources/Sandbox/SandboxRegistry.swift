@@ -19,7 +19,7 @@ public struct SandboxRegistry: Sendable {
     }
 
     /// Records a new sandbox as `running`.
-    public func register(_ sandbox: LocalSandbox, requestId: String, now: Date = Date()) async throws {
+    public func register(_ sandbox: LocalSandbox, requestId: String, now: Date) async throws {
         let stamp = ISO8601.string(now)
         try await store.saveSandbox(SandboxRecord(
             sandboxId: sandbox.sandboxId, requestId: requestId, state: .running, path: sandbox.path, repoPath: sandbox.repoPath,
@@ -29,7 +29,7 @@ public struct SandboxRegistry: Sendable {
     /// Moves every live sandbox of `requestId` to the dispatch's terminal `status` and sets its retention.
     /// Returns the `cleanupAfter` stamp.
     @discardableResult
-    public func finish(requestId: String, status: DispatchStatus, now: Date = Date()) async throws -> String? {
+    public func finish(requestId: String, status: DispatchStatus, now: Date) async throws -> String? {
         let state = SandboxRecord.State(rawValue: status.rawValue) ?? .failed
         let cleanupAfter = ISO8601.string(now.addingTimeInterval(Self.retention(for: state)))
         for var record in try await store.sandboxes(requestId: requestId) where record.state == .running {

@@ -1,6 +1,7 @@
 import AgentProcess
 import DispatchTestSupport
 import Dispatcher
+import Execution
 import Foundation
 import NIOHTTP1
 import Testing

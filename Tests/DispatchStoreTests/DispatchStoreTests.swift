@@ -11,7 +11,7 @@ import Testing
         try DispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
     }
 
-    let owner = RunnerOwner(kind: "run", pid: 1, startTime: 1, bootId: "b", host: "h")
+    let owner = RunnerOwner(kind: .run, pid: 1, startTime: 1, bootId: "b", host: "h")
 
     func request(_ id: String) -> DispatchRequest { DispatchRequest(requestId: id, task: "t", tool: .codex) }
 
@@ -85,11 +85,6 @@ import Testing
         _ = try await store().insert(DispatchResult(request: request, status: .running), request: request, owner: owner)
         #expect(try await store().record("persist")?.owner == owner)
     }
-
-    @Test func sha256MatchesTheStandardVector() {
-        #expect(SHA256Hex.digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256Hex.digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    }
 }
 
 @Suite struct DispatchStoreClaimTests {
@@ -97,10 +92,10 @@ import Testing
 
     @Test func aRowPassesToOneClaimerOnlyAndNeverOutOfATerminalState() async throws {
         let store = try DispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
-        let first = RunnerOwner(kind: "serve", pid: 1, startTime: 1, bootId: "b", host: "host-a")
+        let first = RunnerOwner(kind: .serve, pid: 1, startTime: 1, bootId: "b", host: "host-a")
         let request = DispatchRequest(requestId: "claimed", task: "t", tool: .codex)
         _ = try await store.insert(DispatchResult(request: request, status: .queued), request: request, owner: first)
-        let contenders = (0..<8).map { RunnerOwner(kind: "serve", pid: Int32(100 + $0), startTime: 1, bootId: "b", host: "host-b") }
+        let contenders = (0..<8).map { RunnerOwner(kind: .serve, pid: Int32(100 + $0), startTime: 1, bootId: "b", host: "host-b") }
         let winners = try await withThrowingTaskGroup(of: RunnerOwner?.self) { group in
             for owner in contenders {
                 group.addTask { try await store.claim("claimed", from: first, to: owner) != nil ? owner : nil }

@@ -1,8 +1,10 @@
 import DispatchCore
 import DispatchStore
 import Dispatcher
+import Execution
 import Foundation
 import Logging
+import Sandbox
 
 /// A dispatch engine over a temp state dir, with the fake agents configured.
 public struct EngineFixture: Sendable {
@@ -11,12 +13,12 @@ public struct EngineFixture: Sendable {
     public var configuration: DispatchConfiguration { engine.configuration }
 
     public init(
-        killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:], k8s: (any RemoteSandboxBackend)? = nil,
-        logHandler: (@Sendable (String) -> any LogHandler)? = nil
+        killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:], k8s: (any ExecutionBackend)? = nil,
+        logHandler: (@Sendable (String) -> any LogHandler)? = nil, dir: TempDir = TempDir("engine")
     ) throws {
-        dir = TempDir("engine")
+        self.dir = dir
         var configuration = DispatchConfiguration(environment: [:])
-        configuration.stateDir = dir.child("state")
+        configuration.stateDir = Self.stateDir(in: dir)
         configuration.defaultWorkdir = dir.path
         configuration.codexBin = TestPaths.fake("codex")
         configuration.claudeBin = TestPaths.fake("claude")
@@ -29,8 +31,11 @@ public struct EngineFixture: Sendable {
         var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
         if logHandler == nil { logger.logLevel = .warning }
         let env = ProcessInfo.processInfo.environment.merging(["IS_SANDBOX": "1"]) { $1 }.merging(environment) { $1 }
-        engine = DispatchEngine(configuration: configuration, store: store, logger: logger, environment: env, k8s: k8s)
+        engine = .standard(configuration: configuration, store: store, logger: logger, environment: env, k8s: k8s)
     }
+
+    /// Where an engine over `dir` keeps its state (for a backend built before the fixture).
+    public static func stateDir(in dir: TempDir) -> String { dir.child("state") }
 
     /// A request with a unique id for `tool` and `task`.
     public func request(_ tool: AgentTool, _ task: String, timeout: Double = 60) -> DispatchRequest {
@@ -45,5 +50,18 @@ public struct EngineFixture: Sendable {
     /// The inbox document of `requestId`, decoded.
     public func inbox(_ requestId: String) throws -> DispatchResult {
         try JSONDecoder().decode(DispatchResult.self, from: Data(contentsOf: URL(fileURLWithPath: engine.store.inboxPath(requestId))))
+    }
+}
+
+extension DispatchEngine {
+    /// An engine with the host and local sandbox backends over one supervisor, as the CLI wires it.
+    public static func standard(
+        configuration: DispatchConfiguration, store: DispatchStore, logger: Logger, environment: [String: String],
+        k8s: (any ExecutionBackend)? = nil
+    ) -> DispatchEngine {
+        let runner = AgentRunner(configuration: configuration, environment: environment)
+        let backends = Backends(
+            host: HostBackend(runner: runner), localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)), k8s: k8s)
+        return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }

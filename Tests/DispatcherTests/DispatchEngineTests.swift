@@ -3,6 +3,7 @@ import DispatchCore
 import DispatchStore
 import DispatchTestSupport
 import Dispatcher
+import Execution
 import Foundation
 import Testing
 
@@ -110,7 +111,7 @@ import Testing
         let fixture = try EngineFixture()
         var configuration = fixture.configuration
         configuration.codexBin = "no-such-codex-binary"
-        let engine = DispatchEngine(configuration: configuration, store: fixture.engine.store, logger: .init(label: "t"))
+        let engine = DispatchEngine.standard(configuration: configuration, store: fixture.engine.store, logger: .init(label: "t"), environment: ProcessInfo.processInfo.environment)
         let result = try await engine.runOnce(fixture.request(.codex, "x"), token: CancelToken()).result
         #expect(result.status == .failed)
         #expect(result.error?.contains("\"no-such-codex-binary\" was not found on PATH (set DISPATCH_CODEX_BIN") == true)

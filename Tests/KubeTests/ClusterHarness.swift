@@ -1,6 +1,7 @@
 import DispatchCore
 import DispatchTestSupport
 import Dispatcher
+import Execution
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -31,7 +32,7 @@ struct Cluster: Sendable {
     let repo: String
     let kube: KubeClient
     let settings: JobSpecBuilder.Settings
-    let controller: KubeJobController
+    let controller: KubeBackend
 
     var engine: DispatchEngine { fixture.engine }
 
@@ -49,10 +50,12 @@ struct Cluster: Sendable {
             let settings = JobSpecBuilder.Settings(
                 namespace: "agents", image: options.image, secretName: "agent-dispatch-secrets", callbackURL: options.callbackURL,
                 callbackTokens: CallbackTokens(adminToken: Cluster.adminToken))
-            let controller = KubeJobController(
-                client: kube, settings: settings, pollInterval: options.pollInterval, backstopInterval: options.backstopInterval,
+            let engineDir = TempDir("engine")
+            let controller = KubeBackend(
+                client: kube, settings: settings, logDirectory: "\(EngineFixture.stateDir(in: engineDir))/k8s-logs", defaultWorkdir: engineDir.path,
+                pollInterval: options.pollInterval, backstopInterval: options.backstopInterval,
                 podGrace: options.podGrace, resultGrace: options.resultGrace, watchTimeoutSeconds: options.watchTimeoutSeconds)
-            let fixture = try EngineFixture(k8s: controller, logHandler: options.logHandler)
+            let fixture = try EngineFixture(k8s: controller, logHandler: options.logHandler, dir: engineDir)
             let cluster = Cluster(fixture: fixture, api: api, repo: repo, kube: kube, settings: settings, controller: controller)
             do {
                 try await body(cluster)

@@ -1,6 +1,7 @@
 import DispatchCore
 import Foundation
 import Dispatcher
+import Execution
 import Kube
 import Testing
 

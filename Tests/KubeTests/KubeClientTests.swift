@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Dispatcher
+import Execution
 import Kube
 import Testing
 

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTLS
 import Kube
+import Execution
 import NIOSSL
 import Testing
 

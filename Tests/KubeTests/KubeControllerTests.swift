@@ -3,6 +3,7 @@ import DispatchCore
 import DispatchTestSupport
 import DispatchStore
 import Dispatcher
+import Execution
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -185,7 +186,7 @@ import Testing
             var running = DispatchResult(request: request, status: .running)
             running.startedAt = running.updatedAt
             // No `job` in the row: the runner died after creating the Job and before recording it.
-            var dead = RunnerOwner.current(kind: "serve")
+            var dead = RunnerOwner.current(kind: .serve)
             dead.pid = 4_100_000  // above any pid this machine hands out: a runner that is gone
             _ = try await fixture.engine.store.insert(running, request: request, owner: dead)
 
@@ -200,7 +201,7 @@ import Testing
 
     @Test func recoveryFinalisesAMissingJobAndDeletesLeftoverJobsOfFinishedRequests() async throws {
         try await withCluster(image: "pending-image:1") { fixture, api, repo, kube, settings in
-            var dead = RunnerOwner.current(kind: "serve")
+            var dead = RunnerOwner.current(kind: .serve)
             dead.pid = 4_100_000
             // A `running` row whose Job is gone from the cluster.
             let lost = k8sRequest(fixture, repo: repo, task: "x")

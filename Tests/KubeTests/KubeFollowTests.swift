@@ -2,6 +2,7 @@ import DispatchCore
 import DispatchStore
 import DispatchTestSupport
 import Dispatcher
+import Execution
 import Foundation
 import Kube
 import Testing

@@ -1,6 +1,7 @@
 import DispatchCore
 import DispatchTestSupport
 import Dispatcher
+import Execution
 import AsyncHTTPClient
 import Foundation
 import NIOCore

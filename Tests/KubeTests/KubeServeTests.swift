@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Kube
+import Execution
 import Testing
 
 /// The k8s backend through a real `dispatch serve` configured by KUBECONFIG: the job-runner's callback arrives

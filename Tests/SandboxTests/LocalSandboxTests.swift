@@ -3,6 +3,7 @@ import DispatchCore
 import DispatchStore
 import DispatchTestSupport
 import Dispatcher
+import Execution
 import Foundation
 import Sandbox
 import Testing

@@ -2,6 +2,7 @@ import AgentProcess
 import ArgumentParser
 import DispatchCore
 import Dispatcher
+import Execution
 import Foundation
 
 /// `dispatch canary`: model-free proofs of the runner's guarantees on a live install.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DispatchCore
 import Dispatcher
+import Execution
 import Foundation
 import Git
 

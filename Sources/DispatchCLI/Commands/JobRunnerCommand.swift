@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatcher
+import Execution
 import Foundation
 import Kube
 

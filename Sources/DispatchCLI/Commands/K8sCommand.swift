@@ -1,6 +1,7 @@
 import ArgumentParser
 import DispatchCore
 import Dispatcher
+import Execution
 import Foundation
 import Kube
 
@@ -55,7 +56,7 @@ enum K8sSettings {
     /// applies. Throws when the configuration is there but unusable (say why, never fall back silently).
     static func backend(
         _ configuration: DispatchConfiguration, adminToken: String?, environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws -> KubeJobController? {
+    ) throws -> KubeBackend? {
         var connection: KubeConnection
         if let paths = KubeConfig.paths(environment: environment) {
             connection = try KubeConfig.connection(paths: paths)
@@ -68,13 +69,14 @@ enum K8sSettings {
         guard let adminToken else {
             throw KubeConfigError("no service token to sign the Jobs' callback tokens with (set DISPATCH_TOKEN or DISPATCH_TOKEN_FILE)")
         }
-        return KubeJobController(
-            client: try KubeClient(connection: connection), settings: resolve(configuration, adminToken: adminToken, namespace: connection.namespace))
+        return KubeBackend(
+            client: try KubeClient(connection: connection), settings: resolve(configuration, adminToken: adminToken, namespace: connection.namespace),
+            logDirectory: "\(configuration.stateDir)/k8s-logs", defaultWorkdir: configuration.defaultWorkdir)
     }
 
     /// The backend for commands that serve local requests too: an unusable k8s configuration fails only the
     /// k8s requests, with the reason.
-    static func backendOrReason(_ configuration: DispatchConfiguration, adminToken: String?) -> (any RemoteSandboxBackend)? {
+    static func backendOrReason(_ configuration: DispatchConfiguration, adminToken: String?) -> (any ExecutionBackend)? {
         do {
             return try backend(configuration, adminToken: adminToken)
         } catch {

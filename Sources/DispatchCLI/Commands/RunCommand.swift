@@ -1,6 +1,7 @@
 import ArgumentParser
 import DispatchCore
 import Dispatcher
+import Execution
 import Foundation
 
 /// `dispatch run`: one dispatch in this process, no server needed; prints the terminal result.

@@ -77,14 +77,14 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"])
 
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
-        let k8s: KubeJobController?
+        let k8s: KubeBackend?
         do {
             k8s = try K8sSettings.backend(configuration, adminToken: token.value)
         } catch {
             throw ValidationError("cannot use the k8s backend: \(error)")
         }
         if let k8s { logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"]) }
-        let engine = DispatchEngine(configuration: configuration, store: store, logger: logger, k8s: k8s)
+        let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, k8s: k8s)
         let service = DispatchService(engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger)
         try await service.recover()
         let portFile = self.portFile.map(absolute)

@@ -136,8 +136,8 @@ struct CancelCommand: AsyncParsableCommand {
             Output.error("\(requestId) is already \(record.status.rawValue)")
             throw DispatchExit.failed
         }
-        guard let owner = record.owner, owner.kind == "run", !owner.isKnownDead else {
-            Output.error("\(requestId) is run by dispatch \(record.owner?.kind ?? "?") (pid \(record.owner?.pid ?? 0)); cancel it with --server URL")
+        guard let owner = record.owner, owner.kind == .run, !owner.isKnownDead else {
+            Output.error("\(requestId) is run by dispatch \(record.owner?.kind.rawValue ?? "?") (pid \(record.owner?.pid ?? 0)); cancel it with --server URL")
             throw DispatchExit.failed
         }
         kill(owner.pid, SIGTERM)

@@ -29,7 +29,7 @@ struct StateOptions: ParsableArguments {
         configuration.agentsDieWithRunner = agentsDieWithRunner
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
-        return DispatchEngine(
+        return DispatchEngine.standard(
             configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
             k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value))
     }

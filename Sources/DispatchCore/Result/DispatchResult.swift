@@ -26,6 +26,18 @@ public struct DispatchResult: Codable, Sendable, Equatable {
     public var localSandbox: LocalSandboxInfo?
     public var artifacts: Artifacts?
     public var logs: LogInfo?
+    /// The typed reason behind `error`, when this process decided it. Not stored and not compared: `error` is
+    /// the durable form; this is what code (metrics) reads instead of matching the sentence.
+    public var failure: DispatchFailure? {
+        get { decided.value }
+        set { decided.value = newValue }
+    }
+    private var decided = Transient<DispatchFailure>()
+
+    enum CodingKeys: String, CodingKey {
+        case requestId, sessionId, workflowId, storyId, status, task, tool, agent, model, result, error, startedAt, updatedAt
+        case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs
+    }
 
     /// Longest `result` text kept, in characters.
     public static let maxResultCharacters = 50_000
@@ -45,6 +57,14 @@ public struct DispatchResult: Codable, Sendable, Equatable {
         self.executionMode = request.executionMode
         self.sandboxBackend = request.executionMode == .sandbox ? (request.sandboxBackend ?? .local) : nil
         self.attempts = []
+    }
+
+    /// Ends the result `failed` (or `cancelled`, for a cancellation) with `failure`, its sentence in `error`.
+    public mutating func fail(_ failure: DispatchFailure) {
+        if case .cancelled = failure { status = .cancelled } else { status = .failed }
+        self.failure = failure
+        error = failure.description
+        result = nil
     }
 
     /// Sets `result`, keeping only its last ``maxResultCharacters`` characters.
@@ -197,4 +217,12 @@ public struct LogInfo: Codable, Sendable, Equatable {
         self.stdoutPath = stdoutPath
         self.stderrPath = stderrPath
     }
+}
+
+/// A value carried along but neither encoded nor compared (two results differ by what they say, not by how a
+/// process came to say it).
+struct Transient<Value: Sendable>: Sendable, Equatable {
+    var value: Value?
+
+    static func == (lhs: Self, rhs: Self) -> Bool { true }
 }

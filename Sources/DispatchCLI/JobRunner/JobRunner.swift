@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import DispatchCore
 import DispatchStore
 import Dispatcher
+import Execution
+import Kube
 import Foundation
 import Git
 import Logging
@@ -11,15 +13,13 @@ import Sandbox
 /// `dispatch job-runner`: the k8s Job entrypoint. Reads the env contract (CONTRACT §5), clones the repo,
 /// runs the request through the same sandbox/agent/budget/artifact code as the local backend, prints the
 /// result between markers and POSTs it to the callback URL.
-public struct JobRunner: Sendable {
-    public static let resultStart = "---RESULT_START---"
-    public static let resultEnd = "---RESULT_END---"
+struct JobRunner: Sendable {
 
     let environment: [String: String]
     let workspace: String
     let logger: Logger
 
-    public init(environment: [String: String], workspace: String, logger: Logger) {
+    init(environment: [String: String], workspace: String, logger: Logger) {
         self.environment = environment
         self.workspace = workspace
         self.logger = logger
@@ -32,7 +32,7 @@ public struct JobRunner: Sendable {
     static let maxInputFileBytes = 4 << 20
 
     /// Runs to a terminal report; never throws. Exit code: 0 completed, 1 failed, 143 cancelled.
-    public func run(token: CancelToken) async -> (report: SandboxExecutionResult, exitCode: Int32) {
+    func run(token: CancelToken) async -> (report: SandboxExecutionResult, exitCode: Int32) {
         let startedAt = Date()
         let requestId = environment["REQUEST_ID"].flatMap { $0.isEmpty ? nil : $0 } ?? "unknown"
         let job = JobInfo(
@@ -57,7 +57,7 @@ public struct JobRunner: Sendable {
         final.completedAt = ISO8601.string(Date())
         final.durationMs = Int(Date().timeIntervalSince(startedAt) * 1000)
         let document = String(decoding: (try? StoreJSON.encode(final)) ?? Data(), as: UTF8.self)
-        FileHandle.standardOutput.write(Data("\(Self.resultStart)\n\(document)\n\(Self.resultEnd)\n".utf8))
+        FileHandle.standardOutput.write(Data("\(ResultMarkers.start)\n\(document)\n\(ResultMarkers.end)\n".utf8))
         // Detached: after SIGTERM this task is cancelled, and a cancelled task's requests are dropped unsent.
         await Task.detached { await callback.post(final, attempts: 5) }.value
         return (final, outcome.1)
@@ -85,19 +85,16 @@ public struct JobRunner: Sendable {
             }
             verification = commands
         }
-        var body: [String: Any] = [
-            "requestId": environment["REQUEST_ID"]!, "task": task, "tool": environment["AGENT_PROGRAM"]!,
-            "executionMode": "sandbox", "sandboxBackend": "local", "verificationCommands": verification,
-        ]
         guard let timeout = Double(environment["TIMEOUT_SECONDS"]!) else { throw JobRunnerError("TIMEOUT_SECONDS is not a number") }
-        body["timeout"] = timeout
-        for (variable, field) in [("AGENT_MODEL", "model"), ("WORKFLOW_ID", "workflowId"), ("STORY_ID", "storyId"), ("BASE_SHA", "baseSha"),
-                                  ("REPO_BRANCH", "branch")] {
-            if let value = environment[variable], !value.isEmpty { body[field] = value }
-        }
+        func value(_ variable: String) -> String? { environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        let body = JobRequestBody(
+            requestId: environment["REQUEST_ID"]!, task: task, tool: environment["AGENT_PROGRAM"]!, timeout: timeout,
+            verificationCommands: verification, model: value("AGENT_MODEL"), workflowId: value("WORKFLOW_ID"), storyId: value("STORY_ID"),
+            baseSha: value("BASE_SHA"), branch: value("REPO_BRANCH"))
         do {
-            return try RequestValidator.validate(body)
-        } catch {
+            // Through the same validator as an HTTP body: the Job's variables get no trust the API would not give.
+            return try RequestValidator.validate(json: try JSONEncoder().encode(body))
+        } catch let error as RequestValidationError {
             throw JobRunnerError("invalid job environment: \(error)")
         }
     }
@@ -144,9 +141,11 @@ public struct JobRunner: Sendable {
             }
         } catch {
             report.state = .failed
-            report.error = (error as? SandboxError)?.code == .timedOut
-                ? "checkout timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during checkout: clone of \(url)"
-                : "checkout failed: cannot clone \(url): \(error)"
+            report.error = ((error as? SandboxError)?.code == .timedOut
+                ? DispatchFailure.timedOut(.init(
+                    subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout"),
+                    detail: ": clone of \(url)"))
+                : .checkoutFailed(reason: "cannot clone \(url): \(error)")).description
             return (report, 1)
         }
         var request = request
@@ -156,7 +155,8 @@ public struct JobRunner: Sendable {
         let remainingMs = deadline.remainingMs
         guard remainingMs >= 1000 else {
             report.state = .failed
-            report.error = "checkout timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during checkout"
+            report.error = DispatchFailure.timedOut(.init(
+                subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout"))).description
             return (report, 1)
         }
         request.timeout = Double(remainingMs) / 1000
@@ -168,7 +168,7 @@ public struct JobRunner: Sendable {
         let result: DispatchResult
         do {
             let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
-            let engine = DispatchEngine(configuration: configuration, store: store, logger: logger, environment: environment)
+            let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, environment: environment)
             result = try await engine.runOnce(request, token: token).result
         } catch {
             report.state = .failed
@@ -185,6 +185,22 @@ public struct JobRunner: Sendable {
 
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+/// The request a Job's environment describes, as the JSON body the validator takes.
+struct JobRequestBody: Encodable {
+    var requestId: String
+    var task: String
+    var tool: String
+    var executionMode = "sandbox"
+    var sandboxBackend = "local"
+    var timeout: Double
+    var verificationCommands: [String]
+    var model: String?
+    var workflowId: String?
+    var storyId: String?
+    var baseSha: String?
+    var branch: String?
 }
 
 /// A job-runner failure before the agent could run.

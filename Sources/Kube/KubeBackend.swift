@@ -1,5 +1,5 @@
 import DispatchCore
-import Dispatcher
+import Execution
 import Foundation
 import Logging
 import AgentProcess
@@ -7,14 +7,19 @@ import DispatchStore
 import Sandbox
 
 /// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
-/// callback (stored by `POST /internal/agent-result`), the Job's terminal condition (result read from the pod
-/// log markers), a pod that cannot start (fail fast with the reason and Events), or the budget (Job deleted).
-public struct KubeJobController: RemoteSandboxBackend {
+/// callback (stored by `POST /internal/agent-result`, which settles the run's token), the Job's terminal
+/// condition (result read from the pod log markers), a pod that cannot start (fail fast with the reason and
+/// Events), or the budget (Job deleted).
+public struct KubeBackend: ExecutionBackend {
     /// Waiting reasons that will not resolve by themselves.
     static let fatalWaitingReasons: Set<String> = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"]
 
     public let client: KubeClient
     public let settings: JobSpecBuilder.Settings
+    /// Where pod logs are mirrored and kept (`<state>/k8s-logs`).
+    let logDirectory: String
+    /// The checkout whose origin and HEAD a request without `repoUrl`/`baseSha` defaults to.
+    let defaultWorkdir: String
     /// How often pods are checked (image pulls, scheduling) and, without a watch event, the Job.
     let pollInterval: Duration
     /// How often the Job is read directly even though the watch knows it (a watch that silently stalls).
@@ -25,12 +30,16 @@ public struct KubeJobController: RemoteSandboxBackend {
     let resultGrace: Duration
     let watcher: JobWatcher
 
+    /// A backend over `client`, keeping pod logs under `logDirectory`.
     public init(
-        client: KubeClient, settings: JobSpecBuilder.Settings, pollInterval: Duration = .seconds(1), backstopInterval: Duration = .seconds(10),
-        podGrace: Duration = .seconds(30), resultGrace: Duration = .seconds(5), watchTimeoutSeconds: Int = 240
+        client: KubeClient, settings: JobSpecBuilder.Settings, logDirectory: String, defaultWorkdir: String,
+        pollInterval: Duration = .seconds(1), backstopInterval: Duration = .seconds(10), podGrace: Duration = .seconds(30),
+        resultGrace: Duration = .seconds(5), watchTimeoutSeconds: Int = 240
     ) {
         self.client = client
         self.settings = settings
+        self.logDirectory = logDirectory
+        self.defaultWorkdir = defaultWorkdir
         self.pollInterval = pollInterval
         self.backstopInterval = backstopInterval
         self.podGrace = podGrace
@@ -42,15 +51,17 @@ public struct KubeJobController: RemoteSandboxBackend {
     /// How many times the shared Job watch has listed (tests: a 410 or a closed stream leads to a re-list).
     public var watchLists: Int { watcher.lists }
 
-    public func run(
-        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
-        update: @Sendable (DispatchResult) async -> Void
-    ) async -> DispatchResult {
-        var result = result
+    /// A Job runs on without its runner: a new runner follows it.
+    public var followsAfterRestart: Bool { true }
+
+    /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it.
+    public func run(_ context: BackendContext) async -> BackendOutcome {
+        let request = context.request, deadline = context.deadline
+        var result = context.known
         let name = JobNaming.jobName(requestId: request.requestId)
         let source: JobSource
         do {
-            let defaultCwd = engine.configuration.defaultWorkdir
+            let defaultCwd = defaultWorkdir
             source = try await BlockingWork.run("resolve the Job's source", timeout: deadline.remaining) {
                 try JobSource.resolve(request, defaultCwd: defaultCwd)
             }
@@ -70,15 +81,16 @@ public struct KubeJobController: RemoteSandboxBackend {
         do {
             if job.suspended { try await start(job, request: request, deadline: deadline) }
         } catch {
-            await delete(name, logger: logger)
+            await delete(name, logger: context.logger)
             return Self.failed(result, "cannot start Job \(name): \(error)")
         }
         result.job = JobInfo(name: name, namespace: settings.namespace)
         // Where the pod log is mirrored while the Job runs (`dispatch logs --follow`) and kept afterwards.
-        result.logs = LogInfo(stdout: "", stderr: "", stdoutPath: Self.logPath(request, engine: engine), stderrPath: "")
-        await update(result)
-        logger.info("job created", metadata: ["job": "\(name)"])
-        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger, started: true)
+        result.logs = LogInfo(stdout: "", stderr: "", stdoutPath: logPath(request), stderrPath: "")
+        await context.progress(result)
+        context.logger.info("job created", metadata: ["job": "\(name)"])
+        var follower = JobFollower(backend: self, name: name, context: context, result: result, started: true)
+        return await follower.follow()
     }
 
     /// Creates the Job's own Secret, owned by the Job, then resumes the Job: its pod cannot exist before the Secret
@@ -89,131 +101,18 @@ public struct KubeJobController: RemoteSandboxBackend {
         try await limited(deadline) { try await client.resumeJob(name) }
     }
 
-    public func attach(
-        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger
-    ) async -> DispatchResult {
-        let name = result.job?.name ?? JobNaming.jobName(requestId: request.requestId)
-        logger.info("re-attaching to job", metadata: ["job": "\(name)"])
-        return await follow(name, request: request, result: result, deadline: deadline, token: token, engine: engine, logger: logger, started: false)
-    }
-
-    /// Waits for the first terminal outcome of Job `name`: woken by the Job watch and by a committed callback,
-    /// polling pods every `pollInterval` and reading the Job itself every `backstopInterval`.
-    private func follow(
-        _ name: String, request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine,
-        logger: Logger, started: Bool
-    ) async -> DispatchResult {
-        var result = result
-        var started = started
-        let clock = ContinuousClock()
-        let created = clock.now
-        let wakeup = Wakeup()
-        let following = watcher.follow(name, wakeup: wakeup)
-        let callback = engine.notifier.subscribe(request.requestId)
-        let callbackWake = Task {
-            if await callback.value(timeout: deadline.remaining + Self.apiGrace) != nil { wakeup.signal() }
-        }
-        defer {
-            watcher.unfollow(following)
-            callback.cancel()
-            callbackWake.cancel()
-        }
-        let logPath = Self.logPath(request, engine: engine)
-        var mirror: Task<Void, Never>?
-        defer { mirror?.cancel() }
-        var seen = wakeup.generation
-        var lastJobRead: ContinuousClock.Instant?
-        var lastPodRead: ContinuousClock.Instant?
-        var ended: (condition: KubeJob.Condition, at: ContinuousClock.Instant, log: PodLog?)?
-        var jobSeen = false
-        while true {
-            if let record = try? await engine.store.record(request.requestId), record.status.isTerminal {
-                return record.result  // the callback got there first
-            }
-            if token.isDetached {
-                logger.info("leaving the Job to the next runner", metadata: ["job": "\(name)"])
-                return result  // still running: the Job goes on and whoever starts next re-attaches
-            }
-            if token.reason != nil || Task.isCancelled {
-                keep(await capture(name, within: Self.apiGrace), at: logPath, in: &result)
-                await delete(name, logger: logger)
-                result.status = .cancelled
-                result.error = token.reason ?? "cancelled"
-                return result
-            }
-            if deadline.isExpired {
-                if let ended {
-                    keep(ended.log, at: logPath, in: &result)
-                    return Self.failed(result, Self.describe(ended.condition, job: name, deadline: deadline))
-                }
-                // One cleanup window (the API grace) for reading the log and deleting the Job.
-                let cleanup = Deadline(budgetMs: Int(Self.apiGrace.milliseconds))
-                let log = await capture(name, within: cleanup.remaining)
-                keep(log, at: logPath, in: &result)
-                await delete(name, logger: logger, within: max(cleanup.remaining, .milliseconds(500)))
-                if let report = report(in: log, job: name), report.state != .running {
-                    result.take(report)
-                    return result
-                }
-                return Self.failed(result, "k8s Job \(name) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent; Job deleted")
-            }
-            do {
-                let job: KubeJob?
-                if case .exists(let known) = watcher.knowledge(of: name), let read = lastJobRead, clock.now - read < backstopInterval {
-                    job = known
-                } else {
-                    job = try await limited(deadline) { try await client.job(name) }
-                    lastJobRead = clock.now
-                }
-                guard let job else {
-                    return Self.failed(result, jobSeen
-                        ? "Job \(name) disappeared before it finished"
-                        : "Job \(name) does not exist: it was deleted, or the runner that owned this request stopped before creating it")
-                }
-                jobSeen = true
-                if job.suspended, !started, job.terminalCondition == nil {
-                    // The runner that created it died before resuming it.
-                    try await start(job, request: request, deadline: deadline)
-                    started = true
-                }
-                if let condition = job.terminalCondition {
-                    let log = await capture(name, within: deadline.remaining + Self.apiGrace)
-                    if let report = report(in: log, job: name), report.state != .running {
-                        keep(log, at: logPath, in: &result)
-                        result.take(report)
-                        return result
-                    }
-                    // The log (or the callback) can lag the condition: give them a moment before calling it.
-                    let since = ended?.at ?? clock.now
-                    ended = (condition, since, log)
-                    if clock.now - since >= resultGrace {
-                        keep(log, at: logPath, in: &result)
-                        return Self.failed(result, Self.describe(condition, job: name, deadline: deadline))
-                    }
-                } else if lastPodRead.map({ clock.now - $0 >= pollInterval }) ?? true {
-                    lastPodRead = clock.now
-                    let pods = try await limited(deadline) { try await client.pods(ofJob: name) }
-                    if mirror == nil, let pod = pods.first(where: { ["Running", "Succeeded", "Failed"].contains($0.phase) }) {
-                        let client = self.client
-                        mirror = Task.detached { await Self.mirror(pod.name, with: client, to: logPath) }
-                    }
-                    if let failure = await podFailure(name, pods: pods, created: created, clock: clock) {
-                        keep(await capture(name, within: Self.apiGrace), at: logPath, in: &result)
-                        await delete(name, logger: logger)
-                        return Self.failed(result, failure)
-                    }
-                }
-            } catch {
-                logger.warning("k8s API error while following the Job", metadata: ["job": "\(name)", "error": "\(error)"])
-            }
-            seen = await wakeup.wait(after: seen, timeout: min(pollInterval, max(deadline.remaining, .milliseconds(10))))
-        }
+    /// Follows the Job a previous runner created (resuming it if that runner died before it could).
+    public func attach(_ context: BackendContext) async -> BackendOutcome {
+        let name = context.known.job?.name ?? JobNaming.jobName(requestId: context.request.requestId)
+        context.logger.info("re-attaching to job", metadata: ["job": "\(name)"])
+        var follower = JobFollower(backend: self, name: name, context: context, result: context.known, started: false)
+        return await follower.follow()
     }
 
     /// Deletes Jobs we manage that still run for a request this store holds as terminal (a cancel or budget
     /// delete that failed while the API was unreachable). Jobs of requests this store does not know are left
     /// alone: another runner may share the namespace.
-    public func reconcile(engine: DispatchEngine, logger: Logger) async {
+    public func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {
         let client = self.client, selector = watcher.selector
         let jobs: [KubeJob]
         do {
@@ -223,9 +122,7 @@ public struct KubeJobController: RemoteSandboxBackend {
             return
         }
         for job in jobs where job.terminalCondition == nil {
-            guard let requestId = job.annotations[JobSpecBuilder.requestIdAnnotation],
-                let record = try? await engine.store.record(requestId), record.status.isTerminal
-            else { continue }
+            guard let requestId = job.annotations[JobSpecBuilder.requestIdAnnotation], await isTerminal(requestId) else { continue }
             logger.info("deleting a leftover Job of a finished request", metadata: ["job": "\(job.name)", "request.id": "\(requestId)"])
             await delete(job.name, logger: logger)
         }
@@ -233,7 +130,7 @@ public struct KubeJobController: RemoteSandboxBackend {
 
     /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
     /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
-    private func podFailure(_ name: String, pods: [KubePod], created: ContinuousClock.Instant, clock: ContinuousClock) async -> String? {
+    func podFailure(_ name: String, pods: [KubePod], created: ContinuousClock.Instant, clock: ContinuousClock) async -> String? {
         if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false && !Self.waitsForItsSecret($0, job: name) }) {
             return "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)" + (pod.waitingMessage.map { ": \($0)" } ?? "")
                 + (await eventText(pod.name))
@@ -260,7 +157,9 @@ public struct KubeJobController: RemoteSandboxBackend {
         let detail = condition.message.map { ": \($0)" } ?? ""
         switch condition.reason {
         case "DeadlineExceeded":
-            return "Job \(job) timed out after \(deadline.elapsedMs)ms (budget \(deadline.budgetMs)ms) during agent: it exceeded activeDeadlineSeconds and left no result\(detail)"
+            return DispatchFailure.timedOut(.init(
+                subject: "Job \(job)", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("agent"),
+                detail: ": it exceeded activeDeadlineSeconds and left no result\(detail)")).description
         case "BackoffLimitExceeded":
             return "Job \(job) failed: its pod failed (BackoffLimitExceeded) before job-runner reported a result\(detail)"
         case "PodFailurePolicy":
@@ -325,8 +224,8 @@ public struct KubeJobController: RemoteSandboxBackend {
     }
 
     /// `<state>/k8s-logs/<requestId>.log`.
-    static func logPath(_ request: DispatchRequest, engine: DispatchEngine) -> String {
-        "\(engine.configuration.stateDir)/k8s-logs/\(request.requestId).log"
+    func logPath(_ request: DispatchRequest) -> String {
+        "\(logDirectory)/\(request.requestId).log"
     }
 
     /// Copies the pod's log into `path` as the container writes it, for `dispatch logs --follow` while the Job
@@ -362,7 +261,7 @@ public struct KubeJobController: RemoteSandboxBackend {
 
     /// Deletes outside the caller's task (a cancelled task would abort the request before it is sent), bounded
     /// by the API grace so a hung API cannot hold the dispatch.
-    private func delete(_ name: String, logger: Logger, within limit: Duration = apiGrace) async {
+    func delete(_ name: String, logger: Logger, within limit: Duration = apiGrace) async {
         let client = self.client
         do {
             try await Task.detached { try await limited(for: limit) { try await client.deleteJob(name) } }.value
@@ -371,20 +270,29 @@ public struct KubeJobController: RemoteSandboxBackend {
         }
     }
 
-    static func failed(_ result: DispatchResult, _ error: String) -> DispatchResult {
+    static func failed(_ result: DispatchResult, _ error: String) -> BackendOutcome {
+        .ended(failing(result, .message(error)))
+    }
+
+    static func failing(_ result: DispatchResult, _ failure: DispatchFailure) -> DispatchResult {
         var result = result
-        result.status = .failed
-        result.error = error
+        result.fail(failure)
         return result
     }
 }
 
 /// Finds the job-runner's result block in a pod log (the last complete one; it may span many lines).
 public enum ResultMarkers {
+    /// The line before the block.
+    public static let start = "---RESULT_START---"
+    /// The line after the block.
+    public static let end = "---RESULT_END---"
+
+    /// The last complete result block in `log`, decoded; `nil` when there is none.
     public static func parse(_ log: String) -> SandboxExecutionResult? {
         let lines = log.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        guard let end = lines.lastIndex(of: JobRunner.resultEnd),
-            let start = lines[..<end].lastIndex(of: JobRunner.resultStart)
+        guard let end = lines.lastIndex(of: Self.end),
+            let start = lines[..<end].lastIndex(of: Self.start)
         else { return nil }
         let body = lines[(start + 1)..<end].joined(separator: "\n")
         return try? JSONDecoder().decode(SandboxExecutionResult.self, from: Data(body.utf8))
@@ -392,21 +300,22 @@ public enum ResultMarkers {
 }
 
 /// Stands in for the k8s backend when its configuration is unusable: every k8s request fails saying why.
-public struct UnavailableKubeBackend: RemoteSandboxBackend {
+public struct UnavailableKubeBackend: ExecutionBackend {
     public let reason: String
 
+    /// A backend that refuses every run with `reason`.
     public init(reason: String) { self.reason = reason }
 
-    public func run(
-        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger,
-        update: @Sendable (DispatchResult) async -> Void
-    ) async -> DispatchResult {
-        KubeJobController.failed(result, "sandbox backend k8s is unavailable: \(reason)")
+    /// Fails at once, saying why there is no cluster.
+    public func run(_ context: BackendContext) async -> BackendOutcome {
+        KubeBackend.failed(context.known, "sandbox backend k8s is unavailable: \(reason)")
     }
 
-    public func attach(
-        _ request: DispatchRequest, result: DispatchResult, deadline: Deadline, token: CancelToken, engine: DispatchEngine, logger: Logger
-    ) async -> DispatchResult {
-        KubeJobController.failed(result, "cannot follow Job \(result.job?.name ?? "?"): sandbox backend k8s is unavailable: \(reason)")
+    /// A Job may still run: a runner with a working configuration can follow it.
+    public var followsAfterRestart: Bool { true }
+
+    /// Fails at once, saying why the Job cannot be followed.
+    public func attach(_ context: BackendContext) async -> BackendOutcome {
+        KubeBackend.failed(context.known, "cannot follow Job \(context.known.job?.name ?? "?"): sandbox backend k8s is unavailable: \(reason)")
     }
 }

@@ -4,26 +4,34 @@ import Foundation
 
 /// Runs a request's verification commands (operator-written shell, so `/bin/sh -c` is right here) in the
 /// sandbox, one after another, inside what is left of the budget; the first failure stops the phase.
-struct VerificationPhase: Sendable {
+package struct VerificationPhase: Sendable {
     let supervisor: ProcessSupervisor
     let killGraceMs: Int
     /// Whether the commands die with the runner (as its agents do).
     var diesWithRunner = false
 
+    /// A phase over `supervisor`.
+    package init(supervisor: ProcessSupervisor, killGraceMs: Int, diesWithRunner: Bool) {
+        self.supervisor = supervisor
+        self.killGraceMs = killGraceMs
+        self.diesWithRunner = diesWithRunner
+    }
+
     /// Longest `output` kept in the result.
     static let maxOutputBytes = 10_000
 
-    func run(
+    /// Runs `commands` in order; the first failure ends the phase and is returned beside what they printed.
+    package func run(
         _ commands: [String], workDir: String, logsDir: String, environment: [String: String], marker: String,
         deadline: Deadline, budgetMs: Int, token: CancelToken
-    ) async -> (verification: Artifacts.Verification, error: String?) {
+    ) async -> (verification: Artifacts.Verification, failure: DispatchFailure?) {
         var output = ""
-        var failure: String?
+        var failure: DispatchFailure?
         for (index, command) in commands.enumerated() {
             let label = "verification command \(index + 1)/\(commands.count)"
             let allowedMs = deadline.remainingMs
             guard allowedMs > 0 else {
-                failure = "verification timed out after \(deadline.elapsedMs)ms (budget \(budgetMs)ms) before \(label) could start"
+                failure = .timedOut(.init(subject: "verification", elapsedMs: deadline.elapsedMs, budgetMs: budgetMs, moment: .before(label)))
                 break
             }
             let spec = ProcessSpec(
@@ -35,7 +43,7 @@ struct VerificationPhase: Sendable {
                 outcome = try await supervisor.run(
                     spec, limits: ProcessLimits(timeout: .milliseconds(allowedMs), killGrace: .milliseconds(killGraceMs)))
             } catch {
-                failure = "\(label) could not start: \(error)"
+                failure = .message("\(label) could not start: \(error)")
                 break
             }
             let stdout = LogFile.tail(spec.stdoutPath, maxBytes: Self.maxOutputBytes)
@@ -43,13 +51,13 @@ struct VerificationPhase: Sendable {
             output += "$ \(command)\n\(stdout)\(stderr)"
             switch outcome.ending {
             case .timedOut:
-                failure = "verification timed out after \(allowedMs)ms (budget \(budgetMs)ms) during \(label): \(command)"
+                failure = .timedOut(.init(subject: "verification", elapsedMs: allowedMs, budgetMs: budgetMs, moment: .during(label), detail: ": \(command)"))
             case .cancelled:
-                failure = token.reason ?? "cancelled during \(label)"
+                failure = .cancelled(reason: token.reason ?? "cancelled during \(label)")
             default:
                 if outcome.exitCode != 0 {
                     let how = outcome.exitCode.map { "exit \($0)" } ?? "signal \(outcome.signal ?? 0)"
-                    failure = "\(label) failed: \(how): \(command)"
+                    failure = .message("\(label) failed: \(how): \(command)")
                 }
             }
             output += "[\(outcome.exitCode.map { "exit \($0)" } ?? "signal \(outcome.signal ?? 0)")]\n"

@@ -1,0 +1,252 @@
+import AgentProcess
+import DispatchCore
+import Foundation
+import Logging
+
+/// The agent phase of a dispatch: one process per attempt (`model`, then each fallback), all inside the one budget.
+package struct AgentPhase: Sendable {
+    /// Where and how the agent runs.
+    package struct Input: Sendable {
+        package var request: DispatchRequest
+        /// The text the agent receives (a sandbox adds its preamble).
+        package var task: String
+        package var workDir: String
+        package var logsDir: String
+        package var extraEnv: [String: String]
+        /// The agent phase's own deadline (the overall one, less any reserve for later phases).
+        package var deadline: Deadline
+        /// The overall budget, for messages.
+        package var budgetMs: Int
+        /// Leave the last attempt's leftovers (an orphan holding stderr) for the caller to end once the result is
+        /// written (host mode: the result never waits for them). Earlier attempts' leftovers are ended before the next.
+        package var sweepAfterResult = false
+
+        /// The input of one agent phase.
+        package init(
+            request: DispatchRequest, task: String, workDir: String, logsDir: String, extraEnv: [String: String], deadline: Deadline,
+            budgetMs: Int
+        ) {
+            self.request = request
+            self.task = task
+            self.workDir = workDir
+            self.logsDir = logsDir
+            self.extraEnv = extraEnv
+            self.deadline = deadline
+            self.budgetMs = budgetMs
+        }
+    }
+
+    /// What the attempts came to.
+    package struct Outcome: Sendable {
+        package var status: DispatchStatus
+        package var finalText: String?
+        package var failure: DispatchFailure?
+        package var attempts: [AttemptRecord] = []
+        package var logs: LogInfo?
+        /// Process groups the runner ended plus leftovers it killed.
+        package var processesKilled = 0
+        /// The last attempt's process group, whose leftovers the caller ends after writing the result.
+        package var pendingSweep: pid_t?
+
+        /// Ends the phase `failed` (or `cancelled`) with `failure`.
+        mutating func end(_ failure: DispatchFailure) -> Outcome {
+            if case .cancelled = failure { status = .cancelled } else { status = .failed }
+            self.failure = failure
+            return self
+        }
+    }
+
+    /// How much of the end of stdout the completion probe reads.
+    static let probeTailBytes = 256 * 1024
+
+    /// Shortest time an attempt is started with.
+    package static let minimumAttemptMs = 1000
+
+    /// How much of the end of stdout is parsed for the final text and events.
+    static let parseWindowBytes = 8 << 20
+
+    let configuration: DispatchConfiguration
+    let baseEnvironment: [String: String]
+    let supervisor: ProcessSupervisor
+    let logger: Logger
+
+    /// A phase over `supervisor`, with the runner's environment as the base of the agent's.
+    package init(configuration: DispatchConfiguration, baseEnvironment: [String: String], supervisor: ProcessSupervisor, logger: Logger) {
+        self.configuration = configuration
+        self.baseEnvironment = baseEnvironment
+        self.supervisor = supervisor
+        self.logger = logger
+    }
+
+    /// What every attempt shares: the executable, the environment, the task file.
+    struct Launch: Sendable {
+        var executable: String
+        var environment: [String: String]
+        var stdinPath: String?
+        var outsideGitRepository: Bool
+        var adapter: any AgentAdapter
+    }
+
+    /// Runs the attempts. `attemptStarting` is awaited before each process starts (to record `running` with log paths).
+    package func run(_ input: Input, token: CancelToken, attemptStarting: @Sendable (LogInfo, [AttemptRecord]) async -> Void) async -> Outcome {
+        var outcome = Outcome(status: .failed)
+        let launch: Launch
+        switch prepare(input) {
+        case .success(let prepared): launch = prepared
+        case .failure(let failure): return outcome.end(failure)
+        }
+        let models = input.request.modelAttempts
+        for (index, model) in models.enumerated() {
+            let label = "agent attempt \(index + 1)/\(models.count)"
+            if Task.isCancelled || token.reason != nil { return outcome.end(.cancelled(reason: token.reason ?? "cancelled")) }
+            let allowedMs = input.deadline.remainingMs
+            guard allowedMs >= Self.minimumAttemptMs else {
+                let previous = outcome.failure.map { "; previous attempt: \($0)" } ?? ""
+                return outcome.end(.timedOut(.init(
+                    subject: input.request.tool.rawValue, elapsedMs: input.deadline.elapsedMs, budgetMs: input.budgetMs,
+                    moment: .notEnoughLeft(remainingMs: allowedMs, toStart: label), detail: previous)))
+            }
+            let logs = LogInfo(
+                stdout: "", stderr: "", stdoutPath: "\(input.logsDir)/attempt-\(index + 1).stdout.log",
+                stderrPath: "\(input.logsDir)/attempt-\(index + 1).stderr.log")
+            await attemptStarting(logs, outcome.attempts)
+            let attempt = Attempt(model: model, label: label, allowedMs: allowedMs, logs: logs)
+            if let ended = await runAttempt(attempt, input: input, launch: launch, token: token, outcome: &outcome) { return ended }
+        }
+        if models.count > 1, let last = outcome.failure {
+            outcome.failure = .message("all \(models.count) agent attempts failed; last: \(last)")
+        }
+        return outcome
+    }
+
+    /// One attempt: its model, its label in messages, its share of the budget and its log files.
+    struct Attempt: Sendable {
+        var model: String?
+        var label: String
+        var allowedMs: Int
+        var logs: LogInfo
+    }
+
+    /// Finds the executable and writes the task file, or says why the agent cannot be started at all.
+    func prepare(_ input: Input) -> Result<Launch, DispatchFailure> {
+        let request = input.request
+        let adapter = AgentAdapters.adapter(for: request.tool)
+        let env = AgentEnvironment.build(
+            request: request, base: baseEnvironment, extraNames: configuration.agentEnvPassthrough, extras: input.extraEnv)
+        let program = configuration.program(for: request.tool)
+        guard let executable = ExecutableLocator.locate(program, searchPath: env["PATH"]) else {
+            let hint = DispatchConfiguration.binVariable(for: request.tool).map { " (set \($0) to its path)" } ?? ""
+            return .failure(.message("\(request.tool.rawValue) executable \"\(program)\" was not found on PATH\(hint)"))
+        }
+        // Claude Code as root refuses --dangerously-skip-permissions unless IS_SANDBOX=1 (CONTRACT §1): say so
+        // before spawning rather than after a confusing exit.
+        if request.tool == .claude, geteuid() == 0, env["IS_SANDBOX"] != "1" {
+            return .failure(.message(
+                "claude refuses --dangerously-skip-permissions when run as root unless IS_SANDBOX=1: run the runner as another user, or "
+                    + "pass IS_SANDBOX=1 through (DISPATCH_AGENT_ENV=IS_SANDBOX with IS_SANDBOX=1 set for the runner)"))
+        }
+        var launch = Launch(
+            executable: executable, environment: env, stdinPath: nil,
+            outsideGitRepository: request.tool == .codex && !Self.isInsideGitRepository(input.workDir), adapter: adapter)
+        let first = adapter.invocation(request: request, task: input.task, model: request.modelAttempts[0], program: executable)
+        if first.stdinText != nil {
+            let path = "\(input.logsDir)/task.txt"
+            do {
+                try FileManager.default.createDirectory(atPath: input.logsDir, withIntermediateDirectories: true)
+                try Data(input.task.utf8).write(to: URL(fileURLWithPath: path))
+            } catch {
+                return .failure(.message("cannot write the task file \(path): \(error)"))
+            }
+            launch.stdinPath = path
+        }
+        return .success(launch)
+    }
+
+    /// Runs one attempt and records it in `outcome`; returns the outcome when the phase ends with it.
+    func runAttempt(_ attempt: Attempt, input: Input, launch: Launch, token: CancelToken, outcome: inout Outcome) async -> Outcome? {
+        let spec = processSpec(attempt, input: input, launch: launch)
+        let limits = ProcessLimits(
+            timeout: .milliseconds(attempt.allowedMs), killGrace: .milliseconds(configuration.killGraceMs),
+            completionGrace: .milliseconds(configuration.completionGraceMs), maxLogBytes: configuration.maxLogBytes)
+        let adapter = launch.adapter, stdoutPath = attempt.logs.stdoutPath
+        // The final event is the last thing an agent prints: read the tail, not the whole (possibly huge) log.
+        let probe: (@Sendable () -> Bool)? = adapter.detectsCompletion
+            ? { @Sendable in adapter.parse(stdout: LogFile.tail(stdoutPath, maxBytes: Self.probeTailBytes)).sawFinalEvent } : nil
+        logger.debug("starting \(attempt.label)", metadata: ["model": "\(attempt.model ?? "default")", "pid.argv0": "\(launch.executable)"])
+        if let previous = outcome.pendingSweep {
+            outcome.processesKilled += await supervisor.endLeftovers(groupId: previous, marker: spec.marker, grace: supervisor.leftoverGrace)
+            outcome.pendingSweep = nil
+        }
+        let process: ProcessOutcome
+        do {
+            process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe, sweepLeftovers: !input.sweepAfterResult)
+            if input.sweepAfterResult { outcome.pendingSweep = process.pid }
+        } catch {
+            let failure = DispatchFailure.message("\(input.request.tool.rawValue) could not be started for \(attempt.label): \(error)")
+            outcome.failure = failure
+            outcome.attempts.append(AttemptRecord(
+                model: attempt.model, startedAt: ISO8601.string(Date()), durationMs: 0, exitCode: nil, signal: nil, timedOut: false,
+                error: failure.description))
+            return nil
+        }
+        return record(process, of: attempt, input: input, adapter: adapter, token: token, outcome: &outcome)
+    }
+
+    /// The process of one attempt, argv built without a shell.
+    func processSpec(_ attempt: Attempt, input: Input, launch: Launch) -> ProcessSpec {
+        var invocation = launch.adapter.invocation(request: input.request, task: input.task, model: attempt.model, program: launch.executable)
+        if launch.outsideGitRepository { invocation = CodexAdapter.outsideGitRepository(invocation) }
+        return ProcessSpec(
+            executablePath: launch.executable, argv: [invocation.program] + invocation.arguments, environment: launch.environment,
+            workingDirectory: input.workDir, stdinPath: invocation.stdinText == nil ? nil : launch.stdinPath,
+            stdoutPath: attempt.logs.stdoutPath, stderrPath: attempt.logs.stderrPath,
+            marker: AgentEnvironment.marker(requestId: input.request.requestId), diesWithRunner: configuration.agentsDieWithRunner)
+    }
+
+    /// Judges an ended attempt, records it, and returns the outcome when the phase ends with it.
+    func record(
+        _ process: ProcessOutcome, of attempt: Attempt, input: Input, adapter: any AgentAdapter, token: CancelToken, outcome: inout Outcome
+    ) -> Outcome? {
+        outcome.processesKilled += process.leftoversKilled + (process.ending == .exited ? 0 : 1)
+        let logs = attempt.logs
+        outcome.logs = LogInfo(
+            stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes), stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
+            stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
+        // A bounded window from the end: the final events are the last thing an agent prints, and memory must not
+        // grow with the output (a flood before them, a 50 MB line included, is skipped).
+        let parsed = adapter.parse(stdout: LogFile.tail(logs.stdoutPath, maxBytes: Self.parseWindowBytes))
+        let judge = AttemptJudge(tool: adapter.tool.rawValue, label: attempt.label, budgetMs: input.budgetMs, maxLogBytes: configuration.maxLogBytes)
+        let failure = judge.failure(
+            of: process, parsed: parsed, adapter: adapter, allowedMs: attempt.allowedMs, stderrTail: outcome.logs?.stderr ?? "", token: token)
+        outcome.attempts.append(AttemptRecord(
+            model: attempt.model, startedAt: ISO8601.string(process.startedAt), durationMs: process.durationMs,
+            exitCode: process.exitCode.map(Int.init), signal: process.signal.map(Int.init), timedOut: process.ending == .timedOut,
+            error: failure?.description))
+        logger.info("\(attempt.label) ended", metadata: [
+            "ending": "\(process.ending.rawValue)", "exit": "\(process.exitCode.map(String.init) ?? "-")",
+            "durationMs": "\(process.durationMs)", "leftoversKilled": "\(process.leftoversKilled)",
+        ])
+        guard let failure else {
+            outcome.status = .completed
+            outcome.finalText = parsed.finalText ?? ""
+            outcome.failure = nil
+            return outcome
+        }
+        outcome.failure = failure
+        if case .cancelled = failure { return outcome.end(failure) }
+        // A timeout ends the budget; a flooding agent ends the dispatch (another attempt would flood the same way).
+        if process.ending == .timedOut || process.ending == .outputLimit { return outcome.end(failure) }
+        return nil
+    }
+
+    /// Whether `path` is inside a git work tree (a `.git` directory or file in it or a parent).
+    static func isInsideGitRepository(_ path: String) -> Bool {
+        var current = URL(fileURLWithPath: path).standardizedFileURL.path
+        while true {
+            if FileManager.default.fileExists(atPath: "\(current)/.git") { return true }
+            let parent = (current as NSString).deletingLastPathComponent
+            if parent == current || parent.isEmpty { return false }
+            current = parent
+        }
+    }
+}

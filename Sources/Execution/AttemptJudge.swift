@@ -1,0 +1,52 @@
+import AgentProcess
+import DispatchCore
+import Foundation
+
+/// Turns how an agent process ended, and what it printed, into success or a typed failure.
+struct AttemptJudge: Sendable {
+    let tool: String
+    /// `agent attempt 2/3`.
+    let label: String
+    let budgetMs: Int
+    let maxLogBytes: Int64
+
+    /// `nil` when the attempt completed; otherwise why not.
+    func failure(
+        of process: ProcessOutcome, parsed: ParsedAgentOutput, adapter: any AgentAdapter, allowedMs: Int, stderrTail: String, token: CancelToken
+    ) -> DispatchFailure? {
+        switch process.ending {
+        case .cancelled:
+            return .cancelled(reason: token.reason ?? "cancelled during \(label)")
+        case .timedOut:
+            return .timedOut(.init(subject: tool, elapsedMs: allowedMs, budgetMs: budgetMs, moment: .during(label)))
+        case .outputLimit:
+            return .outputLimit(tool: tool, stream: process.exceededStream ?? "output", limitBytes: maxLogBytes, during: label)
+        case .completedByOutput:
+            return parsed.reportedError.map { .message("\(tool) reported an error during \(label): \($0)") }
+        case .exited:
+            return exited(process, parsed: parsed, adapter: adapter, stderrTail: stderrTail, token: token)
+        }
+    }
+
+    private func exited(
+        _ process: ProcessOutcome, parsed: ParsedAgentOutput, adapter: any AgentAdapter, stderrTail: String, token: CancelToken
+    ) -> DispatchFailure? {
+        if let reason = token.reason { return .cancelled(reason: reason) }
+        if let code = process.exitCode, code != 0 {
+            return .exited(tool: tool, code: code, stderrTail: Self.lastLines(stderrTail), during: label)
+        }
+        if let signal = process.signal { return .signaled(tool: tool, signal: signal, during: label) }
+        if let reported = parsed.reportedError { return .message("\(tool) reported an error during \(label): \(reported)") }
+        if adapter.requiresOutput, (parsed.finalText ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            return .message("\(tool) exited 0 but produced no final answer during \(label)")
+        }
+        return nil
+    }
+
+    /// The last few lines of stderr, at most 2,000 characters, for error messages.
+    static func lastLines(_ text: String) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let lines = trimmed.split(whereSeparator: \.isNewline).suffix(5).joined(separator: "\n")
+        return lines.count > 2000 ? String(lines.suffix(2000)) : lines
+    }
+}

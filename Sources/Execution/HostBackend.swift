@@ -1,0 +1,46 @@
+import AgentProcess
+import DispatchCore
+import Foundation
+
+/// Host mode: the agent runs in the request's `cwd` itself, its logs under `<state>/runs/<requestId>/`.
+public struct HostBackend: ExecutionBackend {
+    let runner: AgentRunner
+
+    /// A host backend over `runner`.
+    public init(runner: AgentRunner) {
+        self.runner = runner
+    }
+
+    /// Runs the attempts in the work dir. What the agent left behind (an orphan holding stderr) is ended only
+    /// once the result is stored: the result never waits for it.
+    public func run(_ context: BackendContext) async -> BackendOutcome {
+        let request = context.request
+        var result = context.known
+        let workDir = request.cwd ?? runner.configuration.defaultWorkdir
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: workDir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            result.fail(.message("working directory \(workDir) does not exist or is not a directory"))
+            return .ended(result)
+        }
+        var input = AgentPhase.Input(
+            request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId), extraEnv: [:],
+            deadline: context.deadline, budgetMs: context.deadline.budgetMs)
+        input.sweepAfterResult = true
+        let outcome = await runner.runAgentPhase(input, context: context, result: result)
+        result.apply(outcome)
+        let supervisor = runner.supervisor, killed = outcome.processesKilled
+        guard let group = outcome.pendingSweep else { return .ended(result, processesKilled: killed) }
+        let marker = AgentEnvironment.marker(requestId: request.requestId)
+        return .ended(result, processesKilled: killed, afterRecording: {
+            await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace)
+        })
+    }
+
+    /// Ends the processes a dead runner's agent left.
+    public func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
+        (result, await runner.endMarked(result.requestId))
+    }
+
+    /// Where a host-mode request keeps its logs and task file.
+    func runDirectory(_ requestId: String) -> String { "\(runner.configuration.stateDir)/runs/\(requestId)" }
+}

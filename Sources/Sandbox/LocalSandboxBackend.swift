@@ -1,0 +1,159 @@
+import AgentProcess
+import DispatchCore
+import Execution
+import Foundation
+import Git
+import Logging
+
+/// Sandbox mode, local backend: a clean checkout at `baseSha` → agent → verification → artifacts, in one budget.
+public struct LocalSandboxBackend: ExecutionBackend {
+    let runner: AgentRunner
+    let ledger: any SandboxLedger
+
+    /// A local sandbox backend over `runner`, recording its sandboxes in `ledger`.
+    public init(runner: AgentRunner, ledger: any SandboxLedger) {
+        self.runner = runner
+        self.ledger = ledger
+    }
+
+    var configuration: DispatchConfiguration { runner.configuration }
+
+    /// Budget kept back from the agent for artifact export: a tenth of the budget, at most 30 s, and only when
+    /// the agent would still get at least its minimum attempt time.
+    static func artifactReserveMs(budgetMs: Int) -> Int {
+        let reserve = min(budgetMs / 10, 30_000)
+        return budgetMs - reserve >= AgentPhase.minimumAttemptMs ? reserve : 0
+    }
+
+    /// Export gets at least this long even when the agent used up the budget (partial work is evidence).
+    static let minimumExportMs = 1000
+
+    /// Checkout, agent, verification and export; the sandbox's registry row follows the result's status.
+    public func run(_ context: BackendContext) async -> BackendOutcome {
+        var result = context.known
+        let sandbox: LocalSandbox
+        switch await makeSandbox(context, result: &result) {
+        case .some(let made): sandbox = made
+        case .none: return .ended(result)
+        }
+        result.localSandbox = sandbox.info()
+        var running = result
+        running.updatedAt = ISO8601.string(Date())
+        await context.progress(running)
+
+        let deadline = context.deadline
+        let workDeadline = Deadline(budgetMs: deadline.budgetMs - Self.artifactReserveMs(budgetMs: deadline.budgetMs), start: deadline.start)
+        let input = AgentPhase.Input(
+            request: context.request, task: sandbox.task(wrapping: context.request.task), workDir: sandbox.workDir,
+            logsDir: sandbox.logsDir, extraEnv: sandbox.environment, deadline: workDeadline, budgetMs: deadline.budgetMs)
+        let outcome = await runner.runAgentPhase(input, context: context, result: result)
+        result.apply(outcome)
+        let verification = await verify(sandbox, context: context, deadline: workDeadline, result: &result)
+        await export(sandbox, verification: verification, deadline: deadline, result: &result)
+        await finishLedger(context.request.requestId, result: &result)
+        return .ended(result, processesKilled: outcome.processesKilled)
+    }
+
+    /// Plans the sandbox, registers it (before the checkout writes anything: a checkout cut short is known to the
+    /// janitor) and checks it out; on failure records why in `result` and returns `nil`.
+    func makeSandbox(_ context: BackendContext, result: inout DispatchResult) async -> LocalSandbox? {
+        let request = context.request, deadline = context.deadline, token = context.cancellation
+        let materializer = SandboxMaterializer(root: configuration.sandboxRoot)
+        let defaultCwd = configuration.defaultWorkdir
+        let planned: LocalSandbox
+        do {
+            planned = try await BlockingWork.run("resolve the sandbox's base", timeout: deadline.remaining) {
+                try materializer.plan(request, defaultCwd: defaultCwd)
+            }
+        } catch {
+            result.fail(Self.checkoutFailure(error, deadline: deadline, expired: false))
+            return nil
+        }
+        do {
+            try await ledger.register(planned, requestId: request.requestId)
+        } catch {
+            context.logger.error("cannot register sandbox", metadata: ["sandbox.id": "\(planned.sandboxId)", "error": "\(error)"])
+        }
+        do {
+            let cancellation = CheckoutCancellation()
+            return try await BlockingWork.run("checkout", timeout: deadline.remaining, cancellation: cancellation) {
+                try materializer.checkout(planned, request: request, cancellation: cancellation)
+            }
+        } catch {
+            result.fail(token.reason.map { .cancelled(reason: $0) } ?? Self.checkoutFailure(error, deadline: deadline, expired: deadline.isExpired))
+            result.localSandbox = planned.info()
+            await finishLedger(request.requestId, result: &result)
+            return nil
+        }
+    }
+
+    /// A checkout that did not finish, in words: out of budget, or failed with the reason.
+    static func checkoutFailure(_ error: any Error, deadline: Deadline, expired: Bool) -> DispatchFailure {
+        guard (error as? SandboxError)?.code == .timedOut || expired else { return .checkoutFailed(reason: "\(error)") }
+        return .timedOut(.init(subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout")))
+    }
+
+    /// Runs the verification commands after a completed agent phase; a failure fails the result.
+    func verify(_ sandbox: LocalSandbox, context: BackendContext, deadline: Deadline, result: inout DispatchResult) async -> Artifacts.Verification? {
+        let request = context.request
+        guard result.status == .completed, !request.verificationCommands.isEmpty else { return nil }
+        let phase = VerificationPhase(
+            supervisor: runner.supervisor, killGraceMs: configuration.killGraceMs, diesWithRunner: configuration.agentsDieWithRunner)
+        let environment = AgentEnvironment.build(
+            request: request, base: runner.environment, extraNames: configuration.agentEnvPassthrough, extras: sandbox.environment)
+        let check = await phase.run(
+            request.verificationCommands, workDir: sandbox.workDir, logsDir: sandbox.logsDir, environment: environment,
+            marker: AgentEnvironment.marker(requestId: request.requestId), deadline: deadline, budgetMs: context.deadline.budgetMs,
+            token: context.cancellation)
+        if let failure = check.failure {
+            result.fail(context.cancellation.reason.map { .cancelled(reason: $0) } ?? failure)
+        }
+        return check.verification
+    }
+
+    /// Exports the patch and touched files (partial work is evidence: also after a failure), within what is
+    /// left of the budget but at least ``minimumExportMs``.
+    func export(_ sandbox: LocalSandbox, verification: Artifacts.Verification?, deadline: Deadline, result: inout DispatchResult) async {
+        let exportTimeout = max(deadline.remaining, .milliseconds(Self.minimumExportMs))
+        let maxPatchFileBytes = configuration.maxPatchFileBytes
+        do {
+            var artifacts = try await BlockingWork.run("artifact export", timeout: exportTimeout) {
+                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(sandbox)
+            }
+            artifacts.verification = verification
+            result.artifacts = artifacts
+        } catch {
+            let failure: DispatchFailure = (error as? SandboxError)?.code == .timedOut
+                ? .timedOut(.init(
+                    subject: "artifact export", elapsedMs: Int(exportTimeout.milliseconds), budgetMs: deadline.budgetMs, moment: .during("artifacts")))
+                : .message("artifact export failed: \(error)")
+            result.artifacts = verification.map { Artifacts(verification: $0) }
+            if result.status == .completed {
+                result.fail(failure)
+            } else {
+                result.error = [result.error, failure.description].compactMap { $0 }.joined(separator: "; ")
+            }
+        }
+    }
+
+    /// Moves the sandbox's registry row to the result's status and records its `cleanupAfter`.
+    func finishLedger(_ requestId: String, result: inout DispatchResult) async {
+        if let cleanupAfter = try? await ledger.finish(requestId: requestId, status: result.status) {
+            result.localSandbox?.cleanupAfter = cleanupAfter
+        }
+    }
+
+    /// Ends what a dead runner's agent left and exports what it changed (partial work is evidence).
+    public func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
+        let killed = await runner.endMarked(result.requestId)
+        var result = result
+        let maxPatchFileBytes = configuration.maxPatchFileBytes
+        if let info = result.localSandbox {
+            result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30)) {
+                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info))
+            }
+        }
+        await finishLedger(result.requestId, result: &result)
+        return (result, killed)
+    }
+}

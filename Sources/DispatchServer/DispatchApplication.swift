@@ -15,6 +15,10 @@ public enum DispatchApplication {
     /// Builds the router with every route of CONTRACT §3.
     public static func buildRouter(service: DispatchService, configuration: ServerConfiguration) -> Router<DispatchRequestContext> {
         let router = Router(context: DispatchRequestContext.self)
+        // Outermost, so it sees every request (also 404 and 421) with its final status, counted per route
+        // (`http_route="/internal/agent-result/{requestId}"`); errors reach it as JSON responses, so failures show as
+        // status codes and `hb_request_errors` stays empty. It records nothing until `ServerMetrics.bootstrapOnce()`.
+        router.add(middleware: MetricsMiddleware())
         router.add(middleware: JSONErrorMiddleware())
         // Host first, before any route (also /healthz, /metrics): DNS rebinding gets nothing from a loopback listener.
         if configuration.isLoopback { router.add(middleware: HostCheckMiddleware(allowedHosts: configuration.allowedHosts)) }
@@ -24,10 +28,13 @@ public enum DispatchApplication {
     }
 
     /// Runs until SIGTERM/SIGINT, then drains. `onListening` gets the bound port (useful with port 0).
+    ///
+    /// First points the global swift-metrics API at the process-wide registry (``ServerMetrics/bootstrapOnce()``).
     public static func run(
         service: DispatchService, configuration: ServerConfiguration, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        ServerMetrics.bootstrapOnce()
         let app = Application(
             router: buildRouter(service: service, configuration: configuration),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agent-dispatch"),

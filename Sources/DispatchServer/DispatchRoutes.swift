@@ -226,7 +226,9 @@ struct DispatchRoutes: Sendable {
 
     private func metrics() -> Response {
         let counts = service.counts
+        // This engine's dispatch metrics, then the process-wide HTTP request metrics (distinct family names).
         let text = engine.metrics.render(running: counts.running, queued: counts.queued, waiters: engine.notifier.waiterCount)
+            + ServerMetrics.render()
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(string: text)))

@@ -1,83 +1,79 @@
 import DispatchCore
-import Foundation
-import Synchronization
+import Prometheus
 
-/// Counters, gauges and a duration histogram, rendered in Prometheus text format for `GET /metrics`.
+/// Counters, gauges and a duration histogram for `GET /metrics`, kept in a swift-prometheus registry.
+///
+/// Each instance owns its own `PrometheusCollectorRegistry` and creates its collectors directly on it, never
+/// through the global swift-metrics `MetricsSystem`:
+/// - `MetricsSystem.bootstrap` may run only once per process, while tests create many engines in one process;
+/// - two engines in one process must not share collectors: one registry hands the same
+///   `dispatch_dispatches_total{tool,status}` counter to every caller with that name and labels, so with a shared
+///   (global) registry each engine would report the other's dispatches.
+///
+/// Metrics that other code records through the global swift-metrics API (Hummingbird's `MetricsMiddleware`) live in
+/// a separate, process-wide registry, which the server appends to ``render(running:queued:waiters:)``'s text.
+/// Names here all start with `dispatch_`, so the two never emit the same family.
 public final class DispatchMetrics: Sendable {
     /// Histogram bucket bounds for dispatch duration, in seconds.
     static let durationBuckets: [Double] = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600]
 
-    private struct State {
-        var finished: [String: Int] = [:]  // "tool|status"
-        var dedupes = 0
-        var timeouts = 0
-        var processKills = 0
-        var durationCounts = [Int](repeating: 0, count: DispatchMetrics.durationBuckets.count)
-        var durationSum = 0.0
-        var durationCount = 0
+    private let registry = PrometheusCollectorRegistry()
+    private let duration: ValueHistogram
+    private let dedupes: Counter
+    private let timeouts: Counter
+    private let processKills: Counter
+    private let runningGauge: Gauge
+    private let queuedGauge: Gauge
+    private let waitersGauge: Gauge
+
+    public init() {
+        duration = registry.makeValueHistogram(
+            descriptor: Self.name("duration", "seconds", "Duration of terminal dispatches."), buckets: Self.durationBuckets)
+        dedupes = registry.makeCounter(descriptor: Self.name("dedupe", "total", "Submissions of an already known requestId."))
+        timeouts = registry.makeCounter(descriptor: Self.name("timeouts", "total", "Dispatches that ended because a budget ran out."))
+        processKills = registry.makeCounter(descriptor: Self.name("process_kills", "total", "Agent processes killed by the runner."))
+        runningGauge = registry.makeGauge(descriptor: Self.name("running", "", "Dispatches executing now."))
+        queuedGauge = registry.makeGauge(descriptor: Self.name("queued", "", "Dispatches waiting for a slot."))
+        waitersGauge = registry.makeGauge(descriptor: Self.name("await_waiters", "", "Long-poll waiters."))
     }
-
-    private let state = Mutex(State())
-
-    public init() {}
 
     /// Records a terminal result; `failure` is the typed reason this process decided (a timeout is counted by
     /// its case, never by matching the sentence).
     public func finished(_ result: DispatchResult, failure: DispatchFailure?) {
-        state.withLock { state in
-            state.finished["\(result.tool.rawValue)|\(result.status.rawValue)", default: 0] += 1
-            if failure?.isTimeout == true { state.timeouts += 1 }
-            if let ms = result.durationMs {
-                let seconds = Double(ms) / 1000
-                state.durationSum += seconds
-                state.durationCount += 1
-                for (index, bound) in Self.durationBuckets.enumerated() where seconds <= bound { state.durationCounts[index] += 1 }
-            }
-        }
+        // The registry returns the existing counter for a known (tool, status); label order is the rendered order.
+        let labels = [("tool", result.tool.rawValue), ("status", result.status.rawValue)]
+        registry.makeCounter(descriptor: Self.dispatchesName, labels: labels).increment()
+        if failure?.isTimeout == true { timeouts.increment() }
+        if let ms = result.durationMs { duration.record(Double(ms) / 1000) }
     }
 
     /// Records a duplicate submission that started nothing.
-    public func deduplicated() { state.withLock { $0.dedupes += 1 } }
+    public func deduplicated() { dedupes.increment() }
 
     /// Records processes the runner had to kill (timeouts, cancels, leftovers, abandoned runs).
     public func killed(_ count: Int) {
         guard count > 0 else { return }
-        state.withLock { $0.processKills += count }
+        processKills.increment(by: Int64(count))
     }
 
     /// The Prometheus text exposition, with the live gauges supplied by the caller.
+    ///
+    /// Families come in the registry's (unspecified) order; counters render as integers (`1`), gauges as
+    /// doubles (`2.0`), histogram bounds as `le="0.1"`, `le="1.0"` … `le="+Inf"`.
     public func render(running: Int, queued: Int, waiters: Int) -> String {
-        let snapshot = state.withLock { $0 }
-        var out = """
-            # HELP dispatch_dispatches_total Dispatches that reached a terminal status.
-            # TYPE dispatch_dispatches_total counter
-
-            """
-        for key in snapshot.finished.keys.sorted() {
-            let parts = key.split(separator: "|")
-            out += "dispatch_dispatches_total{tool=\"\(parts[0])\",status=\"\(parts[1])\"} \(snapshot.finished[key]!)\n"
-        }
-        out += """
-            # HELP dispatch_duration_seconds Duration of terminal dispatches.
-            # TYPE dispatch_duration_seconds histogram
-
-            """
-        for (index, bound) in Self.durationBuckets.enumerated() {
-            out += "dispatch_duration_seconds_bucket{le=\"\(bound)\"} \(snapshot.durationCounts[index])\n"
-        }
-        out += "dispatch_duration_seconds_bucket{le=\"+Inf\"} \(snapshot.durationCount)\n"
-        out += "dispatch_duration_seconds_sum \(snapshot.durationSum)\n"
-        out += "dispatch_duration_seconds_count \(snapshot.durationCount)\n"
-        out += Self.single("dispatch_dedupe_total", "counter", "Submissions of an already known requestId.", snapshot.dedupes)
-        out += Self.single("dispatch_timeouts_total", "counter", "Dispatches that ended because a budget ran out.", snapshot.timeouts)
-        out += Self.single("dispatch_process_kills_total", "counter", "Agent processes killed by the runner.", snapshot.processKills)
-        out += Self.single("dispatch_running", "gauge", "Dispatches executing now.", running)
-        out += Self.single("dispatch_queued", "gauge", "Dispatches waiting for a slot.", queued)
-        out += Self.single("dispatch_await_waiters", "gauge", "Long-poll waiters.", waiters)
-        return out
+        runningGauge.set(to: Double(running))
+        queuedGauge.set(to: Double(queued))
+        waitersGauge.set(to: Double(waiters))
+        return registry.emitToString()
     }
 
-    private static func single(_ name: String, _ type: String, _ help: String, _ value: Int) -> String {
-        "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+    /// `dispatch_dispatches_total`, labelled `tool` and `status`.
+    private static var dispatchesName: MetricNameDescriptor {
+        name("dispatches", "total", "Dispatches that reached a terminal status.")
+    }
+
+    /// `dispatch_<metric>_<unit>` (no `_<unit>` when `unit` is empty), with its `# HELP` text.
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "dispatch", metricName: metric, unitName: unit, helpText: help)
     }
 }

@@ -74,6 +74,7 @@ let package = Package(
             dependencies: [
                 "Execution", "AgentProcess", "DispatchStore", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -83,7 +84,6 @@ let package = Package(
                 "AgentProcess", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

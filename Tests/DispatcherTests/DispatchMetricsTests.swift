@@ -1,0 +1,54 @@
+import DispatchCore
+import Dispatcher
+import Execution
+import Foundation
+import Testing
+import DispatchTestSupport
+
+@Suite(.serialized) struct DispatchMetricsTests {
+    /// The value of an unlabelled sample in a Prometheus text exposition.
+    func sample(_ name: String, in text: String) -> String? {
+        text.split(separator: "\n").first { $0.hasPrefix("\(name) ") }.map { String($0.dropFirst(name.count + 1)) }
+    }
+
+    @Test func timeoutsAreCountedByTheirCaseNotByTheirWords() async throws {
+        let fixture = try EngineFixture(killGraceMs: 500)
+        // An agent whose own stderr says "timed out after": a failure, not a budget that ran out.
+        let wordy = try await fixture.run(fixture.request(.codex, "fake:stderr=upstream%20timed%20out%20after%205s fake:exit=3"))
+        #expect(wordy.status == .failed)
+        #expect(wordy.error?.contains("timed out after") == true, "the words are there: \(wordy.error ?? "")")
+        var text = fixture.engine.metrics.render(running: 0, queued: 0, waiters: 0)
+        #expect(sample("dispatch_timeouts_total", in: text) == "0", "\(text)")
+        #expect(text.contains("dispatch_dispatches_total{tool=\"codex\",status=\"failed\"} 1"), "\(text)")
+
+        let slow = try await fixture.run(fixture.request(.codex, "fake:hang", timeout: 1.5))
+        #expect(slow.error?.contains("timed out after") == true, "\(slow.error ?? "")")
+        text = fixture.engine.metrics.render(running: 0, queued: 0, waiters: 0)
+        #expect(sample("dispatch_timeouts_total", in: text) == "1", "\(text)")
+        #expect(sample("dispatch_process_kills_total", in: text).map { Int($0) ?? 0 >= 1 } == true, "the hung agent was killed")
+    }
+
+    @Test func failureSentencesComeFromOnePlace() {
+        let timeout = DispatchFailure.timedOut(.init(subject: "codex", elapsedMs: 5000, budgetMs: 9000, moment: .during("agent attempt 2/3")))
+        #expect(timeout.description == "codex timed out after 5000ms (budget 9000ms) during agent attempt 2/3")
+        #expect(timeout.isTimeout)
+        let before = DispatchFailure.timedOut(.init(subject: "verification", elapsedMs: 10, budgetMs: 20, moment: .before("verification command 1/1")))
+        #expect(before.description == "verification timed out after 10ms (budget 20ms) before verification command 1/1 could start")
+        let left = DispatchFailure.timedOut(.init(
+            subject: "pi", elapsedMs: 2500, budgetMs: 3000, moment: .notEnoughLeft(remainingMs: 500, toStart: "agent attempt 3/3"),
+            detail: "; previous attempt: x"))
+        #expect(left.description == "pi timed out after 2500ms (budget 3000ms): only 500ms left, not enough to start agent attempt 3/3; previous attempt: x")
+        #expect(DispatchFailure.exited(tool: "codex", code: 2, stderrTail: "boom", during: "agent attempt 1/1").description
+            == "codex failed during agent attempt 1/1: exit 2: boom")
+        #expect(DispatchFailure.signaled(tool: "claude", signal: SIGSEGV, during: "agent attempt 1/1").description
+            == "claude was killed by signal \(SIGSEGV) (SIGSEGV) during agent attempt 1/1")
+        #expect(!DispatchFailure.message("upstream timed out after 5s").isTimeout)
+        var result = DispatchResult(request: DispatchRequest(requestId: "r", task: "t", tool: .codex), status: .running)
+        result.fail(.cancelled(reason: "cancelled by request"))
+        #expect(result.status == .cancelled && result.error == "cancelled by request")
+        var decoded = try? JSONDecoder().decode(DispatchResult.self, from: JSONEncoder().encode(result))
+        #expect(decoded == result, "the typed failure is neither stored nor compared")
+        decoded?.failure = nil
+        #expect(decoded?.error == "cancelled by request")
+    }
+}

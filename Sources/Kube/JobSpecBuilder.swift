@@ -62,8 +62,8 @@ public struct JobSpecBuilder: Sendable {
         self.settings = settings
     }
 
-    /// The Job manifest for `request` with `remainingSeconds` of its budget left, as JSON-ready dictionaries.
-    public func job(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> [String: Any] {
+    /// The Job manifest for `request` with `remainingSeconds` of its budget left.
+    public func job(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> KubeJobManifest {
         let name = JobNaming.jobName(requestId: request.requestId)
         let timeout = max(1, remainingSeconds)
         var labels: [String: String] = [
@@ -77,134 +77,123 @@ public struct JobSpecBuilder: Sendable {
         if let workflowId = request.workflowId { annotations["agent-dispatch.dev/workflow-id"] = workflowId }
         if let storyId = request.storyId { annotations["agent-dispatch.dev/story-id"] = storyId }
 
-        var env: [[String: Any]] = [
-            ["name": "REQUEST_ID", "value": request.requestId],
-            ["name": "WORKFLOW_ID", "value": request.workflowId ?? ""],
-            ["name": "STORY_ID", "value": request.storyId ?? ""],
-            ["name": "BASE_SHA", "value": baseSha ?? ""],
-            ["name": "REPO_URL", "value": repoURL],
-            ["name": "REPO_BRANCH", "value": branch ?? ""],
-            ["name": "AGENT_PROGRAM", "value": request.tool.rawValue],
-            ["name": "AGENT_MODEL", "value": request.model ?? ""],
-            ["name": "TIMEOUT_SECONDS", "value": "\(timeout)"],
-            ["name": "TASK_PROMPT_FILE", "value": "\(Self.requestMountPath)/\(Self.taskKey)"],
-            ["name": "VERIFICATION_COMMANDS_FILE", "value": "\(Self.requestMountPath)/\(Self.verificationKey)"],
-            ["name": "RESULT_CALLBACK_URL", "value": settings.callbackURL],
-            ["name": "RESULT_CALLBACK_TOKEN", "valueFrom": ["secretKeyRef": ["name": name, "key": Self.callbackTokenKey]]],
-            ["name": "JOB_NAME", "value": name],
-            ["name": "JOB_NAMESPACE", "valueFrom": ["fieldRef": ["fieldPath": "metadata.namespace"]]],
-            ["name": "HOME", "value": "/tmp/home"],
+        let env = env(for: request, jobName: name, repoURL: repoURL, branch: branch, baseSha: baseSha, timeout: timeout)
+        let podSpec = KubePodSpec(
+            restartPolicy: "Never", automountServiceAccountToken: false, enableServiceLinks: false, terminationGracePeriodSeconds: 30,
+            securityContext: KubePodSpec.SecurityContext(
+                runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: KubePodSpec.SeccompProfile(type: "RuntimeDefault")),
+            containers: [container(env: env)], volumes: volumes(jobName: name), serviceAccountName: settings.serviceAccountName)
+        let failurePolicy = KubeJobManifest.PodFailurePolicy(rules: [
+            KubeJobManifest.Rule(action: "FailJob", onExitCodes: KubeJobManifest.ExitCodes(containerName: "job-runner", operator: "NotIn", values: [0])),
+            KubeJobManifest.Rule(action: "Ignore", onPodConditions: [KubeJobManifest.PodCondition(type: "DisruptionTarget", status: "True")]),
+        ])
+        return KubeJobManifest(
+            metadata: KubeObjectMeta(name: name, namespace: settings.namespace, labels: labels, annotations: annotations),
+            spec: KubeJobManifest.Spec(
+                // Created suspended: no pod can start before its Secret exists; the controller resumes it.
+                suspend: true, backoffLimit: 0, activeDeadlineSeconds: timeout + settings.deadlineMarginSeconds,
+                ttlSecondsAfterFinished: settings.ttlSecondsAfterFinished, podFailurePolicy: failurePolicy,
+                template: KubeJobManifest.PodTemplate(metadata: KubeObjectMeta(labels: labels, annotations: annotations), spec: podSpec)))
+    }
+
+    /// The runner's environment (CONTRACT §5): the request, where its task and commands are mounted, the callback,
+    /// and the credentials as references to Secret keys, never as values.
+    func env(
+        for request: DispatchRequest, jobName name: String, repoURL: String, branch: String?, baseSha: String?, timeout: Int
+    ) -> [KubeContainer.EnvVar] {
+        var env: [KubeContainer.EnvVar] = [
+            .literal("REQUEST_ID", request.requestId),
+            .literal("WORKFLOW_ID", request.workflowId ?? ""),
+            .literal("STORY_ID", request.storyId ?? ""),
+            .literal("BASE_SHA", baseSha ?? ""),
+            .literal("REPO_URL", repoURL),
+            .literal("REPO_BRANCH", branch ?? ""),
+            .literal("AGENT_PROGRAM", request.tool.rawValue),
+            .literal("AGENT_MODEL", request.model ?? ""),
+            .literal("TIMEOUT_SECONDS", "\(timeout)"),
+            .literal("TASK_PROMPT_FILE", "\(Self.requestMountPath)/\(Self.taskKey)"),
+            .literal("VERIFICATION_COMMANDS_FILE", "\(Self.requestMountPath)/\(Self.verificationKey)"),
+            .literal("RESULT_CALLBACK_URL", settings.callbackURL),
+            .secretKey("RESULT_CALLBACK_TOKEN", secret: name, key: Self.callbackTokenKey),
+            .literal("JOB_NAME", name),
+            .field("JOB_NAMESPACE", path: "metadata.namespace"),
+            .literal("HOME", "/tmp/home"),
         ]
         for secret in Self.secretKeys {
-            env.append(["name": secret.env, "valueFrom": ["secretKeyRef": ["name": settings.secretName, "key": secret.key, "optional": secret.optional]]])
+            env.append(.secretKey(secret.env, secret: settings.secretName, key: secret.key, optional: secret.optional))
         }
-        var mounts: [[String: Any]] = [
-            ["name": "work", "mountPath": "/tmp"],
-            ["name": "request", "mountPath": Self.requestMountPath, "readOnly": true],
+        if settings.gitSecretName != nil { env.append(.literal("GIT_CREDENTIALS_DIR", Self.gitMountPath)) }
+        return env
+    }
+
+    /// The `job-runner` container: locked down (non-root, read-only root, no capabilities), bounded resources.
+    func container(env: [KubeContainer.EnvVar]) -> KubeContainer {
+        var mounts = [
+            KubeContainer.VolumeMount(name: "work", mountPath: "/tmp"),
+            KubeContainer.VolumeMount(name: "request", mountPath: Self.requestMountPath, readOnly: true),
         ]
-        var volumes: [[String: Any]] = [
-            ["name": "work", "emptyDir": ["sizeLimit": settings.ephemeralStorage]],
-            ["name": "request", "secret": [
-                "secretName": name, "defaultMode": 0o400,
-                "items": [["key": Self.taskKey, "path": Self.taskKey], ["key": Self.verificationKey, "path": Self.verificationKey]],
-            ] as [String: Any]],
+        if settings.gitSecretName != nil { mounts.append(KubeContainer.VolumeMount(name: "git-credentials", mountPath: Self.gitMountPath, readOnly: true)) }
+        return KubeContainer(
+            name: "job-runner", image: settings.image, imagePullPolicy: "IfNotPresent", args: ["job-runner"], env: env,
+            resources: KubeContainer.Resources(
+                requests: KubeContainer.ResourceList(cpu: settings.cpuRequest, memory: settings.memoryRequest, ephemeralStorage: settings.ephemeralStorage),
+                limits: KubeContainer.ResourceList(cpu: settings.cpuLimit, memory: settings.memoryLimit, ephemeralStorage: settings.ephemeralStorage)),
+            securityContext: KubeContainer.SecurityContext(
+                allowPrivilegeEscalation: false, runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: KubeContainer.Capabilities(drop: ["ALL"]),
+                seccompProfile: KubePodSpec.SeccompProfile(type: "RuntimeDefault")),
+            terminationMessagePolicy: "FallbackToLogsOnError", volumeMounts: mounts)
+    }
+
+    /// The pod's volumes: scratch space, the Job's own Secret (task and commands only) and the git credentials.
+    func volumes(jobName name: String) -> [KubePodSpec.Volume] {
+        let items = [Self.taskKey, Self.verificationKey].map { KubePodSpec.KeyToPath(key: $0, path: $0) }
+        var volumes = [
+            KubePodSpec.Volume(name: "work", emptyDir: KubePodSpec.EmptyDir(sizeLimit: settings.ephemeralStorage)),
+            KubePodSpec.Volume(name: "request", secret: KubePodSpec.SecretSource(secretName: name, defaultMode: 0o400, items: items)),
         ]
         if let git = settings.gitSecretName {
-            env.append(["name": "GIT_CREDENTIALS_DIR", "value": Self.gitMountPath])
-            mounts.append(["name": "git-credentials", "mountPath": Self.gitMountPath, "readOnly": true])
-            volumes.append(["name": "git-credentials", "secret": ["secretName": git, "defaultMode": 0o400] as [String: Any]])
+            volumes.append(KubePodSpec.Volume(name: "git-credentials", secret: KubePodSpec.SecretSource(secretName: git, defaultMode: 0o400)))
         }
-
-        let container: [String: Any] = [
-            "name": "job-runner",
-            "image": settings.image,
-            "imagePullPolicy": "IfNotPresent",
-            "args": ["job-runner"],
-            "env": env,
-            "resources": [
-                "requests": ["cpu": settings.cpuRequest, "memory": settings.memoryRequest, "ephemeral-storage": settings.ephemeralStorage],
-                "limits": ["cpu": settings.cpuLimit, "memory": settings.memoryLimit, "ephemeral-storage": settings.ephemeralStorage],
-            ],
-            "securityContext": [
-                "allowPrivilegeEscalation": false, "runAsNonRoot": true, "readOnlyRootFilesystem": true,
-                "capabilities": ["drop": ["ALL"]], "seccompProfile": ["type": "RuntimeDefault"],
-            ],
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "volumeMounts": mounts,
-        ]
-        var podSpec: [String: Any] = [
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "enableServiceLinks": false,
-            "terminationGracePeriodSeconds": 30,
-            "securityContext": [
-                "runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                "seccompProfile": ["type": "RuntimeDefault"],
-            ],
-            "containers": [container],
-            "volumes": volumes,
-        ]
-        if let account = settings.serviceAccountName { podSpec["serviceAccountName"] = account }
-
-        return [
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": ["name": name, "namespace": settings.namespace, "labels": labels, "annotations": annotations],
-            "spec": [
-                // Created suspended: no pod can start before its Secret exists; the controller resumes it.
-                "suspend": true,
-                "backoffLimit": 0,
-                "activeDeadlineSeconds": timeout + settings.deadlineMarginSeconds,
-                "ttlSecondsAfterFinished": settings.ttlSecondsAfterFinished,
-                "podFailurePolicy": [
-                    "rules": [
-                        ["action": "FailJob", "onExitCodes": ["containerName": "job-runner", "operator": "NotIn", "values": [0]]],
-                        ["action": "Ignore", "onPodConditions": [["type": "DisruptionTarget", "status": "True"]]],
-                    ]
-                ],
-                "template": ["metadata": ["labels": labels, "annotations": annotations], "spec": podSpec],
-            ],
-        ]
+        return volumes
     }
 
     /// The Job's own Secret: its callback token, task and verification commands, owned by the Job (`uid`) so the
     /// garbage collector removes it with the Job.
-    public func secret(for request: DispatchRequest, jobUID: String?) -> [String: Any] {
+    public func secret(for request: DispatchRequest, jobUID: String?) -> KubeSecretManifest {
         let name = JobNaming.jobName(requestId: request.requestId)
         let commands = (try? JSONEncoder().encode(request.verificationCommands)) ?? Data("[]".utf8)
-        var metadata: [String: Any] = [
-            "name": name, "namespace": settings.namespace,
-            "labels": [Self.managedByLabel: Self.managedByValue, "agent-dispatch.dev/request-id": JobNaming.labelValue(request.requestId)]
-                .filter { !$0.value.isEmpty },
-            "annotations": [Self.requestIdAnnotation: request.requestId],
-        ]
-        if let jobUID {
-            metadata["ownerReferences"] = [[
-                "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": jobUID, "blockOwnerDeletion": false, "controller": false,
-            ] as [String: Any]]
+        let owners = jobUID.map { uid in
+            [KubeObjectMeta.OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: uid, blockOwnerDeletion: false, controller: false)]
         }
-        return [
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
-            "data": [
+        let metadata = KubeObjectMeta(
+            name: name, namespace: settings.namespace,
+            labels: [Self.managedByLabel: Self.managedByValue, "agent-dispatch.dev/request-id": JobNaming.labelValue(request.requestId)]
+                .filter { !$0.value.isEmpty },
+            annotations: [Self.requestIdAnnotation: request.requestId], ownerReferences: owners)
+        return KubeSecretManifest(
+            metadata: metadata,
+            data: [
                 Self.callbackTokenKey: Data(settings.callbackTokens.token(for: request.requestId).utf8).base64EncodedString(),
                 Self.taskKey: Data(request.task.utf8).base64EncodedString(),
                 Self.verificationKey: commands.base64EncodedString(),
-            ],
-        ]
+            ])
     }
 
     /// What `render-job` prints: every object the request creates, as a `List`, secret values redacted.
-    public func renderedList(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> [String: Any] {
+    public func renderedList(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> KubeManifestList {
         let job = job(for: request, repoURL: repoURL, branch: branch, baseSha: baseSha, remainingSeconds: remainingSeconds)
         var secret = secret(for: request, jobUID: nil)
-        let data = secret.removeValue(forKey: "data") as? [String: String] ?? [:]
-        secret["stringData"] = data.mapValues { value in "<redacted: \(Data(base64Encoded: value)?.count ?? 0) bytes>" }
-        return ["apiVersion": "v1", "kind": "List", "items": [job, secret]]
+        let data = secret.data ?? [:]
+        secret.data = nil
+        secret.stringData = data.mapValues { value in "<redacted: \(Data(base64Encoded: value)?.count ?? 0) bytes>" }
+        return KubeManifestList(items: [.job(job), .secret(secret)])
     }
 
-    /// The manifest as pretty JSON (valid YAML too).
-    public static func render(_ manifest: [String: Any]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    /// The manifest as pretty JSON (valid YAML too), keys sorted, slashes unescaped.
+    public static func render(_ manifest: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(manifest)) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -60,12 +60,12 @@ public final class KubeClient: Sendable {
     var corePath: String { "/api/v1/namespaces/\(connection.namespace)" }
 
     /// Creates a Job. On 409 the existing Job is adopted only if its request-id annotation matches.
-    public func createJob(_ manifest: [String: Any], requestId: String) async throws -> KubeJob {
-        let body = try JSONSerialization.data(withJSONObject: manifest)
+    public func createJob(_ manifest: KubeJobManifest, requestId: String) async throws -> KubeJob {
+        let body = try JSONEncoder().encode(manifest)
         do {
-            return KubeJob(try await json(.POST, jobsPath, body: body))
+            return try await object(KubeJob.self, .POST, jobsPath, body: body)
         } catch let error as KubeError where error.status == 409 {
-            let name = ((manifest["metadata"] as? [String: Any])?["name"] as? String) ?? ""
+            let name = manifest.metadata.name ?? ""
             guard let existing = try await job(name) else { throw error }
             guard existing.annotations[JobSpecBuilder.requestIdAnnotation] == requestId else {
                 throw KubeError(
@@ -78,28 +78,29 @@ public final class KubeClient: Sendable {
 
     /// Creates a Secret. One already there (a crash before resuming, or a leftover owned by an older Job of that
     /// name) is replaced, since the Role may not read it: its owner or data could be stale.
-    public func createSecret(_ manifest: [String: Any], requestId: String) async throws {
-        let body = try JSONSerialization.data(withJSONObject: manifest)
-        let name = ((manifest["metadata"] as? [String: Any])?["name"] as? String) ?? ""
+    public func createSecret(_ manifest: KubeSecretManifest, requestId: String) async throws {
+        let body = try JSONEncoder().encode(manifest)
+        let name = manifest.metadata.name ?? ""
         do {
-            _ = try await json(.POST, "\(corePath)/secrets", body: body)
+            _ = try await object(KubeAnyObject.self, .POST, "\(corePath)/secrets", body: body)
         } catch let error as KubeError where error.status == 409 {
             do {
                 _ = try await send(.DELETE, "\(corePath)/secrets/\(name)")
             } catch let gone as KubeError where gone.status == 404 {}
-            _ = try await json(.POST, "\(corePath)/secrets", body: body)
+            _ = try await object(KubeAnyObject.self, .POST, "\(corePath)/secrets", body: body)
         }
     }
 
     /// Lets a suspended Job start its pod (a JSON merge patch of `spec.suspend`).
     public func resumeJob(_ name: String) async throws {
-        _ = try await json(.PATCH, "\(jobsPath)/\(name)", body: Data(#"{"spec":{"suspend":false}}"#.utf8), contentType: "application/merge-patch+json")
+        let patch = try JSONEncoder().encode(KubeJobSuspendPatch(suspend: false))
+        _ = try await object(KubeAnyObject.self, .PATCH, "\(jobsPath)/\(name)", body: patch, contentType: "application/merge-patch+json")
     }
 
     /// The Job, or `nil` when it does not exist.
     public func job(_ name: String) async throws -> KubeJob? {
         do {
-            return KubeJob(try await json(.GET, "\(jobsPath)/\(name)"))
+            return try await object(KubeJob.self, .GET, "\(jobsPath)/\(name)")
         } catch let error as KubeError where error.status == 404 {
             return nil
         }
@@ -107,15 +108,14 @@ public final class KubeClient: Sendable {
 
     /// Jobs matching a label selector, and the list's resourceVersion (to start a watch from).
     public func jobs(labelSelector: String) async throws -> (items: [KubeJob], resourceVersion: String?) {
-        let object = try await json(.GET, "\(jobsPath)?labelSelector=\(Self.escape(labelSelector))")
-        let items = ((object["items"] as? [[String: Any]]) ?? []).map(KubeJob.init)
-        return (items, (object["metadata"] as? [String: Any])?["resourceVersion"] as? String)
+        let list = try await object(KubeObjectList<KubeJob>.self, .GET, "\(jobsPath)?labelSelector=\(Self.escape(labelSelector))")
+        return (list.items, list.resourceVersion)
     }
 
     /// Pods of a Job (`batch.kubernetes.io/job-name=<name>`).
     public func pods(ofJob name: String) async throws -> [KubePod] {
-        let object = try await json(.GET, "\(corePath)/pods?labelSelector=\(Self.escape("batch.kubernetes.io/job-name=\(name)"))")
-        return ((object["items"] as? [[String: Any]]) ?? []).map(KubePod.init)
+        let path = "\(corePath)/pods?labelSelector=\(Self.escape("batch.kubernetes.io/job-name=\(name)"))"
+        return try await object(KubeObjectList<KubePod>.self, .GET, path).items
     }
 
     /// The tail of a pod's log.
@@ -129,8 +129,8 @@ public final class KubeClient: Sendable {
 
     /// Events about an object (Job or Pod), oldest first.
     public func events(for name: String) async throws -> [KubeEvent] {
-        let object = try await json(.GET, "\(corePath)/events?fieldSelector=\(Self.escape("involvedObject.name=\(name)"))")
-        return ((object["items"] as? [[String: Any]]) ?? []).map(KubeEvent.init)
+        let path = "\(corePath)/events?fieldSelector=\(Self.escape("involvedObject.name=\(name)"))"
+        return try await object(KubeObjectList<KubeEvent>.self, .GET, path).items
     }
 
     /// Deletes a Job and (through `propagationPolicy=Background`) its pods; an absent Job is not an error.
@@ -213,8 +213,8 @@ public final class KubeClient: Sendable {
             }
             guard (200..<300).contains(status) else {
                 let data = Data((try? await response.body.collect(upTo: 1 << 20))?.readableBytesView ?? ByteBuffer().readableBytesView)
-                let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-                throw KubeError(status: status, reason: object?["reason"] as? String, message: (object?["message"] as? String) ?? "GET \(path) answered \(status)")
+                let reply = try? JSONDecoder().decode(KubeStatus.self, from: data)
+                throw KubeError(status: status, reason: reply?.reason, message: reply?.message ?? "GET \(path) answered \(status)")
             }
             do {
                 for try await buffer in response.body { try handle(Data(buffer.readableBytesView)) }
@@ -227,9 +227,12 @@ public final class KubeClient: Sendable {
         }
     }
 
-    private func json(_ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json") async throws -> [String: Any] {
+    /// Sends one request (``send(_:_:body:contentType:)``) and reads its reply, which must be a JSON object, as a `type`.
+    private func object<T: Decodable>(
+        _ type: T.Type, _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json"
+    ) async throws -> T {
         let reply = try await send(method, path, body: body, contentType: contentType)
-        guard let object = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any] else {
+        guard let object = try? JSONDecoder().decode(type, from: reply.body) else {
             throw KubeError(status: reply.status, message: "\(method) \(path) answered something that is not a JSON object")
         }
         return object
@@ -284,10 +287,8 @@ public final class KubeClient: Sendable {
         }
         let status = Int(response.status.code)
         guard (200..<300).contains(status) else {
-            let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-            throw KubeError(
-                status: status, reason: object?["reason"] as? String,
-                message: (object?["message"] as? String) ?? "\(method) \(path) answered \(status)")
+            let reply = try? JSONDecoder().decode(KubeStatus.self, from: data)
+            throw KubeError(status: status, reason: reply?.reason, message: reply?.message ?? "\(method) \(path) answered \(status)")
         }
         return (status, data)
     }

@@ -26,18 +26,21 @@ public enum KubeConfig {
         for path in paths {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }  // kubectl skips missing files too
             read.append(path)
-            let document: Any?
+            let root: Node?
             do {
-                document = try Yams.load(yaml: text)
+                // Composed with the default resolver, so scalars are typed as YAML types them (see `YAMLLoadedScalar`).
+                root = try Yams.compose(yaml: text)
             } catch {
                 throw KubeConfigError("kubeconfig \(path) is not valid YAML: \(error)")
             }
-            guard let root = document as? [String: Any] else { throw KubeConfigError("kubeconfig \(path) is not a mapping") }
+            guard let root, let document = try? YAMLDecoder().decode(KubeConfigDocument.self, from: root) else {
+                throw KubeConfigError("kubeconfig \(path) is not a mapping")
+            }
             let directory = (path as NSString).deletingLastPathComponent
-            merge(root["clusters"], field: "cluster", into: &clusters, directory: directory)
-            merge(root["users"], field: "user", into: &users, directory: directory)
-            merge(root["contexts"], field: "context", into: &contexts, directory: directory)
-            if current == nil, let value = root["current-context"] as? String, !value.isEmpty { current = value }
+            merge(document.clusters, body: \.cluster, into: &clusters, directory: directory)
+            merge(document.users, body: \.user, into: &users, directory: directory)
+            merge(document.contexts, body: \.context, into: &contexts, directory: directory)
+            if current == nil, let value = document.currentContext, !value.isEmpty { current = value }
         }
         guard !read.isEmpty else { throw KubeConfigError("KUBECONFIG names no readable file: \(paths.joined(separator: ":"))") }
         guard let contextName = name ?? current else { throw KubeConfigError("kubeconfig \(read.joined(separator: ":")) sets no current-context") }
@@ -58,10 +61,13 @@ public enum KubeConfig {
 
     /// One named cluster/user/context body and the directory of the file that defined it.
     struct Entry {
-        var values: [String: Any]
+        /// The body's fields.
+        var values: KubeConfigMapping
+        /// The directory relative paths in the body are relative to.
         var directory: String
 
-        func string(_ key: String) -> String? { (values[key] as? String).flatMap { $0.isEmpty ? nil : $0 } }
+        /// The non-empty string field `key`.
+        func string(_ key: String) -> String? { values.strings[key].flatMap { $0.isEmpty ? nil : $0 } }
 
         /// A file's contents (relative paths resolved against the defining kubeconfig's directory).
         func file(_ key: String, what: String) throws -> String? {
@@ -85,10 +91,14 @@ public enum KubeConfig {
         }
     }
 
-    static func merge(_ list: Any?, field: String, into entries: inout [String: Entry], directory: String) {
-        for item in list as? [[String: Any]] ?? [] {
-            guard let name = item["name"] as? String, entries[name] == nil else { continue }
-            entries[name] = Entry(values: item[field] as? [String: Any] ?? [:], directory: directory)
+    /// Adds the items not defined yet (the first file to define a name wins), with their `body`.
+    static func merge(
+        _ items: [KubeConfigDocument.Item], body: KeyPath<KubeConfigDocument.Item, KubeConfigMapping?>, into entries: inout [String: Entry],
+        directory: String
+    ) {
+        for item in items {
+            guard let name = item.name, entries[name] == nil else { continue }
+            entries[name] = Entry(values: item[keyPath: body] ?? KubeConfigMapping(), directory: directory)
         }
     }
 
@@ -96,7 +106,7 @@ public enum KubeConfig {
         guard let server = cluster.string("server"), let url = URL(string: server), let scheme = url.scheme, let host = url.host else {
             throw KubeConfigError("cluster \"\(name)\" has no valid server URL")
         }
-        if cluster.values["insecure-skip-tls-verify"] as? Bool == true {
+        if cluster.values.bools["insecure-skip-tls-verify"] == true {
             throw KubeConfigError("cluster \"\(name)\" sets insecure-skip-tls-verify; refusing to talk to the API without verifying TLS")
         }
         switch scheme {
@@ -115,7 +125,7 @@ public enum KubeConfig {
     }
 
     static func apply(_ user: Entry, named name: String, to connection: inout KubeConnection) throws {
-        for unsupported in ["exec", "auth-provider", "username"] where user.values[unsupported] != nil {
+        for unsupported in ["exec", "auth-provider", "username"] where user.values.keys.contains(unsupported) {
             throw KubeConfigError("user \"\(name)\" authenticates with \(unsupported), which agent-dispatch does not support; use a token, a token file or a client certificate")
         }
         connection.token = user.string("token")

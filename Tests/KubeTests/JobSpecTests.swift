@@ -1,4 +1,5 @@
 import DispatchCore
+import DispatchTestSupport
 import Foundation
 import Dispatcher
 import Execution
@@ -35,15 +36,20 @@ import Testing
         #expect(JobNaming.labelValue("_-x-_") == "x")
     }
 
-    func manifest(_ request: DispatchRequest) throws -> [String: Any] {
+    func manifest(_ request: DispatchRequest) -> KubeJobManifest {
         JobSpecBuilder(settings: settings).job(
             for: request, repoURL: "https://git.example.invalid/app.git", branch: "main", baseSha: "abc123", remainingSeconds: 900)
+    }
+
+    /// A manifest as the API server sees it: its JSON (as `KubeClient` sends it), parsed.
+    func object(_ manifest: some Encodable) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(manifest)) as? [String: Any])
     }
 
     @Test func jobMeetsTheContract() throws {
         var request = DispatchRequest(requestId: "Req_1:a", task: "fix it\nplease", tool: .codex, model: "o3", workflowId: "wf/1", storyId: "s 2")
         request.verificationCommands = ["make test"]
-        let job = try manifest(request)
+        let job = try object(manifest(request))
         let spec = try #require(job["spec"] as? [String: Any])
         #expect(spec["backoffLimit"] as? Int == 0)
         #expect(spec["activeDeadlineSeconds"] as? Int == 960)
@@ -95,14 +101,15 @@ import Testing
             unsetenv("ANTHROPIC_API_KEY")
             unsetenv("DISPATCH_TOKEN")
         }
-        let rendered = JobSpecBuilder.render(try manifest(request))
+        let rendered = JobSpecBuilder.render(manifest(request))
         #expect(!rendered.contains(secret))
     }
 
     @Test func theJobsOwnSecretHoldsItsTokenTaskAndCommandsAndIsOwnedByTheJob() throws {
         var request = DispatchRequest(requestId: "own-secret", task: "the task", tool: .codex)
         request.verificationCommands = ["make test", "swift build"]
-        let secret = JobSpecBuilder(settings: settings).secret(for: request, jobUID: "uid-123")
+        let manifest = JobSpecBuilder(settings: settings).secret(for: request, jobUID: "uid-123")
+        let secret = try object(manifest)
         let metadata = try #require(secret["metadata"] as? [String: Any])
         #expect(metadata["name"] as? String == JobNaming.jobName(requestId: "own-secret"))
         let owner = try #require((metadata["ownerReferences"] as? [[String: Any]])?.first)
@@ -114,15 +121,37 @@ import Testing
         let token = try #require(decoded["callback-token"])
         #expect(CallbackTokens(adminToken: adminToken).verify(token, requestId: "own-secret"))
         #expect(!CallbackTokens(adminToken: adminToken).verify(token, requestId: "other-request"), "valid for its own request only")
-        #expect(!JobSpecBuilder.render(secret).contains(adminToken))
+        #expect(!JobSpecBuilder.render(manifest).contains(adminToken))
+    }
+
+    /// `render-job` for each of k8s/samples, with k8s/validate.sh's settings, has the content recorded in
+    /// Tests/Fixtures/render-job (printed before the manifests became Codable structs): same keys, same values.
+    @Test(arguments: ["request-codex", "request-long-id", "request-minimal"])
+    func renderedSamplesHaveTheRecordedContent(sample: String) throws {
+        let root = TestPaths.packageRoot
+        let request = try RequestValidator.validate(json: Data(contentsOf: URL(fileURLWithPath: "\(root)/k8s/samples/\(sample).json")))
+        let settings = JobSpecBuilder.Settings(
+            namespace: "agents", image: "registry.example.invalid/agent-dispatch:1", secretName: "agent-dispatch-secrets",
+            callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result", callbackTokens: CallbackTokens(adminToken: adminToken),
+            gitSecretName: "agent-dispatch-git")
+        let source = try JobSource.resolve(request, defaultCwd: root)
+        let list = JobSpecBuilder(settings: settings).renderedList(
+            for: request, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha, remainingSeconds: Int(request.timeout.rounded(.up)))
+        // Compared as parsed JSON, re-serialized with sorted keys: content, not formatting.
+        func canonical(_ data: Data) throws -> String {
+            String(decoding: try JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(with: data), options: [.sortedKeys]), as: UTF8.self)
+        }
+        let recorded = try Data(contentsOf: URL(fileURLWithPath: "\(root)/Tests/Fixtures/render-job/\(sample).json"))
+        #expect(try canonical(Data(JobSpecBuilder.render(list).utf8)) == canonical(recorded))
     }
 
     @Test func aMaximalTaskKeepsEveryEnvValueSmallAndRenderJobRedactsSecrets() throws {
         let task = String(repeating: "ü", count: 128 * 1024)  // 256 KiB of UTF-8
         var request = DispatchRequest(requestId: "big", task: task, tool: .codex)
         request.verificationCommands = [String(repeating: "x", count: 100_000)]
-        let list = JobSpecBuilder(settings: settings).renderedList(
+        let manifests = JobSpecBuilder(settings: settings).renderedList(
             for: request, repoURL: "https://git.example.invalid/app.git", branch: nil, baseSha: nil, remainingSeconds: 60)
+        let list = try object(manifests)
         #expect(list["kind"] as? String == "List")
         let items = try #require(list["items"] as? [[String: Any]])
         #expect(items.map { $0["kind"] as? String } == ["Job", "Secret"])
@@ -130,7 +159,7 @@ import Testing
         let env = try #require((template["containers"] as? [[String: Any]])?.first?["env"] as? [[String: Any]])
         let longest = env.compactMap { $0["value"] as? String }.map(\.utf8.count).max() ?? 0
         #expect(longest < 64 * 1024, "longest env value: \(longest) bytes")
-        let rendered = JobSpecBuilder.render(list)
+        let rendered = JobSpecBuilder.render(manifests)
         #expect(!rendered.contains(String(repeating: "ü", count: 100)), "the task is not printed")
         #expect(!rendered.contains(CallbackTokens(adminToken: adminToken).token(for: "big")), "the callback token is redacted")
         #expect(rendered.contains("<redacted: 262144 bytes>"))

@@ -27,7 +27,7 @@ import Testing
         }
     }
 
-    func manifest(_ requestId: String) -> [String: Any] {
+    func manifest(_ requestId: String) -> KubeJobManifest {
         JobSpecBuilder(settings: settings).job(
             for: DispatchRequest(requestId: requestId, task: "t", tool: .codex), repoURL: "r", branch: nil, baseSha: nil, remainingSeconds: 60)
     }
@@ -171,6 +171,22 @@ import Testing
             #expect(firstEvents.allSatisfy { $0.0?.job?.name == JobNaming.jobName(requestId: "fan-out") })
             #expect(firstEvents.allSatisfy { $0.1 < .seconds(2) }, "every stream had its own connection: \(firstEvents.map(\.1))")
         }
+    }
+
+    @Test func mistypedFieldsOfAnAPIObjectAreIgnoredNotFatal() throws {
+        let job = try JSONDecoder().decode(KubeJob.self, from: Data(#"""
+            {"metadata": {"name": "j", "uid": 7, "labels": {"a": 1}, "annotations": {"k": "v"}}, "spec": {"suspend": "yes"},
+             "status": {"active": "1", "failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": 5}]}}
+            """#.utf8))
+        #expect(job.name == "j" && job.uid == nil && job.labels.isEmpty && job.annotations == ["k": "v"] && !job.suspended)
+        #expect(job.active == 0 && job.failed == 2 && job.terminalCondition?.type == "Failed" && job.terminalCondition?.reason == nil)
+        #expect(try JSONDecoder().decode([KubeJob].self, from: Data(#"[{"metadata": 3}, {}]"#.utf8)).map(\.name) == ["", ""])
+        let pod = try JSONDecoder().decode(KubePod.self, from: Data(#"""
+            {"metadata": {"name": "p"}, "status": {"containerStatuses": [{"state": "odd"}, {"state": {"waiting": {"reason": "ErrImagePull"}}}],
+             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no nodes"}]}}
+            """#.utf8))
+        #expect(pod.name == "p" && pod.phase == "Unknown" && pod.waitingReason == "ErrImagePull" && pod.unschedulableMessage == "no nodes")
+        #expect(throws: (any Error).self) { try JSONDecoder().decode(KubeJob.self, from: Data("[]".utf8)) }
     }
 
     @Test func inClusterConfigNeedsTheCAAndBracketsIPv6() throws {

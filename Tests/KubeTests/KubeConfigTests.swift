@@ -72,6 +72,7 @@ import Testing
         ("clusters: [{name: c, cluster: {server: 'https://x', insecure-skip-tls-verify: true}}]", "insecure-skip-tls-verify"),
         ("clusters: [{name: c, cluster: {server: 'http://10.1.2.3:8080'}}]", "plain http to another host"),
         ("users: [{name: u, user: {exec: {command: aws}}}]", "exec"),
+        ("users: [{name: u, user: {token: t, username: null}}]", "username"),
         ("users: [{name: u, user: {client-certificate-data: \(Data(pem.utf8).base64EncodedString())}}]", "without its key"),
         ("contexts: [{name: ctx, context: {cluster: nowhere, user: u}}]", "does not define"),
         ("current-context: absent", "no context \"absent\""),
@@ -94,6 +95,20 @@ import Testing
         } throws: { error in
             "\(error)".contains(expected)
         }
+    }
+
+    /// Scalars are read as YAML types them (as `Yams.load` did): a number is no token, a quoted "true" no boolean.
+    @Test func scalarsAreTypedAsYAMLTypesThem() throws {
+        let path = try write("typed.yaml", """
+            current-context: ctx
+            clusters: [{name: c, cluster: {server: 'https://x', insecure-skip-tls-verify: "true"}}]
+            users: [{name: u, user: {token: 12345}}]
+            contexts: [{name: ctx, context: {cluster: c, user: u, namespace: "2024"}}]
+            """)
+        let connection = try KubeConfig.connection(paths: [path])
+        #expect(connection.server == "https://x")
+        #expect(connection.token == nil)
+        #expect(connection.namespace == "2024")
     }
 
     @Test func noReadableFileIsAnError() {

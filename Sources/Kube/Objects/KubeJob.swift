@@ -1,0 +1,58 @@
+/// The parts of a Job the controller reads.
+public struct KubeJob: Sendable, Equatable, Decodable {
+    /// One entry of `status.conditions`.
+    public struct Condition: Sendable, Equatable, Decodable {
+        /// `type` (`Complete`, `Failed`, …) and `status` (`True`, `False`, `Unknown`); empty when missing.
+        public var type: String, status: String
+        /// Why the condition holds, in a word (`reason`) and in words (`message`).
+        public var reason: String?, message: String?
+
+        /// Reads a condition object; a missing or mistyped field is empty (`type`, `status`) or nil.
+        public init(from decoder: any Decoder) throws {
+            let object = try decoder.container(keyedBy: KubeCodingKey.self)
+            type = object.string("type") ?? ""
+            status = object.string("status") ?? ""
+            reason = object.string("reason")
+            message = object.string("message")
+        }
+    }
+
+    /// `metadata.name` (empty when missing).
+    public var name: String
+    /// `metadata.uid`.
+    public var uid: String?
+    /// `metadata.annotations` (empty when missing or not all strings).
+    public var annotations: [String: String]
+    /// `metadata.labels` (empty when missing or not all strings).
+    public var labels: [String: String]
+    /// `metadata.resourceVersion`.
+    public var resourceVersion: String?
+    /// `spec.suspend`: created suspended, resumed once the Job's Secret exists.
+    public var suspended: Bool
+    /// `status.conditions` (empty when missing or not all objects).
+    public var conditions: [Condition]
+    /// `status.active`, `status.succeeded` and `status.failed` pod counts (0 when missing).
+    public var active: Int, succeeded: Int, failed: Int
+
+    /// Reads a Job object: it must be an object; any field that is missing or of another type reads as empty.
+    public init(from decoder: any Decoder) throws {
+        let object = try decoder.container(keyedBy: KubeCodingKey.self)
+        let metadata = object.object("metadata")
+        let status = object.object("status")
+        name = metadata?.string("name") ?? ""
+        uid = metadata?.string("uid")
+        suspended = object.object("spec")?.bool("suspend") ?? false
+        annotations = metadata?.lenient("annotations", as: [String: String].self) ?? [:]
+        labels = metadata?.lenient("labels", as: [String: String].self) ?? [:]
+        resourceVersion = metadata?.string("resourceVersion")
+        conditions = status?.lenient("conditions", as: [Condition].self) ?? []
+        active = status?.int("active") ?? 0
+        succeeded = status?.int("succeeded") ?? 0
+        failed = status?.int("failed") ?? 0
+    }
+
+    /// The first true terminal condition (`Complete`, `SuccessCriteriaMet`, `Failed`, `FailureTarget`).
+    public var terminalCondition: Condition? {
+        conditions.first { ["Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"].contains($0.type) && $0.status == "True" }
+    }
+}

@@ -13,10 +13,7 @@ struct APIError: HTTPResponseError {
     var headers: HTTPFields { [.contentType: "application/json"] }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        var body: [String: Any] = ["ok": false, "error": message]
-        if let field { body["field"] = field }
-        for (key, value) in extra { body[key] = value }
-        return JSONBody.response(body, status: status)
+        JSONBody.response(encoding: ErrorBody(error: message, field: field, extra: extra), status: status)
     }
 
     static func badRequest(_ message: String, field: String? = nil) -> APIError { APIError(status: .badRequest, message: message, field: field) }
@@ -41,21 +38,17 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 case .methodNotAllowed: "method not allowed"
                 default: "\(error)"
                 }
-            return JSONBody.response(["ok": false, "error": message], status: error.status)
+            return JSONBody.response(encoding: ErrorBody(error: message), status: error.status)
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(error)"])
-            return JSONBody.response(["ok": false, "error": "internal error: \(error)"], status: .internalServerError)
+            return JSONBody.response(encoding: ErrorBody(error: "internal error: \(error)"), status: .internalServerError)
         }
     }
 }
 
 /// JSON responses.
 enum JSONBody {
-    static func response(_ object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
-
+    /// `value` as sorted-key JSON with `status`.
     static func response<T: Encodable>(encoding value: T, status: HTTPResponse.Status = .ok) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

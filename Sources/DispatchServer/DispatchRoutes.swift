@@ -19,7 +19,7 @@ struct DispatchRoutes: Sendable {
     static let defaultAwaitMs = 30_000
 
     func register(on router: Router<DispatchRequestContext>) {
-        router.get("healthz") { _, _ in JSONBody.response(["ok": true]) }
+        router.get("healthz") { _, _ in JSONBody.response(encoding: ["ok": true]) }
         router.get("readyz") { _, _ in try await ready() }
         router.get("metrics") { _, _ in metrics() }
         router.get("/") { _, _ in try await info() }
@@ -63,11 +63,10 @@ struct DispatchRoutes: Sendable {
         } catch let refused as DispatchService.Refused {
             throw APIError(status: .serviceUnavailable, message: refused.description)
         }
-        var body: [String: Any] = [
-            "ok": true, "requestId": parsed.requestId, "status": submission.status.rawValue, "duplicate": submission.duplicate,
-        ]
-        if submission.duplicate { body["result"] = try Self.object(submission.record.result) }
-        return JSONBody.response(body, status: submission.duplicate ? .ok : .accepted)
+        let body = SubmitResponse(
+            requestId: parsed.requestId, status: submission.status, duplicate: submission.duplicate,
+            result: submission.duplicate ? submission.record.result : nil)
+        return JSONBody.response(encoding: body, status: submission.duplicate ? .ok : .accepted)
     }
 
     private func result(_ id: String) async throws -> Response {
@@ -98,8 +97,7 @@ struct DispatchRoutes: Sendable {
             if record.status.isTerminal { return try Self.resultResponse(record.result) }
             if clock.now >= end || !foreign {
                 return JSONBody.response(
-                    ["ok": false, "requestId": id, "status": "timeout", "currentStatus": record.status.rawValue, "timeoutMs": timeoutMs],
-                    status: .gatewayTimeout)
+                    encoding: AwaitTimeoutResponse(requestId: id, currentStatus: record.status, timeoutMs: timeoutMs), status: .gatewayTimeout)
             }
         }
     }
@@ -109,9 +107,8 @@ struct DispatchRoutes: Sendable {
         case .cancelled(let result):
             return try Self.resultResponse(result)
         case .alreadyTerminal(let result):
-            var body: [String: Any] = ["ok": false, "requestId": id, "status": result.status.rawValue, "error": "request is already \(result.status.rawValue)"]
-            body["result"] = try Self.object(result)
-            return JSONBody.response(body, status: .conflict)
+            let body = ConflictResponse(requestId: id, status: result.status, error: "request is already \(result.status.rawValue)", result: result)
+            return JSONBody.response(encoding: body, status: .conflict)
         case .unknown:
             throw APIError.notFound(id)
         }
@@ -134,13 +131,12 @@ struct DispatchRoutes: Sendable {
         case .unknown:
             throw APIError.notFound(report.requestId)
         case .notRunByJob(let result, let why):
-            var body: [String: Any] = ["ok": false, "requestId": report.requestId, "status": result.status.rawValue, "error": why]
-            body["ignored"] = true
-            return JSONBody.response(body, status: .conflict)
+            let body = ConflictResponse(requestId: report.requestId, status: result.status, error: why, ignored: true)
+            return JSONBody.response(encoding: body, status: .conflict)
         case .ignored(let result):
-            return JSONBody.response(["ok": true, "requestId": report.requestId, "status": result.status.rawValue, "ignored": true])
+            return JSONBody.response(encoding: CallbackResponse(requestId: report.requestId, status: result.status, ignored: true))
         case .applied(let result):
-            return JSONBody.response(["ok": true, "requestId": report.requestId, "status": result.status.rawValue, "ignored": false])
+            return JSONBody.response(encoding: CallbackResponse(requestId: report.requestId, status: result.status, ignored: false))
         }
     }
 
@@ -169,18 +165,8 @@ struct DispatchRoutes: Sendable {
         // One more than asked tells whether there is a next page.
         let records = try await engine.store.list(status: status, prefix: prefix, before: before, limit: limit + 1)
         let page = records.prefix(limit)
-        let items = page.map { record -> [String: Any] in
-            let result = record.result
-            return [
-                "requestId": record.requestId, "status": record.status.rawValue, "tool": record.request.tool.rawValue,
-                "model": result.model ?? NSNull(), "executionMode": record.request.executionMode.rawValue,
-                "sandboxBackend": result.sandboxBackend?.rawValue ?? NSNull(), "startedAt": result.startedAt ?? NSNull(),
-                "updatedAt": result.updatedAt, "completedAt": result.completedAt ?? NSNull(), "durationMs": result.durationMs ?? NSNull(),
-                "error": result.error ?? NSNull(),
-            ]
-        }
-        let next: Any = records.count > limit ? page.last.map { String($0.sequence) } ?? NSNull() : NSNull()
-        return JSONBody.response(["ok": true, "items": items, "next": next])
+        let next = records.count > limit ? page.last.map { String($0.sequence) } : nil
+        return JSONBody.response(encoding: ListResponse(items: page.map(ListResponse.Item.init), next: next))
     }
 
     private func logs(_ id: String, request: Request) async throws -> Response {
@@ -221,7 +207,7 @@ struct DispatchRoutes: Sendable {
         let inboxOK = FileManager.default.createFile(atPath: probe, contents: Data())
         try? FileManager.default.removeItem(atPath: probe)
         let ok = storeOK && inboxOK
-        return JSONBody.response(["ok": ok, "store": storeOK, "inbox": inboxOK], status: ok ? .ok : .serviceUnavailable)
+        return JSONBody.response(encoding: ReadyResponse(ok: ok, store: storeOK, inbox: inboxOK), status: ok ? .ok : .serviceUnavailable)
     }
 
     private func metrics() -> Response {
@@ -237,21 +223,14 @@ struct DispatchRoutes: Sendable {
     private func info() async throws -> Response {
         let counts = try await engine.store.counts()
         let live = service.counts
-        return JSONBody.response([
-            "name": "agent-dispatch", "version": ServerInfo.version, "gitSha": ServerInfo.gitSha,
-            "uptimeSeconds": Int(Date().timeIntervalSince(startedAt)), "startedAt": ISO8601.string(startedAt),
-            "backends": ["local", "k8s"], "defaultBackend": engine.configuration.defaultBackend.rawValue,
-            "maxConcurrent": service.maxConcurrent, "running": live.running, "queued": live.queued,
-            "counts": Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
-        ])
+        return JSONBody.response(encoding: InfoResponse(
+            version: ServerInfo.version, gitSha: ServerInfo.gitSha, uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
+            startedAt: ISO8601.string(startedAt), defaultBackend: engine.configuration.defaultBackend, maxConcurrent: service.maxConcurrent,
+            running: live.running, queued: live.queued, counts: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })))
     }
 
     static func resultResponse(_ result: DispatchResult) throws -> Response {
-        JSONBody.response(["ok": true, "requestId": result.requestId, "status": result.status.rawValue, "result": try object(result)])
-    }
-
-    static func object(_ result: DispatchResult) throws -> Any {
-        try JSONSerialization.jsonObject(with: StoreJSON.encode(result))
+        JSONBody.response(encoding: ResultResponse(result))
     }
 
     static func read(_ path: String, from offset: UInt64) -> Data {

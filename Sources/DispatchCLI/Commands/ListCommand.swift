@@ -21,6 +21,11 @@ struct ListCommand: AsyncParsableCommand {
         var updatedAt: String
     }
 
+    /// One page of `GET /internal/agent-dispatches`, as far as the listing shows it.
+    struct Page: Decodable {
+        var items: [Item]
+    }
+
     func run() async throws {
         if let status, DispatchStatus(rawValue: status) == nil {
             throw ValidationError("invalid --status \(status): must be one of queued, running, completed, failed, cancelled")
@@ -29,11 +34,11 @@ struct ListCommand: AsyncParsableCommand {
         if let client = try remote.client(state: state) {
             let query = "limit=\(limit)" + (status.map { "&status=\($0)" } ?? "")
             let reply = try await client.request(.GET, "/internal/agent-dispatches?\(query)")
-            guard reply.status == 200, let raw = reply.json?["items"] else {
+            guard reply.status == 200, let page = reply.decode(Page.self) else {
                 Output.error("list failed (\(reply.status)): \(reply.text)")
                 throw DispatchExit.failed
             }
-            items = try JSONDecoder().decode([Item].self, from: JSONSerialization.data(withJSONObject: raw))
+            items = page.items
         } else {
             let engine = try state.engine()
             for stored in try await engine.store.list(status: status.flatMap(DispatchStatus.init(rawValue:)), limit: limit) {

@@ -114,7 +114,7 @@ struct CancelCommand: AsyncParsableCommand {
             case 200:
                 print(Output.json(try RemoteClient.result(reply)))
             case 409:
-                Output.error("\(requestId) is already \(reply.json?["status"] as? String ?? "terminal")")
+                Output.error("\(requestId) is already \(reply.statusField ?? "terminal")")
                 throw DispatchExit.failed
             case 404:
                 Output.error("unknown requestId \(requestId)")

@@ -32,8 +32,13 @@ struct RemoteClient: Sendable {
     struct Reply {
         var status: Int
         var body: Data
-        var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] }
         var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// The body decoded as `type`; `nil` when it is not that document.
+        func decode<T: Decodable>(_ type: T.Type) -> T? { try? JSONDecoder().decode(type, from: body) }
+
+        /// The `status` field every reply of the routes carries.
+        var statusField: String? { decode(Envelope.self)?.status }
     }
 
     func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, timeout: TimeAmount = .seconds(330)) async throws -> Reply {
@@ -64,10 +69,20 @@ struct RemoteClient: Sendable {
         return Int(response.status.code)
     }
 
-    /// Decodes the `result` document of a reply.
+    /// The fields of a reply the CLI reads.
+    struct Envelope: Decodable {
+        var status: String?
+        var currentStatus: String?
+    }
+
+    /// A reply that carries a result document.
+    struct ResultEnvelope: Decodable {
+        var result: DispatchResult?
+    }
+
+    /// Decodes the `result` document of a reply (`nil` when it has none; an error when it is malformed).
     static func result(_ reply: Reply) throws -> DispatchResult? {
-        guard let object = reply.json?["result"] else { return nil }
-        return try JSONDecoder().decode(DispatchResult.self, from: JSONSerialization.data(withJSONObject: object))
+        try JSONDecoder().decode(ResultEnvelope.self, from: reply.body).result
     }
 
     /// Submits a request and long-polls until terminal (or `timeout`).
@@ -94,7 +109,7 @@ struct RemoteClient: Sendable {
             switch reply.status {
             case 200: return try Self.result(reply)
             case 404: throw RemoteError(message: "unknown requestId \(id)")
-            case 504: progress?((reply.json?["currentStatus"] as? String) ?? "running", clock.now - start)
+            case 504: progress?(reply.decode(Envelope.self)?.currentStatus ?? "running", clock.now - start)
             default: throw RemoteError(message: "await failed (\(reply.status)): \(reply.text)")
             }
         }

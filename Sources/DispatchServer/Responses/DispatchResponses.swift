@@ -1,0 +1,74 @@
+import DispatchCore
+import Foundation
+
+/// `POST /internal/agent-dispatch`: accepted (202) or a duplicate (200, with the known result).
+struct SubmitResponse: Encodable, Sendable {
+    var ok = true
+    var requestId: String
+    var status: DispatchStatus
+    var duplicate: Bool
+    var result: DispatchResult?
+}
+
+/// A request's result (`GET /internal/agent-result/{id}`, await, cancel).
+struct ResultResponse: Encodable, Sendable {
+    var ok = true
+    var requestId: String
+    var status: DispatchStatus
+    var result: DispatchResult
+
+    init(_ result: DispatchResult) {
+        requestId = result.requestId
+        status = result.status
+        self.result = result
+    }
+}
+
+/// A refusal that names the request's state (409): already terminal, or a callback for a request no Job runs.
+struct ConflictResponse: Encodable, Sendable {
+    var ok = false
+    var requestId: String
+    var status: DispatchStatus
+    var error: String
+    var ignored: Bool?
+    var result: DispatchResult?
+}
+
+/// `POST /internal/agent-result`: whether the report changed the request.
+struct CallbackResponse: Encodable, Sendable {
+    var ok = true
+    var requestId: String
+    var status: DispatchStatus
+    var ignored: Bool
+}
+
+/// `GET /internal/agent-await/{id}` when the request is still not terminal (504).
+struct AwaitTimeoutResponse: Encodable, Sendable {
+    var ok = false
+    var requestId: String
+    var status = "timeout"
+    var currentStatus: DispatchStatus
+    var timeoutMs: Int
+}
+
+/// `GET /readyz`.
+struct ReadyResponse: Encodable, Sendable {
+    var ok: Bool
+    var store: Bool
+    var inbox: Bool
+}
+
+/// `GET /`: what this runner is.
+struct InfoResponse: Encodable, Sendable {
+    var name = "agent-dispatch"
+    var version: String
+    var gitSha: String
+    var uptimeSeconds: Int
+    var startedAt: String
+    var backends = ["local", "k8s"]
+    var defaultBackend: SandboxBackend
+    var maxConcurrent: Int
+    var running: Int
+    var queued: Int
+    var counts: [String: Int]
+}

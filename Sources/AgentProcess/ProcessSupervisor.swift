@@ -39,7 +39,7 @@ public struct ProcessSupervisor: Sendable {
         // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
         let grace = min(leftoverGrace, limits.killGrace)
         // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:)``) once its result is out.
-        let leftovers = sweepLeftovers ? await Task.detached { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) }.value : 0
+        let leftovers = sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) } : 0
         var outcome = ProcessOutcome(
             ending: ending,
             exitCode: status.flatMap(WaitStatus.exitCode),

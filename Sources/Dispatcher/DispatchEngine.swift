@@ -257,7 +257,7 @@ public final class DispatchEngine: Sendable {
     /// Runs a store operation outside the calling task's cancellation: GRDB's async calls throw once their task is
     /// cancelled, and a cancelled dispatch must still write and read its own row.
     func outsideCancellation<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await Task.detached(operation: operation).value
+        try await uncancelled(operation)
     }
 
     /// The row as committed, read outside cancellation; `nil` when it cannot be read.

@@ -43,7 +43,8 @@ final class JobWatcher: Sendable {
             state.nextId += 1
             state.followers[state.nextId] = (job, wakeup)
             if state.task == nil {
-                state.task = Task.detached { [weak self] in await self?.run() }
+                // Owned by the watcher (kept in its state, cancelled when the last follower leaves).
+                state.task = Task { [weak self] in await self?.run() }
             }
             return state.nextId
         }

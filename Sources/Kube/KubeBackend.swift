@@ -207,13 +207,14 @@ public struct KubeBackend: ExecutionBackend {
     /// dropped) and within `limit`; `nil` when there is no pod or no answer.
     func capture(_ job: String, within limit: Duration) async -> PodLog? {
         let client = self.client
-        return try? await Task.detached {
+        let log = try? await uncancelled {
             try await limited(for: limit) { () async -> PodLog? in
                 guard let pod = try? await client.pods(ofJob: job).first, let text = try? await client.podLog(pod.name, limitBytes: 16 << 20)
                 else { return nil }
                 return PodLog(pod: pod.name, text: text)
             }
-        }.value ?? nil
+        }
+        return log ?? nil
     }
 
     /// The runner's result block in the log, if it printed one.
@@ -264,7 +265,7 @@ public struct KubeBackend: ExecutionBackend {
     func delete(_ name: String, logger: Logger, within limit: Duration = apiGrace) async {
         let client = self.client
         do {
-            try await Task.detached { try await limited(for: limit) { try await client.deleteJob(name) } }.value
+            try await uncancelled { try await limited(for: limit) { try await client.deleteJob(name) } }
         } catch {
             logger.error("cannot delete Job", metadata: ["job": "\(name)", "error": "\(error)"])
         }

@@ -1,3 +1,4 @@
+import AgentProcess
 import AsyncHTTPClient
 import DispatchCore
 import DispatchStore
@@ -58,8 +59,8 @@ struct JobRunner: Sendable {
         final.durationMs = Int(Date().timeIntervalSince(startedAt) * 1000)
         let document = String(decoding: (try? StoreJSON.encode(final)) ?? Data(), as: UTF8.self)
         FileHandle.standardOutput.write(Data("\(ResultMarkers.start)\n\(document)\n\(ResultMarkers.end)\n".utf8))
-        // Detached: after SIGTERM this task is cancelled, and a cancelled task's requests are dropped unsent.
-        await Task.detached { await callback.post(final, attempts: 5) }.value
+        // Outside cancellation: after SIGTERM this task is cancelled, and a cancelled task's requests are dropped unsent.
+        await uncancelled { [final] in await callback.post(final, attempts: 5) }
         return (final, outcome.1)
     }
 

@@ -74,6 +74,7 @@ let package = Package(
             dependencies: [
                 "Execution", "AgentProcess", "DispatchStore", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
@@ -143,7 +144,11 @@ let package = Package(
         .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DispatcherTests",
-            dependencies: ["Dispatcher", "Execution", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
+            dependencies: [
+                "Dispatcher", "Execution", "DispatchStore", "AgentProcess", "DispatchTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -44,35 +44,38 @@ public enum DispatchApplication {
                 await onListening(port)
             },
             logger: logger)
-        let lifecycle = DispatchLifecycle(service: service, configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: app), .init(service: lifecycle)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Stopped in reverse order: the dispatches drain first while the server still answers; leases are renewed
+        // until the very end.
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: LeaseKeeper(service: service, logger: logger)),
+            .init(service: JanitorService(janitor: SandboxJanitor(store: service.engine.store), interval: configuration.janitorInterval, logger: logger)),
+            .init(service: app),
+            .init(service: service),
+        ]
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
 
-/// Periodic sandbox janitor sweeps while running; on graceful shutdown, the drain of running dispatches.
-struct DispatchLifecycle: Service {
-    let service: DispatchService
-    let configuration: ServerConfiguration
+/// Periodic sandbox janitor sweeps until graceful shutdown.
+struct JanitorService: Service {
+    let janitor: SandboxJanitor
+    let interval: Duration
     let logger: Logger
 
     func run() async throws {
-        let janitor = SandboxJanitor(store: service.engine.store)
-        let interval = configuration.janitorInterval
-        let logger = self.logger
         try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
+            while true {
                 try await Task.sleep(for: interval)
                 do {
                     let actions = try await janitor.sweep()
                     if !actions.isEmpty { logger.info("janitor sweep", metadata: ["actions": "\(actions.count)"]) }
+                } catch is CancellationError {
+                    return
                 } catch {
                     logger.error("janitor sweep failed", metadata: ["error": "\(error)"])
                 }
             }
         }
-        await service.shutdown(drain: .milliseconds(Int(configuration.drainSeconds * 1000)))
-        logger.info("dispatches drained")
     }
 }

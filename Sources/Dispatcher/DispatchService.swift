@@ -3,11 +3,15 @@ import DispatchStore
 import Execution
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// Many dispatches in one long-lived process: admission (at most `maxConcurrent` executing, the rest persisted
 /// as `queued` and started FIFO), a cancellation registry, restart recovery and draining shutdown.
-public final class DispatchService: Sendable {
+///
+/// As a `Service`, it runs until graceful shutdown and then drains (``shutdown(drain:)``); list it after the HTTP
+/// server in a `ServiceGroup`, so the server still answers result and await queries while it drains.
+public final class DispatchService: Service, Sendable {
     /// What a submission came to.
     public struct Submission: Sendable {
         public var status: DispatchStatus
@@ -39,7 +43,6 @@ public final class DispatchService: Sendable {
         var reserved = 0
         var queue: [DispatchRecord] = []
         var accepting = true
-        var leaseKeeper: Task<Void, Never>?
     }
 
     public let engine: DispatchEngine
@@ -48,7 +51,12 @@ public final class DispatchService: Sendable {
     private let state = Mutex(State())
     private let owner: RunnerOwner
 
-    public init(engine: DispatchEngine, maxConcurrent: Int, logger: Logger) {
+    /// How long running dispatches get to finish on graceful shutdown before they are cancelled.
+    public let drainOnShutdown: Duration
+
+    /// A service over `engine`, running at most `maxConcurrent` dispatches at once.
+    public init(engine: DispatchEngine, maxConcurrent: Int, logger: Logger, drainOnShutdown: Duration = .seconds(10)) {
+        self.drainOnShutdown = drainOnShutdown
         self.engine = engine
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
@@ -79,7 +87,6 @@ public final class DispatchService: Sendable {
         let queued = counts.queued
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()
-        startLeaseKeeper()
         // In the background: an unreachable API must not hold the service's start.
         let engine = self.engine
         Task { await engine.reconcileBackends() }
@@ -99,31 +106,20 @@ public final class DispatchService: Sendable {
         }
     }
 
-    /// Every third of a lease: renews this process's leases, and recovers `running` rows whose owner stopped
-    /// renewing (a `serve` that died on another host, a killed `dispatch run`) — within a lease plus a beat.
-    private func startLeaseKeeper() {
-        let period = Duration.milliseconds(Int64(max(1, engine.store.leaseDuration / 3) * 1000))
-        let task = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: period)
-                guard let self else { return }
-                do {
-                    // Renewed through the drain too; recovery of others' rows only while accepting work.
-                    try await self.engine.store.renewLeases(of: self.owner)
-                    guard self.state.withLock({ $0.accepting }) else { continue }
-                    for record in try await self.engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
-                        self.logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
-                        try await self.recoverRunning(record)
-                    }
-                } catch is CancellationError {
-                    return
-                } catch {
-                    self.logger.error("lease upkeep failed", metadata: ["error": "\(error)"])
-                }
-            }
+    /// One pass of lease upkeep (``LeaseKeeper`` runs it every third of a lease): renews this process's leases, and
+    /// recovers `running` rows whose owner stopped renewing (a `serve` that died on another host, a killed
+    /// `dispatch run`). Leases are renewed through the drain too; others' rows are recovered only while accepting.
+    package func upkeep() async throws {
+        try await engine.store.renewLeases(of: owner)
+        guard state.withLock({ $0.accepting }) else { return }
+        for record in try await engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
+            logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
+            try await recoverRunning(record)
         }
-        state.withLock { $0.leaseKeeper = task }
     }
+
+    /// How often ``upkeep()`` should run: a third of a lease.
+    package var upkeepPeriod: Duration { .milliseconds(Int64(max(1, engine.store.leaseDuration / 3) * 1000)) }
 
     /// Records a new request and starts or queues it; a known `requestId` starts nothing.
     public func submit(_ request: DispatchRequest) async throws -> Submission {
@@ -186,6 +182,13 @@ public final class DispatchService: Sendable {
         }
     }
 
+    /// Waits for graceful shutdown, then drains.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown(drain: drainOnShutdown)
+        logger.info("dispatches drained")
+    }
+
     /// Stops accepting, lets running dispatches finish for `drain`, then cancels the rest ("runner shutting down").
     /// Queued requests stay queued for the next start.
     public func shutdown(drain: Duration) async {
@@ -211,7 +214,6 @@ public final class DispatchService: Sendable {
             item.task.cancel()
         }
         for item in left { _ = await item.task.value }
-        state.withLock { $0.leaseKeeper?.cancel() }
         engine.notifier.wakeAll()
     }
 

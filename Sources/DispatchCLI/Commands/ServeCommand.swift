@@ -85,7 +85,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let k8s { logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"]) }
         let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, k8s: k8s)
-        let service = DispatchService(engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger)
+        let service = DispatchService(
+            engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger, drainOnShutdown: .milliseconds(Int(server.drainSeconds * 1000)))
         try await service.recover()
         let portFile = self.portFile.map(absolute)
         do {

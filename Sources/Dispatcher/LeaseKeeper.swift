@@ -1,0 +1,34 @@
+import Logging
+import ServiceLifecycle
+
+/// Keeps this runner's leases alive and recovers rows whose owner stopped renewing, every third of a lease.
+///
+/// List it first in the `ServiceGroup`: services stop in reverse order, so it renews through the drain of
+/// ``DispatchService`` and stops last.
+public struct LeaseKeeper: Service {
+    let service: DispatchService
+    let logger: Logger
+
+    /// Upkeep for `service`'s rows.
+    public init(service: DispatchService, logger: Logger) {
+        self.service = service
+        self.logger = logger
+    }
+
+    /// Runs upkeep until graceful shutdown or cancellation.
+    public func run() async throws {
+        let period = service.upkeepPeriod
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: period)
+                do {
+                    try await service.upkeep()
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.error("lease upkeep failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}

@@ -51,6 +51,7 @@ let package = Package(
             dependencies: [
                 "Dispatcher", "DispatchServer", "Execution", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube", "AgentProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

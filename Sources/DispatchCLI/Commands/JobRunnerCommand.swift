@@ -19,12 +19,12 @@ struct JobRunnerCommand: AsyncParsableCommand {
         let runner = JobRunner(environment: environment, workspace: absolute(workspace), logger: CLILogging.logger(level: .info))
         let token = CancelToken()
         let work = Task { await runner.run(token: token) }
-        let trap = SignalTrap([SIGTERM, SIGINT]) { signo in
-            token.cancel(reason: "job-runner received \(SignalTrap.name(signo)); pod terminating")
+        let trap = await SignalTrap.start([.sigterm, .sigint]) { signal in
+            token.cancel(reason: "job-runner received \(signal); pod terminating")
             work.cancel()
         }
         let outcome = await work.value
-        withExtendedLifetime(trap) {}
+        trap.cancel()
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
     }
 }

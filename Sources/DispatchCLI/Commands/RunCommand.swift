@@ -54,10 +54,11 @@ struct RunCommand: AsyncParsableCommand {
         }
         let token = CancelToken()
         let work = Task { try await engine.runOnce(parsed, token: token) }
-        let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP]) { signo in
-            token.cancel(reason: "cancelled by \(SignalTrap.name(signo)) to dispatch run")
+        let trap = await SignalTrap.start([.sigint, .sigterm, .sighup]) { signal in
+            token.cancel(reason: "cancelled by \(signal) to dispatch run")
             work.cancel()
         }
+        defer { trap.cancel() }
         let outcome: (result: DispatchResult, duplicate: Bool)
         do {
             outcome = try await work.value
@@ -68,7 +69,6 @@ struct RunCommand: AsyncParsableCommand {
             Output.error("dispatch \(parsed.requestId) could not run: \(error)")
             throw DispatchExit.failed
         }
-        withExtendedLifetime(trap) {}
         if json {
             print(Output.json(outcome.result))
         } else {

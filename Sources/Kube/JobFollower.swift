@@ -35,7 +35,8 @@ struct JobFollower {
     var deadline: Deadline { context.deadline }
     var logPath: String { backend.logPath(context.request) }
 
-    /// Loops until an outcome: each pass looks at the token, the budget and the Job, then waits for a wakeup.
+    /// Loops until an outcome: each pass observes the token, the budget and the Job, lets ``decide(_:job:resultGrace:)``
+    /// choose, and acts; then waits for a wakeup (a watch event, a token change, the poll interval).
     mutating func follow() async -> BackendOutcome {
         let wakeup = Wakeup()
         let following = backend.watcher.follow(name, wakeup: wakeup)
@@ -47,10 +48,13 @@ struct JobFollower {
         }
         var seen = wakeup.generation
         while true {
-            if let outcome = await checkToken() { return outcome }
-            if deadline.isExpired { return await outOfBudget() }
             do {
-                if let outcome = try await look() { return outcome }
+                let observation = try await observe()
+                switch await perform(Self.decide(observation, job: name, resultGrace: backend.resultGrace)) {
+                case .finished(let outcome): return outcome
+                case .again: continue
+                case .waiting: break
+                }
             } catch {
                 logger.warning("k8s API error while following the Job", metadata: ["job": "\(name)", "error": "\(error)"])
             }
@@ -58,28 +62,101 @@ struct JobFollower {
         }
     }
 
-    /// A stored callback, a shutdown letting go, or a cancel (the Job is deleted, its log kept).
-    mutating func checkToken() async -> BackendOutcome? {
-        let token = context.cancellation
-        if token.isSettled { return .settledElsewhere }  // the callback got there first
-        if token.isDetached {
-            logger.info("leaving the Job to the next runner", metadata: ["job": "\(name)"])
-            return .letGo(result)  // still running: the Job goes on and whoever starts next re-attaches
-        }
-        guard token.reason != nil || Task.isCancelled else { return nil }
-        backend.keep(await backend.capture(name, within: KubeBackend.apiGrace), at: logPath, in: &result)
-        await backend.delete(name, logger: logger)
-        result.fail(.cancelled(reason: token.reason ?? "cancelled"))
-        return .ended(result)
+    /// Where the loop goes after an action.
+    enum Step {
+        case finished(BackendOutcome)
+        case again
+        case waiting
     }
 
-    /// The budget is spent: a condition already seen explains it; otherwise the log is read and the Job deleted.
-    mutating func outOfBudget() async -> BackendOutcome {
-        if let ended {
-            backend.keep(ended.log, at: logPath, in: &result)
-            return KubeBackend.failed(result, KubeBackend.describe(ended.condition, job: name, deadline: deadline))
+    /// One look at the token, the budget and the Job (from the watch, or the API every backstop interval); reads the
+    /// log of an ended Job and, every poll interval, the pods of a running one (starting the log mirror).
+    mutating func observe() async throws -> FollowObservation {
+        let token = context.cancellation
+        if token.isSettled { return .settledElsewhere }
+        if token.isDetached { return .letGo }
+        if token.reason != nil || Task.isCancelled { return .cancelled(reason: token.reason ?? "cancelled") }
+        if deadline.isExpired { return .budgetSpent(ended: ended?.condition) }
+        guard let job = try await readJob() else { return .jobMissing(seenBefore: jobSeen) }
+        jobSeen = true
+        if job.suspended, !started, job.terminalCondition == nil { return .jobSuspended }
+        if let condition = job.terminalCondition {
+            let log = await backend.capture(name, within: deadline.remaining + KubeBackend.apiGrace)
+            let hasReport = backend.report(in: log, job: name).map { $0.state != .running } ?? false
+            let since = hasReport ? clock.now : (ended?.at ?? clock.now)
+            ended = (condition, since, log)
+            return .jobEnded(condition, hasReport: hasReport, waited: clock.now - since)
         }
-        // One cleanup window (the API grace) for reading the log and deleting the Job.
+        guard lastPodRead.map({ clock.now - $0 >= backend.pollInterval }) ?? true else { return .jobRunning(podFailure: nil) }
+        lastPodRead = clock.now
+        return .jobRunning(podFailure: try await checkPods())
+    }
+
+    /// The Job as the watch knows it, read from the API when the watch does not or every backstop interval.
+    mutating func readJob() async throws -> KubeJob? {
+        if case .exists(let known) = backend.watcher.knowledge(of: name), let read = lastJobRead, clock.now - read < backend.backstopInterval {
+            return known
+        }
+        let client = backend.client, name = self.name
+        let job = try await backend.limited(deadline) { try await client.job(name) }
+        lastJobRead = clock.now
+        return job
+    }
+
+    /// Does what ``decide(_:job:resultGrace:)`` chose.
+    mutating func perform(_ action: FollowAction) async -> Step {
+        switch action {
+        case .settle:
+            return .finished(.settledElsewhere)
+        case .letGo:
+            logger.info("leaving the Job to the next runner", metadata: ["job": "\(name)"])
+            return .finished(.letGo(result))
+        case .cancel(let reason):
+            backend.keep(await backend.capture(name, within: KubeBackend.apiGrace), at: logPath, in: &result)
+            await backend.delete(name, logger: logger)
+            result.fail(.cancelled(reason: reason))
+            return .finished(.ended(result))
+        case .failAsEnded(let condition):
+            backend.keep(ended?.log, at: logPath, in: &result)
+            return .finished(KubeBackend.failed(result, KubeBackend.describe(condition, job: name, deadline: deadline)))
+        case .cleanUpAfterBudget:
+            return .finished(await cleanUpAfterBudget())
+        case .fail(let reason):
+            return .finished(KubeBackend.failed(result, reason))
+        case .resume:
+            return await resume()
+        case .takeReport:
+            backend.keep(ended?.log, at: logPath, in: &result)
+            if let report = backend.report(in: ended?.log, job: name) { result.take(report) }
+            return .finished(.ended(result))
+        case .deleteAndFail(let reason):
+            backend.keep(await backend.capture(name, within: KubeBackend.apiGrace), at: logPath, in: &result)
+            await backend.delete(name, logger: logger)
+            return .finished(KubeBackend.failed(result, reason))
+        case .wait:
+            return .waiting
+        }
+    }
+
+    /// Resumes a Job its creator left suspended (creating its Secret first), then looks again at once.
+    mutating func resume() async -> Step {
+        let client = backend.client, name = self.name
+        do {
+            // The runner that created it died before resuming it.
+            if let job = try await backend.limited(deadline, { try await client.job(name) }) {
+                try await backend.start(job, request: context.request, deadline: deadline)
+            }
+            started = true
+            return .again
+        } catch {
+            logger.warning("cannot resume the Job", metadata: ["job": "\(name)", "error": "\(error)"])
+            return .waiting
+        }
+    }
+
+    /// The budget is spent and nothing explained it yet: one cleanup window (the API grace) for reading the log and
+    /// deleting the Job; a report in the log still counts.
+    mutating func cleanUpAfterBudget() async -> BackendOutcome {
         let cleanup = Deadline(budgetMs: Int(KubeBackend.apiGrace.milliseconds))
         let log = await backend.capture(name, within: cleanup.remaining)
         backend.keep(log, at: logPath, in: &result)
@@ -93,60 +170,14 @@ struct JobFollower {
             detail: "; Job deleted"))))
     }
 
-    /// Reads the Job (from the watch, or the API every backstop interval) and acts on what it shows.
-    mutating func look() async throws -> BackendOutcome? {
-        let job: KubeJob?
-        if case .exists(let known) = backend.watcher.knowledge(of: name), let read = lastJobRead, clock.now - read < backend.backstopInterval {
-            job = known
-        } else {
-            let client = backend.client, name = self.name
-            job = try await backend.limited(deadline) { try await client.job(name) }
-            lastJobRead = clock.now
-        }
-        guard let job else {
-            return KubeBackend.failed(result, jobSeen
-                ? "Job \(name) disappeared before it finished"
-                : "Job \(name) does not exist: it was deleted, or the runner that owned this request stopped before creating it")
-        }
-        jobSeen = true
-        if job.suspended, !started, job.terminalCondition == nil {
-            // The runner that created it died before resuming it.
-            try await backend.start(job, request: context.request, deadline: deadline)
-            started = true
-        }
-        if let condition = job.terminalCondition { return await concluded(condition) }
-        guard lastPodRead.map({ clock.now - $0 >= backend.pollInterval }) ?? true else { return nil }
-        lastPodRead = clock.now
-        return try await checkPods()
-    }
-
-    /// The Job ended: its log's result block, or — once the result grace has passed without one — why not.
-    mutating func concluded(_ condition: KubeJob.Condition) async -> BackendOutcome? {
-        let log = await backend.capture(name, within: deadline.remaining + KubeBackend.apiGrace)
-        if let report = backend.report(in: log, job: name), report.state != .running {
-            backend.keep(log, at: logPath, in: &result)
-            result.take(report)
-            return .ended(result)
-        }
-        // The log (or the callback) can lag the condition: give them a moment before calling it.
-        let since = ended?.at ?? clock.now
-        ended = (condition, since, log)
-        guard clock.now - since >= backend.resultGrace else { return nil }
-        backend.keep(log, at: logPath, in: &result)
-        return KubeBackend.failed(result, KubeBackend.describe(condition, job: name, deadline: deadline))
-    }
-
-    /// Starts the log mirror once a pod runs, and fails fast on a pod that will never run.
-    mutating func checkPods() async throws -> BackendOutcome? {
+    /// Starts the log mirror once a pod runs; returns why the pod will never run, if it will not.
+    mutating func checkPods() async throws -> String? {
         let client = backend.client, name = self.name, logPath = self.logPath
         let pods = try await backend.limited(deadline) { try await client.pods(ofJob: name) }
         if mirror == nil, let pod = pods.first(where: { ["Running", "Succeeded", "Failed"].contains($0.phase) }) {
             // Unstructured on purpose: it lives as long as the follow, which cancels it on every way out.
             mirror = Task { await KubeBackend.mirror(pod.name, with: client, to: logPath) }
         }
-        guard let failure = await backend.podFailure(name, pods: pods, created: created, clock: clock) else { return nil }
-        backend.keep(await backend.capture(name, within: KubeBackend.apiGrace), at: logPath, in: &result)
-        await backend.delete(name, logger: logger)
-        return KubeBackend.failed(result, failure)
+        return await backend.podFailure(name, pods: pods, created: created, clock: clock)
     }
 }

@@ -75,7 +75,7 @@ struct AwaitCommand: AsyncParsableCommand {
         }
         print(json ? Output.json(result) : Output.summary(result))
         guard result.status.isTerminal else {
-            Output.error("timed out after \(timeout ?? 0)s waiting for \(requestId) (still \(result.status.rawValue))")
+            Output.error(DispatchFailure.waitTimedOut(seconds: timeout ?? 0, requestId: requestId, status: result.status.rawValue))
             throw DispatchExit.failed
         }
         let code = Output.exitCode(for: result.status)

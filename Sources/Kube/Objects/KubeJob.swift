@@ -7,6 +7,14 @@ public struct KubeJob: Sendable, Equatable, Decodable {
         /// Why the condition holds, in a word (`reason`) and in words (`message`).
         public var reason: String?, message: String?
 
+        /// A condition as the API would report it.
+        public init(type: String, status: String = "True", reason: String? = nil, message: String? = nil) {
+            self.type = type
+            self.status = status
+            self.reason = reason
+            self.message = message
+        }
+
         /// Reads a condition object; a missing or mistyped field is empty (`type`, `status`) or nil.
         public init(from decoder: any Decoder) throws {
             let object = try decoder.container(keyedBy: KubeCodingKey.self)

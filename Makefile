@@ -4,7 +4,7 @@ APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificate
 PIP_PACKAGES := kubernetes-validate
 DISPATCH := $(CURDIR)/.build/debug/dispatch
 
-.PHONY: deps build run test fuzz bench clean
+.PHONY: deps build run test lint fuzz bench clean
 
 # Installs missing Debian packages when run as root; otherwise says what to install.
 deps:
@@ -26,11 +26,16 @@ run: build
 	echo "dispatch serve: every /internal route needs the token in $$where — send it as Authorization: Bearer <token>"
 	$(DISPATCH) serve
 
-test: build
+test: build lint
 	$(SWIFT) build --build-tests
 	DISPATCH_BIN=$(DISPATCH) bash k8s/validate.sh
 	bash Fuzz/run.sh $(FUZZ_SECONDS_CI)
 	DISPATCH_BIN=$(DISPATCH) $(SWIFT) test --skip-build --no-parallel
+
+# The code itself: hummingbird's .swift-format (warnings fail) and no function body over 60 lines.
+lint:
+	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
+	python3 .ci/function_length.py Sources
 
 # The request validator and callback decoder under libFuzzer + ASan (Fuzz/run.sh); CI runs a minute of it.
 FUZZ_SECONDS ?= 600

@@ -15,14 +15,14 @@ func gitSHA() -> String {
 }
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
     name: "agent-dispatch",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "dispatch", targets: ["DispatchTool"]),
+        .executable(name: "dispatch", targets: ["DispatchTool"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -142,7 +142,11 @@ let package = Package(
         ),
         .testTarget(name: "DispatchCoreTests", dependencies: ["DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AgentProcessTests", dependencies: ["AgentProcess", "DispatchTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "DispatchStoreTests", dependencies: ["DispatchStore", "DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DispatchStoreTests",
+            dependencies: ["DispatchStore", "DispatchCore", "DispatchTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "DispatcherTests",
             dependencies: [

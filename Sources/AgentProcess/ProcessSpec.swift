@@ -21,8 +21,15 @@ public struct ProcessSpec: Sendable {
     public var diesWithRunner: Bool
 
     public init(
-        executablePath: String, argv: [String], environment: [String: String], workingDirectory: String,
-        stdinPath: String? = nil, stdoutPath: String, stderrPath: String, marker: String? = nil, diesWithRunner: Bool = false
+        executablePath: String,
+        argv: [String],
+        environment: [String: String],
+        workingDirectory: String,
+        stdinPath: String? = nil,
+        stdoutPath: String,
+        stderrPath: String,
+        marker: String? = nil,
+        diesWithRunner: Bool = false
     ) {
         self.diesWithRunner = diesWithRunner
         self.executablePath = executablePath
@@ -52,8 +59,12 @@ public struct ProcessLimits: Sendable {
     public var sizePollInterval: Duration
 
     public init(
-        timeout: Duration, killGrace: Duration = .seconds(5), completionGrace: Duration = .seconds(2),
-        completionPollInterval: Duration = .milliseconds(100), maxLogBytes: Int64? = nil, sizePollInterval: Duration = .milliseconds(20)
+        timeout: Duration,
+        killGrace: Duration = .seconds(5),
+        completionGrace: Duration = .seconds(2),
+        completionPollInterval: Duration = .milliseconds(100),
+        maxLogBytes: Int64? = nil,
+        sizePollInterval: Duration = .milliseconds(20)
     ) {
         self.timeout = timeout
         self.killGrace = killGrace

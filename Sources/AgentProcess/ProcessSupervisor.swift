@@ -54,8 +54,12 @@ public struct ProcessSupervisor: Sendable {
     }
 
     private func supervise(
-        child: ChildExit, deadline: ContinuousClock.Instant, limits: ProcessLimits, outputs: OutputFiles,
-        finalEventSeen: (@Sendable () -> Bool)?, clock: ContinuousClock
+        child: ChildExit,
+        deadline: ContinuousClock.Instant,
+        limits: ProcessLimits,
+        outputs: OutputFiles,
+        finalEventSeen: (@Sendable () -> Bool)?,
+        clock: ContinuousClock
     ) async -> (ProcessOutcome.Ending, Int32?) {
         var finalEventAt: ContinuousClock.Instant?
         var lastProbe = clock.now
@@ -103,7 +107,9 @@ public struct ProcessSupervisor: Sendable {
             let thread = Thread { [self] in
                 while self.state.load(ordering: .acquiring) == 0 {
                     if outputs.exceeded() != nil {
-                        if self.state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged { _ = kill(-group, SIGKILL) }
+                        if self.state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
+                            _ = kill(-group, SIGKILL)
+                        }
                         return
                     }
                     usleep(2000)
@@ -179,7 +185,10 @@ public struct ProcessSupervisor: Sendable {
         let stdinFd = open(spec.stdinPath ?? "/dev/null", O_RDONLY | O_CLOEXEC)
         guard stdinFd >= 0 else {
             throw AgentProcessError(
-                code: .fileSetupFailed, message: "cannot open stdin file \(spec.stdinPath ?? "/dev/null"): \(errnoText())", errno: errno)
+                code: .fileSetupFailed,
+                message: "cannot open stdin file \(spec.stdinPath ?? "/dev/null"): \(errnoText())",
+                errno: errno
+            )
         }
         defer { close(stdinFd) }
         let stdoutFd = try openOutput(spec.stdoutPath)
@@ -193,8 +202,17 @@ public struct ProcessSupervisor: Sendable {
         let rc = argv.withPointer { argvPointer in
             envp.withPointer { envpPointer in
                 cps_spawn(
-                    &pid, spec.executablePath, argvPointer, envpPointer, spec.workingDirectory, stdinFd, stdoutFd, stderrFd,
-                    ProcessUmask.forChildren, spec.diesWithRunner ? SIGKILL : 0)
+                    &pid,
+                    spec.executablePath,
+                    argvPointer,
+                    envpPointer,
+                    spec.workingDirectory,
+                    stdinFd,
+                    stdoutFd,
+                    stderrFd,
+                    ProcessUmask.forChildren,
+                    spec.diesWithRunner ? SIGKILL : 0
+                )
             }
         }
         guard rc == 0 else {

@@ -54,7 +54,9 @@ for index in 0..<files {
 _ = sh("git init -q -b main && git config gc.auto 0 && git add -A && git commit -q -m base && git gc -q && git rev-parse HEAD > ../base", in: host)
 let base = try String(contentsOfFile: "\(work)/base", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
 
-var ours: [Double] = [], worktree: [Double] = [], clone: [Double] = []
+var ours: [Double] = []
+var worktree: [Double] = []
+var clone: [Double] = []
 var sandboxes: [LocalSandbox] = []
 let materializer = SandboxMaterializer(root: "\(work)/sandboxes")
 // File creation cost in the kernel dominates all three, and depends on what ran just before: rotate the
@@ -66,7 +68,12 @@ for run in 0...runs {
     let steps: [() throws -> Void] = [
         { times[0] = try timed { sandbox = try materializer.materialize(request, defaultCwd: host) } },
         { times[1] = sh("git worktree add -q --detach \(work)/wt\(run) \(base)", in: host) },
-        { times[2] = sh("git clone -q --shared --no-checkout \(host) \(work)/cl\(run) && cd \(work)/cl\(run) && git checkout -q --detach \(base)", in: work) },
+        {
+            times[2] = sh(
+                "git clone -q --shared --no-checkout \(host) \(work)/cl\(run) && cd \(work)/cl\(run) && git checkout -q --detach \(base)",
+                in: work
+            )
+        },
     ]
     for offset in 0..<3 { try steps[(run + offset) % 3]() }
     guard run > 0 else { continue }
@@ -76,10 +83,13 @@ for run in 0...runs {
     sandboxes.append(sandbox!)
 }
 let faster = min(median(worktree), median(clone))
-print("materialize at baseSha (median of \(runs)): ours \(ms(median(ours))), git worktree add \(ms(median(worktree))), "
-    + "git clone --shared + checkout \(ms(median(clone))) -> ratio \(String(format: "%.2f", median(ours) / faster))x the faster baseline (target <= 1.2x)")
+print(
+    "materialize at baseSha (median of \(runs)): ours \(ms(median(ours))), git worktree add \(ms(median(worktree))), "
+        + "git clone --shared + checkout \(ms(median(clone))) -> ratio \(String(format: "%.2f", median(ours) / faster))x the faster baseline (target <= 1.2x)"
+)
 
-var export: [Double] = [], gitDiff: [Double] = []
+var export: [Double] = []
+var gitDiff: [Double] = []
 for (run, sandbox) in sandboxes.enumerated() {
     for index in 0..<changed {
         let path = "\(sandbox.repoPath)/d\(index % 100)/f\(index).txt"
@@ -91,5 +101,7 @@ for (run, sandbox) in sandboxes.enumerated() {
     export.append(try timed { _ = try ArtifactExporter().export(sandbox) })
     gitDiff.append(sh("git add -A && git diff --cached --binary \(base) > /dev/null", in: sandbox.repoPath))
 }
-print("patch export of \(changed) changed files (median of \(runs)): ours \(ms(median(export))), "
-    + "git add -A && git diff --cached --binary \(ms(median(gitDiff))) -> ratio \(String(format: "%.2f", median(export) / median(gitDiff)))x (target <= 1.5x)")
+print(
+    "patch export of \(changed) changed files (median of \(runs)): ours \(ms(median(export))), "
+        + "git add -A && git diff --cached --binary \(ms(median(gitDiff))) -> ratio \(String(format: "%.2f", median(export) / median(gitDiff)))x (target <= 1.5x)"
+)

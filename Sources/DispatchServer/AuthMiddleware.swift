@@ -1,7 +1,7 @@
 import DispatchCore
-import Foundation
 import Dispatcher
 import Execution
+import Foundation
 import HTTPTypes
 import Hummingbird
 

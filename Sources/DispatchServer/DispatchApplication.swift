@@ -23,7 +23,9 @@ public enum DispatchApplication {
         // Host first, before any route (also /healthz, /metrics): DNS rebinding gets nothing from a loopback listener.
         if configuration.isLoopback { router.add(middleware: HostCheckMiddleware(allowedHosts: configuration.allowedHosts)) }
         router.add(middleware: JSONContentTypeMiddleware())
-        DispatchRoutes(service: service, configuration: configuration, startedAt: Date(), callbackTokens: configuration.callbackTokens).register(on: router)
+        DispatchRoutes(service: service, configuration: configuration, startedAt: Date(), callbackTokens: configuration.callbackTokens).register(
+            on: router
+        )
         return router
     }
 
@@ -31,7 +33,9 @@ public enum DispatchApplication {
     ///
     /// First points the global swift-metrics API at the process-wide registry (``ServerMetrics/bootstrapOnce()``).
     public static func run(
-        service: DispatchService, configuration: ServerConfiguration, logger: Logger,
+        service: DispatchService,
+        configuration: ServerConfiguration,
+        logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         ServerMetrics.bootstrapOnce()
@@ -43,12 +47,15 @@ public enum DispatchApplication {
                 logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
                 await onListening(port)
             },
-            logger: logger)
+            logger: logger
+        )
         // Stopped in reverse order: the dispatches drain first while the server still answers; leases are renewed
         // until the very end.
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: LeaseKeeper(service: service, logger: logger)),
-            .init(service: JanitorService(janitor: SandboxJanitor(store: service.engine.store), interval: configuration.janitorInterval, logger: logger)),
+            .init(
+                service: JanitorService(janitor: SandboxJanitor(store: service.engine.store), interval: configuration.janitorInterval, logger: logger)
+            ),
             .init(service: app),
             .init(service: service),
         ]

@@ -64,8 +64,11 @@ struct DispatchRoutes: Sendable {
             throw APIError(status: .serviceUnavailable, message: refused.description)
         }
         let body = SubmitResponse(
-            requestId: parsed.requestId, status: submission.status, duplicate: submission.duplicate,
-            result: submission.duplicate ? submission.record.result : nil)
+            requestId: parsed.requestId,
+            status: submission.status,
+            duplicate: submission.duplicate,
+            result: submission.duplicate ? submission.record.result : nil
+        )
         return JSONBody.response(encoding: body, status: submission.duplicate ? .ok : .accepted)
     }
 
@@ -97,7 +100,9 @@ struct DispatchRoutes: Sendable {
             if record.status.isTerminal { return try Self.resultResponse(record.result) }
             if clock.now >= end || !foreign {
                 return JSONBody.response(
-                    encoding: AwaitTimeoutResponse(requestId: id, currentStatus: record.status, timeoutMs: timeoutMs), status: .gatewayTimeout)
+                    encoding: AwaitTimeoutResponse(requestId: id, currentStatus: record.status, timeoutMs: timeoutMs),
+                    status: .gatewayTimeout
+                )
             }
         }
     }
@@ -175,30 +180,34 @@ struct DispatchRoutes: Sendable {
         guard stream == "stdout" || stream == "stderr" else { throw APIError.badRequest("stream must be stdout or stderr", field: "stream") }
         let follow = ["1", "true"].contains(request.uri.queryParameters.get("follow") ?? "")
         let store = engine.store
-        return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody { writer in
-            // The whole file in 1 MiB chunks (memory stays flat whatever its size); with `follow`, until the request
-            // is terminal and the file is drained to its end.
-            var offset: UInt64 = 0
-            var path: String?
-            var record = try await store.record(id)
-            while let current = record {
-                let file = current.result.logs.map { stream == "stderr" ? $0.stderrPath : $0.stdoutPath }
-                if file != path {
-                    path = file
-                    offset = 0
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/plain; charset=utf-8"],
+            body: ResponseBody { writer in
+                // The whole file in 1 MiB chunks (memory stays flat whatever its size); with `follow`, until the request
+                // is terminal and the file is drained to its end.
+                var offset: UInt64 = 0
+                var path: String?
+                var record = try await store.record(id)
+                while let current = record {
+                    let file = current.result.logs.map { stream == "stderr" ? $0.stderrPath : $0.stdoutPath }
+                    if file != path {
+                        path = file
+                        offset = 0
+                    }
+                    let chunk = file.map { Self.read($0, from: offset) } ?? Data()
+                    if !chunk.isEmpty {
+                        offset += UInt64(chunk.count)
+                        try await writer.write(ByteBuffer(bytes: chunk))
+                        continue
+                    }
+                    if !follow || current.status.isTerminal { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                    record = try await store.record(id)
                 }
-                let chunk = file.map { Self.read($0, from: offset) } ?? Data()
-                if !chunk.isEmpty {
-                    offset += UInt64(chunk.count)
-                    try await writer.write(ByteBuffer(bytes: chunk))
-                    continue
-                }
-                if !follow || current.status.isTerminal { break }
-                try await Task.sleep(for: .milliseconds(200))
-                record = try await store.record(id)
+                try await writer.finish(nil)
             }
-            try await writer.finish(nil)
-        })
+        )
     }
 
     private func ready() async throws -> Response {
@@ -213,20 +222,32 @@ struct DispatchRoutes: Sendable {
     private func metrics() -> Response {
         let counts = service.counts
         // This engine's dispatch metrics, then the process-wide HTTP request metrics (distinct family names).
-        let text = engine.metrics.render(running: counts.running, queued: counts.queued, waiters: engine.notifier.waiterCount)
+        let text =
+            engine.metrics.render(running: counts.running, queued: counts.queued, waiters: engine.notifier.waiterCount)
             + ServerMetrics.render()
         return Response(
-            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: text)))
+            status: .ok,
+            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: text))
+        )
     }
 
     private func info() async throws -> Response {
         let counts = try await engine.store.counts()
         let live = service.counts
-        return JSONBody.response(encoding: InfoResponse(
-            version: ServerInfo.version, gitSha: ServerInfo.gitSha, uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
-            startedAt: ISO8601.string(startedAt), defaultBackend: engine.configuration.defaultBackend, maxConcurrent: service.maxConcurrent,
-            running: live.running, queued: live.queued, counts: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })))
+        return JSONBody.response(
+            encoding: InfoResponse(
+                version: ServerInfo.version,
+                gitSha: ServerInfo.gitSha,
+                uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
+                startedAt: ISO8601.string(startedAt),
+                defaultBackend: engine.configuration.defaultBackend,
+                maxConcurrent: service.maxConcurrent,
+                running: live.running,
+                queued: live.queued,
+                counts: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
+            )
+        )
     }
 
     static func resultResponse(_ result: DispatchResult) throws -> Response {

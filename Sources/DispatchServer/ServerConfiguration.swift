@@ -21,8 +21,14 @@ public struct ServerConfiguration: Sendable {
     public var janitorInterval: Duration
 
     public init(
-        host: String = "127.0.0.1", port: Int = 3111, token: String, allowedHosts: [String] = [], maxBodyBytes: Int = 1 << 20,
-        maxAwaitMs: Int = 300_000, drainSeconds: Double = 10, janitorInterval: Duration = .seconds(600)
+        host: String = "127.0.0.1",
+        port: Int = 3111,
+        token: String,
+        allowedHosts: [String] = [],
+        maxBodyBytes: Int = 1 << 20,
+        maxAwaitMs: Int = 300_000,
+        drainSeconds: Double = 10,
+        janitorInterval: Duration = .seconds(600)
     ) {
         self.host = host
         self.port = port

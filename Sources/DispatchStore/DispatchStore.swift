@@ -71,9 +71,15 @@ public final class DispatchStore: Sendable {
         let outcome: InsertOutcome = try await pool.write { db in
             let now = ISO8601.string(Date())
             var row = DispatchRow(
-                requestId: request.requestId, status: result.status.rawValue, tool: request.tool.rawValue,
-                requestJSON: try StoreJSON.string(request), resultJSON: try StoreJSON.string(result),
-                ownerJSON: try owner.map(StoreJSON.string), createdAt: now, updatedAt: result.updatedAt, sequence: nil,
+                requestId: request.requestId,
+                status: result.status.rawValue,
+                tool: request.tool.rawValue,
+                requestJSON: try StoreJSON.string(request),
+                resultJSON: try StoreJSON.string(result),
+                ownerJSON: try owner.map(StoreJSON.string),
+                createdAt: now,
+                updatedAt: result.updatedAt,
+                sequence: nil,
                 leaseExpiresAt: owner == nil ? nil : self.leaseDeadline()
             )
             try db.execute(
@@ -106,7 +112,10 @@ public final class DispatchStore: Sendable {
     @discardableResult
     public func update(_ result: DispatchResult, owner: RunnerOwner? = nil) async throws -> UpdateOutcome {
         if result.status.isTerminal, faults.failTerminalWrite() {
-            throw DispatchStoreError(code: .writeFailed, message: "cannot store the result of \(result.requestId): injected fault (DISPATCH_FAULT_STORE_WRITES)")
+            throw DispatchStoreError(
+                code: .writeFailed,
+                message: "cannot store the result of \(result.requestId): injected fault (DISPATCH_FAULT_STORE_WRITES)"
+            )
         }
         let outcome: UpdateOutcome = try await pool.write { db in
             guard var row = try DispatchRow.fetchOne(db, key: result.requestId) else {
@@ -132,7 +141,12 @@ public final class DispatchStore: Sendable {
     /// Compare-and-set of a row's owner: `requestId` passes from `expected` (its stored owner, `nil` for none) to
     /// `owner`, with a fresh lease, and from `queued` to `running` — only if the row is still non-terminal and still
     /// held by `expected`. Returns the claimed record, or `nil` when someone else got there first.
-    public func claim(_ requestId: String, from expected: RunnerOwner?, to owner: RunnerOwner, startedAt: String? = nil) async throws -> DispatchRecord? {
+    public func claim(
+        _ requestId: String,
+        from expected: RunnerOwner?,
+        to owner: RunnerOwner,
+        startedAt: String? = nil
+    ) async throws -> DispatchRecord? {
         let expectedJSON = try expected.map(StoreJSON.string)
         let ownerJSON = try StoreJSON.string(owner)
         let until = leaseDeadline()
@@ -166,7 +180,8 @@ public final class DispatchStore: Sendable {
         return try await pool.write { db in
             try db.execute(
                 sql: "UPDATE dispatch SET leaseExpiresAt = ? WHERE ownerJSON = ? AND status IN ('queued', 'running')",
-                arguments: [until, ownerJSON])
+                arguments: [until, ownerJSON]
+            )
             return db.changesCount
         }
     }

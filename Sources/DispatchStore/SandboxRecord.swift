@@ -24,8 +24,16 @@ public struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
     public var cleanupAfter: String?
 
     public init(
-        sandboxId: String, requestId: String, state: State, path: String, repoPath: String, workDir: String, baseSha: String,
-        createdAt: String, updatedAt: String, cleanupAfter: String?
+        sandboxId: String,
+        requestId: String,
+        state: State,
+        path: String,
+        repoPath: String,
+        workDir: String,
+        baseSha: String,
+        createdAt: String,
+        updatedAt: String,
+        cleanupAfter: String?
     ) {
         self.sandboxId = sandboxId
         self.requestId = requestId

@@ -34,15 +34,23 @@ public enum CanaryChecks {
     /// Request for the orphan-stderr proof: the parent exits 7 at once, its orphan holds stderr for `delaySeconds`.
     public static func orphanStderrRequest(requestId: String, cwd: String, delaySeconds: Int = 2) -> DispatchRequest {
         DispatchRequest(
-            requestId: requestId, task: "orphan-stderr canary", tool: .canary,
-            canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: delaySeconds, exitCode: 7), timeout: 60, cwd: cwd)
+            requestId: requestId,
+            task: "orphan-stderr canary",
+            tool: .canary,
+            canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: delaySeconds, exitCode: 7),
+            timeout: 60,
+            cwd: cwd
+        )
     }
 
     /// Checks an orphan-stderr result: failed with `exit 7`, parent's line kept, written promptly, written while
     /// the orphan still held stderr (by the orphan's own record of when it let go), orphan gone. `stderr` reads the
     /// whole stderr log as it stands (the orphan's line lands in it after the result).
     public static func orphanStderr(
-        _ result: DispatchResult?, wallMs: Int, delaySeconds: Int, stderr: @Sendable () async -> String
+        _ result: DispatchResult?,
+        wallMs: Int,
+        delaySeconds: Int,
+        stderr: @Sendable () async -> String
     ) async -> [CanaryReport.Check] {
         guard let result else { return [.init(name: "result", ok: false, detail: "no result")] }
         var checks: [CanaryReport.Check] = []
@@ -50,23 +58,35 @@ public enum CanaryChecks {
         let error = result.error ?? ""
         checks.append(.init(name: "error-says-exit-7", ok: error.contains("exit 7"), detail: error))
         let tail = result.logs?.stderr ?? ""
-        checks.append(.init(
-            name: "parent-stderr-captured", ok: tail.contains("orphan-stderr canary: parent exiting with code 7"),
-            detail: tail.trimmingCharacters(in: .whitespacesAndNewlines)))
+        checks.append(
+            .init(
+                name: "parent-stderr-captured",
+                ok: tail.contains("orphan-stderr canary: parent exiting with code 7"),
+                detail: tail.trimmingCharacters(in: .whitespacesAndNewlines)
+            )
+        )
         let completed = result.completedAt.flatMap(ISO8601.date)
         if let attempt = result.attempts.last, let start = ISO8601.date(attempt.startedAt), let completed {
             let exitAt = start.addingTimeInterval(Double(attempt.durationMs) / 1000)
             let latency = Int(completed.timeIntervalSince(exitAt) * 1000)
-            checks.append(.init(
-                name: "terminal-within-1s-of-parent-exit", ok: latency <= 1000,
-                detail: "result written \(latency)ms after the parent exited"))
+            checks.append(
+                .init(
+                    name: "terminal-within-1s-of-parent-exit",
+                    ok: latency <= 1000,
+                    detail: "result written \(latency)ms after the parent exited"
+                )
+            )
         } else {
             checks.append(.init(name: "terminal-within-1s-of-parent-exit", ok: false, detail: "no attempt timing in the result"))
         }
         checks.append(await heldWhileWritten(completed, delaySeconds: delaySeconds, stderr: stderr))
-        checks.append(.init(
-            name: "not-stalled-by-orphan", ok: wallMs < delaySeconds * 1000,
-            detail: "dispatch took \(wallMs)ms; the orphan held stderr for up to \(delaySeconds)s"))
+        checks.append(
+            .init(
+                name: "not-stalled-by-orphan",
+                ok: wallMs < delaySeconds * 1000,
+                detail: "dispatch took \(wallMs)ms; the orphan held stderr for up to \(delaySeconds)s"
+            )
+        )
         checks.append(survivorsCheck(result.requestId))
         return checks
     }
@@ -87,10 +107,12 @@ public enum CanaryChecks {
                 let letGo = Date(timeIntervalSince1970: ms / 1000)
                 let margin = Int(letGo.timeIntervalSince(completed) * 1000)
                 return .init(
-                    name: name, ok: margin >= 0,
+                    name: name,
+                    ok: margin >= 0,
                     detail: margin >= 0
                         ? "result written \(margin)ms before the orphan let go of stderr"
-                        : "the orphan let go \(-margin)ms before the result was written: the result waited for it")
+                        : "the orphan let go \(-margin)ms before the result was written: the result waited for it"
+                )
             }
             if clock.now >= end { return .init(name: name, ok: false, detail: "the orphan never recorded letting go of stderr") }
             try? await Task.sleep(for: .milliseconds(100))
@@ -101,8 +123,10 @@ public enum CanaryChecks {
     public static func survivorsCheck(_ requestId: String) -> CanaryReport.Check {
         let survivors = ProcessScanner.find(groupId: nil, marker: AgentEnvironment.marker(requestId: requestId))
         return .init(
-            name: "no-surviving-process", ok: survivors.isEmpty,
-            detail: survivors.isEmpty ? "no process carries DISPATCH_REQUEST_ID=\(requestId)" : "survivors: \(survivors)")
+            name: "no-surviving-process",
+            ok: survivors.isEmpty,
+            detail: survivors.isEmpty ? "no process carries DISPATCH_REQUEST_ID=\(requestId)" : "survivors: \(survivors)"
+        )
     }
 }
 
@@ -110,15 +134,26 @@ extension CanaryChecks {
     /// Request for the timeout proof: the sleep canary in local sandbox mode with a short budget.
     public static func sleepTimeoutRequest(requestId: String, repo: String, timeoutSeconds: Int, sleepSeconds: Int) -> DispatchRequest {
         DispatchRequest(
-            requestId: requestId, task: "sleep-timeout canary", tool: .canary,
-            canary: CanarySpec(scenario: .sleepTimeout, sleepSeconds: sleepSeconds), timeout: Double(timeoutSeconds), cwd: repo,
-            executionMode: .sandbox, sandboxBackend: .local)
+            requestId: requestId,
+            task: "sleep-timeout canary",
+            tool: .canary,
+            canary: CanarySpec(scenario: .sleepTimeout, sleepSeconds: sleepSeconds),
+            timeout: Double(timeoutSeconds),
+            cwd: repo,
+            executionMode: .sandbox,
+            sandboxBackend: .local
+        )
     }
 
     /// Checks a sleep-timeout result: failed, says timed out, ended within budget + grace + 2 s, nothing survives,
     /// and the sandbox row is terminal (`failed`), not running.
     public static func sleepTimeout(
-        _ result: DispatchResult?, wallMs: Int, timeoutSeconds: Int, killGraceMs: Int, sandboxState: String?, runningSandboxIds: [String]
+        _ result: DispatchResult?,
+        wallMs: Int,
+        timeoutSeconds: Int,
+        killGraceMs: Int,
+        sandboxState: String?,
+        runningSandboxIds: [String]
     ) -> [CanaryReport.Check] {
         guard let result else { return [.init(name: "result", ok: false, detail: "no result")] }
         let limitMs = timeoutSeconds * 1000 + killGraceMs + 2000
@@ -127,13 +162,17 @@ extension CanaryChecks {
             .init(name: "status-failed", ok: result.status == .failed, detail: "status \(result.status.rawValue)"),
             .init(name: "error-says-timed-out", ok: result.error?.contains("timed out") == true, detail: result.error ?? ""),
             .init(
-                name: "ended-within-budget-plus-grace", ok: wallMs <= limitMs,
-                detail: "took \(wallMs)ms; limit \(limitMs)ms (budget \(timeoutSeconds * 1000)ms + grace \(killGraceMs)ms + 2000ms)"),
+                name: "ended-within-budget-plus-grace",
+                ok: wallMs <= limitMs,
+                detail: "took \(wallMs)ms; limit \(limitMs)ms (budget \(timeoutSeconds * 1000)ms + grace \(killGraceMs)ms + 2000ms)"
+            ),
             survivorsCheck(result.requestId),
             .init(name: "sandbox-row-failed", ok: sandboxState == "failed", detail: "sandbox \(sandboxId ?? "?") is \(sandboxState ?? "missing")"),
             .init(
-                name: "sandbox-not-running", ok: sandboxId.map { !runningSandboxIds.contains($0) } ?? false,
-                detail: "\(runningSandboxIds.count) sandboxes listed as running"),
+                name: "sandbox-not-running",
+                ok: sandboxId.map { !runningSandboxIds.contains($0) } ?? false,
+                detail: "\(runningSandboxIds.count) sandboxes listed as running"
+            ),
         ]
     }
 }

@@ -1,9 +1,9 @@
 import AgentProcess
 import DispatchCore
 import DispatchStore
+import Execution
 import Foundation
 import Logging
-import Execution
 
 /// The lifecycle of one dispatch: dedupe → running → backend → terminal result.
 ///
@@ -71,7 +71,8 @@ public final class DispatchEngine: Sendable {
         switch try await admit(request, status: .running, owner: .current(kind: .run)) {
         case .inserted(let record):
             // This process vouches for its row while it runs; if it dies, the lease runs out and anyone recovers it.
-            let store = self.store, owner = record.owner
+            let store = self.store
+            let owner = record.owner
             let renewal = Task {
                 guard let owner else { return }
                 while !Task.isCancelled {
@@ -86,7 +87,8 @@ public final class DispatchEngine: Sendable {
             guard let stored = await committedRecord(record.requestId), stored.status.isTerminal else {
                 throw DispatchEngineError(
                     "the \(result.status.rawValue) result of \(record.requestId) could not be stored within "
-                        + "\(configuration.storeRetrySeconds)s; not reporting it (the next process that looks at it reconciles from the store)")
+                        + "\(configuration.storeRetrySeconds)s; not reporting it (the next process that looks at it reconciles from the store)"
+                )
             }
             return (stored.result, false)
         case .existing(let record):
@@ -105,7 +107,9 @@ public final class DispatchEngine: Sendable {
         result.startedAt = record.status == .running ? (result.startedAt ?? now) : now
         if record.status != .running {
             // queued → running only by its claimer: a row cancelled (or taken) meanwhile is not run.
-            let store = self.store, id = record.requestId, previous = record.owner
+            let store = self.store
+            let id = record.requestId
+            let previous = record.owner
             let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: .current(kind: .serve), startedAt: now) }
             guard let claimed = claimed ?? nil else {
                 logger.notice("not starting a dispatch another runner ended or took meanwhile")
@@ -124,10 +128,20 @@ public final class DispatchEngine: Sendable {
 
     /// Runs (or, with `attach`, follows) one request on `backend` and records what it came to.
     private func run(
-        _ request: DispatchRequest, on backend: any ExecutionBackend, known: DispatchResult, deadline: Deadline, token: CancelToken, logger: Logger, attach: Bool
+        _ request: DispatchRequest,
+        on backend: any ExecutionBackend,
+        known: DispatchResult,
+        deadline: Deadline,
+        token: CancelToken,
+        logger: Logger,
+        attach: Bool
     ) async -> DispatchResult {
         let context = BackendContext(
-            request: request, known: known, deadline: deadline, cancellation: token, logger: logger
+            request: request,
+            known: known,
+            deadline: deadline,
+            cancellation: token,
+            logger: logger
         ) { running in _ = await self.persist(running, owner: nil, logger: logger) }
         // A run that outlives its runner also reports by its own path (a Job's callback): stop following once
         // that result is stored.
@@ -212,9 +226,12 @@ public final class DispatchEngine: Sendable {
         result.updatedAt = result.completedAt!
         result.durationMs = deadline.elapsedMs
         let stored = await persist(result, owner: nil, logger: logger)
-        logger.info("dispatch finished", metadata: [
-            "status": "\(stored.status.rawValue)", "durationMs": "\(stored.durationMs ?? -1)", "error": "\(stored.error ?? "")",
-        ])
+        logger.info(
+            "dispatch finished",
+            metadata: [
+                "status": "\(stored.status.rawValue)", "durationMs": "\(stored.durationMs ?? -1)", "error": "\(stored.error ?? "")",
+            ]
+        )
         return stored
     }
 
@@ -291,7 +308,8 @@ public final class DispatchEngine: Sendable {
     /// If `record` is `running` and its owner is known dead, ends its surviving processes and stores it `failed`.
     public func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
         guard record.status == .running, let owner = record.owner, record.ownerIsGone() else { return record }
-        let reason = owner.kind == .serve
+        let reason =
+            owner.kind == .serve
             ? "runner restarted while running; execution abandoned"
             : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
         // Compare-and-set: one recoverer ends the row; the others read what it wrote.
@@ -317,11 +335,16 @@ public final class DispatchEngine: Sendable {
             result.logs = LogInfo(
                 stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes),
                 stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
-                stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
+                stdoutPath: logs.stdoutPath,
+                stderrPath: logs.stderrPath
+            )
         }
-        logger.warning("abandoned dispatch resolved", metadata: [
-            "request.id": "\(record.requestId)", "reason": "\(reason)", "processesKilled": "\(killed)",
-        ])
+        logger.warning(
+            "abandoned dispatch resolved",
+            metadata: [
+                "request.id": "\(record.requestId)", "reason": "\(reason)", "processesKilled": "\(killed)",
+            ]
+        )
         metrics.killed(killed)
         let outcome = try await store.update(result)
         let stored = outcome.record

@@ -28,7 +28,9 @@ public final class DispatchMetrics: Sendable {
 
     public init() {
         duration = registry.makeValueHistogram(
-            descriptor: Self.name("duration", "seconds", "Duration of terminal dispatches."), buckets: Self.durationBuckets)
+            descriptor: Self.name("duration", "seconds", "Duration of terminal dispatches."),
+            buckets: Self.durationBuckets
+        )
         dedupes = registry.makeCounter(descriptor: Self.name("dedupe", "total", "Submissions of an already known requestId."))
         timeouts = registry.makeCounter(descriptor: Self.name("timeouts", "total", "Dispatches that ended because a budget ran out."))
         processKills = registry.makeCounter(descriptor: Self.name("process_kills", "total", "Agent processes killed by the runner."))

@@ -158,7 +158,11 @@ public final class DispatchService: Service, Sendable {
 
     /// Cancels a running (group killed) or queued (never started) request.
     public func cancel(_ requestId: String, reason: String = "cancelled by request") async throws -> CancelOutcome {
-        enum Found { case running(Running), queued(DispatchRecord), neither }
+        enum Found {
+            case running(Running)
+            case queued(DispatchRecord)
+            case neither
+        }
         let found = state.withLock { state -> Found in
             if let running = state.running[requestId] { return .running(running) }
             if let index = state.queue.firstIndex(where: { $0.requestId == requestId }) { return .queued(state.queue.remove(at: index)) }

@@ -17,7 +17,10 @@ public enum AgentEnvironment {
 
     /// Builds the agent environment for `request` from `base`.
     public static func build(
-        request: DispatchRequest, base: [String: String], extraNames: [String], extras: [String: String]
+        request: DispatchRequest,
+        base: [String: String],
+        extraNames: [String],
+        extras: [String: String]
     ) -> [String: String] {
         var env: [String: String] = [:]
         let extraSet = Set(extraNames)

@@ -23,7 +23,12 @@ package struct AgentPhase: Sendable {
 
         /// The input of one agent phase.
         package init(
-            request: DispatchRequest, task: String, workDir: String, logsDir: String, extraEnv: [String: String], deadline: Deadline,
+            request: DispatchRequest,
+            task: String,
+            workDir: String,
+            logsDir: String,
+            extraEnv: [String: String],
+            deadline: Deadline,
             budgetMs: Int
         ) {
             self.request = request
@@ -102,13 +107,24 @@ package struct AgentPhase: Sendable {
             let allowedMs = input.deadline.remainingMs
             guard allowedMs >= Self.minimumAttemptMs else {
                 let previous = outcome.failure.map { "; previous attempt: \($0)" } ?? ""
-                return outcome.end(.timedOut(.init(
-                    subject: input.request.tool.rawValue, elapsedMs: input.deadline.elapsedMs, budgetMs: input.budgetMs,
-                    moment: .notEnoughLeft(remainingMs: allowedMs, toStart: label), detail: previous)))
+                return outcome.end(
+                    .timedOut(
+                        .init(
+                            subject: input.request.tool.rawValue,
+                            elapsedMs: input.deadline.elapsedMs,
+                            budgetMs: input.budgetMs,
+                            moment: .notEnoughLeft(remainingMs: allowedMs, toStart: label),
+                            detail: previous
+                        )
+                    )
+                )
             }
             let logs = LogInfo(
-                stdout: "", stderr: "", stdoutPath: "\(input.logsDir)/attempt-\(index + 1).stdout.log",
-                stderrPath: "\(input.logsDir)/attempt-\(index + 1).stderr.log")
+                stdout: "",
+                stderr: "",
+                stdoutPath: "\(input.logsDir)/attempt-\(index + 1).stdout.log",
+                stderrPath: "\(input.logsDir)/attempt-\(index + 1).stderr.log"
+            )
             await attemptStarting(logs, outcome.attempts)
             let attempt = Attempt(model: model, label: label, allowedMs: allowedMs, logs: logs)
             if let ended = await runAttempt(attempt, input: input, launch: launch, token: token, outcome: &outcome) { return ended }
@@ -132,7 +148,11 @@ package struct AgentPhase: Sendable {
         let request = input.request
         let adapter = AgentAdapters.adapter(for: request.tool)
         let env = AgentEnvironment.build(
-            request: request, base: baseEnvironment, extraNames: configuration.agentEnvPassthrough, extras: input.extraEnv)
+            request: request,
+            base: baseEnvironment,
+            extraNames: configuration.agentEnvPassthrough,
+            extras: input.extraEnv
+        )
         let program = configuration.program(for: request.tool)
         guard let executable = ExecutableLocator.locate(program, searchPath: env["PATH"]) else {
             let hint = DispatchConfiguration.binVariable(for: request.tool).map { " (set \($0) to its path)" } ?? ""
@@ -141,13 +161,20 @@ package struct AgentPhase: Sendable {
         // Claude Code as root refuses --dangerously-skip-permissions unless IS_SANDBOX=1 (CONTRACT §1): say so
         // before spawning rather than after a confusing exit.
         if request.tool == .claude, geteuid() == 0, env["IS_SANDBOX"] != "1" {
-            return .failure(.message(
-                "claude refuses --dangerously-skip-permissions when run as root unless IS_SANDBOX=1: run the runner as another user, or "
-                    + "pass IS_SANDBOX=1 through (DISPATCH_AGENT_ENV=IS_SANDBOX with IS_SANDBOX=1 set for the runner)"))
+            return .failure(
+                .message(
+                    "claude refuses --dangerously-skip-permissions when run as root unless IS_SANDBOX=1: run the runner as another user, or "
+                        + "pass IS_SANDBOX=1 through (DISPATCH_AGENT_ENV=IS_SANDBOX with IS_SANDBOX=1 set for the runner)"
+                )
+            )
         }
         var launch = Launch(
-            executable: executable, environment: env, stdinPath: nil,
-            outsideGitRepository: request.tool == .codex && !Self.isInsideGitRepository(input.workDir), adapter: adapter)
+            executable: executable,
+            environment: env,
+            stdinPath: nil,
+            outsideGitRepository: request.tool == .codex && !Self.isInsideGitRepository(input.workDir),
+            adapter: adapter
+        )
         let first = adapter.invocation(request: request, task: input.task, model: request.modelAttempts[0], program: executable)
         if first.stdinText != nil {
             let path = "\(input.logsDir)/task.txt"
@@ -166,11 +193,16 @@ package struct AgentPhase: Sendable {
     func runAttempt(_ attempt: Attempt, input: Input, launch: Launch, token: CancelToken, outcome: inout Outcome) async -> Outcome? {
         let spec = processSpec(attempt, input: input, launch: launch)
         let limits = ProcessLimits(
-            timeout: .milliseconds(attempt.allowedMs), killGrace: .milliseconds(configuration.killGraceMs),
-            completionGrace: .milliseconds(configuration.completionGraceMs), maxLogBytes: configuration.maxLogBytes)
-        let adapter = launch.adapter, stdoutPath = attempt.logs.stdoutPath
+            timeout: .milliseconds(attempt.allowedMs),
+            killGrace: .milliseconds(configuration.killGraceMs),
+            completionGrace: .milliseconds(configuration.completionGraceMs),
+            maxLogBytes: configuration.maxLogBytes
+        )
+        let adapter = launch.adapter
+        let stdoutPath = attempt.logs.stdoutPath
         // The final event is the last thing an agent prints: read the tail, not the whole (possibly huge) log.
-        let probe: (@Sendable () -> Bool)? = adapter.detectsCompletion
+        let probe: (@Sendable () -> Bool)? =
+            adapter.detectsCompletion
             ? { @Sendable in adapter.parse(stdout: LogFile.tail(stdoutPath, maxBytes: Self.probeTailBytes)).sawFinalEvent } : nil
         logger.debug("starting \(attempt.label)", metadata: ["model": "\(attempt.model ?? "default")", "pid.argv0": "\(launch.executable)"])
         if let previous = outcome.pendingSweep {
@@ -184,9 +216,17 @@ package struct AgentPhase: Sendable {
         } catch {
             let failure = DispatchFailure.message("\(input.request.tool.rawValue) could not be started for \(attempt.label): \(error)")
             outcome.failure = failure
-            outcome.attempts.append(AttemptRecord(
-                model: attempt.model, startedAt: ISO8601.string(Date()), durationMs: 0, exitCode: nil, signal: nil, timedOut: false,
-                error: failure.description))
+            outcome.attempts.append(
+                AttemptRecord(
+                    model: attempt.model,
+                    startedAt: ISO8601.string(Date()),
+                    durationMs: 0,
+                    exitCode: nil,
+                    signal: nil,
+                    timedOut: false,
+                    error: failure.description
+                )
+            )
             return nil
         }
         return record(process, of: attempt, input: input, adapter: adapter, token: token, outcome: &outcome)
@@ -197,35 +237,65 @@ package struct AgentPhase: Sendable {
         var invocation = launch.adapter.invocation(request: input.request, task: input.task, model: attempt.model, program: launch.executable)
         if launch.outsideGitRepository { invocation = CodexAdapter.outsideGitRepository(invocation) }
         return ProcessSpec(
-            executablePath: launch.executable, argv: [invocation.program] + invocation.arguments, environment: launch.environment,
-            workingDirectory: input.workDir, stdinPath: invocation.stdinText == nil ? nil : launch.stdinPath,
-            stdoutPath: attempt.logs.stdoutPath, stderrPath: attempt.logs.stderrPath,
-            marker: AgentEnvironment.marker(requestId: input.request.requestId), diesWithRunner: configuration.agentsDieWithRunner)
+            executablePath: launch.executable,
+            argv: [invocation.program] + invocation.arguments,
+            environment: launch.environment,
+            workingDirectory: input.workDir,
+            stdinPath: invocation.stdinText == nil ? nil : launch.stdinPath,
+            stdoutPath: attempt.logs.stdoutPath,
+            stderrPath: attempt.logs.stderrPath,
+            marker: AgentEnvironment.marker(requestId: input.request.requestId),
+            diesWithRunner: configuration.agentsDieWithRunner
+        )
     }
 
     /// Judges an ended attempt, records it, and returns the outcome when the phase ends with it.
     func record(
-        _ process: ProcessOutcome, of attempt: Attempt, input: Input, adapter: any AgentAdapter, token: CancelToken, outcome: inout Outcome
+        _ process: ProcessOutcome,
+        of attempt: Attempt,
+        input: Input,
+        adapter: any AgentAdapter,
+        token: CancelToken,
+        outcome: inout Outcome
     ) -> Outcome? {
         outcome.processesKilled += process.leftoversKilled + (process.ending == .exited ? 0 : 1)
         let logs = attempt.logs
         outcome.logs = LogInfo(
-            stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes), stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
-            stdoutPath: logs.stdoutPath, stderrPath: logs.stderrPath)
+            stdout: LogFile.tail(logs.stdoutPath, maxBytes: LogInfo.tailBytes),
+            stderr: LogFile.tail(logs.stderrPath, maxBytes: LogInfo.tailBytes),
+            stdoutPath: logs.stdoutPath,
+            stderrPath: logs.stderrPath
+        )
         // A bounded window from the end: the final events are the last thing an agent prints, and memory must not
         // grow with the output (a flood before them, a 50 MB line included, is skipped).
         let parsed = adapter.parse(stdout: LogFile.tail(logs.stdoutPath, maxBytes: Self.parseWindowBytes))
         let judge = AttemptJudge(tool: adapter.tool.rawValue, label: attempt.label, budgetMs: input.budgetMs, maxLogBytes: configuration.maxLogBytes)
         let failure = judge.failure(
-            of: process, parsed: parsed, adapter: adapter, allowedMs: attempt.allowedMs, stderrTail: outcome.logs?.stderr ?? "", token: token)
-        outcome.attempts.append(AttemptRecord(
-            model: attempt.model, startedAt: ISO8601.string(process.startedAt), durationMs: process.durationMs,
-            exitCode: process.exitCode.map(Int.init), signal: process.signal.map(Int.init), timedOut: process.ending == .timedOut,
-            error: failure?.description))
-        logger.info("\(attempt.label) ended", metadata: [
-            "ending": "\(process.ending.rawValue)", "exit": "\(process.exitCode.map(String.init) ?? "-")",
-            "durationMs": "\(process.durationMs)", "leftoversKilled": "\(process.leftoversKilled)",
-        ])
+            of: process,
+            parsed: parsed,
+            adapter: adapter,
+            allowedMs: attempt.allowedMs,
+            stderrTail: outcome.logs?.stderr ?? "",
+            token: token
+        )
+        outcome.attempts.append(
+            AttemptRecord(
+                model: attempt.model,
+                startedAt: ISO8601.string(process.startedAt),
+                durationMs: process.durationMs,
+                exitCode: process.exitCode.map(Int.init),
+                signal: process.signal.map(Int.init),
+                timedOut: process.ending == .timedOut,
+                error: failure?.description
+            )
+        )
+        logger.info(
+            "\(attempt.label) ended",
+            metadata: [
+                "ending": "\(process.ending.rawValue)", "exit": "\(process.exitCode.map(String.init) ?? "-")",
+                "durationMs": "\(process.durationMs)", "leftoversKilled": "\(process.leftoversKilled)",
+            ]
+        )
         guard let failure else {
             outcome.status = .completed
             outcome.finalText = parsed.finalText ?? ""

@@ -12,7 +12,12 @@ struct AttemptJudge: Sendable {
 
     /// `nil` when the attempt completed; otherwise why not.
     func failure(
-        of process: ProcessOutcome, parsed: ParsedAgentOutput, adapter: any AgentAdapter, allowedMs: Int, stderrTail: String, token: CancelToken
+        of process: ProcessOutcome,
+        parsed: ParsedAgentOutput,
+        adapter: any AgentAdapter,
+        allowedMs: Int,
+        stderrTail: String,
+        token: CancelToken
     ) -> DispatchFailure? {
         switch process.ending {
         case .cancelled:
@@ -29,7 +34,11 @@ struct AttemptJudge: Sendable {
     }
 
     private func exited(
-        _ process: ProcessOutcome, parsed: ParsedAgentOutput, adapter: any AgentAdapter, stderrTail: String, token: CancelToken
+        _ process: ProcessOutcome,
+        parsed: ParsedAgentOutput,
+        adapter: any AgentAdapter,
+        stderrTail: String,
+        token: CancelToken
     ) -> DispatchFailure? {
         if let reason = token.reason { return .cancelled(reason: reason) }
         if let code = process.exitCode, code != 0 {

@@ -12,7 +12,9 @@ public struct CallbackTokens: Sendable {
     /// Derives the signing key from the admin token (a separate key, so a callback token reveals nothing of it).
     public init(adminToken: String) {
         let derived = HMAC<SHA256>.authenticationCode(
-            for: Data("agent-dispatch callback-token v1".utf8), using: SymmetricKey(data: Data(adminToken.utf8)))
+            for: Data("agent-dispatch callback-token v1".utf8),
+            using: SymmetricKey(data: Data(adminToken.utf8))
+        )
         key = SymmetricKey(data: Data(derived))
     }
 
@@ -34,7 +36,8 @@ public struct CallbackTokens: Sendable {
 /// Token comparison without an early exit, so response time does not reveal how much of a token matched.
 public enum TokenComparison {
     public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
         var difference = UInt8(x.count == y.count ? 0 : 1)
         for index in 0..<max(x.count, y.count) {
             difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)

@@ -72,6 +72,6 @@ public final class CancelToken: Sendable {
         let observers = state.withLock { current -> [@Sendable () -> Void] in
             body(&current) ? Array(current.observers.values) : []
         }
-        observers.forEach { $0() }
+        for observer in observers { observer() }
     }
 }

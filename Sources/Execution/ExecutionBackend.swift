@@ -64,7 +64,11 @@ public struct BackendContext: Sendable {
 
     /// A context for one run.
     public init(
-        request: DispatchRequest, known: DispatchResult, deadline: Deadline, cancellation: CancelToken, logger: Logger,
+        request: DispatchRequest,
+        known: DispatchResult,
+        deadline: Deadline,
+        cancellation: CancelToken,
+        logger: Logger,
         progress: @escaping @Sendable (DispatchResult) async -> Void
     ) {
         self.request = request

@@ -23,17 +23,28 @@ public struct HostBackend: ExecutionBackend {
             return .ended(result)
         }
         var input = AgentPhase.Input(
-            request: request, task: request.task, workDir: workDir, logsDir: runDirectory(request.requestId), extraEnv: [:],
-            deadline: context.deadline, budgetMs: context.deadline.budgetMs)
+            request: request,
+            task: request.task,
+            workDir: workDir,
+            logsDir: runDirectory(request.requestId),
+            extraEnv: [:],
+            deadline: context.deadline,
+            budgetMs: context.deadline.budgetMs
+        )
         input.sweepAfterResult = true
         let outcome = await runner.runAgentPhase(input, context: context, result: result)
         result.apply(outcome)
-        let supervisor = runner.supervisor, killed = outcome.processesKilled
+        let supervisor = runner.supervisor
+        let killed = outcome.processesKilled
         guard let group = outcome.pendingSweep else { return .ended(result, processesKilled: killed) }
         let marker = AgentEnvironment.marker(requestId: request.requestId)
-        return .ended(result, processesKilled: killed, afterRecording: {
-            await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace)
-        })
+        return .ended(
+            result,
+            processesKilled: killed,
+            afterRecording: {
+                await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace)
+            }
+        )
     }
 
     /// Ends the processes a dead runner's agent left.

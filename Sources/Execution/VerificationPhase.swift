@@ -22,8 +22,14 @@ package struct VerificationPhase: Sendable {
 
     /// Runs `commands` in order; the first failure ends the phase and is returned beside what they printed.
     package func run(
-        _ commands: [String], workDir: String, logsDir: String, environment: [String: String], marker: String,
-        deadline: Deadline, budgetMs: Int, token: CancelToken
+        _ commands: [String],
+        workDir: String,
+        logsDir: String,
+        environment: [String: String],
+        marker: String,
+        deadline: Deadline,
+        budgetMs: Int,
+        token: CancelToken
     ) async -> (verification: Artifacts.Verification, failure: DispatchFailure?) {
         var output = ""
         var failure: DispatchFailure?
@@ -35,13 +41,21 @@ package struct VerificationPhase: Sendable {
                 break
             }
             let spec = ProcessSpec(
-                executablePath: "/bin/sh", argv: ["sh", "-c", command], environment: environment, workingDirectory: workDir,
-                stdoutPath: "\(logsDir)/verify-\(index + 1).stdout.log", stderrPath: "\(logsDir)/verify-\(index + 1).stderr.log",
-                marker: marker, diesWithRunner: diesWithRunner)
+                executablePath: "/bin/sh",
+                argv: ["sh", "-c", command],
+                environment: environment,
+                workingDirectory: workDir,
+                stdoutPath: "\(logsDir)/verify-\(index + 1).stdout.log",
+                stderrPath: "\(logsDir)/verify-\(index + 1).stderr.log",
+                marker: marker,
+                diesWithRunner: diesWithRunner
+            )
             let outcome: ProcessOutcome
             do {
                 outcome = try await supervisor.run(
-                    spec, limits: ProcessLimits(timeout: .milliseconds(allowedMs), killGrace: .milliseconds(killGraceMs)))
+                    spec,
+                    limits: ProcessLimits(timeout: .milliseconds(allowedMs), killGrace: .milliseconds(killGraceMs))
+                )
             } catch {
                 failure = .message("\(label) could not start: \(error)")
                 break
@@ -51,7 +65,9 @@ package struct VerificationPhase: Sendable {
             output += "$ \(command)\n\(stdout)\(stderr)"
             switch outcome.ending {
             case .timedOut:
-                failure = .timedOut(.init(subject: "verification", elapsedMs: allowedMs, budgetMs: budgetMs, moment: .during(label), detail: ": \(command)"))
+                failure = .timedOut(
+                    .init(subject: "verification", elapsedMs: allowedMs, budgetMs: budgetMs, moment: .during(label), detail: ": \(command)")
+                )
             case .cancelled:
                 failure = .cancelled(reason: token.reason ?? "cancelled during \(label)")
             default:

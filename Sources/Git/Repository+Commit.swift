@@ -3,7 +3,11 @@ import CGit2
 extension Repository {
     /// Stages every file of the working tree (`git add -A`) and commits it on HEAD; returns the new commit id.
     @discardableResult
-    public func commitAll(message: String, authorName: String = "agent-dispatch", authorEmail: String = "agent-dispatch@localhost")
+    public func commitAll(
+        message: String,
+        authorName: String = "agent-dispatch",
+        authorEmail: String = "agent-dispatch@localhost"
+    )
         throws(GitError) -> ObjectID
     {
         var index: OpaquePointer?
@@ -22,7 +26,7 @@ extension Repository {
         try check(git_signature_now(&signature, authorName, authorEmail), "make a signature")
         defer { git_signature_free(signature) }
         var parents: [OpaquePointer?] = []
-        defer { parents.forEach { git_commit_free($0) } }
+        defer { for parent in parents { git_commit_free(parent) } }
         if let head = try headCommit() {
             var oid = head.raw
             var parent: OpaquePointer?

@@ -47,7 +47,8 @@ extension Repository {
         let tree = try tree(of: base)
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "prepare diff")
-        options.flags = GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
+        options.flags =
+            GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
             | GIT_DIFF_SHOW_UNTRACKED_CONTENT.rawValue | GIT_DIFF_SHOW_BINARY.rawValue | GIT_DIFF_INCLUDE_TYPECHANGE.rawValue
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, handle), "open the object database")
@@ -66,17 +67,24 @@ extension Repository {
         defer { git_diff_free(diff) }
         let entries = Self.entries(of: diff!)
         let sink = PatchSink(path: patchFile)
-        guard sink.fd >= 0 else { throw GitError(code: .failed, operation: "open \(patchFile) for the patch", message: String(cString: strerror(errno))) }
+        guard sink.fd >= 0 else {
+            throw GitError(code: .failed, operation: "open \(patchFile) for the patch", message: String(cString: strerror(errno)))
+        }
         let retained = Unmanaged.passRetained(sink)
         defer {
             retained.release()
             close(sink.fd)
         }
-        let rc = git_diff_print(diff, GIT_DIFF_FORMAT_PATCH, { _, _, line, payload in
-            guard let line, let payload else { return 0 }
-            let sink = Unmanaged<PatchSink>.fromOpaque(payload).takeUnretainedValue()
-            return sink.write(line.pointee) ? 0 : -1
-        }, retained.toOpaque())
+        let rc = git_diff_print(
+            diff,
+            GIT_DIFF_FORMAT_PATCH,
+            { _, _, line, payload in
+                guard let line, let payload else { return 0 }
+                let sink = Unmanaged<PatchSink>.fromOpaque(payload).takeUnretainedValue()
+                return sink.write(line.pointee) ? 0 : -1
+            },
+            retained.toOpaque()
+        )
         if sink.failed != 0 {
             throw GitError(code: .failed, operation: "write the patch to \(patchFile)", message: String(cString: strerror(sink.failed)))
         }
@@ -94,8 +102,10 @@ extension Repository {
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "prepare diff")
         var diff: OpaquePointer?
-        try check(git_diff_tree_to_tree(&diff, handle, oldTree?.pointer, newTree.pointer, &options),
-                  "diff \(old?.hex ?? "empty tree") against \(new)")
+        try check(
+            git_diff_tree_to_tree(&diff, handle, oldTree?.pointer, newTree.pointer, &options),
+            "diff \(old?.hex ?? "empty tree") against \(new)"
+        )
         defer { git_diff_free(diff) }
         return Self.entries(of: diff!)
     }
@@ -146,8 +156,10 @@ extension Repository {
                 default: .other
                 }
             return DiffEntry(
-                change: change, oldPath: delta.old_file.path.map { String(cString: $0) } ?? "",
-                newPath: delta.new_file.path.map { String(cString: $0) } ?? "")
+                change: change,
+                oldPath: delta.old_file.path.map { String(cString: $0) } ?? "",
+                newPath: delta.new_file.path.map { String(cString: $0) } ?? ""
+            )
         }
     }
 }

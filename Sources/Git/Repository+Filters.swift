@@ -33,11 +33,16 @@ extension Repository {
         let tree = try tree(of: commit)
         var found = false
         let rc = withUnsafeMutablePointer(to: &found) { pointer in
-            git_tree_walk(tree.pointer, GIT_TREEWALK_PRE, { _, entry, payload in
-                guard let entry, let name = git_tree_entry_name(entry), strcmp(name, ".gitattributes") == 0 else { return 0 }
-                payload!.assumingMemoryBound(to: Bool.self).pointee = true
-                return -1  // stop the walk
-            }, pointer)
+            git_tree_walk(
+                tree.pointer,
+                GIT_TREEWALK_PRE,
+                { _, entry, payload in
+                    guard let entry, let name = git_tree_entry_name(entry), strcmp(name, ".gitattributes") == 0 else { return 0 }
+                    payload!.assumingMemoryBound(to: Bool.self).pointee = true
+                    return -1  // stop the walk
+                },
+                pointer
+            )
         }
         if rc < 0 && !found { try check(rc, "walk the tree of \(commit)") }
         return found

@@ -125,7 +125,8 @@ public final class Repository {
         var walk: OpaquePointer?
         try check(git_revwalk_new(&walk, handle), "list commits")
         defer { git_revwalk_free(walk) }
-        var headOid = head.raw, baseOid = base.raw
+        var headOid = head.raw
+        var baseOid = base.raw
         try check(git_revwalk_push(walk, &headOid), "list commits from \(head)")
         try check(git_revwalk_hide(walk, &baseOid), "list commits since \(base)")
         var ids: [ObjectID] = []

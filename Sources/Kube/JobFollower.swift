@@ -97,7 +97,8 @@ struct JobFollower {
         if case .exists(let known) = backend.watcher.knowledge(of: name), let read = lastJobRead, clock.now - read < backend.backstopInterval {
             return known
         }
-        let client = backend.client, name = self.name
+        let client = backend.client
+        let name = self.name
         let job = try await backend.limited(deadline) { try await client.job(name) }
         lastJobRead = clock.now
         return job
@@ -140,7 +141,8 @@ struct JobFollower {
 
     /// Resumes a Job its creator left suspended (creating its Secret first), then looks again at once.
     mutating func resume() async -> Step {
-        let client = backend.client, name = self.name
+        let client = backend.client
+        let name = self.name
         do {
             // The runner that created it died before resuming it.
             if let job = try await backend.limited(deadline, { try await client.job(name) }) {
@@ -165,14 +167,27 @@ struct JobFollower {
             result.take(report)
             return .ended(result)
         }
-        return .ended(KubeBackend.failing(result, .timedOut(.init(
-            subject: "k8s Job \(name)", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("agent"),
-            detail: "; Job deleted"))))
+        return .ended(
+            KubeBackend.failing(
+                result,
+                .timedOut(
+                    .init(
+                        subject: "k8s Job \(name)",
+                        elapsedMs: deadline.elapsedMs,
+                        budgetMs: deadline.budgetMs,
+                        moment: .during("agent"),
+                        detail: "; Job deleted"
+                    )
+                )
+            )
+        )
     }
 
     /// Starts the log mirror once a pod runs; returns why the pod will never run, if it will not.
     mutating func checkPods() async throws -> String? {
-        let client = backend.client, name = self.name, logPath = self.logPath
+        let client = backend.client
+        let name = self.name
+        let logPath = self.logPath
         let pods = try await backend.limited(deadline) { try await client.pods(ofJob: name) }
         if mirror == nil, let pod = pods.first(where: { ["Running", "Succeeded", "Failed"].contains($0.phase) }) {
             // Unstructured on purpose: it lives as long as the follow, which cancels it on every way out.

@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
 import DispatchCore
+import Foundation
 
 /// Kubernetes names and label values derived from request fields.
 public enum JobNaming {

@@ -19,7 +19,8 @@ public struct JobSource: Sendable, Equatable {
             // The URL is not repeated: it holds a secret.
             throw JobSourceError(
                 description: "invalid repoUrl: the origin remote of \(repo.workdir ?? cwd) carries credentials in its URL; "
-                    + "remove them and give the Jobs a Secret named by DISPATCH_K8S_GIT_SECRET")
+                    + "remove them and give the Jobs a Secret named by DISPATCH_K8S_GIT_SECRET"
+            )
         }
         let base = try? request.baseSha.map { try repo.resolveCommit($0).hex } ?? repo.headCommit()?.hex
         return JobSource(repoURL: url, branch: request.branch ?? repo.currentBranch(), baseSha: base ?? request.baseSha)

@@ -23,8 +23,14 @@ public struct JobSpecBuilder: Sendable {
         public var cpuRequest = "500m", cpuLimit = "2", memoryRequest = "512Mi", memoryLimit = "2Gi", ephemeralStorage = "4Gi"
 
         public init(
-            namespace: String, image: String, secretName: String, callbackURL: String, callbackTokens: CallbackTokens,
-            gitSecretName: String? = nil, serviceAccountName: String? = nil, ttlSecondsAfterFinished: Int = 3600,
+            namespace: String,
+            image: String,
+            secretName: String,
+            callbackURL: String,
+            callbackTokens: CallbackTokens,
+            gitSecretName: String? = nil,
+            serviceAccountName: String? = nil,
+            ttlSecondsAfterFinished: Int = 3600,
             deadlineMarginSeconds: Int = 60
         ) {
             self.namespace = namespace
@@ -79,27 +85,51 @@ public struct JobSpecBuilder: Sendable {
 
         let env = env(for: request, jobName: name, repoURL: repoURL, branch: branch, baseSha: baseSha, timeout: timeout)
         let podSpec = KubePodSpec(
-            restartPolicy: "Never", automountServiceAccountToken: false, enableServiceLinks: false, terminationGracePeriodSeconds: 30,
+            restartPolicy: "Never",
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            terminationGracePeriodSeconds: 30,
             securityContext: KubePodSpec.SecurityContext(
-                runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, seccompProfile: KubePodSpec.SeccompProfile(type: "RuntimeDefault")),
-            containers: [container(env: env)], volumes: volumes(jobName: name), serviceAccountName: settings.serviceAccountName)
+                runAsNonRoot: true,
+                runAsUser: 10001,
+                runAsGroup: 10001,
+                fsGroup: 10001,
+                seccompProfile: KubePodSpec.SeccompProfile(type: "RuntimeDefault")
+            ),
+            containers: [container(env: env)],
+            volumes: volumes(jobName: name),
+            serviceAccountName: settings.serviceAccountName
+        )
         let failurePolicy = KubeJobManifest.PodFailurePolicy(rules: [
-            KubeJobManifest.Rule(action: "FailJob", onExitCodes: KubeJobManifest.ExitCodes(containerName: "job-runner", operator: "NotIn", values: [0])),
+            KubeJobManifest.Rule(
+                action: "FailJob",
+                onExitCodes: KubeJobManifest.ExitCodes(containerName: "job-runner", operator: "NotIn", values: [0])
+            ),
             KubeJobManifest.Rule(action: "Ignore", onPodConditions: [KubeJobManifest.PodCondition(type: "DisruptionTarget", status: "True")]),
         ])
         return KubeJobManifest(
             metadata: KubeObjectMeta(name: name, namespace: settings.namespace, labels: labels, annotations: annotations),
             spec: KubeJobManifest.Spec(
                 // Created suspended: no pod can start before its Secret exists; the controller resumes it.
-                suspend: true, backoffLimit: 0, activeDeadlineSeconds: timeout + settings.deadlineMarginSeconds,
-                ttlSecondsAfterFinished: settings.ttlSecondsAfterFinished, podFailurePolicy: failurePolicy,
-                template: KubeJobManifest.PodTemplate(metadata: KubeObjectMeta(labels: labels, annotations: annotations), spec: podSpec)))
+                suspend: true,
+                backoffLimit: 0,
+                activeDeadlineSeconds: timeout + settings.deadlineMarginSeconds,
+                ttlSecondsAfterFinished: settings.ttlSecondsAfterFinished,
+                podFailurePolicy: failurePolicy,
+                template: KubeJobManifest.PodTemplate(metadata: KubeObjectMeta(labels: labels, annotations: annotations), spec: podSpec)
+            )
+        )
     }
 
     /// The runner's environment (CONTRACT §5): the request, where its task and commands are mounted, the callback,
     /// and the credentials as references to Secret keys, never as values.
     func env(
-        for request: DispatchRequest, jobName name: String, repoURL: String, branch: String?, baseSha: String?, timeout: Int
+        for request: DispatchRequest,
+        jobName name: String,
+        repoURL: String,
+        branch: String?,
+        baseSha: String?,
+        timeout: Int
     ) -> [KubeContainer.EnvVar] {
         var env: [KubeContainer.EnvVar] = [
             .literal("REQUEST_ID", request.requestId),
@@ -132,16 +162,33 @@ public struct JobSpecBuilder: Sendable {
             KubeContainer.VolumeMount(name: "work", mountPath: "/tmp"),
             KubeContainer.VolumeMount(name: "request", mountPath: Self.requestMountPath, readOnly: true),
         ]
-        if settings.gitSecretName != nil { mounts.append(KubeContainer.VolumeMount(name: "git-credentials", mountPath: Self.gitMountPath, readOnly: true)) }
+        if settings.gitSecretName != nil {
+            mounts.append(KubeContainer.VolumeMount(name: "git-credentials", mountPath: Self.gitMountPath, readOnly: true))
+        }
         return KubeContainer(
-            name: "job-runner", image: settings.image, imagePullPolicy: "IfNotPresent", args: ["job-runner"], env: env,
+            name: "job-runner",
+            image: settings.image,
+            imagePullPolicy: "IfNotPresent",
+            args: ["job-runner"],
+            env: env,
             resources: KubeContainer.Resources(
-                requests: KubeContainer.ResourceList(cpu: settings.cpuRequest, memory: settings.memoryRequest, ephemeralStorage: settings.ephemeralStorage),
-                limits: KubeContainer.ResourceList(cpu: settings.cpuLimit, memory: settings.memoryLimit, ephemeralStorage: settings.ephemeralStorage)),
+                requests: KubeContainer.ResourceList(
+                    cpu: settings.cpuRequest,
+                    memory: settings.memoryRequest,
+                    ephemeralStorage: settings.ephemeralStorage
+                ),
+                limits: KubeContainer.ResourceList(cpu: settings.cpuLimit, memory: settings.memoryLimit, ephemeralStorage: settings.ephemeralStorage)
+            ),
             securityContext: KubeContainer.SecurityContext(
-                allowPrivilegeEscalation: false, runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: KubeContainer.Capabilities(drop: ["ALL"]),
-                seccompProfile: KubePodSpec.SeccompProfile(type: "RuntimeDefault")),
-            terminationMessagePolicy: "FallbackToLogsOnError", volumeMounts: mounts)
+                allowPrivilegeEscalation: false,
+                runAsNonRoot: true,
+                readOnlyRootFilesystem: true,
+                capabilities: KubeContainer.Capabilities(drop: ["ALL"]),
+                seccompProfile: KubePodSpec.SeccompProfile(type: "RuntimeDefault")
+            ),
+            terminationMessagePolicy: "FallbackToLogsOnError",
+            volumeMounts: mounts
+        )
     }
 
     /// The pod's volumes: scratch space, the Job's own Secret (task and commands only) and the git credentials.
@@ -166,21 +213,31 @@ public struct JobSpecBuilder: Sendable {
             [KubeObjectMeta.OwnerReference(apiVersion: "batch/v1", kind: "Job", name: name, uid: uid, blockOwnerDeletion: false, controller: false)]
         }
         let metadata = KubeObjectMeta(
-            name: name, namespace: settings.namespace,
+            name: name,
+            namespace: settings.namespace,
             labels: [Self.managedByLabel: Self.managedByValue, "agent-dispatch.dev/request-id": JobNaming.labelValue(request.requestId)]
                 .filter { !$0.value.isEmpty },
-            annotations: [Self.requestIdAnnotation: request.requestId], ownerReferences: owners)
+            annotations: [Self.requestIdAnnotation: request.requestId],
+            ownerReferences: owners
+        )
         return KubeSecretManifest(
             metadata: metadata,
             data: [
                 Self.callbackTokenKey: Data(settings.callbackTokens.token(for: request.requestId).utf8).base64EncodedString(),
                 Self.taskKey: Data(request.task.utf8).base64EncodedString(),
                 Self.verificationKey: commands.base64EncodedString(),
-            ])
+            ]
+        )
     }
 
     /// What `render-job` prints: every object the request creates, as a `List`, secret values redacted.
-    public func renderedList(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> KubeManifestList {
+    public func renderedList(
+        for request: DispatchRequest,
+        repoURL: String,
+        branch: String?,
+        baseSha: String?,
+        remainingSeconds: Int
+    ) -> KubeManifestList {
         let job = job(for: request, repoURL: repoURL, branch: branch, baseSha: baseSha, remainingSeconds: remainingSeconds)
         var secret = secret(for: request, jobUID: nil)
         let data = secret.data ?? [:]

@@ -117,7 +117,7 @@ final class JobWatcher: Sendable {
             state.lists += 1
             return state.followers.values.filter { changed.contains($0.job) }.map(\.wakeup)
         }
-        wake.forEach { $0.signal() }
+        for wakeup in wake { wakeup.signal() }
     }
 
     private func apply(_ event: JobWatchEvent) {
@@ -126,7 +126,7 @@ final class JobWatcher: Sendable {
             if case .deleted = event { state.jobs.removeValue(forKey: job.name) } else { state.jobs[job.name] = job }
             return state.followers.values.filter { $0.job == job.name }.map(\.wakeup)
         }
-        wake.forEach { $0.signal() }
+        for wakeup in wake { wakeup.signal() }
     }
 }
 
@@ -153,7 +153,7 @@ final class Wakeup: Sendable {
             defer { state.waiters.removeAll() }
             return Array(state.waiters.values)
         }
-        waiters.forEach { $0.resume() }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Waits for a generation other than `seen`, at most `timeout`; returns the generation now.

@@ -1,9 +1,9 @@
+import AgentProcess
 import DispatchCore
+import DispatchStore
 import Execution
 import Foundation
 import Logging
-import AgentProcess
-import DispatchStore
 import Sandbox
 
 /// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
@@ -32,9 +32,15 @@ public struct KubeBackend: ExecutionBackend {
 
     /// A backend over `client`, keeping pod logs under `logDirectory`.
     public init(
-        client: KubeClient, settings: JobSpecBuilder.Settings, logDirectory: String, defaultWorkdir: String,
-        pollInterval: Duration = .seconds(1), backstopInterval: Duration = .seconds(10), podGrace: Duration = .seconds(30),
-        resultGrace: Duration = .seconds(5), watchTimeoutSeconds: Int = 240
+        client: KubeClient,
+        settings: JobSpecBuilder.Settings,
+        logDirectory: String,
+        defaultWorkdir: String,
+        pollInterval: Duration = .seconds(1),
+        backstopInterval: Duration = .seconds(10),
+        podGrace: Duration = .seconds(30),
+        resultGrace: Duration = .seconds(5),
+        watchTimeoutSeconds: Int = 240
     ) {
         self.client = client
         self.settings = settings
@@ -45,7 +51,10 @@ public struct KubeBackend: ExecutionBackend {
         self.podGrace = podGrace
         self.resultGrace = resultGrace
         watcher = JobWatcher(
-            client: client, selector: "\(JobSpecBuilder.managedByLabel)=\(JobSpecBuilder.managedByValue)", timeoutSeconds: watchTimeoutSeconds)
+            client: client,
+            selector: "\(JobSpecBuilder.managedByLabel)=\(JobSpecBuilder.managedByValue)",
+            timeoutSeconds: watchTimeoutSeconds
+        )
     }
 
     /// How many times the shared Job watch has listed (tests: a 410 or a closed stream leads to a re-list).
@@ -56,7 +65,8 @@ public struct KubeBackend: ExecutionBackend {
 
     /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it.
     public func run(_ context: BackendContext) async -> BackendOutcome {
-        let request = context.request, deadline = context.deadline
+        let request = context.request
+        let deadline = context.deadline
         var result = context.known
         let name = JobNaming.jobName(requestId: request.requestId)
         let source: JobSource
@@ -69,8 +79,12 @@ public struct KubeBackend: ExecutionBackend {
             return Self.failed(result, "cannot start k8s Job \(name): \(error)")
         }
         let manifest = JobSpecBuilder(settings: settings).job(
-            for: request, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha,
-            remainingSeconds: max(1, deadline.remainingMs / 1000))
+            for: request,
+            repoURL: source.repoURL,
+            branch: source.branch,
+            baseSha: source.baseSha,
+            remainingSeconds: max(1, deadline.remainingMs / 1000)
+        )
         let job: KubeJob
         do {
             job = try await client.createJob(manifest, requestId: request.requestId)
@@ -97,7 +111,8 @@ public struct KubeBackend: ExecutionBackend {
     /// does, so a pod never waits on a missing Secret. Safe to repeat (a re-attach after a crash in between).
     func start(_ job: KubeJob, request: DispatchRequest, deadline: Deadline) async throws {
         try await client.createSecret(JobSpecBuilder(settings: settings).secret(for: request, jobUID: job.uid), requestId: request.requestId)
-        let client = self.client, name = job.name
+        let client = self.client
+        let name = job.name
         try await limited(deadline) { try await client.resumeJob(name) }
     }
 
@@ -113,7 +128,8 @@ public struct KubeBackend: ExecutionBackend {
     /// delete that failed while the API was unreachable). Jobs of requests this store does not know are left
     /// alone: another runner may share the namespace.
     public func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {
-        let client = self.client, selector = watcher.selector
+        let client = self.client
+        let selector = watcher.selector
         let jobs: [KubeJob]
         do {
             jobs = try await limited(for: .seconds(60)) { try await client.jobs(labelSelector: selector).items }
@@ -131,7 +147,8 @@ public struct KubeBackend: ExecutionBackend {
     /// Why the Job's pod will never run, if it will not: a fatal waiting reason, Unschedulable, or no pod
     /// after `podGrace` (the Job's Events say why, e.g. a Pod Security rejection).
     func podFailure(_ name: String, pods: [KubePod], created: ContinuousClock.Instant, clock: ContinuousClock) async -> String? {
-        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false && !Self.waitsForItsSecret($0, job: name) }) {
+        if let pod = pods.first(where: { $0.waitingReason.map(Self.fatalWaitingReasons.contains) ?? false && !Self.waitsForItsSecret($0, job: name) })
+        {
             return "pod \(pod.name) of Job \(name) cannot start: \(pod.waitingReason!)" + (pod.waitingMessage.map { ": \($0)" } ?? "")
                 + (await eventText(pod.name))
         }
@@ -157,9 +174,15 @@ public struct KubeBackend: ExecutionBackend {
         let detail = condition.message.map { ": \($0)" } ?? ""
         switch condition.reason {
         case "DeadlineExceeded":
-            return DispatchFailure.timedOut(.init(
-                subject: "Job \(job)", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("agent"),
-                detail: ": it exceeded activeDeadlineSeconds and left no result\(detail)")).description
+            return DispatchFailure.timedOut(
+                .init(
+                    subject: "Job \(job)",
+                    elapsedMs: deadline.elapsedMs,
+                    budgetMs: deadline.budgetMs,
+                    moment: .during("agent"),
+                    detail: ": it exceeded activeDeadlineSeconds and left no result\(detail)"
+                )
+            ).description
         case "BackoffLimitExceeded":
             return "Job \(job) failed: its pod failed (BackoffLimitExceeded) before job-runner reported a result\(detail)"
         case "PodFailurePolicy":

@@ -69,8 +69,10 @@ public final class KubeClient: Sendable {
             guard let existing = try await job(name) else { throw error }
             guard existing.annotations[JobSpecBuilder.requestIdAnnotation] == requestId else {
                 throw KubeError(
-                    status: 409, reason: "AlreadyExists",
-                    message: "Job \(name) exists for request \(existing.annotations[JobSpecBuilder.requestIdAnnotation] ?? "?"), not \(requestId)")
+                    status: 409,
+                    reason: "AlreadyExists",
+                    message: "Job \(name) exists for request \(existing.annotations[JobSpecBuilder.requestIdAnnotation] ?? "?"), not \(requestId)"
+                )
             }
             return existing
         }
@@ -145,7 +147,8 @@ public final class KubeClient: Sendable {
     /// Watches Jobs matching `labelSelector` from `resourceVersion`: one event per change until the server
     /// closes the stream (after `timeoutSeconds`, or earlier). An expired resourceVersion ends the stream with a
     /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion).
-    public func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error> {
+    public func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error>
+    {
         let timeoutSeconds = min(timeoutSeconds, Self.maxWatchSeconds)
         var query = ["watch=1", "allowWatchBookmarks=true", "timeoutSeconds=\(timeoutSeconds)", "labelSelector=\(Self.escape(labelSelector))"]
         if let resourceVersion { query.append("resourceVersion=\(Self.escape(resourceVersion))") }
@@ -153,9 +156,13 @@ public final class KubeClient: Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await self.stream(path, timeout: .seconds(Int64(timeoutSeconds) + 30), lines: { line in
-                        if let event = try JobWatchEvent(line: line) { continuation.yield(event) }
-                    })
+                    try await self.stream(
+                        path,
+                        timeout: .seconds(Int64(timeoutSeconds) + 30),
+                        lines: { line in
+                            if let event = try JobWatchEvent(line: line) { continuation.yield(event) }
+                        }
+                    )
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -185,14 +192,18 @@ public final class KubeClient: Sendable {
     /// GETs `path` and hands every complete line of the (chunked) body to `handle`, until the body ends.
     private func stream(_ path: String, timeout: Duration, lines handle: (Data) throws -> Void) async throws {
         var pending = Data()
-        try await stream(path, timeout: timeout, chunks: { chunk in
-            pending.append(chunk)
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = pending[pending.startIndex..<newline]
-                pending.removeSubrange(pending.startIndex...newline)
-                if !line.isEmpty { try handle(Data(line)) }
+        try await stream(
+            path,
+            timeout: timeout,
+            chunks: { chunk in
+                pending.append(chunk)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = pending[pending.startIndex..<newline]
+                    pending.removeSubrange(pending.startIndex...newline)
+                    if !line.isEmpty { try handle(Data(line)) }
+                }
             }
-        })
+        )
         if !pending.isEmpty { try handle(pending) }
     }
 
@@ -229,7 +240,11 @@ public final class KubeClient: Sendable {
 
     /// Sends one request (``send(_:_:body:contentType:)``) and reads its reply, which must be a JSON object, as a `type`.
     private func object<T: Decodable>(
-        _ type: T.Type, _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json"
+        _ type: T.Type,
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Data? = nil,
+        contentType: String = "application/json"
     ) async throws -> T {
         let reply = try await send(method, path, body: body, contentType: contentType)
         guard let object = try? JSONDecoder().decode(type, from: reply.body) else {
@@ -239,7 +254,12 @@ public final class KubeClient: Sendable {
     }
 
     /// One request with retries on 429/5xx/unreachable, and a token re-read after a 401.
-    func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json") async throws -> (status: Int, body: Data) {
+    func send(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Data? = nil,
+        contentType: String = "application/json"
+    ) async throws -> (status: Int, body: Data) {
         var delay: Duration = .milliseconds(200)
         var reauthenticated = false
         var attempt = 1
@@ -260,7 +280,11 @@ public final class KubeClient: Sendable {
     }
 
     private func makeRequest(
-        _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String = "application/json", freshToken: Bool
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Data? = nil,
+        contentType: String = "application/json",
+        freshToken: Bool
     ) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: connection.server + path)
         request.method = method
@@ -274,7 +298,11 @@ public final class KubeClient: Sendable {
     }
 
     private func sendOnce(
-        _ method: HTTPMethod, _ path: String, body: Data?, contentType: String, freshToken: Bool
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Data?,
+        contentType: String,
+        freshToken: Bool
     ) async throws -> (status: Int, body: Data) {
         let request = makeRequest(method, path, body: body, contentType: contentType, freshToken: freshToken)
         let response: HTTPClientResponse

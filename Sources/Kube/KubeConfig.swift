@@ -20,7 +20,9 @@ public enum KubeConfig {
     }
 
     public static func connection(paths: [String], context name: String? = nil) throws -> KubeConnection {
-        var clusters: [String: Entry] = [:], users: [String: Entry] = [:], contexts: [String: Entry] = [:]
+        var clusters: [String: Entry] = [:]
+        var users: [String: Entry] = [:]
+        var contexts: [String: Entry] = [:]
         var current: String?
         var read: [String] = []
         for path in paths {
@@ -46,7 +48,9 @@ public enum KubeConfig {
         guard let contextName = name ?? current else { throw KubeConfigError("kubeconfig \(read.joined(separator: ":")) sets no current-context") }
         guard let context = contexts[contextName] else { throw KubeConfigError("kubeconfig has no context \"\(contextName)\"") }
         guard let clusterName = context.string("cluster"), let cluster = clusters[clusterName] else {
-            throw KubeConfigError("context \"\(contextName)\" names cluster \"\(context.string("cluster") ?? "")\", which the kubeconfig does not define")
+            throw KubeConfigError(
+                "context \"\(contextName)\" names cluster \"\(context.string("cluster") ?? "")\", which the kubeconfig does not define"
+            )
         }
         var connection = try self.cluster(cluster, named: clusterName)
         connection.namespace = context.string("namespace") ?? "default"
@@ -82,7 +86,8 @@ public enum KubeConfig {
         /// Base64 `<key>-data`, else the file `<key>`.
         func pem(_ key: String, what: String) throws -> String? {
             if let encoded = string("\(key)-data") {
-                guard let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters), let text = String(data: data, encoding: .utf8) else {
+                guard let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters), let text = String(data: data, encoding: .utf8)
+                else {
                     throw KubeConfigError("\(key)-data of the \(what) is not base64 of PEM text")
                 }
                 return text
@@ -93,7 +98,9 @@ public enum KubeConfig {
 
     /// Adds the items not defined yet (the first file to define a name wins), with their `body`.
     static func merge(
-        _ items: [KubeConfigDocument.Item], body: KeyPath<KubeConfigDocument.Item, KubeConfigMapping?>, into entries: inout [String: Entry],
+        _ items: [KubeConfigDocument.Item],
+        body: KeyPath<KubeConfigDocument.Item, KubeConfigMapping?>,
+        into entries: inout [String: Entry],
         directory: String
     ) {
         for item in items {
@@ -112,11 +119,17 @@ public enum KubeConfig {
         switch scheme {
         case "https":
             // Without a CA the system trust roots verify the server (as kubectl does); verification is never off.
-            return KubeConnection(server: server, namespace: "default", caPEM: try cluster.pem("certificate-authority", what: "cluster \"\(name)\" CA"))
+            return KubeConnection(
+                server: server,
+                namespace: "default",
+                caPEM: try cluster.pem("certificate-authority", what: "cluster \"\(name)\" CA")
+            )
         case "http":
             // Plain HTTP only to this machine (`kubectl proxy`): credentials never cross a network unencrypted.
             guard ["127.0.0.1", "localhost", "::1"].contains(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) else {
-                throw KubeConfigError("cluster \"\(name)\" server \(server) is plain http to another host; only https, or http to this machine (kubectl proxy)")
+                throw KubeConfigError(
+                    "cluster \"\(name)\" server \(server) is plain http to another host; only https, or http to this machine (kubectl proxy)"
+                )
             }
             return KubeConnection(server: server, namespace: "default")
         default:
@@ -126,7 +139,9 @@ public enum KubeConfig {
 
     static func apply(_ user: Entry, named name: String, to connection: inout KubeConnection) throws {
         for unsupported in ["exec", "auth-provider", "username"] where user.values.keys.contains(unsupported) {
-            throw KubeConfigError("user \"\(name)\" authenticates with \(unsupported), which agent-dispatch does not support; use a token, a token file or a client certificate")
+            throw KubeConfigError(
+                "user \"\(name)\" authenticates with \(unsupported), which agent-dispatch does not support; use a token, a token file or a client certificate"
+            )
         }
         connection.token = user.string("token")
         if let tokenFile = user.string("tokenFile") {

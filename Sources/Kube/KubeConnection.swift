@@ -17,7 +17,12 @@ public struct KubeConnection: Sendable {
     public var clientKeyPEM: String?
 
     public init(
-        server: String, namespace: String, caPEM: String? = nil, token: String? = nil, tokenFile: String? = nil, clientCertificatePEM: String? = nil,
+        server: String,
+        namespace: String,
+        caPEM: String? = nil,
+        token: String? = nil,
+        tokenFile: String? = nil,
+        clientCertificatePEM: String? = nil,
         clientKeyPEM: String? = nil
     ) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
@@ -41,10 +46,15 @@ public struct KubeConnection: Sendable {
         guard let ca = try? String(contentsOfFile: "\(accountDirectory)/ca.crt", encoding: .utf8), ca.contains("BEGIN CERTIFICATE") else {
             throw KubeConfigError("the service-account CA \(accountDirectory)/ca.crt is missing; refusing to talk to the API without verifying TLS")
         }
-        let namespace = (try? String(contentsOfFile: "\(accountDirectory)/namespace", encoding: .utf8))?
+        let namespace =
+            (try? String(contentsOfFile: "\(accountDirectory)/namespace", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? environment["DISPATCH_K8S_NAMESPACE"] ?? "default"
         return KubeConnection(
-            server: "https://\(bracketed(host)):\(port)", namespace: namespace, caPEM: ca, tokenFile: "\(accountDirectory)/token")
+            server: "https://\(bracketed(host)):\(port)",
+            namespace: namespace,
+            caPEM: ca,
+            tokenFile: "\(accountDirectory)/token"
+        )
     }
 
     /// IPv6 literals go in brackets inside URLs.

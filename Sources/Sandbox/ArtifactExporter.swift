@@ -1,8 +1,8 @@
+import AgentProcess
 import DispatchCore
 import DispatchStore
 import Foundation
 import Git
-import AgentProcess
 
 /// Exports what the agent did in a sandbox: HEAD, touched files and one `git apply --binary`-able patch from
 /// `baseSha` to the final working tree (commits, edits, deletions, mode changes, binary and untracked files).
@@ -52,9 +52,13 @@ public struct ArtifactExporter: Sendable {
                 Artifacts.OmittedFile(path: $0.path, bytes: $0.bytes, reason: "larger than \(maxPatchFileBytes) bytes")
             }
             let artifacts = Artifacts(
-                headSha: head?.hex, touchedFiles: touched.sorted(),
-                patch: inline ? LogFile.read(patchPath) : nil, patchPath: patchPath,
-                patchTruncated: inline ? nil : true, omittedFromPatch: omitted.isEmpty ? nil : omitted)
+                headSha: head?.hex,
+                touchedFiles: touched.sorted(),
+                patch: inline ? LogFile.read(patchPath) : nil,
+                patchPath: patchPath,
+                patchTruncated: inline ? nil : true,
+                omittedFromPatch: omitted.isEmpty ? nil : omitted
+            )
             try AtomicFile.write(try StoreJSON.encode(artifacts), to: "\(sandbox.artifactsDir)/artifacts.json")
             return artifacts
         } catch let error as SandboxError {

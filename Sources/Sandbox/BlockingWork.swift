@@ -8,7 +8,9 @@ import Synchronization
 /// and the thread finishes in the background.
 public enum BlockingWork {
     public static func run<T: Sendable>(
-        _ name: String, timeout: Duration?, _ body: @escaping @Sendable () throws -> T
+        _ name: String,
+        timeout: Duration?,
+        _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
         let once = ResumeOnce<T>()
         return try await withCheckedThrowingContinuation { continuation in
@@ -31,7 +33,10 @@ extension BlockingWork {
     /// cancelled, `cancellation` is set and the work is waited for (it stops within one file) before the caller
     /// hears of it, so nothing goes on writing after this returns.
     public static func run<T: Sendable>(
-        _ name: String, timeout: Duration, cancellation: CheckoutCancellation, _ body: @escaping @Sendable () throws -> T
+        _ name: String,
+        timeout: Duration,
+        cancellation: CheckoutCancellation,
+        _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
         let timer = Task {
             try? await Task.sleep(for: timeout)

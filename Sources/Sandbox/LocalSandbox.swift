@@ -54,7 +54,13 @@ extension LocalSandbox {
     /// Rebuilds enough of a sandbox from a stored result to export its artifacts after the runner died.
     public init(abandoned info: LocalSandboxInfo) {
         self.init(
-            sandboxId: info.sandboxId, path: info.path, repoPath: info.repoPath, workDir: info.workDir, baseSha: info.baseSha,
-            sourceRepo: "", originalCwd: "")
+            sandboxId: info.sandboxId,
+            path: info.path,
+            repoPath: info.repoPath,
+            workDir: info.workDir,
+            baseSha: info.baseSha,
+            sourceRepo: "",
+            originalCwd: ""
+        )
     }
 }

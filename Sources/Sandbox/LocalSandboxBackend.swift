@@ -44,8 +44,14 @@ public struct LocalSandboxBackend: ExecutionBackend {
         let deadline = context.deadline
         let workDeadline = Deadline(budgetMs: deadline.budgetMs - Self.artifactReserveMs(budgetMs: deadline.budgetMs), start: deadline.start)
         let input = AgentPhase.Input(
-            request: context.request, task: sandbox.task(wrapping: context.request.task), workDir: sandbox.workDir,
-            logsDir: sandbox.logsDir, extraEnv: sandbox.environment, deadline: workDeadline, budgetMs: deadline.budgetMs)
+            request: context.request,
+            task: sandbox.task(wrapping: context.request.task),
+            workDir: sandbox.workDir,
+            logsDir: sandbox.logsDir,
+            extraEnv: sandbox.environment,
+            deadline: workDeadline,
+            budgetMs: deadline.budgetMs
+        )
         let outcome = await runner.runAgentPhase(input, context: context, result: result)
         result.apply(outcome)
         let verification = await verify(sandbox, context: context, deadline: workDeadline, result: &result)
@@ -57,7 +63,9 @@ public struct LocalSandboxBackend: ExecutionBackend {
     /// Plans the sandbox, registers it (before the checkout writes anything: a checkout cut short is known to the
     /// janitor) and checks it out; on failure records why in `result` and returns `nil`.
     func makeSandbox(_ context: BackendContext, result: inout DispatchResult) async -> LocalSandbox? {
-        let request = context.request, deadline = context.deadline, token = context.cancellation
+        let request = context.request
+        let deadline = context.deadline
+        let token = context.cancellation
         let materializer = SandboxMaterializer(root: configuration.sandboxRoot)
         let defaultCwd = configuration.defaultWorkdir
         let planned: LocalSandbox
@@ -98,13 +106,26 @@ public struct LocalSandboxBackend: ExecutionBackend {
         let request = context.request
         guard result.status == .completed, !request.verificationCommands.isEmpty else { return nil }
         let phase = VerificationPhase(
-            supervisor: runner.supervisor, killGraceMs: configuration.killGraceMs, diesWithRunner: configuration.agentsDieWithRunner)
+            supervisor: runner.supervisor,
+            killGraceMs: configuration.killGraceMs,
+            diesWithRunner: configuration.agentsDieWithRunner
+        )
         let environment = AgentEnvironment.build(
-            request: request, base: runner.environment, extraNames: configuration.agentEnvPassthrough, extras: sandbox.environment)
+            request: request,
+            base: runner.environment,
+            extraNames: configuration.agentEnvPassthrough,
+            extras: sandbox.environment
+        )
         let check = await phase.run(
-            request.verificationCommands, workDir: sandbox.workDir, logsDir: sandbox.logsDir, environment: environment,
-            marker: AgentEnvironment.marker(requestId: request.requestId), deadline: deadline, budgetMs: context.deadline.budgetMs,
-            token: context.cancellation)
+            request.verificationCommands,
+            workDir: sandbox.workDir,
+            logsDir: sandbox.logsDir,
+            environment: environment,
+            marker: AgentEnvironment.marker(requestId: request.requestId),
+            deadline: deadline,
+            budgetMs: context.deadline.budgetMs,
+            token: context.cancellation
+        )
         if let failure = check.failure {
             result.fail(context.cancellation.reason.map { .cancelled(reason: $0) } ?? failure)
         }
@@ -123,9 +144,16 @@ public struct LocalSandboxBackend: ExecutionBackend {
             artifacts.verification = verification
             result.artifacts = artifacts
         } catch {
-            let failure: DispatchFailure = (error as? SandboxError)?.code == .timedOut
-                ? .timedOut(.init(
-                    subject: "artifact export", elapsedMs: Int(exportTimeout.milliseconds), budgetMs: deadline.budgetMs, moment: .during("artifacts")))
+            let failure: DispatchFailure =
+                (error as? SandboxError)?.code == .timedOut
+                ? .timedOut(
+                    .init(
+                        subject: "artifact export",
+                        elapsedMs: Int(exportTimeout.milliseconds),
+                        budgetMs: deadline.budgetMs,
+                        moment: .during("artifacts")
+                    )
+                )
                 : .message("artifact export failed: \(error)")
             result.artifacts = verification.map { Artifacts(verification: $0) }
             if result.status == .completed {

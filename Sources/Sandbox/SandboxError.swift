@@ -2,7 +2,9 @@
 public struct SandboxError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: Hashable, Sendable { case notARepository, baseNotFound, cwdOutsideRepo, materializeFailed, exportFailed, timedOut, removeFailed }
+        private enum Value: Hashable, Sendable {
+            case notARepository, baseNotFound, cwdOutsideRepo, materializeFailed, exportFailed, timedOut, removeFailed
+        }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 

@@ -1,5 +1,5 @@
-import DispatchCore
 import Crypto
+import DispatchCore
 import Foundation
 
 /// The deterministic name and place of a request's sandbox: `<root>/<workflow>/<story>/<sandboxId>`.

@@ -42,13 +42,22 @@ public struct SandboxMaterializer: Sendable {
             base = try host.resolveCommit(spec)
         } catch {
             throw SandboxError(
-                code: .baseNotFound, message: "baseSha \"\(spec)\" does not name a commit in \(hostRoot): \(error.message)", underlying: error)
+                code: .baseNotFound,
+                message: "baseSha \"\(spec)\" does not name a commit in \(hostRoot): \(error.message)",
+                underlying: error
+            )
         }
         let identity = SandboxIdentity(request: request, root: root)
         let repoPath = "\(identity.path)/repo"
         return LocalSandbox(
-            sandboxId: identity.sandboxId, path: identity.path, repoPath: repoPath,
-            workDir: relative.isEmpty ? repoPath : "\(repoPath)/\(relative)", baseSha: base.hex, sourceRepo: hostRoot, originalCwd: cwd)
+            sandboxId: identity.sandboxId,
+            path: identity.path,
+            repoPath: repoPath,
+            workDir: relative.isEmpty ? repoPath : "\(repoPath)/\(relative)",
+            baseSha: base.hex,
+            sourceRepo: hostRoot,
+            originalCwd: cwd
+        )
     }
 
     /// Makes the planned checkout. Setting `cancellation` stops it within one file.
@@ -72,8 +81,10 @@ public struct SandboxMaterializer: Sendable {
             try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base), cancellation: cancellation)
         } catch {
             throw SandboxError(
-                code: .materializeFailed, message: "cannot check out \(base) from \(sandbox.sourceRepo) into \(sandbox.repoPath): \(error)",
-                underlying: error)
+                code: .materializeFailed,
+                message: "cannot check out \(base) from \(sandbox.sourceRepo) into \(sandbox.repoPath): \(error)",
+                underlying: error
+            )
         }
         try? fileManager.createDirectory(atPath: sandbox.workDir, withIntermediateDirectories: true)
         try writeMetadata(sandbox, request: request)

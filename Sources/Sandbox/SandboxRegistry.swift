@@ -21,9 +21,20 @@ public struct SandboxRegistry: Sendable {
     /// Records a new sandbox as `running`.
     public func register(_ sandbox: LocalSandbox, requestId: String, now: Date) async throws {
         let stamp = ISO8601.string(now)
-        try await store.saveSandbox(SandboxRecord(
-            sandboxId: sandbox.sandboxId, requestId: requestId, state: .running, path: sandbox.path, repoPath: sandbox.repoPath,
-            workDir: sandbox.workDir, baseSha: sandbox.baseSha, createdAt: stamp, updatedAt: stamp, cleanupAfter: nil))
+        try await store.saveSandbox(
+            SandboxRecord(
+                sandboxId: sandbox.sandboxId,
+                requestId: requestId,
+                state: .running,
+                path: sandbox.path,
+                repoPath: sandbox.repoPath,
+                workDir: sandbox.workDir,
+                baseSha: sandbox.baseSha,
+                createdAt: stamp,
+                updatedAt: stamp,
+                cleanupAfter: nil
+            )
+        )
     }
 
     /// Moves every live sandbox of `requestId` to the dispatch's terminal `status` and sets its retention.

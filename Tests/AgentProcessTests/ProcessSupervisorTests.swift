@@ -8,10 +8,15 @@ import Testing
 
     func spec(_ script: String, marker: String, stdin: String? = nil) -> ProcessSpec {
         ProcessSpec(
-            executablePath: "/bin/sh", argv: ["sh", "-c", script],
-            environment: ["PATH": "/usr/bin:/bin", "DISPATCH_REQUEST_ID": marker], workingDirectory: dir.path,
-            stdinPath: stdin, stdoutPath: dir.child("\(marker).out"), stderrPath: dir.child("\(marker).err"),
-            marker: "DISPATCH_REQUEST_ID=\(marker)")
+            executablePath: "/bin/sh",
+            argv: ["sh", "-c", script],
+            environment: ["PATH": "/usr/bin:/bin", "DISPATCH_REQUEST_ID": marker],
+            workingDirectory: dir.path,
+            stdinPath: stdin,
+            stdoutPath: dir.child("\(marker).out"),
+            stderrPath: dir.child("\(marker).err"),
+            marker: "DISPATCH_REQUEST_ID=\(marker)"
+        )
     }
 
     @Test func exitIsReportedPromptlyWhileAnOrphanHoldsStderr() async throws {
@@ -20,7 +25,9 @@ import Testing
         let clock = ContinuousClock()
         let start = clock.now
         let outcome = try await ProcessSupervisor().run(
-            spec("sleep 60 & echo 'parent line' >&2; exit 7", marker: id), limits: ProcessLimits(timeout: .seconds(30)))
+            spec("sleep 60 & echo 'parent line' >&2; exit 7", marker: id),
+            limits: ProcessLimits(timeout: .seconds(30))
+        )
         let elapsed = clock.now - start
         #expect(outcome.ending == .exited)
         #expect(outcome.exitCode == 7)
@@ -40,7 +47,9 @@ import Testing
             exit 0
             """
         let outcome = try await ProcessSupervisor().run(
-            spec(script, marker: id), limits: ProcessLimits(timeout: .seconds(30), killGrace: .seconds(1)))
+            spec(script, marker: id),
+            limits: ProcessLimits(timeout: .seconds(30), killGrace: .seconds(1))
+        )
         #expect(outcome.exitCode == 0)
         #expect(outcome.leftoversKilled >= 2)
         #expect(survivors(of: id).isEmpty)
@@ -53,7 +62,8 @@ import Testing
         let start = clock.now
         let outcome = try await ProcessSupervisor().run(
             spec("trap '' TERM; sleep 100 & sleep 100 & wait", marker: id),
-            limits: ProcessLimits(timeout: .milliseconds(500), killGrace: .milliseconds(500)))
+            limits: ProcessLimits(timeout: .milliseconds(500), killGrace: .milliseconds(500))
+        )
         let elapsed = clock.now - start
         #expect(outcome.ending == .timedOut)
         #expect(outcome.signal == SIGKILL)
@@ -82,7 +92,8 @@ import Testing
         let outcome = try await ProcessSupervisor().run(
             spec("echo DONE; sleep 100", marker: id),
             limits: ProcessLimits(timeout: .seconds(60), completionGrace: .milliseconds(300)),
-            finalEventSeen: { LogFile.read(out).contains("DONE") })
+            finalEventSeen: { LogFile.read(out).contains("DONE") }
+        )
         #expect(outcome.ending == .completedByOutput)
         #expect(outcome.duration < .seconds(5))
         #expect(survivors(of: id).isEmpty)
@@ -94,7 +105,9 @@ import Testing
         let big = String(repeating: "y", count: 300_000)
         try big.write(toFile: input, atomically: true, encoding: .utf8)
         let outcome = try await ProcessSupervisor().run(
-            spec("wc -c", marker: id, stdin: input), limits: ProcessLimits(timeout: .seconds(10)))
+            spec("wc -c", marker: id, stdin: input),
+            limits: ProcessLimits(timeout: .seconds(10))
+        )
         #expect(outcome.exitCode == 0)
         #expect(LogFile.read(dir.child("\(id).out")).trimmingCharacters(in: .whitespacesAndNewlines) == "300000")
         let noStdin = try await ProcessSupervisor().run(spec("cat; echo end", marker: id), limits: ProcessLimits(timeout: .seconds(10)))

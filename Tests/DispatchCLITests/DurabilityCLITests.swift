@@ -14,8 +14,11 @@ import Testing
         let clock = ContinuousClock()
         let start = clock.now
         let run = try CommandRunner.run(
-            "/usr/bin/env", ["python3", "\(TestPaths.packageRoot)/canaries/peak_rss.py", TestPaths.dispatchBinary] + arguments,
-            environment: env.merging(extra) { $1 }, cwd: dir.path)
+            "/usr/bin/env",
+            ["python3", "\(TestPaths.packageRoot)/canaries/peak_rss.py", TestPaths.dispatchBinary] + arguments,
+            environment: env.merging(extra) { $1 },
+            cwd: dir.path
+        )
         let elapsed = clock.now - start
         let kib = run.stderr.split(separator: "\n").last { $0.hasPrefix("peak-rss-kib ") }.flatMap { Double($0.split(separator: " ")[1]) } ?? -1
         return (run, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, kib / 1024)
@@ -28,7 +31,8 @@ import Testing
     @Test func aFloodingAgentIsEndedAtTheLogLimitNamingTheStream() throws {
         let (run, seconds, peak) = try measured(
             ["run", "--tool", "codex", "--task", "fake:big-output=2000000000 fake:answer=never", "--request-id", "flood", "--json"],
-            extra: ["DISPATCH_MAX_LOG_BYTES": "20000000"])
+            extra: ["DISPATCH_MAX_LOG_BYTES": "20000000"]
+        )
         #expect(run.exitCode == 1, "\(run.stderr)")
         let result = try json(run.stdout)
         #expect(result["status"] as? String == "failed")
@@ -54,8 +58,11 @@ import Testing
 
     @Test func sighupToDispatchRunActsAsSigterm() async throws {
         let run = try CommandRunner.start(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", "hup", "--json"], environment: env,
-            cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", "hup", "--json"],
+            environment: env,
+            cwd: dir.path
+        )
         #expect(await eventually { !survivors(of: "hup").isEmpty })
         kill(run.pid, SIGHUP)
         let result = run.wait()
@@ -94,8 +101,11 @@ import Testing
     @Test func aResultTheStoreWillNotTakeIsNeverReportedAndIsReconciledLater() throws {
         let faulty = env.merging(["DISPATCH_FAULT_STORE_WRITES": "terminal", "DISPATCH_STORE_RETRY_SECONDS": "1"]) { $1 }
         let run = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:answer=unstored", "--request-id", "unstored", "--json"],
-            environment: faulty, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:answer=unstored", "--request-id", "unstored", "--json"],
+            environment: faulty,
+            cwd: dir.path
+        )
         #expect(run.exitCode == 1)
         #expect(!run.stdout.contains("completed"), "no unstored completed is printed: \(run.stdout)")
         #expect(run.stderr.contains("could not be stored"), "\(run.stderr)")
@@ -110,8 +120,11 @@ import Testing
     @Test func aTerminalWriteThatFailsForAWhileIsRetried() throws {
         let flaky = env.merging(["DISPATCH_FAULT_STORE_WRITES": "terminal:3", "DISPATCH_STORE_RETRY_SECONDS": "10"]) { $1 }
         let run = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:answer=stored-at-last", "--request-id", "flaky", "--json"],
-            environment: flaky, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:answer=stored-at-last", "--request-id", "flaky", "--json"],
+            environment: flaky,
+            cwd: dir.path
+        )
         #expect(run.exitCode == 0, "\(run.stderr)")
         #expect(try json(run.stdout)["result"] as? String == "stored-at-last")
         let inbox = try json(String(contentsOfFile: "\(dir.child("state"))/inbox/flaky.json", encoding: .utf8))
@@ -120,8 +133,11 @@ import Testing
 
     @Test func anAgentDiesWithItsKilledDispatchRunAndTheRowResolvesAtTheNextLook() async throws {
         let run = try CommandRunner.start(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", "kill9", "--json"], environment: env,
-            cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", "kill9", "--json"],
+            environment: env,
+            cwd: dir.path
+        )
         #expect(await eventually { !survivors(of: "kill9").isEmpty })
         kill(run.pid, SIGKILL)
         _ = run.wait()

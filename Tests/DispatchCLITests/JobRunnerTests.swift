@@ -9,10 +9,15 @@ import Testing
 
     /// Starts the callback sink; returns its URL, the file it records to, and the process.
     func sink(failFirst: Int = 0) async throws -> (url: String, out: String, process: RunningCommand) {
-        let portFile = dir.child("sink-\(UUID().uuidString.prefix(4)).port"), out = dir.child("callbacks-\(UUID().uuidString.prefix(4)).jsonl")
+        let portFile = dir.child("sink-\(UUID().uuidString.prefix(4)).port")
+        let out = dir.child("callbacks-\(UUID().uuidString.prefix(4)).jsonl")
         let process = try CommandRunner.start(
-            "/usr/bin/env", ["python3", "\(TestPaths.packageRoot)/canaries/callback_sink.py", "--port-file", portFile, "--out", out,
-                             "--fail-first", "\(failFirst)"])
+            "/usr/bin/env",
+            [
+                "python3", "\(TestPaths.packageRoot)/canaries/callback_sink.py", "--port-file", portFile, "--out", out,
+                "--fail-first", "\(failFirst)",
+            ]
+        )
         #expect(await eventually { FileManager.default.fileExists(atPath: portFile) })
         let port = try String(contentsOfFile: portFile, encoding: .utf8)
         return ("http://127.0.0.1:\(port)/internal/agent-result", out, process)
@@ -131,8 +136,12 @@ import Testing
         try GitFixture.git(["clone", "-q", "--bare", work, "\(root)/app.git"], in: dir.path)
         let portFile = dir.child("git-\(UUID().uuidString.prefix(4)).port")
         let server = try CommandRunner.start(
-            "/usr/bin/env", ["python3", "\(TestPaths.packageRoot)/canaries/git_auth_server.py", "--root", root, "--user", user,
-                             "--password", password, "--port-file", portFile])
+            "/usr/bin/env",
+            [
+                "python3", "\(TestPaths.packageRoot)/canaries/git_auth_server.py", "--root", root, "--user", user,
+                "--password", password, "--port-file", portFile,
+            ]
+        )
         #expect(await eventually { FileManager.default.fileExists(atPath: portFile) })
         let port = try String(contentsOfFile: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         return ("http://127.0.0.1:\(port)/app.git", base, server)

@@ -7,8 +7,10 @@ import Testing
     let dir = TempDir("cli")
     var state: String { dir.child("state") }
     var env: [String: String] {
-        ["DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_CLAUDE_BIN": TestPaths.fake("claude"),
-         "DISPATCH_PI_BIN": TestPaths.fake("pi"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_AGENT_ENV": "IS_SANDBOX", "IS_SANDBOX": "1"]
+        [
+            "DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_CLAUDE_BIN": TestPaths.fake("claude"),
+            "DISPATCH_PI_BIN": TestPaths.fake("pi"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_AGENT_ENV": "IS_SANDBOX", "IS_SANDBOX": "1",
+        ]
     }
 
     func dispatch(_ arguments: [String]) throws -> CommandResult {
@@ -56,25 +58,35 @@ import Testing
     @Test func anUnusableKubeconfigFailsK8sRequestsSayingWhyAndServeRefusesToStart() throws {
         let kubeconfig = dir.child("kubeconfig.yaml")
         try """
-            current-context: c
-            clusters: [{name: k, cluster: {server: "https://api.example.test", insecure-skip-tls-verify: true}}]
-            contexts: [{name: c, context: {cluster: k}}]
-            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        current-context: c
+        clusters: [{name: k, cluster: {server: "https://api.example.test", insecure-skip-tls-verify: true}}]
+        contexts: [{name: c, context: {cluster: k}}]
+        """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
         let environment = env.merging(["KUBECONFIG": kubeconfig]) { $1 }
         let k8s = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "x", "--mode", "sandbox", "--backend", "k8s", "--json"],
-            environment: environment, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "x", "--mode", "sandbox", "--backend", "k8s", "--json"],
+            environment: environment,
+            cwd: dir.path
+        )
         #expect(k8s.exitCode == 1)
         let error = try json(k8s.stdout)["error"] as? String ?? ""
         #expect(error.contains("sandbox backend k8s is unavailable") && error.contains("insecure-skip-tls-verify"), "\(error)")
 
         let local = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:answer=fine", "--json"], environment: environment, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:answer=fine", "--json"],
+            environment: environment,
+            cwd: dir.path
+        )
         #expect(local.exitCode == 0, "a broken k8s configuration does not stop local work: \(local.stderr)")
 
         let serve = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["serve", "--host", "127.0.0.1", "--port", "0", "--state-dir", dir.child("serve-state")],
-            environment: environment, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["serve", "--host", "127.0.0.1", "--port", "0", "--state-dir", dir.child("serve-state")],
+            environment: environment,
+            cwd: dir.path
+        )
         #expect(serve.exitCode == 2)
         #expect(serve.stderr.contains("cannot use the k8s backend") && serve.stderr.contains("insecure-skip-tls-verify"), "\(serve.stderr)")
     }
@@ -104,8 +116,11 @@ import Testing
 
     @Test func killNineMidFlightEndsFailedNeverRunningForever() async throws {
         let run = try CommandRunner.start(
-            TestPaths.dispatchBinary, ["run", "--tool", "codex", "--task", "fake:hang fake:setsid-child=100", "--request-id", "k9"],
-            environment: env, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:hang fake:setsid-child=100", "--request-id", "k9"],
+            environment: env,
+            cwd: dir.path
+        )
         #expect(await eventually { survivors(of: "k9").count >= 2 })
         kill(run.pid, SIGKILL)
         _ = run.wait()
@@ -122,8 +137,11 @@ import Testing
 
     @Test func ctrlCCancelsAndStillWritesCancelled() async throws {
         let run = try CommandRunner.start(
-            TestPaths.dispatchBinary, ["run", "--tool", "claude", "--task", "fake:hang", "--request-id", "int", "--json"],
-            environment: env, cwd: dir.path)
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "claude", "--task", "fake:hang", "--request-id", "int", "--json"],
+            environment: env,
+            cwd: dir.path
+        )
         #expect(await eventually { !survivors(of: "int").isEmpty })
         kill(run.pid, SIGINT)
         let result = run.wait()

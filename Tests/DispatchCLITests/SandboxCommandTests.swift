@@ -56,7 +56,9 @@ import Testing
         let run = try CommandRunner.start(
             TestPaths.dispatchBinary,
             ["run", "--tool", "codex", "--task", "fake:write=p.txt:partial fake:hang", "--mode", "sandbox", "--cwd", repo, "--request-id", "sb-k9"],
-            environment: env, cwd: dir.path)
+            environment: env,
+            cwd: dir.path
+        )
         #expect(await eventually { !survivors(of: "sb-k9").isEmpty })
         try await Task.sleep(for: .milliseconds(300))
         kill(run.pid, SIGKILL)

@@ -16,7 +16,11 @@ import Testing
             let file = dir.child("hostile-\(index).json")
             try JSONSerialization.data(withJSONObject: body).write(to: URL(fileURLWithPath: file))
             let run = try CommandRunner.run(
-                TestPaths.dispatchBinary, ["run", "--request", file], environment: env.merging(["FAKE_AGENT_ARGV_LOG": argvLog]) { $1 }, cwd: dir.path)
+                TestPaths.dispatchBinary,
+                ["run", "--request", file],
+                environment: env.merging(["FAKE_AGENT_ARGV_LOG": argvLog]) { $1 },
+                cwd: dir.path
+            )
             #expect(run.exitCode == 2, "\(row.name): \(run.stderr)")
             #expect(run.stderr.contains("invalid \(row.field)"), "\(row.name): \(run.stderr)")
             #expect(!run.stderr.contains("S3cret"), "\(row.name)")
@@ -32,8 +36,14 @@ import Testing
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let script = "umask 022; exec \"$0\" \"$@\""
         let run = try CommandRunner.run(
-            "/bin/sh", ["-c", script, TestPaths.dispatchBinary, "run", "--tool", "codex", "--task", "fake:write=made-by-agent.txt:x fake:answer=ok",
-                        "--cwd", work, "--request-id", "umask-1", "--json"], environment: env, cwd: dir.path)
+            "/bin/sh",
+            [
+                "-c", script, TestPaths.dispatchBinary, "run", "--tool", "codex", "--task", "fake:write=made-by-agent.txt:x fake:answer=ok",
+                "--cwd", work, "--request-id", "umask-1", "--json",
+            ],
+            environment: env,
+            cwd: dir.path
+        )
         #expect(run.exitCode == 0, "\(run.stderr)")
         var info = stat()
         #expect(stat("\(work)/made-by-agent.txt", &info) == 0)

@@ -17,7 +17,10 @@ import Testing
             _ = try await server.dispatch(["requestId": "queued-\(index)", "task": "fake:count=\(count) fake:answer=q", "tool": "codex"])
         }
         let second = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["serve", "--port", "0", "--state-dir", state], environment: ["DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"])
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", state],
+            environment: ["DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]
+        )
         #expect(second.exitCode == 2)
         #expect(second.stderr.contains(state), "\(second.stderr)")
         #expect(second.stderr.contains("pid \(server.pid ?? -1)"), "names the live holder: \(second.stderr)")

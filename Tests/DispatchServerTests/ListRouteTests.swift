@@ -18,8 +18,10 @@ import Testing
         let items = try #require(first["items"] as? [[String: Any]])
         #expect(items.map { $0["requestId"] as? String } == ["wf-1.c", "wf-1.b"], "newest first, only the prefix")
         let item = try #require(items.first)
-        for field in ["requestId", "status", "tool", "model", "executionMode", "sandboxBackend", "startedAt", "updatedAt", "completedAt",
-                      "durationMs", "error"] {
+        for field in [
+            "requestId", "status", "tool", "model", "executionMode", "sandboxBackend", "startedAt", "updatedAt", "completedAt",
+            "durationMs", "error",
+        ] {
             #expect(item.keys.contains(field), "\(field) in \(item)")
         }
         #expect(item["model"] as? String == "m-wf-1.c")

@@ -10,7 +10,10 @@ import Testing
         let server = ServerProcess(stateDir: dir.child("state"))
         try await server.start()
         defer { server.stop() }
-        let env = ["DISPATCH_URL": "http://127.0.0.1:\(server.port)", "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef", "DISPATCH_STATE_DIR": dir.child("client")]
+        let env = [
+            "DISPATCH_URL": "http://127.0.0.1:\(server.port)", "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef",
+            "DISPATCH_STATE_DIR": dir.child("client"),
+        ]
         func dispatch(_ arguments: [String]) throws -> CommandResult {
             try CommandRunner.run(TestPaths.dispatchBinary, arguments, environment: env)
         }

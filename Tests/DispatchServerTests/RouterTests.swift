@@ -39,7 +39,10 @@ import Testing
     }
 
     static func object(_ response: TestResponse) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any], "\(String(buffer: response.body))")
+        try #require(
+            try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any],
+            "\(String(buffer: response.body))"
+        )
     }
 
     static func body(_ fields: [String: Any]) throws -> ByteBuffer {
@@ -80,8 +83,11 @@ import Testing
                 }
             }
             let stranger = try await client.execute(
-                uri: "/internal/agent-result", method: .post, headers: Self.headers(token: "cb1-" + String(repeating: "0", count: 64)),
-                body: try Self.body(["requestId": "x", "state": "completed"]))
+                uri: "/internal/agent-result",
+                method: .post,
+                headers: Self.headers(token: "cb1-" + String(repeating: "0", count: 64)),
+                body: try Self.body(["requestId": "x", "state": "completed"])
+            )
             #expect(stranger.status == .unauthorized)
         }
         #expect(try await harness.fixture.engine.store.list(status: nil, limit: 10).isEmpty, "nothing recorded")
@@ -91,17 +97,33 @@ import Testing
         let harness = try Harness(maxBodyBytes: 4096)
         try await harness.app.test(.router) { client in
             let text = try await client.execute(
-                uri: "/internal/agent-dispatch", method: .post, headers: Self.headers(json: false), body: ByteBuffer(string: "{}"))
+                uri: "/internal/agent-dispatch",
+                method: .post,
+                headers: Self.headers(json: false),
+                body: ByteBuffer(string: "{}")
+            )
             #expect(text.status == .unsupportedMediaType)
             let invalid = try await client.execute(
-                uri: "/internal/agent-dispatch", method: .post, headers: Self.headers(), body: try Self.body(["requestId": "a", "task": "t", "tool": "gpt"]))
+                uri: "/internal/agent-dispatch",
+                method: .post,
+                headers: Self.headers(),
+                body: try Self.body(["requestId": "a", "task": "t", "tool": "gpt"])
+            )
             #expect(invalid.status == .badRequest)
             #expect(try Self.object(invalid)["field"] as? String == "tool")
-            let notJSON = try await client.execute(uri: "/internal/agent-dispatch", method: .post, headers: Self.headers(), body: ByteBuffer(string: "[1"))
+            let notJSON = try await client.execute(
+                uri: "/internal/agent-dispatch",
+                method: .post,
+                headers: Self.headers(),
+                body: ByteBuffer(string: "[1")
+            )
             #expect(notJSON.status == .badRequest)
             let huge = try await client.execute(
-                uri: "/internal/agent-dispatch", method: .post, headers: Self.headers(),
-                body: try Self.body(["requestId": "big", "task": String(repeating: "x", count: 8192), "tool": "codex"]))
+                uri: "/internal/agent-dispatch",
+                method: .post,
+                headers: Self.headers(),
+                body: try Self.body(["requestId": "big", "task": String(repeating: "x", count: 8192), "tool": "codex"])
+            )
             #expect(huge.status == .contentTooLarge)
             let badId = try await client.execute(uri: "/internal/agent-result/bad%20id", method: .get, headers: Self.headers())
             #expect(badId.status == .badRequest)
@@ -128,10 +150,20 @@ import Testing
             #expect(again.status == .ok)
             let duplicate = try Self.object(again)
             #expect(duplicate["duplicate"] as? Bool == true && (duplicate["result"] as? [String: Any])?["status"] as? String == "completed")
-            let cancel = try await client.execute(uri: "/internal/agent-cancel/\(id)", method: .post, headers: Self.headers(), body: try Self.body([:]))
+            let cancel = try await client.execute(
+                uri: "/internal/agent-cancel/\(id)",
+                method: .post,
+                headers: Self.headers(),
+                body: try Self.body([:])
+            )
             #expect(cancel.status == .conflict)
             #expect(try Self.object(cancel)["error"] as? String == "request is already completed")
-            let unknownCancel = try await client.execute(uri: "/internal/agent-cancel/nobody", method: .post, headers: Self.headers(), body: try Self.body([:]))
+            let unknownCancel = try await client.execute(
+                uri: "/internal/agent-cancel/nobody",
+                method: .post,
+                headers: Self.headers(),
+                body: try Self.body([:])
+            )
             #expect(unknownCancel.status == .notFound)
             let list = try Self.object(try await client.execute(uri: "/internal/agent-dispatches?limit=5", method: .get, headers: Self.headers()))
             let item = try #require((list["items"] as? [[String: Any]])?.first)
@@ -158,7 +190,12 @@ import Testing
             #expect(waited.status == .gatewayTimeout)
             let object = try Self.object(waited)
             #expect(object["status"] as? String == "timeout" && object["currentStatus"] as? String == "running" && object["timeoutMs"] as? Int == 200)
-            let cancelled = try await client.execute(uri: "/internal/agent-cancel/\(id)", method: .post, headers: Self.headers(), body: try Self.body([:]))
+            let cancelled = try await client.execute(
+                uri: "/internal/agent-cancel/\(id)",
+                method: .post,
+                headers: Self.headers(),
+                body: try Self.body([:])
+            )
             #expect(cancelled.status == .ok)
             #expect(try Self.object(cancelled)["status"] as? String == "cancelled")
             // The callback route takes reports only for requests a k8s Job runs.
@@ -166,7 +203,12 @@ import Testing
             let refused = try await client.execute(uri: "/internal/agent-result", method: .post, headers: Self.headers(), body: report)
             #expect(refused.status == .conflict)
             #expect(try Self.object(refused)["ignored"] as? Bool == true)
-            let malformed = try await client.execute(uri: "/internal/agent-result", method: .post, headers: Self.headers(), body: try Self.body(["state": 1]))
+            let malformed = try await client.execute(
+                uri: "/internal/agent-result",
+                method: .post,
+                headers: Self.headers(),
+                body: try Self.body(["state": 1])
+            )
             #expect(malformed.status == .badRequest)
         }
         await harness.service.shutdown(drain: .seconds(5))

@@ -33,16 +33,23 @@ import Testing
         let body = try JSONSerialization.data(withJSONObject: ["requestId": "tl-1", "task": "fake:answer=ok", "tool": "codex"])
         #expect(try await server.send(.POST, "/internal/agent-dispatch", body: body, token: .some(nil)).status == 401)
         let plain = try raw(
-            server, "POST", "/internal/agent-dispatch", host: "127.0.0.1:\(server.port)",
-            headers: ["Authorization: Bearer \(token)", "Content-Type: text/plain"], body: String(decoding: body, as: UTF8.self))
+            server,
+            "POST",
+            "/internal/agent-dispatch",
+            host: "127.0.0.1:\(server.port)",
+            headers: ["Authorization: Bearer \(token)", "Content-Type: text/plain"],
+            body: String(decoding: body, as: UTF8.self)
+        )
         #expect(plain == 415, "a text/plain POST (a web page's simple request) is refused")
         #expect(try await server.send(.GET, "/internal/agent-result/tl-1", token: token).status == 404, "nothing was recorded")
         #expect(try await server.send(.POST, "/internal/agent-dispatch", body: body, token: token).status == 202)
 
         // The operator CLI finds <state>/token by itself for a server on this machine.
         let status = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["await", "tl-1", "--json", "--server", "http://127.0.0.1:\(server.port)"],
-            environment: ["DISPATCH_STATE_DIR": state])
+            TestPaths.dispatchBinary,
+            ["await", "tl-1", "--json", "--server", "http://127.0.0.1:\(server.port)"],
+            environment: ["DISPATCH_STATE_DIR": state]
+        )
         #expect(status.exitCode == 0, "\(status.stderr)")
         #expect(status.stdout.contains("\"status\":\"completed\""))
 
@@ -55,7 +62,9 @@ import Testing
 
     @Test func aMissingTokenFileIsAUsageError() throws {
         let run = try CommandRunner.run(
-            TestPaths.dispatchBinary, ["serve", "--port", "0", "--state-dir", dir.child("nofile"), "--token-file", dir.child("absent")])
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", dir.child("nofile"), "--token-file", dir.child("absent")]
+        )
         #expect(run.exitCode == 2)
         #expect(run.stderr.contains("does not exist"), "\(run.stderr)")
     }
@@ -63,7 +72,10 @@ import Testing
     @Test func aGuessableTokenIsRefused() throws {
         for token in ["short", "REPLACE_ME_WITH_64_HEX_CHARS_0123456789abcdef"] {
             let run = try CommandRunner.run(
-                TestPaths.dispatchBinary, ["serve", "--port", "0", "--state-dir", dir.child("weak")], environment: ["DISPATCH_TOKEN": token])
+                TestPaths.dispatchBinary,
+                ["serve", "--port", "0", "--state-dir", dir.child("weak")],
+                environment: ["DISPATCH_TOKEN": token]
+            )
             #expect(run.exitCode == 2, "\(token): \(run.stderr)")
             #expect(run.stderr.contains("too weak") && !run.stderr.contains(token), "\(run.stderr)")
         }
@@ -95,8 +107,13 @@ import Testing
         #expect(try raw(server, "GET", "/healthz", host: nil) == 421, "a missing Host gets 421 too")
         let body = #"{"requestId":"rebound","task":"fake:answer=x","tool":"codex"}"#
         let rebound = try raw(
-            server, "POST", "/internal/agent-dispatch", host: "attacker.example",
-            headers: ["Authorization: Bearer test-token-0123456789abcdef0123456789abcdef", "Content-Type: application/json"], body: body)
+            server,
+            "POST",
+            "/internal/agent-dispatch",
+            host: "attacker.example",
+            headers: ["Authorization: Bearer test-token-0123456789abcdef0123456789abcdef", "Content-Type: application/json"],
+            body: body
+        )
         #expect(rebound == 421)
         #expect(try await server.send(.GET, "/internal/agent-result/rebound").status == 404, "nothing was recorded")
     }

@@ -26,7 +26,8 @@ import Testing
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
             for index in 0..<500 {
                 group.addTask {
-                    try await server.dispatch(["requestId": "load-\(index % 50)", "task": "fake:count=\(count) fake:answer=ok", "tool": "codex"]).status
+                    try await server.dispatch(["requestId": "load-\(index % 50)", "task": "fake:count=\(count) fake:answer=ok", "tool": "codex"])
+                        .status
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -74,7 +75,12 @@ import Testing
         #expect((try await server.send(.GET, "/internal/agent-dispatches")).json?["items"] as? [Any] != nil)
         #expect(((try await server.send(.GET, "/internal/agent-dispatches")).json?["items"] as? [Any])?.isEmpty == true)
         #expect(try await server.send(.GET, "/internal/agent-result/a%2Fb").status == 400)
-        let otel = try await server.send(.GET, "/internal/agent-dispatches", token: .some(nil), headers: [("x-otel-emit-token", "test-token-0123456789abcdef0123456789abcdef")])
+        let otel = try await server.send(
+            .GET,
+            "/internal/agent-dispatches",
+            token: .some(nil),
+            headers: [("x-otel-emit-token", "test-token-0123456789abcdef0123456789abcdef")]
+        )
         #expect(otel.status == 200)
         #expect(try await server.send(.GET, "/healthz", token: .some(nil)).status == 200)
     }
@@ -167,14 +173,18 @@ import Testing
         let exit = try #require(server.stop(SIGTERM))
         #expect(exit.exitCode == 0, "\(exit.stderr)")
         for index in 0..<3 {
-            let inbox = try JSONSerialization.jsonObject(
-                with: Data(contentsOf: URL(fileURLWithPath: "\(server.stateDir)/inbox/drain-\(index).json"))) as! [String: Any]
+            let inbox =
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: "\(server.stateDir)/inbox/drain-\(index).json"))
+                ) as! [String: Any]
             #expect(inbox["status"] as? String == "cancelled")
             #expect(inbox["error"] as? String == "runner shutting down")
             #expect(survivors(of: "drain-\(index)").isEmpty)
         }
-        let quick = try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: "\(server.stateDir)/inbox/drain-quick.json"))) as! [String: Any]
+        let quick =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: "\(server.stateDir)/inbox/drain-quick.json"))
+            ) as! [String: Any]
         #expect(quick["status"] as? String == "completed", "finished inside the drain window")
     }
 
@@ -210,7 +220,8 @@ import Testing
         let token = try String(contentsOfFile: "\(state)/token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let request = "GET /internal/agent-dispatches HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n"
         #expect(try RawHTTP.send(port: server.port, request).status == 401, "no Host check off loopback, but no way in without the token")
-        let authorized = "GET /internal/agent-dispatches HTTP/1.1\r\nHost: dispatch.example\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
+        let authorized =
+            "GET /internal/agent-dispatches HTTP/1.1\r\nHost: dispatch.example\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
         #expect(try RawHTTP.send(port: server.port, authorized).status == 200)
     }
 

@@ -57,11 +57,17 @@ import Testing
         _ = try await store.insert(DispatchResult(request: request, status: .running), request: request, owner: nil)
         var done = DispatchResult(request: request, status: .completed)
         done.setResultText("ok")
-        guard case .updated = try await store.update(done) else { Issue.record("update refused"); return }
+        guard case .updated = try await store.update(done) else {
+            Issue.record("update refused")
+            return
+        }
         var late = done
         late.status = .failed
         late.error = "late"
-        guard case .alreadyTerminal(let kept) = try await store.update(late) else { Issue.record("terminal replaced"); return }
+        guard case .alreadyTerminal(let kept) = try await store.update(late) else {
+            Issue.record("terminal replaced")
+            return
+        }
         #expect(kept.result == done)
         let inbox = try JSONDecoder().decode(DispatchResult.self, from: Data(contentsOf: URL(fileURLWithPath: store.inboxPath("final"))))
         #expect(inbox.status == .completed)

@@ -11,7 +11,11 @@ public enum CommandRunner {
     /// Runs `executable` with `arguments`, `environment` added to this process's environment.
     @discardableResult
     public static func run(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil, stdin: String? = nil
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        cwd: String? = nil,
+        stdin: String? = nil
     ) throws -> CommandResult {
         let process = try start(executable, arguments, environment: environment, cwd: cwd, stdin: stdin)
         process.process.waitUntilExit()
@@ -20,11 +24,16 @@ public enum CommandRunner {
 
     /// Starts a command and returns a handle to wait on or signal.
     public static func start(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil, stdin: String? = nil
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        cwd: String? = nil,
+        stdin: String? = nil
     ) throws -> RunningCommand {
         let dir = NSTemporaryDirectory() + "cmd-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let out = "\(dir)/stdout", err = "\(dir)/stderr"
+        let out = "\(dir)/stdout"
+        let err = "\(dir)/stderr"
         FileManager.default.createFile(atPath: out, contents: nil)
         FileManager.default.createFile(atPath: err, contents: nil)
         let process = Process()
@@ -67,7 +76,8 @@ public struct RunningCommand: @unchecked Sendable {
         return CommandResult(
             exitCode: process.terminationStatus,
             stdout: (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
+            stderr: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+        )
     }
 }
 

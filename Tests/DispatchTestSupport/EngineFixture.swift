@@ -13,8 +13,12 @@ public struct EngineFixture: Sendable {
     public var configuration: DispatchConfiguration { engine.configuration }
 
     public init(
-        killGraceMs: Int = 1000, completionGraceMs: Int = 500, environment: [String: String] = [:], k8s: (any ExecutionBackend)? = nil,
-        logHandler: (@Sendable (String) -> any LogHandler)? = nil, dir: TempDir = TempDir("engine")
+        killGraceMs: Int = 1000,
+        completionGraceMs: Int = 500,
+        environment: [String: String] = [:],
+        k8s: (any ExecutionBackend)? = nil,
+        logHandler: (@Sendable (String) -> any LogHandler)? = nil,
+        dir: TempDir = TempDir("engine")
     ) throws {
         self.dir = dir
         var configuration = DispatchConfiguration(environment: [:])
@@ -56,12 +60,18 @@ public struct EngineFixture: Sendable {
 extension DispatchEngine {
     /// An engine with the host and local sandbox backends over one supervisor, as the CLI wires it.
     public static func standard(
-        configuration: DispatchConfiguration, store: DispatchStore, logger: Logger, environment: [String: String],
+        configuration: DispatchConfiguration,
+        store: DispatchStore,
+        logger: Logger,
+        environment: [String: String],
         k8s: (any ExecutionBackend)? = nil
     ) -> DispatchEngine {
         let runner = AgentRunner(configuration: configuration, environment: environment)
         let backends = Backends(
-            host: HostBackend(runner: runner), localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)), k8s: k8s)
+            host: HostBackend(runner: runner),
+            localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),
+            k8s: k8s
+        )
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }

@@ -46,7 +46,11 @@ public final class FakeKubernetesAPI: Sendable {
         public var gitSecrets: [String: String] = [:]
 
         public init(
-            dispatchBinary: String, workRoot: String, secrets: [String: String] = [:], environment: [String: String] = [:], dropCallback: Bool = true,
+            dispatchBinary: String,
+            workRoot: String,
+            secrets: [String: String] = [:],
+            environment: [String: String] = [:],
+            dropCallback: Bool = true,
             holdJobs: Bool = false
         ) {
             self.dispatchBinary = dispatchBinary
@@ -108,8 +112,10 @@ public final class FakeKubernetesAPI: Sendable {
     public func finish(job: String, condition: String, reason: String? = nil) {
         state.withLock { state in
             guard var object = state.jobs[job] else { return }
-            object["status"] = ["conditions": [["type": condition, "status": "True", "reason": reason ?? condition]],
-                                condition == "Complete" ? "succeeded" : "failed": 1]
+            object["status"] = [
+                "conditions": [["type": condition, "status": "True", "reason": reason ?? condition]],
+                condition == "Complete" ? "succeeded" : "failed": 1,
+            ]
             _ = Self.change("MODIFIED", job, object, in: &state)
         }
     }
@@ -300,7 +306,8 @@ public final class FakeKubernetesAPI: Sendable {
             let directory = "\(kubelet.workRoot)/\(pod)-volumes/\(volumeName)"
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let secretName = secret["secretName"] as? String
-            let keys = (secret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String }
+            let keys =
+                (secret["items"] as? [[String: Any]])?.compactMap { $0["key"] as? String }
                 ?? (secretName == kubelet.gitSecretName ? Array(kubelet.gitSecrets.keys) : [])
             for key in keys {
                 guard let value = secretValue(secretName, key: key, kubelet: kubelet) else { continue }
@@ -351,7 +358,11 @@ public final class FakeKubernetesAPI: Sendable {
         let deadline = state.withLock { $0.deadlineHit.contains(name) }
         setPod(ofJob: name, phase: status == 0 ? "Succeeded" : "Failed")
         if kubelet?.holdJobs == true { return }
-        finish(job: name, condition: status == 0 ? "Complete" : "Failed", reason: deadline ? "DeadlineExceeded" : (status == 0 ? nil : "PodFailurePolicy"))
+        finish(
+            job: name,
+            condition: status == 0 ? "Complete" : "Failed",
+            reason: deadline ? "DeadlineExceeded" : (status == 0 ? nil : "PodFailurePolicy")
+        )
     }
 
     /// The first container's image of a Job object.
@@ -403,41 +414,50 @@ public final class FakeKubernetesAPI: Sendable {
         }
         let gone = "too old resource version: \(start) (\(start + 1))"
         if expiry == 2 { return Self.status(410, "Expired", gone) }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
-            func send(_ event: [String: Any]) async throws {
-                var data = try JSONSerialization.data(withJSONObject: event)
-                data.append(UInt8(ascii: "\n"))
-                try await writer.write(ByteBuffer(bytes: data))
-            }
-            if expiry == 1 {
-                try await send(["type": "ERROR", "object": ["kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
-                                                            "message": gone, "code": 410]])
-                try await writer.finish(nil)
-                return
-            }
-            var cursor = start
-            var sent = 0
-            let end = ContinuousClock.now + .seconds(timeout)
-            while ContinuousClock.now < end {
-                let (events, limit, closing) = self.state.withLock { state in
-                    (state.history.filter { $0.version > cursor && Self.matches($0.object, selector) }, state.closeWatchesAfter, state.closing)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: ResponseBody { writer in
+                func send(_ event: [String: Any]) async throws {
+                    var data = try JSONSerialization.data(withJSONObject: event)
+                    data.append(UInt8(ascii: "\n"))
+                    try await writer.write(ByteBuffer(bytes: data))
                 }
-                if closing { break }
-                var stop = false
-                for event in events {
-                    try await send(["type": event.type, "object": event.object])
-                    cursor = event.version
-                    sent += 1
-                    if let limit, sent >= limit {
-                        stop = true
-                        break
+                if expiry == 1 {
+                    try await send([
+                        "type": "ERROR",
+                        "object": [
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                            "message": gone, "code": 410,
+                        ],
+                    ])
+                    try await writer.finish(nil)
+                    return
+                }
+                var cursor = start
+                var sent = 0
+                let end = ContinuousClock.now + .seconds(timeout)
+                while ContinuousClock.now < end {
+                    let (events, limit, closing) = self.state.withLock { state in
+                        (state.history.filter { $0.version > cursor && Self.matches($0.object, selector) }, state.closeWatchesAfter, state.closing)
                     }
+                    if closing { break }
+                    var stop = false
+                    for event in events {
+                        try await send(["type": event.type, "object": event.object])
+                        cursor = event.version
+                        sent += 1
+                        if let limit, sent >= limit {
+                            stop = true
+                            break
+                        }
+                    }
+                    if stop { break }
+                    try await Task.sleep(for: .milliseconds(20))
                 }
-                if stop { break }
-                try await Task.sleep(for: .milliseconds(20))
+                try await writer.finish(nil)
             }
-            try await writer.finish(nil)
-        })
+        )
     }
 
     private func getJob(_ name: String) -> Response {
@@ -489,27 +509,33 @@ public final class FakeKubernetesAPI: Sendable {
     /// `follow=true`: the log from its beginning, then what the runner writes, until it exits (or the pod goes).
     private func followLog(_ pod: String) -> Response {
         let job = String(pod.dropLast("-pod".count))
-        guard let source = state.withLock({ state -> (file: String?, text: String?)? in
-            guard state.pods[pod] != nil else { return nil }
-            return (state.logFiles[pod], state.logs[pod])
-        }) else { return Self.status(404, "NotFound", "pods \"\(pod)\" not found") }
-        return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody { writer in
-            if let text = source.text ?? (source.file == nil ? "" : nil) {
-                try await writer.write(ByteBuffer(string: text))
+        guard
+            let source = state.withLock({ state -> (file: String?, text: String?)? in
+                guard state.pods[pod] != nil else { return nil }
+                return (state.logFiles[pod], state.logs[pod])
+            })
+        else { return Self.status(404, "NotFound", "pods \"\(pod)\" not found") }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/plain"],
+            body: ResponseBody { writer in
+                if let text = source.text ?? (source.file == nil ? "" : nil) {
+                    try await writer.write(ByteBuffer(string: text))
+                    try await writer.finish(nil)
+                    return
+                }
+                let handle = FileHandle(forReadingAtPath: source.file!)
+                defer { try? handle?.close() }
+                while true {
+                    let running = self.processes.withLock { $0[job]?.isRunning ?? false }
+                    let gone = self.state.withLock { $0.pods[pod] == nil || $0.closing }
+                    if let data = try handle?.readToEnd(), !data.isEmpty { try await writer.write(ByteBuffer(bytes: data)) }
+                    if !running || gone { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 try await writer.finish(nil)
-                return
             }
-            let handle = FileHandle(forReadingAtPath: source.file!)
-            defer { try? handle?.close() }
-            while true {
-                let running = self.processes.withLock { $0[job]?.isRunning ?? false }
-                let gone = self.state.withLock { $0.pods[pod] == nil || $0.closing }
-                if let data = try handle?.readToEnd(), !data.isEmpty { try await writer.write(ByteBuffer(bytes: data)) }
-                if !running || gone { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            try await writer.finish(nil)
-        })
+        )
     }
 
     private func listEvents(_ request: Request) -> Response {
@@ -533,8 +559,13 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     static func status(_ code: Int, _ reason: String, _ message: String) -> Response {
-        json(["kind": "Status", "apiVersion": "v1", "status": code < 300 ? "Success" : "Failure", "reason": reason, "message": message,
-              "code": code], status: HTTPResponse.Status(code: code))
+        json(
+            [
+                "kind": "Status", "apiVersion": "v1", "status": code < 300 ? "Success" : "Failure", "reason": reason, "message": message,
+                "code": code,
+            ],
+            status: HTTPResponse.Status(code: code)
+        )
     }
 }
 
@@ -542,10 +573,16 @@ public final class FakeKubernetesAPI: Sendable {
 struct FakeAuth: RouterMiddleware {
     let api: FakeKubernetesAPI
 
-    func handle(_ request: Request, context: BasicRequestContext, next: (Request, BasicRequestContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request,
+        context: BasicRequestContext,
+        next: (Request, BasicRequestContext) async throws -> Response
+    ) async throws -> Response {
         if api.record(request) { return FakeKubernetesAPI.status(500, "InternalError", "injected fault") }
         while api.isStalled { try await Task.sleep(for: .milliseconds(50)) }
-        guard !api.requireToken || request.headers[.authorization] == "Bearer \(api.token)" else { return FakeKubernetesAPI.status(401, "Unauthorized", "Unauthorized") }
+        guard !api.requireToken || request.headers[.authorization] == "Bearer \(api.token)" else {
+            return FakeKubernetesAPI.status(401, "Unauthorized", "Unauthorized")
+        }
         return try await next(request, context)
     }
 }

@@ -33,7 +33,9 @@ public enum GitFixture {
         for (name, content) in files {
             let file = "\(path)/\(name)"
             try FileManager.default.createDirectory(
-                atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                atPath: (file as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try content.write(toFile: file, atomically: true, encoding: .utf8)
         }
     }

@@ -15,8 +15,16 @@ public final class ServerProcess: @unchecked Sendable {
     /// A command the server is started through (e.g. `unshare --uts` with another hostname); it must exec it.
     let launcher: [String]
 
-    public init(stateDir: String, token: String? = "test-token-0123456789abcdef0123456789abcdef", maxConcurrent: Int = 2, drainSeconds: Double = 10,
-                environment: [String: String] = [:], extraArguments: [String] = [], port: Int = 0, launcher: [String] = []) {
+    public init(
+        stateDir: String,
+        token: String? = "test-token-0123456789abcdef0123456789abcdef",
+        maxConcurrent: Int = 2,
+        drainSeconds: Double = 10,
+        environment: [String: String] = [:],
+        extraArguments: [String] = [],
+        port: Int = 0,
+        launcher: [String] = []
+    ) {
         self.launcher = launcher
         self.stateDir = stateDir
         self.token = token
@@ -30,10 +38,11 @@ public final class ServerProcess: @unchecked Sendable {
         env["DISPATCH_AGENT_ENV"] = env["DISPATCH_AGENT_ENV"] ?? "IS_SANDBOX"
         env["IS_SANDBOX"] = env["IS_SANDBOX"] ?? "1"
         self.environment = env
-        self.arguments = [
-            "serve", "--host", "127.0.0.1", "--port", "\(port)", "--state-dir", stateDir, "--max-concurrent", "\(maxConcurrent)",
-            "--drain-seconds", "\(drainSeconds)", "--log-level", "warning",
-        ] + extraArguments
+        self.arguments =
+            [
+                "serve", "--host", "127.0.0.1", "--port", "\(port)", "--state-dir", stateDir, "--max-concurrent", "\(maxConcurrent)",
+                "--drain-seconds", "\(drainSeconds)", "--log-level", "warning",
+            ] + extraArguments
     }
 
     /// A launcher that runs the server in its own UTS namespace under `hostname` (root only).
@@ -48,13 +57,15 @@ public final class ServerProcess: @unchecked Sendable {
         let argv = launcher + [TestPaths.dispatchBinary] + arguments + ["--port-file", portFile]
         command = try CommandRunner.start(argv[0], Array(argv.dropFirst()), environment: environment)
         let ready = await eventually(timeout: .seconds(30)) { FileManager.default.fileExists(atPath: portFile) }
-        guard ready, let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard ready, let text = try? String(contentsOfFile: portFile, encoding: .utf8),
+            let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
         else {
-            let output = command.map { process -> String in
-                process.process.terminate()
-                let result = process.wait()
-                return result.stderr
-            } ?? ""
+            let output =
+                command.map { process -> String in
+                    process.process.terminate()
+                    let result = process.wait()
+                    return result.stderr
+                } ?? ""
             throw GitFixtureError(message: "dispatch serve did not start: \(output)")
         }
         self.port = port
@@ -81,7 +92,11 @@ public final class ServerProcess: @unchecked Sendable {
 
     /// Sends a request; `token: nil` uses the server's token, `.some(nil)` none at all.
     public func send(
-        _ method: HTTPMethod, _ path: String, body: Data? = nil, token: String?? = nil, headers: [(String, String)] = [],
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Data? = nil,
+        token: String?? = nil,
+        headers: [(String, String)] = [],
         timeout: TimeAmount = .seconds(60)
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")

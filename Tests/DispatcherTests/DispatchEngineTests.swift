@@ -111,7 +111,12 @@ import Testing
         let fixture = try EngineFixture()
         var configuration = fixture.configuration
         configuration.codexBin = "no-such-codex-binary"
-        let engine = DispatchEngine.standard(configuration: configuration, store: fixture.engine.store, logger: .init(label: "t"), environment: ProcessInfo.processInfo.environment)
+        let engine = DispatchEngine.standard(
+            configuration: configuration,
+            store: fixture.engine.store,
+            logger: .init(label: "t"),
+            environment: ProcessInfo.processInfo.environment
+        )
         let result = try await engine.runOnce(fixture.request(.codex, "x"), token: CancelToken()).result
         #expect(result.status == .failed)
         #expect(result.error?.contains("\"no-such-codex-binary\" was not found on PATH (set DISPATCH_CODEX_BIN") == true)
@@ -224,10 +229,15 @@ import Testing
 @Suite struct OrphanCanaryCheckTests {
     @Test func theProofFailsWhenTheOrphanLetGoBeforeTheResult() async {
         let written = Date()
-        let before = Int64((written.timeIntervalSince1970 - 0.5) * 1000), after = Int64((written.timeIntervalSince1970 + 1.5) * 1000)
-        let waited = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) { "orphan-stderr canary: orphan let go of stderr at \(before) (delay over)\n" }
+        let before = Int64((written.timeIntervalSince1970 - 0.5) * 1000)
+        let after = Int64((written.timeIntervalSince1970 + 1.5) * 1000)
+        let waited = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) {
+            "orphan-stderr canary: orphan let go of stderr at \(before) (delay over)\n"
+        }
         #expect(!waited.ok, "\(waited.detail)")
-        let prompt = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) { "orphan-stderr canary: orphan let go of stderr at \(after) (ended)\n" }
+        let prompt = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) {
+            "orphan-stderr canary: orphan let go of stderr at \(after) (ended)\n"
+        }
         #expect(prompt.ok, "\(prompt.detail)")
         let silent = await CanaryChecks.heldWhileWritten(written, delaySeconds: 0) { "" }
         #expect(!silent.ok, "no record is no proof")

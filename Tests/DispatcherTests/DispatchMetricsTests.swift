@@ -1,9 +1,9 @@
 import DispatchCore
+import DispatchTestSupport
 import Dispatcher
 import Execution
 import Foundation
 import Testing
-import DispatchTestSupport
 
 @Suite(.serialized) struct DispatchMetricsTests {
     /// The value of an unlabelled sample in a Prometheus text exposition.
@@ -32,16 +32,31 @@ import DispatchTestSupport
         let timeout = DispatchFailure.timedOut(.init(subject: "codex", elapsedMs: 5000, budgetMs: 9000, moment: .during("agent attempt 2/3")))
         #expect(timeout.description == "codex timed out after 5000ms (budget 9000ms) during agent attempt 2/3")
         #expect(timeout.isTimeout)
-        let before = DispatchFailure.timedOut(.init(subject: "verification", elapsedMs: 10, budgetMs: 20, moment: .before("verification command 1/1")))
+        let before = DispatchFailure.timedOut(
+            .init(subject: "verification", elapsedMs: 10, budgetMs: 20, moment: .before("verification command 1/1"))
+        )
         #expect(before.description == "verification timed out after 10ms (budget 20ms) before verification command 1/1 could start")
-        let left = DispatchFailure.timedOut(.init(
-            subject: "pi", elapsedMs: 2500, budgetMs: 3000, moment: .notEnoughLeft(remainingMs: 500, toStart: "agent attempt 3/3"),
-            detail: "; previous attempt: x"))
-        #expect(left.description == "pi timed out after 2500ms (budget 3000ms): only 500ms left, not enough to start agent attempt 3/3; previous attempt: x")
-        #expect(DispatchFailure.exited(tool: "codex", code: 2, stderrTail: "boom", during: "agent attempt 1/1").description
-            == "codex failed during agent attempt 1/1: exit 2: boom")
-        #expect(DispatchFailure.signaled(tool: "claude", signal: SIGSEGV, during: "agent attempt 1/1").description
-            == "claude was killed by signal \(SIGSEGV) (SIGSEGV) during agent attempt 1/1")
+        let left = DispatchFailure.timedOut(
+            .init(
+                subject: "pi",
+                elapsedMs: 2500,
+                budgetMs: 3000,
+                moment: .notEnoughLeft(remainingMs: 500, toStart: "agent attempt 3/3"),
+                detail: "; previous attempt: x"
+            )
+        )
+        #expect(
+            left.description
+                == "pi timed out after 2500ms (budget 3000ms): only 500ms left, not enough to start agent attempt 3/3; previous attempt: x"
+        )
+        #expect(
+            DispatchFailure.exited(tool: "codex", code: 2, stderrTail: "boom", during: "agent attempt 1/1").description
+                == "codex failed during agent attempt 1/1: exit 2: boom"
+        )
+        #expect(
+            DispatchFailure.signaled(tool: "claude", signal: SIGSEGV, during: "agent attempt 1/1").description
+                == "claude was killed by signal \(SIGSEGV) (SIGSEGV) during agent attempt 1/1"
+        )
         #expect(!DispatchFailure.message("upstream timed out after 5s").isTimeout)
         var result = DispatchResult(request: DispatchRequest(requestId: "r", task: "t", tool: .codex), status: .running)
         result.fail(.cancelled(reason: "cancelled by request"))

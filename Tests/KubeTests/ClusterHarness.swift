@@ -39,8 +39,12 @@ struct Cluster: Sendable {
     /// Runs `body` against a fresh fake cluster; runner processes and the client are stopped afterwards.
     static func with(_ dir: TempDir, _ options: Options = Options(), _ body: @Sendable (Cluster) async throws -> Void) async throws {
         let kubelet = FakeKubernetesAPI.Kubelet(
-            dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet-\(UUID().uuidString.prefix(4))"), secrets: options.secrets,
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"], dropCallback: options.dropCallback)
+            dispatchBinary: TestPaths.dispatchBinary,
+            workRoot: dir.child("kubelet-\(UUID().uuidString.prefix(4))"),
+            secrets: options.secrets,
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"],
+            dropCallback: options.dropCallback
+        )
         let api = FakeKubernetesAPI(kubelet: kubelet)
         let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         let repo = dir.child("origin-\(UUID().uuidString.prefix(4))")
@@ -48,13 +52,24 @@ struct Cluster: Sendable {
         try await app.test(.live) { client in
             let kube = try KubeClient(connection: KubeConnection(server: "http://127.0.0.1:\(client.port!)", namespace: "agents", token: api.token))
             let settings = JobSpecBuilder.Settings(
-                namespace: "agents", image: options.image, secretName: "agent-dispatch-secrets", callbackURL: options.callbackURL,
-                callbackTokens: CallbackTokens(adminToken: Cluster.adminToken))
+                namespace: "agents",
+                image: options.image,
+                secretName: "agent-dispatch-secrets",
+                callbackURL: options.callbackURL,
+                callbackTokens: CallbackTokens(adminToken: Cluster.adminToken)
+            )
             let engineDir = TempDir("engine")
             let controller = KubeBackend(
-                client: kube, settings: settings, logDirectory: "\(EngineFixture.stateDir(in: engineDir))/k8s-logs", defaultWorkdir: engineDir.path,
-                pollInterval: options.pollInterval, backstopInterval: options.backstopInterval,
-                podGrace: options.podGrace, resultGrace: options.resultGrace, watchTimeoutSeconds: options.watchTimeoutSeconds)
+                client: kube,
+                settings: settings,
+                logDirectory: "\(EngineFixture.stateDir(in: engineDir))/k8s-logs",
+                defaultWorkdir: engineDir.path,
+                pollInterval: options.pollInterval,
+                backstopInterval: options.backstopInterval,
+                podGrace: options.podGrace,
+                resultGrace: options.resultGrace,
+                watchTimeoutSeconds: options.watchTimeoutSeconds
+            )
             let fixture = try EngineFixture(k8s: controller, logHandler: options.logHandler, dir: engineDir)
             let cluster = Cluster(fixture: fixture, api: api, repo: repo, kube: kube, settings: settings, controller: controller)
             do {

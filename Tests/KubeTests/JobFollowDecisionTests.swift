@@ -25,7 +25,10 @@ import Testing
 
     @Test func aMissingJobFailsSayingWhetherItWasEverSeen() {
         #expect(decide(.jobMissing(seenBefore: true)) == .fail("Job dispatch-x disappeared before it finished"))
-        guard case .fail(let never) = decide(.jobMissing(seenBefore: false)) else { Issue.record("not a failure"); return }
+        guard case .fail(let never) = decide(.jobMissing(seenBefore: false)) else {
+            Issue.record("not a failure")
+            return
+        }
         #expect(never.contains("does not exist"))
     }
 
@@ -40,8 +43,12 @@ import Testing
     }
 
     @Test func aPodThatWillNeverRunIsDeletedAndFailed() {
-        #expect(decide(.jobRunning(podFailure: "pod p of Job dispatch-x cannot start: ErrImagePull")) == .deleteAndFail(
-            "pod p of Job dispatch-x cannot start: ErrImagePull"))
+        #expect(
+            decide(.jobRunning(podFailure: "pod p of Job dispatch-x cannot start: ErrImagePull"))
+                == .deleteAndFail(
+                    "pod p of Job dispatch-x cannot start: ErrImagePull"
+                )
+        )
         #expect(decide(.jobRunning(podFailure: nil)) == .wait)
     }
 }

@@ -1,15 +1,19 @@
 import DispatchCore
 import DispatchTestSupport
-import Foundation
 import Dispatcher
 import Execution
+import Foundation
 import Kube
 import Testing
 
 @Suite struct JobSpecTests {
     let settings = JobSpecBuilder.Settings(
-        namespace: "agents", image: "registry.example.invalid/agent-dispatch:1", secretName: "agent-dispatch-secrets",
-        callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result", callbackTokens: CallbackTokens(adminToken: adminToken))
+        namespace: "agents",
+        image: "registry.example.invalid/agent-dispatch:1",
+        secretName: "agent-dispatch-secrets",
+        callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result",
+        callbackTokens: CallbackTokens(adminToken: adminToken)
+    )
     static let adminToken = "admin-0123456789abcdef0123456789abcdef"
     var adminToken: String { Self.adminToken }
 
@@ -38,7 +42,12 @@ import Testing
 
     func manifest(_ request: DispatchRequest) -> KubeJobManifest {
         JobSpecBuilder(settings: settings).job(
-            for: request, repoURL: "https://git.example.invalid/app.git", branch: "main", baseSha: "abc123", remainingSeconds: 900)
+            for: request,
+            repoURL: "https://git.example.invalid/app.git",
+            branch: "main",
+            baseSha: "abc123",
+            remainingSeconds: 900
+        )
     }
 
     /// A manifest as the API server sees it: its JSON (as `KubeClient` sends it), parsed.
@@ -71,9 +80,11 @@ import Testing
 
         let env = try #require(container["env"] as? [[String: Any]])
         let names = Set(env.compactMap { $0["name"] as? String })
-        for required in ["REQUEST_ID", "WORKFLOW_ID", "STORY_ID", "BASE_SHA", "REPO_URL", "REPO_BRANCH", "AGENT_PROGRAM", "AGENT_MODEL",
-                         "TIMEOUT_SECONDS", "TASK_PROMPT_FILE", "VERIFICATION_COMMANDS_FILE", "RESULT_CALLBACK_URL", "RESULT_CALLBACK_TOKEN",
-                         "JOB_NAME", "JOB_NAMESPACE"] {
+        for required in [
+            "REQUEST_ID", "WORKFLOW_ID", "STORY_ID", "BASE_SHA", "REPO_URL", "REPO_BRANCH", "AGENT_PROGRAM", "AGENT_MODEL",
+            "TIMEOUT_SECONDS", "TASK_PROMPT_FILE", "VERIFICATION_COMMANDS_FILE", "RESULT_CALLBACK_URL", "RESULT_CALLBACK_TOKEN",
+            "JOB_NAME", "JOB_NAMESPACE",
+        ] {
             #expect(names.contains(required), "\(required)")
         }
         let value = { (name: String) in env.first { $0["name"] as? String == name }?["value"] as? String }
@@ -83,7 +94,9 @@ import Testing
         #expect(token["value"] == nil)
         #expect(
             ((token["valueFrom"] as? [String: Any])?["secretKeyRef"] as? [String: Any])?["name"] as? String
-                == JobNaming.jobName(requestId: request.requestId), "the Job's own Secret, not the shared one")
+                == JobNaming.jobName(requestId: request.requestId),
+            "the Job's own Secret, not the shared one"
+        )
         #expect(spec["suspend"] as? Bool == true, "created suspended: it starts only once its Secret exists")
 
         let metadata = try #require(job["metadata"] as? [String: Any])
@@ -131,15 +144,27 @@ import Testing
         let root = TestPaths.packageRoot
         let request = try RequestValidator.validate(json: Data(contentsOf: URL(fileURLWithPath: "\(root)/k8s/samples/\(sample).json")))
         let settings = JobSpecBuilder.Settings(
-            namespace: "agents", image: "registry.example.invalid/agent-dispatch:1", secretName: "agent-dispatch-secrets",
-            callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result", callbackTokens: CallbackTokens(adminToken: adminToken),
-            gitSecretName: "agent-dispatch-git")
+            namespace: "agents",
+            image: "registry.example.invalid/agent-dispatch:1",
+            secretName: "agent-dispatch-secrets",
+            callbackURL: "http://agent-dispatch.agents.svc:3111/internal/agent-result",
+            callbackTokens: CallbackTokens(adminToken: adminToken),
+            gitSecretName: "agent-dispatch-git"
+        )
         let source = try JobSource.resolve(request, defaultCwd: root)
         let list = JobSpecBuilder(settings: settings).renderedList(
-            for: request, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha, remainingSeconds: Int(request.timeout.rounded(.up)))
+            for: request,
+            repoURL: source.repoURL,
+            branch: source.branch,
+            baseSha: source.baseSha,
+            remainingSeconds: Int(request.timeout.rounded(.up))
+        )
         // Compared as parsed JSON, re-serialized with sorted keys: content, not formatting.
         func canonical(_ data: Data) throws -> String {
-            String(decoding: try JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(with: data), options: [.sortedKeys]), as: UTF8.self)
+            String(
+                decoding: try JSONSerialization.data(withJSONObject: JSONSerialization.jsonObject(with: data), options: [.sortedKeys]),
+                as: UTF8.self
+            )
         }
         let recorded = try Data(contentsOf: URL(fileURLWithPath: "\(root)/Tests/Fixtures/render-job/\(sample).json"))
         #expect(try canonical(Data(JobSpecBuilder.render(list).utf8)) == canonical(recorded))
@@ -150,7 +175,12 @@ import Testing
         var request = DispatchRequest(requestId: "big", task: task, tool: .codex)
         request.verificationCommands = [String(repeating: "x", count: 100_000)]
         let manifests = JobSpecBuilder(settings: settings).renderedList(
-            for: request, repoURL: "https://git.example.invalid/app.git", branch: nil, baseSha: nil, remainingSeconds: 60)
+            for: request,
+            repoURL: "https://git.example.invalid/app.git",
+            branch: nil,
+            baseSha: nil,
+            remainingSeconds: 60
+        )
         let list = try object(manifests)
         #expect(list["kind"] as? String == "List")
         let items = try #require(list["items"] as? [[String: Any]])

@@ -1,16 +1,21 @@
 import DispatchCore
 import DispatchTestSupport
+import Dispatcher
+import Execution
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import Dispatcher
-import Execution
 import Kube
 import Testing
 
 @Suite struct KubeClientTests {
     let settings = JobSpecBuilder.Settings(
-        namespace: "agents", image: "img:1", secretName: "s", callbackURL: "http://cb", callbackTokens: CallbackTokens(adminToken: "admin"))
+        namespace: "agents",
+        image: "img:1",
+        secretName: "s",
+        callbackURL: "http://cb",
+        callbackTokens: CallbackTokens(adminToken: "admin")
+    )
 
     func withAPI(_ body: @Sendable (FakeKubernetesAPI, KubeClient) async throws -> Void) async throws {
         let api = FakeKubernetesAPI()
@@ -29,7 +34,12 @@ import Testing
 
     func manifest(_ requestId: String) -> KubeJobManifest {
         JobSpecBuilder(settings: settings).job(
-            for: DispatchRequest(requestId: requestId, task: "t", tool: .codex), repoURL: "r", branch: nil, baseSha: nil, remainingSeconds: 60)
+            for: DispatchRequest(requestId: requestId, task: "t", tool: .codex),
+            repoURL: "r",
+            branch: nil,
+            baseSha: nil,
+            remainingSeconds: 60
+        )
     }
 
     @Test func jobLifecycleThroughTheAPI() async throws {
@@ -174,17 +184,27 @@ import Testing
     }
 
     @Test func mistypedFieldsOfAnAPIObjectAreIgnoredNotFatal() throws {
-        let job = try JSONDecoder().decode(KubeJob.self, from: Data(#"""
-            {"metadata": {"name": "j", "uid": 7, "labels": {"a": 1}, "annotations": {"k": "v"}}, "spec": {"suspend": "yes"},
-             "status": {"active": "1", "failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": 5}]}}
-            """#.utf8))
+        let job = try JSONDecoder().decode(
+            KubeJob.self,
+            from: Data(
+                #"""
+                {"metadata": {"name": "j", "uid": 7, "labels": {"a": 1}, "annotations": {"k": "v"}}, "spec": {"suspend": "yes"},
+                 "status": {"active": "1", "failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": 5}]}}
+                """#.utf8
+            )
+        )
         #expect(job.name == "j" && job.uid == nil && job.labels.isEmpty && job.annotations == ["k": "v"] && !job.suspended)
         #expect(job.active == 0 && job.failed == 2 && job.terminalCondition?.type == "Failed" && job.terminalCondition?.reason == nil)
         #expect(try JSONDecoder().decode([KubeJob].self, from: Data(#"[{"metadata": 3}, {}]"#.utf8)).map(\.name) == ["", ""])
-        let pod = try JSONDecoder().decode(KubePod.self, from: Data(#"""
-            {"metadata": {"name": "p"}, "status": {"containerStatuses": [{"state": "odd"}, {"state": {"waiting": {"reason": "ErrImagePull"}}}],
-             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no nodes"}]}}
-            """#.utf8))
+        let pod = try JSONDecoder().decode(
+            KubePod.self,
+            from: Data(
+                #"""
+                {"metadata": {"name": "p"}, "status": {"containerStatuses": [{"state": "odd"}, {"state": {"waiting": {"reason": "ErrImagePull"}}}],
+                 "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no nodes"}]}}
+                """#.utf8
+            )
+        )
         #expect(pod.name == "p" && pod.phase == "Unknown" && pod.waitingReason == "ErrImagePull" && pod.unschedulableMessage == "no nodes")
         #expect(throws: (any Error).self) { try JSONDecoder().decode(KubeJob.self, from: Data("[]".utf8)) }
     }
@@ -197,7 +217,9 @@ import Testing
         try "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".write(toFile: dir.child("ca.crt"), atomically: true, encoding: .utf8)
         try "agents\n".write(toFile: dir.child("namespace"), atomically: true, encoding: .utf8)
         let connection = try KubeConnection.inCluster(
-            environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"], accountDirectory: dir.path)
+            environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"],
+            accountDirectory: dir.path
+        )
         #expect(connection.server == "https://[fd00::1]:6443")
         #expect(connection.namespace == "agents")
         #expect(connection.tokenFile == dir.child("token"))

@@ -1,9 +1,9 @@
 import DispatchTestSupport
+import Execution
 import Foundation
 import Hummingbird
 import HummingbirdTLS
 import Kube
-import Execution
 import NIOSSL
 import Testing
 
@@ -22,7 +22,9 @@ import Testing
 
     @Test func contextClusterUserAndNamespaceMergeAsKubectlDoes() throws {
         _ = try write("conf/ca.crt", Self.pem)
-        let first = try write("conf/first.yaml", """
+        let first = try write(
+            "conf/first.yaml",
+            """
             apiVersion: v1
             kind: Config
             current-context: work
@@ -38,8 +40,11 @@ import Testing
             - name: robot
               user:
                 tokenFile: token
-            """)
-        let second = try write("second.yaml", """
+            """
+        )
+        let second = try write(
+            "second.yaml",
+            """
             current-context: other
             clusters:
             - name: prod
@@ -52,7 +57,8 @@ import Testing
             users:
             - name: robot
               user: {token: ignored}
-            """)
+            """
+        )
         let connection = try KubeConfig.connection(paths: [dir.child("missing.yaml"), first, second])
         #expect(connection.server == "https://api.example.test:6443", "the first file to define a name wins")
         #expect(connection.namespace == "agents")
@@ -76,7 +82,10 @@ import Testing
         ("users: [{name: u, user: {client-certificate-data: \(Data(pem.utf8).base64EncodedString())}}]", "without its key"),
         ("contexts: [{name: ctx, context: {cluster: nowhere, user: u}}]", "does not define"),
         ("current-context: absent", "no context \"absent\""),
-        ("clusters: [{name: c, cluster: {server: 'https://x', certificate-authority: /nonexistent/ca.crt}}]", "cannot read the cluster \"c\" CA file"),
+        (
+            "clusters: [{name: c, cluster: {server: 'https://x', certificate-authority: /nonexistent/ca.crt}}]",
+            "cannot read the cluster \"c\" CA file"
+        ),
         ("clusters: [ {name: c", "not valid YAML"),
     ])
     func unusableConfigurationsSayWhy(override: String, expected: String) throws {
@@ -99,12 +108,15 @@ import Testing
 
     /// Scalars are read as YAML types them (as `Yams.load` did): a number is no token, a quoted "true" no boolean.
     @Test func scalarsAreTypedAsYAMLTypesThem() throws {
-        let path = try write("typed.yaml", """
+        let path = try write(
+            "typed.yaml",
+            """
             current-context: ctx
             clusters: [{name: c, cluster: {server: 'https://x', insecure-skip-tls-verify: "true"}}]
             users: [{name: u, user: {token: 12345}}]
             contexts: [{name: ctx, context: {cluster: c, user: u, namespace: "2024"}}]
-            """)
+            """
+        )
         let connection = try KubeConfig.connection(paths: [path])
         #expect(connection.server == "https://x")
         #expect(connection.token == nil)
@@ -128,19 +140,30 @@ import Testing
                 let result = try CommandRunner.run("/usr/bin/env", ["openssl"] + arguments, cwd: d)
                 guard result.exitCode == 0 else { throw KubeConfigError("openssl \(arguments.first ?? ""): \(result.stderr)") }
             }
-            try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-                         "-days", "2", "-subj", "/CN=\(name)-ca"])
+            try openssl([
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                "-days", "2", "-subj", "/CN=\(name)-ca",
+            ])
             try "subjectAltName=IP:127.0.0.1\n".write(toFile: "\(d)/server.ext", atomically: true, encoding: .utf8)
             try "extendedKeyUsage=clientAuth\n".write(toFile: "\(d)/client.ext", atomically: true, encoding: .utf8)
             for (who, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=robot/O=agent-dispatch")] {
-                try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(who).key", "-out", "\(who).csr",
-                             "-subj", subject])
-                try openssl(["x509", "-req", "-in", "\(who).csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "\(who).crt",
-                             "-days", "2", "-extfile", "\(who).ext"])
+                try openssl([
+                    "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(who).key", "-out", "\(who).csr",
+                    "-subj", subject,
+                ])
+                try openssl([
+                    "x509", "-req", "-in", "\(who).csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "\(who).crt",
+                    "-days", "2", "-extfile", "\(who).ext",
+                ])
             }
             func read(_ file: String) throws -> String { try String(contentsOfFile: "\(d)/\(file)", encoding: .utf8) }
-            return Authority(caPEM: try read("ca.crt"), serverCert: try read("server.crt"), serverKey: try read("server.key"),
-                             clientCert: try read("client.crt"), clientKey: try read("client.key"))
+            return Authority(
+                caPEM: try read("ca.crt"),
+                serverCert: try read("server.crt"),
+                serverKey: try read("server.key"),
+                clientCert: try read("client.crt"),
+                clientKey: try read("client.key")
+            )
         }
     }
 
@@ -148,12 +171,16 @@ import Testing
     func withTLSAPI(_ authority: Authority, _ body: @Sendable (Int) async throws -> Void) async throws {
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(authority.serverCert.utf8)).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(authority.serverKey.utf8), format: .pem)))
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(authority.serverKey.utf8), format: .pem))
+        )
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authority.caPEM.utf8)))
         tls.certificateVerification = .noHostnameVerification  // a client certificate is required
         let api = FakeKubernetesAPI(requireToken: false)
-        let app = Application(router: api.router(), server: try .tls(.http1(), tlsConfiguration: tls),
-                              configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        let app = Application(
+            router: api.router(),
+            server: try .tls(.http1(), tlsConfiguration: tls),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0))
+        )
         try await app.test(.live) { client in try await body(client.port!) }
     }
 
@@ -161,12 +188,15 @@ import Testing
         let b64 = { (text: String) in Data(text.utf8).base64EncodedString() }
         var user = "{}"
         if let clientCert, let clientKey { user = "{client-certificate-data: \(b64(clientCert)), client-key-data: \(b64(clientKey))}" }
-        return try write("tls-\(UUID().uuidString.prefix(6)).yaml", """
+        return try write(
+            "tls-\(UUID().uuidString.prefix(6)).yaml",
+            """
             current-context: tls
             clusters: [{name: local, cluster: {server: 'https://127.0.0.1:\(port)', certificate-authority-data: \(b64(ca))}}]
             users: [{name: robot, user: \(user)}]
             contexts: [{name: tls, context: {cluster: local, user: robot, namespace: agents}}]
-            """)
+            """
+        )
     }
 
     @Test func theClientVerifiesTheServerAndAuthenticatesWithItsCertificate() async throws {
@@ -174,20 +204,26 @@ import Testing
         let stranger = try Authority.make(in: dir, name: "stranger")
         try await withTLSAPI(authority) { port in
             // CA data + client certificate: the API answers.
-            let good = try KubeConfig.connection(paths: [kubeconfig(port: port, ca: authority.caPEM, clientCert: authority.clientCert, clientKey: authority.clientKey)])
+            let good = try KubeConfig.connection(paths: [
+                kubeconfig(port: port, ca: authority.caPEM, clientCert: authority.clientCert, clientKey: authority.clientKey)
+            ])
             let client = try KubeClient(connection: good)
             let listed = try await client.jobs(labelSelector: "a=b")
             #expect(listed.items.isEmpty)
             await client.shutdown()
 
             // No client certificate: the server refuses the handshake.
-            let anonymous = try KubeClient(connection: KubeConfig.connection(paths: [kubeconfig(port: port, ca: authority.caPEM, clientCert: nil, clientKey: nil)]))
+            let anonymous = try KubeClient(
+                connection: KubeConfig.connection(paths: [kubeconfig(port: port, ca: authority.caPEM, clientCert: nil, clientKey: nil)])
+            )
             await #expect(throws: KubeError.self) { _ = try await anonymous.jobs(labelSelector: "a=b") }
             await anonymous.shutdown()
 
             // A CA that did not sign the server's certificate: the client refuses the server.
-            let misled = try KubeClient(connection: KubeConfig.connection(
-                paths: [kubeconfig(port: port, ca: stranger.caPEM, clientCert: authority.clientCert, clientKey: authority.clientKey)]))
+            let misled = try KubeClient(
+                connection: KubeConfig.connection(
+                    paths: [kubeconfig(port: port, ca: stranger.caPEM, clientCert: authority.clientCert, clientKey: authority.clientKey)])
+            )
             await #expect {
                 _ = try await misled.jobs(labelSelector: "a=b")
             } throws: { error in

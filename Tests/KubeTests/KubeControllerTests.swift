@@ -1,7 +1,7 @@
 import AgentProcess
 import DispatchCore
-import DispatchTestSupport
 import DispatchStore
+import DispatchTestSupport
 import Dispatcher
 import Execution
 import Foundation
@@ -68,7 +68,8 @@ import Testing
             #expect(result.logs?.stdout.contains("---RESULT_END---") == true, "the pod log is kept with the result")
             #expect(
                 env["RESULT_CALLBACK_TOKEN"] == CallbackTokens(adminToken: Cluster.adminToken).token(for: request.requestId),
-                "the request's own callback token reaches the pod through secretKeyRef")
+                "the request's own callback token reaches the pod through secretKeyRef"
+            )
             #expect(try fixture.inbox(request.requestId).status == .completed)
         }
     }
@@ -212,7 +213,9 @@ import Testing
             // A finished request whose Job still runs (its delete never reached the API).
             let done = k8sRequest(fixture, repo: repo, task: "x")
             _ = try await kube.createJob(
-                JobSpecBuilder(settings: settings).job(for: done, repoURL: repo, branch: nil, baseSha: nil, remainingSeconds: 60), requestId: done.requestId)
+                JobSpecBuilder(settings: settings).job(for: done, repoURL: repo, branch: nil, baseSha: nil, remainingSeconds: 60),
+                requestId: done.requestId
+            )
             var completed = DispatchResult(request: done, status: .completed)
             completed.completedAt = completed.updatedAt
             _ = try await fixture.engine.store.insert(completed, request: done, owner: dead)
@@ -220,7 +223,8 @@ import Testing
             let foreign = k8sRequest(fixture, repo: repo, task: "x")
             _ = try await kube.createJob(
                 JobSpecBuilder(settings: settings).job(for: foreign, repoURL: repo, branch: nil, baseSha: nil, remainingSeconds: 60),
-                requestId: foreign.requestId)
+                requestId: foreign.requestId
+            )
 
             let service = DispatchService(engine: fixture.engine, maxConcurrent: 2, logger: .init(label: "test"))
             try await service.recover()

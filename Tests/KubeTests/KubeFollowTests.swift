@@ -45,7 +45,8 @@ import Testing
             let other = cluster.request("x")
             _ = try await cluster.kube.createJob(
                 JobSpecBuilder(settings: parked).job(for: other, repoURL: cluster.repo, branch: nil, baseSha: nil, remainingSeconds: 60),
-                requestId: other.requestId)
+                requestId: other.requestId
+            )
             let result = try await task.value
             #expect(result.status == .completed, "\(result.error ?? "")")
             #expect(result.result == "resumed")
@@ -62,16 +63,27 @@ import Testing
         var options = Cluster.Options()
         options.image = "pending-image:1"  // no runner: the test plays the pod
         try await Cluster.with(dir, options) { cluster in
-            let orders = [["callback", "condition", "log"], ["callback", "log", "condition"], ["condition", "callback", "log"],
-                          ["condition", "log", "callback"], ["log", "callback", "condition"], ["log", "condition", "callback"]]
+            let orders = [
+                ["callback", "condition", "log"], ["callback", "log", "condition"], ["condition", "callback", "log"],
+                ["condition", "log", "callback"], ["log", "callback", "condition"], ["log", "condition", "callback"],
+            ]
             var outcomes: [String] = []
             for order in orders {
                 let request = cluster.request("x")
                 let name = cluster.jobName(request)
-                let artifacts = Artifacts(headSha: String(repeating: "a", count: 40), touchedFiles: ["same.txt"], patch: "diff --git a/same.txt b/same.txt\n")
+                let artifacts = Artifacts(
+                    headSha: String(repeating: "a", count: 40),
+                    touchedFiles: ["same.txt"],
+                    patch: "diff --git a/same.txt b/same.txt\n"
+                )
                 let report = SandboxExecutionResult(
-                    requestId: request.requestId, state: .completed, startedAt: ISO8601.string(Date()),
-                    job: JobInfo(name: name, namespace: "agents", podName: "\(name)-pod"), artifacts: artifacts, output: "one answer")
+                    requestId: request.requestId,
+                    state: .completed,
+                    startedAt: ISO8601.string(Date()),
+                    job: JobInfo(name: name, namespace: "agents", podName: "\(name)-pod"),
+                    artifacts: artifacts,
+                    output: "one answer"
+                )
                 let block = String(decoding: try StoreJSON.encode(report), as: UTF8.self)
                 let task = await cluster.start(request)
                 var ignoredCallback: Bool?
@@ -92,7 +104,9 @@ import Testing
                 if order.first == "callback" { #expect(ignoredCallback == false, "\(order): the first arrival wins") }
                 if order.last == "callback" { #expect(ignoredCallback == true, "\(order): a callback after the result changes nothing") }
                 #expect(result.job?.podName == "\(name)-pod", "\(order)")
-                outcomes.append("\(result.status) \(result.result ?? "-") \(result.error ?? "-") \(result.artifacts?.touchedFiles ?? []) \(result.artifacts?.patch ?? "-")")
+                outcomes.append(
+                    "\(result.status) \(result.result ?? "-") \(result.error ?? "-") \(result.artifacts?.touchedFiles ?? []) \(result.artifacts?.patch ?? "-")"
+                )
             }
             #expect(Set(outcomes).count == 1, "\(outcomes)")
             #expect(outcomes.first?.hasPrefix("completed one answer - [\"same.txt\"]") == true, "\(outcomes)")
@@ -179,8 +193,15 @@ import Testing
             #expect(result.status == .completed, "\(result.error ?? "")")
             let name = cluster.jobName(request)
             #expect(cluster.api.runnerEnvironment(name)?["OPENAI_API_KEY"] == secrets["openai-api-key"], "the Secret did reach the pod")
-            let manifest = JobSpecBuilder.render(JobSpecBuilder(settings: cluster.settings).job(
-                for: request, repoURL: cluster.repo, branch: nil, baseSha: nil, remainingSeconds: 60))
+            let manifest = JobSpecBuilder.render(
+                JobSpecBuilder(settings: cluster.settings).job(
+                    for: request,
+                    repoURL: cluster.repo,
+                    branch: nil,
+                    baseSha: nil,
+                    remainingSeconds: 60
+                )
+            )
             let podLog = cluster.api.podLog(ofJob: name)
             #expect(podLog.contains("callback failed"), "the pod log holds the runner's own log lines")
             let stored = String(decoding: try StoreJSON.encode(result), as: UTF8.self)

@@ -1,11 +1,11 @@
+import AsyncHTTPClient
 import DispatchCore
 import DispatchTestSupport
 import Dispatcher
 import Execution
-import AsyncHTTPClient
 import Foundation
-import NIOCore
 import Kube
+import NIOCore
 import Testing
 
 /// What a Job pod holds, seen from inside one (the kubelet emulator runs the real job-runner and agent).
@@ -40,7 +40,8 @@ import Testing
             #expect(env["TASK_PROMPT_B64"] == nil, "the task came as a file")
             #expect(
                 env["RESULT_CALLBACK_TOKEN"] == CallbackTokens(adminToken: Cluster.adminToken).token(for: request.requestId),
-                "the pod holds its own request's token")
+                "the pod holds its own request's token"
+            )
 
             let requests = cluster.api.requests
             let create = try #require(requests.firstIndex { $0.hasPrefix("POST /apis/batch/v1/namespaces/agents/jobs") })
@@ -65,7 +66,10 @@ import Testing
             let waiting = cluster.request("x", timeout: 3)
             let task = await cluster.start(waiting)
             cluster.api.setPod(
-                ofJob: cluster.jobName(waiting), waitingReason: "CreateContainerConfigError", waitingMessage: #"secret "\#(cluster.jobName(waiting))" not found"#)
+                ofJob: cluster.jobName(waiting),
+                waitingReason: "CreateContainerConfigError",
+                waitingMessage: #"secret "\#(cluster.jobName(waiting))" not found"#
+            )
             let result = try await task.value
             #expect(result.status == .failed)
             #expect(result.error?.contains("timed out after") == true, "waited for the Secret until the budget: \(result.error ?? "")")

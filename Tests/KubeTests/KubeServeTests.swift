@@ -1,10 +1,10 @@
 import DispatchCore
 import DispatchTestSupport
+import Execution
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Kube
-import Execution
 import Testing
 
 /// The k8s backend through a real `dispatch serve` configured by KUBECONFIG: the job-runner's callback arrives
@@ -13,13 +13,19 @@ import Testing
     let dir = TempDir("kube-serve")
 
     func withServe(
-        holdJobs: Bool, _ body: @Sendable (ServerProcess, FakeKubernetesAPI, String) async throws -> Void
+        holdJobs: Bool,
+        _ body: @Sendable (ServerProcess, FakeKubernetesAPI, String) async throws -> Void
     ) async throws {
         let port = freePort()
         let token = "serve-token-\(UUID().uuidString)"
         let kubelet = FakeKubernetesAPI.Kubelet(
-            dispatchBinary: TestPaths.dispatchBinary, workRoot: dir.child("kubelet"), secrets: ["callback-token": token],
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"], dropCallback: false, holdJobs: holdJobs)
+            dispatchBinary: TestPaths.dispatchBinary,
+            workRoot: dir.child("kubelet"),
+            secrets: ["callback-token": token],
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"],
+            dropCallback: false,
+            holdJobs: holdJobs
+        )
         let api = FakeKubernetesAPI(kubelet: kubelet)
         let app = Application(router: api.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         let repo = dir.child("origin")
@@ -27,19 +33,22 @@ import Testing
         try await app.test(.live) { client in
             let kubeconfig = dir.child("kubeconfig.yaml")
             try """
-                apiVersion: v1
-                kind: Config
-                current-context: fake
-                clusters: [{name: fake, cluster: {server: "http://127.0.0.1:\(client.port!)"}}]
-                users: [{name: robot, user: {token: \(api.token)}}]
-                contexts: [{name: fake, context: {cluster: fake, user: robot, namespace: agents}}]
-                """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+            apiVersion: v1
+            kind: Config
+            current-context: fake
+            clusters: [{name: fake, cluster: {server: "http://127.0.0.1:\(client.port!)"}}]
+            users: [{name: robot, user: {token: \(api.token)}}]
+            contexts: [{name: fake, context: {cluster: fake, user: robot, namespace: agents}}]
+            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
             let server = ServerProcess(
-                stateDir: dir.child("state"), token: token,
+                stateDir: dir.child("state"),
+                token: token,
                 environment: [
                     "KUBECONFIG": kubeconfig, "DISPATCH_K8S_IMAGE": "agent-dispatch:test",
                     "DISPATCH_CALLBACK_URL": "http://127.0.0.1:\(port)/internal/agent-result",
-                ], port: port)
+                ],
+                port: port
+            )
             try await server.start()
             do {
                 try await body(server, api, repo)

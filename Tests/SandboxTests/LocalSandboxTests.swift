@@ -16,10 +16,13 @@ import Testing
     init() throws {
         fixture = try EngineFixture()
         repo = fixture.dir.child("host")
-        base = try GitFixture.makeRepo(at: repo, files: [
-            "a.txt": "alpha\n", "b.txt": "bravo\n", "c.txt": "charlie\n", "script.sh": "echo hi\n", "sub/dir/d.txt": "delta\n",
-            ".gitignore": "*.log\n",
-        ])
+        base = try GitFixture.makeRepo(
+            at: repo,
+            files: [
+                "a.txt": "alpha\n", "b.txt": "bravo\n", "c.txt": "charlie\n", "script.sh": "echo hi\n", "sub/dir/d.txt": "delta\n",
+                ".gitignore": "*.log\n",
+            ]
+        )
     }
 
     func sandboxRequest(_ task: String, cwd: String? = nil, baseSha: String? = nil, timeout: Double = 60) -> DispatchRequest {

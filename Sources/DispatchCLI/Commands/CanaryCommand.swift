@@ -8,14 +8,17 @@ import Foundation
 /// `dispatch canary`: model-free proofs of the runner's guarantees on a live install.
 struct CanaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "canary", abstract: "Prove the runner's guarantees without any model.",
-        subcommands: [OrphanStderr.self, SleepTimeout.self])
+        commandName: "canary",
+        abstract: "Prove the runner's guarantees without any model.",
+        subcommands: [OrphanStderr.self, SleepTimeout.self]
+    )
 
     /// The capture proof: a parent exits 7 while its child keeps stderr open.
     struct OrphanStderr: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "orphan-stderr",
-            abstract: "Check that a result is written promptly when an orphan keeps stderr open, and that the orphan is killed.")
+            abstract: "Check that a result is written promptly when an orphan keeps stderr open, and that the orphan is killed."
+        )
 
         @OptionGroup var state: StateOptions
         @OptionGroup var remote: ServerOptions
@@ -43,8 +46,12 @@ struct CanaryCommand: AsyncParsableCommand {
                 return path.map { LogFile.tail($0, maxBytes: 64 * 1024) } ?? ""
             }
             let report = CanaryReport(
-                scenario: "orphan-stderr", requestId: requestId, wallMs: wallMs,
-                checks: await CanaryChecks.orphanStderr(result, wallMs: wallMs, delaySeconds: delay, stderr: stderr), result: result)
+                scenario: "orphan-stderr",
+                requestId: requestId,
+                wallMs: wallMs,
+                checks: await CanaryChecks.orphanStderr(result, wallMs: wallMs, delaySeconds: delay, stderr: stderr),
+                result: result
+            )
             print(Output.json(report, pretty: true))
             if !report.ok { throw DispatchExit.failed }
         }

@@ -10,7 +10,8 @@ extension CanaryCommand {
     struct SleepTimeout: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "sleep-timeout",
-            abstract: "Check that a sleeping agent is killed at the budget, ends failed saying timed out, and leaves nothing running.")
+            abstract: "Check that a sleeping agent is killed at the budget, ends failed saying timed out, and leaves nothing running."
+        )
 
         @OptionGroup var state: StateOptions
         @OptionGroup var remote: ServerOptions
@@ -41,8 +42,13 @@ extension CanaryCommand {
             }
             let wallMs = Int((clock.now - start).milliseconds)
             let checks = CanaryChecks.sleepTimeout(
-                result, wallMs: wallMs, timeoutSeconds: timeout, killGraceMs: configuration.killGraceMs,
-                sandboxState: sandboxState, runningSandboxIds: running)
+                result,
+                wallMs: wallMs,
+                timeoutSeconds: timeout,
+                killGraceMs: configuration.killGraceMs,
+                sandboxState: sandboxState,
+                runningSandboxIds: running
+            )
             let report = CanaryReport(scenario: "sleep-timeout", requestId: requestId, wallMs: wallMs, checks: checks, result: result)
             print(Output.json(report, pretty: true))
             if !report.ok { throw DispatchExit.failed }

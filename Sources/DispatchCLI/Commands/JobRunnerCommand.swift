@@ -8,7 +8,8 @@ import Kube
 struct JobRunnerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "job-runner",
-        abstract: "Run one request from the k8s Job environment; print and POST the result. Exit 0 completed, 1 failed, 143 cancelled.")
+        abstract: "Run one request from the k8s Job environment; print and POST the result. Exit 0 completed, 1 failed, 143 cancelled."
+    )
 
     @Option(help: "Working directory for the clone, sandbox and state (default: $DISPATCH_JOB_WORKDIR or /tmp/dispatch-job).")
     var workspace: String?

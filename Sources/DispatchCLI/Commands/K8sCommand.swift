@@ -17,7 +17,8 @@ struct K8sCommand: AsyncParsableCommand {
             discussion: """
                 Cluster settings come from DISPATCH_K8S_NAMESPACE, DISPATCH_K8S_IMAGE, DISPATCH_K8S_SECRET, DISPATCH_K8S_GIT_SECRET and \
                 DISPATCH_CALLBACK_URL. Secret values are redacted.
-                """)
+                """
+        )
 
         @Option(help: "The request JSON (CONTRACT §1).") var request: String
 
@@ -44,7 +45,12 @@ struct K8sCommand: AsyncParsableCommand {
                 throw ValidationError("\(error)")
             }
             let objects = JobSpecBuilder(settings: settings).renderedList(
-                for: parsed, repoURL: source.repoURL, branch: source.branch, baseSha: source.baseSha, remainingSeconds: Int(parsed.timeout.rounded(.up)))
+                for: parsed,
+                repoURL: source.repoURL,
+                branch: source.branch,
+                baseSha: source.baseSha,
+                remainingSeconds: Int(parsed.timeout.rounded(.up))
+            )
             print(JobSpecBuilder.render(objects))
         }
     }
@@ -55,7 +61,9 @@ enum K8sSettings {
     /// The k8s backend: from `KUBECONFIG` when set, else the in-cluster service account; `nil` when neither
     /// applies. Throws when the configuration is there but unusable (say why, never fall back silently).
     static func backend(
-        _ configuration: DispatchConfiguration, adminToken: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+        _ configuration: DispatchConfiguration,
+        adminToken: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> KubeBackend? {
         var connection: KubeConnection
         if let paths = KubeConfig.paths(environment: environment) {
@@ -70,8 +78,11 @@ enum K8sSettings {
             throw KubeConfigError("no service token to sign the Jobs' callback tokens with (set DISPATCH_TOKEN or DISPATCH_TOKEN_FILE)")
         }
         return KubeBackend(
-            client: try KubeClient(connection: connection), settings: resolve(configuration, adminToken: adminToken, namespace: connection.namespace),
-            logDirectory: "\(configuration.stateDir)/k8s-logs", defaultWorkdir: configuration.defaultWorkdir)
+            client: try KubeClient(connection: connection),
+            settings: resolve(configuration, adminToken: adminToken, namespace: connection.namespace),
+            logDirectory: "\(configuration.stateDir)/k8s-logs",
+            defaultWorkdir: configuration.defaultWorkdir
+        )
     }
 
     /// The backend for commands that serve local requests too: an unusable k8s configuration fails only the
@@ -88,9 +99,12 @@ enum K8sSettings {
     static func resolve(_ configuration: DispatchConfiguration, adminToken: String, namespace: String? = nil) -> JobSpecBuilder.Settings {
         let namespace = namespace ?? configuration.k8sNamespace
         return JobSpecBuilder.Settings(
-            namespace: namespace, image: configuration.k8sImage ?? "agent-dispatch:latest",
+            namespace: namespace,
+            image: configuration.k8sImage ?? "agent-dispatch:latest",
             secretName: configuration.k8sSecret ?? "agent-dispatch-secrets",
             callbackURL: configuration.callbackURL ?? "http://agent-dispatch.\(namespace).svc:3111/internal/agent-result",
-            callbackTokens: CallbackTokens(adminToken: adminToken), gitSecretName: configuration.k8sGitSecret)
+            callbackTokens: CallbackTokens(adminToken: adminToken),
+            gitSecretName: configuration.k8sGitSecret
+        )
     }
 }

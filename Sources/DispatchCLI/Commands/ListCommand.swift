@@ -43,8 +43,15 @@ struct ListCommand: AsyncParsableCommand {
             let engine = try state.engine()
             for stored in try await engine.store.list(status: status.flatMap(DispatchStatus.init(rawValue:)), limit: limit) {
                 let record = try await engine.resolveIfAbandoned(stored)
-                items.append(Item(requestId: record.requestId, status: record.status.rawValue, tool: record.request.tool.rawValue,
-                                  startedAt: record.result.startedAt, updatedAt: record.result.updatedAt))
+                items.append(
+                    Item(
+                        requestId: record.requestId,
+                        status: record.status.rawValue,
+                        tool: record.request.tool.rawValue,
+                        startedAt: record.result.startedAt,
+                        updatedAt: record.result.updatedAt
+                    )
+                )
             }
         }
         if json {

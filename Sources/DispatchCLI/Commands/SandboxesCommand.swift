@@ -8,7 +8,10 @@ import Sandbox
 /// `dispatch sandboxes`: the local sandbox registry and retention.
 struct SandboxesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sandboxes", abstract: "List and clean up local sandboxes.", subcommands: [List.self, Cleanup.self, Janitor.self])
+        commandName: "sandboxes",
+        abstract: "List and clean up local sandboxes.",
+        subcommands: [List.self, Cleanup.self, Janitor.self]
+    )
 
     /// The `--json` row of `sandboxes list` (CONTRACT §4).
     struct Row: Codable {
@@ -73,7 +76,9 @@ struct SandboxesCommand: AsyncParsableCommand {
 
     struct Cleanup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "cleanup", abstract: "Remove sandboxes (running ones only with --force).")
+            commandName: "cleanup",
+            abstract: "Remove sandboxes (running ones only with --force)."
+        )
         @OptionGroup var state: StateOptions
         @Option(name: .customLong("request-id")) var requestId: String?
         @Option(name: .customLong("sandbox-id")) var sandboxId: String?
@@ -105,7 +110,9 @@ struct SandboxesCommand: AsyncParsableCommand {
 
     struct Janitor: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "janitor", abstract: "Reconcile the registry with the disk and remove expired sandboxes.")
+            commandName: "janitor",
+            abstract: "Reconcile the registry with the disk and remove expired sandboxes."
+        )
         @OptionGroup var state: StateOptions
         @Flag(help: "Print JSON.") var json = false
 

@@ -10,18 +10,22 @@ import Logging
 /// `dispatch serve`: the HTTP service.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Run the HTTP service (CONTRACT §3) until SIGTERM/SIGINT, then drain.")
+        commandName: "serve",
+        abstract: "Run the HTTP service (CONTRACT §3) until SIGTERM/SIGINT, then drain."
+    )
 
     @Option(help: "Address to listen on (default: $DISPATCH_HOST or 127.0.0.1).") var host: String?
     @Option(help: "Port (default: $DISPATCH_PORT or 3111; 0 picks a free port).") var port: Int?
     @OptionGroup var state: StateOptions
     @Option(
         name: .customLong("token-file"),
-        help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN, else <state>/token, created when missing).")
+        help: "File holding the bearer token (default: $DISPATCH_TOKEN_FILE, else $DISPATCH_TOKEN, else <state>/token, created when missing)."
+    )
     var tokenFile: String?
     @Option(
         name: .customLong("allowed-host"),
-        help: "A Host name a loopback listener accepts besides this machine's (repeatable; also $DISPATCH_ALLOWED_HOSTS, comma-separated).")
+        help: "A Host name a loopback listener accepts besides this machine's (repeatable; also $DISPATCH_ALLOWED_HOSTS, comma-separated)."
+    )
     var allowedHosts: [String] = []
     @Option(name: .customLong("max-concurrent"), help: "Executions at once (default: $DISPATCH_MAX_CONCURRENT or the core count).")
     var maxConcurrent: Int?
@@ -51,18 +55,38 @@ struct ServeCommand: AsyncParsableCommand {
         }
         defer { withExtendedLifetime(lock) {} }
         PrivateState.tighten(configuration)
+        let token = try serviceToken(configuration)
+        let server = ServerConfiguration(
+            host: configuration.host,
+            port: configuration.port,
+            token: token.value,
+            allowedHosts: allowedHosts + configuration.allowedHosts,
+            drainSeconds: drainSeconds
+        )
+        let logger = bootstrapLogging()
+        logger.notice(
+            token.created ? "created the service token" : "using the service token",
+            metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"]
+        )
+        try await serve(configuration, server: server, logger: logger)
+    }
+
+    /// The service token, refused when it is missing or too weak.
+    func serviceToken(_ configuration: DispatchConfiguration) throws -> ServiceToken {
         guard let token = try ServiceToken.resolve(tokenFile: tokenFile.map(absolute), configuration: configuration, createInState: true) else {
             throw ValidationError("no token: set --token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN")
         }
         // Callback tokens are HMACs under a key derived from this token: a guessable one could be found offline.
         guard token.value.count >= ServiceToken.minimumLength, !token.value.hasPrefix("REPLACE_ME") else {
             throw ValidationError(
-                "the token from \(token.source) is too weak: use at least \(ServiceToken.minimumLength) random characters (e.g. openssl rand -hex 32)")
+                "the token from \(token.source) is too weak: use at least \(ServiceToken.minimumLength) random characters (e.g. openssl rand -hex 32)"
+            )
         }
-        let server = ServerConfiguration(
-            host: configuration.host, port: configuration.port, token: token.value,
-            allowedHosts: allowedHosts + configuration.allowedHosts, drainSeconds: drainSeconds)
+        return token
+    }
 
+    /// Process-wide logging in the chosen format and level.
+    func bootstrapLogging() -> Logger {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
@@ -72,21 +96,28 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "agent-dispatch")
         logger.logLevel = level
-        logger.notice(
-            token.created ? "created the service token" : "using the service token",
-            metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"])
+        return logger
+    }
 
+    /// Opens the store, wires the backends, recovers what a previous process left and runs until shutdown.
+    func serve(_ configuration: DispatchConfiguration, server: ServerConfiguration, logger: Logger) async throws {
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
         let k8s: KubeBackend?
         do {
-            k8s = try K8sSettings.backend(configuration, adminToken: token.value)
+            k8s = try K8sSettings.backend(configuration, adminToken: server.token)
         } catch {
             throw ValidationError("cannot use the k8s backend: \(error)")
         }
-        if let k8s { logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"]) }
+        if let k8s {
+            logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"])
+        }
         let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, k8s: k8s)
         let service = DispatchService(
-            engine: engine, maxConcurrent: configuration.maxConcurrent, logger: logger, drainOnShutdown: .milliseconds(Int(server.drainSeconds * 1000)))
+            engine: engine,
+            maxConcurrent: configuration.maxConcurrent,
+            logger: logger,
+            drainOnShutdown: .milliseconds(Int(server.drainSeconds * 1000))
+        )
         try await service.recover()
         let portFile = self.portFile.map(absolute)
         do {

@@ -6,7 +6,9 @@ import Foundation
 /// `dispatch status ID`: the stored result of one request.
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Print the result of a request (exit 0 when found, 1 when unknown).")
+        commandName: "status",
+        abstract: "Print the result of a request (exit 0 when found, 1 when unknown)."
+    )
 
     @OptionGroup var state: StateOptions
     @OptionGroup var remote: ServerOptions
@@ -42,7 +44,9 @@ struct StatusCommand: AsyncParsableCommand {
 /// `dispatch await ID`: waits for a terminal result.
 struct AwaitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "await", abstract: "Wait until a request is terminal; exit 0 completed, 1 failed or timeout, 130 cancelled.")
+        commandName: "await",
+        abstract: "Wait until a request is terminal; exit 0 completed, 1 failed or timeout, 130 cancelled."
+    )
 
     @OptionGroup var state: StateOptions
     @OptionGroup var remote: ServerOptions
@@ -83,7 +87,10 @@ struct AwaitCommand: AsyncParsableCommand {
     }
 
     static func awaitLocally(
-        _ engine: DispatchEngine, _ id: String, limit: Duration?, progress: (String, Duration) -> Void
+        _ engine: DispatchEngine,
+        _ id: String,
+        limit: Duration?,
+        progress: (String, Duration) -> Void
     ) async throws -> DispatchResult? {
         let clock = ContinuousClock()
         let start = clock.now
@@ -100,7 +107,9 @@ struct AwaitCommand: AsyncParsableCommand {
 /// `dispatch cancel ID`: cancels a queued or running request.
 struct CancelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cancel", abstract: "Cancel a request: its process group is terminated and it ends cancelled (exit 0; 1 if already terminal).")
+        commandName: "cancel",
+        abstract: "Cancel a request: its process group is terminated and it ends cancelled (exit 0; 1 if already terminal)."
+    )
 
     @OptionGroup var state: StateOptions
     @OptionGroup var remote: ServerOptions
@@ -137,7 +146,9 @@ struct CancelCommand: AsyncParsableCommand {
             throw DispatchExit.failed
         }
         guard let owner = record.owner, owner.kind == .run, !owner.isKnownDead else {
-            Output.error("\(requestId) is run by dispatch \(record.owner?.kind.rawValue ?? "?") (pid \(record.owner?.pid ?? 0)); cancel it with --server URL")
+            Output.error(
+                "\(requestId) is run by dispatch \(record.owner?.kind.rawValue ?? "?") (pid \(record.owner?.pid ?? 0)); cancel it with --server URL"
+            )
             throw DispatchExit.failed
         }
         kill(owner.pid, SIGTERM)

@@ -4,9 +4,9 @@ import DispatchCore
 import DispatchStore
 import Dispatcher
 import Execution
-import Kube
 import Foundation
 import Git
+import Kube
 import Logging
 import NIOCore
 import Sandbox
@@ -37,8 +37,10 @@ struct JobRunner: Sendable {
         let startedAt = Date()
         let requestId = environment["REQUEST_ID"].flatMap { $0.isEmpty ? nil : $0 } ?? "unknown"
         let job = JobInfo(
-            name: environment["JOB_NAME"] ?? "", namespace: environment["JOB_NAMESPACE"] ?? "",
-            podName: environment["HOSTNAME"])
+            name: environment["JOB_NAME"] ?? "",
+            namespace: environment["JOB_NAMESPACE"] ?? "",
+            podName: environment["HOSTNAME"]
+        )
         var report = SandboxExecutionResult(requestId: requestId, state: .running, startedAt: ISO8601.string(startedAt), job: job)
         let callback = Callback(environment: environment, logger: logger)
 
@@ -82,16 +84,26 @@ struct JobRunner: Sendable {
         var verification: [String] = []
         if let data = try input(file: "VERIFICATION_COMMANDS_FILE", base64: "VERIFICATION_COMMANDS_B64"), !data.isEmpty {
             guard let commands = try? JSONDecoder().decode([String].self, from: data) else {
-                throw JobRunnerError("the verification commands (VERIFICATION_COMMANDS_FILE or VERIFICATION_COMMANDS_B64) are not a JSON array of strings")
+                throw JobRunnerError(
+                    "the verification commands (VERIFICATION_COMMANDS_FILE or VERIFICATION_COMMANDS_B64) are not a JSON array of strings"
+                )
             }
             verification = commands
         }
         guard let timeout = Double(environment["TIMEOUT_SECONDS"]!) else { throw JobRunnerError("TIMEOUT_SECONDS is not a number") }
         func value(_ variable: String) -> String? { environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
         let body = JobRequestBody(
-            requestId: environment["REQUEST_ID"]!, task: task, tool: environment["AGENT_PROGRAM"]!, timeout: timeout,
-            verificationCommands: verification, model: value("AGENT_MODEL"), workflowId: value("WORKFLOW_ID"), storyId: value("STORY_ID"),
-            baseSha: value("BASE_SHA"), branch: value("REPO_BRANCH"))
+            requestId: environment["REQUEST_ID"]!,
+            task: task,
+            tool: environment["AGENT_PROGRAM"]!,
+            timeout: timeout,
+            verificationCommands: verification,
+            model: value("AGENT_MODEL"),
+            workflowId: value("WORKFLOW_ID"),
+            storyId: value("STORY_ID"),
+            baseSha: value("BASE_SHA"),
+            branch: value("REPO_BRANCH")
+        )
         do {
             // Through the same validator as an HTTP body: the Job's variables get no trust the API would not give.
             return try RequestValidator.validate(json: try JSONEncoder().encode(body))
@@ -132,21 +144,9 @@ struct JobRunner: Sendable {
         var report = report
         let deadline = Deadline(budgetMs: request.timeoutMs)
         let source = "\(workspace)/source"
-        let url = environment["REPO_URL"]!
-        do {
-            try? FileManager.default.removeItem(atPath: source)
-            try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
-            let credentials = try gitCredentials()
-            _ = try await BlockingWork.run("clone", timeout: deadline.remaining) {
-                _ = try Repository.cloneWithoutCheckout(from: url, to: source, credentials: credentials)
-            }
-        } catch {
+        if let failure = await clone(into: source, deadline: deadline) {
             report.state = .failed
-            report.error = ((error as? SandboxError)?.code == .timedOut
-                ? DispatchFailure.timedOut(.init(
-                    subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout"),
-                    detail: ": clone of \(url)"))
-                : .checkoutFailed(reason: "cannot clone \(url): \(error)")).description
+            report.error = failure.description
             return (report, 1)
         }
         var request = request
@@ -156,21 +156,13 @@ struct JobRunner: Sendable {
         let remainingMs = deadline.remainingMs
         guard remainingMs >= 1000 else {
             report.state = .failed
-            report.error = DispatchFailure.timedOut(.init(
-                subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout"))).description
+            report.error = Self.checkoutTimeout(deadline).description
             return (report, 1)
         }
         request.timeout = Double(remainingMs) / 1000
-        var configuration = DispatchConfiguration(environment: environment)
-        configuration.stateDir = "\(workspace)/state"
-        configuration.sandboxRootOverride = "\(workspace)/sandboxes"
-        configuration.defaultWorkdir = source
-        configuration.agentsDieWithRunner = true
         let result: DispatchResult
         do {
-            let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
-            let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, environment: environment)
-            result = try await engine.runOnce(request, token: token).result
+            result = try await runLocally(request, source: source, token: token)
         } catch {
             report.state = .failed
             report.error = "job-runner could not run the request: \(error)"
@@ -181,6 +173,42 @@ struct JobRunner: Sendable {
         report.error = result.error
         report.output = result.result
         return (report, result.status == .completed ? 0 : result.status == .cancelled ? 143 : 1)
+    }
+}
+
+extension JobRunner {
+    /// Clones `REPO_URL` (without a checkout: the sandbox checks out `baseSha`) within the budget; the failure, if any.
+    func clone(into source: String, deadline: Deadline) async -> DispatchFailure? {
+        let url = environment["REPO_URL"]!
+        do {
+            try? FileManager.default.removeItem(atPath: source)
+            try FileManager.default.createDirectory(atPath: workspace, withIntermediateDirectories: true)
+            let credentials = try gitCredentials()
+            _ = try await BlockingWork.run("clone", timeout: deadline.remaining) {
+                _ = try Repository.cloneWithoutCheckout(from: url, to: source, credentials: credentials)
+            }
+            return nil
+        } catch {
+            guard (error as? SandboxError)?.code == .timedOut else { return .checkoutFailed(reason: "cannot clone \(url): \(error)") }
+            return Self.checkoutTimeout(deadline, detail: ": clone of \(url)")
+        }
+    }
+
+    /// The budget ran out during the clone.
+    static func checkoutTimeout(_ deadline: Deadline, detail: String = "") -> DispatchFailure {
+        .timedOut(.init(subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout"), detail: detail))
+    }
+
+    /// The request through the engine's local-sandbox path, with the Job's workspace as state dir and sandbox root.
+    func runLocally(_ request: DispatchRequest, source: String, token: CancelToken) async throws -> DispatchResult {
+        var configuration = DispatchConfiguration(environment: environment)
+        configuration.stateDir = "\(workspace)/state"
+        configuration.sandboxRootOverride = "\(workspace)/sandboxes"
+        configuration.defaultWorkdir = source
+        configuration.agentsDieWithRunner = true
+        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
+        let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, environment: environment)
+        return try await engine.runOnce(request, token: token).result
     }
 }
 

@@ -19,7 +19,11 @@ struct ServerOptions: ParsableArguments {
         guard let url = server ?? env["DISPATCH_URL"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
         let local = LoopbackAddress.host(ofURL: url).map(LoopbackAddress.isCertainlyLocal) ?? false
         let token = try ServiceToken.resolve(
-            tokenFile: tokenFile.map(absolute), configuration: state.configuration(), createInState: false, useState: local)
+            tokenFile: tokenFile.map(absolute),
+            configuration: state.configuration(),
+            createInState: false,
+            useState: local
+        )
         return RemoteClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, token: token?.value)
     }
 }

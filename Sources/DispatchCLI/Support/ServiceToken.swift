@@ -25,7 +25,10 @@ struct ServiceToken {
     /// Resolves the token; with `createInState`, `<state>/token` is created when nothing else gives one.
     /// `useState` false skips `<state>/token` (a remote server that is not this machine's).
     static func resolve(
-        tokenFile: String?, configuration: DispatchConfiguration, createInState: Bool, useState: Bool = true
+        tokenFile: String?,
+        configuration: DispatchConfiguration,
+        createInState: Bool,
+        useState: Bool = true
     ) throws -> ServiceToken? {
         if let file = tokenFile ?? configuration.tokenFile {
             let flag = tokenFile != nil ? "--token-file" : "DISPATCH_TOKEN_FILE"
@@ -53,7 +56,10 @@ struct ServiceToken {
         let token = (0..<generatedBytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
         do {
             try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                atPath: (path as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
             try AtomicFile.write(Data("\(token)\n".utf8), to: path, replace: false)
         } catch let error as AtomicFile.Exists {
             _ = error

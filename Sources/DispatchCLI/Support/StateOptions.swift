@@ -30,8 +30,11 @@ struct StateOptions: ParsableArguments {
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
         let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
         return DispatchEngine.standard(
-            configuration: configuration, store: store, logger: CLILogging.logger(level: logLevel),
-            k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value))
+            configuration: configuration,
+            store: store,
+            logger: CLILogging.logger(level: logLevel),
+            k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value)
+        )
     }
 }
 

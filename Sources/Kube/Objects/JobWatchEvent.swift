@@ -14,7 +14,10 @@ public enum JobWatchEvent: Sendable, Equatable {
     /// Decodes one line of a watch stream; an `ERROR` event (e.g. 410 Expired) throws its Status as a ``KubeError``.
     init?(line: Data) throws {
         guard let event = try? JSONDecoder().decode(Line.self, from: line) else {
-            throw KubeError(status: 0, message: "watch stream sent something that is not an event: \(String(decoding: line.prefix(200), as: UTF8.self))")
+            throw KubeError(
+                status: 0,
+                message: "watch stream sent something that is not an event: \(String(decoding: line.prefix(200), as: UTF8.self))"
+            )
         }
         switch event.type {
         case "ADDED": self = .added(event.job)

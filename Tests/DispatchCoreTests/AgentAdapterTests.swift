@@ -77,6 +77,28 @@ import Testing
         #expect(PiAdapter().requiresOutput)
     }
 
+    @Test func oddFieldsReadAsMissingAndMalformedLinesAreSkipped() {
+        let codex = """
+            {"type":"item.completed","item":{"type":"agent_message","text":"kept"}}
+            {"type":"item.completed","item":{"type":"agent_message","text":5}}
+            {"type":"turn.completed","usage":"n/a"}
+            """
+        #expect(CodexAdapter().parse(stdout: codex) == ParsedAgentOutput(finalText: "kept", sawFinalEvent: true))
+        let claude = """
+            {"type":"assistant","message":{"content":[{"type":"text","text":"a"},7]}}
+            {"type":"result","is_error":"yes","result":5}
+            """
+        #expect(ClaudeAdapter().parse(stdout: claude) == ParsedAgentOutput(finalText: nil, sawFinalEvent: true))
+        #expect(ClaudeAdapter().parse(stdout: #"{"type":"result","is_error":1,"result":"x"}"#).reportedError == "x")
+        let pi = """
+            {"type":"message_end","message":{"role":"assistant","content":"first"}}
+            {"type":"agent_end","messages":[{"role":"assistant","content":"dropped"},1]}
+            {"type":"turn_end","message":{"role":"assistant","content":"bad \\ud800"}}
+            {"type":"turn_end","message":{"role":"assistant","content":"bad number"},"n":01}
+            """
+        #expect(PiAdapter().parse(stdout: pi).finalText == "first")
+    }
+
     @Test func canaryScriptsCarryOnlyNumbers() {
         let canary = DispatchRequest(requestId: "c", task: "$(rm -rf /)", tool: .canary,
                                      canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: 1, exitCode: 5))

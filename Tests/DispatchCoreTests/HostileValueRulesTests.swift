@@ -8,8 +8,9 @@ import Testing
         for row in HostileFields.table {
             var body: [String: Any] = ["requestId": "r-1", "task": "t", "tool": "codex"]
             for (key, value) in row.fields { body[key] = value }
+            let json = try! JSONSerialization.data(withJSONObject: body)
             do {
-                _ = try RequestValidator.validate(body)
+                _ = try RequestValidator.validate(json: json)
                 Issue.record("\(row.name) was accepted")
             } catch {
                 #expect(error.field == row.field, "\(row.name): \(error)")

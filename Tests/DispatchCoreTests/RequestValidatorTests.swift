@@ -3,10 +3,11 @@ import Foundation
 import Testing
 
 @Suite struct RequestValidatorTests {
+    /// Applies `changes` (`nil` removes a field) to a valid body and validates it as JSON text, the way a request arrives.
     func validate(_ changes: [String: Any?]) throws(RequestValidationError) -> DispatchRequest {
         var body: [String: Any] = ["requestId": "req-1", "task": "do it", "tool": "codex"]
         for (key, value) in changes { body[key] = value }
-        return try RequestValidator.validate(body)
+        return try RequestValidator.validate(json: try! JSONSerialization.data(withJSONObject: body))
     }
 
     /// Applies a JSON patch (`null` removes a field) to a valid body.
@@ -105,7 +106,11 @@ import Testing
         #expect(orphan.effectiveCanary.exitCode == 7)
     }
 
-    @Test(arguments: ["{", "[1,2]", "\"str\"", "null", ""])
+    @Test(arguments: [
+        "{", "[1,2]", "\"str\"", "null", "",
+        // Malformed anywhere, even in a field nobody reads, is malformed.
+        #"{"requestId":"a","task":"t","tool":"codex","x":"\ud800"}"#, #"{"requestId":"a","task":"t","tool":"codex","x":[1e400]}"#,
+    ])
     func malformedBodiesAreRejected(body: String) {
         do {
             _ = try RequestValidator.validate(json: Data(body.utf8))

@@ -81,7 +81,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// The request from `--request` or the flags, through the one validator; errors exit 2 naming the field.
     func buildRequest() throws -> DispatchRequest {
-        var body: [String: Any]
+        var body: [String: JSONValue]
         if let request {
             let data: Data
             do {
@@ -89,24 +89,24 @@ struct RunCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError("cannot read --request \(request): \(error.localizedDescription)")
             }
-            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            guard case .object(let object)? = try? JSONValue(parsing: data) else {
                 throw ValidationError("invalid body: --request \(request) is not a JSON object")
             }
             body = object
-            if let requestId { body["requestId"] = requestId }
+            if let requestId { body["requestId"] = .string(requestId) }
         } else {
-            body = ["tool": tool!, "task": task!]
-            body["requestId"] = requestId ?? "run-\(UUID().uuidString.lowercased())"
-            if let mode { body["executionMode"] = mode }
-            if let backend { body["sandboxBackend"] = backend }
-            if let baseSha { body["baseSha"] = baseSha }
-            if let timeout { body["timeout"] = timeout }
-            if let model { body["model"] = model }
-            if !fallbackModels.isEmpty { body["fallbackModels"] = fallbackModels }
-            if !verificationCommands.isEmpty { body["verificationCommands"] = verificationCommands }
+            body = ["tool": .string(tool!), "task": .string(task!)]
+            body["requestId"] = .string(requestId ?? "run-\(UUID().uuidString.lowercased())")
+            if let mode { body["executionMode"] = .string(mode) }
+            if let backend { body["sandboxBackend"] = .string(backend) }
+            if let baseSha { body["baseSha"] = .string(baseSha) }
+            if let timeout { body["timeout"] = .number(timeout) }
+            if let model { body["model"] = .string(model) }
+            if !fallbackModels.isEmpty { body["fallbackModels"] = .array(fallbackModels.map(JSONValue.string)) }
+            if !verificationCommands.isEmpty { body["verificationCommands"] = .array(verificationCommands.map(JSONValue.string)) }
         }
-        if let cwd { body["cwd"] = absolute(cwd) }
-        if body["cwd"] == nil { body["cwd"] = FileManager.default.currentDirectoryPath }
+        if let cwd { body["cwd"] = .string(absolute(cwd)) }
+        if body["cwd"] == nil { body["cwd"] = .string(FileManager.default.currentDirectoryPath) }
         do {
             return try RequestValidator.validate(body)
         } catch {

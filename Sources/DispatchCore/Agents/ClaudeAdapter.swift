@@ -16,24 +16,21 @@ public struct ClaudeAdapter: AgentAdapter {
 
     /// The final `{"type":"result"}` event carries the answer (or `is_error`).
     public func parse(stdout: String) -> ParsedAgentOutput {
-        let events = JSONLines.objects(stdout)
+        let events = JSONLines.events(ClaudeEvent.self, in: stdout)
         guard !events.isEmpty else {
             let text = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             return ParsedAgentOutput(finalText: text.isEmpty ? nil : text)
         }
         var lastAssistant: String?
         for event in events {
-            let type = event["type"] as? String
-            if type == "result" {
-                let text = event["result"] as? String
-                if (event["is_error"] as? Bool) == true {
+            if event.type == "result" {
+                let text = event.result
+                if event.isError {
                     return ParsedAgentOutput(finalText: text, sawFinalEvent: true, reportedError: text ?? "claude reported an error")
                 }
                 return ParsedAgentOutput(finalText: text ?? lastAssistant, sawFinalEvent: true)
             }
-            if type == "assistant", let message = event["message"] as? [String: Any],
-                let text = JSONLines.text(ofContent: message["content"])
-            {
+            if event.type == "assistant", let text = event.message?.text {
                 lastAssistant = text
             }
         }

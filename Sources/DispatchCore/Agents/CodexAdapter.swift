@@ -26,7 +26,7 @@ public struct CodexAdapter: AgentAdapter {
 
     /// Understands both `codex exec --json` event shapes: `item.completed`/`turn.completed` and `msg.task_complete`.
     public func parse(stdout: String) -> ParsedAgentOutput {
-        let events = JSONLines.objects(stdout)
+        let events = JSONLines.events(CodexEvent.self, in: stdout)
         guard !events.isEmpty else {
             let text = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             return ParsedAgentOutput(finalText: text.isEmpty ? nil : text)
@@ -35,22 +35,19 @@ public struct CodexAdapter: AgentAdapter {
         var done = false
         var failure: String?
         for event in events {
-            let type = event["type"] as? String
-            if type == "item.completed", let item = event["item"] as? [String: Any],
-                (item["type"] as? String) == "agent_message" || (item["item_type"] as? String) == "assistant_message"
-            {
-                last = (item["text"] as? String) ?? last
+            let type = event.type
+            if type == "item.completed", let item = event.item, item.isAgentMessage {
+                last = item.text ?? last
             } else if type == "turn.completed" {
                 done = true
             } else if type == "turn.failed" || type == "error" {
                 done = type == "turn.failed" || done
-                let error = event["error"] as? [String: Any]
-                failure = (error?["message"] as? String) ?? (event["message"] as? String) ?? "codex reported an error"
-            } else if let msg = event["msg"] as? [String: Any], let msgType = msg["type"] as? String {
-                if msgType == "agent_message" { last = (msg["message"] as? String) ?? last }
+                failure = event.error?.message ?? event.message ?? "codex reported an error"
+            } else if let msg = event.msg, let msgType = msg.type {
+                if msgType == "agent_message" { last = msg.message ?? last }
                 if msgType == "task_complete" {
                     done = true
-                    last = (msg["last_agent_message"] as? String) ?? last
+                    last = msg.lastAgentMessage ?? last
                 }
             }
         }

@@ -15,12 +15,12 @@ public struct PiAdapter: AgentAdapter {
     public func parse(stdout: String) -> ParsedAgentOutput {
         var last: String?
         var failure: String?
-        for event in JSONLines.objects(stdout) {
-            switch event["type"] as? String {
+        for event in JSONLines.events(PiEvent.self, in: stdout) {
+            switch event.type {
             case "message_end", "turn_end":
-                if let message = event["message"] as? [String: Any] { take(message, into: &last, failure: &failure) }
+                if let message = event.message { take(message, into: &last, failure: &failure) }
             case "agent_end":
-                for message in (event["messages"] as? [[String: Any]]) ?? [] { take(message, into: &last, failure: &failure) }
+                for message in event.messages ?? [] { take(message, into: &last, failure: &failure) }
             default:
                 continue
             }
@@ -28,11 +28,11 @@ public struct PiAdapter: AgentAdapter {
         return ParsedAgentOutput(finalText: last, sawFinalEvent: false, reportedError: last == nil ? failure : nil)
     }
 
-    private func take(_ message: [String: Any], into last: inout String?, failure: inout String?) {
-        guard (message["role"] as? String) == "assistant" else { return }
-        if (message["stopReason"] as? String) == "error" {
-            failure = (message["errorMessage"] as? String) ?? "pi reported an error"
+    private func take(_ message: AgentMessage, into last: inout String?, failure: inout String?) {
+        guard message.role == "assistant" else { return }
+        if message.stopReason == "error" {
+            failure = message.errorMessage ?? "pi reported an error"
         }
-        if let text = JSONLines.text(ofContent: message["content"]), !text.isEmpty { last = text }
+        if let text = message.text, !text.isEmpty { last = text }
     }
 }

@@ -38,21 +38,21 @@ public enum RequestValidator {
 
     /// Parses and validates a JSON request body.
     public static func validate(json data: Data) throws(RequestValidationError) -> DispatchRequest {
-        let object: Any
+        let document: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            document = try JSONValue(parsing: data)
         } catch {
             throw RequestValidationError(field: "body", message: "is not valid JSON")
         }
-        guard let dictionary = object as? [String: Any] else {
+        guard case .object(let object) = document else {
             throw RequestValidationError(field: "body", message: "must be a JSON object")
         }
-        return try validate(dictionary)
+        return try validate(object)
     }
 
     /// Validates an already-parsed JSON object.
-    public static func validate(_ body: [String: Any]) throws(RequestValidationError) -> DispatchRequest {
-        if let field = firstFieldWithNUL(body) { throw RequestValidationError(field: field, message: "must not contain NUL (U+0000)") }
+    public static func validate(_ body: [String: JSONValue]) throws(RequestValidationError) -> DispatchRequest {
+        if let field = firstFieldWithNUL(.object(body)) { throw RequestValidationError(field: field, message: "must not contain NUL (U+0000)") }
         let fields = FieldReader(body)
         let requestId = try fields.requiredString("requestId")
         try validateRequestId(requestId)
@@ -120,23 +120,23 @@ extension RequestValidator {
     }
 
     /// The path of the first string anywhere in `value` that holds a NUL (`verificationCommands[2]`, `canary.scenario`).
-    static func firstFieldWithNUL(_ value: Any, path: String = "") -> String? {
+    static func firstFieldWithNUL(_ value: JSONValue, path: String = "") -> String? {
         switch value {
-        case let string as String:
+        case .string(let string):
             return string.utf8.contains(0) ? (path.isEmpty ? "body" : path) : nil
-        case let object as [String: Any]:
+        case .object(let object):
             for key in object.keys.sorted() {
                 let child = path.isEmpty ? key : "\(path).\(key)"
                 if key.utf8.contains(0) { return path.isEmpty ? "body" : path }
                 if let found = firstFieldWithNUL(object[key]!, path: child) { return found }
             }
             return nil
-        case let array as [Any]:
+        case .array(let array):
             for (index, item) in array.enumerated() {
                 if let found = firstFieldWithNUL(item, path: "\(path)[\(index)]") { return found }
             }
             return nil
-        default:
+        case .null, .bool, .number:
             return nil
         }
     }
@@ -144,31 +144,31 @@ extension RequestValidator {
 
 /// Typed access to JSON fields that names the field in every error.
 private struct FieldReader {
-    let body: [String: Any]
+    let body: [String: JSONValue]
     /// Put before every field name in errors (`canary.` for the nested object).
     let prefix: String
 
-    init(_ body: [String: Any], prefix: String = "") {
+    init(_ body: [String: JSONValue], prefix: String = "") {
         self.body = body
         self.prefix = prefix
     }
 
-    private func value(_ name: String) -> Any? {
-        guard let value = body[name], !(value is NSNull) else { return nil }
+    private func value(_ name: String) -> JSONValue? {
+        guard let value = body[name], value != .null else { return nil }
         return value
     }
 
     func requiredString(_ name: String) throws(RequestValidationError) -> String {
-        guard let raw = body[name], !(raw is NSNull) else {
+        guard let raw = value(name) else {
             throw RequestValidationError(field: prefix + name, message: "is required")
         }
-        guard let string = raw as? String else { throw RequestValidationError(field: prefix + name, message: "must be a string") }
+        guard case .string(let string) = raw else { throw RequestValidationError(field: prefix + name, message: "must be a string") }
         return string
     }
 
     func optionalString(_ name: String) throws(RequestValidationError) -> String? {
         guard let raw = value(name) else { return nil }
-        guard let string = raw as? String else { throw RequestValidationError(field: prefix + name, message: "must be a string") }
+        guard case .string(let string) = raw else { throw RequestValidationError(field: prefix + name, message: "must be a string") }
         return string
     }
 
@@ -180,18 +180,17 @@ private struct FieldReader {
 
     func optionalBool(_ name: String) throws(RequestValidationError) -> Bool? {
         guard let raw = value(name) else { return nil }
-        guard let number = raw as? NSNumber, isJSONBoolean(number) else {
+        guard case .bool(let bool) = raw else {
             throw RequestValidationError(field: prefix + name, message: "must be a boolean")
         }
-        return number.boolValue
+        return bool
     }
 
     func optionalNumber(_ name: String) throws(RequestValidationError) -> Double? {
         guard let raw = value(name) else { return nil }
-        guard let number = raw as? NSNumber, !isJSONBoolean(number) else {
+        guard case .number(let double) = raw else {
             throw RequestValidationError(field: prefix + name, message: "must be a number")
         }
-        let double = number.doubleValue
         guard double.isFinite else { throw RequestValidationError(field: prefix + name, message: "must be a finite number") }
         return double
     }
@@ -225,10 +224,10 @@ private struct FieldReader {
 
     func optionalStringArray(_ name: String, nonEmptyItems: Bool) throws(RequestValidationError) -> [String]? {
         guard let raw = value(name) else { return nil }
-        guard let array = raw as? [Any] else { throw RequestValidationError(field: prefix + name, message: "must be an array of strings") }
+        guard case .array(let array) = raw else { throw RequestValidationError(field: prefix + name, message: "must be an array of strings") }
         var strings: [String] = []
         for (index, item) in array.enumerated() {
-            guard let string = item as? String else {
+            guard case .string(let string) = item else {
                 throw RequestValidationError(field: "\(prefix)\(name)[\(index)]", message: "must be a string")
             }
             if nonEmptyItems, string.isEmpty {
@@ -241,7 +240,7 @@ private struct FieldReader {
 
     func canary() throws(RequestValidationError) -> CanarySpec? {
         guard let raw = value("canary") else { return nil }
-        guard let object = raw as? [String: Any] else { throw RequestValidationError(field: "canary", message: "must be an object") }
+        guard case .object(let object) = raw else { throw RequestValidationError(field: "canary", message: "must be an object") }
         let inner = FieldReader(object, prefix: "canary.")
         var spec = CanarySpec()
         if let scenario: CanarySpec.Scenario = try inner.optionalEnum("scenario") { spec.scenario = scenario }
@@ -250,9 +249,4 @@ private struct FieldReader {
         if let v = try inner.optionalInt("exitCode", in: 0...255) { spec.exitCode = v }
         return spec
     }
-}
-
-/// JSON booleans decode to NSNumber too; their objCType is `c` (`char`), which JSON numbers never are.
-private func isJSONBoolean(_ number: NSNumber) -> Bool {
-    String(cString: number.objCType) == "c"
 }

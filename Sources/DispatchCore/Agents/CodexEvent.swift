@@ -1,0 +1,97 @@
+/// One line of `codex exec --json` output, as far as ``CodexAdapter`` reads it: both event shapes,
+/// `{"type":"item.completed","item":{…}}` / `turn.*` / `error`, and the older `{"msg":{"type":…}}`.
+///
+/// Every field is optional and one of the wrong type reads as missing, so any JSON object decodes.
+struct CodexEvent: Decodable {
+    /// `type`: `item.completed`, `turn.completed`, `turn.failed`, `error`, …
+    var type: String?
+    /// `item` of `item.completed`.
+    var item: Item?
+    /// `error` of `turn.failed`.
+    var error: ErrorBody?
+    /// `message` of a top-level `error` event.
+    var message: String?
+    /// `msg` of the older shape.
+    var msg: Msg?
+
+    private enum CodingKeys: String, CodingKey {
+        case type, item, error, message, msg
+    }
+
+    /// Reads each field leniently; fails only when the value is not an object.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        type = container.lenient(String.self, forKey: .type)
+        item = container.lenient(Item.self, forKey: .item)
+        error = container.lenient(ErrorBody.self, forKey: .error)
+        message = container.lenient(String.self, forKey: .message)
+        msg = container.lenient(Msg.self, forKey: .msg)
+    }
+}
+
+extension CodexEvent {
+    /// `item`: an agent message has `type: agent_message` (or, older, `item_type: assistant_message`) and `text`.
+    struct Item: Decodable {
+        /// `type`: `agent_message`, `reasoning`, `command_execution`, …
+        var type: String?
+        /// `item_type`, the older name: `assistant_message`.
+        var itemType: String?
+        /// `text` of the message.
+        var text: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case type, text
+            case itemType = "item_type"
+        }
+
+        /// Reads each field leniently; fails only when the value is not an object.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            type = container.lenient(String.self, forKey: .type)
+            itemType = container.lenient(String.self, forKey: .itemType)
+            text = container.lenient(String.self, forKey: .text)
+        }
+
+        /// Whether this item is the agent's answer text.
+        var isAgentMessage: Bool { type == "agent_message" || itemType == "assistant_message" }
+    }
+
+    /// `error`: `{"message": …}`.
+    struct ErrorBody: Decodable {
+        /// `message`: what went wrong.
+        var message: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case message
+        }
+
+        /// Reads each field leniently; fails only when the value is not an object.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            message = container.lenient(String.self, forKey: .message)
+        }
+    }
+
+    /// `msg`: `type` `agent_message` (with `message`) or `task_complete` (with `last_agent_message`).
+    struct Msg: Decodable {
+        /// `type`: `agent_message`, `task_complete`, …
+        var type: String?
+        /// `message` of `agent_message`.
+        var message: String?
+        /// `last_agent_message` of `task_complete`.
+        var lastAgentMessage: String?
+
+        private enum CodingKeys: String, CodingKey {
+            case type, message
+            case lastAgentMessage = "last_agent_message"
+        }
+
+        /// Reads each field leniently; fails only when the value is not an object.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            type = container.lenient(String.self, forKey: .type)
+            message = container.lenient(String.self, forKey: .message)
+            lastAgentMessage = container.lenient(String.self, forKey: .lastAgentMessage)
+        }
+    }
+}

@@ -13,9 +13,11 @@ import Testing
 
     @Test func claudeArgv() {
         let invocation = ClaudeAdapter().invocation(request: request, task: "fix the bug", model: "sonnet", program: "claude")
-        #expect(invocation.arguments == [
-            "-p", "fix the bug", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose", "--model", "sonnet",
-        ])
+        #expect(
+            invocation.arguments == [
+                "-p", "fix the bug", "--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose", "--model", "sonnet",
+            ]
+        )
     }
 
     @Test func piArgvPutsThePromptOnStdin() {
@@ -100,8 +102,12 @@ import Testing
     }
 
     @Test func canaryScriptsCarryOnlyNumbers() {
-        let canary = DispatchRequest(requestId: "c", task: "$(rm -rf /)", tool: .canary,
-                                     canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: 1, exitCode: 5))
+        let canary = DispatchRequest(
+            requestId: "c",
+            task: "$(rm -rf /)",
+            tool: .canary,
+            canary: CanarySpec(scenario: .orphanStderr, orphanDelaySeconds: 1, exitCode: 5)
+        )
         let invocation = CanaryAdapter().invocation(request: canary, task: canary.task, model: nil, program: "/bin/sh")
         #expect(invocation.program == "/bin/sh")
         #expect(!invocation.arguments.joined().contains("rm -rf"))

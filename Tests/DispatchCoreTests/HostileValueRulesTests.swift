@@ -36,8 +36,10 @@ import Testing
     }
 
     @Test func credentialsInURLsAreFound() {
-        for url in ["https://bot:S3cret@git.example/r.git", "https://TOKEN@git.example/r.git", "http://a:b@h/x", "ssh://git:pw@h/r",
-                    "bot:S3cret@git.example:org/r.git"] {
+        for url in [
+            "https://bot:S3cret@git.example/r.git", "https://TOKEN@git.example/r.git", "http://a:b@h/x", "ssh://git:pw@h/r",
+            "bot:S3cret@git.example:org/r.git",
+        ] {
             #expect(HostileValueRules.urlHasCredentials(url), "\(url)")
         }
         for url in ["https://git.example/r.git", "ssh://git@h/r.git", "git@github.com:o/r.git", "/srv/repo", "https://h/p@q"] {
@@ -69,7 +71,9 @@ import Testing
             #expect(report.requestId == "a")
             #expect(report.artifacts.map(\.touchedFiles.isEmpty) ?? true)
         }
-        #expect(throws: RequestValidationError.self) { try SandboxExecutionResult.decodeCallback(Data(#"{"requestId":"../x","state":"completed"}"#.utf8)) }
+        #expect(throws: RequestValidationError.self) {
+            try SandboxExecutionResult.decodeCallback(Data(#"{"requestId":"../x","state":"completed"}"#.utf8))
+        }
         do {
             _ = try SandboxExecutionResult.decodeCallback(Data(#"{"requestId":"a"}"#.utf8))
         } catch {

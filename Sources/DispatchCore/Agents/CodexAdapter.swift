@@ -1,3 +1,5 @@
+import Foundation
+
 /// `codex exec --full-auto --json [-m MODEL] [-s PROFILE] TASK` (TASK `-` reads stdin).
 public struct CodexAdapter: AgentAdapter {
     public init() {}
@@ -54,5 +56,3 @@ public struct CodexAdapter: AgentAdapter {
         return ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure)
     }
 }
-
-import Foundation

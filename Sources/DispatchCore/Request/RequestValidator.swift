@@ -78,38 +78,8 @@ public enum RequestValidator {
             guard !cwd.utf8.contains(0) else { throw RequestValidationError(field: "cwd", message: "must not contain NUL") }
             request.cwd = cwd
         }
-        request.executionMode = try fields.optionalEnum("executionMode") ?? .host
-        request.sandboxBackend = try fields.optionalEnum("sandboxBackend")
-        request.sandbox = try fields.optionalEnum("sandbox")
-        request.baseSha = try fields.optionalNonEmptyString("baseSha")
-        if let baseSha = request.baseSha, let problem = HostileValueRules.revisionProblem(baseSha) {
-            throw RequestValidationError(field: "baseSha", message: problem)
-        }
-        request.repoUrl = try fields.optionalNonEmptyString("repoUrl")
-        if let url = request.repoUrl, HostileValueRules.urlHasCredentials(url) {
-            // The URL itself is never repeated: it holds a secret.
-            throw RequestValidationError(
-                field: "repoUrl", message: "must not carry credentials (user:password@ or a token); use the Secret named by DISPATCH_K8S_GIT_SECRET")
-        }
-        request.branch = try fields.optionalNonEmptyString("branch")
-        request.model = try fields.optionalString("model")
-        try checkArgument(request.model, field: "model")
-        request.fallbackModels = try fields.optionalStringArray("fallbackModels", nonEmptyItems: false) ?? []
-        guard request.fallbackModels.count <= HostileValueRules.maxFallbackModels else {
-            throw RequestValidationError(
-                field: "fallbackModels", message: "must have at most \(HostileValueRules.maxFallbackModels) entries (got \(request.fallbackModels.count))")
-        }
-        for (index, model) in request.fallbackModels.enumerated() { try checkArgument(model, field: "fallbackModels[\(index)]") }
-        request.agent = try fields.optionalString("agent")
-        try checkArgument(request.agent, field: "agent")
-        request.readFiles = try fields.optionalBool("readFiles")
-        request.verificationCommands = try fields.optionalStringArray("verificationCommands", nonEmptyItems: true) ?? []
-        request.workflowId = try fields.optionalString("workflowId")
-        request.storyId = try fields.optionalString("storyId")
-        request.sessionId = try fields.optionalString("sessionId")
-        for (field, value) in [("workflowId", request.workflowId), ("storyId", request.storyId), ("sessionId", request.sessionId)] {
-            if let value, let problem = HostileValueRules.identifierProblem(value) { throw RequestValidationError(field: field, message: problem) }
-        }
+        try readPlacement(fields, into: &request)
+        try readAgentAndIdentity(fields, into: &request)
         return request
     }
 }
@@ -248,5 +218,52 @@ private struct FieldReader {
         if let v = try inner.optionalInt("orphanDelaySeconds", in: 0...3600) { spec.orphanDelaySeconds = v }
         if let v = try inner.optionalInt("exitCode", in: 0...255) { spec.exitCode = v }
         return spec
+    }
+
+}
+
+extension RequestValidator {
+    /// Where the request runs: mode, backend, sandbox, base revision, repository and branch (in the order checked).
+    private static func readPlacement(_ fields: FieldReader, into request: inout DispatchRequest) throws(RequestValidationError) {
+        request.executionMode = try fields.optionalEnum("executionMode") ?? .host
+        request.sandboxBackend = try fields.optionalEnum("sandboxBackend")
+        request.sandbox = try fields.optionalEnum("sandbox")
+        request.baseSha = try fields.optionalNonEmptyString("baseSha")
+        if let baseSha = request.baseSha, let problem = HostileValueRules.revisionProblem(baseSha) {
+            throw RequestValidationError(field: "baseSha", message: problem)
+        }
+        request.repoUrl = try fields.optionalNonEmptyString("repoUrl")
+        if let url = request.repoUrl, HostileValueRules.urlHasCredentials(url) {
+            // The URL itself is never repeated: it holds a secret.
+            throw RequestValidationError(
+                field: "repoUrl",
+                message: "must not carry credentials (user:password@ or a token); use the Secret named by DISPATCH_K8S_GIT_SECRET"
+            )
+        }
+        request.branch = try fields.optionalNonEmptyString("branch")
+    }
+
+    /// The agent's settings and the request's identity fields (in the order checked).
+    private static func readAgentAndIdentity(_ fields: FieldReader, into request: inout DispatchRequest) throws(RequestValidationError) {
+        request.model = try fields.optionalString("model")
+        try checkArgument(request.model, field: "model")
+        request.fallbackModels = try fields.optionalStringArray("fallbackModels", nonEmptyItems: false) ?? []
+        guard request.fallbackModels.count <= HostileValueRules.maxFallbackModels else {
+            throw RequestValidationError(
+                field: "fallbackModels",
+                message: "must have at most \(HostileValueRules.maxFallbackModels) entries (got \(request.fallbackModels.count))"
+            )
+        }
+        for (index, model) in request.fallbackModels.enumerated() { try checkArgument(model, field: "fallbackModels[\(index)]") }
+        request.agent = try fields.optionalString("agent")
+        try checkArgument(request.agent, field: "agent")
+        request.readFiles = try fields.optionalBool("readFiles")
+        request.verificationCommands = try fields.optionalStringArray("verificationCommands", nonEmptyItems: true) ?? []
+        request.workflowId = try fields.optionalString("workflowId")
+        request.storyId = try fields.optionalString("storyId")
+        request.sessionId = try fields.optionalString("sessionId")
+        for (field, value) in [("workflowId", request.workflowId), ("storyId", request.storyId), ("sessionId", request.sessionId)] {
+            if let value, let problem = HostileValueRules.identifierProblem(value) { throw RequestValidationError(field: field, message: problem) }
+        }
     }
 }

@@ -164,8 +164,15 @@ public struct Artifacts: Codable, Sendable, Equatable {
         }
     }
 
-    public init(headSha: String? = nil, touchedFiles: [String] = [], patch: String? = nil, patchPath: String? = nil,
-                patchTruncated: Bool? = nil, verification: Verification? = nil, omittedFromPatch: [OmittedFile]? = nil) {
+    public init(
+        headSha: String? = nil,
+        touchedFiles: [String] = [],
+        patch: String? = nil,
+        patchPath: String? = nil,
+        patchTruncated: Bool? = nil,
+        verification: Verification? = nil,
+        omittedFromPatch: [OmittedFile]? = nil
+    ) {
         self.headSha = headSha
         self.touchedFiles = touchedFiles
         self.patch = patch

@@ -19,8 +19,16 @@ public struct SandboxExecutionResult: Codable, Sendable, Equatable {
     public var output: String?
 
     public init(
-        requestId: String, state: State, startedAt: String? = nil, completedAt: String? = nil, durationMs: Int? = nil,
-        backend: String = "k8s", job: JobInfo? = nil, artifacts: Artifacts? = nil, error: String? = nil, output: String? = nil
+        requestId: String,
+        state: State,
+        startedAt: String? = nil,
+        completedAt: String? = nil,
+        durationMs: Int? = nil,
+        backend: String = "k8s",
+        job: JobInfo? = nil,
+        artifacts: Artifacts? = nil,
+        error: String? = nil,
+        output: String? = nil
     ) {
         self.requestId = requestId
         self.state = state

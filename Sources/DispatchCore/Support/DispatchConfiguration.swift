@@ -56,7 +56,8 @@ public struct DispatchConfiguration: Sendable, Equatable {
         sandboxRootOverride = env["DISPATCH_SANDBOX_ROOT"].nonEmpty
         token = env["DISPATCH_TOKEN"].nonEmpty
         tokenFile = env["DISPATCH_TOKEN_FILE"].nonEmpty
-        maxConcurrent = env["DISPATCH_MAX_CONCURRENT"].flatMap { Int($0) }.map { max(1, $0) }
+        maxConcurrent =
+            env["DISPATCH_MAX_CONCURRENT"].flatMap { Int($0) }.map { max(1, $0) }
             ?? ProcessInfo.processInfo.activeProcessorCount
         defaultBackend = env["DISPATCH_DEFAULT_BACKEND"].flatMap(SandboxBackend.init(rawValue:)) ?? .local
         defaultWorkdir = env["DISPATCH_DEFAULT_WORKDIR"].nonEmpty ?? FileManager.default.currentDirectoryPath

@@ -4,8 +4,10 @@ import Foundation
 public enum ISO8601 {
     /// Formats `date` as e.g. `2026-11-23T19:21:00.123Z`.
     public static func string(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
-            .timeSeparator(.colon).timeZone(separator: .omitted))
+        date.formatted(
+            .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
+                .timeSeparator(.colon).timeZone(separator: .omitted)
+        )
     }
 
     /// Parses a timestamp written by ``string(_:)`` (fractional seconds optional).

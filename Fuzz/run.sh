@@ -10,7 +10,7 @@ mkdir -p "$out" Fuzz/crashes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # DispatchCore has no dependencies: its sources and the entry point compile into one fuzzable binary.
-if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name DispatchFuzz \
+if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name DispatchFuzz -package-name agent_dispatch \
   Fuzz/FuzzEntry.swift $(find Sources/DispatchCore -name '*.swift' | sort) -o "$out/dispatch-fuzz" >"$out/build.log" 2>&1; then
   grep -v "Cannot export local symbol" "$out/build.log" >&2; exit 1
 fi

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Reading captured output files.
-public enum LogFile {
+package enum LogFile {
     /// The last `maxBytes` of the file at `path` as text (invalid UTF-8 replaced; a split first character dropped).
-    public static func tail(_ path: String, maxBytes: Int) -> String {
+    package static func tail(_ path: String, maxBytes: Int) -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
         defer { try? handle.close() }
         guard let size = try? handle.seekToEnd() else { return "" }
@@ -20,16 +20,16 @@ public enum LogFile {
     }
 
     /// The whole file as text, or empty.
-    public static func read(_ path: String) -> String {
+    package static func read(_ path: String) -> String {
         guard let data = FileManager.default.contents(atPath: path) else { return "" }
         return String(decoding: data, as: UTF8.self)
     }
 }
 
 /// Finds executables the way `execvp` would, but before spawning, so a missing one is a clear error.
-public enum ExecutableLocator {
+package enum ExecutableLocator {
     /// The absolute path of `program` (a path is checked as is; a bare name is searched in `searchPath`).
-    public static func locate(_ program: String, searchPath: String?) -> String? {
+    package static func locate(_ program: String, searchPath: String?) -> String? {
         if program.contains("/") {
             return access(program, X_OK) == 0 && !isDirectory(program) ? program : nil
         }

@@ -1,9 +1,9 @@
 import Foundation
 
 /// How a supervised process ended and what it cost.
-public struct ProcessOutcome: Sendable, Equatable {
+package struct ProcessOutcome: Sendable, Equatable {
     /// Why supervision ended.
-    public enum Ending: String, Sendable, Equatable {
+    package enum Ending: String, Sendable, Equatable {
         /// The process exited (or was killed by a signal) on its own.
         case exited
         /// The time limit ran out and the group was terminated.
@@ -17,23 +17,23 @@ public struct ProcessOutcome: Sendable, Equatable {
     }
 
     /// The stream that passed the log limit (`stdout` or `stderr`), when ``ending`` is ``Ending/outputLimit``.
-    public var exceededStream: String?
+    package var exceededStream: String?
 
-    public var ending: Ending
+    package var ending: Ending
     /// The exit code, when the process exited normally.
-    public var exitCode: Int32?
+    package var exitCode: Int32?
     /// The terminating signal, when a signal ended it.
-    public var signal: Int32?
+    package var signal: Int32?
     /// Wall-clock start.
-    public var startedAt: Date
+    package var startedAt: Date
     /// Spawn to reap, on the monotonic clock.
-    public var duration: Duration
+    package var duration: Duration
     /// The child's pid (also its process-group and session id).
-    public var pid: Int32
+    package var pid: Int32
     /// Processes killed after the main process ended (leftovers in its group or carrying its marker).
-    public var leftoversKilled: Int
+    package var leftoversKilled: Int
 
-    public init(ending: Ending, exitCode: Int32?, signal: Int32?, startedAt: Date, duration: Duration, pid: Int32, leftoversKilled: Int) {
+    package init(ending: Ending, exitCode: Int32?, signal: Int32?, startedAt: Date, duration: Duration, pid: Int32, leftoversKilled: Int) {
         self.ending = ending
         self.exitCode = exitCode
         self.signal = signal
@@ -44,7 +44,7 @@ public struct ProcessOutcome: Sendable, Equatable {
     }
 
     /// Duration in milliseconds.
-    public var durationMs: Int { Int(duration.milliseconds) }
+    package var durationMs: Int { Int(duration.milliseconds) }
 }
 
 extension Duration {

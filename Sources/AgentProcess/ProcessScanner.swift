@@ -2,9 +2,9 @@ import Foundation
 
 /// Finds live processes of one dispatch through `/proc`: members of its session/process group,
 /// and any process whose environment carries its marker (descendants that escaped with `setsid`).
-public enum ProcessScanner {
+package enum ProcessScanner {
     /// Live (non-zombie) pids in session or process group `groupId`, or carrying `marker` in their environment.
-    public static func find(groupId: pid_t?, marker: String?) -> [pid_t] {
+    package static func find(groupId: pid_t?, marker: String?) -> [pid_t] {
         let me = getpid()
         var found: [pid_t] = []
         let markerBytes = marker.map { Array($0.utf8) }
@@ -20,13 +20,13 @@ public enum ProcessScanner {
     }
 
     /// Whether `pid` is alive and not a zombie.
-    public static func isAlive(_ pid: pid_t) -> Bool {
+    package static func isAlive(_ pid: pid_t) -> Bool {
         guard let stat = readStat(pid) else { return false }
         return stat.state != "Z" && stat.state != "X"
     }
 
     /// The kernel's start time of `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`), to tell pid reuse apart.
-    public static func startTime(_ pid: pid_t) -> UInt64? { readStat(pid)?.startTime }
+    package static func startTime(_ pid: pid_t) -> UInt64? { readStat(pid)?.startTime }
 
     struct Stat {
         var state: Character

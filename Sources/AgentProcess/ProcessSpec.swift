@@ -1,26 +1,26 @@
 /// Everything needed to start one supervised process.
-public struct ProcessSpec: Sendable {
+package struct ProcessSpec: Sendable {
     /// Absolute path of the executable.
-    public var executablePath: String
+    package var executablePath: String
     /// The full argv, including argv[0].
-    public var argv: [String]
+    package var argv: [String]
     /// The complete environment of the child (nothing else is inherited).
-    public var environment: [String: String]
+    package var environment: [String: String]
     /// The child's working directory.
-    public var workingDirectory: String
+    package var workingDirectory: String
     /// File the child reads as stdin; `nil` means `/dev/null`. Never a pipe.
-    public var stdinPath: String?
+    package var stdinPath: String?
     /// File that receives stdout (truncated first).
-    public var stdoutPath: String
+    package var stdoutPath: String
     /// File that receives stderr (truncated first).
-    public var stderrPath: String
+    package var stderrPath: String
     /// An exact `NAME=value` environment entry that marks the child and all its descendants, so escaped ones can be found.
-    public var marker: String?
+    package var marker: String?
     /// Whether the child gets SIGKILL when the runner dies, however it dies (`dispatch run`, the job-runner).
     /// `serve` leaves it off: its runs are recovered after a restart (and, with isolation, held by a monitor).
-    public var diesWithRunner: Bool
+    package var diesWithRunner: Bool
 
-    public init(
+    package init(
         executablePath: String,
         argv: [String],
         environment: [String: String],
@@ -44,21 +44,21 @@ public struct ProcessSpec: Sendable {
 }
 
 /// How long a supervised process may run and how it is ended.
-public struct ProcessLimits: Sendable {
+package struct ProcessLimits: Sendable {
     /// Time until the process is ended as timed out.
-    public var timeout: Duration
+    package var timeout: Duration
     /// SIGTERM → SIGKILL grace.
-    public var killGrace: Duration
+    package var killGrace: Duration
     /// After the output shows the final event, how long the process may take to exit by itself.
-    public var completionGrace: Duration
+    package var completionGrace: Duration
     /// How often the output is checked for the final event.
-    public var completionPollInterval: Duration
+    package var completionPollInterval: Duration
     /// Largest stdout or stderr file; past it the group is ended (`nil`: unbounded).
-    public var maxLogBytes: Int64?
+    package var maxLogBytes: Int64?
     /// How often the output files' sizes are checked against ``maxLogBytes``.
-    public var sizePollInterval: Duration
+    package var sizePollInterval: Duration
 
-    public init(
+    package init(
         timeout: Duration,
         killGrace: Duration = .seconds(5),
         completionGrace: Duration = .seconds(2),

@@ -5,18 +5,18 @@ import Synchronization
 /// Runs one process in its own session with output to files, bounded by a time limit, and makes sure
 /// nothing of it survives: on timeout or cancel the whole group gets SIGTERM then SIGKILL after the grace,
 /// and once the main process has exited, leftovers in its group or carrying its marker are ended too.
-public struct ProcessSupervisor: Sendable {
+package struct ProcessSupervisor: Sendable {
     /// How long leftovers of an exited process get between SIGTERM and SIGKILL.
-    public var leftoverGrace: Duration
+    package var leftoverGrace: Duration
 
-    public init(leftoverGrace: Duration = .milliseconds(200)) {
+    package init(leftoverGrace: Duration = .milliseconds(200)) {
         self.leftoverGrace = leftoverGrace
     }
 
     /// Starts `spec` and supervises it to the end (its leftovers too, unless `sweepLeftovers` is false). `finalEventSeen` is polled when given (completion detection).
     ///
     /// Cancelling the calling task terminates the process group and returns an outcome with ending `.cancelled`.
-    public func run(
+    package func run(
         _ spec: ProcessSpec,
         limits: ProcessLimits,
         finalEventSeen: (@Sendable () -> Bool)? = nil,
@@ -153,7 +153,7 @@ public struct ProcessSupervisor: Sendable {
     }
 
     /// Ends whatever is left of process group `groupId` or carries `marker`; returns how many processes it found.
-    public func endLeftovers(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
+    package func endLeftovers(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
         var survivors = ProcessScanner.find(groupId: groupId, marker: marker)
         guard !survivors.isEmpty else { return 0 }
         let count = survivors.count

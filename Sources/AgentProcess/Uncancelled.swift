@@ -6,11 +6,11 @@
 /// because Swift has no way to shield a child task from its parent's cancellation, and GRDB's and
 /// AsyncHTTPClient's calls give up (or drop the request unsent) once their task is cancelled. Lives in the
 /// lowest target every caller shares.
-public func uncancelled<T: Sendable>(_ operation: @escaping @Sendable () async -> T) async -> T {
+package func uncancelled<T: Sendable>(_ operation: @escaping @Sendable () async -> T) async -> T {
     await Task.detached(operation: operation).value
 }
 
 /// ``uncancelled(_:)`` for an operation that throws.
-public func uncancelled<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+package func uncancelled<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await Task.detached(operation: operation).value
 }

@@ -3,8 +3,8 @@ import ArgumentParser
 import Foundation
 
 /// The `dispatch` command: runs coding agents safely and reports exactly what happened.
-public struct DispatchCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct DispatchCommand: AsyncParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "dispatch",
         abstract: "Run coding agents (codex, claude, pi) on request, within a budget, and report exactly what happened.",
         version: BuildInfo.version,
@@ -14,10 +14,10 @@ public struct DispatchCommand: AsyncParsableCommand {
         ]
     )
 
-    public init() {}
+    package init() {}
 
     /// Parses argv, runs the command and exits with the contract's codes: 0 ok, 1 failed, 2 usage, 130 cancelled.
-    public static func run() async {
+    package static func run() async {
         // Everything the runner writes is private; agents keep the operator's umask.
         ProcessUmask.makeRunnerPrivate()
         do {

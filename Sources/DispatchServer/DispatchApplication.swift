@@ -11,9 +11,9 @@ import ServiceLifecycle
 ///
 /// Services shut down in reverse order, so on SIGTERM the dispatch service drains first while the HTTP
 /// server still answers result and await queries; the server stops after every dispatch is terminal.
-public enum DispatchApplication {
+package enum DispatchApplication {
     /// Builds the router with every route of CONTRACT §3.
-    public static func buildRouter(service: DispatchService, configuration: ServerConfiguration) -> Router<DispatchRequestContext> {
+    package static func buildRouter(service: DispatchService, configuration: ServerConfiguration) -> Router<DispatchRequestContext> {
         let router = Router(context: DispatchRequestContext.self)
         // Outermost, so it sees every request (also 404 and 421) with its final status, counted per route
         // (`http_route="/internal/agent-result/{requestId}"`); errors reach it as JSON responses, so failures show as
@@ -32,7 +32,7 @@ public enum DispatchApplication {
     /// Runs until SIGTERM/SIGINT, then drains. `onListening` gets the bound port (useful with port 0).
     ///
     /// First points the global swift-metrics API at the process-wide registry (``ServerMetrics/bootstrapOnce()``).
-    public static func run(
+    package static func run(
         service: DispatchService,
         configuration: ServerConfiguration,
         logger: Logger,

@@ -1,12 +1,12 @@
 import Hummingbird
 
 /// Per-request context: the 1 MiB body limit lives here.
-public struct DispatchRequestContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
+package struct DispatchRequestContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
     /// Largest request body decoded or collected.
-    public var maxUploadSize: Int { 1 << 20 }
+    package var maxUploadSize: Int { 1 << 20 }
 
-    public init(source: ApplicationRequestContextSource) {
+    package init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
     }
 }

@@ -4,23 +4,23 @@ import Execution
 import Foundation
 
 /// Settings of the HTTP service.
-public struct ServerConfiguration: Sendable {
-    public var host: String
-    public var port: Int
+package struct ServerConfiguration: Sendable {
+    package var host: String
+    package var port: Int
     /// The admin token for `/internal/*` (there is no unauthenticated mode).
-    public var token: String
+    package var token: String
     /// Names accepted in `Host` on a loopback listener besides this machine's (reverse proxies), lowercased.
-    public var allowedHosts: Set<String>
+    package var allowedHosts: Set<String>
     /// Largest accepted request body.
-    public var maxBodyBytes: Int
+    package var maxBodyBytes: Int
     /// Longest accepted `timeoutMs` of `agent-await`.
-    public var maxAwaitMs: Int
+    package var maxAwaitMs: Int
     /// How long running dispatches get to finish on SIGTERM before they are cancelled.
-    public var drainSeconds: Double
+    package var drainSeconds: Double
     /// How often the sandbox janitor sweeps.
-    public var janitorInterval: Duration
+    package var janitorInterval: Duration
 
-    public init(
+    package init(
         host: String = "127.0.0.1",
         port: Int = 3111,
         token: String,
@@ -41,8 +41,8 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// Whether the listen address only accepts connections from this machine (then every route checks `Host`).
-    public var isLoopback: Bool { LoopbackAddress.isLoopback(host) }
+    package var isLoopback: Bool { LoopbackAddress.isLoopback(host) }
 
     /// Per-request callback tokens, derived from the admin token.
-    public var callbackTokens: CallbackTokens { CallbackTokens(adminToken: token) }
+    package var callbackTokens: CallbackTokens { CallbackTokens(adminToken: token) }
 }

@@ -1,8 +1,8 @@
 import CBuildInfo
 
 /// Version and build identity reported by `GET /`.
-public enum ServerInfo {
-    public static let version = "0.1.0"
+package enum ServerInfo {
+    package static let version = "0.1.0"
     /// The commit baked in at build time.
-    public static let gitSha = String(cString: dispatch_git_sha())
+    package static let gitSha = String(cString: dispatch_git_sha())
 }

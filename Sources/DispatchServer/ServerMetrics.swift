@@ -12,9 +12,9 @@ import Synchronization
 ///
 /// Dispatch metrics are not here: each `DispatchMetrics` keeps its own registry, so engines stay apart. The HTTP
 /// request metrics are per process: two servers in one process count into the same `hb_requests` series.
-public enum ServerMetrics {
+package enum ServerMetrics {
     /// Receives every metric created through the global swift-metrics API once ``bootstrapOnce()`` took effect.
-    public static let processRegistry = PrometheusCollectorRegistry()
+    package static let processRegistry = PrometheusCollectorRegistry()
 
     /// `nil` until the first ``bootstrapOnce()``; then whether it pointed `MetricsSystem` at ``processRegistry``.
     private static let bootstrapped = Mutex<Bool?>(nil)
@@ -23,7 +23,7 @@ public enum ServerMetrics {
     ///
     /// - Returns: Whether global swift-metrics land in ``processRegistry`` (false if another factory was there first).
     @discardableResult
-    public static func bootstrapOnce() -> Bool {
+    package static func bootstrapOnce() -> Bool {
         bootstrapped.withLock { state in
             if let state { return state }
             let free = MetricsSystem.factory is NOOPMetricsHandler
@@ -34,7 +34,7 @@ public enum ServerMetrics {
     }
 
     /// The process-wide metrics in Prometheus text format (empty before ``bootstrapOnce()`` or if it did not apply).
-    public static func render() -> String {
+    package static func render() -> String {
         processRegistry.emitToString()
     }
 

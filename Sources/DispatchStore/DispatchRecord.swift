@@ -3,40 +3,40 @@ import Foundation
 import GRDB
 
 /// Which process owns a non-terminal dispatch, so a later process can tell whether it died.
-public struct RunnerOwner: Codable, Sendable, Equatable {
+package struct RunnerOwner: Codable, Sendable, Equatable {
     /// What kind of process owns the row.
-    public var kind: Kind
-    public var pid: Int32
+    package var kind: Kind
+    package var pid: Int32
     /// Kernel start time of `pid` (clock ticks since boot), distinguishing a reused pid.
-    public var startTime: UInt64?
+    package var startTime: UInt64?
     /// `/proc/sys/kernel/random/boot_id` of the machine.
-    public var bootId: String?
-    public var host: String
+    package var bootId: String?
+    package var host: String
 
     /// Kinds of owning process. A struct, not an enum: a row written by a newer version with a kind this one does
     /// not know still decodes.
-    public struct Kind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
-        public var rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
-        public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
-        public func encode(to encoder: any Encoder) throws {
+    package struct Kind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
+        package var rawValue: String
+        package init(rawValue: String) { self.rawValue = rawValue }
+        package init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+        package func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             try container.encode(rawValue)
         }
-        public var description: String { rawValue }
+        package var description: String { rawValue }
 
         /// A `dispatch run` process.
-        public static let run = Kind(rawValue: "run")
+        package static let run = Kind(rawValue: "run")
         /// A `dispatch serve` process.
-        public static let serve = Kind(rawValue: "serve")
+        package static let serve = Kind(rawValue: "serve")
         /// A k8s job-runner.
-        public static let job = Kind(rawValue: "job")
+        package static let job = Kind(rawValue: "job")
         /// A reader that ends a dead owner's row (`status`, `await`, the lease keeper).
-        public static let recover = Kind(rawValue: "recover")
+        package static let recover = Kind(rawValue: "recover")
     }
 
     /// An owner of `kind`, identified by pid, its start time and the machine.
-    public init(kind: Kind, pid: Int32, startTime: UInt64?, bootId: String?, host: String) {
+    package init(kind: Kind, pid: Int32, startTime: UInt64?, bootId: String?, host: String) {
         self.kind = kind
         self.pid = pid
         self.startTime = startTime
@@ -46,18 +46,18 @@ public struct RunnerOwner: Codable, Sendable, Equatable {
 }
 
 /// One stored dispatch: the request, its current result and its owner.
-public struct DispatchRecord: Sendable, Equatable {
-    public var request: DispatchRequest
-    public var result: DispatchResult
-    public var owner: RunnerOwner?
-    public var createdAt: String
+package struct DispatchRecord: Sendable, Equatable {
+    package var request: DispatchRequest
+    package var result: DispatchResult
+    package var owner: RunnerOwner?
+    package var createdAt: String
     /// Insertion order, for FIFO queues.
-    public var sequence: Int64
+    package var sequence: Int64
     /// Until when the owner's lease holds; past it, anyone may recover the row.
-    public var leaseExpiresAt: Date?
+    package var leaseExpiresAt: Date?
 
-    public var requestId: String { request.requestId }
-    public var status: DispatchStatus { result.status }
+    package var requestId: String { request.requestId }
+    package var status: DispatchStatus { result.status }
 }
 
 /// The `dispatch` table row.

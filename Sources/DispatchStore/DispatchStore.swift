@@ -7,20 +7,20 @@ import Synchronization
 ///
 /// Every status change and its inbox file are written inside one write transaction, so writers from
 /// several processes serialise on SQLite's lock and the inbox never shows an older state than the row.
-public final class DispatchStore: Sendable {
+package final class DispatchStore: Sendable {
     /// Outcome of an insert: this caller owns the new request, or it already existed.
-    public enum InsertOutcome: Sendable {
+    package enum InsertOutcome: Sendable {
         case inserted(DispatchRecord)
         case existing(DispatchRecord)
     }
 
     /// Outcome of an update: applied, or refused because the stored result is already terminal.
-    public enum UpdateOutcome: Sendable {
+    package enum UpdateOutcome: Sendable {
         case updated(DispatchRecord)
         case alreadyTerminal(DispatchRecord)
 
         /// The record as stored after the call.
-        public var record: DispatchRecord {
+        package var record: DispatchRecord {
             switch self {
             case .updated(let record), .alreadyTerminal(let record): record
             }
@@ -28,17 +28,17 @@ public final class DispatchStore: Sendable {
     }
 
     /// Where the database lives.
-    public let stateDir: String
+    package let stateDir: String
     /// Where `<requestId>.json` result files go.
-    public let inboxDir: String
+    package let inboxDir: String
     /// How long an owner's lease holds after each renewal (`DISPATCH_LEASE_SECONDS`).
-    public let leaseDuration: TimeInterval
+    package let leaseDuration: TimeInterval
     /// Injected write failures (`DISPATCH_FAULT_STORE_WRITES`), for the fault suite.
     let faults: StoreFaults
     let pool: DatabasePool
 
     /// Opens (creating if needed) the store in `stateDir` and the inbox in `inboxDir`.
-    public init(stateDir: String, inboxDir: String, leaseSeconds: Int = 15) throws {
+    package init(stateDir: String, inboxDir: String, leaseSeconds: Int = 15) throws {
         self.stateDir = stateDir
         self.inboxDir = inboxDir
         self.leaseDuration = TimeInterval(max(1, leaseSeconds))
@@ -64,10 +64,10 @@ public final class DispatchStore: Sendable {
     }
 
     /// The inbox file of `requestId`.
-    public func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
+    package func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
 
     /// Records a new request atomically (the primary key is the dedupe); writes its inbox file when inserted.
-    public func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> InsertOutcome {
+    package func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> InsertOutcome {
         let outcome: InsertOutcome = try await pool.write { db in
             let now = ISO8601.string(Date())
             var row = DispatchRow(
@@ -110,7 +110,7 @@ public final class DispatchStore: Sendable {
     ///
     /// `owner` replaces the stored owner when given (a queued request taken over by a runner).
     @discardableResult
-    public func update(_ result: DispatchResult, owner: RunnerOwner? = nil) async throws -> UpdateOutcome {
+    package func update(_ result: DispatchResult, owner: RunnerOwner? = nil) async throws -> UpdateOutcome {
         if result.status.isTerminal, faults.failTerminalWrite() {
             throw DispatchStoreError(
                 code: .writeFailed,
@@ -141,7 +141,7 @@ public final class DispatchStore: Sendable {
     /// Compare-and-set of a row's owner: `requestId` passes from `expected` (its stored owner, `nil` for none) to
     /// `owner`, with a fresh lease, and from `queued` to `running` — only if the row is still non-terminal and still
     /// held by `expected`. Returns the claimed record, or `nil` when someone else got there first.
-    public func claim(
+    package func claim(
         _ requestId: String,
         from expected: RunnerOwner?,
         to owner: RunnerOwner,
@@ -174,7 +174,7 @@ public final class DispatchStore: Sendable {
 
     /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
     @discardableResult
-    public func renewLeases(of owner: RunnerOwner) async throws -> Int {
+    package func renewLeases(of owner: RunnerOwner) async throws -> Int {
         let ownerJSON = try StoreJSON.string(owner)
         let until = leaseDeadline()
         return try await pool.write { db in
@@ -190,13 +190,13 @@ public final class DispatchStore: Sendable {
     func leaseDeadline() -> Int64 { Int64((Date().timeIntervalSince1970 + leaseDuration) * 1000) }
 
     /// The stored record of `requestId`, if any.
-    public func record(_ requestId: String) async throws -> DispatchRecord? {
+    package func record(_ requestId: String) async throws -> DispatchRecord? {
         try await pool.read { db in try DispatchRow.fetchOne(db, key: requestId)?.record() }
     }
 
     /// Records newest first, optionally only those in `status`.
     /// `prefix` keeps ids that start with it; `before` pages on from a record's ``DispatchRecord/sequence``.
-    public func list(status: DispatchStatus? = nil, prefix: String? = nil, before: Int64? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
+    package func list(status: DispatchStatus? = nil, prefix: String? = nil, before: Int64? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
         try await pool.read { db in
             var query = DispatchRow.all()
             if let status { query = query.filter(DispatchRow.Columns.status == status.rawValue) }
@@ -210,7 +210,7 @@ public final class DispatchStore: Sendable {
     }
 
     /// Every record still `queued` or `running`, oldest first.
-    public func nonTerminal() async throws -> [DispatchRecord] {
+    package func nonTerminal() async throws -> [DispatchRecord] {
         try await pool.read { db in
             try DispatchRow.filter([DispatchStatus.queued.rawValue, DispatchStatus.running.rawValue].contains(DispatchRow.Columns.status))
                 .order(DispatchRow.Columns.sequence.asc).fetchAll(db).map { try $0.record() }
@@ -218,7 +218,7 @@ public final class DispatchStore: Sendable {
     }
 
     /// Counts of records by status.
-    public func counts() async throws -> [DispatchStatus: Int] {
+    package func counts() async throws -> [DispatchStatus: Int] {
         try await pool.read { db in
             var counts: [DispatchStatus: Int] = [:]
             let rows = try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM dispatch GROUP BY status")
@@ -230,7 +230,7 @@ public final class DispatchStore: Sendable {
     }
 
     /// Whether the database accepts a write right now (readiness).
-    public func isWritable() async -> Bool {
+    package func isWritable() async -> Bool {
         (try? await pool.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe") }) != nil
     }
 
@@ -244,7 +244,7 @@ public final class DispatchStore: Sendable {
     /// Rewrites inbox files that are missing or lag their row (an inbox write that failed after its commit, a
     /// crash in between). Returns how many were rewritten.
     @discardableResult
-    public func resyncInbox(limit: Int = 10_000) async throws -> Int {
+    package func resyncInbox(limit: Int = 10_000) async throws -> Int {
         var rewritten = 0
         for record in try await list(limit: limit) {
             guard let data = try? StoreJSON.encode(record.result) else { continue }

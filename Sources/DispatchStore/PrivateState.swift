@@ -4,11 +4,11 @@ import Foundation
 /// Takes group and other permission bits off everything the runner keeps (CONTRACT §6), for state dirs created
 /// before the runner worked with umask 077. Checked-out repositories inside sandboxes are the agents' and are
 /// left as they are.
-public enum PrivateState {
+package enum PrivateState {
     /// Tightens the state dir, the inbox dir and the sandbox root (each only when it exists); returns how many
     /// entries changed. Problems are skipped: this is hygiene, never a reason not to start.
     @discardableResult
-    public static func tighten(_ configuration: DispatchConfiguration) -> Int {
+    package static func tighten(_ configuration: DispatchConfiguration) -> Int {
         var changed = 0
         for root in Set([configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot]) {
             changed += tighten(tree: root)

@@ -3,27 +3,27 @@ import Foundation
 import GRDB
 
 /// A registry row for one local sandbox.
-public struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "sandbox"
+package struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "sandbox"
 
     /// Lifecycle of a sandbox directory: `running` while its dispatch runs, then the dispatch's terminal
     /// status, then `removed` once the directory is gone.
-    public enum State: String, Codable, Sendable, CaseIterable {
+    package enum State: String, Codable, Sendable, CaseIterable {
         case running, completed, failed, cancelled, removed
     }
 
-    public var sandboxId: String
-    public var requestId: String
-    public var state: State
-    public var path: String
-    public var repoPath: String
-    public var workDir: String
-    public var baseSha: String
-    public var createdAt: String
-    public var updatedAt: String
-    public var cleanupAfter: String?
+    package var sandboxId: String
+    package var requestId: String
+    package var state: State
+    package var path: String
+    package var repoPath: String
+    package var workDir: String
+    package var baseSha: String
+    package var createdAt: String
+    package var updatedAt: String
+    package var cleanupAfter: String?
 
-    public init(
+    package init(
         sandboxId: String,
         requestId: String,
         state: State,
@@ -50,17 +50,17 @@ public struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, Pers
 
 extension DispatchStore {
     /// Inserts or replaces a sandbox row.
-    public func saveSandbox(_ record: SandboxRecord) async throws {
+    package func saveSandbox(_ record: SandboxRecord) async throws {
         try await pool.write { db in try record.save(db) }
     }
 
     /// One sandbox by id.
-    public func sandbox(_ sandboxId: String) async throws -> SandboxRecord? {
+    package func sandbox(_ sandboxId: String) async throws -> SandboxRecord? {
         try await pool.read { db in try SandboxRecord.fetchOne(db, key: sandboxId) }
     }
 
     /// Sandboxes, newest first, optionally in one state or of one request.
-    public func sandboxes(state: SandboxRecord.State? = nil, requestId: String? = nil) async throws -> [SandboxRecord] {
+    package func sandboxes(state: SandboxRecord.State? = nil, requestId: String? = nil) async throws -> [SandboxRecord] {
         try await pool.read { db in
             var query = SandboxRecord.all()
             if let state { query = query.filter(Column("state") == state.rawValue) }

@@ -3,12 +3,12 @@ import Foundation
 /// One `dispatch serve` per SQLite state dir (CONTRACT §3): an exclusive `flock` on `<state>/serve.lock`, held for
 /// the life of the process (the kernel releases it when the process dies, however it dies). The file names the
 /// holder's pid so a second serve can say who holds it.
-public final class StateDirLock: Sendable {
+package final class StateDirLock: Sendable {
     /// Another live process holds the state dir.
-    public struct Held: Error, CustomStringConvertible {
-        public var stateDir: String
-        public var holderPid: Int32?
-        public var description: String {
+    package struct Held: Error, CustomStringConvertible {
+        package var stateDir: String
+        package var holderPid: Int32?
+        package var description: String {
             "another dispatch serve (pid \(holderPid.map(String.init) ?? "unknown")) already serves the state dir \(stateDir)"
         }
     }
@@ -16,7 +16,7 @@ public final class StateDirLock: Sendable {
     private let fd: Int32
 
     /// Takes the lock or throws ``Held``; other failures (an unwritable state dir) throw POSIX errors.
-    public init(stateDir: String) throws {
+    package init(stateDir: String) throws {
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = "\(stateDir)/serve.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)

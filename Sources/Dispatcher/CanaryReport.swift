@@ -4,22 +4,22 @@ import Execution
 import Foundation
 
 /// The JSON report of a canary run: every invariant checked, and whether all hold.
-public struct CanaryReport: Codable, Sendable {
+package struct CanaryReport: Codable, Sendable {
     /// One invariant and what was observed.
-    public struct Check: Codable, Sendable {
-        public var name: String
-        public var ok: Bool
-        public var detail: String
+    package struct Check: Codable, Sendable {
+        package var name: String
+        package var ok: Bool
+        package var detail: String
     }
 
-    public var scenario: String
-    public var requestId: String
-    public var ok: Bool
-    public var wallMs: Int
-    public var checks: [Check]
-    public var result: DispatchResult?
+    package var scenario: String
+    package var requestId: String
+    package var ok: Bool
+    package var wallMs: Int
+    package var checks: [Check]
+    package var result: DispatchResult?
 
-    public init(scenario: String, requestId: String, wallMs: Int, checks: [Check], result: DispatchResult?) {
+    package init(scenario: String, requestId: String, wallMs: Int, checks: [Check], result: DispatchResult?) {
         self.scenario = scenario
         self.requestId = requestId
         self.wallMs = wallMs
@@ -30,9 +30,9 @@ public struct CanaryReport: Codable, Sendable {
 }
 
 /// The checks of the canary scenarios, independent of how the dispatch was made (in-process or over HTTP).
-public enum CanaryChecks {
+package enum CanaryChecks {
     /// Request for the orphan-stderr proof: the parent exits 7 at once, its orphan holds stderr for `delaySeconds`.
-    public static func orphanStderrRequest(requestId: String, cwd: String, delaySeconds: Int = 2) -> DispatchRequest {
+    package static func orphanStderrRequest(requestId: String, cwd: String, delaySeconds: Int = 2) -> DispatchRequest {
         DispatchRequest(
             requestId: requestId,
             task: "orphan-stderr canary",
@@ -46,7 +46,7 @@ public enum CanaryChecks {
     /// Checks an orphan-stderr result: failed with `exit 7`, parent's line kept, written promptly, written while
     /// the orphan still held stderr (by the orphan's own record of when it let go), orphan gone. `stderr` reads the
     /// whole stderr log as it stands (the orphan's line lands in it after the result).
-    public static func orphanStderr(
+    package static func orphanStderr(
         _ result: DispatchResult?,
         wallMs: Int,
         delaySeconds: Int,
@@ -93,7 +93,7 @@ public enum CanaryChecks {
 
     /// The orphan's record of when it let go of stderr, compared with when the result was written: the proof that
     /// the result did not wait for the orphan. Waits for the record up to the delay plus 5 s.
-    public static func heldWhileWritten(_ completed: Date?, delaySeconds: Int, stderr: @Sendable () async -> String) async -> CanaryReport.Check {
+    package static func heldWhileWritten(_ completed: Date?, delaySeconds: Int, stderr: @Sendable () async -> String) async -> CanaryReport.Check {
         let name = "written-while-orphan-held-stderr"
         guard let completed else { return .init(name: name, ok: false, detail: "the result has no completedAt") }
         let marker = "orphan let go of stderr at "
@@ -120,7 +120,7 @@ public enum CanaryChecks {
     }
 
     /// Checks that no process of `requestId` is alive.
-    public static func survivorsCheck(_ requestId: String) -> CanaryReport.Check {
+    package static func survivorsCheck(_ requestId: String) -> CanaryReport.Check {
         let survivors = ProcessScanner.find(groupId: nil, marker: AgentEnvironment.marker(requestId: requestId))
         return .init(
             name: "no-surviving-process",
@@ -132,7 +132,7 @@ public enum CanaryChecks {
 
 extension CanaryChecks {
     /// Request for the timeout proof: the sleep canary in local sandbox mode with a short budget.
-    public static func sleepTimeoutRequest(requestId: String, repo: String, timeoutSeconds: Int, sleepSeconds: Int) -> DispatchRequest {
+    package static func sleepTimeoutRequest(requestId: String, repo: String, timeoutSeconds: Int, sleepSeconds: Int) -> DispatchRequest {
         DispatchRequest(
             requestId: requestId,
             task: "sleep-timeout canary",
@@ -147,7 +147,7 @@ extension CanaryChecks {
 
     /// Checks a sleep-timeout result: failed, says timed out, ended within budget + grace + 2 s, nothing survives,
     /// and the sandbox row is terminal (`failed`), not running.
-    public static func sleepTimeout(
+    package static func sleepTimeout(
         _ result: DispatchResult?,
         wallMs: Int,
         timeoutSeconds: Int,

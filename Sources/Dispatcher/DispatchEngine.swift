@@ -10,27 +10,27 @@ import Logging
 /// Shared by `dispatch run` (one request, in-process), `dispatch serve` (many, admitted by ``DispatchService``) and
 /// `dispatch job-runner`. How a request runs is its backend's business (``ExecutionBackend``); the engine only
 /// picks the backend, records progress and writes the one terminal result.
-public final class DispatchEngine: Sendable {
-    public let configuration: DispatchConfiguration
-    public let store: DispatchStore
+package final class DispatchEngine: Sendable {
+    package let configuration: DispatchConfiguration
+    package let store: DispatchStore
     let logger: Logger
     /// Wakes long-poll waiters when a terminal result is committed.
-    public let notifier = ResultNotifier()
+    package let notifier = ResultNotifier()
     /// Counters for `GET /metrics`.
-    public let metrics = DispatchMetrics()
+    package let metrics = DispatchMetrics()
     let backends: Backends
 
     /// The backends a runner has, by where a request runs.
-    public struct Backends: Sendable {
+    package struct Backends: Sendable {
         /// `executionMode: host`.
-        public var host: any ExecutionBackend
+        package var host: any ExecutionBackend
         /// `executionMode: sandbox`, backend `local`.
-        public var localSandbox: any ExecutionBackend
+        package var localSandbox: any ExecutionBackend
         /// `executionMode: sandbox`, backend `k8s`; `nil` when this runner has no cluster.
-        public var k8s: (any ExecutionBackend)?
+        package var k8s: (any ExecutionBackend)?
 
         /// The backends of one runner.
-        public init(host: any ExecutionBackend, localSandbox: any ExecutionBackend, k8s: (any ExecutionBackend)? = nil) {
+        package init(host: any ExecutionBackend, localSandbox: any ExecutionBackend, k8s: (any ExecutionBackend)? = nil) {
             self.host = host
             self.localSandbox = localSandbox
             self.k8s = k8s
@@ -41,7 +41,7 @@ public final class DispatchEngine: Sendable {
     static let pollInterval: Duration = .milliseconds(50)
 
     /// An engine over `store` running requests on `backends`.
-    public init(configuration: DispatchConfiguration, store: DispatchStore, logger: Logger, backends: Backends) {
+    package init(configuration: DispatchConfiguration, store: DispatchStore, logger: Logger, backends: Backends) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -57,7 +57,7 @@ public final class DispatchEngine: Sendable {
     }
 
     /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
-    public func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> DispatchStore.InsertOutcome {
+    package func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> DispatchStore.InsertOutcome {
         var result = DispatchResult(request: request, status: status)
         // The backend is fixed at admission: a later change of the default does not move a request.
         if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }
@@ -67,7 +67,7 @@ public final class DispatchEngine: Sendable {
 
     /// Runs `request` to a terminal result in this process, or — when another runner already has its id —
     /// waits for that runner's result. Returns the result and whether it was a duplicate.
-    public func runOnce(_ request: DispatchRequest, token: CancelToken) async throws -> (result: DispatchResult, duplicate: Bool) {
+    package func runOnce(_ request: DispatchRequest, token: CancelToken) async throws -> (result: DispatchResult, duplicate: Bool) {
         switch try await admit(request, status: .running, owner: .current(kind: .run)) {
         case .inserted(let record):
             // This process vouches for its row while it runs; if it dies, the lease runs out and anyone recovers it.
@@ -98,7 +98,7 @@ public final class DispatchEngine: Sendable {
     }
 
     /// Executes an admitted record to its terminal result and stores it. Never throws: every path ends terminal.
-    public func execute(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
+    package func execute(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
         let request = record.request
         let logger = dispatchLogger(request)
         let deadline = Deadline(budgetMs: request.timeoutMs)
@@ -190,12 +190,12 @@ public final class DispatchEngine: Sendable {
     /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
     /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
     /// creating the Job and recording it.
-    public func canReattach(_ record: DispatchRecord) -> Bool {
+    package func canReattach(_ record: DispatchRecord) -> Bool {
         backend(for: record.request)?.followsAfterRestart ?? false
     }
 
     /// Follows a run a previous process started to its terminal result, within what is left of its budget.
-    public func reattach(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
+    package func reattach(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
         let logger = dispatchLogger(record.request)
         let started = record.result.startedAt.flatMap(ISO8601.date) ?? Date()
         let elapsedMs = max(0, Int(Date().timeIntervalSince(started) * 1000))
@@ -207,7 +207,7 @@ public final class DispatchEngine: Sendable {
     }
 
     /// After a restart: lets every backend clean up what it left running for requests already terminal.
-    public func reconcileBackends() async {
+    package func reconcileBackends() async {
         let store = self.store
         let isTerminal: @Sendable (String) async -> Bool = { id in (try? await store.record(id))?.status.isTerminal ?? false }
         for backend in [backends.host, backends.localSandbox] + (backends.k8s.map { [$0] } ?? []) {
@@ -288,7 +288,7 @@ public final class DispatchEngine: Sendable {
 
     /// Waits until `requestId` is terminal (polling the store, which other processes write), resolving it as
     /// failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen.
-    public func awaitTerminal(_ requestId: String, timeout: Duration?) async throws -> DispatchRecord? {
+    package func awaitTerminal(_ requestId: String, timeout: Duration?) async throws -> DispatchRecord? {
         let clock = ContinuousClock()
         let end = timeout.map { clock.now + $0 }
         var lastOwnerCheck = clock.now - .seconds(1)
@@ -306,7 +306,7 @@ public final class DispatchEngine: Sendable {
     }
 
     /// If `record` is `running` and its owner is known dead, ends its surviving processes and stores it `failed`.
-    public func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
+    package func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
         guard record.status == .running, let owner = record.owner, record.ownerIsGone() else { return record }
         let reason =
             owner.kind == .serve
@@ -320,7 +320,7 @@ public final class DispatchEngine: Sendable {
     }
 
     /// Ends what the request left running and stores it `failed` with `reason` and the logs it left.
-    public func abandon(_ record: DispatchRecord, reason: String) async throws -> DispatchRecord {
+    package func abandon(_ record: DispatchRecord, reason: String) async throws -> DispatchRecord {
         var result = record.result
         result.fail(.runnerLost(reason: reason))
         var killed = 0
@@ -357,7 +357,7 @@ public final class DispatchEngine: Sendable {
 }
 
 /// A dispatch that ran but whose outcome could not be made durable.
-public struct DispatchEngineError: Error, CustomStringConvertible {
-    public var description: String
+package struct DispatchEngineError: Error, CustomStringConvertible {
+    package var description: String
     init(_ description: String) { self.description = description }
 }

@@ -13,7 +13,7 @@ import Prometheus
 /// Metrics that other code records through the global swift-metrics API (Hummingbird's `MetricsMiddleware`) live in
 /// a separate, process-wide registry, which the server appends to ``render(running:queued:waiters:)``'s text.
 /// Names here all start with `dispatch_`, so the two never emit the same family.
-public final class DispatchMetrics: Sendable {
+package final class DispatchMetrics: Sendable {
     /// Histogram bucket bounds for dispatch duration, in seconds.
     static let durationBuckets: [Double] = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600]
 
@@ -26,7 +26,7 @@ public final class DispatchMetrics: Sendable {
     private let queuedGauge: Gauge
     private let waitersGauge: Gauge
 
-    public init() {
+    package init() {
         duration = registry.makeValueHistogram(
             descriptor: Self.name("duration", "seconds", "Duration of terminal dispatches."),
             buckets: Self.durationBuckets
@@ -41,7 +41,7 @@ public final class DispatchMetrics: Sendable {
 
     /// Records a terminal result; `failure` is the typed reason this process decided (a timeout is counted by
     /// its case, never by matching the sentence).
-    public func finished(_ result: DispatchResult, failure: DispatchFailure?) {
+    package func finished(_ result: DispatchResult, failure: DispatchFailure?) {
         // The registry returns the existing counter for a known (tool, status); label order is the rendered order.
         let labels = [("tool", result.tool.rawValue), ("status", result.status.rawValue)]
         registry.makeCounter(descriptor: Self.dispatchesName, labels: labels).increment()
@@ -50,10 +50,10 @@ public final class DispatchMetrics: Sendable {
     }
 
     /// Records a duplicate submission that started nothing.
-    public func deduplicated() { dedupes.increment() }
+    package func deduplicated() { dedupes.increment() }
 
     /// Records processes the runner had to kill (timeouts, cancels, leftovers, abandoned runs).
-    public func killed(_ count: Int) {
+    package func killed(_ count: Int) {
         guard count > 0 else { return }
         processKills.increment(by: Int64(count))
     }
@@ -62,7 +62,7 @@ public final class DispatchMetrics: Sendable {
     ///
     /// Families come in the registry's (unspecified) order; counters render as integers (`1`), gauges as
     /// doubles (`2.0`), histogram bounds as `le="0.1"`, `le="1.0"` … `le="+Inf"`.
-    public func render(running: Int, queued: Int, waiters: Int) -> String {
+    package func render(running: Int, queued: Int, waiters: Int) -> String {
         runningGauge.set(to: Double(running))
         queuedGauge.set(to: Double(queued))
         waitersGauge.set(to: Double(waiters))

@@ -11,24 +11,24 @@ import Synchronization
 ///
 /// As a `Service`, it runs until graceful shutdown and then drains (``shutdown(drain:)``); list it after the HTTP
 /// server in a `ServiceGroup`, so the server still answers result and await queries while it drains.
-public final class DispatchService: Service, Sendable {
+package final class DispatchService: Service, Sendable {
     /// What a submission came to.
-    public struct Submission: Sendable {
-        public var status: DispatchStatus
-        public var duplicate: Bool
-        public var record: DispatchRecord
+    package struct Submission: Sendable {
+        package var status: DispatchStatus
+        package var duplicate: Bool
+        package var record: DispatchRecord
     }
 
     /// Why a cancel did not cancel.
-    public enum CancelOutcome: Sendable {
+    package enum CancelOutcome: Sendable {
         case cancelled(DispatchResult)
         case alreadyTerminal(DispatchResult)
         case unknown
     }
 
     /// A submission refused before anything was recorded.
-    public struct Refused: Error, Sendable, CustomStringConvertible {
-        public var description: String
+    package struct Refused: Error, Sendable, CustomStringConvertible {
+        package var description: String
     }
 
     private struct Running {
@@ -45,17 +45,17 @@ public final class DispatchService: Service, Sendable {
         var accepting = true
     }
 
-    public let engine: DispatchEngine
-    public let maxConcurrent: Int
+    package let engine: DispatchEngine
+    package let maxConcurrent: Int
     private let logger: Logger
     private let state = Mutex(State())
     private let owner: RunnerOwner
 
     /// How long running dispatches get to finish on graceful shutdown before they are cancelled.
-    public let drainOnShutdown: Duration
+    package let drainOnShutdown: Duration
 
     /// A service over `engine`, running at most `maxConcurrent` dispatches at once.
-    public init(engine: DispatchEngine, maxConcurrent: Int, logger: Logger, drainOnShutdown: Duration = .seconds(10)) {
+    package init(engine: DispatchEngine, maxConcurrent: Int, logger: Logger, drainOnShutdown: Duration = .seconds(10)) {
         self.drainOnShutdown = drainOnShutdown
         self.engine = engine
         self.maxConcurrent = max(1, maxConcurrent)
@@ -64,13 +64,13 @@ public final class DispatchService: Service, Sendable {
     }
 
     /// Executions in flight and requests waiting for a slot.
-    public var counts: (running: Int, queued: Int) {
+    package var counts: (running: Int, queued: Int) {
         state.withLock { ($0.running.count, $0.queue.count) }
     }
 
     /// Resolves what a previous process left: `running` requests whose runner is gone become `failed`
     /// (their surviving processes are killed); `queued` ones are queued again in their original order.
-    public func recover() async throws {
+    package func recover() async throws {
         let resynced = try await engine.store.resyncInbox()
         if resynced > 0 { logger.notice("rewrote inbox files that lagged the store", metadata: ["count": "\(resynced)"]) }
         for record in try await engine.store.nonTerminal() {
@@ -122,7 +122,7 @@ public final class DispatchService: Service, Sendable {
     package var upkeepPeriod: Duration { .milliseconds(Int64(max(1, engine.store.leaseDuration / 3) * 1000)) }
 
     /// Records a new request and starts or queues it; a known `requestId` starts nothing.
-    public func submit(_ request: DispatchRequest) async throws -> Submission {
+    package func submit(_ request: DispatchRequest) async throws -> Submission {
         let slot = state.withLock { state -> Bool? in
             guard state.accepting else { return nil }
             guard state.running.count + state.reserved < maxConcurrent, state.queue.isEmpty else { return false }
@@ -157,7 +157,7 @@ public final class DispatchService: Service, Sendable {
     }
 
     /// Cancels a running (group killed) or queued (never started) request.
-    public func cancel(_ requestId: String, reason: String = "cancelled by request") async throws -> CancelOutcome {
+    package func cancel(_ requestId: String, reason: String = "cancelled by request") async throws -> CancelOutcome {
         enum Found {
             case running(Running)
             case queued(DispatchRecord)
@@ -187,7 +187,7 @@ public final class DispatchService: Service, Sendable {
     }
 
     /// Waits for graceful shutdown, then drains.
-    public func run() async throws {
+    package func run() async throws {
         try? await gracefulShutdown()
         await shutdown(drain: drainOnShutdown)
         logger.info("dispatches drained")
@@ -195,7 +195,7 @@ public final class DispatchService: Service, Sendable {
 
     /// Stops accepting, lets running dispatches finish for `drain`, then cancels the rest ("runner shutting down").
     /// Queued requests stay queued for the next start.
-    public func shutdown(drain: Duration) async {
+    package func shutdown(drain: Duration) async {
         let running = state.withLock { state -> [Running] in
             state.accepting = false
             state.queue.removeAll()
@@ -249,7 +249,7 @@ public final class DispatchService: Service, Sendable {
 
 extension DispatchEngine {
     /// Ends a request that never started (queued) as `cancelled`.
-    public func cancelUnstarted(_ record: DispatchRecord, reason: String) async throws -> DispatchResult {
+    package func cancelUnstarted(_ record: DispatchRecord, reason: String) async throws -> DispatchResult {
         var result = record.result
         result.status = .cancelled
         result.error = reason
@@ -261,7 +261,7 @@ extension DispatchEngine {
 }
 
 /// What became of a job-runner's report.
-public enum CallbackOutcome: Sendable {
+package enum CallbackOutcome: Sendable {
     /// No request has that id.
     case unknown
     /// The request is not run by a k8s Job (host mode, local sandbox, another Job): unchanged.
@@ -272,7 +272,7 @@ public enum CallbackOutcome: Sendable {
     case applied(DispatchResult)
 
     /// Whether a report for a k8s-run request was ignored (`nil` when it was refused or the id is unknown).
-    public var ignored: Bool? {
+    package var ignored: Bool? {
         switch self {
         case .applied: false
         case .ignored: true
@@ -290,7 +290,7 @@ extension DispatchEngine {
 
     /// Merges a job-runner's report into the request's result: only for a request a k8s Job runs, and only while it
     /// is not terminal.
-    public func applyCallback(_ report: SandboxExecutionResult) async throws -> CallbackOutcome {
+    package func applyCallback(_ report: SandboxExecutionResult) async throws -> CallbackOutcome {
         guard let record = try await store.record(report.requestId) else { return .unknown }
         guard isRunByJob(record) else {
             return .notRunByJob(record.result, reason: "request \(report.requestId) is not run by a k8s Job; callback refused")

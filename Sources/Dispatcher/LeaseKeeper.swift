@@ -5,18 +5,18 @@ import ServiceLifecycle
 ///
 /// List it first in the `ServiceGroup`: services stop in reverse order, so it renews through the drain of
 /// ``DispatchService`` and stops last.
-public struct LeaseKeeper: Service {
+package struct LeaseKeeper: Service {
     let service: DispatchService
     let logger: Logger
 
     /// Upkeep for `service`'s rows.
-    public init(service: DispatchService, logger: Logger) {
+    package init(service: DispatchService, logger: Logger) {
         self.service = service
         self.logger = logger
     }
 
     /// Runs upkeep until graceful shutdown or cancellation.
-    public func run() async throws {
+    package func run() async throws {
         let period = service.upkeepPeriod
         try? await cancelWhenGracefulShutdown {
             while true {

@@ -5,27 +5,27 @@ import Synchronization
 /// Wakes in-process waiters the moment a request's terminal result is committed (no polling).
 ///
 /// Subscribe first, then re-read the store, then wait: a result published in between is kept by the subscription.
-public final class ResultNotifier: Sendable {
+package final class ResultNotifier: Sendable {
     private let waiters = Mutex<[String: [ObjectIdentifier: Subscription]]>([:])
 
-    public init() {}
+    package init() {}
 
     /// Registers interest in `requestId`'s terminal result.
-    public func subscribe(_ requestId: String) -> Subscription {
+    package func subscribe(_ requestId: String) -> Subscription {
         let subscription = Subscription(requestId: requestId, notifier: self)
         waiters.withLock { $0[requestId, default: [:]][ObjectIdentifier(subscription)] = subscription }
         return subscription
     }
 
     /// Delivers a terminal result to every subscriber of its request.
-    public func publish(_ result: DispatchResult) {
+    package func publish(_ result: DispatchResult) {
         guard result.status.isTerminal else { return }
         let subscribers = waiters.withLock { $0.removeValue(forKey: result.requestId) } ?? [:]
         for subscriber in subscribers.values { subscriber.fulfill(result) }
     }
 
     /// Wakes every waiter with no result (shutdown).
-    public func wakeAll() {
+    package func wakeAll() {
         let all = waiters.withLock { waiters -> [Subscription] in
             defer { waiters.removeAll() }
             return waiters.values.flatMap(\.values)
@@ -34,7 +34,7 @@ public final class ResultNotifier: Sendable {
     }
 
     /// Number of waiting subscriptions (metrics, tests).
-    public var waiterCount: Int { waiters.withLock { $0.values.reduce(0) { $0 + $1.count } } }
+    package var waiterCount: Int { waiters.withLock { $0.values.reduce(0) { $0 + $1.count } } }
 
     fileprivate func remove(_ subscription: Subscription) {
         waiters.withLock { waiters in
@@ -44,7 +44,7 @@ public final class ResultNotifier: Sendable {
     }
 
     /// One waiter's slot: holds a result published before anyone waits on it.
-    public final class Subscription: Sendable {
+    package final class Subscription: Sendable {
         private enum State {
             case pending
             case waiting(CheckedContinuation<DispatchResult?, Never>)
@@ -61,7 +61,7 @@ public final class ResultNotifier: Sendable {
         }
 
         /// The terminal result, or `nil` when `timeout` passes first (or on shutdown).
-        public func value(timeout: Duration) async -> DispatchResult? {
+        package func value(timeout: Duration) async -> DispatchResult? {
             let timer = Task { [weak self] in
                 try? await Task.sleep(for: timeout)
                 guard !Task.isCancelled else { return }
@@ -82,7 +82,7 @@ public final class ResultNotifier: Sendable {
         }
 
         /// Stops waiting without a value.
-        public func cancel() {
+        package func cancel() {
             fulfill(nil)
             notifier?.remove(self)
         }

@@ -4,13 +4,13 @@ import Foundation
 
 extension RunnerOwner {
     /// This process as an owner of `kind` (`run`, `serve`, `job`).
-    public static func current(kind: Kind) -> RunnerOwner {
+    package static func current(kind: Kind) -> RunnerOwner {
         let pid = getpid()
         return RunnerOwner(kind: kind, pid: pid, startTime: ProcessScanner.startTime(pid), bootId: Self.currentBootId, host: Self.hostName)
     }
 
     /// Whether the owning process is known to be gone. Owners on other hosts are never presumed dead.
-    public var isKnownDead: Bool {
+    package var isKnownDead: Bool {
         guard host == Self.hostName else { return false }
         if let bootId, let current = Self.currentBootId, bootId != current { return true }
         guard ProcessScanner.isAlive(pid) else { return true }
@@ -19,7 +19,7 @@ extension RunnerOwner {
     }
 
     /// Whether this owner is the calling process.
-    public var isCurrentProcess: Bool {
+    package var isCurrentProcess: Bool {
         host == Self.hostName && pid == getpid() && startTime == ProcessScanner.startTime(getpid())
     }
 
@@ -32,7 +32,7 @@ extension RunnerOwner {
 extension DispatchRecord {
     /// Whether nobody vouches for this non-terminal row any more: its owner let its lease expire (on any host), or —
     /// the fast path — the owner is a process on this machine that is gone.
-    public func ownerIsGone(now: Date = Date()) -> Bool {
+    package func ownerIsGone(now: Date = Date()) -> Bool {
         guard let owner else { return false }
         if owner.isCurrentProcess { return false }
         if owner.isKnownDead { return true }

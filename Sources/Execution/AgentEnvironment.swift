@@ -4,7 +4,7 @@ import Foundation
 /// The curated environment agents get: a whitelist of the runner's own variables plus dispatch identity.
 ///
 /// Secrets of the runner itself (`DISPATCH_TOKEN`, the k8s callback token) never reach an agent.
-public enum AgentEnvironment {
+package enum AgentEnvironment {
     /// Variables passed through by exact name.
     static let passthroughNames: Set<String> = [
         "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
@@ -16,7 +16,7 @@ public enum AgentEnvironment {
     static let passthroughPrefixes = ["OPENAI_", "ANTHROPIC_", "CODEX_", "CLAUDE_", "PI_", "GEMINI_", "FAKE_AGENT_"]
 
     /// Builds the agent environment for `request` from `base`.
-    public static func build(
+    package static func build(
         request: DispatchRequest,
         base: [String: String],
         extraNames: [String],
@@ -42,5 +42,5 @@ public enum AgentEnvironment {
     }
 
     /// The marker every process of a dispatch carries, used to find escaped descendants.
-    public static func marker(requestId: String) -> String { "DISPATCH_REQUEST_ID=\(requestId)" }
+    package static func marker(requestId: String) -> String { "DISPATCH_REQUEST_ID=\(requestId)" }
 }

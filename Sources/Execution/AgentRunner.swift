@@ -5,16 +5,16 @@ import Logging
 
 /// What the process-running backends (host and local sandbox) share: the runner's configuration, its
 /// environment (the base of every agent's) and one process supervisor.
-public struct AgentRunner: Sendable {
+package struct AgentRunner: Sendable {
     /// Paths, budgets and limits.
-    public let configuration: DispatchConfiguration
+    package let configuration: DispatchConfiguration
     /// The runner's environment, filtered per agent by ``AgentEnvironment``.
-    public let environment: [String: String]
+    package let environment: [String: String]
     /// Spawns, waits for and ends processes.
-    public let supervisor: ProcessSupervisor
+    package let supervisor: ProcessSupervisor
 
     /// A runner with its own supervisor.
-    public init(configuration: DispatchConfiguration, environment: [String: String], supervisor: ProcessSupervisor = ProcessSupervisor()) {
+    package init(configuration: DispatchConfiguration, environment: [String: String], supervisor: ProcessSupervisor = ProcessSupervisor()) {
         self.configuration = configuration
         self.environment = environment
         self.supervisor = supervisor

@@ -6,11 +6,11 @@ import Foundation
 /// A token is an HMAC-SHA256 of the requestId under a key derived from the admin token, so every runner that
 /// holds the admin token (every replica) can check one without storing it, and a token opens nothing but
 /// `POST /internal/agent-result` for its own request. The admin token itself never leaves the runner.
-public struct CallbackTokens: Sendable {
+package struct CallbackTokens: Sendable {
     private let key: SymmetricKey
 
     /// Derives the signing key from the admin token (a separate key, so a callback token reveals nothing of it).
-    public init(adminToken: String) {
+    package init(adminToken: String) {
         let derived = HMAC<SHA256>.authenticationCode(
             for: Data("agent-dispatch callback-token v1".utf8),
             using: SymmetricKey(data: Data(adminToken.utf8))
@@ -19,13 +19,13 @@ public struct CallbackTokens: Sendable {
     }
 
     /// The callback token of `requestId`.
-    public func token(for requestId: String) -> String {
+    package func token(for requestId: String) -> String {
         let code = HMAC<SHA256>.authenticationCode(for: Data(requestId.utf8), using: key)
         return Self.prefix + code.map { String(format: "%02x", $0) }.joined()
     }
 
     /// Whether `presented` is the callback token of `requestId` (constant time in the token's bytes).
-    public func verify(_ presented: String, requestId: String) -> Bool {
+    package func verify(_ presented: String, requestId: String) -> Bool {
         TokenComparison.constantTimeEquals(presented, token(for: requestId))
     }
 
@@ -34,8 +34,8 @@ public struct CallbackTokens: Sendable {
 }
 
 /// Token comparison without an early exit, so response time does not reveal how much of a token matched.
-public enum TokenComparison {
-    public static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+package enum TokenComparison {
+    package static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8)
         let y = Array(b.utf8)
         var difference = UInt8(x.count == y.count ? 0 : 1)

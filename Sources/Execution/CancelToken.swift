@@ -3,7 +3,7 @@ import Synchronization
 /// A cancellation signal with a reason, shared by a dispatch and whoever may stop it — or, for a run that
 /// outlives this process (a k8s Job), a request to let go of it without stopping it, or word that its result
 /// was stored by another path (the Job's callback).
-public final class CancelToken: Sendable {
+package final class CancelToken: Sendable {
     private struct State {
         var reason: String?
         var detached = false
@@ -15,10 +15,10 @@ public final class CancelToken: Sendable {
     private let state = Mutex(State())
 
     /// A token nobody has cancelled yet.
-    public init() {}
+    package init() {}
 
     /// Records the first reason given; later reasons are ignored.
-    public func cancel(reason: String) {
+    package func cancel(reason: String) {
         change { current in
             guard current.reason == nil, !current.detached else { return false }
             current.reason = reason
@@ -28,7 +28,7 @@ public final class CancelToken: Sendable {
 
     /// Asks the dispatch to stop following its run without ending it (a shutdown leaving a k8s Job to the next
     /// `serve`): nothing is deleted and no terminal result is written. Ignored once cancelled.
-    public func detach() {
+    package func detach() {
         change { current in
             guard current.reason == nil, !current.detached else { return false }
             current.detached = true
@@ -37,7 +37,7 @@ public final class CancelToken: Sendable {
     }
 
     /// Tells the run that its terminal result is already stored (by the Job's callback): it stops following.
-    public func settle() {
+    package func settle() {
         change { current in
             guard !current.settled else { return false }
             current.settled = true
@@ -46,16 +46,16 @@ public final class CancelToken: Sendable {
     }
 
     /// The reason, once cancelled.
-    public var reason: String? { state.withLock { $0.reason } }
+    package var reason: String? { state.withLock { $0.reason } }
 
     /// Whether ``detach()`` was asked for.
-    public var isDetached: Bool { state.withLock { $0.detached } }
+    package var isDetached: Bool { state.withLock { $0.detached } }
 
     /// Whether ``settle()`` was called.
-    public var isSettled: Bool { state.withLock { $0.settled } }
+    package var isSettled: Bool { state.withLock { $0.settled } }
 
     /// Calls `observer` after every change (cancel, detach, settle) until ``removeObserver(_:)``; returns its key.
-    public func observe(_ observer: @escaping @Sendable () -> Void) -> UInt64 {
+    package func observe(_ observer: @escaping @Sendable () -> Void) -> UInt64 {
         state.withLock { current in
             current.nextObserver += 1
             current.observers[current.nextObserver] = observer
@@ -64,7 +64,7 @@ public final class CancelToken: Sendable {
     }
 
     /// Stops calling the observer registered under `key`.
-    public func removeObserver(_ key: UInt64) {
+    package func removeObserver(_ key: UInt64) {
         state.withLock { _ = $0.observers.removeValue(forKey: key) }
     }
 

@@ -6,7 +6,7 @@ import Logging
 /// The engine (in `Dispatcher`) owns the lifecycle — dedupe, `running`, the terminal write — and hands a backend
 /// only what running one request needs (``BackendContext``). A backend never sees the store or the engine, so
 /// each one can be read, replaced and tested on its own.
-public protocol ExecutionBackend: Sendable {
+package protocol ExecutionBackend: Sendable {
     /// Runs the request to an outcome within the context's deadline. Never throws: every failure is an outcome.
     func run(_ context: BackendContext) async -> BackendOutcome
 
@@ -30,40 +30,40 @@ public protocol ExecutionBackend: Sendable {
 
 extension ExecutionBackend {
     /// Local runs do not outlive their runner.
-    public var followsAfterRestart: Bool { false }
+    package var followsAfterRestart: Bool { false }
 
     /// A backend whose runs cannot outlive their runner has nothing to follow.
-    public func attach(_ context: BackendContext) async -> BackendOutcome {
+    package func attach(_ context: BackendContext) async -> BackendOutcome {
         var result = context.known
         result.fail(.message("cannot follow a \(result.executionMode.rawValue) run after a restart"))
         return .ended(result)
     }
 
     /// Nothing to end or save by default.
-    public func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) { (result, 0) }
+    package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) { (result, 0) }
 
     /// Nothing to reconcile by default.
-    public func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {}
+    package func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {}
 }
 
 /// Everything a backend gets for one run, and nothing else.
-public struct BackendContext: Sendable {
+package struct BackendContext: Sendable {
     /// The admitted request.
-    public let request: DispatchRequest
+    package let request: DispatchRequest
     /// The result as recorded so far: `running` with its `startedAt`, and on a re-attach the Job or sandbox the
     /// previous runner recorded. A backend returns it updated.
-    public let known: DispatchResult
+    package let known: DispatchResult
     /// The one budget of the whole run.
-    public let deadline: Deadline
+    package let deadline: Deadline
     /// Cancellation (with its reason), a shutdown letting go of the run, or a result stored by another path.
-    public let cancellation: CancelToken
+    package let cancellation: CancelToken
     /// Records a non-terminal update (log paths of the next attempt, the sandbox, the Job's name) as `running`.
-    public let progress: @Sendable (DispatchResult) async -> Void
+    package let progress: @Sendable (DispatchResult) async -> Void
     /// Carries `request.id`, `tool`, `mode` and `backend` metadata.
-    public let logger: Logger
+    package let logger: Logger
 
     /// A context for one run.
-    public init(
+    package init(
         request: DispatchRequest,
         known: DispatchResult,
         deadline: Deadline,
@@ -81,7 +81,7 @@ public struct BackendContext: Sendable {
 }
 
 /// What a backend's run came to.
-public enum BackendOutcome: Sendable {
+package enum BackendOutcome: Sendable {
     /// The run ended. `result` holds its status, the error or the answer, logs, attempts and artifacts;
     /// `processesKilled` counts the processes the backend had to end. `afterRecording`, when present, is called
     /// once the terminal result is stored (host mode ends what the agent left behind only then, so the result

@@ -3,17 +3,17 @@ import DispatchCore
 import Foundation
 
 /// Host mode: the agent runs in the request's `cwd` itself, its logs under `<state>/runs/<requestId>/`.
-public struct HostBackend: ExecutionBackend {
+package struct HostBackend: ExecutionBackend {
     let runner: AgentRunner
 
     /// A host backend over `runner`.
-    public init(runner: AgentRunner) {
+    package init(runner: AgentRunner) {
         self.runner = runner
     }
 
     /// Runs the attempts in the work dir. What the agent left behind (an orphan holding stderr) is ended only
     /// once the result is stored: the result never waits for it.
-    public func run(_ context: BackendContext) async -> BackendOutcome {
+    package func run(_ context: BackendContext) async -> BackendOutcome {
         let request = context.request
         var result = context.known
         let workDir = request.cwd ?? runner.configuration.defaultWorkdir
@@ -48,7 +48,7 @@ public struct HostBackend: ExecutionBackend {
     }
 
     /// Ends the processes a dead runner's agent left.
-    public func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
+    package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
         (result, await runner.endMarked(result.requestId))
     }
 

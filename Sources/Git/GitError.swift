@@ -1,21 +1,21 @@
 import CGit2
 
 /// A libgit2 failure: the operation, libgit2's own message and its error code and class.
-public struct GitError: Error, Sendable, CustomStringConvertible {
+package struct GitError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: Hashable, Sendable { case notFound, ambiguous, invalid, failed }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
         /// The object, reference or repository does not exist (`GIT_ENOTFOUND`).
-        public static let notFound = Code(.notFound)
+        package static let notFound = Code(.notFound)
         /// An abbreviated id matches several objects (`GIT_EAMBIGUOUS`).
-        public static let ambiguous = Code(.ambiguous)
+        package static let ambiguous = Code(.ambiguous)
         /// The input is not a valid spec, path or id (`GIT_EINVALIDSPEC`).
-        public static let invalid = Code(.invalid)
+        package static let invalid = Code(.invalid)
         /// Any other libgit2 error.
-        public static let failed = Code(.failed)
+        package static let failed = Code(.failed)
 
         init(libgit2 code: Int32) {
             switch code {
@@ -26,25 +26,25 @@ public struct GitError: Error, Sendable, CustomStringConvertible {
             }
         }
 
-        public var description: String { String(describing: value) }
+        package var description: String { String(describing: value) }
     }
 
-    public let code: Code
+    package let code: Code
     /// What we were doing, e.g. `resolve "abc123" in /repo`.
-    public let operation: String
+    package let operation: String
     /// libgit2's message for the failure.
-    public let message: String
+    package let message: String
     /// The raw libgit2 return code.
-    public let rawCode: Int32
+    package let rawCode: Int32
 
-    public init(code: Code, operation: String, message: String, rawCode: Int32 = -1) {
+    package init(code: Code, operation: String, message: String, rawCode: Int32 = -1) {
         self.code = code
         self.operation = operation
         self.message = message
         self.rawCode = rawCode
     }
 
-    public var description: String { "cannot \(operation): \(message)" }
+    package var description: String { "cannot \(operation): \(message)" }
 }
 
 /// Throws a ``GitError`` for a negative libgit2 return code, reading `git_error_last()` at once

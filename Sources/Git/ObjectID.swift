@@ -1,7 +1,7 @@
 import CGit2
 
 /// A git object id (SHA-1), copied out of libgit2.
-public struct ObjectID: Hashable, Sendable, CustomStringConvertible {
+package struct ObjectID: Hashable, Sendable, CustomStringConvertible {
     var raw: git_oid
 
     init(_ raw: git_oid) { self.raw = raw }
@@ -9,27 +9,27 @@ public struct ObjectID: Hashable, Sendable, CustomStringConvertible {
     init(_ pointer: UnsafePointer<git_oid>) { self.raw = pointer.pointee }
 
     /// Parses a full 40-character hex id.
-    public init?(hex: String) {
+    package init?(hex: String) {
         var oid = git_oid()
         guard hex.utf8.count == 40, git_oid_fromstr(&oid, hex) == 0 else { return nil }
         raw = oid
     }
 
     /// The 40-character hex form.
-    public var hex: String {
+    package var hex: String {
         var copy = raw
         var buffer = [CChar](repeating: 0, count: 41)
         git_oid_tostr(&buffer, 41, &copy)
         return String(cString: buffer)
     }
 
-    public var description: String { hex }
+    package var description: String { hex }
 
-    public static func == (lhs: ObjectID, rhs: ObjectID) -> Bool {
+    package static func == (lhs: ObjectID, rhs: ObjectID) -> Bool {
         var l = lhs.raw
         var r = rhs.raw
         return git_oid_equal(&l, &r) != 0
     }
 
-    public func hash(into hasher: inout Hasher) { hasher.combine(hex) }
+    package func hash(into hasher: inout Hasher) { hasher.combine(hex) }
 }

@@ -2,11 +2,11 @@ import CGit2
 
 /// A username and password (or token) for cloning over HTTP(S), given to libgit2's credential callback and never
 /// put into the URL.
-public struct GitCredentials: Sendable, Equatable {
-    public var username: String
-    public var password: String
+package struct GitCredentials: Sendable, Equatable {
+    package var username: String
+    package var password: String
 
-    public init(username: String, password: String) {
+    package init(username: String, password: String) {
         self.username = username
         self.password = password
     }
@@ -15,7 +15,7 @@ public struct GitCredentials: Sendable, Equatable {
 extension Repository {
     /// Clones `url` into `path` (objects and refs, no working tree), authenticating with `credentials` when the
     /// server asks for them. Credentials are offered once: a server that refuses them fails the clone.
-    public static func cloneWithoutCheckout(from url: String, to path: String, credentials: GitCredentials? = nil) throws(GitError) -> Repository {
+    package static func cloneWithoutCheckout(from url: String, to path: String, credentials: GitCredentials? = nil) throws(GitError) -> Repository {
         Libgit2.ensureInitialized()
         var options = git_clone_options()
         try check(git_clone_options_init(&options, UInt32(GIT_CLONE_OPTIONS_VERSION)), "prepare clone")

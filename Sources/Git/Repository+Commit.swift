@@ -3,7 +3,7 @@ import CGit2
 extension Repository {
     /// Stages every file of the working tree (`git add -A`) and commits it on HEAD; returns the new commit id.
     @discardableResult
-    public func commitAll(
+    package func commitAll(
         message: String,
         authorName: String = "agent-dispatch",
         authorEmail: String = "agent-dispatch@localhost"

@@ -2,40 +2,40 @@ import CGit2
 import Foundation
 
 /// One changed path of a diff.
-public struct DiffEntry: Sendable, Equatable {
+package struct DiffEntry: Sendable, Equatable {
     /// What happened to the path.
-    public enum Change: String, Sendable {
+    package enum Change: String, Sendable {
         case added, deleted, modified, renamed, copied, typeChanged, untracked, other
     }
 
-    public var change: Change
-    public var oldPath: String
-    public var newPath: String
+    package var change: Change
+    package var oldPath: String
+    package var newPath: String
 }
 
 /// The whole change from a base commit to the working tree; the patch itself went to a file.
-public struct WorkingTreeChange: Sendable {
+package struct WorkingTreeChange: Sendable {
     /// Per-path entries (omitted files not among them).
-    public var entries: [DiffEntry]
+    package var entries: [DiffEntry]
     /// Files left out of the patch because one side is larger than the limit.
-    public var omitted: [OmittedPath]
+    package var omitted: [OmittedPath]
     /// Bytes of patch written.
-    public var patchBytes: Int64
+    package var patchBytes: Int64
 }
 
 /// A path left out of a patch, and the larger of its two sides' sizes.
-public struct OmittedPath: Sendable, Equatable {
-    public var path: String
-    public var bytes: Int64
+package struct OmittedPath: Sendable, Equatable {
+    package var path: String
+    package var bytes: Int64
 }
 
 /// What kind of entry a status line describes.
-public struct StatusEntry: Sendable, Equatable {
-    public var path: String
+package struct StatusEntry: Sendable, Equatable {
+    package var path: String
     /// `git_status_t` flags.
-    public var flags: UInt32
-    public var isUntracked: Bool { flags & GIT_STATUS_WT_NEW.rawValue != 0 }
-    public var isIgnored: Bool { flags & GIT_STATUS_IGNORED.rawValue != 0 }
+    package var flags: UInt32
+    package var isUntracked: Bool { flags & GIT_STATUS_WT_NEW.rawValue != 0 }
+    package var isIgnored: Bool { flags & GIT_STATUS_IGNORED.rawValue != 0 }
 }
 
 extension Repository {
@@ -43,7 +43,7 @@ extension Repository {
     /// non-ignored files with their content, deletions, mode changes and binary files, streamed as one
     /// `git apply --binary`-able patch into `patchFile` (never built in memory). A path whose old or new side is
     /// larger than `maxFileBytes` is skipped before libgit2 reads it and reported in ``WorkingTreeChange/omitted``.
-    public func workingTreeChange(from base: ObjectID, writingPatchTo patchFile: String, maxFileBytes: Int64) throws(GitError) -> WorkingTreeChange {
+    package func workingTreeChange(from base: ObjectID, writingPatchTo patchFile: String, maxFileBytes: Int64) throws(GitError) -> WorkingTreeChange {
         let tree = try tree(of: base)
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "prepare diff")
@@ -96,7 +96,7 @@ extension Repository {
     }
 
     /// Paths changed between two commits' trees.
-    public func changedPaths(from old: ObjectID?, to new: ObjectID) throws(GitError) -> [DiffEntry] {
+    package func changedPaths(from old: ObjectID?, to new: ObjectID) throws(GitError) -> [DiffEntry] {
         let newTree = try tree(of: new)
         let oldTree = try old.map { (id) throws(GitError) in try tree(of: id) }
         var options = git_diff_options()
@@ -111,7 +111,7 @@ extension Repository {
     }
 
     /// Paths touched by the commits in `base..head` (each against its first parent).
-    public func pathsChangedByCommits(from base: ObjectID, to head: ObjectID) throws(GitError) -> Set<String> {
+    package func pathsChangedByCommits(from base: ObjectID, to head: ObjectID) throws(GitError) -> Set<String> {
         var paths = Set<String>()
         for commit in try commits(from: base, to: head) {
             for entry in try changedPaths(from: try firstParent(of: commit), to: commit) {
@@ -123,7 +123,7 @@ extension Repository {
     }
 
     /// `git status`-like entries (untracked included, ignored excluded).
-    public func status() throws(GitError) -> [StatusEntry] {
+    package func status() throws(GitError) -> [StatusEntry] {
         var options = git_status_options()
         try check(git_status_options_init(&options, UInt32(GIT_STATUS_OPTIONS_VERSION)), "prepare status")
         options.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR

@@ -8,7 +8,7 @@ extension Repository {
     /// costs more than the checkout itself. When nothing could configure a filter — no `.gitattributes` anywhere
     /// in the tree, no `info/attributes`, no global or system attributes file, no `core.attributesFile`, and
     /// `core.autocrlf` unset or false — every file's filter list is empty and the lookups can be skipped.
-    public func checkoutNeedsFilters(_ commit: ObjectID) throws(GitError) -> Bool {
+    package func checkoutNeedsFilters(_ commit: ObjectID) throws(GitError) -> Bool {
         var configured = false
         var config: OpaquePointer?
         try check(git_repository_config_snapshot(&config, handle), "read the configuration of \(gitDir)")

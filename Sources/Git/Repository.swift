@@ -2,7 +2,7 @@ import CGit2
 import Foundation
 
 /// A git repository opened through libgit2. Not thread-safe: use one instance from one thread at a time.
-public final class Repository {
+package final class Repository {
     let handle: OpaquePointer
 
     private init(handle: OpaquePointer) {
@@ -17,7 +17,7 @@ public final class Repository {
     deinit { git_repository_free(handle) }
 
     /// Opens the repository at `path` (its working directory or `.git` directory).
-    public convenience init(path: String) throws(GitError) {
+    package convenience init(path: String) throws(GitError) {
         Libgit2.ensureInitialized()
         var repo: OpaquePointer?
         try check(git_repository_open_ext(&repo, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil), "open repository \(path)")
@@ -25,7 +25,7 @@ public final class Repository {
     }
 
     /// Opens the repository containing `path`, searching upwards like `git` does.
-    public static func discover(containing path: String) throws(GitError) -> Repository {
+    package static func discover(containing path: String) throws(GitError) -> Repository {
         Libgit2.ensureInitialized()
         var repo: OpaquePointer?
         try check(git_repository_open_ext(&repo, path, 0, nil), "find a git repository containing \(path)")
@@ -33,7 +33,7 @@ public final class Repository {
     }
 
     /// Creates an empty non-bare repository at `path` (with `.git` inside).
-    public static func create(at path: String) throws(GitError) -> Repository {
+    package static func create(at path: String) throws(GitError) -> Repository {
         Libgit2.ensureInitialized()
         var repo: OpaquePointer?
         try check(git_repository_init(&repo, path, 0), "create a repository at \(path)")
@@ -41,21 +41,21 @@ public final class Repository {
     }
 
     /// The working directory root (no trailing slash), or `nil` for a bare repository.
-    public var workdir: String? {
+    package var workdir: String? {
         git_repository_workdir(handle).map { Self.trimSlash(String(cString: $0)) }
     }
 
     /// The `.git` directory of this worktree.
-    public var gitDir: String { Self.trimSlash(String(cString: git_repository_path(handle))) }
+    package var gitDir: String { Self.trimSlash(String(cString: git_repository_path(handle))) }
 
     /// The directory shared by all worktrees (holds `objects/`).
-    public var commonDir: String { Self.trimSlash(String(cString: git_repository_commondir(handle))) }
+    package var commonDir: String { Self.trimSlash(String(cString: git_repository_commondir(handle))) }
 
     /// The object database directory.
-    public var objectsDir: String { "\(commonDir)/objects" }
+    package var objectsDir: String { "\(commonDir)/objects" }
 
     /// Resolves a full or abbreviated SHA, a branch, tag or any rev spec to a commit id.
-    public func resolveCommit(_ spec: String) throws(GitError) -> ObjectID {
+    package func resolveCommit(_ spec: String) throws(GitError) -> ObjectID {
         var object: OpaquePointer?
         try check(git_revparse_single(&object, handle, spec), "resolve \"\(spec)\" to a commit")
         defer { git_object_free(object) }
@@ -66,7 +66,7 @@ public final class Repository {
     }
 
     /// The commit HEAD points at, or `nil` on an unborn branch.
-    public func headCommit() throws(GitError) -> ObjectID? {
+    package func headCommit() throws(GitError) -> ObjectID? {
         var oid = git_oid()
         let rc = git_reference_name_to_id(&oid, handle, "HEAD")
         if rc == GIT_ENOTFOUND.rawValue || rc == GIT_EUNBORNBRANCH.rawValue { return nil }
@@ -75,7 +75,7 @@ public final class Repository {
     }
 
     /// The short name of the current branch, or `nil` when HEAD is detached or unborn.
-    public func currentBranch() -> String? {
+    package func currentBranch() -> String? {
         var ref: OpaquePointer?
         guard git_repository_head(&ref, handle) == 0, let ref else { return nil }
         defer { git_reference_free(ref) }
@@ -84,7 +84,7 @@ public final class Repository {
     }
 
     /// Makes the object database of `objectsDirectory` readable from this repository, as `objects/info/alternates` does.
-    public func addAlternate(objectsDirectory: String) throws(GitError) {
+    package func addAlternate(objectsDirectory: String) throws(GitError) {
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, handle), "open the object database of \(gitDir)")
         defer { git_odb_free(odb) }
@@ -92,7 +92,7 @@ public final class Repository {
     }
 
     /// Creates branch `name` at `commit` and points HEAD at it.
-    public func createBranchAndSetHead(_ name: String, at commit: ObjectID) throws(GitError) {
+    package func createBranchAndSetHead(_ name: String, at commit: ObjectID) throws(GitError) {
         var oid = commit.raw
         var commitHandle: OpaquePointer?
         try check(git_commit_lookup(&commitHandle, handle, &oid), "look up commit \(commit)")
@@ -106,7 +106,7 @@ public final class Repository {
     /// Writes HEAD's tree to the index and the working directory, overwriting whatever is there.
     /// `filters: false` skips content filters; pass it only when ``checkoutNeedsFilters(_:)`` says none apply.
     /// With `cancellation`, setting it stops the checkout within one file (it fails with "checkout cancelled").
-    public func forceCheckoutHead(filters: Bool = true, cancellation: CheckoutCancellation? = nil) throws(GitError) {
+    package func forceCheckoutHead(filters: Bool = true, cancellation: CheckoutCancellation? = nil) throws(GitError) {
         if let cancellation {
             var odb: OpaquePointer?
             try check(git_repository_odb(&odb, handle), "open the object database of \(workdir ?? gitDir)")
@@ -121,7 +121,7 @@ public final class Repository {
     }
 
     /// The commits reachable from `head` but not from `base`, newest first (`git rev-list base..head`).
-    public func commits(from base: ObjectID, to head: ObjectID) throws(GitError) -> [ObjectID] {
+    package func commits(from base: ObjectID, to head: ObjectID) throws(GitError) -> [ObjectID] {
         var walk: OpaquePointer?
         try check(git_revwalk_new(&walk, handle), "list commits")
         defer { git_revwalk_free(walk) }
@@ -141,7 +141,7 @@ public final class Repository {
     }
 
     /// The contents of blob `id`.
-    public func blob(_ id: ObjectID) throws(GitError) -> Data {
+    package func blob(_ id: ObjectID) throws(GitError) -> Data {
         var oid = id.raw
         var blob: OpaquePointer?
         try check(git_blob_lookup(&blob, handle, &oid), "read blob \(id)")
@@ -172,7 +172,7 @@ public final class Repository {
     }
 
     /// `path` without a trailing slash.
-    public static func trimSlashPublic(_ path: String) -> String { trimSlash(path) }
+    package static func trimSlashPublic(_ path: String) -> String { trimSlash(path) }
 
     static func trimSlash(_ path: String) -> String {
         path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
@@ -181,7 +181,7 @@ public final class Repository {
 
 extension Repository {
     /// The URL of remote `name` (e.g. `origin`), or `nil` when there is no such remote.
-    public func remoteURL(_ name: String = "origin") -> String? {
+    package func remoteURL(_ name: String = "origin") -> String? {
         var remote: OpaquePointer?
         guard git_remote_lookup(&remote, handle, name) == 0, let remote else { return nil }
         defer { git_remote_free(remote) }
@@ -191,16 +191,16 @@ extension Repository {
 
 /// A flag that stops a running checkout (budget spent, dispatch cancelled) within one file, so no thread goes on
 /// writing files after its dispatch ended.
-public final class CheckoutCancellation: @unchecked Sendable {
+package final class CheckoutCancellation: @unchecked Sendable {
     // The flag is only touched through C atomics; the pointer itself never changes.
     let flag: UnsafeMutablePointer<Int32>
 
-    public init() { flag = cgit2_flag_new() }
+    package init() { flag = cgit2_flag_new() }
 
     deinit { cgit2_flag_free(flag) }
 
     /// Asks the checkout to stop.
-    public func cancel() { cgit2_flag_set(flag) }
+    package func cancel() { cgit2_flag_set(flag) }
 
-    public var isCancelled: Bool { cgit2_flag_get(flag) != 0 }
+    package var isCancelled: Bool { cgit2_flag_get(flag) != 0 }
 }

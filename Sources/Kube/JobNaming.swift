@@ -3,15 +3,15 @@ import DispatchCore
 import Foundation
 
 /// Kubernetes names and label values derived from request fields.
-public enum JobNaming {
+package enum JobNaming {
     /// Longest DNS-1123 label.
-    public static let maxNameLength = 63
+    package static let maxNameLength = 63
 
     /// A deterministic DNS-1123 label of at most 63 characters for `requestId`: `dispatch-<slug>-<10 hex>`.
     ///
     /// Sanitising alone collides (`A_b` and `a-b`, or two ids sharing a long prefix), so the hash of the exact
     /// requestId is always part of the name.
-    public static func jobName(requestId: String) -> String {
+    package static func jobName(requestId: String) -> String {
         let hash = String(Self.sha256Hex(requestId).prefix(10))
         let prefix = "dispatch-"
         let room = maxNameLength - prefix.count - 1 - hash.count
@@ -20,12 +20,12 @@ public enum JobNaming {
     }
 
     /// A label value (≤ 63 chars of `[A-Za-z0-9-_.]`, alphanumeric at both ends); the exact value goes in an annotation.
-    public static func labelValue(_ value: String) -> String {
+    package static func labelValue(_ value: String) -> String {
         sanitize(value, allowed: { $0.isLabelCharacter }, lowercase: false, max: maxNameLength)
     }
 
     /// Whether `name` is a valid DNS-1123 label.
-    public static func isDNS1123Label(_ name: String) -> Bool {
+    package static func isDNS1123Label(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= maxNameLength, let first = name.utf8.first, let last = name.utf8.last else { return false }
         return first.isLowercaseAlnum && last.isLowercaseAlnum && name.utf8.allSatisfy { $0.isLowercaseAlnum || $0 == UInt8(ascii: "-") }
     }

@@ -3,13 +3,13 @@ import Git
 
 /// Where a k8s Job clones from (CONTRACT §1): `repoUrl`/`branch`/`baseSha` from the request, else the `origin`
 /// remote, current branch and HEAD of the repo containing `cwd`.
-public struct JobSource: Sendable, Equatable {
-    public var repoURL: String
-    public var branch: String?
-    public var baseSha: String?
+package struct JobSource: Sendable, Equatable {
+    package var repoURL: String
+    package var branch: String?
+    package var baseSha: String?
 
     /// Blocking (libgit2) when the request names no `repoUrl`.
-    public static func resolve(_ request: DispatchRequest, defaultCwd: String) throws -> JobSource {
+    package static func resolve(_ request: DispatchRequest, defaultCwd: String) throws -> JobSource {
         if let repoURL = request.repoUrl { return JobSource(repoURL: repoURL, branch: request.branch, baseSha: request.baseSha) }
         let cwd = request.cwd ?? defaultCwd
         guard let repo = try? Repository.discover(containing: cwd), let url = repo.remoteURL("origin") else {
@@ -28,6 +28,6 @@ public struct JobSource: Sendable, Equatable {
 }
 
 /// No source for the Job could be determined.
-public struct JobSourceError: Error, Sendable, CustomStringConvertible {
-    public var description: String
+package struct JobSourceError: Error, Sendable, CustomStringConvertible {
+    package var description: String
 }

@@ -3,26 +3,26 @@ import Execution
 import Foundation
 
 /// Builds the `batch/v1` Job that runs one request with `dispatch job-runner` (CONTRACT §5).
-public struct JobSpecBuilder: Sendable {
+package struct JobSpecBuilder: Sendable {
     /// Cluster-side settings.
-    public struct Settings: Sendable {
-        public var namespace: String
-        public var image: String
+    package struct Settings: Sendable {
+        package var namespace: String
+        package var image: String
         /// The shared Secret holding agent credentials (model API keys); never inlined.
-        public var secretName: String
+        package var secretName: String
         /// The Secret with git credentials (`username`+`password`, or `token`), mounted when set.
-        public var gitSecretName: String?
+        package var gitSecretName: String?
         /// Signs each Job's own callback token; the admin token itself never reaches a Job.
-        public var callbackTokens: CallbackTokens
-        public var callbackURL: String
-        public var serviceAccountName: String?
+        package var callbackTokens: CallbackTokens
+        package var callbackURL: String
+        package var serviceAccountName: String?
         /// Seconds a finished Job is kept.
-        public var ttlSecondsAfterFinished: Int
+        package var ttlSecondsAfterFinished: Int
         /// Added to the budget for `activeDeadlineSeconds`: the runner's own deadline ends first.
-        public var deadlineMarginSeconds: Int
-        public var cpuRequest = "500m", cpuLimit = "2", memoryRequest = "512Mi", memoryLimit = "2Gi", ephemeralStorage = "4Gi"
+        package var deadlineMarginSeconds: Int
+        package var cpuRequest = "500m", cpuLimit = "2", memoryRequest = "512Mi", memoryLimit = "2Gi", ephemeralStorage = "4Gi"
 
-        public init(
+        package init(
             namespace: String,
             image: String,
             secretName: String,
@@ -46,30 +46,30 @@ public struct JobSpecBuilder: Sendable {
     }
 
     /// Keys of the shared Secret the Job reads (agent credentials, all optional).
-    public static let secretKeys: [(env: String, key: String, optional: Bool)] = [
+    package static let secretKeys: [(env: String, key: String, optional: Bool)] = [
         ("OPENAI_API_KEY", "openai-api-key", true),
         ("ANTHROPIC_API_KEY", "anthropic-api-key", true),
     ]
 
     /// Where the Job's own Secret (task, verification commands) is mounted, and the git credentials.
-    public static let requestMountPath = "/var/run/agent-dispatch/request"
-    public static let gitMountPath = "/var/run/agent-dispatch/git"
+    package static let requestMountPath = "/var/run/agent-dispatch/request"
+    package static let gitMountPath = "/var/run/agent-dispatch/git"
     /// Keys of the per-Job Secret (CONTRACT §5).
-    public static let callbackTokenKey = "callback-token", taskKey = "task", verificationKey = "verification-commands"
+    package static let callbackTokenKey = "callback-token", taskKey = "task", verificationKey = "verification-commands"
 
     /// Label marking Jobs this runner manages (restart recovery lists by it).
-    public static let managedByLabel = "app.kubernetes.io/managed-by"
-    public static let managedByValue = "agent-dispatch"
-    public static let requestIdAnnotation = "agent-dispatch.dev/request-id"
+    package static let managedByLabel = "app.kubernetes.io/managed-by"
+    package static let managedByValue = "agent-dispatch"
+    package static let requestIdAnnotation = "agent-dispatch.dev/request-id"
 
-    public let settings: Settings
+    package let settings: Settings
 
-    public init(settings: Settings) {
+    package init(settings: Settings) {
         self.settings = settings
     }
 
     /// The Job manifest for `request` with `remainingSeconds` of its budget left.
-    public func job(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> KubeJobManifest {
+    package func job(for request: DispatchRequest, repoURL: String, branch: String?, baseSha: String?, remainingSeconds: Int) -> KubeJobManifest {
         let name = JobNaming.jobName(requestId: request.requestId)
         let timeout = max(1, remainingSeconds)
         var labels: [String: String] = [
@@ -206,7 +206,7 @@ public struct JobSpecBuilder: Sendable {
 
     /// The Job's own Secret: its callback token, task and verification commands, owned by the Job (`uid`) so the
     /// garbage collector removes it with the Job.
-    public func secret(for request: DispatchRequest, jobUID: String?) -> KubeSecretManifest {
+    package func secret(for request: DispatchRequest, jobUID: String?) -> KubeSecretManifest {
         let name = JobNaming.jobName(requestId: request.requestId)
         let commands = (try? JSONEncoder().encode(request.verificationCommands)) ?? Data("[]".utf8)
         let owners = jobUID.map { uid in
@@ -231,7 +231,7 @@ public struct JobSpecBuilder: Sendable {
     }
 
     /// What `render-job` prints: every object the request creates, as a `List`, secret values redacted.
-    public func renderedList(
+    package func renderedList(
         for request: DispatchRequest,
         repoURL: String,
         branch: String?,
@@ -247,7 +247,7 @@ public struct JobSpecBuilder: Sendable {
     }
 
     /// The manifest as pretty JSON (valid YAML too), keys sorted, slashes unescaped.
-    public static func render(_ manifest: some Encodable) -> String {
+    package static func render(_ manifest: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = (try? encoder.encode(manifest)) ?? Data()

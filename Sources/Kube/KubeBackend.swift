@@ -10,12 +10,12 @@ import Sandbox
 /// callback (stored by `POST /internal/agent-result`, which settles the run's token), the Job's terminal
 /// condition (result read from the pod log markers), a pod that cannot start (fail fast with the reason and
 /// Events), or the budget (Job deleted).
-public struct KubeBackend: ExecutionBackend {
+package struct KubeBackend: ExecutionBackend {
     /// Waiting reasons that will not resolve by themselves.
     static let fatalWaitingReasons: Set<String> = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"]
 
-    public let client: KubeClient
-    public let settings: JobSpecBuilder.Settings
+    package let client: KubeClient
+    package let settings: JobSpecBuilder.Settings
     /// Where pod logs are mirrored and kept (`<state>/k8s-logs`).
     let logDirectory: String
     /// The checkout whose origin and HEAD a request without `repoUrl`/`baseSha` defaults to.
@@ -31,7 +31,7 @@ public struct KubeBackend: ExecutionBackend {
     let watcher: JobWatcher
 
     /// A backend over `client`, keeping pod logs under `logDirectory`.
-    public init(
+    package init(
         client: KubeClient,
         settings: JobSpecBuilder.Settings,
         logDirectory: String,
@@ -58,13 +58,13 @@ public struct KubeBackend: ExecutionBackend {
     }
 
     /// How many times the shared Job watch has listed (tests: a 410 or a closed stream leads to a re-list).
-    public var watchLists: Int { watcher.lists }
+    package var watchLists: Int { watcher.lists }
 
     /// A Job runs on without its runner: a new runner follows it.
-    public var followsAfterRestart: Bool { true }
+    package var followsAfterRestart: Bool { true }
 
     /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it.
-    public func run(_ context: BackendContext) async -> BackendOutcome {
+    package func run(_ context: BackendContext) async -> BackendOutcome {
         let request = context.request
         let deadline = context.deadline
         var result = context.known
@@ -117,7 +117,7 @@ public struct KubeBackend: ExecutionBackend {
     }
 
     /// Follows the Job a previous runner created (resuming it if that runner died before it could).
-    public func attach(_ context: BackendContext) async -> BackendOutcome {
+    package func attach(_ context: BackendContext) async -> BackendOutcome {
         let name = context.known.job?.name ?? JobNaming.jobName(requestId: context.request.requestId)
         context.logger.info("re-attaching to job", metadata: ["job": "\(name)"])
         var follower = JobFollower(backend: self, name: name, context: context, result: context.known, started: false)
@@ -127,7 +127,7 @@ public struct KubeBackend: ExecutionBackend {
     /// Deletes Jobs we manage that still run for a request this store holds as terminal (a cancel or budget
     /// delete that failed while the API was unreachable). Jobs of requests this store does not know are left
     /// alone: another runner may share the namespace.
-    public func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {
+    package func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {
         let client = self.client
         let selector = watcher.selector
         let jobs: [KubeJob]
@@ -306,14 +306,14 @@ public struct KubeBackend: ExecutionBackend {
 }
 
 /// Finds the job-runner's result block in a pod log (the last complete one; it may span many lines).
-public enum ResultMarkers {
+package enum ResultMarkers {
     /// The line before the block.
-    public static let start = "---RESULT_START---"
+    package static let start = "---RESULT_START---"
     /// The line after the block.
-    public static let end = "---RESULT_END---"
+    package static let end = "---RESULT_END---"
 
     /// The last complete result block in `log`, decoded; `nil` when there is none.
-    public static func parse(_ log: String) -> SandboxExecutionResult? {
+    package static func parse(_ log: String) -> SandboxExecutionResult? {
         let lines = log.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
         guard let end = lines.lastIndex(of: Self.end),
             let start = lines[..<end].lastIndex(of: Self.start)
@@ -324,22 +324,22 @@ public enum ResultMarkers {
 }
 
 /// Stands in for the k8s backend when its configuration is unusable: every k8s request fails saying why.
-public struct UnavailableKubeBackend: ExecutionBackend {
-    public let reason: String
+package struct UnavailableKubeBackend: ExecutionBackend {
+    package let reason: String
 
     /// A backend that refuses every run with `reason`.
-    public init(reason: String) { self.reason = reason }
+    package init(reason: String) { self.reason = reason }
 
     /// Fails at once, saying why there is no cluster.
-    public func run(_ context: BackendContext) async -> BackendOutcome {
+    package func run(_ context: BackendContext) async -> BackendOutcome {
         KubeBackend.failed(context.known, "sandbox backend k8s is unavailable: \(reason)")
     }
 
     /// A Job may still run: a runner with a working configuration can follow it.
-    public var followsAfterRestart: Bool { true }
+    package var followsAfterRestart: Bool { true }
 
     /// Fails at once, saying why the Job cannot be followed.
-    public func attach(_ context: BackendContext) async -> BackendOutcome {
+    package func attach(_ context: BackendContext) async -> BackendOutcome {
         KubeBackend.failed(context.known, "cannot follow Job \(context.known.job?.name ?? "?"): sandbox backend k8s is unavailable: \(reason)")
     }
 }

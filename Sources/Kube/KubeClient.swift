@@ -7,8 +7,8 @@ import Synchronization
 
 /// The subset of the Kubernetes API the controller needs, over AsyncHTTPClient (never a kubectl subprocess).
 /// 429 and 5xx are retried with backoff; `Status` bodies become ``KubeError``s.
-public final class KubeClient: Sendable {
-    public let connection: KubeConnection
+package final class KubeClient: Sendable {
+    package let connection: KubeConnection
     private let http: HTTPClient
     private let watchHTTP: HTTPClient
     private let cachedToken = Mutex<(value: String?, readAt: ContinuousClock.Instant?)>((nil, nil))
@@ -16,7 +16,7 @@ public final class KubeClient: Sendable {
     /// How many times a retryable request is tried.
     static let attempts = 4
 
-    public init(connection: KubeConnection) throws {
+    package init(connection: KubeConnection) throws {
         self.connection = connection
         var configuration = HTTPClient.Configuration()
         if connection.server.hasPrefix("https://") {
@@ -51,7 +51,7 @@ public final class KubeClient: Sendable {
     static let maxStreams = 512
 
     /// Closes the connection pool.
-    public func shutdown() async {
+    package func shutdown() async {
         try? await http.shutdown()
         try? await watchHTTP.shutdown()
     }
@@ -60,7 +60,7 @@ public final class KubeClient: Sendable {
     var corePath: String { "/api/v1/namespaces/\(connection.namespace)" }
 
     /// Creates a Job. On 409 the existing Job is adopted only if its request-id annotation matches.
-    public func createJob(_ manifest: KubeJobManifest, requestId: String) async throws -> KubeJob {
+    package func createJob(_ manifest: KubeJobManifest, requestId: String) async throws -> KubeJob {
         let body = try JSONEncoder().encode(manifest)
         do {
             return try await object(KubeJob.self, .POST, jobsPath, body: body)
@@ -80,7 +80,7 @@ public final class KubeClient: Sendable {
 
     /// Creates a Secret. One already there (a crash before resuming, or a leftover owned by an older Job of that
     /// name) is replaced, since the Role may not read it: its owner or data could be stale.
-    public func createSecret(_ manifest: KubeSecretManifest, requestId: String) async throws {
+    package func createSecret(_ manifest: KubeSecretManifest, requestId: String) async throws {
         let body = try JSONEncoder().encode(manifest)
         let name = manifest.metadata.name ?? ""
         do {
@@ -94,13 +94,13 @@ public final class KubeClient: Sendable {
     }
 
     /// Lets a suspended Job start its pod (a JSON merge patch of `spec.suspend`).
-    public func resumeJob(_ name: String) async throws {
+    package func resumeJob(_ name: String) async throws {
         let patch = try JSONEncoder().encode(KubeJobSuspendPatch(suspend: false))
         _ = try await object(KubeAnyObject.self, .PATCH, "\(jobsPath)/\(name)", body: patch, contentType: "application/merge-patch+json")
     }
 
     /// The Job, or `nil` when it does not exist.
-    public func job(_ name: String) async throws -> KubeJob? {
+    package func job(_ name: String) async throws -> KubeJob? {
         do {
             return try await object(KubeJob.self, .GET, "\(jobsPath)/\(name)")
         } catch let error as KubeError where error.status == 404 {
@@ -109,19 +109,19 @@ public final class KubeClient: Sendable {
     }
 
     /// Jobs matching a label selector, and the list's resourceVersion (to start a watch from).
-    public func jobs(labelSelector: String) async throws -> (items: [KubeJob], resourceVersion: String?) {
+    package func jobs(labelSelector: String) async throws -> (items: [KubeJob], resourceVersion: String?) {
         let list = try await object(KubeObjectList<KubeJob>.self, .GET, "\(jobsPath)?labelSelector=\(Self.escape(labelSelector))")
         return (list.items, list.resourceVersion)
     }
 
     /// Pods of a Job (`batch.kubernetes.io/job-name=<name>`).
-    public func pods(ofJob name: String) async throws -> [KubePod] {
+    package func pods(ofJob name: String) async throws -> [KubePod] {
         let path = "\(corePath)/pods?labelSelector=\(Self.escape("batch.kubernetes.io/job-name=\(name)"))"
         return try await object(KubeObjectList<KubePod>.self, .GET, path).items
     }
 
     /// The tail of a pod's log.
-    public func podLog(_ pod: String, tailLines: Int? = nil, limitBytes: Int? = nil) async throws -> String {
+    package func podLog(_ pod: String, tailLines: Int? = nil, limitBytes: Int? = nil) async throws -> String {
         var query: [String] = []
         if let tailLines { query.append("tailLines=\(tailLines)") }
         if let limitBytes { query.append("limitBytes=\(limitBytes)") }
@@ -130,13 +130,13 @@ public final class KubeClient: Sendable {
     }
 
     /// Events about an object (Job or Pod), oldest first.
-    public func events(for name: String) async throws -> [KubeEvent] {
+    package func events(for name: String) async throws -> [KubeEvent] {
         let path = "\(corePath)/events?fieldSelector=\(Self.escape("involvedObject.name=\(name)"))"
         return try await object(KubeObjectList<KubeEvent>.self, .GET, path).items
     }
 
     /// Deletes a Job and (through `propagationPolicy=Background`) its pods; an absent Job is not an error.
-    public func deleteJob(_ name: String) async throws {
+    package func deleteJob(_ name: String) async throws {
         do {
             _ = try await send(.DELETE, "\(jobsPath)/\(name)?propagationPolicy=Background")
         } catch let error as KubeError where error.status == 404 {
@@ -147,7 +147,7 @@ public final class KubeClient: Sendable {
     /// Watches Jobs matching `labelSelector` from `resourceVersion`: one event per change until the server
     /// closes the stream (after `timeoutSeconds`, or earlier). An expired resourceVersion ends the stream with a
     /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion).
-    public func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error>
+    package func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error>
     {
         let timeoutSeconds = min(timeoutSeconds, Self.maxWatchSeconds)
         var query = ["watch=1", "allowWatchBookmarks=true", "timeoutSeconds=\(timeoutSeconds)", "labelSelector=\(Self.escape(labelSelector))"]
@@ -174,7 +174,7 @@ public final class KubeClient: Sendable {
 
     /// Follows a pod's log (`follow=true`) from its beginning: chunks as the container writes them, until the
     /// container ends or the stream breaks.
-    public func followPodLog(_ pod: String) -> AsyncThrowingStream<Data, any Error> {
+    package func followPodLog(_ pod: String) -> AsyncThrowingStream<Data, any Error> {
         let path = "\(corePath)/pods/\(pod)/log?follow=true"
         return AsyncThrowingStream { continuation in
             let task = Task {

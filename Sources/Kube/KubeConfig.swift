@@ -2,24 +2,24 @@ import Foundation
 import Yams
 
 /// A configuration problem: the cluster cannot be reached as configured (nothing was sent).
-public struct KubeConfigError: Error, Sendable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct KubeConfigError: Error, Sendable, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// Reads a kubeconfig (`KUBECONFIG`, several files separated by `:`) into a ``KubeConnection``: the context
 /// (current-context unless named), its cluster (server, CA data or file) and user (bearer token or token file,
 /// or client certificate and key, as data or files), and its namespace. Files merge as kubectl merges them: the
 /// first file to define a name or `current-context` wins; relative paths are relative to the file naming them.
-public enum KubeConfig {
+package enum KubeConfig {
     /// The `KUBECONFIG` paths, or nil when it is unset or empty.
-    public static func paths(environment: [String: String]) -> [String]? {
+    package static func paths(environment: [String: String]) -> [String]? {
         guard let value = environment["KUBECONFIG"], !value.isEmpty else { return nil }
         let paths = value.split(separator: ":").map(String.init).filter { !$0.isEmpty }
         return paths.isEmpty ? nil : paths
     }
 
-    public static func connection(paths: [String], context name: String? = nil) throws -> KubeConnection {
+    package static func connection(paths: [String], context name: String? = nil) throws -> KubeConnection {
         var clusters: [String: Entry] = [:]
         var users: [String: Entry] = [:]
         var contexts: [String: Entry] = [:]

@@ -1,22 +1,22 @@
 import Foundation
 
 /// Where the Kubernetes API is and how to authenticate to it.
-public struct KubeConnection: Sendable {
+package struct KubeConnection: Sendable {
     /// `https://host:port` (or `http://` for a local test server).
-    public var server: String
+    package var server: String
     /// The namespace Jobs are created in.
-    public var namespace: String
+    package var namespace: String
     /// PEM of the CA that signs the API server's certificate; required for `https`.
-    public var caPEM: String?
+    package var caPEM: String?
     /// A fixed bearer token.
-    public var token: String?
+    package var token: String?
     /// A file holding the bearer token, re-read every minute and after a 401 (service-account tokens rotate).
-    public var tokenFile: String?
+    package var tokenFile: String?
     /// PEM of a client certificate (chain) and its private key, for mutual TLS.
-    public var clientCertificatePEM: String?
-    public var clientKeyPEM: String?
+    package var clientCertificatePEM: String?
+    package var clientKeyPEM: String?
 
-    public init(
+    package init(
         server: String,
         namespace: String,
         caPEM: String? = nil,
@@ -35,7 +35,7 @@ public struct KubeConnection: Sendable {
     }
 
     /// The in-cluster service-account connection. Refuses to work without the CA (TLS is never skipped).
-    public static func inCluster(
+    package static func inCluster(
         environment: [String: String] = ProcessInfo.processInfo.environment,
         accountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount"
     ) throws -> KubeConnection {

@@ -1,19 +1,19 @@
 /// A Kubernetes API failure, decoded from the API's `Status` body when there is one.
-public struct KubeError: Error, Sendable, CustomStringConvertible {
+package struct KubeError: Error, Sendable, CustomStringConvertible {
     /// HTTP status (0 when the server was not reached).
-    public var status: Int
+    package var status: Int
     /// The Status `reason` (`AlreadyExists`, `NotFound`, `Forbidden`, …).
-    public var reason: String?
+    package var reason: String?
     /// What failed, on what, why.
-    public var message: String
+    package var message: String
 
-    public init(status: Int, reason: String? = nil, message: String) {
+    package init(status: Int, reason: String? = nil, message: String) {
         self.status = status
         self.reason = reason
         self.message = message
     }
 
-    public var description: String {
+    package var description: String {
         "Kubernetes API \(status == 0 ? "unreachable" : "\(status)")\(reason.map { " \($0)" } ?? ""): \(message)"
     }
 

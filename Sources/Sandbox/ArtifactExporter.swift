@@ -6,19 +6,19 @@ import Git
 
 /// Exports what the agent did in a sandbox: HEAD, touched files and one `git apply --binary`-able patch from
 /// `baseSha` to the final working tree (commits, edits, deletions, mode changes, binary and untracked files).
-public struct ArtifactExporter: Sendable {
+package struct ArtifactExporter: Sendable {
     /// Largest patch kept inline in the result.
-    public static let maxInlinePatchBytes = 5 * 1024 * 1024
+    package static let maxInlinePatchBytes = 5 * 1024 * 1024
 
     /// Largest file (either side) put into the patch; larger ones are listed in `omittedFromPatch`.
-    public let maxPatchFileBytes: Int64
+    package let maxPatchFileBytes: Int64
 
-    public init(maxPatchFileBytes: Int64 = 64 << 20) {
+    package init(maxPatchFileBytes: Int64 = 64 << 20) {
         self.maxPatchFileBytes = maxPatchFileBytes
     }
 
     /// Blocking; call through ``BlockingWork``. Writes `artifacts/changes.patch` and `artifacts/artifacts.json` atomically.
-    public func export(_ sandbox: LocalSandbox) throws -> Artifacts {
+    package func export(_ sandbox: LocalSandbox) throws -> Artifacts {
         do {
             let repo = try Repository(path: sandbox.repoPath)
             guard let base = ObjectID(hex: sandbox.baseSha) else {

@@ -6,8 +6,8 @@ import Synchronization
 /// Runs blocking work (libgit2, file trees) on its own thread, never on the cooperative pool,
 /// bounded by a time limit: when the limit passes first the caller gets ``SandboxError/Code/timedOut``
 /// and the thread finishes in the background.
-public enum BlockingWork {
-    public static func run<T: Sendable>(
+package enum BlockingWork {
+    package static func run<T: Sendable>(
         _ name: String,
         timeout: Duration?,
         _ body: @escaping @Sendable () throws -> T
@@ -32,7 +32,7 @@ extension BlockingWork {
     /// Like ``run(_:timeout:_:)`` for work that can be stopped: when the limit passes or the calling task is
     /// cancelled, `cancellation` is set and the work is waited for (it stops within one file) before the caller
     /// hears of it, so nothing goes on writing after this returns.
-    public static func run<T: Sendable>(
+    package static func run<T: Sendable>(
         _ name: String,
         timeout: Duration,
         cancellation: CheckoutCancellation,

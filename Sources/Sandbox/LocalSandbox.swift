@@ -4,26 +4,26 @@ import Foundation
 import Git
 
 /// A materialised local sandbox: a clean checkout of the source repo at `baseSha`.
-public struct LocalSandbox: Sendable, Codable, Equatable {
-    public var sandboxId: String
+package struct LocalSandbox: Sendable, Codable, Equatable {
+    package var sandboxId: String
     /// `<root>/<workflow>/<story>/<sandboxId>`.
-    public var path: String
+    package var path: String
     /// The checkout (`<path>/repo`).
-    public var repoPath: String
+    package var repoPath: String
     /// Where the agent runs: the request's `cwd` mapped into the checkout.
-    public var workDir: String
+    package var workDir: String
     /// The resolved full commit id.
-    public var baseSha: String
+    package var baseSha: String
     /// The host repository's working directory root.
-    public var sourceRepo: String
+    package var sourceRepo: String
     /// The request's original `cwd`.
-    public var originalCwd: String
+    package var originalCwd: String
 
-    public var logsDir: String { "\(path)/logs" }
-    public var artifactsDir: String { "\(path)/artifacts" }
+    package var logsDir: String { "\(path)/logs" }
+    package var artifactsDir: String { "\(path)/artifacts" }
 
     /// The environment variables the agent gets in addition to the usual ones.
-    public var environment: [String: String] {
+    package var environment: [String: String] {
         [
             "DISPATCH_SANDBOX_ID": sandboxId, "DISPATCH_SANDBOX_PATH": path, "DISPATCH_SANDBOX_REPO": repoPath,
             "DISPATCH_SANDBOX_WORKDIR": workDir, "DISPATCH_SANDBOX_BASE_SHA": baseSha, "DISPATCH_ORIGINAL_CWD": originalCwd,
@@ -31,7 +31,7 @@ public struct LocalSandbox: Sendable, Codable, Equatable {
     }
 
     /// The task with the sandbox preamble in front.
-    public func task(wrapping task: String) -> String {
+    package func task(wrapping task: String) -> String {
         """
         [agent-dispatch sandbox]
         You are working in an isolated sandbox: a clean checkout of \(sourceRepo) at commit \(baseSha).
@@ -45,14 +45,14 @@ public struct LocalSandbox: Sendable, Codable, Equatable {
     }
 
     /// The result's `localSandbox` section.
-    public func info(cleanupAfter: String? = nil) -> LocalSandboxInfo {
+    package func info(cleanupAfter: String? = nil) -> LocalSandboxInfo {
         LocalSandboxInfo(sandboxId: sandboxId, path: path, repoPath: repoPath, workDir: workDir, baseSha: baseSha, cleanupAfter: cleanupAfter)
     }
 }
 
 extension LocalSandbox {
     /// Rebuilds enough of a sandbox from a stored result to export its artifacts after the runner died.
-    public init(abandoned info: LocalSandboxInfo) {
+    package init(abandoned info: LocalSandboxInfo) {
         self.init(
             sandboxId: info.sandboxId,
             path: info.path,

@@ -6,12 +6,12 @@ import Git
 import Logging
 
 /// Sandbox mode, local backend: a clean checkout at `baseSha` → agent → verification → artifacts, in one budget.
-public struct LocalSandboxBackend: ExecutionBackend {
+package struct LocalSandboxBackend: ExecutionBackend {
     let runner: AgentRunner
     let ledger: any SandboxLedger
 
     /// A local sandbox backend over `runner`, recording its sandboxes in `ledger`.
-    public init(runner: AgentRunner, ledger: any SandboxLedger) {
+    package init(runner: AgentRunner, ledger: any SandboxLedger) {
         self.runner = runner
         self.ledger = ledger
     }
@@ -29,7 +29,7 @@ public struct LocalSandboxBackend: ExecutionBackend {
     static let minimumExportMs = 1000
 
     /// Checkout, agent, verification and export; the sandbox's registry row follows the result's status.
-    public func run(_ context: BackendContext) async -> BackendOutcome {
+    package func run(_ context: BackendContext) async -> BackendOutcome {
         var result = context.known
         let sandbox: LocalSandbox
         switch await makeSandbox(context, result: &result) {
@@ -172,7 +172,7 @@ public struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// Ends what a dead runner's agent left and exports what it changed (partial work is evidence).
-    public func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
+    package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
         let killed = await runner.endMarked(result.requestId)
         var result = result
         let maxPatchFileBytes = configuration.maxPatchFileBytes

@@ -1,34 +1,34 @@
 /// Why a sandbox could not be made, exported or removed.
-public struct SandboxError: Error, Sendable, CustomStringConvertible {
+package struct SandboxError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: Hashable, Sendable {
             case notARepository, baseNotFound, cwdOutsideRepo, materializeFailed, exportFailed, timedOut, removeFailed
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
-        public static let notARepository = Code(.notARepository)
-        public static let baseNotFound = Code(.baseNotFound)
-        public static let cwdOutsideRepo = Code(.cwdOutsideRepo)
-        public static let materializeFailed = Code(.materializeFailed)
-        public static let exportFailed = Code(.exportFailed)
-        public static let timedOut = Code(.timedOut)
-        public static let removeFailed = Code(.removeFailed)
+        package static let notARepository = Code(.notARepository)
+        package static let baseNotFound = Code(.baseNotFound)
+        package static let cwdOutsideRepo = Code(.cwdOutsideRepo)
+        package static let materializeFailed = Code(.materializeFailed)
+        package static let exportFailed = Code(.exportFailed)
+        package static let timedOut = Code(.timedOut)
+        package static let removeFailed = Code(.removeFailed)
 
-        public var description: String { String(describing: value) }
+        package var description: String { String(describing: value) }
     }
 
-    public let code: Code
+    package let code: Code
     /// A sentence: what failed, on what, why.
-    public let message: String
-    public let underlying: (any Error)?
+    package let message: String
+    package let underlying: (any Error)?
 
-    public init(code: Code, message: String, underlying: (any Error)? = nil) {
+    package init(code: Code, message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.underlying = underlying
     }
 
-    public var description: String { message }
+    package var description: String { message }
 }

@@ -3,13 +3,13 @@ import DispatchCore
 import Foundation
 
 /// The deterministic name and place of a request's sandbox: `<root>/<workflow>/<story>/<sandboxId>`.
-public struct SandboxIdentity: Sendable, Equatable {
+package struct SandboxIdentity: Sendable, Equatable {
     /// `<slug of requestId>-<8 hex of sha256(workflow/story/request)>`.
-    public var sandboxId: String
+    package var sandboxId: String
     /// The sandbox directory.
-    public var path: String
+    package var path: String
 
-    public init(request: DispatchRequest, root: String) {
+    package init(request: DispatchRequest, root: String) {
         let workflow = request.workflowId ?? ""
         let story = request.storyId ?? ""
         let hash = Self.sha256Hex("\(workflow)\u{0}\(story)\u{0}\(request.requestId)").prefix(8)
@@ -18,7 +18,7 @@ public struct SandboxIdentity: Sendable, Equatable {
     }
 
     /// Lowercase `[a-z0-9-]`, runs of other characters collapsed to `-`, trimmed, at most `max` characters; `_` if empty.
-    public static func slug(_ text: String, max: Int) -> String {
+    package static func slug(_ text: String, max: Int) -> String {
         var out = ""
         var lastDash = false
         for scalar in text.lowercased().unicodeScalars {

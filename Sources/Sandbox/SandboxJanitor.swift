@@ -4,9 +4,9 @@ import Foundation
 
 /// Removes sandbox directories by selection or retention, and reconciles registry rows with the disk and with
 /// their dispatches (a terminal dispatch never leaves its sandbox `running`).
-public struct SandboxJanitor: Sendable {
+package struct SandboxJanitor: Sendable {
     /// Which sandboxes a cleanup targets.
-    public enum Selection: Sendable {
+    package enum Selection: Sendable {
         case requestId(String)
         case sandboxId(String)
         case expired
@@ -14,23 +14,23 @@ public struct SandboxJanitor: Sendable {
     }
 
     /// What happened to one sandbox.
-    public struct Action: Codable, Sendable, Equatable {
-        public var sandboxId: String
-        public var requestId: String
-        public var path: String
+    package struct Action: Codable, Sendable, Equatable {
+        package var sandboxId: String
+        package var requestId: String
+        package var path: String
         /// `removed`, `would-remove`, `skipped-active`, `reconciled`, `failed`.
-        public var action: String
-        public var detail: String
+        package var action: String
+        package var detail: String
     }
 
-    public let store: DispatchStore
+    package let store: DispatchStore
 
-    public init(store: DispatchStore) {
+    package init(store: DispatchStore) {
         self.store = store
     }
 
     /// Removes the selected sandboxes. Active (`running`) ones are skipped unless `force`; `dryRun` changes nothing.
-    public func cleanup(_ selection: Selection, force: Bool, dryRun: Bool, now: Date = Date()) async throws -> [Action] {
+    package func cleanup(_ selection: Selection, force: Bool, dryRun: Bool, now: Date = Date()) async throws -> [Action] {
         let records = try await reconcile(now: now).records
         let selected: [SandboxRecord] = records.filter { record in
             guard record.state != .removed else { return false }
@@ -57,14 +57,14 @@ public struct SandboxJanitor: Sendable {
     }
 
     /// The periodic sweep: reconcile rows, then remove expired sandboxes.
-    public func sweep(now: Date = Date()) async throws -> [Action] {
+    package func sweep(now: Date = Date()) async throws -> [Action] {
         let reconciled = try await reconcile(now: now).actions
         return reconciled + (try await cleanup(.expired, force: false, dryRun: false, now: now))
     }
 
     /// Rows whose directory vanished become `removed`; `running` rows whose dispatch is terminal take its status.
     @discardableResult
-    public func reconcile(now: Date = Date()) async throws -> (records: [SandboxRecord], actions: [Action]) {
+    package func reconcile(now: Date = Date()) async throws -> (records: [SandboxRecord], actions: [Action]) {
         var records: [SandboxRecord] = []
         var actions: [Action] = []
         for var record in try await store.sandboxes() {

@@ -3,7 +3,7 @@ import Foundation
 
 /// Where a local sandbox backend records the sandboxes it makes, so the janitor knows every one of them —
 /// also a checkout cut short. The backend sees this narrow interface, not the store behind it.
-public protocol SandboxLedger: Sendable {
+package protocol SandboxLedger: Sendable {
     /// Records a sandbox about to be written as `running`.
     func register(_ sandbox: LocalSandbox, requestId: String) async throws
 
@@ -13,12 +13,12 @@ public protocol SandboxLedger: Sendable {
 
 extension SandboxRegistry: SandboxLedger {
     /// Records a sandbox about to be written as `running`, stamped now.
-    public func register(_ sandbox: LocalSandbox, requestId: String) async throws {
+    package func register(_ sandbox: LocalSandbox, requestId: String) async throws {
         try await register(sandbox, requestId: requestId, now: Date())
     }
 
     /// Moves the request's live sandboxes to `status`, stamped now.
-    public func finish(requestId: String, status: DispatchStatus) async throws -> String? {
+    package func finish(requestId: String, status: DispatchStatus) async throws -> String? {
         try await finish(requestId: requestId, status: status, now: Date())
     }
 }

@@ -6,22 +6,22 @@ import Git
 /// Makes a clean checkout of the repo containing `cwd` at `baseSha`, sharing the host's object database
 /// read-only through `objects/info/alternates`. The host repository is only read: no worktree entry, ref,
 /// index or working-tree change is made there.
-public struct SandboxMaterializer: Sendable {
-    public let root: String
+package struct SandboxMaterializer: Sendable {
+    package let root: String
 
-    public init(root: String) {
+    package init(root: String) {
         self.root = root
     }
 
     /// Blocking; call through ``BlockingWork``. ``plan(_:defaultCwd:)`` then ``checkout(_:request:cancellation:)``.
-    public func materialize(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
+    package func materialize(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
         try checkout(try plan(request, defaultCwd: defaultCwd), request: request)
     }
 
     /// Where the sandbox goes and at which commit, without writing anything: resolves the host repository, the
     /// `cwd` inside it and `baseSha`. Blocking (libgit2), but short: the sandbox can be registered before the
     /// checkout starts.
-    public func plan(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
+    package func plan(_ request: DispatchRequest, defaultCwd: String) throws -> LocalSandbox {
         let cwd = Self.realPath(request.cwd ?? defaultCwd)
         let host: Repository
         do {
@@ -61,7 +61,7 @@ public struct SandboxMaterializer: Sendable {
     }
 
     /// Makes the planned checkout. Setting `cancellation` stops it within one file.
-    public func checkout(_ sandbox: LocalSandbox, request: DispatchRequest, cancellation: CheckoutCancellation? = nil) throws -> LocalSandbox {
+    package func checkout(_ sandbox: LocalSandbox, request: DispatchRequest, cancellation: CheckoutCancellation? = nil) throws -> LocalSandbox {
         let fileManager = FileManager.default
         guard let base = ObjectID(hex: sandbox.baseSha) else {
             throw SandboxError(code: .materializeFailed, message: "planned base \(sandbox.baseSha) is not a commit id")

@@ -3,23 +3,23 @@ import DispatchStore
 import Foundation
 
 /// The local sandbox registry and its retention policy, over the store's `sandbox` table.
-public struct SandboxRegistry: Sendable {
+package struct SandboxRegistry: Sendable {
     /// How long terminal sandboxes are kept: completed and cancelled 24 h, failed 72 h.
-    public static func retention(for state: SandboxRecord.State) -> TimeInterval {
+    package static func retention(for state: SandboxRecord.State) -> TimeInterval {
         switch state {
         case .failed: 72 * 3600
         default: 24 * 3600
         }
     }
 
-    public let store: DispatchStore
+    package let store: DispatchStore
 
-    public init(store: DispatchStore) {
+    package init(store: DispatchStore) {
         self.store = store
     }
 
     /// Records a new sandbox as `running`.
-    public func register(_ sandbox: LocalSandbox, requestId: String, now: Date) async throws {
+    package func register(_ sandbox: LocalSandbox, requestId: String, now: Date) async throws {
         let stamp = ISO8601.string(now)
         try await store.saveSandbox(
             SandboxRecord(
@@ -40,7 +40,7 @@ public struct SandboxRegistry: Sendable {
     /// Moves every live sandbox of `requestId` to the dispatch's terminal `status` and sets its retention.
     /// Returns the `cleanupAfter` stamp.
     @discardableResult
-    public func finish(requestId: String, status: DispatchStatus, now: Date) async throws -> String? {
+    package func finish(requestId: String, status: DispatchStatus, now: Date) async throws -> String? {
         let state = SandboxRecord.State(rawValue: status.rawValue) ?? .failed
         let cleanupAfter = ISO8601.string(now.addingTimeInterval(Self.retention(for: state)))
         for var record in try await store.sandboxes(requestId: requestId) where record.state == .running {

@@ -1,16 +1,16 @@
 import Logging
 
 /// A log handler that keeps every line (level, message and metadata, as text) for tests to search.
-public final class CapturedLog: Sendable {
+package final class CapturedLog: Sendable {
     private let lines = Locked([String]())
 
-    public init() {}
+    package init() {}
 
     /// Everything logged so far.
-    public var text: String { lines.withLock { $0.joined(separator: "\n") } }
+    package var text: String { lines.withLock { $0.joined(separator: "\n") } }
 
     /// A handler factory for `Logger(label:factory:)`.
-    public var factory: @Sendable (String) -> any LogHandler {
+    package var factory: @Sendable (String) -> any LogHandler {
         { label in Handler(label: label, log: self) }
     }
 

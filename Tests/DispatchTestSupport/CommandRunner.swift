@@ -1,16 +1,16 @@
 import Foundation
 
 /// Runs a command to completion for tests (real processes, output captured through files).
-public struct CommandResult: Sendable {
-    public var exitCode: Int32
-    public var stdout: String
-    public var stderr: String
+package struct CommandResult: Sendable {
+    package var exitCode: Int32
+    package var stdout: String
+    package var stderr: String
 }
 
-public enum CommandRunner {
+package enum CommandRunner {
     /// Runs `executable` with `arguments`, `environment` added to this process's environment.
     @discardableResult
-    public static func run(
+    package static func run(
         _ executable: String,
         _ arguments: [String],
         environment: [String: String] = [:],
@@ -23,7 +23,7 @@ public enum CommandRunner {
     }
 
     /// Starts a command and returns a handle to wait on or signal.
-    public static func start(
+    package static func start(
         _ executable: String,
         _ arguments: [String],
         environment: [String: String] = [:],
@@ -56,17 +56,17 @@ public enum CommandRunner {
 }
 
 /// A started command.
-public struct RunningCommand: @unchecked Sendable {
+package struct RunningCommand: @unchecked Sendable {
     // Process is thread-safe for the calls used here (waitUntilExit, processIdentifier, terminationStatus).
-    public let process: Process
+    package let process: Process
     let stdoutPath: String
     let stderrPath: String
     let directory: String
 
-    public var pid: Int32 { process.processIdentifier }
+    package var pid: Int32 { process.processIdentifier }
 
     /// Waits and returns the output.
-    public func wait() -> CommandResult {
+    package func wait() -> CommandResult {
         process.waitUntilExit()
         return collect()
     }
@@ -82,7 +82,7 @@ public struct RunningCommand: @unchecked Sendable {
 }
 
 /// Polls `condition` until it holds or `timeout` passes (a hang detector, not a timing assertion).
-public func eventually(timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async rethrows -> Bool {
+package func eventually(timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async rethrows -> Bool {
     let clock = ContinuousClock()
     let end = clock.now + timeout
     while clock.now < end {

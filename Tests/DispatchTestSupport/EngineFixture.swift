@@ -7,12 +7,12 @@ import Logging
 import Sandbox
 
 /// A dispatch engine over a temp state dir, with the fake agents configured.
-public struct EngineFixture: Sendable {
-    public let dir: TempDir
-    public let engine: DispatchEngine
-    public var configuration: DispatchConfiguration { engine.configuration }
+package struct EngineFixture: Sendable {
+    package let dir: TempDir
+    package let engine: DispatchEngine
+    package var configuration: DispatchConfiguration { engine.configuration }
 
-    public init(
+    package init(
         killGraceMs: Int = 1000,
         completionGraceMs: Int = 500,
         environment: [String: String] = [:],
@@ -39,27 +39,27 @@ public struct EngineFixture: Sendable {
     }
 
     /// Where an engine over `dir` keeps its state (for a backend built before the fixture).
-    public static func stateDir(in dir: TempDir) -> String { dir.child("state") }
+    package static func stateDir(in dir: TempDir) -> String { dir.child("state") }
 
     /// A request with a unique id for `tool` and `task`.
-    public func request(_ tool: AgentTool, _ task: String, timeout: Double = 60) -> DispatchRequest {
+    package func request(_ tool: AgentTool, _ task: String, timeout: Double = 60) -> DispatchRequest {
         DispatchRequest(requestId: "t-\(UUID().uuidString.prefix(12))", task: task, tool: tool, timeout: timeout, cwd: dir.path)
     }
 
     /// Runs `request` in-process to its terminal result.
-    public func run(_ request: DispatchRequest) async throws -> DispatchResult {
+    package func run(_ request: DispatchRequest) async throws -> DispatchResult {
         try await engine.runOnce(request, token: CancelToken()).result
     }
 
     /// The inbox document of `requestId`, decoded.
-    public func inbox(_ requestId: String) throws -> DispatchResult {
+    package func inbox(_ requestId: String) throws -> DispatchResult {
         try JSONDecoder().decode(DispatchResult.self, from: Data(contentsOf: URL(fileURLWithPath: engine.store.inboxPath(requestId))))
     }
 }
 
 extension DispatchEngine {
     /// An engine with the host and local sandbox backends over one supervisor, as the CLI wires it.
-    public static func standard(
+    package static func standard(
         configuration: DispatchConfiguration,
         store: DispatchStore,
         logger: Logger,

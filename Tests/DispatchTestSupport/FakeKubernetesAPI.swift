@@ -5,7 +5,7 @@ import NIOCore
 
 /// A small in-memory Kubernetes API for tests: the Job / Pod / log / Event subset the client uses, with real
 /// status shapes, bearer-token auth and fault injection. Jobs get one pod each; tests set pod state and logs.
-public final class FakeKubernetesAPI: Sendable {
+package final class FakeKubernetesAPI: Sendable {
     struct State {
         var jobs: [String: [String: Any]] = [:]
         /// Secrets created through the API, by name.
@@ -30,22 +30,22 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     /// Runs created Jobs as local `dispatch job-runner` processes (a kubelet emulator).
-    public struct Kubelet: Sendable {
-        public var dispatchBinary: String
-        public var workRoot: String
+    package struct Kubelet: Sendable {
+        package var dispatchBinary: String
+        package var workRoot: String
         /// Values of the fake Secret, by key.
-        public var secrets: [String: String]
+        package var secrets: [String: String]
         /// Extra environment for the runner (fake agent binaries).
-        public var environment: [String: String]
+        package var environment: [String: String]
         /// Blank out RESULT_CALLBACK_URL, as if the callback never arrived.
-        public var dropCallback: Bool
+        package var dropCallback: Bool
         /// Leave the Job active after its runner exits (only the callback can then finish the dispatch).
-        public var holdJobs: Bool
+        package var holdJobs: Bool
         /// The git credentials Secret (`DISPATCH_K8S_GIT_SECRET`) and its values.
-        public var gitSecretName: String?
-        public var gitSecrets: [String: String] = [:]
+        package var gitSecretName: String?
+        package var gitSecrets: [String: String] = [:]
 
-        public init(
+        package init(
             dispatchBinary: String,
             workRoot: String,
             secrets: [String: String] = [:],
@@ -62,7 +62,7 @@ public final class FakeKubernetesAPI: Sendable {
         }
     }
 
-    public let token: String
+    package let token: String
     let kubelet: Kubelet?
     private let state = Locked(State())
     private let processes = Locked([String: Process]())
@@ -70,28 +70,28 @@ public final class FakeKubernetesAPI: Sendable {
     /// Whether requests must carry `Bearer <token>` (off when TLS client certificates authenticate).
     let requireToken: Bool
 
-    public init(token: String = "kube-token", requireToken: Bool = true, kubelet: Kubelet? = nil) {
+    package init(token: String = "kube-token", requireToken: Bool = true, kubelet: Kubelet? = nil) {
         self.token = token
         self.requireToken = requireToken
         self.kubelet = kubelet
     }
 
     /// Environment a runner process got, by Job name (tests check that secrets resolve and never appear inline).
-    public func runnerEnvironment(_ job: String) -> [String: String]? { state.withLock { $0.runnerEnv[job] } }
+    package func runnerEnvironment(_ job: String) -> [String: String]? { state.withLock { $0.runnerEnv[job] } }
 
     /// The next `count` requests answer 500.
-    public func failNext(_ count: Int) { state.withLock { $0.failNext = count } }
+    package func failNext(_ count: Int) { state.withLock { $0.failNext = count } }
 
     /// While set, every request hangs (an API that accepts connections but never answers).
-    public func stall(_ on: Bool) { state.withLock { $0.stalled = on } }
+    package func stall(_ on: Bool) { state.withLock { $0.stalled = on } }
 
     var isStalled: Bool { state.withLock { $0.stalled } }
 
     /// Requests seen, as `METHOD path?query`.
-    public var requests: [String] { state.withLock { $0.requests } }
+    package var requests: [String] { state.withLock { $0.requests } }
 
     /// Sets the pod of `job`'s phase, waiting reason, log text.
-    public func setPod(ofJob job: String, phase: String? = nil, waitingReason: String? = nil, waitingMessage: String? = nil, log: String? = nil) {
+    package func setPod(ofJob job: String, phase: String? = nil, waitingReason: String? = nil, waitingMessage: String? = nil, log: String? = nil) {
         state.withLock { state in
             let name = "\(job)-pod"
             guard var pod = state.pods[name] else { return }
@@ -109,7 +109,7 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     /// Marks `job` finished with a terminal condition.
-    public func finish(job: String, condition: String, reason: String? = nil) {
+    package func finish(job: String, condition: String, reason: String? = nil) {
         state.withLock { state in
             guard var object = state.jobs[job] else { return }
             object["status"] = [
@@ -121,14 +121,14 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     /// Closes every watch stream after `events` events (nil: only at timeoutSeconds).
-    public func closeWatches(afterEvents events: Int?) { state.withLock { $0.closeWatchesAfter = events } }
+    package func closeWatches(afterEvents events: Int?) { state.withLock { $0.closeWatchesAfter = events } }
 
     /// The next `count` watches find their resourceVersion expired, alternately as an `ERROR` event with a 410
     /// Status in a 200 stream (what the API does for a compacted version) and as an HTTP 410 answer.
-    public func expireNextWatches(_ count: Int) { state.withLock { $0.expireWatches = count } }
+    package func expireNextWatches(_ count: Int) { state.withLock { $0.expireWatches = count } }
 
     /// Watches served, and how many of them got a 410.
-    public var watchCounts: (watches: Int, gone: Int) { state.withLock { ($0.watches, $0.goneSent) } }
+    package var watchCounts: (watches: Int, gone: Int) { state.withLock { ($0.watches, $0.goneSent) } }
 
     /// Stores a Job change with a new resourceVersion (the Job's and the collection's) for watches.
     static func change(_ type: String, _ name: String, _ object: [String: Any], in state: inout State) -> [String: Any] {
@@ -143,13 +143,13 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     /// A Secret created through the API (its `data` still base64), by name.
-    public func secret(_ name: String) -> [String: Any]? { state.withLock { $0.secrets[name] } }
+    package func secret(_ name: String) -> [String: Any]? { state.withLock { $0.secrets[name] } }
 
     /// Whether `job` exists (deleted Jobs are gone at once, as with Background propagation).
-    public func hasJob(_ job: String) -> Bool { state.withLock { $0.jobs[job] != nil } }
+    package func hasJob(_ job: String) -> Bool { state.withLock { $0.jobs[job] != nil } }
 
     /// The router; run it with `Application(router:)` on 127.0.0.1.
-    public func router() -> Router<BasicRequestContext> {
+    package func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: FakeAuth(api: self))
         let jobs = "apis/batch/v1/namespaces/:ns/jobs"
@@ -373,12 +373,12 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     /// Sends SIGTERM to the runner of `job`, as the kubelet does when the pod is evicted or deleted.
-    public func terminatePod(ofJob job: String) {
+    package func terminatePod(ofJob job: String) {
         if let process = processes.withLock({ $0[job] }), process.isRunning { process.terminate() }
     }
 
     /// The pod log of `job` as it stands (stdout and stderr, as `kubectl logs` shows them).
-    public func podLog(ofJob job: String) -> String {
+    package func podLog(ofJob job: String) -> String {
         state.withLock { state in
             let pod = "\(job)-pod"
             return state.logs[pod] ?? state.logFiles[pod].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
@@ -386,7 +386,7 @@ public final class FakeKubernetesAPI: Sendable {
     }
 
     /// Stops every runner process (test cleanup).
-    public func stopAll() {
+    package func stopAll() {
         state.withLock { $0.closing = true }
         for process in processes.withLock({ Array($0.values) }) where process.isRunning { process.terminate() }
     }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Real git repositories in temp dirs, driven by the `git` CLI (an independent check on what libgit2 does).
-public enum GitFixture {
+package enum GitFixture {
     static let environment = [
         "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid", "GIT_COMMITTER_NAME": "Test",
         "GIT_COMMITTER_EMAIL": "test@example.invalid", "GIT_CONFIG_NOSYSTEM": "1", "HOME": NSTemporaryDirectory(),
@@ -9,7 +9,7 @@ public enum GitFixture {
 
     /// Runs git in `cwd`; throws with its stderr on a non-zero exit.
     @discardableResult
-    public static func git(_ arguments: [String], in cwd: String) throws -> String {
+    package static func git(_ arguments: [String], in cwd: String) throws -> String {
         let result = try CommandRunner.run("/usr/bin/git", arguments, environment: environment, cwd: cwd)
         guard result.exitCode == 0 else {
             throw GitFixtureError(message: "git \(arguments.joined(separator: " ")) failed in \(cwd): \(result.stderr)")
@@ -19,7 +19,7 @@ public enum GitFixture {
 
     /// Creates a repository at `path` with `files` committed on `main`; returns the commit id.
     @discardableResult
-    public static func makeRepo(at path: String, files: [String: String]) throws -> String {
+    package static func makeRepo(at path: String, files: [String: String]) throws -> String {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try git(["init", "-q", "-b", "main"], in: path)
         try write(files, in: path)
@@ -29,7 +29,7 @@ public enum GitFixture {
     }
 
     /// Writes files (creating directories).
-    public static func write(_ files: [String: String], in path: String) throws {
+    package static func write(_ files: [String: String], in path: String) throws {
         for (name, content) in files {
             let file = "\(path)/\(name)"
             try FileManager.default.createDirectory(
@@ -41,12 +41,12 @@ public enum GitFixture {
     }
 
     /// The full id of HEAD.
-    public static func head(_ path: String) throws -> String {
+    package static func head(_ path: String) throws -> String {
         try git(["rev-parse", "HEAD"], in: path).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The tree id of the whole working directory, untracked files included (uses a throwaway index).
-    public static func workingTreeHash(_ path: String) throws -> String {
+    package static func workingTreeHash(_ path: String) throws -> String {
         let index = NSTemporaryDirectory() + "index-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: index) }
         var env = environment
@@ -60,7 +60,7 @@ public enum GitFixture {
     }
 }
 
-public struct GitFixtureError: Error, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
+package struct GitFixtureError: Error, CustomStringConvertible {
+    package var message: String
+    package var description: String { message }
 }

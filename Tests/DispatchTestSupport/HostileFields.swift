@@ -1,12 +1,12 @@
 /// CONTRACT §1's hostile-value table: each row is a request change and the field a 400 must name.
-public enum HostileFields {
-    public struct Row: Sendable {
-        public var name: String
-        public var fields: [String: any Sendable]
-        public var field: String
+package enum HostileFields {
+    package struct Row: Sendable {
+        package var name: String
+        package var fields: [String: any Sendable]
+        package var field: String
     }
 
-    public static let table: [Row] = [
+    package static let table: [Row] = [
         Row(name: "NUL in task", fields: ["task": "do\u{0}it"], field: "task"),
         Row(name: "NUL in a verification command", fields: ["verificationCommands": ["true", "ls\u{0}"]], field: "verificationCommands[1]"),
         Row(name: "NUL in cwd", fields: ["cwd": "/tmp/a\u{0}b"], field: "cwd"),

@@ -2,8 +2,8 @@ import Foundation
 
 /// One HTTP/1.1 request written byte for byte to 127.0.0.1 (tests of what a client library would not send:
 /// a missing or hostile `Host`, odd content types). Returns the status code and the body text.
-public enum RawHTTP {
-    public static func send(port: Int, _ request: String, timeout: TimeInterval = 10) throws -> (status: Int, body: String) {
+package enum RawHTTP {
+    package static func send(port: Int, _ request: String, timeout: TimeInterval = 10) throws -> (status: Int, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw GitFixtureError(message: "socket: \(errno)") }
         defer { close(fd) }

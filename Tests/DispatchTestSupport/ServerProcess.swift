@@ -4,18 +4,18 @@ import NIOCore
 import NIOHTTP1
 
 /// A real `dispatch serve` process on 127.0.0.1 with a random port, for tests.
-public final class ServerProcess: @unchecked Sendable {
+package final class ServerProcess: @unchecked Sendable {
     // Mutable only from the test that owns it.
-    public let stateDir: String
-    public let token: String?
-    public private(set) var port = 0
-    public private(set) var command: RunningCommand?
+    package let stateDir: String
+    package let token: String?
+    package private(set) var port = 0
+    package private(set) var command: RunningCommand?
     let environment: [String: String]
     let arguments: [String]
     /// A command the server is started through (e.g. `unshare --uts` with another hostname); it must exec it.
     let launcher: [String]
 
-    public init(
+    package init(
         stateDir: String,
         token: String? = "test-token-0123456789abcdef0123456789abcdef",
         maxConcurrent: Int = 2,
@@ -46,12 +46,12 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// A launcher that runs the server in its own UTS namespace under `hostname` (root only).
-    public static func onHost(_ hostname: String) -> [String] {
+    package static func onHost(_ hostname: String) -> [String] {
         ["/usr/bin/unshare", "--uts", "/bin/sh", "-c", "hostname \(hostname) && exec \"$0\" \"$@\""]
     }
 
     /// Starts the server and waits until it listens.
-    public func start() async throws {
+    package func start() async throws {
         let portFile = "\(stateDir).port-\(UUID().uuidString.prefix(6))"
         try? FileManager.default.removeItem(atPath: portFile)
         let argv = launcher + [TestPaths.dispatchBinary] + arguments + ["--port-file", portFile]
@@ -73,7 +73,7 @@ public final class ServerProcess: @unchecked Sendable {
 
     /// Sends `signal` and waits for the exit; returns the exit status and output.
     @discardableResult
-    public func stop(_ signal: Int32 = SIGTERM) -> CommandResult? {
+    package func stop(_ signal: Int32 = SIGTERM) -> CommandResult? {
         guard let command else { return nil }
         kill(command.pid, signal)
         let result = command.wait()
@@ -81,17 +81,17 @@ public final class ServerProcess: @unchecked Sendable {
         return result
     }
 
-    public var pid: Int32? { command?.pid }
+    package var pid: Int32? { command?.pid }
 
     /// A response: status and parsed JSON body (or raw text).
-    public struct Reply: Sendable {
-        public var status: Int
-        public var text: String
-        public var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] }
+    package struct Reply: Sendable {
+        package var status: Int
+        package var text: String
+        package var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] }
     }
 
     /// Sends a request; `token: nil` uses the server's token, `.some(nil)` none at all.
-    public func send(
+    package func send(
         _ method: HTTPMethod,
         _ path: String,
         body: Data? = nil,
@@ -114,13 +114,13 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// POSTs a dispatch request document.
-    public func dispatch(_ body: [String: Any]) async throws -> Reply {
+    package func dispatch(_ body: [String: Any]) async throws -> Reply {
         try await send(.POST, "/internal/agent-dispatch", body: JSONSerialization.data(withJSONObject: body))
     }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for a server whose URL must be known before it starts).
-public func freePort() -> Int {
+package func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()

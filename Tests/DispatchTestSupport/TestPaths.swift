@@ -1,20 +1,20 @@
 import Foundation
 
 /// Locations tests need: the package root, the fake agents, the built `dispatch` binary.
-public enum TestPaths {
+package enum TestPaths {
     /// The package root (this file is `Tests/DispatchTestSupport/TestPaths.swift`).
-    public static let packageRoot: String = {
+    package static let packageRoot: String = {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }()
 
     /// `canaries/bin`, holding the fake `codex`, `claude` and `pi`.
-    public static var fakeBin: String { "\(packageRoot)/canaries/bin" }
+    package static var fakeBin: String { "\(packageRoot)/canaries/bin" }
 
     /// The fake agent executable for `tool`.
-    public static func fake(_ tool: String) -> String { "\(fakeBin)/\(tool)" }
+    package static func fake(_ tool: String) -> String { "\(fakeBin)/\(tool)" }
 
     /// The `dispatch` binary: `$DISPATCH_BIN`, else next to the test bundle in the build directory.
-    public static var dispatchBinary: String {
+    package static var dispatchBinary: String {
         if let path = ProcessInfo.processInfo.environment["DISPATCH_BIN"], !path.isEmpty { return path }
         let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [bundle.appendingPathComponent("dispatch").path, "\(packageRoot)/.build/debug/dispatch"]
@@ -26,10 +26,10 @@ public enum TestPaths {
 }
 
 /// A fresh temporary directory per test, removed when the value is released.
-public final class TempDir: Sendable {
-    public let path: String
+package final class TempDir: Sendable {
+    package let path: String
 
-    public init(_ prefix: String = "dispatch-test") {
+    package init(_ prefix: String = "dispatch-test") {
         let base = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString.prefix(8))"
         try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         path = (base as NSString).resolvingSymlinksInPath
@@ -40,5 +40,5 @@ public final class TempDir: Sendable {
     }
 
     /// A path inside the directory.
-    public func child(_ name: String) -> String { "\(path)/\(name)" }
+    package func child(_ name: String) -> String { "\(path)/\(name)" }
 }

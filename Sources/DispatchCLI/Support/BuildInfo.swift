@@ -1,4 +1,4 @@
 /// Version of the product.
-public enum BuildInfo {
-    public static let version = "0.1.0"
+package enum BuildInfo {
+    package static let version = "0.1.0"
 }

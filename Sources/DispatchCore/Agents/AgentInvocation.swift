@@ -1,13 +1,13 @@
 /// How to start one agent attempt: program, arguments and what goes on stdin.
-public struct AgentInvocation: Sendable, Equatable {
+package struct AgentInvocation: Sendable, Equatable {
     /// The program name (looked up on PATH) or an absolute path.
-    public var program: String
+    package var program: String
     /// Arguments after the program name.
-    public var arguments: [String]
+    package var arguments: [String]
     /// Text fed to the agent on stdin (through a file, never a pipe); `nil` means `/dev/null`.
-    public var stdinText: String?
+    package var stdinText: String?
 
-    public init(program: String, arguments: [String], stdinText: String? = nil) {
+    package init(program: String, arguments: [String], stdinText: String? = nil) {
         self.program = program
         self.arguments = arguments
         self.stdinText = stdinText
@@ -15,15 +15,15 @@ public struct AgentInvocation: Sendable, Equatable {
 }
 
 /// What an agent's output says about its run.
-public struct ParsedAgentOutput: Sendable, Equatable {
+package struct ParsedAgentOutput: Sendable, Equatable {
     /// The final answer text, if the output holds one.
-    public var finalText: String?
+    package var finalText: String?
     /// Whether the output holds the agent's final "done" event (used to end agents that hang after finishing).
-    public var sawFinalEvent: Bool
+    package var sawFinalEvent: Bool
     /// An error the agent itself reported in its final event.
-    public var reportedError: String?
+    package var reportedError: String?
 
-    public init(finalText: String?, sawFinalEvent: Bool = false, reportedError: String? = nil) {
+    package init(finalText: String?, sawFinalEvent: Bool = false, reportedError: String? = nil) {
         self.finalText = finalText
         self.sawFinalEvent = sawFinalEvent
         self.reportedError = reportedError
@@ -31,7 +31,7 @@ public struct ParsedAgentOutput: Sendable, Equatable {
 }
 
 /// Builds argv for one tool and reads its output. Pure: no I/O.
-public protocol AgentAdapter: Sendable {
+package protocol AgentAdapter: Sendable {
     /// The tool this adapter drives.
     var tool: AgentTool { get }
     /// Whether the adapter can tell from the output that the agent finished, so a hung process can be ended as completed.
@@ -46,23 +46,23 @@ public protocol AgentAdapter: Sendable {
 
 extension AgentAdapter {
     /// Default: agents finish by exiting.
-    public var detectsCompletion: Bool { false }
+    package var detectsCompletion: Bool { false }
     /// Default: an empty answer from a clean exit is accepted.
-    public var requiresOutput: Bool { false }
+    package var requiresOutput: Bool { false }
 }
 
 /// The adapters by tool.
-public enum AgentAdapters {
+package enum AgentAdapters {
     /// Largest task passed as one argv string; longer tasks (Linux caps one string at 128 KiB) go through stdin.
-    public static let maxArgvTaskBytes = 100_000
+    package static let maxArgvTaskBytes = 100_000
 
     /// Whether `task` must go through stdin: too long for argv, or it would be read as an option.
-    public static func taskNeedsStdin(_ task: String) -> Bool {
+    package static func taskNeedsStdin(_ task: String) -> Bool {
         task.utf8.count > maxArgvTaskBytes || task.hasPrefix("-")
     }
 
     /// The adapter for `tool`.
-    public static func adapter(for tool: AgentTool) -> any AgentAdapter {
+    package static func adapter(for tool: AgentTool) -> any AgentAdapter {
         switch tool {
         case .codex: CodexAdapter()
         case .claude: ClaudeAdapter()

@@ -1,11 +1,11 @@
 /// The model-free canary scenarios of CONTRACT §1, as real `/bin/sh` processes with fixed scripts.
 ///
 /// Only validated integers are put into the scripts; the task text never reaches the shell.
-public struct CanaryAdapter: AgentAdapter {
-    public init() {}
-    public var tool: AgentTool { .canary }
+package struct CanaryAdapter: AgentAdapter {
+    package init() {}
+    package var tool: AgentTool { .canary }
 
-    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+    package func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
         let spec = request.effectiveCanary
         let script: String
         switch spec.scenario {
@@ -33,7 +33,7 @@ public struct CanaryAdapter: AgentAdapter {
         return AgentInvocation(program: "/bin/sh", arguments: ["-c", script, "canary-\(spec.scenario.rawValue)"])
     }
 
-    public func parse(stdout: String) -> ParsedAgentOutput {
+    package func parse(stdout: String) -> ParsedAgentOutput {
         let lines = stdout.split(whereSeparator: \.isNewline)
         return ParsedAgentOutput(finalText: lines.last.map(String.init))
     }

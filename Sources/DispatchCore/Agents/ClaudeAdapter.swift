@@ -1,12 +1,12 @@
 import Foundation
 
 /// `claude -p TASK --dangerously-skip-permissions --output-format stream-json --verbose [--model M]`.
-public struct ClaudeAdapter: AgentAdapter {
-    public init() {}
-    public var tool: AgentTool { .claude }
-    public var detectsCompletion: Bool { true }
+package struct ClaudeAdapter: AgentAdapter {
+    package init() {}
+    package var tool: AgentTool { .claude }
+    package var detectsCompletion: Bool { true }
 
-    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+    package func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
         let viaStdin = AgentAdapters.taskNeedsStdin(task)
         var arguments = viaStdin ? ["-p"] : ["-p", task]
         arguments += ["--dangerously-skip-permissions", "--output-format", "stream-json", "--verbose"]
@@ -15,7 +15,7 @@ public struct ClaudeAdapter: AgentAdapter {
     }
 
     /// The final `{"type":"result"}` event carries the answer (or `is_error`).
-    public func parse(stdout: String) -> ParsedAgentOutput {
+    package func parse(stdout: String) -> ParsedAgentOutput {
         let events = JSONLines.events(ClaudeEvent.self, in: stdout)
         guard !events.isEmpty else {
             let text = stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -1,22 +1,22 @@
 import Foundation
 
 /// `codex exec --full-auto --json [-m MODEL] [-s PROFILE] TASK` (TASK `-` reads stdin).
-public struct CodexAdapter: AgentAdapter {
-    public init() {}
-    public var tool: AgentTool { .codex }
-    public var detectsCompletion: Bool { true }
+package struct CodexAdapter: AgentAdapter {
+    package init() {}
+    package var tool: AgentTool { .codex }
+    package var detectsCompletion: Bool { true }
 
     /// `codex exec` refuses a work dir outside a git repository unless it is given this flag (CONTRACT §1).
-    public static let skipGitRepoCheck = "--skip-git-repo-check"
+    package static let skipGitRepoCheck = "--skip-git-repo-check"
 
     /// `invocation` for a work dir that is not inside a git repository.
-    public static func outsideGitRepository(_ invocation: AgentInvocation) -> AgentInvocation {
+    package static func outsideGitRepository(_ invocation: AgentInvocation) -> AgentInvocation {
         var invocation = invocation
         invocation.arguments.insert(skipGitRepoCheck, at: min(2, invocation.arguments.count))
         return invocation
     }
 
-    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+    package func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
         var arguments = ["exec", "--full-auto", "--json"]
         if let model { arguments += ["-m", model] }
         if let profile = request.sandbox { arguments += ["-s", profile.rawValue] }
@@ -27,7 +27,7 @@ public struct CodexAdapter: AgentAdapter {
     }
 
     /// Understands both `codex exec --json` event shapes: `item.completed`/`turn.completed` and `msg.task_complete`.
-    public func parse(stdout: String) -> ParsedAgentOutput {
+    package func parse(stdout: String) -> ParsedAgentOutput {
         let events = JSONLines.events(CodexEvent.self, in: stdout)
         guard !events.isEmpty else {
             let text = stdout.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -1,10 +1,10 @@
 /// `pi -p --no-session --mode json --no-extensions [--no-tools] [--models M]`, prompt on stdin.
-public struct PiAdapter: AgentAdapter {
-    public init() {}
-    public var tool: AgentTool { .pi }
-    public var requiresOutput: Bool { true }
+package struct PiAdapter: AgentAdapter {
+    package init() {}
+    package var tool: AgentTool { .pi }
+    package var requiresOutput: Bool { true }
 
-    public func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
+    package func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
         var arguments = ["-p", "--no-session", "--mode", "json", "--no-extensions"]
         if request.readFiles != true { arguments.append("--no-tools") }
         if let model { arguments += ["--models", model] }
@@ -12,7 +12,7 @@ public struct PiAdapter: AgentAdapter {
     }
 
     /// The final text is the last assistant message of `message_end`, `turn_end` or `agent_end` events.
-    public func parse(stdout: String) -> ParsedAgentOutput {
+    package func parse(stdout: String) -> ParsedAgentOutput {
         var last: String?
         var failure: String?
         for event in JSONLines.events(PiEvent.self, in: stdout) {

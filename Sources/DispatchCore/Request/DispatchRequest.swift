@@ -1,46 +1,46 @@
 import Foundation
 
 /// The tools a dispatch can run.
-public enum AgentTool: String, Codable, Sendable, CaseIterable {
+package enum AgentTool: String, Codable, Sendable, CaseIterable {
     case codex, claude, pi, canary
 }
 
 /// Where the agent runs: in the given directory, or in a clean checkout.
-public enum ExecutionMode: String, Codable, Sendable, CaseIterable {
+package enum ExecutionMode: String, Codable, Sendable, CaseIterable {
     case host, sandbox
 }
 
 /// Which sandbox implementation materialises a sandbox-mode dispatch.
-public enum SandboxBackend: String, Codable, Sendable, CaseIterable {
+package enum SandboxBackend: String, Codable, Sendable, CaseIterable {
     case local, k8s
 }
 
 /// The agent permission profile passed through to agents that support one.
-public enum SandboxProfile: String, Codable, Sendable, CaseIterable {
+package enum SandboxProfile: String, Codable, Sendable, CaseIterable {
     case readOnly = "read-only"
     case workspaceWrite = "workspace-write"
     case dangerFullAccess = "danger-full-access"
 }
 
 /// The canary scenario a `tool: canary` request runs (CONTRACT §1).
-public struct CanarySpec: Codable, Sendable, Equatable {
+package struct CanarySpec: Codable, Sendable, Equatable {
     /// The named scenarios.
-    public enum Scenario: String, Codable, Sendable, CaseIterable {
+    package enum Scenario: String, Codable, Sendable, CaseIterable {
         case sleepTimeout = "sleep-timeout"
         case orphanStderr = "orphan-stderr"
     }
 
     /// Which scenario runs.
-    public var scenario: Scenario
+    package var scenario: Scenario
     /// `sleep-timeout`: how long the canary sleeps.
-    public var sleepSeconds: Int
+    package var sleepSeconds: Int
     /// `orphan-stderr`: how long the orphan keeps stderr open (the parent exits at once).
-    public var orphanDelaySeconds: Int
+    package var orphanDelaySeconds: Int
     /// `orphan-stderr`: the parent's exit code.
-    public var exitCode: Int
+    package var exitCode: Int
 
     /// Creates a canary spec with the contract's defaults.
-    public init(
+    package init(
         scenario: Scenario = .sleepTimeout,
         sleepSeconds: Int = 120,
         orphanDelaySeconds: Int = 2,
@@ -54,34 +54,34 @@ public struct CanarySpec: Codable, Sendable, Equatable {
 }
 
 /// A validated dispatch request (CONTRACT §1). Build one with ``RequestValidator``.
-public struct DispatchRequest: Codable, Sendable, Equatable {
-    public var requestId: String
-    public var task: String
-    public var tool: AgentTool
-    public var canary: CanarySpec?
+package struct DispatchRequest: Codable, Sendable, Equatable {
+    package var requestId: String
+    package var task: String
+    package var tool: AgentTool
+    package var canary: CanarySpec?
     /// Overall budget in seconds.
-    public var timeout: Double
-    public var cwd: String?
-    public var executionMode: ExecutionMode
-    public var sandboxBackend: SandboxBackend?
-    public var sandbox: SandboxProfile?
-    public var baseSha: String?
-    public var repoUrl: String?
-    public var branch: String?
-    public var model: String?
-    public var fallbackModels: [String]
-    public var agent: String?
-    public var readFiles: Bool?
-    public var verificationCommands: [String]
-    public var workflowId: String?
-    public var storyId: String?
-    public var sessionId: String?
+    package var timeout: Double
+    package var cwd: String?
+    package var executionMode: ExecutionMode
+    package var sandboxBackend: SandboxBackend?
+    package var sandbox: SandboxProfile?
+    package var baseSha: String?
+    package var repoUrl: String?
+    package var branch: String?
+    package var model: String?
+    package var fallbackModels: [String]
+    package var agent: String?
+    package var readFiles: Bool?
+    package var verificationCommands: [String]
+    package var workflowId: String?
+    package var storyId: String?
+    package var sessionId: String?
 
     /// The default overall budget in seconds.
-    public static let defaultTimeout: Double = 600
+    package static let defaultTimeout: Double = 600
 
     /// Creates a request; callers outside tests should go through ``RequestValidator``.
-    public init(
+    package init(
         requestId: String,
         task: String,
         tool: AgentTool,
@@ -126,13 +126,13 @@ public struct DispatchRequest: Codable, Sendable, Equatable {
     }
 
     /// The canary scenario to run, with defaults applied (`tool: canary` without `canary` runs sleep-timeout).
-    public var effectiveCanary: CanarySpec { canary ?? CanarySpec() }
+    package var effectiveCanary: CanarySpec { canary ?? CanarySpec() }
 
     /// The models to try in order: `model` (or the agent's default, `nil`) then `fallbackModels`.
-    public var modelAttempts: [String?] {
+    package var modelAttempts: [String?] {
         [model] + fallbackModels.map { Optional($0) }
     }
 
     /// The budget in milliseconds.
-    public var timeoutMs: Int { Int((timeout * 1000).rounded()) }
+    package var timeoutMs: Int { Int((timeout * 1000).rounded()) }
 }

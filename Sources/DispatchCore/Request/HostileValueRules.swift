@@ -2,17 +2,17 @@
 ///
 /// Each returns what is wrong as a sentence fragment, or `nil` when the value is acceptable, so the validator
 /// can name the field around it.
-public enum HostileValueRules {
+package enum HostileValueRules {
     /// Longest accepted `model`, `agent`, correlation id or fallback entry.
-    public static let maxNameLength = 256
+    package static let maxNameLength = 256
     /// Most `fallbackModels` entries.
-    public static let maxFallbackModels = 16
+    package static let maxFallbackModels = 16
     /// Largest `N` in a `~N` / `^N` suffix of `baseSha`.
-    public static let maxAncestry = 10_000
+    package static let maxAncestry = 10_000
 
     /// `model`, `fallbackModels[i]`, `agent`: passed to agent CLIs as one argv element after a flag, so they must
     /// not look like a flag, split, or carry terminal control.
-    public static func argumentProblem(_ value: String) -> String? {
+    package static func argumentProblem(_ value: String) -> String? {
         if value.isEmpty { return "must not be empty" }
         if value.count > maxNameLength { return "must be at most \(maxNameLength) characters (got \(value.count))" }
         if value.hasPrefix("-") { return "must not start with '-'" }
@@ -23,7 +23,7 @@ public enum HostileValueRules {
     }
 
     /// `workflowId`, `storyId`, `sessionId`: recorded in results, labels and paths.
-    public static func identifierProblem(_ value: String) -> String? {
+    package static func identifierProblem(_ value: String) -> String? {
         if value.count > maxNameLength { return "must be at most \(maxNameLength) characters (got \(value.count))" }
         if value.unicodeScalars.contains(where: isControl) { return "must not contain control characters" }
         return nil
@@ -31,7 +31,7 @@ public enum HostileValueRules {
 
     /// `baseSha`: a 4–64 digit hex object id, or a ref name `git check-ref-format --allow-onelevel` accepts,
     /// optionally followed by one `~N` or `^N` (N ≤ 10000). No reflog, message-search or path forms.
-    public static func revisionProblem(_ value: String) -> String? {
+    package static func revisionProblem(_ value: String) -> String? {
         let bytes = Array(value.utf8)
         if (4...64).contains(bytes.count), bytes.allSatisfy(isHex) { return nil }
         if bytes.first == UInt8(ascii: "-") { return "must not start with '-'" }
@@ -79,7 +79,7 @@ public enum HostileValueRules {
     /// Whether a URL carries credentials in its userinfo: `user:password@` anywhere, or any userinfo over http(s)
     /// (`https://TOKEN@host/…`). A login name alone over ssh (`ssh://git@host/…`, scp-like `git@host:path`) is
     /// not a secret and is allowed.
-    public static func urlHasCredentials(_ url: String) -> Bool {
+    package static func urlHasCredentials(_ url: String) -> Bool {
         guard let schemeEnd = url.range(of: "://") else {
             // scp-like `user@host:path`: a password (`user:password@host:path`) is the only secret it can carry.
             let head = url.prefix { $0 != "/" }

@@ -1,30 +1,30 @@
 import Foundation
 
 /// A request that failed validation; `field` names the offending field.
-public struct RequestValidationError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct RequestValidationError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The JSON field at fault (`"body"` when the document itself is unusable).
-    public var field: String
+    package var field: String
     /// What is wrong, as a sentence fragment.
-    public var message: String
+    package var message: String
 
     /// Creates a validation error for `field`.
-    public init(field: String, message: String) {
+    package init(field: String, message: String) {
         self.field = field
         self.message = message
     }
 
-    public var description: String { "invalid \(field): \(message)" }
+    package var description: String { "invalid \(field): \(message)" }
 }
 
 /// Turns untrusted JSON into a ``DispatchRequest`` or an error naming the field (CONTRACT §1).
-public enum RequestValidator {
+package enum RequestValidator {
     /// Largest accepted task, in UTF-8 bytes.
-    public static let maxTaskBytes = 256 * 1024
+    package static let maxTaskBytes = 256 * 1024
     /// Budget bounds, in seconds.
-    public static let timeoutRange: ClosedRange<Double> = 1...86_400
+    package static let timeoutRange: ClosedRange<Double> = 1...86_400
 
     /// Validates a request id: 1–128 chars of `[A-Za-z0-9._:-]`, not `.`/`..`, no leading `.`.
-    public static func validateRequestId(_ id: String, field: String = "requestId") throws(RequestValidationError) {
+    package static func validateRequestId(_ id: String, field: String = "requestId") throws(RequestValidationError) {
         let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-".utf8)
         guard !id.isEmpty else { throw RequestValidationError(field: field, message: "must not be empty") }
         guard id.utf8.count <= 128 else {
@@ -37,7 +37,7 @@ public enum RequestValidator {
     }
 
     /// Parses and validates a JSON request body.
-    public static func validate(json data: Data) throws(RequestValidationError) -> DispatchRequest {
+    package static func validate(json data: Data) throws(RequestValidationError) -> DispatchRequest {
         let document: JSONValue
         do {
             document = try JSONValue(parsing: data)
@@ -51,7 +51,7 @@ public enum RequestValidator {
     }
 
     /// Validates an already-parsed JSON object.
-    public static func validate(_ body: [String: JSONValue]) throws(RequestValidationError) -> DispatchRequest {
+    package static func validate(_ body: [String: JSONValue]) throws(RequestValidationError) -> DispatchRequest {
         if let field = firstFieldWithNUL(.object(body)) { throw RequestValidationError(field: field, message: "must not contain NUL (U+0000)") }
         let fields = FieldReader(body)
         let requestId = try fields.requiredString("requestId")

@@ -2,7 +2,7 @@ import Foundation
 
 /// Why a dispatch (or one step of it) did not complete, as a value: code decides on the case, people read
 /// ``description``, the contract's sentence. Every "timed out after …" sentence is rendered here.
-public enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertible {
+package enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertible {
     /// A budget ran out.
     case timedOut(Timeout)
     /// An agent printed more than the log limit on one stream and was killed.
@@ -21,20 +21,20 @@ public enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertible
     case message(String)
 
     /// A budget that ran out: who ran out of it, how far in, and at which point.
-    public struct Timeout: Sendable, Equatable {
+    package struct Timeout: Sendable, Equatable {
         /// What timed out: `codex`, `verification`, `checkout`, `artifact export`, `k8s Job agent-…`.
-        public var subject: String
+        package var subject: String
         /// Time spent when it was given up on (or the attempt's own allowance), in milliseconds.
-        public var elapsedMs: Int
+        package var elapsedMs: Int
         /// The dispatch's whole budget, in milliseconds.
-        public var budgetMs: Int
+        package var budgetMs: Int
         /// Where in the dispatch.
-        public var moment: Moment
+        package var moment: Moment
         /// Appended as is (e.g. `"; Job deleted"`, `": <command>"`, `"; previous attempt: …"`).
-        public var detail: String
+        package var detail: String
 
         /// A timeout of `subject` at `moment`.
-        public init(subject: String, elapsedMs: Int, budgetMs: Int, moment: Moment, detail: String = "") {
+        package init(subject: String, elapsedMs: Int, budgetMs: Int, moment: Moment, detail: String = "") {
             self.subject = subject
             self.elapsedMs = elapsedMs
             self.budgetMs = budgetMs
@@ -44,7 +44,7 @@ public enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     /// Where in a dispatch a budget ran out.
-    public enum Moment: Sendable, Equatable {
+    package enum Moment: Sendable, Equatable {
         /// While `step` ran (`agent attempt 2/3`, `checkout`, `artifacts`).
         case during(String)
         /// Before `step` could start at all.
@@ -54,13 +54,13 @@ public enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     /// Whether a budget ran out (counted by `dispatch_timeouts_total`).
-    public var isTimeout: Bool {
+    package var isTimeout: Bool {
         if case .timedOut = self { return true }
         return false
     }
 
     /// The sentence the result's `error` carries.
-    public var description: String {
+    package var description: String {
         switch self {
         case .timedOut(let timeout):
             let moment: String
@@ -99,7 +99,7 @@ public enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     /// "waited …s for …" when a reader gives up (not a dispatch failure: the dispatch goes on).
-    public static func waitTimedOut(seconds: Double, requestId: String, status: String) -> String {
+    package static func waitTimedOut(seconds: Double, requestId: String, status: String) -> String {
         "timed out after \(seconds)s waiting for \(requestId) (still \(status))"
     }
 }

@@ -1,34 +1,34 @@
 import Foundation
 
 /// The inbox result document (CONTRACT §2); also what HTTP routes return under `result`.
-public struct DispatchResult: Codable, Sendable, Equatable {
-    public var requestId: String
-    public var sessionId: String?
-    public var workflowId: String?
-    public var storyId: String?
-    public var status: DispatchStatus
-    public var task: String
-    public var tool: AgentTool
-    public var agent: String?
-    public var model: String?
+package struct DispatchResult: Codable, Sendable, Equatable {
+    package var requestId: String
+    package var sessionId: String?
+    package var workflowId: String?
+    package var storyId: String?
+    package var status: DispatchStatus
+    package var task: String
+    package var tool: AgentTool
+    package var agent: String?
+    package var model: String?
     /// Final agent text, completed only, last 50,000 characters.
-    public var result: String?
+    package var result: String?
     /// Human-readable reason, failed or cancelled only.
-    public var error: String?
-    public var startedAt: String?
-    public var updatedAt: String
-    public var completedAt: String?
-    public var durationMs: Int?
-    public var executionMode: ExecutionMode
-    public var sandboxBackend: SandboxBackend?
-    public var attempts: [AttemptRecord]
-    public var job: JobInfo?
-    public var localSandbox: LocalSandboxInfo?
-    public var artifacts: Artifacts?
-    public var logs: LogInfo?
+    package var error: String?
+    package var startedAt: String?
+    package var updatedAt: String
+    package var completedAt: String?
+    package var durationMs: Int?
+    package var executionMode: ExecutionMode
+    package var sandboxBackend: SandboxBackend?
+    package var attempts: [AttemptRecord]
+    package var job: JobInfo?
+    package var localSandbox: LocalSandboxInfo?
+    package var artifacts: Artifacts?
+    package var logs: LogInfo?
     /// The typed reason behind `error`, when this process decided it. Not stored and not compared: `error` is
     /// the durable form; this is what code (metrics) reads instead of matching the sentence.
-    public var failure: DispatchFailure? {
+    package var failure: DispatchFailure? {
         get { decided.value }
         set { decided.value = newValue }
     }
@@ -40,10 +40,10 @@ public struct DispatchResult: Codable, Sendable, Equatable {
     }
 
     /// Longest `result` text kept, in characters.
-    public static let maxResultCharacters = 50_000
+    package static let maxResultCharacters = 50_000
 
     /// A fresh result for `request` in `status`, stamped `now`.
-    public init(request: DispatchRequest, status: DispatchStatus, now: Date = Date()) {
+    package init(request: DispatchRequest, status: DispatchStatus, now: Date = Date()) {
         self.requestId = request.requestId
         self.sessionId = request.sessionId
         self.workflowId = request.workflowId
@@ -60,7 +60,7 @@ public struct DispatchResult: Codable, Sendable, Equatable {
     }
 
     /// Ends the result `failed` (or `cancelled`, for a cancellation) with `failure`, its sentence in `error`.
-    public mutating func fail(_ failure: DispatchFailure) {
+    package mutating func fail(_ failure: DispatchFailure) {
         if case .cancelled = failure { status = .cancelled } else { status = .failed }
         self.failure = failure
         error = failure.description
@@ -68,22 +68,22 @@ public struct DispatchResult: Codable, Sendable, Equatable {
     }
 
     /// Sets `result`, keeping only its last ``maxResultCharacters`` characters.
-    public mutating func setResultText(_ text: String) {
+    package mutating func setResultText(_ text: String) {
         result = text.count > Self.maxResultCharacters ? String(text.suffix(Self.maxResultCharacters)) : text
     }
 }
 
 /// One agent process started for a dispatch.
-public struct AttemptRecord: Codable, Sendable, Equatable {
-    public var model: String?
-    public var startedAt: String
-    public var durationMs: Int
-    public var exitCode: Int?
-    public var signal: Int?
-    public var timedOut: Bool
-    public var error: String?
+package struct AttemptRecord: Codable, Sendable, Equatable {
+    package var model: String?
+    package var startedAt: String
+    package var durationMs: Int
+    package var exitCode: Int?
+    package var signal: Int?
+    package var timedOut: Bool
+    package var error: String?
 
-    public init(model: String?, startedAt: String, durationMs: Int, exitCode: Int?, signal: Int?, timedOut: Bool, error: String?) {
+    package init(model: String?, startedAt: String, durationMs: Int, exitCode: Int?, signal: Int?, timedOut: Bool, error: String?) {
         self.model = model
         self.startedAt = startedAt
         self.durationMs = durationMs
@@ -96,7 +96,7 @@ public struct AttemptRecord: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case model, startedAt, durationMs, exitCode, signal, timedOut, error }
 
     /// Encodes absent values as explicit `null`, as the contract shows them.
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model)
         try c.encode(startedAt, forKey: .startedAt)
@@ -109,12 +109,12 @@ public struct AttemptRecord: Codable, Sendable, Equatable {
 }
 
 /// The Kubernetes Job that ran a k8s-backend dispatch.
-public struct JobInfo: Codable, Sendable, Equatable {
-    public var name: String
-    public var namespace: String
-    public var podName: String?
+package struct JobInfo: Codable, Sendable, Equatable {
+    package var name: String
+    package var namespace: String
+    package var podName: String?
 
-    public init(name: String, namespace: String, podName: String? = nil) {
+    package init(name: String, namespace: String, podName: String? = nil) {
         self.name = name
         self.namespace = namespace
         self.podName = podName
@@ -122,15 +122,15 @@ public struct JobInfo: Codable, Sendable, Equatable {
 }
 
 /// Where a local sandbox lives and what it was made from.
-public struct LocalSandboxInfo: Codable, Sendable, Equatable {
-    public var sandboxId: String
-    public var path: String
-    public var repoPath: String
-    public var workDir: String
-    public var baseSha: String
-    public var cleanupAfter: String?
+package struct LocalSandboxInfo: Codable, Sendable, Equatable {
+    package var sandboxId: String
+    package var path: String
+    package var repoPath: String
+    package var workDir: String
+    package var baseSha: String
+    package var cleanupAfter: String?
 
-    public init(sandboxId: String, path: String, repoPath: String, workDir: String, baseSha: String, cleanupAfter: String? = nil) {
+    package init(sandboxId: String, path: String, repoPath: String, workDir: String, baseSha: String, cleanupAfter: String? = nil) {
         self.sandboxId = sandboxId
         self.path = path
         self.repoPath = repoPath
@@ -141,30 +141,30 @@ public struct LocalSandboxInfo: Codable, Sendable, Equatable {
 }
 
 /// What a sandbox dispatch produced.
-public struct Artifacts: Codable, Sendable, Equatable {
-    public var headSha: String?
-    public var touchedFiles: [String]
-    public var patch: String?
-    public var patchPath: String?
-    public var patchTruncated: Bool?
-    public var verification: Verification?
+package struct Artifacts: Codable, Sendable, Equatable {
+    package var headSha: String?
+    package var touchedFiles: [String]
+    package var patch: String?
+    package var patchPath: String?
+    package var patchTruncated: Bool?
+    package var verification: Verification?
     /// Files in `touchedFiles` left out of the patch (too large), with their size and why.
-    public var omittedFromPatch: [OmittedFile]?
+    package var omittedFromPatch: [OmittedFile]?
 
     /// A file left out of the patch.
-    public struct OmittedFile: Codable, Sendable, Equatable {
-        public var path: String
-        public var bytes: Int64
-        public var reason: String
+    package struct OmittedFile: Codable, Sendable, Equatable {
+        package var path: String
+        package var bytes: Int64
+        package var reason: String
 
-        public init(path: String, bytes: Int64, reason: String) {
+        package init(path: String, bytes: Int64, reason: String) {
             self.path = path
             self.bytes = bytes
             self.reason = reason
         }
     }
 
-    public init(
+    package init(
         headSha: String? = nil,
         touchedFiles: [String] = [],
         patch: String? = nil,
@@ -183,7 +183,7 @@ public struct Artifacts: Codable, Sendable, Equatable {
     }
 
     /// Tolerates reports without `touchedFiles` (CONTRACT §3: missing optional parts of a callback are accepted).
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         headSha = try container.decodeIfPresent(String.self, forKey: .headSha)
         touchedFiles = try container.decodeIfPresent([String].self, forKey: .touchedFiles) ?? []
@@ -195,12 +195,12 @@ public struct Artifacts: Codable, Sendable, Equatable {
     }
 
     /// The outcome of the request's verification commands.
-    public struct Verification: Codable, Sendable, Equatable {
-        public var commands: [String]
-        public var success: Bool
-        public var output: String
+    package struct Verification: Codable, Sendable, Equatable {
+        package var commands: [String]
+        package var success: Bool
+        package var output: String
 
-        public init(commands: [String], success: Bool, output: String) {
+        package init(commands: [String], success: Bool, output: String) {
             self.commands = commands
             self.success = success
             self.output = output
@@ -209,16 +209,16 @@ public struct Artifacts: Codable, Sendable, Equatable {
 }
 
 /// Tails of the agent's output and where the whole of it is.
-public struct LogInfo: Codable, Sendable, Equatable {
-    public var stdout: String
-    public var stderr: String
-    public var stdoutPath: String
-    public var stderrPath: String
+package struct LogInfo: Codable, Sendable, Equatable {
+    package var stdout: String
+    package var stderr: String
+    package var stdoutPath: String
+    package var stderrPath: String
 
     /// Bytes of each stream kept inline.
-    public static let tailBytes = 10_000
+    package static let tailBytes = 10_000
 
-    public init(stdout: String, stderr: String, stdoutPath: String, stderrPath: String) {
+    package init(stdout: String, stderr: String, stdoutPath: String, stderrPath: String) {
         self.stdout = stdout
         self.stderr = stderr
         self.stdoutPath = stdoutPath

@@ -1,24 +1,24 @@
 import Foundation
 
 /// What a k8s job-runner reports (CONTRACT §5): printed between result markers and POSTed to the callback URL.
-public struct SandboxExecutionResult: Codable, Sendable, Equatable {
+package struct SandboxExecutionResult: Codable, Sendable, Equatable {
     /// `running`, `completed`, `failed` or `cancelled`.
-    public enum State: String, Codable, Sendable {
+    package enum State: String, Codable, Sendable {
         case running, completed, failed, cancelled
     }
 
-    public var requestId: String
-    public var state: State
-    public var startedAt: String?
-    public var completedAt: String?
-    public var durationMs: Int?
-    public var backend: String
-    public var job: JobInfo?
-    public var artifacts: Artifacts?
-    public var error: String?
-    public var output: String?
+    package var requestId: String
+    package var state: State
+    package var startedAt: String?
+    package var completedAt: String?
+    package var durationMs: Int?
+    package var backend: String
+    package var job: JobInfo?
+    package var artifacts: Artifacts?
+    package var error: String?
+    package var output: String?
 
-    public init(
+    package init(
         requestId: String,
         state: State,
         startedAt: String? = nil,
@@ -47,7 +47,7 @@ public struct SandboxExecutionResult: Codable, Sendable, Equatable {
     }
 
     /// Tolerates reports without `backend` (always k8s) or any optional part.
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         requestId = try container.decode(String.self, forKey: .requestId)
         state = try container.decode(State.self, forKey: .state)
@@ -63,7 +63,7 @@ public struct SandboxExecutionResult: Codable, Sendable, Equatable {
 
     /// Decodes an untrusted callback body (`POST /internal/agent-result`): the document and its `requestId`
     /// are checked; an error names the field at fault.
-    public static func decodeCallback(_ data: Data) throws(RequestValidationError) -> SandboxExecutionResult {
+    package static func decodeCallback(_ data: Data) throws(RequestValidationError) -> SandboxExecutionResult {
         let report: SandboxExecutionResult
         do {
             report = try JSONDecoder().decode(SandboxExecutionResult.self, from: data)
@@ -77,13 +77,13 @@ public struct SandboxExecutionResult: Codable, Sendable, Equatable {
     }
 
     /// The dispatch status this state maps to.
-    public var status: DispatchStatus { DispatchStatus(rawValue: state.rawValue) ?? .failed }
+    package var status: DispatchStatus { DispatchStatus(rawValue: state.rawValue) ?? .failed }
 }
 
 extension DispatchResult {
     /// Takes a job-runner's report (from the callback or the pod log): status, artifacts, Job, and the output
     /// or the error. The same report gives the same result whichever way it arrived.
-    public mutating func take(_ report: SandboxExecutionResult) {
+    package mutating func take(_ report: SandboxExecutionResult) {
         status = report.status
         if let artifacts = report.artifacts { self.artifacts = artifacts }
         if let job = report.job { self.job = job }

@@ -3,37 +3,37 @@ import Foundation
 /// One overall time budget, created once per dispatch; every phase asks it for what remains.
 ///
 /// Backed by the monotonic clock, so wall-clock jumps neither extend nor shorten a budget.
-public struct Deadline: Sendable, Equatable {
+package struct Deadline: Sendable, Equatable {
     /// The whole budget, in milliseconds.
-    public let budgetMs: Int
+    package let budgetMs: Int
     /// When the budget started, on the monotonic clock.
-    public let start: ContinuousClock.Instant
+    package let start: ContinuousClock.Instant
 
     /// Starts a budget of `budgetMs` now.
-    public init(budgetMs: Int, start: ContinuousClock.Instant = .now) {
+    package init(budgetMs: Int, start: ContinuousClock.Instant = .now) {
         self.budgetMs = budgetMs
         self.start = start
     }
 
     /// The instant the budget ends.
-    public var end: ContinuousClock.Instant { start + .milliseconds(budgetMs) }
+    package var end: ContinuousClock.Instant { start + .milliseconds(budgetMs) }
 
     /// What is left, never negative.
-    public var remaining: Duration { max(.zero, end - .now) }
+    package var remaining: Duration { max(.zero, end - .now) }
 
     /// What is left in whole milliseconds.
-    public var remainingMs: Int { Int(remaining.milliseconds) }
+    package var remainingMs: Int { Int(remaining.milliseconds) }
 
     /// Time spent since the budget started, in milliseconds.
-    public var elapsedMs: Int { Int((ContinuousClock.now - start).milliseconds) }
+    package var elapsedMs: Int { Int((ContinuousClock.now - start).milliseconds) }
 
     /// Whether the budget is used up.
-    public var isExpired: Bool { ContinuousClock.now >= end }
+    package var isExpired: Bool { ContinuousClock.now >= end }
 }
 
 extension Duration {
     /// This duration in whole milliseconds (truncated).
-    public var milliseconds: Int64 {
+    package var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

@@ -1,53 +1,53 @@
 import Foundation
 
 /// Runtime configuration (CONTRACT §6). Built from the environment; CLI flags then override fields.
-public struct DispatchConfiguration: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var stateDir: String
+package struct DispatchConfiguration: Sendable, Equatable {
+    package var host: String
+    package var port: Int
+    package var stateDir: String
     /// `DISPATCH_INBOX_DIR` or `--inbox-dir`; `nil` means `<stateDir>/inbox`.
-    public var inboxDirOverride: String?
+    package var inboxDirOverride: String?
     /// `DISPATCH_SANDBOX_ROOT`; `nil` means `<stateDir>/sandboxes`.
-    public var sandboxRootOverride: String?
-    public var token: String?
-    public var tokenFile: String?
-    public var maxConcurrent: Int
-    public var defaultBackend: SandboxBackend
+    package var sandboxRootOverride: String?
+    package var token: String?
+    package var tokenFile: String?
+    package var maxConcurrent: Int
+    package var defaultBackend: SandboxBackend
     /// Working directory for requests without `cwd`.
-    public var defaultWorkdir: String
+    package var defaultWorkdir: String
     /// Agent programs by tool (name on PATH or absolute path).
-    public var codexBin: String
-    public var claudeBin: String
-    public var piBin: String
+    package var codexBin: String
+    package var claudeBin: String
+    package var piBin: String
     /// SIGTERM → SIGKILL grace for agent process groups.
-    public var killGraceMs: Int
+    package var killGraceMs: Int
     /// How long an agent that printed its final event may take to exit before it is ended as completed.
-    public var completionGraceMs: Int
-    public var k8sNamespace: String
-    public var k8sImage: String?
-    public var k8sSecret: String?
-    public var callbackURL: String?
-    public var kubeconfig: String?
+    package var completionGraceMs: Int
+    package var k8sNamespace: String
+    package var k8sImage: String?
+    package var k8sSecret: String?
+    package var callbackURL: String?
+    package var kubeconfig: String?
     /// `DISPATCH_MAX_LOG_BYTES`: the most an attempt may write to stdout or to stderr (default 1 GiB).
-    public var maxLogBytes: Int64
+    package var maxLogBytes: Int64
     /// `DISPATCH_MAX_PATCH_FILE_BYTES`: files larger than this stay out of the patch (default 64 MiB).
-    public var maxPatchFileBytes: Int64
+    package var maxPatchFileBytes: Int64
     /// `DISPATCH_LEASE_SECONDS`: how long a runner's lease on its rows holds between renewals (default 15).
-    public var leaseSeconds: Int
+    package var leaseSeconds: Int
     /// `DISPATCH_STORE_RETRY_SECONDS`: how long a terminal store write is retried before it counts as failed.
-    public var storeRetrySeconds: Double
+    package var storeRetrySeconds: Double
     /// Whether agents and verification commands die with this runner process, however it dies. Set by
     /// `dispatch run` and the job-runner (CONTRACT §4: an agent never outlives its `dispatch run`); not by `serve`.
-    public var agentsDieWithRunner = false
+    package var agentsDieWithRunner = false
     /// `DISPATCH_ALLOWED_HOSTS`: Host names a loopback listener accepts besides this machine's.
-    public var allowedHosts: [String]
+    package var allowedHosts: [String]
     /// `DISPATCH_K8S_GIT_SECRET`: the Secret with git credentials (`username`+`password`, or `token`) Jobs mount.
-    public var k8sGitSecret: String?
+    package var k8sGitSecret: String?
     /// Extra environment variable names passed through to agents (`DISPATCH_AGENT_ENV`, comma-separated).
-    public var agentEnvPassthrough: [String]
+    package var agentEnvPassthrough: [String]
 
     /// Reads the contract's environment variables, applying defaults.
-    public init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
+    package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
         let home = env["HOME"] ?? NSHomeDirectory()
         host = env["DISPATCH_HOST"].nonEmpty ?? "127.0.0.1"
         port = env["DISPATCH_PORT"].flatMap { Int($0) } ?? 3111
@@ -84,13 +84,13 @@ public struct DispatchConfiguration: Sendable, Equatable {
     }
 
     /// Where inbox result files go.
-    public var inboxDir: String { inboxDirOverride ?? "\(stateDir)/inbox" }
+    package var inboxDir: String { inboxDirOverride ?? "\(stateDir)/inbox" }
 
     /// Where local sandboxes are created.
-    public var sandboxRoot: String { sandboxRootOverride ?? "\(stateDir)/sandboxes" }
+    package var sandboxRoot: String { sandboxRootOverride ?? "\(stateDir)/sandboxes" }
 
     /// The program configured for `tool` (canaries run `/bin/sh`).
-    public func program(for tool: AgentTool) -> String {
+    package func program(for tool: AgentTool) -> String {
         switch tool {
         case .codex: codexBin
         case .claude: claudeBin
@@ -100,7 +100,7 @@ public struct DispatchConfiguration: Sendable, Equatable {
     }
 
     /// The environment variable that overrides the program of `tool`.
-    public static func binVariable(for tool: AgentTool) -> String? {
+    package static func binVariable(for tool: AgentTool) -> String? {
         switch tool {
         case .codex: "DISPATCH_CODEX_BIN"
         case .claude: "DISPATCH_CLAUDE_BIN"

@@ -6,10 +6,10 @@ import Darwin
 
 /// Which names and addresses mean "this machine only" (CONTRACT §3), decided on the parsed address, never on a
 /// string prefix: `127.evil.example` is a DNS name, not loopback.
-public enum LoopbackAddress {
+package enum LoopbackAddress {
     /// Whether a listen address or URL host is loopback: `localhost`, `*.localhost`, an IPv4 address in
     /// 127.0.0.0/8 or `::1` (brackets optional).
-    public static func isLoopback(_ host: String) -> Bool {
+    package static func isLoopback(_ host: String) -> Bool {
         let name = host.lowercased()
         if isLocalhostName(name) { return true }
         let bare = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
@@ -19,7 +19,7 @@ public enum LoopbackAddress {
 
     /// Whether a `Host` header value names this machine: `localhost`, `*.localhost`, a dotted quad in 127.0.0.0/8
     /// or `[::1]`, each with or without a port.
-    public static func isLoopbackHostHeader(_ value: String) -> Bool {
+    package static func isLoopbackHostHeader(_ value: String) -> Bool {
         guard let host = hostPart(ofHostHeader: value) else { return false }
         if host.hasPrefix("[") { return isIPv6Loopback(String(host.dropFirst().dropLast())) }
         if isLocalhostName(host) { return true }
@@ -28,7 +28,7 @@ public enum LoopbackAddress {
 
     /// The host of a `Host` header, lowercased, without its port (`[::1]` keeps its brackets); `nil` when the
     /// value is not a host with an optional numeric port.
-    public static func hostPart(ofHostHeader value: String) -> String? {
+    package static func hostPart(ofHostHeader value: String) -> String? {
         let value = value.lowercased()
         guard !value.isEmpty, !value.contains(where: { $0 == " " || $0 == "/" || $0 == "@" }) else { return nil }
         if value.hasPrefix("[") {
@@ -80,7 +80,7 @@ public enum LoopbackAddress {
     /// Whether a URL host is certainly this machine without asking a resolver: `localhost`, an IPv4 literal in
     /// 127.0.0.0/8 or `::1` (not `*.localhost`, which a resolver without nss-myhostname may send to DNS). Operator
     /// commands send `<state>/token` only there.
-    public static func isCertainlyLocal(_ host: String) -> Bool {
+    package static func isCertainlyLocal(_ host: String) -> Bool {
         let name = host.lowercased()
         if name == "localhost" { return true }
         let bare = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
@@ -89,7 +89,7 @@ public enum LoopbackAddress {
     }
 
     /// The host of an `http(s)://host[:port]/…` URL (IPv6 brackets removed), or `nil`.
-    public static func host(ofURL url: String) -> String? {
+    package static func host(ofURL url: String) -> String? {
         guard let schemeEnd = url.range(of: "://") else { return nil }
         let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         guard !authority.contains("@") else { return nil }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// One event of a Job watch.
-public enum JobWatchEvent: Sendable, Equatable {
+package enum JobWatchEvent: Sendable, Equatable {
     /// A Job appeared (or was there when the watch started).
     case added(KubeJob)
     /// A Job changed.
@@ -31,7 +31,7 @@ public enum JobWatchEvent: Sendable, Equatable {
     }
 
     /// The Job the event carries (none for a bookmark).
-    public var job: KubeJob? {
+    package var job: KubeJob? {
         switch self {
         case .added(let job), .modified(let job), .deleted(let job): job
         case .bookmark: nil
@@ -39,7 +39,7 @@ public enum JobWatchEvent: Sendable, Equatable {
     }
 
     /// The resourceVersion the stream has reached with this event.
-    public var resourceVersion: String? {
+    package var resourceVersion: String? {
         switch self {
         case .bookmark(let version): version
         default: job?.resourceVersion

@@ -1,13 +1,13 @@
 /// One of a pod's `containers`. Nil fields are left out.
-public struct KubeContainer: Sendable, Encodable {
+package struct KubeContainer: Sendable, Encodable {
     /// One of `env`: a literal `value`, or a value from a Secret key or a field of the pod (`valueFrom`).
-    public struct EnvVar: Sendable, Encodable {
+    package struct EnvVar: Sendable, Encodable {
         /// `name`.
-        public var name: String
+        package var name: String
         /// `value` (kept when empty).
-        public var value: String?
+        package var value: String?
         /// `valueFrom`.
-        public var valueFrom: Source?
+        package var valueFrom: Source?
 
         /// `name` set to `value`.
         static func literal(_ name: String, _ value: String) -> EnvVar { EnvVar(name: name, value: value) }
@@ -24,37 +24,37 @@ public struct KubeContainer: Sendable, Encodable {
     }
 
     /// `valueFrom` of an env var.
-    public struct Source: Sendable, Encodable {
+    package struct Source: Sendable, Encodable {
         /// `secretKeyRef`.
-        public var secretKeyRef: SecretKeyRef?
+        package var secretKeyRef: SecretKeyRef?
         /// `fieldRef`.
-        public var fieldRef: FieldRef?
+        package var fieldRef: FieldRef?
     }
 
     /// `secretKeyRef`: key `key` of Secret `name`.
-    public struct SecretKeyRef: Sendable, Encodable {
+    package struct SecretKeyRef: Sendable, Encodable {
         /// `name` (of the Secret) and `key`.
-        public var name: String, key: String
+        package var name: String, key: String
         /// `optional`: a missing Secret or key leaves the variable unset instead of failing the pod.
-        public var optional: Bool?
+        package var optional: Bool?
     }
 
     /// `fieldRef`: a field of the pod.
-    public struct FieldRef: Sendable, Encodable {
+    package struct FieldRef: Sendable, Encodable {
         /// `fieldPath`.
-        public var fieldPath: String
+        package var fieldPath: String
     }
 
     /// `resources`.
-    public struct Resources: Sendable, Encodable {
+    package struct Resources: Sendable, Encodable {
         /// `requests` and `limits`.
-        public var requests: ResourceList, limits: ResourceList
+        package var requests: ResourceList, limits: ResourceList
     }
 
     /// `requests` or `limits` of the resources.
-    public struct ResourceList: Sendable, Encodable {
+    package struct ResourceList: Sendable, Encodable {
         /// `cpu`, `memory` and `ephemeral-storage`.
-        public var cpu: String, memory: String, ephemeralStorage: String
+        package var cpu: String, memory: String, ephemeralStorage: String
 
         private enum CodingKeys: String, CodingKey {
             case cpu, memory
@@ -63,41 +63,41 @@ public struct KubeContainer: Sendable, Encodable {
     }
 
     /// The container's `securityContext`.
-    public struct SecurityContext: Sendable, Encodable {
+    package struct SecurityContext: Sendable, Encodable {
         /// `allowPrivilegeEscalation`, `runAsNonRoot` and `readOnlyRootFilesystem`.
-        public var allowPrivilegeEscalation: Bool, runAsNonRoot: Bool, readOnlyRootFilesystem: Bool
+        package var allowPrivilegeEscalation: Bool, runAsNonRoot: Bool, readOnlyRootFilesystem: Bool
         /// `capabilities`.
-        public var capabilities: Capabilities
+        package var capabilities: Capabilities
         /// `seccompProfile`.
-        public var seccompProfile: KubePodSpec.SeccompProfile
+        package var seccompProfile: KubePodSpec.SeccompProfile
     }
 
     /// `capabilities` of the security context.
-    public struct Capabilities: Sendable, Encodable {
+    package struct Capabilities: Sendable, Encodable {
         /// `drop`.
-        public var drop: [String]
+        package var drop: [String]
     }
 
     /// One of `volumeMounts`.
-    public struct VolumeMount: Sendable, Encodable {
+    package struct VolumeMount: Sendable, Encodable {
         /// `name` (of the volume) and `mountPath`.
-        public var name: String, mountPath: String
+        package var name: String, mountPath: String
         /// `readOnly`.
-        public var readOnly: Bool?
+        package var readOnly: Bool?
     }
 
     /// `name`, `image` and `imagePullPolicy`.
-    public var name: String, image: String, imagePullPolicy: String
+    package var name: String, image: String, imagePullPolicy: String
     /// `args`.
-    public var args: [String]
+    package var args: [String]
     /// `env`, in order.
-    public var env: [EnvVar]
+    package var env: [EnvVar]
     /// `resources`.
-    public var resources: Resources
+    package var resources: Resources
     /// `securityContext`.
-    public var securityContext: SecurityContext
+    package var securityContext: SecurityContext
     /// `terminationMessagePolicy`.
-    public var terminationMessagePolicy: String
+    package var terminationMessagePolicy: String
     /// `volumeMounts`.
-    public var volumeMounts: [VolumeMount]
+    package var volumeMounts: [VolumeMount]
 }

@@ -1,14 +1,14 @@
 /// The parts of a Job the controller reads.
-public struct KubeJob: Sendable, Equatable, Decodable {
+package struct KubeJob: Sendable, Equatable, Decodable {
     /// One entry of `status.conditions`.
-    public struct Condition: Sendable, Equatable, Decodable {
+    package struct Condition: Sendable, Equatable, Decodable {
         /// `type` (`Complete`, `Failed`, …) and `status` (`True`, `False`, `Unknown`); empty when missing.
-        public var type: String, status: String
+        package var type: String, status: String
         /// Why the condition holds, in a word (`reason`) and in words (`message`).
-        public var reason: String?, message: String?
+        package var reason: String?, message: String?
 
         /// A condition as the API would report it.
-        public init(type: String, status: String = "True", reason: String? = nil, message: String? = nil) {
+        package init(type: String, status: String = "True", reason: String? = nil, message: String? = nil) {
             self.type = type
             self.status = status
             self.reason = reason
@@ -16,7 +16,7 @@ public struct KubeJob: Sendable, Equatable, Decodable {
         }
 
         /// Reads a condition object; a missing or mistyped field is empty (`type`, `status`) or nil.
-        public init(from decoder: any Decoder) throws {
+        package init(from decoder: any Decoder) throws {
             let object = try decoder.container(keyedBy: KubeCodingKey.self)
             type = object.string("type") ?? ""
             status = object.string("status") ?? ""
@@ -26,24 +26,24 @@ public struct KubeJob: Sendable, Equatable, Decodable {
     }
 
     /// `metadata.name` (empty when missing).
-    public var name: String
+    package var name: String
     /// `metadata.uid`.
-    public var uid: String?
+    package var uid: String?
     /// `metadata.annotations` (empty when missing or not all strings).
-    public var annotations: [String: String]
+    package var annotations: [String: String]
     /// `metadata.labels` (empty when missing or not all strings).
-    public var labels: [String: String]
+    package var labels: [String: String]
     /// `metadata.resourceVersion`.
-    public var resourceVersion: String?
+    package var resourceVersion: String?
     /// `spec.suspend`: created suspended, resumed once the Job's Secret exists.
-    public var suspended: Bool
+    package var suspended: Bool
     /// `status.conditions` (empty when missing or not all objects).
-    public var conditions: [Condition]
+    package var conditions: [Condition]
     /// `status.active`, `status.succeeded` and `status.failed` pod counts (0 when missing).
-    public var active: Int, succeeded: Int, failed: Int
+    package var active: Int, succeeded: Int, failed: Int
 
     /// Reads a Job object: it must be an object; any field that is missing or of another type reads as empty.
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let object = try decoder.container(keyedBy: KubeCodingKey.self)
         let metadata = object.object("metadata")
         let status = object.object("status")
@@ -60,7 +60,7 @@ public struct KubeJob: Sendable, Equatable, Decodable {
     }
 
     /// The first true terminal condition (`Complete`, `SuccessCriteriaMet`, `Failed`, `FailureTarget`).
-    public var terminalCondition: Condition? {
+    package var terminalCondition: Condition? {
         conditions.first { ["Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"].contains($0.type) && $0.status == "True" }
     }
 }

@@ -1,18 +1,18 @@
 /// The parts of a Pod the controller reads.
-public struct KubePod: Sendable, Equatable, Decodable {
+package struct KubePod: Sendable, Equatable, Decodable {
     /// `metadata.name` (empty when missing).
-    public var name: String
+    package var name: String
     /// `status.phase` (`Unknown` when missing).
-    public var phase: String
+    package var phase: String
     /// `reason` of a waiting container (`ErrImagePull`, `ImagePullBackOff`, …).
-    public var waitingReason: String?
+    package var waitingReason: String?
     /// `message` of that waiting container.
-    public var waitingMessage: String?
+    package var waitingMessage: String?
     /// `message` of a false `PodScheduled` condition whose reason is `Unschedulable`.
-    public var unschedulableMessage: String?
+    package var unschedulableMessage: String?
 
     /// Reads a Pod object: it must be an object; any field that is missing or of another type reads as empty.
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let object = try decoder.container(keyedBy: KubeCodingKey.self)
         let status = object.object("status")
         name = object.object("metadata")?.string("name") ?? ""

@@ -1,65 +1,65 @@
 /// The pod `spec` of a Job's template. Nil fields are left out.
-public struct KubePodSpec: Sendable, Encodable {
+package struct KubePodSpec: Sendable, Encodable {
     /// The pod's `securityContext`.
-    public struct SecurityContext: Sendable, Encodable {
+    package struct SecurityContext: Sendable, Encodable {
         /// `runAsNonRoot`.
-        public var runAsNonRoot: Bool
+        package var runAsNonRoot: Bool
         /// `runAsUser`, `runAsGroup` and `fsGroup`.
-        public var runAsUser: Int, runAsGroup: Int, fsGroup: Int
+        package var runAsUser: Int, runAsGroup: Int, fsGroup: Int
         /// `seccompProfile`.
-        public var seccompProfile: SeccompProfile
+        package var seccompProfile: SeccompProfile
     }
 
     /// A `seccompProfile` (of the pod or of a container).
-    public struct SeccompProfile: Sendable, Encodable {
+    package struct SeccompProfile: Sendable, Encodable {
         /// `type` (`RuntimeDefault`).
-        public var type: String
+        package var type: String
     }
 
     /// One of `volumes`: an `emptyDir` or a `secret`.
-    public struct Volume: Sendable, Encodable {
+    package struct Volume: Sendable, Encodable {
         /// `name`, which volume mounts refer to.
-        public var name: String
+        package var name: String
         /// `emptyDir`.
-        public var emptyDir: EmptyDir?
+        package var emptyDir: EmptyDir?
         /// `secret`.
-        public var secret: SecretSource?
+        package var secret: SecretSource?
     }
 
     /// An `emptyDir` volume source.
-    public struct EmptyDir: Sendable, Encodable {
+    package struct EmptyDir: Sendable, Encodable {
         /// `sizeLimit`.
-        public var sizeLimit: String
+        package var sizeLimit: String
     }
 
     /// A `secret` volume source: every key of the Secret, or only its `items`.
-    public struct SecretSource: Sendable, Encodable {
+    package struct SecretSource: Sendable, Encodable {
         /// `secretName`.
-        public var secretName: String
+        package var secretName: String
         /// `defaultMode` (file mode of the keys' files).
-        public var defaultMode: Int
+        package var defaultMode: Int
         /// `items`.
-        public var items: [KeyToPath]?
+        package var items: [KeyToPath]?
     }
 
     /// One of `items` of a secret volume: the file `path` of key `key`.
-    public struct KeyToPath: Sendable, Encodable {
+    package struct KeyToPath: Sendable, Encodable {
         /// `key` and `path`.
-        public var key: String, path: String
+        package var key: String, path: String
     }
 
     /// `restartPolicy`.
-    public var restartPolicy: String
+    package var restartPolicy: String
     /// `automountServiceAccountToken` and `enableServiceLinks`.
-    public var automountServiceAccountToken: Bool, enableServiceLinks: Bool
+    package var automountServiceAccountToken: Bool, enableServiceLinks: Bool
     /// `terminationGracePeriodSeconds`.
-    public var terminationGracePeriodSeconds: Int
+    package var terminationGracePeriodSeconds: Int
     /// `securityContext`.
-    public var securityContext: SecurityContext
+    package var securityContext: SecurityContext
     /// `containers`.
-    public var containers: [KubeContainer]
+    package var containers: [KubeContainer]
     /// `volumes`.
-    public var volumes: [Volume]
+    package var volumes: [Volume]
     /// `serviceAccountName`.
-    public var serviceAccountName: String?
+    package var serviceAccountName: String?
 }

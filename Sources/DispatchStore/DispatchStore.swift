@@ -1,294 +1,107 @@
 import DispatchCore
 import Foundation
-import GRDB
-import Synchronization
 
-/// The embedded state store: SQLite (WAL) under the state dir, plus the inbox files it keeps in step.
-///
-/// Every status change and its inbox file are written inside one write transaction, so writers from
-/// several processes serialise on SQLite's lock and the inbox never shows an older state than the row.
-package final class DispatchStore: Sendable {
-    /// Outcome of an insert: this caller owns the new request, or it already existed.
-    package enum InsertOutcome: Sendable {
-        case inserted(DispatchRecord)
-        case existing(DispatchRecord)
-    }
+/// Outcome of an insert: this caller owns the new request, or it already existed.
+package enum StoreInsertOutcome: Sendable {
+    case inserted(DispatchRecord)
+    case existing(DispatchRecord)
+}
 
-    /// Outcome of an update: applied, or refused because the stored result is already terminal.
-    package enum UpdateOutcome: Sendable {
-        case updated(DispatchRecord)
-        case alreadyTerminal(DispatchRecord)
+/// Outcome of an update: applied, or refused because the stored result is already terminal.
+package enum StoreUpdateOutcome: Sendable {
+    case updated(DispatchRecord)
+    case alreadyTerminal(DispatchRecord)
 
-        /// The record as stored after the call.
-        package var record: DispatchRecord {
-            switch self {
-            case .updated(let record), .alreadyTerminal(let record): record
-            }
+    /// The record as stored after the call.
+    package var record: DispatchRecord {
+        switch self {
+        case .updated(let record), .alreadyTerminal(let record): record
         }
-    }
-
-    /// Where the database lives.
-    package let stateDir: String
-    /// Where `<requestId>.json` result files go.
-    package let inboxDir: String
-    /// How long an owner's lease holds after each renewal (`DISPATCH_LEASE_SECONDS`).
-    package let leaseDuration: TimeInterval
-    /// Injected write failures (`DISPATCH_FAULT_STORE_WRITES`), for the fault suite.
-    let faults: StoreFaults
-    let pool: DatabasePool
-
-    /// Opens (creating if needed) the store in `stateDir` and the inbox in `inboxDir`.
-    package init(stateDir: String, inboxDir: String, leaseSeconds: Int = 15) throws {
-        self.stateDir = stateDir
-        self.inboxDir = inboxDir
-        self.leaseDuration = TimeInterval(max(1, leaseSeconds))
-        self.faults = StoreFaults(ProcessInfo.processInfo.environment["DISPATCH_FAULT_STORE_WRITES"])
-        do {
-            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: inboxDir, withIntermediateDirectories: true)
-            var configuration = Configuration()
-            configuration.busyMode = .timeout(60)
-            // WAL with synchronous=NORMAL: a commit survives any process crash (the guarantee results need);
-            // only an OS crash or power loss can roll back the last commits. FULL would fsync every commit.
-            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-            configuration.label = "agent-dispatch"
-            pool = try DatabasePool(path: "\(stateDir)/dispatch.sqlite", configuration: configuration)
-            try Self.withFileLock("\(stateDir)/dispatch.sqlite.migrate-lock") {
-                try Self.migrator.migrate(pool)
-            }
-        } catch let error as DispatchStoreError {
-            throw error
-        } catch {
-            throw DispatchStoreError(code: .openFailed, message: "cannot open the state store in \(stateDir)", underlying: error)
-        }
-    }
-
-    /// The inbox file of `requestId`.
-    package func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
-
-    /// Records a new request atomically (the primary key is the dedupe); writes its inbox file when inserted.
-    package func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> InsertOutcome {
-        let outcome: InsertOutcome = try await pool.write { db in
-            let now = ISO8601.string(Date())
-            var row = DispatchRow(
-                requestId: request.requestId,
-                status: result.status.rawValue,
-                tool: request.tool.rawValue,
-                requestJSON: try StoreJSON.string(request),
-                resultJSON: try StoreJSON.string(result),
-                ownerJSON: try owner.map(StoreJSON.string),
-                createdAt: now,
-                updatedAt: result.updatedAt,
-                sequence: nil,
-                leaseExpiresAt: owner == nil ? nil : self.leaseDeadline()
-            )
-            try db.execute(
-                sql: """
-                    INSERT INTO dispatch (requestId, status, tool, requestJSON, resultJSON, ownerJSON, createdAt, updatedAt, sequence, leaseExpiresAt)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(sequence), 0) + 1 FROM dispatch), ?)
-                    ON CONFLICT(requestId) DO NOTHING
-                    """,
-                arguments: [
-                    row.requestId, row.status, row.tool, row.requestJSON, row.resultJSON, row.ownerJSON, row.createdAt, row.updatedAt,
-                    row.leaseExpiresAt,
-                ]
-            )
-            if db.changesCount == 0 {
-                guard let existing = try DispatchRow.fetchOne(db, key: request.requestId) else {
-                    throw DispatchStoreError(code: .notFound, message: "dispatch \(request.requestId) vanished during insert")
-                }
-                return .existing(try existing.record())
-            }
-            row.sequence = db.lastInsertedRowID
-            return .inserted(try row.record())
-        }
-        if case .inserted(let record) = outcome { writeInbox(record) }
-        return outcome
-    }
-
-    /// Replaces the result of a non-terminal request (and its inbox file); a terminal result is never replaced.
-    ///
-    /// `owner` replaces the stored owner when given (a queued request taken over by a runner).
-    @discardableResult
-    package func update(_ result: DispatchResult, owner: RunnerOwner? = nil) async throws -> UpdateOutcome {
-        if result.status.isTerminal, faults.failTerminalWrite() {
-            throw DispatchStoreError(
-                code: .writeFailed,
-                message: "cannot store the result of \(result.requestId): injected fault (DISPATCH_FAULT_STORE_WRITES)"
-            )
-        }
-        let outcome: UpdateOutcome = try await pool.write { db in
-            guard var row = try DispatchRow.fetchOne(db, key: result.requestId) else {
-                throw DispatchStoreError(code: .notFound, message: "no dispatch with requestId \(result.requestId)")
-            }
-            if let current = DispatchStatus(rawValue: row.status), current.isTerminal {
-                return .alreadyTerminal(try row.record())
-            }
-            row.status = result.status.rawValue
-            row.resultJSON = try StoreJSON.string(result)
-            row.updatedAt = result.updatedAt
-            if let owner {
-                row.ownerJSON = try StoreJSON.string(owner)
-                row.leaseExpiresAt = self.leaseDeadline()
-            }
-            try row.update(db)
-            return .updated(try row.record())
-        }
-        if case .updated(let record) = outcome { writeInbox(record) }
-        return outcome
-    }
-
-    /// Compare-and-set of a row's owner: `requestId` passes from `expected` (its stored owner, `nil` for none) to
-    /// `owner`, with a fresh lease, and from `queued` to `running` — only if the row is still non-terminal and still
-    /// held by `expected`. Returns the claimed record, or `nil` when someone else got there first.
-    package func claim(
-        _ requestId: String,
-        from expected: RunnerOwner?,
-        to owner: RunnerOwner,
-        startedAt: String? = nil
-    ) async throws -> DispatchRecord? {
-        let expectedJSON = try expected.map(StoreJSON.string)
-        let ownerJSON = try StoreJSON.string(owner)
-        let until = leaseDeadline()
-        let claimed: DispatchRecord? = try await pool.write { db in
-            guard var row = try DispatchRow.fetchOne(db, key: requestId), row.ownerJSON == expectedJSON,
-                let status = DispatchStatus(rawValue: row.status), !status.isTerminal
-            else { return nil }
-            if status == .queued {
-                var result = try row.record().result
-                result.status = .running
-                result.startedAt = startedAt ?? ISO8601.string(Date())
-                result.updatedAt = result.startedAt!
-                row.status = DispatchStatus.running.rawValue
-                row.resultJSON = try StoreJSON.string(result)
-                row.updatedAt = result.updatedAt
-            }
-            row.ownerJSON = ownerJSON
-            row.leaseExpiresAt = until
-            try row.update(db)
-            return try row.record()
-        }
-        if let claimed { writeInbox(claimed) }
-        return claimed
-    }
-
-    /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
-    @discardableResult
-    package func renewLeases(of owner: RunnerOwner) async throws -> Int {
-        let ownerJSON = try StoreJSON.string(owner)
-        let until = leaseDeadline()
-        return try await pool.write { db in
-            try db.execute(
-                sql: "UPDATE dispatch SET leaseExpiresAt = ? WHERE ownerJSON = ? AND status IN ('queued', 'running')",
-                arguments: [until, ownerJSON]
-            )
-            return db.changesCount
-        }
-    }
-
-    /// Epoch milliseconds one lease from now.
-    func leaseDeadline() -> Int64 { Int64((Date().timeIntervalSince1970 + leaseDuration) * 1000) }
-
-    /// The stored record of `requestId`, if any.
-    package func record(_ requestId: String) async throws -> DispatchRecord? {
-        try await pool.read { db in try DispatchRow.fetchOne(db, key: requestId)?.record() }
-    }
-
-    /// Records newest first, optionally only those in `status`.
-    /// `prefix` keeps ids that start with it; `before` pages on from a record's ``DispatchRecord/sequence``.
-    package func list(status: DispatchStatus? = nil, prefix: String? = nil, before: Int64? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
-        try await pool.read { db in
-            var query = DispatchRow.all()
-            if let status { query = query.filter(DispatchRow.Columns.status == status.rawValue) }
-            if let prefix, !prefix.isEmpty {
-                // A range on the primary key, not LIKE: no wildcard in an id can widen it.
-                query = query.filter(DispatchRow.Columns.requestId >= prefix && DispatchRow.Columns.requestId < prefix + "\u{10FFFF}")
-            }
-            if let before { query = query.filter(DispatchRow.Columns.sequence < before) }
-            return try query.order(DispatchRow.Columns.sequence.desc).limit(limit).fetchAll(db).map { try $0.record() }
-        }
-    }
-
-    /// Every record still `queued` or `running`, oldest first.
-    package func nonTerminal() async throws -> [DispatchRecord] {
-        try await pool.read { db in
-            try DispatchRow.filter([DispatchStatus.queued.rawValue, DispatchStatus.running.rawValue].contains(DispatchRow.Columns.status))
-                .order(DispatchRow.Columns.sequence.asc).fetchAll(db).map { try $0.record() }
-        }
-    }
-
-    /// Counts of records by status.
-    package func counts() async throws -> [DispatchStatus: Int] {
-        try await pool.read { db in
-            var counts: [DispatchStatus: Int] = [:]
-            let rows = try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM dispatch GROUP BY status")
-            for row in rows {
-                if let status = DispatchStatus(rawValue: row["status"]) { counts[status] = row["n"] }
-            }
-            return counts
-        }
-    }
-
-    /// Whether the database accepts a write right now (readiness).
-    package func isWritable() async -> Bool {
-        (try? await pool.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe") }) != nil
-    }
-
-    /// Writes the inbox file of a committed row, from the row (after the commit: the inbox never shows what the
-    /// store does not hold). A failure is left for ``resyncInbox()`` at the next start.
-    func writeInbox(_ record: DispatchRecord) {
-        guard let data = try? StoreJSON.encode(record.result) else { return }
-        try? AtomicFile.write(data, to: inboxPath(record.requestId))
-    }
-
-    /// Rewrites inbox files that are missing or lag their row (an inbox write that failed after its commit, a
-    /// crash in between). Returns how many were rewritten.
-    @discardableResult
-    package func resyncInbox(limit: Int = 10_000) async throws -> Int {
-        var rewritten = 0
-        for record in try await list(limit: limit) {
-            guard let data = try? StoreJSON.encode(record.result) else { continue }
-            if FileManager.default.contents(atPath: inboxPath(record.requestId)) != data {
-                try? AtomicFile.write(data, to: inboxPath(record.requestId))
-                rewritten += 1
-            }
-        }
-        return rewritten
-    }
-
-    /// Runs `body` holding an exclusive `flock` on `path`, so concurrent processes migrate one at a time.
-    static func withFileLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        }
-        defer { flock(fd, LOCK_UN) }
-        return try body()
     }
 }
 
-/// Fault injection for the fault suite: `DISPATCH_FAULT_STORE_WRITES=terminal` fails every terminal write,
-/// `terminal:N` the first N. Unset in production.
-final class StoreFaults: Sendable {
-    private let remaining: Mutex<Int?>
+/// Where dispatches are recorded: the one atomic dedupe, compare-and-set claims, leases, terminal-is-final updates,
+/// and the inbox files kept in step with the rows.
+///
+/// ``SQLiteDispatchStore`` (GRDB, WAL) is today's implementation; every rule the engine relies on is stated here so
+/// that another (PostgreSQL, for several replicas) can be held to it.
+package protocol DispatchStore: Sendable {
+    typealias InsertOutcome = StoreInsertOutcome
+    typealias UpdateOutcome = StoreUpdateOutcome
 
-    init(_ spec: String?) {
-        guard let spec, spec.hasPrefix("terminal") else {
-            remaining = Mutex(nil)
-            return
-        }
-        let count = spec.split(separator: ":").dropFirst().first.flatMap { Int($0) } ?? Int.max
-        remaining = Mutex(count)
+    /// Where the store keeps its state (the database of the embedded store).
+    var stateDir: String { get }
+    /// Where `<requestId>.json` result files go.
+    var inboxDir: String { get }
+    /// How long an owner's lease holds after each renewal.
+    var leaseDuration: TimeInterval { get }
+
+    /// The inbox file of `requestId`.
+    func inboxPath(_ requestId: String) -> String
+
+    /// Records a new request unless its id is known (atomically: of two racing inserts, one wins).
+    func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> StoreInsertOutcome
+
+    /// Stores `result` unless the stored one is terminal (terminal states are final); `owner` replaces the owner when given.
+    func update(_ result: DispatchResult, owner: RunnerOwner?) async throws -> StoreUpdateOutcome
+
+    /// Compare-and-set of a row's owner from `expected` to `owner` (and `queued` → `running`), with a fresh lease;
+    /// `nil` when the row is terminal or someone else holds it now.
+    func claim(_ requestId: String, from expected: RunnerOwner?, to owner: RunnerOwner, startedAt: String?) async throws -> DispatchRecord?
+
+    /// Extends the lease of every non-terminal row `owner` holds; returns how many it holds.
+    @discardableResult
+    func renewLeases(of owner: RunnerOwner) async throws -> Int
+
+    /// The record of `requestId`, if any.
+    func record(_ requestId: String) async throws -> DispatchRecord?
+
+    /// Records newest first, filtered by status and id prefix, before the cursor `before` (callers use ``list(status:prefix:before:limit:)``).
+    func fetchList(status: DispatchStatus?, prefix: String?, before: Int64?, limit: Int) async throws -> [DispatchRecord]
+
+    /// Every queued or running record, oldest first.
+    func nonTerminal() async throws -> [DispatchRecord]
+
+    /// How many records are in each status.
+    func counts() async throws -> [DispatchStatus: Int]
+
+    /// Whether a write goes through now (`/readyz`).
+    func isWritable() async -> Bool
+
+    /// Rewrites inbox files that are missing or lag their row; returns how many were rewritten.
+    @discardableResult
+    func resyncInbox(limit: Int) async throws -> Int
+
+    /// Inserts or replaces a sandbox's registry row.
+    func saveSandbox(_ record: SandboxRecord) async throws
+
+    /// The sandbox row `sandboxId`, if any.
+    func sandbox(_ sandboxId: String) async throws -> SandboxRecord?
+
+    /// Sandbox rows, filtered by state and request (callers use ``sandboxes(state:requestId:)``).
+    func fetchSandboxes(state: SandboxRecord.State?, requestId: String?) async throws -> [SandboxRecord]
+}
+
+extension DispatchStore {
+    /// Stores `result`, keeping the owner.
+    package func update(_ result: DispatchResult) async throws -> StoreUpdateOutcome { try await update(result, owner: nil) }
+
+    /// A claim that keeps `startedAt` as the store sets it.
+    package func claim(_ requestId: String, from expected: RunnerOwner?, to owner: RunnerOwner) async throws -> DispatchRecord? {
+        try await claim(requestId, from: expected, to: owner, startedAt: nil)
     }
 
-    /// Whether this terminal write is to fail.
-    func failTerminalWrite() -> Bool {
-        remaining.withLock { left in
-            guard let count = left, count > 0 else { return false }
-            left = count - 1
-            return true
-        }
+    /// Records newest first, at most `limit`.
+    package func list(status: DispatchStatus? = nil, prefix: String? = nil, before: Int64? = nil, limit: Int = 50) async throws -> [DispatchRecord] {
+        try await fetchList(status: status, prefix: prefix, before: before, limit: limit)
+    }
+
+    /// Rewrites up to 10,000 lagging inbox files.
+    @discardableResult
+    package func resyncInbox() async throws -> Int { try await resyncInbox(limit: 10_000) }
+
+    /// Sandbox rows, filtered.
+    package func sandboxes(state: SandboxRecord.State? = nil, requestId: String? = nil) async throws -> [SandboxRecord] {
+        try await fetchSandboxes(state: state, requestId: requestId)
     }
 }

@@ -48,7 +48,7 @@ package struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, Per
     }
 }
 
-extension DispatchStore {
+extension SQLiteDispatchStore {
     /// Inserts or replaces a sandbox row.
     package func saveSandbox(_ record: SandboxRecord) async throws {
         try await pool.write { db in try record.save(db) }
@@ -60,7 +60,7 @@ extension DispatchStore {
     }
 
     /// Sandboxes, newest first, optionally in one state or of one request.
-    package func sandboxes(state: SandboxRecord.State? = nil, requestId: String? = nil) async throws -> [SandboxRecord] {
+    package func fetchSandboxes(state: SandboxRecord.State?, requestId: String?) async throws -> [SandboxRecord] {
         try await pool.read { db in
             var query = SandboxRecord.all()
             if let state { query = query.filter(Column("state") == state.rawValue) }

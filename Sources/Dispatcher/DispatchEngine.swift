@@ -12,7 +12,7 @@ import Logging
 /// picks the backend, records progress and writes the one terminal result.
 package final class DispatchEngine: Sendable {
     package let configuration: DispatchConfiguration
-    package let store: DispatchStore
+    package let store: any DispatchStore
     let logger: Logger
     /// Wakes long-poll waiters when a terminal result is committed.
     package let notifier = ResultNotifier()
@@ -41,7 +41,7 @@ package final class DispatchEngine: Sendable {
     static let pollInterval: Duration = .milliseconds(50)
 
     /// An engine over `store` running requests on `backends`.
-    package init(configuration: DispatchConfiguration, store: DispatchStore, logger: Logger, backends: Backends) {
+    package init(configuration: DispatchConfiguration, store: any DispatchStore, logger: Logger, backends: Backends) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -57,7 +57,7 @@ package final class DispatchEngine: Sendable {
     }
 
     /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
-    package func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> DispatchStore.InsertOutcome {
+    package func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> StoreInsertOutcome {
         var result = DispatchResult(request: request, status: status)
         // The backend is fixed at admission: a later change of the default does not move a request.
         if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }
@@ -242,7 +242,7 @@ package final class DispatchEngine: Sendable {
     func persist(_ result: DispatchResult, owner: RunnerOwner?, logger: Logger) async -> DispatchResult {
         let store = self.store
         let window = result.status.isTerminal ? storeRetryWindow : .zero
-        let write = { @Sendable () async throws -> DispatchStore.UpdateOutcome in
+        let write = { @Sendable () async throws -> StoreUpdateOutcome in
             let clock = ContinuousClock()
             let end = clock.now + window
             var delay: Duration = .milliseconds(50)

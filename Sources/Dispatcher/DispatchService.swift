@@ -130,7 +130,7 @@ package final class DispatchService: Service, Sendable {
             return true
         }
         guard let slot else { throw Refused(description: "runner shutting down; not accepting new dispatches") }
-        let outcome: DispatchStore.InsertOutcome
+        let outcome: StoreInsertOutcome
         do {
             outcome = try await engine.admit(request, status: slot ? .running : .queued, owner: owner)
         } catch {

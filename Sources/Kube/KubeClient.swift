@@ -147,8 +147,11 @@ package final class KubeClient: Sendable {
     /// Watches Jobs matching `labelSelector` from `resourceVersion`: one event per change until the server
     /// closes the stream (after `timeoutSeconds`, or earlier). An expired resourceVersion ends the stream with a
     /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion).
-    package func watchJobs(labelSelector: String, resourceVersion: String?, timeoutSeconds: Int = 240) -> AsyncThrowingStream<JobWatchEvent, any Error>
-    {
+    package func watchJobs(
+        labelSelector: String,
+        resourceVersion: String?,
+        timeoutSeconds: Int = 240
+    ) -> AsyncThrowingStream<JobWatchEvent, any Error> {
         let timeoutSeconds = min(timeoutSeconds, Self.maxWatchSeconds)
         var query = ["watch=1", "allowWatchBookmarks=true", "timeoutSeconds=\(timeoutSeconds)", "labelSelector=\(Self.escape(labelSelector))"]
         if let resourceVersion { query.append("resourceVersion=\(Self.escape(resourceVersion))") }

@@ -23,9 +23,9 @@ package struct SandboxJanitor: Sendable {
         package var detail: String
     }
 
-    package let store: DispatchStore
+    package let store: any DispatchStore
 
-    package init(store: DispatchStore) {
+    package init(store: any DispatchStore) {
         self.store = store
     }
 

@@ -12,9 +12,9 @@ package struct SandboxRegistry: Sendable {
         }
     }
 
-    package let store: DispatchStore
+    package let store: any DispatchStore
 
-    package init(store: DispatchStore) {
+    package init(store: any DispatchStore) {
         self.store = store
     }
 

@@ -7,8 +7,8 @@ import Testing
 @Suite struct DispatchStoreTests {
     let dir = TempDir("store")
 
-    func store() throws -> DispatchStore {
-        try DispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
+    func store() throws -> any DispatchStore {
+        try SQLiteDispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
     }
 
     let owner = RunnerOwner(kind: .run, pid: 1, startTime: 1, bootId: "b", host: "h")
@@ -97,7 +97,7 @@ import Testing
     let dir = TempDir("store-claim")
 
     @Test func aRowPassesToOneClaimerOnlyAndNeverOutOfATerminalState() async throws {
-        let store = try DispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
+        let store = try SQLiteDispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
         let first = RunnerOwner(kind: .serve, pid: 1, startTime: 1, bootId: "b", host: "host-a")
         let request = DispatchRequest(requestId: "claimed", task: "t", tool: .codex)
         _ = try await store.insert(DispatchResult(request: request, status: .queued), request: request, owner: first)

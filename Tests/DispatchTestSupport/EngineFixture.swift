@@ -31,7 +31,11 @@ package struct EngineFixture: Sendable {
         configuration.completionGraceMs = completionGraceMs
         // Claude Code as root (this machine, CI) needs IS_SANDBOX=1 passed through, as an operator would.
         configuration.agentEnvPassthrough = ["IS_SANDBOX"]
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
+        let store = try SQLiteDispatchStore(
+            stateDir: configuration.stateDir,
+            inboxDir: configuration.inboxDir,
+            leaseSeconds: configuration.leaseSeconds
+        )
         var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
         if logHandler == nil { logger.logLevel = .warning }
         let env = ProcessInfo.processInfo.environment.merging(["IS_SANDBOX": "1"]) { $1 }.merging(environment) { $1 }
@@ -61,7 +65,7 @@ extension DispatchEngine {
     /// An engine with the host and local sandbox backends over one supervisor, as the CLI wires it.
     package static func standard(
         configuration: DispatchConfiguration,
-        store: DispatchStore,
+        store: any DispatchStore,
         logger: Logger,
         environment: [String: String],
         k8s: (any ExecutionBackend)? = nil

@@ -101,7 +101,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// Opens the store, wires the backends, recovers what a previous process left and runs until shutdown.
     func serve(_ configuration: DispatchConfiguration, server: ServerConfiguration, logger: Logger) async throws {
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
+        let store = try SQLiteDispatchStore(
+            stateDir: configuration.stateDir,
+            inboxDir: configuration.inboxDir,
+            leaseSeconds: configuration.leaseSeconds
+        )
         let k8s: KubeBackend?
         do {
             k8s = try K8sSettings.backend(configuration, adminToken: server.token)

@@ -206,7 +206,11 @@ extension JobRunner {
         configuration.sandboxRootOverride = "\(workspace)/sandboxes"
         configuration.defaultWorkdir = source
         configuration.agentsDieWithRunner = true
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
+        let store = try SQLiteDispatchStore(
+            stateDir: configuration.stateDir,
+            inboxDir: configuration.inboxDir,
+            leaseSeconds: configuration.leaseSeconds
+        )
         let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, environment: environment)
         return try await engine.runOnce(request, token: token).result
     }

@@ -11,7 +11,7 @@ extension DispatchEngine {
     /// `k8s` when the runner has a cluster.
     static func standard(
         configuration: DispatchConfiguration,
-        store: DispatchStore,
+        store: any DispatchStore,
         logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         k8s: (any ExecutionBackend)? = nil

@@ -28,7 +28,11 @@ struct StateOptions: ParsableArguments {
         var configuration = configuration()
         configuration.agentsDieWithRunner = agentsDieWithRunner
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
-        let store = try DispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
+        let store = try SQLiteDispatchStore(
+            stateDir: configuration.stateDir,
+            inboxDir: configuration.inboxDir,
+            leaseSeconds: configuration.leaseSeconds
+        )
         return DispatchEngine.standard(
             configuration: configuration,
             store: store,

@@ -1,6 +1,6 @@
 import GRDB
 
-extension DispatchStore {
+extension SQLiteDispatchStore {
     /// Schema history. Append new migrations; never edit a released one.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

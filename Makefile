@@ -35,7 +35,7 @@ test: build lint
 # The code itself: hummingbird's .swift-format (warnings fail) and no function body over 60 lines.
 lint:
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
-	python3 .ci/function_length.py Sources
+	python3 .ci/function_length.py Sources Tests
 
 # The request validator and callback decoder under libFuzzer + ASan (Fuzz/run.sh); CI runs a minute of it.
 FUZZ_SECONDS ?= 600

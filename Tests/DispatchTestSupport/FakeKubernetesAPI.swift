@@ -285,7 +285,25 @@ package final class FakeKubernetesAPI: Sendable {
         // A pod that stays Pending forever (e.g. waiting for capacity without an Unschedulable verdict yet).
         if (container["image"] as? String ?? "").contains("pending-image") { return }
         let namespace = (job["metadata"] as? [String: Any])?["namespace"] as? String ?? "default"
-        var env: [String: String] = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOSTNAME": "\(name)-pod"]
+        var env = environment(of: container, pod: "\(name)-pod", namespace: namespace, kubelet: kubelet)
+        mountSecretVolumes(podSpec["volumes"] as? [[String: Any]] ?? [], of: container, pod: "\(name)-pod", env: &env, kubelet: kubelet)
+        env.merge(kubelet.environment) { $1 }
+        if kubelet.dropCallback { env["RESULT_CALLBACK_URL"] = "" }
+        guard start(name, env: env, kubelet: kubelet) else { return }
+        setPod(ofJob: name, phase: "Running")
+        if let deadline = spec["activeDeadlineSeconds"] as? Int {
+            Task { [weak self] in
+                try? await Task.sleep(for: .seconds(deadline))
+                guard let self, let running = self.processes.withLock({ $0[name] }), running.isRunning else { return }
+                self.state.withLock { _ = $0.deadlineHit.insert(name) }
+                running.terminate()
+            }
+        }
+    }
+
+    /// The container's env: literal values, Secret keys, and the namespace for a field ref.
+    private func environment(of container: [String: Any], pod: String, namespace: String, kubelet: Kubelet) -> [String: String] {
+        var env: [String: String] = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOSTNAME": pod]
         for entry in container["env"] as? [[String: Any]] ?? [] {
             guard let key = entry["name"] as? String else { continue }
             if let value = entry["value"] as? String {
@@ -296,9 +314,17 @@ package final class FakeKubernetesAPI: Sendable {
                 env[key] = namespace
             }
         }
-        // Secret volumes become files in a per-pod directory; env values naming a mount path are pointed there.
-        let pod = "\(name)-pod"
-        let volumes = podSpec["volumes"] as? [[String: Any]] ?? []
+        return env
+    }
+
+    /// Secret volumes become files in a per-pod directory; env values naming a mount path are pointed there.
+    private func mountSecretVolumes(
+        _ volumes: [[String: Any]],
+        of container: [String: Any],
+        pod: String,
+        env: inout [String: String],
+        kubelet: Kubelet
+    ) {
         for mount in container["volumeMounts"] as? [[String: Any]] ?? [] {
             guard let volumeName = mount["name"] as? String, let mountPath = mount["mountPath"] as? String,
                 let volume = volumes.first(where: { $0["name"] as? String == volumeName }), let secret = volume["secret"] as? [String: Any]
@@ -317,8 +343,11 @@ package final class FakeKubernetesAPI: Sendable {
                 env[variable] = directory + value.dropFirst(mountPath.count)
             }
         }
-        env.merge(kubelet.environment) { $1 }
-        if kubelet.dropCallback { env["RESULT_CALLBACK_URL"] = "" }
+    }
+
+    /// Starts the job-runner of Job `name`, both streams into the pod log; whether it started.
+    private func start(_ name: String, env: [String: String], kubelet: Kubelet) -> Bool {
+        let pod = "\(name)-pod"
         let logFile = "\(kubelet.workRoot)/\(pod).log"
         try? FileManager.default.createDirectory(atPath: kubelet.workRoot, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
@@ -339,18 +368,10 @@ package final class FakeKubernetesAPI: Sendable {
         do {
             try process.run()
         } catch {
-            return
+            return false
         }
         processes.withLock { $0[name] = process }
-        setPod(ofJob: name, phase: "Running")
-        if let deadline = spec["activeDeadlineSeconds"] as? Int {
-            Task { [weak self] in
-                try? await Task.sleep(for: .seconds(deadline))
-                guard let self, let running = self.processes.withLock({ $0[name] }), running.isRunning else { return }
-                self.state.withLock { _ = $0.deadlineHit.insert(name) }
-                running.terminate()
-            }
-        }
+        return true
     }
 
     private func exited(_ name: String, status: Int32) {

@@ -48,12 +48,18 @@ package final class DispatchEngine: Sendable {
         self.backends = backends
     }
 
-    /// The backend `request` runs on, fixed at admission (`nil`: k8s, and this runner has no cluster).
-    func backend(for request: DispatchRequest) -> (any ExecutionBackend)? {
+    /// The backend a request runs on: the one recorded at admission (`recorded`), else the request's or the default
+    /// (`nil`: k8s, and this runner has no cluster). A later change of the default never moves a request.
+    func backend(for request: DispatchRequest, recorded: SandboxBackend? = nil) -> (any ExecutionBackend)? {
         switch request.executionMode {
         case .host: backends.host
-        case .sandbox: (request.sandboxBackend ?? configuration.defaultBackend) == .k8s ? backends.k8s : backends.localSandbox
+        case .sandbox: (recorded ?? request.sandboxBackend ?? configuration.defaultBackend) == .k8s ? backends.k8s : backends.localSandbox
         }
+    }
+
+    /// The backend of a stored record.
+    func backend(for record: DispatchRecord) -> (any ExecutionBackend)? {
+        backend(for: record.request, recorded: record.result.sandboxBackend)
     }
 
     /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
@@ -118,8 +124,10 @@ package final class DispatchEngine: Sendable {
             result = claimed.result
         }
         logger.info("dispatch started", metadata: ["budgetMs": "\(deadline.budgetMs)"])
-        if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }
-        guard let backend = backend(for: request) else {
+        if request.executionMode == .sandbox {
+            result.sandboxBackend = result.sandboxBackend ?? request.sandboxBackend ?? configuration.defaultBackend
+        }
+        guard let backend = backend(for: request, recorded: result.sandboxBackend) else {
             result.fail(.message("sandbox backend k8s is not configured in this runner (run it in a cluster or set KUBECONFIG)"))
             return await finish(result, deadline: deadline, logger: logger)
         }
@@ -176,13 +184,17 @@ package final class DispatchEngine: Sendable {
     /// Settles `token` once a terminal result of `requestId` is stored by another path: woken by this process's
     /// notifier (the callback route), and reading the store every second for writes by other processes.
     private func settleWhenStoredElsewhere(_ requestId: String, token: CancelToken) -> Task<Void, Never> {
-        let subscription = notifier.subscribe(requestId)
         let store = self.store
+        let notifier = self.notifier
         return Task {
-            defer { subscription.cancel() }
             while !Task.isCancelled {
+                // A subscription answers once: subscribe, then read (a result stored in between is seen), then wait.
+                let subscription = notifier.subscribe(requestId)
+                if let record = try? await store.record(requestId), record.status.isTerminal {
+                    subscription.cancel()
+                    return token.settle()
+                }
                 if await subscription.value(timeout: .seconds(1)) != nil { return token.settle() }
-                if let record = try? await store.record(requestId), record.status.isTerminal { return token.settle() }
             }
         }
     }
@@ -191,7 +203,7 @@ package final class DispatchEngine: Sendable {
     /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
     /// creating the Job and recording it.
     package func canReattach(_ record: DispatchRecord) -> Bool {
-        backend(for: record.request)?.followsAfterRestart ?? false
+        backend(for: record)?.followsAfterRestart ?? false
     }
 
     /// Follows a run a previous process started to its terminal result, within what is left of its budget.
@@ -200,7 +212,7 @@ package final class DispatchEngine: Sendable {
         let started = record.result.startedAt.flatMap(ISO8601.date) ?? Date()
         let elapsedMs = max(0, Int(Date().timeIntervalSince(started) * 1000))
         let deadline = Deadline(budgetMs: record.request.timeoutMs, start: .now - .milliseconds(elapsedMs))
-        guard let backend = backend(for: record.request), backend.followsAfterRestart else {
+        guard let backend = backend(for: record), backend.followsAfterRestart else {
             return await finish(record.result, deadline: deadline, logger: logger)
         }
         return await run(record.request, on: backend, known: record.result, deadline: deadline, token: token, logger: logger, attach: true)
@@ -324,7 +336,7 @@ package final class DispatchEngine: Sendable {
         var result = record.result
         result.fail(.runnerLost(reason: reason))
         var killed = 0
-        if let backend = backend(for: record.request) { (result, killed) = await backend.salvage(result) }
+        if let backend = backend(for: record) { (result, killed) = await backend.salvage(result) }
         let now = Date()
         result.completedAt = ISO8601.string(now)
         result.updatedAt = result.completedAt!

@@ -69,7 +69,7 @@ package struct VerificationPhase: Sendable {
                     .init(subject: "verification", elapsedMs: allowedMs, budgetMs: budgetMs, moment: .during(label), detail: ": \(command)")
                 )
             case .cancelled:
-                failure = .cancelled(reason: token.reason ?? "cancelled during \(label)")
+                failure = token.reason.map { .cancelled(reason: $0) } ?? .message("cancelled during \(label)")
             default:
                 if outcome.exitCode != 0 {
                     let how = outcome.exitCode.map { "exit \($0)" } ?? "signal \(outcome.signal ?? 0)"

@@ -119,7 +119,7 @@ struct JobFollower {
             return .finished(.ended(result))
         case .failAsEnded(let condition):
             backend.keep(ended?.log, at: logPath, in: &result)
-            return .finished(KubeBackend.failed(result, KubeBackend.describe(condition, job: name, deadline: deadline)))
+            return .finished(.ended(KubeBackend.failing(result, KubeBackend.describe(condition, job: name, deadline: deadline))))
         case .cleanUpAfterBudget:
             return .finished(await cleanUpAfterBudget())
         case .fail(let reason):

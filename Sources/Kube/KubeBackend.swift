@@ -7,7 +7,7 @@ import Logging
 import Sandbox
 
 /// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
-/// callback (stored by `POST /internal/agent-result`, which settles the run's token), the Job's terminal
+/// callback (stored by `POST /internal/agent-result`; the engine, watching the store, settles the run's token), the Job's terminal
 /// condition (result read from the pod log markers), a pod that cannot start (fail fast with the reason and
 /// Events), or the budget (Job deleted).
 package struct KubeBackend: ExecutionBackend {
@@ -170,11 +170,11 @@ package struct KubeBackend: ExecutionBackend {
     }
 
     /// Why a Job ended without a result block, in words, by condition reason.
-    static func describe(_ condition: KubeJob.Condition, job: String, deadline: Deadline) -> String {
+    static func describe(_ condition: KubeJob.Condition, job: String, deadline: Deadline) -> DispatchFailure {
         let detail = condition.message.map { ": \($0)" } ?? ""
         switch condition.reason {
         case "DeadlineExceeded":
-            return DispatchFailure.timedOut(
+            return .timedOut(
                 .init(
                     subject: "Job \(job)",
                     elapsedMs: deadline.elapsedMs,
@@ -182,16 +182,16 @@ package struct KubeBackend: ExecutionBackend {
                     moment: .during("agent"),
                     detail: ": it exceeded activeDeadlineSeconds and left no result\(detail)"
                 )
-            ).description
+            )
         case "BackoffLimitExceeded":
-            return "Job \(job) failed: its pod failed (BackoffLimitExceeded) before job-runner reported a result\(detail)"
+            return .message("Job \(job) failed: its pod failed (BackoffLimitExceeded) before job-runner reported a result\(detail)")
         case "PodFailurePolicy":
-            return "Job \(job) failed: job-runner exited non-zero (PodFailurePolicy) without printing a result\(detail)"
+            return .message("Job \(job) failed: job-runner exited non-zero (PodFailurePolicy) without printing a result\(detail)")
         default:
             if condition.type == "Complete" || condition.type == "SuccessCriteriaMet" {
-                return "Job \(job) completed but its pod log holds no result block (---RESULT_START--- … ---RESULT_END---)"
+                return .message("Job \(job) completed but its pod log holds no result block (---RESULT_START--- … ---RESULT_END---)")
             }
-            return "Job \(job) ended \(condition.type) (\(condition.reason ?? "no reason")) without a result in its pod log\(detail)"
+            return .message("Job \(job) ended \(condition.type) (\(condition.reason ?? "no reason")) without a result in its pod log\(detail)")
         }
     }
 

@@ -21,7 +21,9 @@ package enum BlockingWork {
             if let timeout {
                 Task {
                     try? await Task.sleep(for: timeout)
-                    once.resume(with: .failure(SandboxError(code: .timedOut, message: "\(name) did not finish within \(timeout.milliseconds)ms")))
+                    once.resume(
+                        with: .failure(SandboxError(code: .timedOut, message: DispatchFailure.stepTimedOut(name, afterMs: timeout.milliseconds)))
+                    )
                 }
             }
         }

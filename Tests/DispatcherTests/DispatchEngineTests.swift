@@ -243,3 +243,37 @@ import Testing
         #expect(!silent.ok, "no record is no proof")
     }
 }
+
+/// A stand-in for a backend whose runs outlive their runner (as k8s Jobs do).
+struct OutlivingBackend: ExecutionBackend {
+    var followsAfterRestart: Bool { true }
+    func run(_ context: BackendContext) async -> BackendOutcome { .settledElsewhere }
+}
+
+@Suite struct RecordedBackendTests {
+    @Test func aRequestStaysOnTheBackendRecordedAtAdmission() async throws {
+        let fixture = try EngineFixture()
+        var request = fixture.request(.codex, "x")
+        request.executionMode = .sandbox
+        let admitted = try await fixture.engine.admit(request, status: .running, owner: .current(kind: .serve))
+        guard case .inserted(let local) = admitted else {
+            Issue.record("not inserted")
+            return
+        }
+        #expect(local.result.sandboxBackend == .local)
+        // The operator switches the default to k8s and restarts: the local run is not taken for a Job to follow.
+        var configuration = fixture.configuration
+        configuration.defaultBackend = .k8s
+        let restarted = DispatchEngine.standard(
+            configuration: configuration,
+            store: fixture.engine.store,
+            logger: .init(label: "t"),
+            environment: [:],
+            k8s: OutlivingBackend()
+        )
+        #expect(!restarted.canReattach(local))
+        var followed = local
+        followed.result.sandboxBackend = .k8s
+        #expect(restarted.canReattach(followed))
+    }
+}

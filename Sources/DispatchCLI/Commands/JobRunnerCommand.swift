@@ -19,13 +19,12 @@ struct JobRunnerCommand: AsyncParsableCommand {
         let workspace = self.workspace ?? environment["DISPATCH_JOB_WORKDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp/dispatch-job"
         let runner = JobRunner(environment: environment, workspace: absolute(workspace), logger: CLILogging.logger(level: .info))
         let token = CancelToken()
-        let work = Task { await runner.run(token: token) }
-        let trap = await SignalTrap.start([.sigterm, .sigint]) { signal in
-            token.cancel(reason: "job-runner received \(signal); pod terminating")
-            work.cancel()
-        }
-        let outcome = await work.value
-        trap.cancel()
+        let outcome = try await SignalTrap.run(
+            trapping: [.sigterm, .sigint],
+            token: token,
+            reason: { "job-runner received \($0); pod terminating" },
+            work: { await runner.run(token: token) }
+        )
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
     }
 }

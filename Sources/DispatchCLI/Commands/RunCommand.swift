@@ -53,15 +53,14 @@ struct RunCommand: AsyncParsableCommand {
             throw DispatchExit.failed
         }
         let token = CancelToken()
-        let work = Task { try await engine.runOnce(parsed, token: token) }
-        let trap = await SignalTrap.start([.sigint, .sigterm, .sighup]) { signal in
-            token.cancel(reason: "cancelled by \(signal) to dispatch run")
-            work.cancel()
-        }
-        defer { trap.cancel() }
         let outcome: (result: DispatchResult, duplicate: Bool)
         do {
-            outcome = try await work.value
+            outcome = try await SignalTrap.run(
+                trapping: [.sigint, .sigterm, .sighup],
+                token: token,
+                reason: { "cancelled by \($0) to dispatch run" },
+                work: { try await engine.runOnce(parsed, token: token) }
+            )
         } catch let error as DispatchEngineError {
             Output.error("dispatch \(parsed.requestId): \(error)")
             throw DispatchExit.failed

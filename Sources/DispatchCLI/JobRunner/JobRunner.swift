@@ -91,6 +91,9 @@ struct JobRunner: Sendable {
             verification = commands
         }
         guard let timeout = Double(environment["TIMEOUT_SECONDS"]!) else { throw JobRunnerError("TIMEOUT_SECONDS is not a number") }
+        guard timeout.isFinite else {
+            throw JobRunnerError("invalid job environment: \(RequestValidationError(field: "timeout", message: "must be a finite number"))")
+        }
         func value(_ variable: String) -> String? { environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
         let body = JobRequestBody(
             requestId: environment["REQUEST_ID"]!,

@@ -84,9 +84,11 @@ struct RemoteClient: Sendable {
         var result: DispatchResult?
     }
 
-    /// Decodes the `result` document of a reply (`nil` when it has none; an error when it is malformed).
+    /// Decodes the `result` document of a reply: `nil` when the reply is not JSON or has none; an error when the
+    /// result is there but malformed.
     static func result(_ reply: Reply) throws -> DispatchResult? {
-        try JSONDecoder().decode(ResultEnvelope.self, from: reply.body).result
+        guard (try? JSONDecoder().decode(Envelope.self, from: reply.body)) != nil else { return nil }
+        return try JSONDecoder().decode(ResultEnvelope.self, from: reply.body).result
     }
 
     /// Submits a request and long-polls until terminal (or `timeout`).

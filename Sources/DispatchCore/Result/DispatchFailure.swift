@@ -98,6 +98,11 @@ package enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertibl
         }
     }
 
+    /// A step with its own limit (a libgit2 call, an API read) that ran past it: "`<step>` timed out after Nms".
+    package static func stepTimedOut(_ step: String, afterMs: Int64) -> String {
+        "\(step) timed out after \(afterMs)ms"
+    }
+
     /// "waited …s for …" when a reader gives up (not a dispatch failure: the dispatch goes on).
     package static func waitTimedOut(seconds: Double, requestId: String, status: String) -> String {
         "timed out after \(seconds)s waiting for \(requestId) (still \(status))"

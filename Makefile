@@ -1,6 +1,6 @@
 # agent-dispatch — `make run` starts the service, `make test` runs every test including the canaries.
 SWIFT ?= swift
-APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificates openssl
+APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificates openssl bubblewrap
 PIP_PACKAGES := kubernetes-validate
 DISPATCH := $(CURDIR)/.build/debug/dispatch
 

@@ -7,6 +7,7 @@
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -73,6 +74,20 @@ def main():
     print(f"overhead: no-op agent direct median {direct_ms:.1f} ms, via `dispatch run` {via_ms:.1f} ms "
           f"-> added {via_ms - direct_ms:.1f} ms (target <= 50 ms), ratio {via_ms / direct_ms:.1f}x over {args.runs} runs")
     print(f"peak RSS: no-op direct {rss_direct} KiB, `dispatch run` {rss_via} KiB")
+
+    # The cost of the namespaces: the same no-op dispatch with and without bubblewrap, interleaved.
+    if shutil.which("bwrap"):
+        by_mode = {"none": [], "bwrap": []}
+        for i in range(args.runs):
+            for mode in by_mode:
+                elapsed, out, err, code = timed(
+                    [args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"], dict(env, DISPATCH_ISOLATION=mode), work)
+                if code != 0:
+                    raise SystemExit(f"dispatch run ({mode}) failed: {err}")
+                by_mode[mode].append(elapsed)
+        none_ms, bwrap_ms = (statistics.median(by_mode[m]) * 1000 for m in ("none", "bwrap"))
+        print(f"isolation: no-op `dispatch run` median {none_ms:.1f} ms without bubblewrap, {bwrap_ms:.1f} ms with "
+              f"-> added {bwrap_ms - none_ms:.1f} ms (target <= 10 ms), ratio {bwrap_ms / none_ms:.2f}x over {args.runs} runs each")
 
     fake_env = dict(env)
     fake_env["DISPATCH_CODEX_BIN"] = os.path.join(HERE, "bin", "codex")

@@ -16,6 +16,9 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:orphan-stderr=SEC    leave a child holding stderr open for SEC seconds, then exit
   fake:setsid-child=SEC     leave a child that calls setsid() (escaping the group) and sleeps SEC seconds
   fake:setsid-stubborn=SEC  the same, but the child ignores SIGTERM
+  fake:escape=SEC           leave a grandchild that double-forks, calls setsid(), empties its environment (no marker)
+                            and sleeps SEC seconds as `sleep SEC` (SEC may carry a unique fraction to find it by)
+  fake:escape-stubborn=SEC  the same, but the grandchild ignores SIGTERM
   fake:big-output=BYTES     print BYTES of filler to stdout before the answer (100-byte lines)
   fake:big-lines=N:BYTES    print N lines of BYTES filler each to stdout before the answer
   fake:count=FILE           append one line to FILE (counts side effects)
@@ -194,6 +197,22 @@ def spawn_child(seconds, escape, stubborn):
     return pid
 
 
+def escape(seconds, stubborn):
+    """The hardest leftover to find: double fork, new session, no environment, optionally deaf to SIGTERM."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        if stubborn:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.execve("/bin/sleep", ["sleep", str(seconds)], {})
+    os.waitpid(pid, 0)
+
+
 def probe(out_path):
     """What a hostile agent would collect: environments and the files they point at."""
     chunks = []
@@ -279,6 +298,10 @@ def main():
             spawn_child(value, escape=True, stubborn=False)
         elif key == "setsid-stubborn":
             spawn_child(value, escape=True, stubborn=True)
+        elif key == "escape":
+            escape(value, stubborn=False)
+        elif key == "escape-stubborn":
+            escape(value, stubborn=True)
         elif key == "big-output":
             remaining = int(value)
             line = ("x" * 99) + "\n"

@@ -4,7 +4,7 @@ import Foundation
 package struct AgentProcessError: Error, Sendable, CustomStringConvertible {
     /// The kind of failure.
     package struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: Hashable, Sendable { case executableNotFound, spawnFailed, fileSetupFailed, notReaped }
+        private enum Value: Hashable, Sendable { case executableNotFound, spawnFailed, fileSetupFailed, notReaped, isolationUnavailable }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
@@ -16,6 +16,8 @@ package struct AgentProcessError: Error, Sendable, CustomStringConvertible {
         package static let fileSetupFailed = Code(.fileSetupFailed)
         /// The process did not go away even after SIGKILL.
         package static let notReaped = Code(.notReaped)
+        /// The isolation asked for (`DISPATCH_ISOLATION`) cannot work here.
+        package static let isolationUnavailable = Code(.isolationUnavailable)
 
         package var description: String { String(describing: value) }
     }

@@ -19,6 +19,15 @@ package struct ProcessSpec: Sendable {
     /// Whether the child gets SIGKILL when the runner dies, however it dies (`dispatch run`, the job-runner).
     /// `serve` leaves it off: its runs are recovered after a restart (and, with isolation, held by a monitor).
     package var diesWithRunner: Bool
+    /// When set, the process runs inside bubblewrap (`bwrap` at that path) with this view (CONTRACT §7).
+    package var isolation: (bwrap: String, view: IsolationView)?
+
+    /// What is actually executed: the program itself, or bwrap with its options and then the program.
+    var launch: (executablePath: String, argv: [String]) {
+        guard let isolation else { return (executablePath, argv) }
+        let options = Bubblewrap.options(isolation.view, workingDirectory: workingDirectory, diesWithParent: diesWithRunner)
+        return (isolation.bwrap, ["bwrap"] + options + ["--", executablePath] + argv.dropFirst())
+    }
 
     package init(
         executablePath: String,

@@ -40,10 +40,14 @@ package struct ProcessSupervisor: Sendable {
         let grace = min(leftoverGrace, limits.killGrace)
         // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:)``) once its result is out.
         let leftovers = sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) } : 0
+        var exitCode = status.flatMap(WaitStatus.exitCode)
+        var signal = status.flatMap(WaitStatus.signal)
+        // bwrap reports a command killed by signal N as exit 128+N, as a shell does.
+        if spec.isolation != nil, let code = exitCode, (129...(128 + 64)).contains(code) { (exitCode, signal) = (nil, code - 128) }
         var outcome = ProcessOutcome(
             ending: ending,
-            exitCode: status.flatMap(WaitStatus.exitCode),
-            signal: status.flatMap(WaitStatus.signal),
+            exitCode: exitCode,
+            signal: signal,
             startedAt: startedAt,
             duration: duration,
             pid: pid,
@@ -196,14 +200,15 @@ package struct ProcessSupervisor: Sendable {
         let stderrFd = try openOutput(spec.stderrPath)
         defer { close(stderrFd) }
 
-        let argv = CStringArray(spec.argv)
+        let launch = spec.launch
+        let argv = CStringArray(launch.argv)
         let envp = CStringArray(spec.environment.map { "\($0.key)=\($0.value)" })
         var pid: pid_t = 0
         let rc = argv.withPointer { argvPointer in
             envp.withPointer { envpPointer in
                 cps_spawn(
                     &pid,
-                    spec.executablePath,
+                    launch.executablePath,
                     argvPointer,
                     envpPointer,
                     spec.workingDirectory,

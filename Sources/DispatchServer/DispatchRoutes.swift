@@ -242,6 +242,7 @@ struct DispatchRoutes: Sendable {
                 uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
                 startedAt: ISO8601.string(startedAt),
                 defaultBackend: engine.configuration.defaultBackend,
+                isolation: configuration.isolation,
                 maxConcurrent: service.maxConcurrent,
                 running: live.running,
                 queued: live.queued,

@@ -19,6 +19,8 @@ package struct ServerConfiguration: Sendable {
     package var drainSeconds: Double
     /// How often the sandbox janitor sweeps.
     package var janitorInterval: Duration
+    /// How agents are contained (`bwrap` or `none`), for `GET /`.
+    package var isolation = "none"
 
     package init(
         host: String = "127.0.0.1",

@@ -87,7 +87,7 @@ package enum CanaryChecks {
                 detail: "dispatch took \(wallMs)ms; the orphan held stderr for up to \(delaySeconds)s"
             )
         )
-        checks.append(survivorsCheck(result.requestId))
+        checks.append(await survivorsCheck(result.requestId))
         return checks
     }
 
@@ -119,9 +119,17 @@ package enum CanaryChecks {
         }
     }
 
-    /// Checks that no process of `requestId` is alive.
-    package static func survivorsCheck(_ requestId: String) -> CanaryReport.Check {
-        let survivors = ProcessScanner.find(groupId: nil, marker: AgentEnvironment.marker(requestId: requestId))
+    /// Checks that no process of `requestId` is alive once `grace` has passed: a leftover the runner is ending
+    /// right now (an orphan that just let go of stderr, swept after the result) is not a survivor.
+    package static func survivorsCheck(_ requestId: String, grace: Duration = .seconds(3)) async -> CanaryReport.Check {
+        let marker = AgentEnvironment.marker(requestId: requestId)
+        let clock = ContinuousClock()
+        let end = clock.now + grace
+        var survivors = ProcessScanner.find(groupId: nil, marker: marker)
+        while !survivors.isEmpty, clock.now < end {
+            try? await Task.sleep(for: .milliseconds(100))
+            survivors = ProcessScanner.find(groupId: nil, marker: marker)
+        }
         return .init(
             name: "no-surviving-process",
             ok: survivors.isEmpty,
@@ -154,8 +162,9 @@ extension CanaryChecks {
         killGraceMs: Int,
         sandboxState: String?,
         runningSandboxIds: [String]
-    ) -> [CanaryReport.Check] {
+    ) async -> [CanaryReport.Check] {
         guard let result else { return [.init(name: "result", ok: false, detail: "no result")] }
+        let survivors = await survivorsCheck(result.requestId)
         let limitMs = timeoutSeconds * 1000 + killGraceMs + 2000
         let sandboxId = result.localSandbox?.sandboxId
         return [
@@ -166,7 +175,7 @@ extension CanaryChecks {
                 ok: wallMs <= limitMs,
                 detail: "took \(wallMs)ms; limit \(limitMs)ms (budget \(timeoutSeconds * 1000)ms + grace \(killGraceMs)ms + 2000ms)"
             ),
-            survivorsCheck(result.requestId),
+            survivors,
             .init(name: "sandbox-row-failed", ok: sandboxState == "failed", detail: "sandbox \(sandboxId ?? "?") is \(sandboxState ?? "missing")"),
             .init(
                 name: "sandbox-not-running",

@@ -20,6 +20,8 @@ package struct AgentPhase: Sendable {
         /// Leave the last attempt's leftovers (an orphan holding stderr) for the caller to end once the result is
         /// written (host mode: the result never waits for them). Earlier attempts' leftovers are ended before the next.
         package var sweepAfterResult = false
+        /// The namespaces each attempt runs in, given the agent's resolved executable (`nil`: isolation off).
+        package var isolation: @Sendable (_ executable: String) -> (bwrap: String, view: IsolationView)? = { _ in nil }
 
         /// The input of one agent phase.
         package init(
@@ -236,7 +238,7 @@ package struct AgentPhase: Sendable {
     func processSpec(_ attempt: Attempt, input: Input, launch: Launch) -> ProcessSpec {
         var invocation = launch.adapter.invocation(request: input.request, task: input.task, model: attempt.model, program: launch.executable)
         if launch.outsideGitRepository { invocation = CodexAdapter.outsideGitRepository(invocation) }
-        return ProcessSpec(
+        var spec = ProcessSpec(
             executablePath: launch.executable,
             argv: [invocation.program] + invocation.arguments,
             environment: launch.environment,
@@ -247,6 +249,8 @@ package struct AgentPhase: Sendable {
             marker: AgentEnvironment.marker(requestId: input.request.requestId),
             diesWithRunner: configuration.agentsDieWithRunner
         )
+        spec.isolation = input.isolation(launch.executable)
+        return spec
     }
 
     /// Judges an ended attempt, records it, and returns the outcome when the phase ends with it.

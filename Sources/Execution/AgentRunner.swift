@@ -12,12 +12,78 @@ package struct AgentRunner: Sendable {
     package let environment: [String: String]
     /// Spawns, waits for and ends processes.
     package let supervisor: ProcessSupervisor
+    /// How agents are contained; `bwrap` is the bubblewrap binary when the mode is `.bwrap`.
+    package let isolation: (mode: IsolationMode, bwrap: String?)
 
-    /// A runner with its own supervisor.
-    package init(configuration: DispatchConfiguration, environment: [String: String], supervisor: ProcessSupervisor = ProcessSupervisor()) {
+    /// A runner with its own supervisor. `isolation` comes from ``Bubblewrap/resolve(_:)`` at start-up.
+    package init(
+        configuration: DispatchConfiguration,
+        environment: [String: String],
+        isolation: (mode: IsolationMode, bwrap: String?) = (.none, nil),
+        supervisor: ProcessSupervisor = ProcessSupervisor()
+    ) {
         self.configuration = configuration
         self.environment = environment
+        self.isolation = isolation
         self.supervisor = supervisor
+    }
+
+    /// The runner's own places an agent must not see: the state dir, the inbox, the sandbox root, and every
+    /// file the runner reads a secret from.
+    var hiddenParts: (directories: [String], files: [String]) {
+        let directories = [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot]
+        let files = [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
+        return (directories, files)
+    }
+
+    /// Where an agent's program lives: the directory of its real path (symlinks resolved) and that directory's
+    /// parent, where a script's package (a node module, the fake agents' `fake_agent.py`) keeps the rest of itself.
+    static func executablePlaces(_ executable: String) -> [String] {
+        let real = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+        return [executable, real.path, real.deletingLastPathComponent().path].filter { $0 != "/" }
+    }
+
+    /// Host mode: the filesystem as the runner sees it, minus its own parts; `readOnlyWorkDir` for the
+    /// `read-only` profile.
+    package func hostIsolation(workDir: String, readOnlyWorkDir: Bool) -> (bwrap: String, view: IsolationView)? {
+        guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
+        let hidden = hiddenParts
+        return (
+            bwrap,
+            IsolationView(
+                readOnlyRoot: false,
+                hiddenDirectories: hidden.directories,
+                hiddenFiles: hidden.files,
+                readOnly: readOnlyWorkDir ? [workDir] : []
+            )
+        )
+    }
+
+    /// Sandbox mode: everything read-only but the agent's own checkout (bound back at its own path), a private
+    /// `/tmp`, the agent CLIs' state under `HOME` and `DISPATCH_AGENT_RW_PATHS`; `.sandbox.env` read-only on top.
+    package func sandboxIsolation(
+        checkout: String,
+        sandboxEnvFile: String,
+        hostCheckout: String,
+        executable: String?,
+        readOnlyCheckout: Bool
+    ) -> (bwrap: String, view: IsolationView)? {
+        guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
+        let hidden = hiddenParts
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        let agentState = [".codex", ".claude", ".claude.json", ".pi"].map { "\(home)/\($0)" }
+        return (
+            bwrap,
+            IsolationView(
+                readOnlyRoot: true,
+                hiddenDirectories: hidden.directories,
+                hiddenFiles: hidden.files,
+                privateTmp: true,
+                visible: [hostCheckout] + (executable.map(Self.executablePlaces) ?? []),
+                writable: (readOnlyCheckout ? [] : [checkout]) + agentState + configuration.agentWritablePaths,
+                readOnly: (readOnlyCheckout ? [checkout] : []) + [sandboxEnvFile]
+            )
+        )
     }
 
     /// Runs the agent attempts, recording `running` with each attempt's log paths (through `context.progress`)

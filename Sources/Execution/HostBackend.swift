@@ -32,6 +32,9 @@ package struct HostBackend: ExecutionBackend {
             budgetMs: context.deadline.budgetMs
         )
         input.sweepAfterResult = true
+        let runner = self.runner
+        let readOnly = request.sandbox == .readOnly
+        input.isolation = { _ in runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly) }
         let outcome = await runner.runAgentPhase(input, context: context, result: result)
         result.apply(outcome)
         let supervisor = runner.supervisor

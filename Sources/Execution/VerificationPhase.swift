@@ -9,9 +9,17 @@ package struct VerificationPhase: Sendable {
     let killGraceMs: Int
     /// Whether the commands die with the runner (as its agents do).
     var diesWithRunner = false
+    /// The namespaces the commands run in (the agent's view), or `nil`.
+    var isolation: (bwrap: String, view: IsolationView)?
 
     /// A phase over `supervisor`.
-    package init(supervisor: ProcessSupervisor, killGraceMs: Int, diesWithRunner: Bool) {
+    package init(
+        supervisor: ProcessSupervisor,
+        killGraceMs: Int,
+        diesWithRunner: Bool,
+        isolation: (bwrap: String, view: IsolationView)? = nil
+    ) {
+        self.isolation = isolation
         self.supervisor = supervisor
         self.killGraceMs = killGraceMs
         self.diesWithRunner = diesWithRunner
@@ -40,7 +48,7 @@ package struct VerificationPhase: Sendable {
                 failure = .timedOut(.init(subject: "verification", elapsedMs: deadline.elapsedMs, budgetMs: budgetMs, moment: .before(label)))
                 break
             }
-            let spec = ProcessSpec(
+            var spec = ProcessSpec(
                 executablePath: "/bin/sh",
                 argv: ["sh", "-c", command],
                 environment: environment,
@@ -50,6 +58,7 @@ package struct VerificationPhase: Sendable {
                 marker: marker,
                 diesWithRunner: diesWithRunner
             )
+            spec.isolation = isolation
             let outcome: ProcessOutcome
             do {
                 outcome = try await supervisor.run(

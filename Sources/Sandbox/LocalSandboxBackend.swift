@@ -43,15 +43,18 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
         let deadline = context.deadline
         let workDeadline = Deadline(budgetMs: deadline.budgetMs - Self.artifactReserveMs(budgetMs: deadline.budgetMs), start: deadline.start)
-        let input = AgentPhase.Input(
+        var input = AgentPhase.Input(
             request: context.request,
             task: sandbox.task(wrapping: context.request.task),
             workDir: sandbox.workDir,
             logsDir: sandbox.logsDir,
-            extraEnv: sandbox.environment,
+            extraEnv: agentEnvironment(sandbox),
             deadline: workDeadline,
             budgetMs: deadline.budgetMs
         )
+        let runner = self.runner
+        let readOnly = context.request.sandbox == .readOnly
+        input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly) }
         let outcome = await runner.runAgentPhase(input, context: context, result: result)
         result.apply(outcome)
         let verification = await verify(sandbox, context: context, deadline: workDeadline, result: &result)
@@ -101,6 +104,14 @@ package struct LocalSandboxBackend: ExecutionBackend {
         return .timedOut(.init(subject: "checkout", elapsedMs: deadline.elapsedMs, budgetMs: deadline.budgetMs, moment: .during("checkout")))
     }
 
+    /// What the agent gets beside the usual variables: the sandbox's, and `IS_SANDBOX=1` when it is isolated
+    /// (CONTRACT §1: then it is true, and Claude Code needs it to run as root).
+    func agentEnvironment(_ sandbox: LocalSandbox) -> [String: String] {
+        var environment = sandbox.environment
+        if runner.isolation.mode == .bwrap { environment["IS_SANDBOX"] = "1" }
+        return environment
+    }
+
     /// Runs the verification commands after a completed agent phase; a failure fails the result.
     func verify(_ sandbox: LocalSandbox, context: BackendContext, deadline: Deadline, result: inout DispatchResult) async -> Artifacts.Verification? {
         let request = context.request
@@ -108,13 +119,14 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let phase = VerificationPhase(
             supervisor: runner.supervisor,
             killGraceMs: configuration.killGraceMs,
-            diesWithRunner: configuration.agentsDieWithRunner
+            diesWithRunner: configuration.agentsDieWithRunner,
+            isolation: runner.isolation(of: sandbox, executable: nil, readOnly: request.sandbox == .readOnly)
         )
         let environment = AgentEnvironment.build(
             request: request,
             base: runner.environment,
             extraNames: configuration.agentEnvPassthrough,
-            extras: sandbox.environment
+            extras: agentEnvironment(sandbox)
         )
         let check = await phase.run(
             request.verificationCommands,
@@ -183,5 +195,19 @@ package struct LocalSandboxBackend: ExecutionBackend {
         }
         await finishLedger(result.requestId, result: &result)
         return (result, killed)
+    }
+}
+
+extension AgentRunner {
+    /// The namespaces of a sandboxed agent (or its verification): its own checkout writable (read-only for the
+    /// `read-only` profile), the host checkout and the agent's program visible, the rest read-only or hidden.
+    func isolation(of sandbox: LocalSandbox, executable: String?, readOnly: Bool) -> (bwrap: String, view: IsolationView)? {
+        sandboxIsolation(
+            checkout: sandbox.repoPath,
+            sandboxEnvFile: "\(sandbox.path)/.sandbox.env",
+            hostCheckout: sandbox.sourceRepo,
+            executable: executable,
+            readOnlyCheckout: readOnly
+        )
     }
 }

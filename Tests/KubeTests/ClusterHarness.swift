@@ -42,7 +42,7 @@ struct Cluster: Sendable {
             dispatchBinary: TestPaths.dispatchBinary,
             workRoot: dir.child("kubelet-\(UUID().uuidString.prefix(4))"),
             secrets: options.secrets,
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"],
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_ISOLATION": "none"],
             dropCallback: options.dropCallback
         )
         let api = FakeKubernetesAPI(kubelet: kubelet)

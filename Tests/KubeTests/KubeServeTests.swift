@@ -22,7 +22,7 @@ import Testing
             dispatchBinary: TestPaths.dispatchBinary,
             workRoot: dir.child("kubelet"),
             secrets: ["callback-token": token],
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"],
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_ISOLATION": "none"],
             dropCallback: false,
             holdJobs: holdJobs
         )

@@ -34,7 +34,7 @@ struct CanaryCommand: AsyncParsableCommand {
                 if let client {
                     try await client.dispatchAndAwait(request, timeout: .seconds(120))
                 } else {
-                    try await state.engine().runOnce(request, token: CancelToken()).result
+                    try await state.engine(runsAgents: true).runOnce(request, token: CancelToken()).result
                 }
             let wallMs = Int((clock.now - start).milliseconds)
             // The stderr log as it stands: over HTTP from the service, else the local file.

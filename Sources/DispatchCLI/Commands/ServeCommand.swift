@@ -1,3 +1,4 @@
+import AgentProcess
 import ArgumentParser
 import DispatchCore
 import DispatchServer
@@ -56,19 +57,24 @@ struct ServeCommand: AsyncParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         PrivateState.tighten(configuration)
         let token = try serviceToken(configuration)
-        let server = ServerConfiguration(
+        // A token file given as a flag is hidden from agents like one named by DISPATCH_TOKEN_FILE.
+        if let tokenFile { configuration.tokenFile = absolute(tokenFile) }
+        let isolation = try resolveIsolation(configuration)
+        var server = ServerConfiguration(
             host: configuration.host,
             port: configuration.port,
             token: token.value,
             allowedHosts: allowedHosts + configuration.allowedHosts,
             drainSeconds: drainSeconds
         )
+        server.isolation = isolation.mode.rawValue
         let logger = bootstrapLogging()
         logger.notice(
             token.created ? "created the service token" : "using the service token",
             metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"]
         )
-        try await serve(configuration, server: server, logger: logger)
+        logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
+        try await serve(configuration, server: server, isolation: isolation, logger: logger)
     }
 
     /// The service token, refused when it is missing or too weak.
@@ -100,7 +106,12 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// Opens the store, wires the backends, recovers what a previous process left and runs until shutdown.
-    func serve(_ configuration: DispatchConfiguration, server: ServerConfiguration, logger: Logger) async throws {
+    func serve(
+        _ configuration: DispatchConfiguration,
+        server: ServerConfiguration,
+        isolation: (mode: IsolationMode, bwrap: String?),
+        logger: Logger
+    ) async throws {
         let store = try SQLiteDispatchStore(
             stateDir: configuration.stateDir,
             inboxDir: configuration.inboxDir,
@@ -115,7 +126,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let k8s {
             logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"])
         }
-        let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, k8s: k8s)
+        let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, isolation: isolation, k8s: k8s)
         let service = DispatchService(
             engine: engine,
             maxConcurrent: configuration.maxConcurrent,

@@ -214,7 +214,16 @@ extension JobRunner {
             inboxDir: configuration.inboxDir,
             leaseSeconds: configuration.leaseSeconds
         )
-        let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, environment: environment)
+        // In a pod the pod is the boundary; bubblewrap adds its namespaces when the pod allows them.
+        let isolation = (try? Bubblewrap.resolve(configuration.isolation)) ?? (mode: IsolationMode.none, bwrap: nil)
+        logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
+        let engine = DispatchEngine.standard(
+            configuration: configuration,
+            store: store,
+            logger: logger,
+            environment: environment,
+            isolation: isolation
+        )
         return try await engine.runOnce(request, token: token).result
     }
 }

@@ -1,3 +1,5 @@
+import AgentProcess
+import ArgumentParser
 import DispatchCore
 import DispatchStore
 import Dispatcher
@@ -8,20 +10,31 @@ import Sandbox
 
 extension DispatchEngine {
     /// An engine with this machine's backends: host and local sandbox over one process supervisor, and
-    /// `k8s` when the runner has a cluster.
+    /// `k8s` when the runner has a cluster. `isolation` is what ``resolveIsolation(_:)`` found.
     static func standard(
         configuration: DispatchConfiguration,
         store: any DispatchStore,
         logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment,
+        isolation: (mode: IsolationMode, bwrap: String?) = (.none, nil),
         k8s: (any ExecutionBackend)? = nil
     ) -> DispatchEngine {
-        let runner = AgentRunner(configuration: configuration, environment: environment)
+        let runner = AgentRunner(configuration: configuration, environment: environment, isolation: isolation)
         let backends = Backends(
             host: HostBackend(runner: runner),
             localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),
             k8s: k8s
         )
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
+    }
+}
+
+/// The isolation a runner that starts agents uses: `DISPATCH_ISOLATION` after bubblewrap's self-check. Asked for
+/// but unusable is a usage error (exit 2), saying why.
+func resolveIsolation(_ configuration: DispatchConfiguration) throws -> (mode: IsolationMode, bwrap: String?) {
+    do {
+        return try Bubblewrap.resolve(configuration.isolation)
+    } catch {
+        throw ValidationError(error.description)
     }
 }

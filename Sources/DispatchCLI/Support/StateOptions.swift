@@ -1,3 +1,4 @@
+import AgentProcess
 import ArgumentParser
 import DispatchCore
 import DispatchStore
@@ -24,9 +25,16 @@ struct StateOptions: ParsableArguments {
     /// Opens the store and an engine over it.
     /// `createToken`: `dispatch run` may create `<state>/token` (its k8s Jobs' callback tokens derive from it);
     /// read-only commands never do.
-    func engine(logLevel: Logger.Level = .warning, createToken: Bool = false, agentsDieWithRunner: Bool = false) throws -> DispatchEngine {
+    /// `runsAgents`: the command starts agents, so isolation is resolved (and a requested but unusable one refused).
+    func engine(
+        logLevel: Logger.Level = .warning,
+        createToken: Bool = false,
+        agentsDieWithRunner: Bool = false,
+        runsAgents: Bool = false
+    ) throws -> DispatchEngine {
         var configuration = configuration()
         configuration.agentsDieWithRunner = agentsDieWithRunner
+        let isolation = runsAgents ? try resolveIsolation(configuration) : (mode: IsolationMode.none, bwrap: String?.none)
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
         let store = try SQLiteDispatchStore(
             stateDir: configuration.stateDir,
@@ -37,6 +45,7 @@ struct StateOptions: ParsableArguments {
             configuration: configuration,
             store: store,
             logger: CLILogging.logger(level: logLevel),
+            isolation: isolation,
             k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value)
         )
     }

@@ -45,6 +45,10 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var k8sGitSecret: String?
     /// Extra environment variable names passed through to agents (`DISPATCH_AGENT_ENV`, comma-separated).
     package var agentEnvPassthrough: [String]
+    /// `DISPATCH_ISOLATION`: `auto` (bubblewrap when it works here), `bwrap` (required) or `none` (CONTRACT §7).
+    package var isolation: String
+    /// `DISPATCH_AGENT_RW_PATHS`: extra paths an isolated sandboxed agent may write (colon-separated).
+    package var agentWritablePaths: [String]
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
@@ -78,6 +82,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
         allowedHosts = (env["DISPATCH_ALLOWED_HOSTS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
         k8sGitSecret = env["DISPATCH_K8S_GIT_SECRET"].nonEmpty
+        isolation = env["DISPATCH_ISOLATION"].nonEmpty ?? "auto"
+        agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
         agentEnvPassthrough = (env["DISPATCH_AGENT_ENV"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }

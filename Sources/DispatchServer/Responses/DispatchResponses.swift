@@ -67,6 +67,10 @@ struct InfoResponse: Encodable, Sendable {
     var startedAt: String
     var backends = ["local", "k8s"]
     var defaultBackend: SandboxBackend
+    /// How agents are contained: `bwrap` or `none` (CONTRACT §7).
+    var isolation: String
+    /// Where dispatches are recorded: `sqlite` (CONTRACT §8 adds `postgres`).
+    var store = "sqlite"
     var maxConcurrent: Int
     var running: Int
     var queued: Int

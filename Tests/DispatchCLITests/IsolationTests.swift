@@ -1,0 +1,187 @@
+import AgentProcess
+import DispatchTestSupport
+import Foundation
+import Testing
+
+/// CONTRACT §7 under bubblewrap, through the real `dispatch`: nothing an agent starts outlives its dispatch, the
+/// runner's secrets are out of its sight, a sandboxed agent writes only its own checkout. Each check is also run
+/// with `DISPATCH_ISOLATION=none` where that must fail, so the check itself can fail.
+@Suite(.serialized, .enabled(if: Bubblewrap.locate() != nil, "bubblewrap is not installed (make deps installs it)"))
+struct IsolationTests {
+    let dir = TempDir("isolation")
+    var state: String { dir.child("state") }
+
+    func env(_ isolation: String) -> [String: String] {
+        [
+            "DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "500",
+            "DISPATCH_ISOLATION": isolation,
+        ]
+    }
+
+    func dispatch(_ arguments: [String], isolation: String = "bwrap", cwd: String? = nil) throws -> CommandResult {
+        try CommandRunner.run(TestPaths.dispatchBinary, arguments, environment: env(isolation), cwd: cwd ?? dir.path)
+    }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(text)")
+    }
+
+    /// Processes whose command line is exactly `sleep <seconds>`.
+    static func sleepers(_ seconds: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return argv == ["sleep", seconds] ? pid : nil
+        }
+    }
+
+    /// Waits up to `within` for every sleeper of `seconds` to be gone; returns the ones still alive.
+    static func survivors(_ seconds: String, within: Duration = .seconds(5)) async -> [pid_t] {
+        let clock = ContinuousClock()
+        let end = clock.now + within
+        while clock.now < end {
+            if sleepers(seconds).isEmpty { return [] }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return sleepers(seconds)
+    }
+
+    static func unique() -> (plain: String, stubborn: String) {
+        let tag = Int.random(in: 100_000...999_999)
+        return ("61.\(tag)", "62.\(tag)")
+    }
+
+    @Test(arguments: ["host", "sandbox", "timeout"])
+    func escapedDescendantsDieWithTheirDispatch(_ path: String) async throws {
+        let repo = dir.child("repo-\(path)")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let seconds = Self.unique()
+        var task = "fake:escape=\(seconds.plain) fake:escape-stubborn=\(seconds.stubborn)"
+        var arguments = ["run", "--tool", "codex", "--json"]
+        if path == "sandbox" { arguments += ["--mode", "sandbox", "--base-sha", "HEAD"] }
+        if path == "timeout" {
+            task += " fake:hang"
+            arguments += ["--timeout", "2"]
+        }
+        let result = try dispatch(arguments + ["--task", task], cwd: repo)
+        #expect(try json(result.stdout)["status"] as? String == (path == "timeout" ? "failed" : "completed"), "\(result.stderr)")
+        #expect(await Self.survivors(seconds.plain).isEmpty, "the plain escapee outlived its dispatch")
+        #expect(await Self.survivors(seconds.stubborn).isEmpty, "the SIGTERM-deaf escapee outlived its dispatch")
+    }
+
+    @Test func withoutIsolationTheEscapeesSurviveSoTheCheckCanFail() async throws {
+        let seconds = Self.unique()
+        let result = try dispatch(
+            ["run", "--tool", "codex", "--json", "--task", "fake:escape=\(seconds.plain) fake:escape-stubborn=\(seconds.stubborn)"],
+            isolation: "none"
+        )
+        #expect(try json(result.stdout)["status"] as? String == "completed", "\(result.stderr)")
+        let left = Self.sleepers(seconds.plain) + Self.sleepers(seconds.stubborn)
+        #expect(left.count == 2, "process groups and markers cannot find a setsid, environment-cleared grandchild")
+        for pid in left { kill(pid, SIGKILL) }
+    }
+
+    /// What a probing agent finds with `isolation`, after an earlier request left its result in the inbox and the
+    /// database, with the token both in the runner's environment and in a token file.
+    func probe(_ isolation: String, token: String) throws -> String {
+        let tokenFile = dir.child("token-file")
+        try Data(token.utf8).write(to: URL(fileURLWithPath: tokenFile))
+        let repo = dir.child("probe-repo-\(isolation)")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let probe = dir.child("probe-\(isolation).txt")
+        // The fake agent reads every file (and small directory) an absolute path in its environment names.
+        let environment = env(isolation).merging([
+            "DISPATCH_TOKEN_FILE": tokenFile, "DISPATCH_TOKEN": token, "FAKE_AGENT_PROBE_TOKEN": tokenFile,
+            "FAKE_AGENT_PROBE_STATE": state, "FAKE_AGENT_PROBE_INBOX": "\(state)/inbox",
+        ]) { $1 }
+        let earlier = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--json", "--task", "fake:answer=earlier-\(token)"],
+            environment: environment,
+            cwd: repo
+        )
+        #expect(earlier.exitCode == 0, "\(earlier.stderr)")
+        let run = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--json", "--task", "fake:probe=\(probe)"],
+            environment: environment,
+            cwd: repo
+        )
+        #expect(run.exitCode == 0, "\(run.stderr)")
+        return try String(contentsOfFile: probe, encoding: .utf8)
+    }
+
+    @Test func theAgentSeesNothingOfTheRunner() throws {
+        let token = "isolation-secret-\(UUID().uuidString)"
+        let open = try probe("none", token: token)
+        #expect(open.contains(token), "without isolation the probe finds the token, so this check can fail")
+        let seen = try probe("bwrap", token: token)
+        #expect(!seen.contains(token), "the token (its file, the runner's environment, the earlier result) leaked to the agent")
+        #expect(!seen.contains("DISPATCH_TOKEN="), "the runner's environment is out of sight")
+    }
+
+    @Test func serveReportsBwrapAndItsAgentsFindNoneOfItsSecrets() async throws {
+        let token = "serve-isolation-\(UUID().uuidString)-0123456789abcdef"
+        let tokenFile = dir.child("serve-token")
+        try Data(token.utf8).write(to: URL(fileURLWithPath: tokenFile))
+        let serveState = dir.child("serve-state")
+        let server = ServerProcess(
+            stateDir: serveState,
+            token: token,
+            environment: [
+                "DISPATCH_ISOLATION": "bwrap", "DISPATCH_TOKEN_FILE": tokenFile, "FAKE_AGENT_PROBE_TOKEN": tokenFile,
+                "FAKE_AGENT_PROBE_STATE": serveState, "FAKE_AGENT_PROBE_INBOX": "\(serveState)/inbox",
+            ]
+        )
+        try await server.start()
+        defer { server.stop() }
+        #expect(try await server.send(.GET, "/").json?["isolation"] as? String == "bwrap")
+        let repo = dir.child("serve-repo")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        _ = try await server.dispatch(["requestId": "serve-earlier", "task": "fake:answer=earlier-\(token)", "tool": "codex", "cwd": repo])
+        #expect(try await server.send(.GET, "/internal/agent-await/serve-earlier?timeoutMs=30000").status == 200)
+        let probe = dir.child("serve-probe.txt")
+        _ = try await server.dispatch(["requestId": "serve-probe", "task": "fake:probe=\(probe)", "tool": "codex", "cwd": repo])
+        let done = try await server.send(.GET, "/internal/agent-await/serve-probe?timeoutMs=30000")
+        #expect((done.json?["result"] as? [String: Any])?["status"] as? String == "completed", "\(done.text)")
+        let seen = try String(contentsOfFile: probe, encoding: .utf8)
+        #expect(!seen.contains(token), "the serve token or another request's result reached the agent")
+        #expect(seen.contains("FAKE_AGENT_PROBE_STATE"), "the probe ran and read its environment")
+    }
+
+    @Test func aSandboxedAgentWritesOnlyItsOwnCheckout() async throws {
+        let repo = dir.child("host-repo")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let task = "fake:write=b.txt:mine fake:write=\(repo)/a.txt:tampered"
+        let result = try dispatch(["run", "--tool", "codex", "--json", "--mode", "sandbox", "--base-sha", "HEAD", "--task", task], cwd: repo)
+        let document = try json(result.stdout)
+        #expect(try String(contentsOfFile: "\(repo)/a.txt", encoding: .utf8) == "alpha\n", "the host checkout is unchanged")
+        let artifacts = document["artifacts"] as? [String: Any]
+        #expect((artifacts?["touchedFiles"] as? [String])?.contains("b.txt") == true, "the own checkout's write is in the patch: \(document)")
+        #expect(document["status"] as? String == "failed", "writing the host checkout failed the agent: \(document["error"] ?? "")")
+    }
+
+    @Test func aHostModeAgentStillEditsItsWorkDir() throws {
+        let repo = dir.child("host-edit")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let result = try dispatch(["run", "--tool", "codex", "--json", "--task", "fake:write=a.txt:edited"], cwd: repo)
+        #expect(try json(result.stdout)["status"] as? String == "completed", "\(result.stderr)")
+        #expect(try String(contentsOfFile: "\(repo)/a.txt", encoding: .utf8) == "edited\n")
+    }
+
+    @Test func requiredButUnusableIsolationRefusesToStart() throws {
+        var environment = env("bwrap")
+        environment["PATH"] = "/nonexistent"
+        let result = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "x"],
+            environment: environment,
+            cwd: dir.path
+        )
+        #expect(result.exitCode == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("DISPATCH_ISOLATION=bwrap"), "\(result.stderr)")
+        let invalid = try dispatch(["run", "--tool", "codex", "--task", "x"], isolation: "maybe")
+        #expect(invalid.exitCode == 2 && invalid.stderr.contains("invalid DISPATCH_ISOLATION maybe"), "\(invalid.stderr)")
+    }
+}

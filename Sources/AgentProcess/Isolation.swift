@@ -7,42 +7,47 @@ package enum IsolationMode: String, Sendable, Codable {
     case none
 }
 
-/// What an isolated process sees of the filesystem. Applied in this order: the root (writable in host mode,
-/// read-only in sandbox mode), the hidden directories and files, a private `/tmp`, the paths kept visible
-/// read-only (the host checkout, the agent's executable), the paths bound back writable (its own checkout, the
-/// agent CLIs' state, `DISPATCH_AGENT_RW_PATHS`), then the read-only ones on top (`.sandbox.env`).
+/// What an isolated process sees of the filesystem. Applied in this order, each step on top of the last: the root
+/// (writable in host mode, read-only in sandbox mode), a private `/tmp`, the paths kept visible read-only (the host
+/// checkout, the agent's program), the shared writable ones (the agent CLIs' state, `DISPATCH_AGENT_RW_PATHS`), then
+/// the hidden directories and files — after every bind, so no bind of a parent brings them back — then the paths
+/// bound back inside them (its own checkout) and the read-only ones on top (`.sandbox.env`, a read-only work dir).
 package struct IsolationView: Sendable, Equatable {
     /// Whether the whole filesystem is read-only except what is bound back (sandbox mode).
     package var readOnlyRoot: Bool
-    /// Directories replaced by an empty tmpfs (the state dir, the inbox, the sandbox root).
-    package var hiddenDirectories: [String]
-    /// Files replaced by an empty one (a token file outside the state dir).
-    package var hiddenFiles: [String]
     /// Whether `/tmp` is a fresh tmpfs.
     package var privateTmp: Bool
-    /// Bound back read-only after the private `/tmp` (so they stay visible wherever they live); missing ones skipped.
+    /// Bound read-only (so they stay visible wherever they live); missing ones skipped.
     package var visible: [String]
-    /// Bound back read-write after everything above; missing paths are skipped.
+    /// Bound read-write; missing ones skipped.
     package var writable: [String]
-    /// Bound read-only on top of everything; missing paths are skipped.
+    /// Directories replaced by an empty tmpfs (the state dir, the inbox, the sandbox root).
+    package var hiddenDirectories: [String]
+    /// Files replaced by an empty one (a token file outside the state dir, the kubeconfig).
+    package var hiddenFiles: [String]
+    /// Bound back read-write after the hidden parts (its own checkout inside the sandbox root).
+    package var boundBack: [String]
+    /// Bound read-only on top of everything; missing ones skipped.
     package var readOnly: [String]
 
     /// A view of the given parts.
     package init(
         readOnlyRoot: Bool,
-        hiddenDirectories: [String] = [],
-        hiddenFiles: [String] = [],
         privateTmp: Bool = false,
         visible: [String] = [],
         writable: [String] = [],
+        hiddenDirectories: [String] = [],
+        hiddenFiles: [String] = [],
+        boundBack: [String] = [],
         readOnly: [String] = []
     ) {
         self.readOnlyRoot = readOnlyRoot
-        self.hiddenDirectories = hiddenDirectories
-        self.hiddenFiles = hiddenFiles
         self.privateTmp = privateTmp
         self.visible = visible
         self.writable = writable
+        self.hiddenDirectories = hiddenDirectories
+        self.hiddenFiles = hiddenFiles
+        self.boundBack = boundBack
         self.readOnly = readOnly
     }
 }
@@ -54,19 +59,22 @@ package enum Bubblewrap {
         ExecutableLocator.locate("bwrap", searchPath: searchPath)
     }
 
-    /// The bwrap options for `view`, running in `workingDirectory`. A new pid namespace (its init dies with the
-    /// command, and everything in it with the init) and its own `/proc`; `diesWithParent` ties it to the runner.
+    /// The bwrap options for `view`, running in `workingDirectory`: no capabilities (a root agent could otherwise
+    /// unmount what hides the runner), a new pid namespace (its init dies with the command, and everything in it
+    /// with the init), its own `/proc` and a minimal `/dev`; `diesWithParent` ties it to the runner.
     package static func options(_ view: IsolationView, workingDirectory: String, diesWithParent: Bool) -> [String] {
-        var options = ["--unshare-pid", view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc"]
+        var options = ["--cap-drop", "ALL", "--unshare-pid", view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/"]
+        options += ["--dev", "/dev", "--proc", "/proc"]
+        if view.privateTmp { options += ["--tmpfs", "/tmp"] }
+        for path in view.visible { options += ["--ro-bind-try", path, path] }
+        for path in view.writable { options += ["--bind-try", path, path] }
         for directory in view.hiddenDirectories where FileManager.default.fileExists(atPath: directory) {
             options += ["--tmpfs", directory]
         }
         for file in view.hiddenFiles where FileManager.default.fileExists(atPath: file) {
             options += ["--ro-bind", "/dev/null", file]
         }
-        if view.privateTmp { options += ["--tmpfs", "/tmp"] }
-        for path in view.visible { options += ["--ro-bind-try", path, path] }
-        for path in view.writable { options += ["--bind-try", path, path] }
+        for path in view.boundBack { options += ["--bind-try", path, path] }
         for path in view.readOnly { options += ["--ro-bind-try", path, path] }
         if diesWithParent { options.append("--die-with-parent") }
         options += ["--chdir", workingDirectory]
@@ -79,7 +87,7 @@ package enum Bubblewrap {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments =
             options(IsolationView(readOnlyRoot: true, privateTmp: true), workingDirectory: "/", diesWithParent: true)
-            + ["--", "/bin/true"]
+            + ["--", "/bin/sh", "-c", "grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status"]
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -92,7 +100,7 @@ package enum Bubblewrap {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile().prefix(500), as: UTF8.self)
-            return "\(path) cannot create namespaces here (exit \(process.terminationStatus)): "
+            return "\(path) cannot create namespaces without capabilities here (exit \(process.terminationStatus)): "
                 + text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return nil

@@ -28,12 +28,21 @@ package struct AgentRunner: Sendable {
         self.supervisor = supervisor
     }
 
-    /// The runner's own places an agent must not see: the state dir, the inbox, the sandbox root, and every
-    /// file the runner reads a secret from.
+    /// The runner's own places an agent must not see: the state dir, the inbox, the sandbox root, the in-cluster
+    /// service account, and every file the runner reads a secret from. Absolute and with symlinks resolved, as the
+    /// kernel will see them (a relative path would hide the wrong thing).
     var hiddenParts: (directories: [String], files: [String]) {
-        let directories = [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot]
+        let directories = [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot, Self.serviceAccountDirectory]
         let files = [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
-        return (directories, files)
+        return (directories.map(Self.realPath), files.map(Self.realPath))
+    }
+
+    /// Where a pod's service-account token is mounted (the runner reads it in-cluster).
+    static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+    /// `path` made absolute against the runner's directory, with symlinks resolved.
+    static func realPath(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
     /// Where an agent's program lives: the directory of its real path (symlinks resolved) and that directory's
@@ -48,19 +57,19 @@ package struct AgentRunner: Sendable {
     package func hostIsolation(workDir: String, readOnlyWorkDir: Bool) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
-        return (
-            bwrap,
-            IsolationView(
-                readOnlyRoot: false,
-                hiddenDirectories: hidden.directories,
-                hiddenFiles: hidden.files,
-                readOnly: readOnlyWorkDir ? [workDir] : []
-            )
+        let view = IsolationView(
+            readOnlyRoot: false,
+            hiddenDirectories: hidden.directories,
+            hiddenFiles: hidden.files,
+            readOnly: readOnlyWorkDir ? [Self.realPath(workDir)] : []
         )
+        return (bwrap, view)
     }
 
-    /// Sandbox mode: everything read-only but the agent's own checkout (bound back at its own path), a private
-    /// `/tmp`, the agent CLIs' state under `HOME` and `DISPATCH_AGENT_RW_PATHS`; `.sandbox.env` read-only on top.
+    /// Sandbox mode: everything read-only but the agent's own checkout (bound back at its own path after the
+    /// sandbox root is hidden), a private `/tmp`, the agent CLIs' state under `HOME` and `DISPATCH_AGENT_RW_PATHS`;
+    /// `.sandbox.env` read-only on top. Whatever is bound is bound before the runner's parts are hidden, so a bind
+    /// of a parent (`~/.local` holding the program and the state dir) cannot bring them back.
     package func sandboxIsolation(
         checkout: String,
         sandboxEnvFile: String,
@@ -72,18 +81,18 @@ package struct AgentRunner: Sendable {
         let hidden = hiddenParts
         let home = environment["HOME"] ?? NSHomeDirectory()
         let agentState = [".codex", ".claude", ".claude.json", ".pi"].map { "\(home)/\($0)" }
-        return (
-            bwrap,
-            IsolationView(
-                readOnlyRoot: true,
-                hiddenDirectories: hidden.directories,
-                hiddenFiles: hidden.files,
-                privateTmp: true,
-                visible: [hostCheckout] + (executable.map(Self.executablePlaces) ?? []),
-                writable: (readOnlyCheckout ? [] : [checkout]) + agentState + configuration.agentWritablePaths,
-                readOnly: (readOnlyCheckout ? [checkout] : []) + [sandboxEnvFile]
-            )
+        let checkout = Self.realPath(checkout)
+        let view = IsolationView(
+            readOnlyRoot: true,
+            privateTmp: true,
+            visible: ([hostCheckout] + (executable.map(Self.executablePlaces) ?? [])).map(Self.realPath),
+            writable: (agentState + configuration.agentWritablePaths).map(Self.realPath),
+            hiddenDirectories: hidden.directories,
+            hiddenFiles: hidden.files,
+            boundBack: readOnlyCheckout ? [] : [checkout],
+            readOnly: (readOnlyCheckout ? [checkout] : []) + [Self.realPath(sandboxEnvFile)]
         )
+        return (bwrap, view)
     }
 
     /// Runs the agent attempts, recording `running` with each attempt's log paths (through `context.progress`)

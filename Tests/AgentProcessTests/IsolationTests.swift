@@ -5,7 +5,7 @@ import Testing
 
 /// The bubblewrap options an isolated process is started with: the order is the view.
 @Suite struct BubblewrapOptionsTests {
-    @Test func theViewIsAppliedRootHiddenTmpVisibleWritableReadOnly() throws {
+    @Test func theRunnersPartsAreHiddenAfterEveryBindThatCouldBringThemBack() throws {
         let dir = NSTemporaryDirectory() + "bwrap-options-\(UUID().uuidString)"
         for name in ["state", "checkout", "host"] {
             try FileManager.default.createDirectory(atPath: "\(dir)/\(name)", withIntermediateDirectories: true)
@@ -14,11 +14,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let view = IsolationView(
             readOnlyRoot: true,
-            hiddenDirectories: ["\(dir)/state", "\(dir)/absent"],
-            hiddenFiles: ["\(dir)/token"],
             privateTmp: true,
             visible: ["\(dir)/host"],
-            writable: ["\(dir)/checkout"],
+            writable: [dir],
+            hiddenDirectories: ["\(dir)/state", "\(dir)/absent"],
+            hiddenFiles: ["\(dir)/token"],
+            boundBack: ["\(dir)/checkout"],
             readOnly: ["\(dir)/checkout/.env"]
         )
         let options = Bubblewrap.options(view, workingDirectory: "\(dir)/checkout", diesWithParent: true)
@@ -26,18 +27,52 @@ import Testing
             (0...(options.count - sequence.count)).first { Array(options[$0..<($0 + sequence.count)]) == sequence }
         }
         let root = try #require(index(["--ro-bind", "/", "/"]))
-        let hidden = try #require(index(["--tmpfs", "\(dir)/state"]))
-        let token = try #require(index(["--ro-bind", "/dev/null", "\(dir)/token"]))
         let tmp = try #require(index(["--tmpfs", "/tmp"]))
         let host = try #require(index(["--ro-bind-try", "\(dir)/host", "\(dir)/host"]))
+        let parent = try #require(index(["--bind-try", dir, dir]))
+        let hidden = try #require(index(["--tmpfs", "\(dir)/state"]))
+        let token = try #require(index(["--ro-bind", "/dev/null", "\(dir)/token"]))
         let checkout = try #require(index(["--bind-try", "\(dir)/checkout", "\(dir)/checkout"]))
         let env = try #require(index(["--ro-bind-try", "\(dir)/checkout/.env", "\(dir)/checkout/.env"]))
-        #expect(root < hidden && hidden < token && token < tmp && tmp < host && host < checkout && checkout < env)
+        #expect(root < tmp && tmp < host && host < parent && parent < hidden && hidden < token && token < checkout && checkout < env)
         #expect(index(["--tmpfs", "\(dir)/absent"]) == nil, "a hidden path that does not exist is skipped")
-        #expect(options.contains("--unshare-pid") && options.contains("--die-with-parent"))
+        #expect(index(["--cap-drop", "ALL"]) == 0, "no capabilities, even for a root runner")
+        #expect(options.contains("--unshare-pid") && options.contains("--die-with-parent") && index(["--dev", "/dev"]) != nil)
         #expect(index(["--chdir", "\(dir)/checkout"]) != nil)
         let host2 = Bubblewrap.options(IsolationView(readOnlyRoot: false), workingDirectory: "/", diesWithParent: false)
-        #expect(Array(host2[1...3]) == ["--bind", "/", "/"] && !host2.contains("--die-with-parent") && !host2.contains("/tmp"))
+        #expect(index(["--bind", "/", "/"]) == nil && host2.contains("--bind") && !host2.contains("--die-with-parent") && !host2.contains("/tmp"))
+    }
+
+    /// Runs `script` isolated with `view` and returns what it printed.
+    func isolated(_ script: String, view: IsolationView, in dir: String) async throws -> String {
+        let bwrap = try #require(Bubblewrap.locate())
+        var spec = ProcessSpec(
+            executablePath: "/bin/sh",
+            argv: ["sh", "-c", script],
+            environment: ["PATH": "/usr/bin:/bin"],
+            workingDirectory: "/",
+            stdoutPath: "\(dir)/out",
+            stderrPath: "\(dir)/err"
+        )
+        spec.isolation = (bwrap, view)
+        _ = try await ProcessSupervisor().run(spec, limits: ProcessLimits(timeout: .seconds(10)))
+        return (try? String(contentsOfFile: "\(dir)/out", encoding: .utf8)) ?? ""
+    }
+
+    @Test(.enabled(if: Bubblewrap.locate() != nil)) func aRootAgentCannotUnmaskWhatIsHidden() async throws {
+        let dir = NSTemporaryDirectory() + "bwrap-unmask-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(dir)/state", withIntermediateDirectories: true)
+        try Data("secret-\(dir.hashValue)".utf8).write(to: URL(fileURLWithPath: "\(dir)/state/token"))
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let view = IsolationView(readOnlyRoot: false, visible: [dir], hiddenDirectories: ["\(dir)/state"])
+        let script =
+            "cat \(dir)/state/token; umount \(dir)/state 2>/dev/null; umount -l /proc 2>/dev/null; cat \(dir)/state/token; "
+            + "mount -o remount,rw,bind / 2>/dev/null && echo REMOUNTED"
+        let seen = try await isolated(script, view: view, in: dir)
+        #expect(!seen.contains("secret-"), "the hidden token was read (a bind of its parent, or an unmount): \(seen)")
+        #expect(!seen.contains("REMOUNTED"))
+        let open = try await isolated("cat \(dir)/state/token", view: IsolationView(readOnlyRoot: false), in: dir)
+        #expect(open.contains("secret-"), "without hiding it the same read finds it, so the check can fail")
     }
 
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aSignalDeathIsReportedAsTheSignal() async throws {

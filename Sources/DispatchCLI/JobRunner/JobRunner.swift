@@ -215,7 +215,7 @@ extension JobRunner {
             leaseSeconds: configuration.leaseSeconds
         )
         // In a pod the pod is the boundary; bubblewrap adds its namespaces when the pod allows them.
-        let isolation = (try? Bubblewrap.resolve(configuration.isolation)) ?? (mode: IsolationMode.none, bwrap: nil)
+        let isolation = try Bubblewrap.resolve(configuration.isolation)
         logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
         let engine = DispatchEngine.standard(
             configuration: configuration,

@@ -19,6 +19,11 @@ extension DispatchEngine {
         isolation: (mode: IsolationMode, bwrap: String?) = (.none, nil),
         k8s: (any ExecutionBackend)? = nil
     ) -> DispatchEngine {
+        // The places hidden from agents exist before any agent runs: one a host-mode agent created first (a symlink,
+        // a planted tree) would not be hidden, it would be the agent's.
+        for directory in [configuration.inboxDir, configuration.sandboxRoot] {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
         let runner = AgentRunner(configuration: configuration, environment: environment, isolation: isolation)
         let backends = Backends(
             host: HostBackend(runner: runner),

@@ -149,12 +149,13 @@ package struct AgentPhase: Sendable {
     func prepare(_ input: Input) -> Result<Launch, DispatchFailure> {
         let request = input.request
         let adapter = AgentAdapters.adapter(for: request.tool)
-        let env = AgentEnvironment.build(
+        var env = AgentEnvironment.build(
             request: request,
             base: baseEnvironment,
             extraNames: configuration.agentEnvPassthrough,
             extras: input.extraEnv
         )
+        if request.tool == .canary { env.merge(canaryProbes()) { $1 } }
         let program = configuration.program(for: request.tool)
         guard let executable = ExecutableLocator.locate(program, searchPath: env["PATH"]) else {
             let hint = DispatchConfiguration.binVariable(for: request.tool).map { " (set \($0) to its path)" } ?? ""
@@ -311,6 +312,14 @@ package struct AgentPhase: Sendable {
         // A timeout ends the budget; a flooding agent ends the dispatch (another attempt would flood the same way).
         if process.ending == .timedOut || process.ending == .outputLimit { return outcome.end(failure) }
         return nil
+    }
+
+    /// What the escape canary tries to read: where the runner keeps its state and its token (names, not contents).
+    func canaryProbes() -> [String: String] {
+        let tokenFile = configuration.tokenFile ?? "\(configuration.stateDir)/token"
+        var probes = ["DISPATCH_CANARY_STATE_DIR": configuration.stateDir]
+        if FileManager.default.fileExists(atPath: tokenFile) { probes["DISPATCH_CANARY_TOKEN_FILE"] = tokenFile }
+        return probes
     }
 
     /// Whether `path` is inside a git work tree (a `.git` directory or file in it or a parent).

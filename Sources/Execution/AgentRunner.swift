@@ -34,7 +34,10 @@ package struct AgentRunner: Sendable {
     var hiddenParts: (directories: [String], files: [String]) {
         let directories = [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot, Self.serviceAccountDirectory]
         let files = [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
-        return (directories.map(Self.realPath), files.map(Self.realPath))
+        let real = directories.map(Self.realPath)
+        // A path inside another hidden directory is hidden with it; mounting it too would leave its name behind.
+        func inside(_ path: String) -> Bool { real.contains { $0 != path && path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") } }
+        return (Array(Set(real.filter { !inside($0) })).sorted(), files.map(Self.realPath).filter { !inside($0) })
     }
 
     /// Where a pod's service-account token is mounted (the runner reads it in-cluster).

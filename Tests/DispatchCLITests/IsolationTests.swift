@@ -170,6 +170,23 @@ struct IsolationTests {
         #expect(try String(contentsOfFile: "\(repo)/a.txt", encoding: .utf8) == "edited\n")
     }
 
+    @Test func theEscapeCanaryHoldsUnderBwrapAndFailsWithout() throws {
+        let held = try dispatch(["canary", "escape"])
+        #expect(held.exitCode == 0, "\(held.stdout)\n\(held.stderr)")
+        let report = try json(held.stdout)
+        #expect(report["scenario"] as? String == "escape" && report["ok"] as? Bool == true)
+        let open = try dispatch(["canary", "escape"], isolation: "none")
+        #expect(open.exitCode == 1, "without isolation the canary must fail: \(open.stdout)")
+        let checks = try json(open.stdout)["checks"] as? [[String: Any]] ?? []
+        let failed = Set(checks.filter { $0["ok"] as? Bool == false }.compactMap { $0["name"] as? String })
+        #expect(failed.isSuperset(of: ["no-surviving-escapee", "state-dir-not-visible"]), "\(checks)")
+        // What the unisolated run left behind: the pids are in the report.
+        for check in checks where check["name"] as? String == "no-surviving-escapee" {
+            let detail = check["detail"] as? String ?? ""
+            for pid in detail.split(whereSeparator: { !$0.isNumber }).compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+        }
+    }
+
     @Test func requiredButUnusableIsolationRefusesToStart() throws {
         var environment = env("bwrap")
         environment["PATH"] = "/nonexistent"

@@ -10,7 +10,7 @@ struct CanaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "canary",
         abstract: "Prove the runner's guarantees without any model.",
-        subcommands: [OrphanStderr.self, SleepTimeout.self]
+        subcommands: [OrphanStderr.self, SleepTimeout.self, Escape.self]
     )
 
     /// The capture proof: a parent exits 7 while its child keeps stderr open.
@@ -52,6 +52,37 @@ struct CanaryCommand: AsyncParsableCommand {
                 checks: await CanaryChecks.orphanStderr(result, wallMs: wallMs, delaySeconds: delay, stderr: stderr),
                 result: result
             )
+            print(Output.json(report, pretty: true))
+            if !report.ok { throw DispatchExit.failed }
+        }
+    }
+
+    /// The containment proof (CONTRACT §7): escapees die with their dispatch; the agent sees nothing of the runner.
+    struct Escape: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "escape",
+            abstract: "Check that a double-forked, setsid, environment-cleared grandchild dies with its dispatch, and that the agent "
+                + "cannot read the token or the state dir. Exit 0 only if every check holds."
+        )
+
+        @OptionGroup var state: StateOptions
+        @OptionGroup var remote: ServerOptions
+
+        func run() async throws {
+            let client = try remote.client(state: state)
+            let requestId = "canary-escape-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
+            let request = CanaryChecks.escapeRequest(requestId: requestId, cwd: NSTemporaryDirectory())
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result: DispatchResult? =
+                if let client {
+                    try await client.dispatchAndAwait(request, timeout: .seconds(120))
+                } else {
+                    try await state.engine(runsAgents: true).runOnce(request, token: CancelToken()).result
+                }
+            let wallMs = Int((clock.now - start).milliseconds)
+            let checks = await CanaryChecks.escape(result, requestId: requestId)
+            let report = CanaryReport(scenario: "escape", requestId: requestId, wallMs: wallMs, checks: checks, result: result)
             print(Output.json(report, pretty: true))
             if !report.ok { throw DispatchExit.failed }
         }

@@ -29,8 +29,34 @@ package struct CanaryAdapter: AgentAdapter {
                 echo "orphan-stderr canary: parent exiting with code \(spec.exitCode) while a child holds stderr" >&2
                 exit \(spec.exitCode)
                 """
+        case .escape:
+            script = Self.escapeScript(requestId: request.requestId)
         }
         return AgentInvocation(program: "/bin/sh", arguments: ["-c", script, "canary-\(spec.scenario.rawValue)"])
+    }
+
+    /// The `sleep` arguments of the escape canary's two grandchildren: unique per request, digits only, so the
+    /// checks can find them by command line (they carry no environment, so no marker).
+    package static func escapeSleeps(requestId: String) -> (plain: String, deaf: String) {
+        var hash: UInt32 = 2_166_136_261
+        for byte in requestId.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        let tag = hash % 1_000_000
+        return ("86400.\(tag)", "86401.\(tag)")
+    }
+
+    /// Two double-forked, `setsid`, environment-cleared grandchildren (one deaf to SIGTERM), then what the agent can
+    /// read of the runner: the token file and the state dir named by `DISPATCH_CANARY_*` (set by the runner).
+    static func escapeScript(requestId: String) -> String {
+        let sleeps = escapeSleeps(requestId: requestId)
+        return """
+            (setsid sh -c 'exec env -i /bin/sleep \(sleeps.plain)' </dev/null >/dev/null 2>&1 &)
+            (setsid sh -c 'trap "" TERM; exec env -i /bin/sleep \(sleeps.deaf)' </dev/null >/dev/null 2>&1 &)
+            if [ -z "$DISPATCH_CANARY_TOKEN_FILE" ]; then token=none
+            elif [ -s "$DISPATCH_CANARY_TOKEN_FILE" ]; then token=readable
+            else token=unreadable; fi
+            entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | wc -l | tr -d ' ')
+            echo "escape canary: token $token; state dir entries $entries"
+            """
     }
 
     package func parse(stdout: String) -> ParsedAgentOutput {

@@ -28,6 +28,9 @@ package struct CanarySpec: Codable, Sendable, Equatable {
     package enum Scenario: String, Codable, Sendable, CaseIterable {
         case sleepTimeout = "sleep-timeout"
         case orphanStderr = "orphan-stderr"
+        /// The containment proof (`dispatch canary escape`): escapees the runner must not let live, and a look at
+        /// what the runner must not let the agent see.
+        case escape
     }
 
     /// Which scenario runs.

@@ -1,0 +1,62 @@
+import DispatchCore
+import Foundation
+
+extension CanaryChecks {
+    /// Request for the containment proof, in host mode in `cwd`.
+    package static func escapeRequest(requestId: String, cwd: String) -> DispatchRequest {
+        DispatchRequest(
+            requestId: requestId,
+            task: "escape canary",
+            tool: .canary,
+            canary: CanarySpec(scenario: .escape),
+            timeout: 60,
+            cwd: cwd
+        )
+    }
+
+    /// Checks an escape result: completed, the agent found neither the token nor anything in the state dir, and
+    /// neither grandchild (one deaf to SIGTERM, neither carrying a marker) is alive 5 s after the dispatch ended.
+    /// Without isolation the last three fail: that is the point.
+    package static func escape(_ result: DispatchResult?, requestId: String) async -> [CanaryReport.Check] {
+        guard let result else { return [.init(name: "result", ok: false, detail: "no result")] }
+        let report = result.result ?? ""
+        let entries = report.range(of: "state dir entries ").map { report[$0.upperBound...].prefix { $0.isNumber } }.flatMap { Int($0) }
+        let sleeps = CanaryAdapter.escapeSleeps(requestId: requestId)
+        let survivors = await sleepers([sleeps.plain, sleeps.deaf], grace: .seconds(5))
+        return [
+            .init(name: "status-completed", ok: result.status == .completed, detail: "status \(result.status.rawValue) \(result.error ?? "")"),
+            .init(
+                name: "token-not-readable",
+                ok: report.contains("token unreadable") || report.contains("token none"),
+                detail: report.isEmpty ? "the agent reported nothing" : report
+            ),
+            .init(name: "state-dir-not-visible", ok: entries == 0, detail: entries.map { "the agent saw \($0) entries in the state dir" } ?? report),
+            .init(
+                name: "no-surviving-escapee",
+                ok: survivors.isEmpty,
+                detail: survivors.isEmpty
+                    ? "no `sleep \(sleeps.plain)` or `sleep \(sleeps.deaf)` alive 5 s after the dispatch" : "survivors: \(survivors)"
+            ),
+        ]
+    }
+
+    /// Processes whose command line is `sleep <one of arguments>`, once `grace` has passed (or none are left).
+    static func sleepers(_ arguments: [String], grace: Duration) async -> [pid_t] {
+        func scan() -> [pid_t] {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.compactMap { entry -> pid_t? in
+                guard let pid = pid_t(entry), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+                let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                return argv.count == 2 && argv[0].hasSuffix("sleep") && arguments.contains(argv[1]) ? pid : nil
+            }
+        }
+        let clock = ContinuousClock()
+        let end = clock.now + grace
+        var found = scan()
+        while !found.isEmpty, clock.now < end {
+            try? await Task.sleep(for: .milliseconds(100))
+            found = scan()
+        }
+        return found
+    }
+}

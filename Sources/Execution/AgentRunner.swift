@@ -32,13 +32,29 @@ package struct AgentRunner: Sendable {
     /// service account, and every file the runner reads a secret from. Absolute and with symlinks resolved, as the
     /// kernel will see them (a relative path would hide the wrong thing).
     var hiddenParts: (directories: [String], files: [String]) {
-        let directories = [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot, Self.serviceAccountDirectory]
-        let files = [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
+        let directories =
+            [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot, Self.serviceAccountDirectory]
+            + Self.spawnerDirectories
+        let files =
+            [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
+            + Self.spawnerSockets
         let real = directories.map(Self.realPath)
         // A path inside another hidden directory is hidden with it; mounting it too would leave its name behind.
         func inside(_ path: String) -> Bool { real.contains { $0 != path && path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") } }
         return (Array(Set(real.filter { !inside($0) })).sorted(), files.map(Self.realPath).filter { !inside($0) })
     }
+
+    /// Sockets of services that start processes outside the agent's namespace on request (a container engine, the
+    /// system bus and systemd): through one, an agent could leave something running after its dispatch, or run
+    /// as the machine's root. Hidden where they exist.
+    static let spawnerSockets = [
+        "/run/docker.sock", "/run/containerd/containerd.sock", "/run/podman/podman.sock", "/run/dbus/system_bus_socket",
+        "/run/systemd/private",
+    ]
+
+    /// The per-user runtime directories (the user's systemd and D-Bus sockets: `systemd-run --user` would start a
+    /// process that outlives the dispatch).
+    static let spawnerDirectories = ["/run/user"]
 
     /// Where a pod's service-account token is mounted (the runner reads it in-cluster).
     static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"

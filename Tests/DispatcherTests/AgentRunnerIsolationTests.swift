@@ -1,0 +1,45 @@
+import AgentProcess
+import DispatchCore
+import Foundation
+import Testing
+
+@testable import Execution
+
+/// What an isolated agent's view hides, built from the runner's configuration.
+@Suite struct AgentRunnerIsolationTests {
+    @Test func hiddenPathsAreAbsoluteResolvedAndNotNested() throws {
+        var configuration = DispatchConfiguration(environment: [:])
+        configuration.stateDir = "relative-state"
+        configuration.tokenFile = "relative-state/token"
+        configuration.kubeconfig = "/etc/a-kubeconfig:/etc/another"
+        let runner = AgentRunner(configuration: configuration, environment: [:], isolation: (.bwrap, "/usr/bin/bwrap"))
+        let view = try #require(runner.hostIsolation(workDir: "/srv/work", readOnlyWorkDir: true)?.view)
+        let state = FileManager.default.currentDirectoryPath + "/relative-state"
+        #expect(view.hiddenDirectories.contains(AgentRunner.realPath(state)), "a relative state dir is hidden where the runner means it")
+        #expect(!view.hiddenDirectories.contains { $0.hasSuffix("relative-state/inbox") || $0.hasSuffix("relative-state/sandboxes") })
+        #expect(!view.hiddenFiles.contains { $0.hasSuffix("relative-state/token") }, "hidden with its directory")
+        #expect(view.hiddenFiles.contains("/etc/a-kubeconfig") && view.hiddenFiles.contains("/etc/another"))
+        #expect(view.hiddenDirectories.contains("/run/user") && view.hiddenFiles.contains("/run/docker.sock"))
+        #expect(view.readOnly == ["/srv/work"] && !view.readOnlyRoot)
+        #expect(AgentRunner(configuration: configuration, environment: [:]).hostIsolation(workDir: "/", readOnlyWorkDir: false) == nil)
+    }
+
+    @Test func aSandboxedAgentGetsItsCheckoutBackAfterTheRootIsHidden() throws {
+        var configuration = DispatchConfiguration(environment: [:])
+        configuration.stateDir = "/srv/state"
+        configuration.agentWritablePaths = ["/srv/cache"]
+        let runner = AgentRunner(configuration: configuration, environment: ["HOME": "/home/agent"], isolation: (.bwrap, "/usr/bin/bwrap"))
+        let view = try #require(
+            runner.sandboxIsolation(
+                checkout: "/srv/state/sandboxes/s1/repo",
+                sandboxEnvFile: "/srv/state/sandboxes/s1/.sandbox.env",
+                hostCheckout: "/srv/host",
+                executable: nil,
+                readOnlyCheckout: false
+            )?.view
+        )
+        #expect(view.readOnlyRoot && view.privateTmp)
+        #expect(view.boundBack == ["/srv/state/sandboxes/s1/repo"] && view.readOnly == ["/srv/state/sandboxes/s1/.sandbox.env"])
+        #expect(view.visible == ["/srv/host"] && view.writable.contains("/srv/cache") && view.writable.contains("/home/agent/.codex"))
+    }
+}

@@ -235,7 +235,16 @@ import Testing
         let metrics = try await server.send(.GET, "/metrics", token: .some(nil))
         #expect(metrics.text.contains(#"dispatch_dispatches_total{tool="codex",status="completed"} 1"#))
         #expect(metrics.text.contains("dispatch_dedupe_total 1"))
+        // Hummingbird's request metrics, per route pattern (not per id) and status.
+        #expect(
+            metrics.text.contains(
+                #"hb_requests{http_route="/internal/agent-dispatch",http_request_method="POST",http_response_status_code="202"} 1"#
+            ),
+            "\(metrics.text)"
+        )
+        #expect(metrics.text.contains(#"http_route="/internal/agent-await/{requestId}""#))
         let info = try await server.send(.GET, "/", token: .some(nil))
+        #expect(info.json?["isolation"] as? String == "none" && info.json?["store"] as? String == "sqlite")
         let version = try CommandRunner.run(TestPaths.dispatchBinary, ["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!version.isEmpty && info.json?["version"] as? String == version, "GET / reports the binary's own version")
         #expect((info.json?["gitSha"] as? String)?.count ?? 0 >= 7)

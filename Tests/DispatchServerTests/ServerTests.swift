@@ -244,7 +244,7 @@ import Testing
         )
         #expect(metrics.text.contains(#"http_route="/internal/agent-await/{requestId}""#))
         let info = try await server.send(.GET, "/", token: .some(nil))
-        #expect(info.json?["isolation"] as? String == "none" && info.json?["store"] as? String == "sqlite")
+        #expect(info.json?["isolation"] as? String == EngineFixture.isolation.mode.rawValue && info.json?["store"] as? String == "sqlite")
         let version = try CommandRunner.run(TestPaths.dispatchBinary, ["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!version.isEmpty && info.json?["version"] as? String == version, "GET / reports the binary's own version")
         #expect((info.json?["gitSha"] as? String)?.count ?? 0 >= 7)

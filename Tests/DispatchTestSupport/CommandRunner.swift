@@ -39,9 +39,7 @@ package enum CommandRunner {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        // Without namespaces unless a test asks for them (IsolationTests do).
-        let base = ProcessInfo.processInfo.environment.merging(["DISPATCH_ISOLATION": "none"]) { current, _ in current }
-        process.environment = base.merging(environment) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         process.standardOutput = FileHandle(forWritingAtPath: out)
         process.standardError = FileHandle(forWritingAtPath: err)

@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import DispatchStore
 import Dispatcher
@@ -39,8 +40,13 @@ package struct EngineFixture: Sendable {
         var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
         if logHandler == nil { logger.logLevel = .warning }
         let env = ProcessInfo.processInfo.environment.merging(["IS_SANDBOX": "1"]) { $1 }.merging(environment) { $1 }
-        engine = .standard(configuration: configuration, store: store, logger: logger, environment: env, k8s: k8s)
+        engine = .standard(configuration: configuration, store: store, logger: logger, environment: env, isolation: Self.isolation, k8s: k8s)
     }
+
+    /// The isolation the engines of the tests run with: `DISPATCH_ISOLATION` of the test process (default `auto`:
+    /// bubblewrap when it works here), as a runner resolves it.
+    package static let isolation: (mode: IsolationMode, bwrap: String?) =
+        (try? Bubblewrap.resolve(ProcessInfo.processInfo.environment["DISPATCH_ISOLATION"] ?? "auto")) ?? (.none, nil)
 
     /// Where an engine over `dir` keeps its state (for a backend built before the fixture).
     package static func stateDir(in dir: TempDir) -> String { dir.child("state") }
@@ -68,9 +74,10 @@ extension DispatchEngine {
         store: any DispatchStore,
         logger: Logger,
         environment: [String: String],
+        isolation: (mode: IsolationMode, bwrap: String?) = (.none, nil),
         k8s: (any ExecutionBackend)? = nil
     ) -> DispatchEngine {
-        let runner = AgentRunner(configuration: configuration, environment: environment)
+        let runner = AgentRunner(configuration: configuration, environment: environment, isolation: isolation)
         let backends = Backends(
             host: HostBackend(runner: runner),
             localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),

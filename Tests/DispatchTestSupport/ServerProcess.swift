@@ -37,8 +37,8 @@ package final class ServerProcess: @unchecked Sendable {
         // Claude Code as root needs IS_SANDBOX=1 passed through, as an operator would.
         env["DISPATCH_AGENT_ENV"] = env["DISPATCH_AGENT_ENV"] ?? "IS_SANDBOX"
         env["IS_SANDBOX"] = env["IS_SANDBOX"] ?? "1"
-        // These suites pin what holds without namespaces; IsolationTests run the same paths under bubblewrap.
-        env["DISPATCH_ISOLATION"] = env["DISPATCH_ISOLATION"] ?? "none"
+        // As an operator gets it (`auto`: bubblewrap when it works here) unless the test or the test run says otherwise.
+        env["DISPATCH_ISOLATION"] = env["DISPATCH_ISOLATION"] ?? ProcessInfo.processInfo.environment["DISPATCH_ISOLATION"] ?? "auto"
         self.environment = env
         self.arguments =
             [

@@ -42,7 +42,10 @@ struct Cluster: Sendable {
             dispatchBinary: TestPaths.dispatchBinary,
             workRoot: dir.child("kubelet-\(UUID().uuidString.prefix(4))"),
             secrets: options.secrets,
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_ISOLATION": "none"],
+            // The tests read what an agent in the Job wrote under their own directory: an operator would allow such a path.
+            environment: [
+                "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_AGENT_RW_PATHS": dir.path,
+            ],
             dropCallback: options.dropCallback
         )
         let api = FakeKubernetesAPI(kubelet: kubelet)

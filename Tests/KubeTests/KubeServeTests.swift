@@ -22,7 +22,7 @@ import Testing
             dispatchBinary: TestPaths.dispatchBinary,
             workRoot: dir.child("kubelet"),
             secrets: ["callback-token": token],
-            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000", "DISPATCH_ISOLATION": "none"],
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "1000"],
             dropCallback: false,
             holdJobs: holdJobs
         )

@@ -37,7 +37,7 @@ package struct AgentRunner: Sendable {
             + Self.spawnerDirectories
         let files =
             [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
-            + Self.spawnerSockets
+            + configuration.secretFiles + Self.spawnerSockets
         let real = directories.map(Self.realPath)
         // A path inside another hidden directory is hidden with it; mounting it too would leave its name behind.
         func inside(_ path: String) -> Bool { real.contains { $0 != path && path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") } }

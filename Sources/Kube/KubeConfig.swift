@@ -83,6 +83,11 @@ package enum KubeConfig {
             return text
         }
 
+        /// The file `key` names, resolved against the kubeconfig's directory (`nil` when the entry names none).
+        func filePath(_ key: String) -> String? {
+            string(key).map { $0.hasPrefix("/") ? $0 : "\(directory)/\($0)" }
+        }
+
         /// Base64 `<key>-data`, else the file `<key>`.
         func pem(_ key: String, what: String) throws -> String? {
             if let encoded = string("\(key)-data") {
@@ -119,11 +124,13 @@ package enum KubeConfig {
         switch scheme {
         case "https":
             // Without a CA the system trust roots verify the server (as kubectl does); verification is never off.
-            return KubeConnection(
+            var connection = KubeConnection(
                 server: server,
                 namespace: "default",
                 caPEM: try cluster.pem("certificate-authority", what: "cluster \"\(name)\" CA")
             )
+            connection.secretFiles += [cluster.filePath("certificate-authority")].compactMap { $0 }
+            return connection
         case "http":
             // Plain HTTP only to this machine (`kubectl proxy`): credentials never cross a network unencrypted.
             guard ["127.0.0.1", "localhost", "::1"].contains(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) else {
@@ -149,6 +156,7 @@ package enum KubeConfig {
         }
         connection.clientCertificatePEM = try user.pem("client-certificate", what: "user \"\(name)\" client certificate")
         connection.clientKeyPEM = try user.pem("client-key", what: "user \"\(name)\" client key")
+        connection.secretFiles += ["tokenFile", "client-certificate", "client-key"].compactMap(user.filePath)
         if (connection.clientCertificatePEM == nil) != (connection.clientKeyPEM == nil) {
             throw KubeConfigError("user \"\(name)\" has a client certificate without its key, or a key without its certificate")
         }

@@ -15,6 +15,9 @@ package struct KubeConnection: Sendable {
     /// PEM of a client certificate (chain) and its private key, for mutual TLS.
     package var clientCertificatePEM: String?
     package var clientKeyPEM: String?
+    /// Every file the connection's secrets were read from (client key and certificate, CA, token file), so agents
+    /// can be kept from them.
+    package var secretFiles: [String] = []
 
     package init(
         server: String,

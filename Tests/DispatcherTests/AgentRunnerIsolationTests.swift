@@ -12,6 +12,7 @@ import Testing
         configuration.stateDir = "relative-state"
         configuration.tokenFile = "relative-state/token"
         configuration.kubeconfig = "/etc/a-kubeconfig:/etc/another"
+        configuration.secretFiles = ["/etc/kube/client.key"]
         let runner = AgentRunner(configuration: configuration, environment: [:], isolation: (.bwrap, "/usr/bin/bwrap"))
         let view = try #require(runner.hostIsolation(workDir: "/srv/work", readOnlyWorkDir: true)?.view)
         let state = FileManager.default.currentDirectoryPath + "/relative-state"
@@ -19,6 +20,7 @@ import Testing
         #expect(!view.hiddenDirectories.contains { $0.hasSuffix("relative-state/inbox") || $0.hasSuffix("relative-state/sandboxes") })
         #expect(!view.hiddenFiles.contains { $0.hasSuffix("relative-state/token") }, "hidden with its directory")
         #expect(view.hiddenFiles.contains("/etc/a-kubeconfig") && view.hiddenFiles.contains("/etc/another"))
+        #expect(view.hiddenFiles.contains("/etc/kube/client.key"), "the files a kubeconfig names")
         #expect(view.hiddenDirectories.contains("/run/user") && view.hiddenFiles.contains("/run/docker.sock"))
         #expect(view.readOnly == ["/srv/work"] && !view.readOnlyRoot)
         #expect(AgentRunner(configuration: configuration, environment: [:]).hostIsolation(workDir: "/", readOnlyWorkDir: false) == nil)

@@ -65,6 +65,7 @@ import Testing
         #expect(connection.caPEM == Self.pem, "certificate-authority is relative to the file naming it")
         #expect(connection.tokenFile == dir.child("conf/token"))
         #expect(connection.token == nil)
+        #expect(Set(connection.secretFiles) == [dir.child("conf/ca.crt"), dir.child("conf/token")], "the files agents must not see")
 
         let other = try KubeConfig.connection(paths: [first, second], context: "other")
         #expect(other.server == "https://spare.example.test")

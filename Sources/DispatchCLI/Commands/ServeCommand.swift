@@ -123,7 +123,9 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("cannot use the k8s backend: \(error)")
         }
+        var configuration = configuration
         if let k8s {
+            configuration.secretFiles += k8s.client.connection.secretFiles + [k8s.client.connection.tokenFile].compactMap { $0 }
             logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"])
         }
         let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, isolation: isolation, k8s: k8s)

@@ -4,6 +4,7 @@ import DispatchCore
 import DispatchStore
 import Dispatcher
 import Foundation
+import Kube
 import Logging
 
 /// Options that locate the local state (flags win over environment, environment over defaults).
@@ -41,12 +42,16 @@ struct StateOptions: ParsableArguments {
             inboxDir: configuration.inboxDir,
             leaseSeconds: configuration.leaseSeconds
         )
+        let k8s = K8sSettings.backendOrReason(configuration, adminToken: token?.value)
+        if let kube = k8s as? KubeBackend {
+            configuration.secretFiles += kube.client.connection.secretFiles + [kube.client.connection.tokenFile].compactMap { $0 }
+        }
         return DispatchEngine.standard(
             configuration: configuration,
             store: store,
             logger: CLILogging.logger(level: logLevel),
             isolation: isolation,
-            k8s: K8sSettings.backendOrReason(configuration, adminToken: token?.value)
+            k8s: k8s
         )
     }
 }

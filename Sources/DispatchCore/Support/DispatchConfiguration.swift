@@ -49,6 +49,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var isolation: String
     /// `DISPATCH_AGENT_RW_PATHS`: extra paths an isolated sandboxed agent may write (colon-separated).
     package var agentWritablePaths: [String]
+    /// Other files the runner reads secrets from (those a kubeconfig names), hidden from isolated agents.
+    package var secretFiles: [String] = []
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {

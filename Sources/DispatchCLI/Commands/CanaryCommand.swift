@@ -13,6 +13,23 @@ struct CanaryCommand: AsyncParsableCommand {
         subcommands: [OrphanStderr.self, SleepTimeout.self, Escape.self]
     )
 
+    /// Runs a canary request over HTTP (`client`) or in this process, and how long it took end to end.
+    static func dispatch(
+        _ request: DispatchRequest,
+        client: RemoteClient?,
+        state: StateOptions
+    ) async throws -> (result: DispatchResult?, wallMs: Int) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result: DispatchResult? =
+            if let client {
+                try await client.dispatchAndAwait(request, timeout: .seconds(120))
+            } else {
+                try await state.engine(runsAgents: true).runOnce(request, token: CancelToken()).result
+            }
+        return (result, Int((clock.now - start).milliseconds))
+    }
+
     /// The capture proof: a parent exits 7 while its child keeps stderr open.
     struct OrphanStderr: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -28,15 +45,7 @@ struct CanaryCommand: AsyncParsableCommand {
             let client = try remote.client(state: state)
             let requestId = "canary-orphan-stderr-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
             let request = CanaryChecks.orphanStderrRequest(requestId: requestId, cwd: NSTemporaryDirectory(), delaySeconds: delay)
-            let clock = ContinuousClock()
-            let start = clock.now
-            let result: DispatchResult? =
-                if let client {
-                    try await client.dispatchAndAwait(request, timeout: .seconds(120))
-                } else {
-                    try await state.engine(runsAgents: true).runOnce(request, token: CancelToken()).result
-                }
-            let wallMs = Int((clock.now - start).milliseconds)
+            let (result, wallMs) = try await CanaryCommand.dispatch(request, client: client, state: state)
             // The stderr log as it stands: over HTTP from the service, else the local file.
             let path = result?.logs?.stderrPath
             let stderr: @Sendable () async -> String = {
@@ -72,15 +81,7 @@ struct CanaryCommand: AsyncParsableCommand {
             let client = try remote.client(state: state)
             let requestId = "canary-escape-\(Int(Date().timeIntervalSince1970))-\(UInt16.random(in: 0...UInt16.max))"
             let request = CanaryChecks.escapeRequest(requestId: requestId, cwd: NSTemporaryDirectory())
-            let clock = ContinuousClock()
-            let start = clock.now
-            let result: DispatchResult? =
-                if let client {
-                    try await client.dispatchAndAwait(request, timeout: .seconds(120))
-                } else {
-                    try await state.engine(runsAgents: true).runOnce(request, token: CancelToken()).result
-                }
-            let wallMs = Int((clock.now - start).milliseconds)
+            let (result, wallMs) = try await CanaryCommand.dispatch(request, client: client, state: state)
             let checks = await CanaryChecks.escape(result, requestId: requestId)
             let report = CanaryReport(scenario: "escape", requestId: requestId, wallMs: wallMs, checks: checks, result: result)
             print(Output.json(report, pretty: true))

@@ -22,7 +22,9 @@ let package = Package(
     name: "agent-dispatch",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "dispatch", targets: ["DispatchTool"])
+        .executable(name: "dispatch", targets: ["DispatchTool"]),
+        // The per-run monitor `serve` starts around each isolated agent attempt (CONTRACT §7); installed beside `dispatch`.
+        .executable(name: "dispatch-monitor", targets: ["DispatchMonitor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,6 +47,7 @@ let package = Package(
             dependencies: ["DispatchCLI"],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(name: "DispatchMonitor"),
         .executableTarget(name: "DispatchBench", dependencies: ["Sandbox", "DispatchCore"], swiftSettings: swiftSettings),
         .target(
             name: "DispatchCLI",

@@ -20,12 +20,20 @@ final class ChildExit: Sendable {
     let pid: pid_t
 
     /// Starts reaping `pid` on its own thread.
-    init(pid: pid_t) {
-        self.pid = pid
-        let thread = Thread { [self] in
+    convenience init(pid: pid_t) {
+        self.init(pid: pid) {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) == -1 && Glibc.errno == EINTR {}
-            self.exited(status)
+            return status
+        }
+    }
+
+    /// Watches `pid` on its own thread, which blocks in `waitForExit` until the process has ended and returns its
+    /// wait status (a monitor adopted from a previous runner is not our child: it is watched through a pidfd).
+    init(pid: pid_t, waitForExit: @escaping @Sendable () -> Int32) {
+        self.pid = pid
+        let thread = Thread { [self] in
+            self.exited(waitForExit())
         }
         thread.name = "reap-\(pid)"
         thread.stackSize = 64 * 1024

@@ -14,6 +14,8 @@ package struct ProcessOutcome: Sendable, Equatable {
         case completedByOutput
         /// stdout or stderr grew past the log limit and the group was ended.
         case outputLimit
+        /// Its runner died and nobody adopted the run within a lease: its monitor ended it.
+        case runnerLost
     }
 
     /// The stream that passed the log limit (`stdout` or `stderr`), when ``ending`` is ``Ending/outputLimit``.

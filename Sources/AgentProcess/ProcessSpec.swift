@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything needed to start one supervised process.
 package struct ProcessSpec: Sendable {
     /// Absolute path of the executable.
@@ -22,11 +24,20 @@ package struct ProcessSpec: Sendable {
     /// When set, the process runs inside bubblewrap (`bwrap` at that path) with this view (CONTRACT §7).
     package var isolation: (bwrap: String, view: IsolationView)?
 
-    /// What is actually executed: the program itself, or bwrap with its options and then the program.
+    /// When set, the process is held by a per-run monitor that outlives the runner (CONTRACT §7).
+    package var monitor: MonitorSpec?
+
+    /// What is actually executed: the program itself, or bwrap with its options and then the program, and in
+    /// front of either the monitor. The namespace's init stays in the monitor's process group, which is how the
+    /// runner's and the monitor's group signals end everything in it.
     var launch: (executablePath: String, argv: [String]) {
-        guard let isolation else { return (executablePath, argv) }
-        let options = Bubblewrap.options(isolation.view, workingDirectory: workingDirectory, diesWithParent: diesWithRunner)
-        return (isolation.bwrap, ["bwrap"] + options + ["--", executablePath] + argv.dropFirst())
+        var command = (executablePath: executablePath, argv: argv)
+        if let isolation {
+            let options = Bubblewrap.options(isolation.view, workingDirectory: workingDirectory, diesWithParent: diesWithRunner)
+            command = (isolation.bwrap, ["bwrap"] + options + ["--", executablePath] + argv.dropFirst())
+        }
+        guard let monitor else { return command }
+        return (monitor.program, monitor.argv(runner: getpid()) + [command.executablePath] + command.argv.dropFirst())
     }
 
     package init(

@@ -23,38 +23,160 @@ package struct ProcessSupervisor: Sendable {
         sweepLeftovers: Bool = true
     ) async throws(AgentProcessError) -> ProcessOutcome {
         let startedAt = Date()
-        let clock = ContinuousClock()
-        let start = clock.now
+        let start = ContinuousClock.now
         let pid = try spawn(spec)
-        let child = ChildExit(pid: pid)
-        let deadline = start + limits.timeout
+        let watched = Watched(spec)
+        let timing = Timing(startedAt: startedAt, start: start, deadline: start + limits.timeout)
+        return await follow(ChildExit(pid: pid), watched, timing, limits: limits, finalEventSeen: finalEventSeen, sweepLeftovers: sweepLeftovers)
+    }
 
-        let outputs = OutputFiles(stdout: spec.stdoutPath, stderr: spec.stderrPath, limit: limits.maxLogBytes)
+    /// When a supervised process started (wall clock and monotonic) and when it is ended as timed out.
+    struct Timing {
+        var startedAt: Date
+        var start: ContinuousClock.Instant
+        var deadline: ContinuousClock.Instant
+    }
+
+    /// What is watched of a process beside its exit: its output files, its marker, how it was started.
+    package struct Watched: Sendable {
+        package var stdoutPath: String
+        package var stderrPath: String
+        package var marker: String?
+        /// Run inside bubblewrap, which reports a command killed by signal N as exit 128+N.
+        package var isolated: Bool
+        /// The monitor's record, when a monitor holds the process.
+        package var record: MonitorRecord?
+
+        /// What is watched of a process started elsewhere.
+        package init(stdoutPath: String, stderrPath: String, marker: String?, isolated: Bool, record: MonitorRecord?) {
+            self.stdoutPath = stdoutPath
+            self.stderrPath = stderrPath
+            self.marker = marker
+            self.isolated = isolated
+            self.record = record
+        }
+
+        /// What `spec` starts.
+        package init(_ spec: ProcessSpec) {
+            stdoutPath = spec.stdoutPath
+            stderrPath = spec.stderrPath
+            marker = spec.marker
+            isolated = spec.isolation != nil
+            record = spec.monitor.map { MonitorRecord(prefix: $0.recordPrefix) }
+        }
+    }
+
+    /// Takes over an attempt a previous runner started under a monitor (CONTRACT §7), and supervises it from here
+    /// as ``run(_:limits:finalEventSeen:sweepLeftovers:)`` would: cancellation, the output limit, completion by
+    /// output and `limits.timeout` (what is left of the attempt's share). An attempt that ended while no runner was up
+    /// comes back as the monitor recorded it. `nil`: there is no monitor to adopt (never started, or gone without a
+    /// record).
+    package func adopt(
+        _ watched: Watched,
+        limits: ProcessLimits,
+        finalEventSeen: (@Sendable () -> Bool)? = nil,
+        sweepLeftovers: Bool = true
+    ) async -> ProcessOutcome? {
+        guard let record = watched.record else { return nil }
+        switch record.state() {
+        case .none, .gone:
+            return nil
+        case .ended(let started, let ended):
+            let duration = Duration.milliseconds(max(0, ended.endedAtMs - ended.startedAtMs))
+            let leftovers =
+                sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: nil, marker: watched.marker, grace: self.leftoverGrace) } : 0
+            var outcome = Self.outcome(
+                ending: Self.ending(recorded: ended, supervised: .exited),
+                status: ended.waitStatus,
+                isolated: watched.isolated,
+                startedAt: Date(timeIntervalSince1970: Double(ended.startedAtMs) / 1000),
+                duration: duration,
+                pid: started?.pid ?? 0
+            )
+            outcome.leftoversKilled = leftovers
+            return outcome
+        case .alive(let started):
+            try? record.claim()
+            let startedAt = Date(timeIntervalSince1970: Double(started.startedAtMs) / 1000)
+            let start = ContinuousClock.now - .milliseconds(max(0, Int64(Date().timeIntervalSince(startedAt) * 1000)))
+            let child = ChildExit(pid: started.pid) {
+                cps_wait_foreign_exit(started.pid, started.startTime)
+                return record.ended()?.waitStatus ?? SIGKILL
+            }
+            let timing = Timing(startedAt: startedAt, start: start, deadline: .now + limits.timeout)
+            return await follow(child, watched, timing, limits: limits, finalEventSeen: finalEventSeen, sweepLeftovers: sweepLeftovers)
+        }
+    }
+
+    /// Supervises a started (or adopted) process to its end or `timing.deadline`, then ends its leftovers.
+    private func follow(
+        _ child: ChildExit,
+        _ watched: Watched,
+        _ timing: Timing,
+        limits: ProcessLimits,
+        finalEventSeen: (@Sendable () -> Bool)?,
+        sweepLeftovers: Bool
+    ) async -> ProcessOutcome {
+        let clock = ContinuousClock()
+        let deadline = timing.deadline
+        let outputs = OutputFiles(stdout: watched.stdoutPath, stderr: watched.stderrPath, limit: limits.maxLogBytes)
         let (ending, status) = await withTaskCancellationHandler {
             await supervise(child: child, deadline: deadline, limits: limits, outputs: outputs, finalEventSeen: finalEventSeen, clock: clock)
         } onCancel: {
             child.interrupt()
         }
-        let duration = clock.now - start
+        let duration = clock.now - timing.start
+        let pid = child.pid
         // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
         let grace = min(leftoverGrace, limits.killGrace)
         // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:)``) once its result is out.
-        let leftovers = sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: pid, marker: spec.marker, grace: grace) } : 0
+        let leftovers = sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: pid, marker: watched.marker, grace: grace) } : 0
+        let recorded = ending == .exited ? watched.record?.ended() : nil
+        var outcome = Self.outcome(
+            ending: recorded.map { Self.ending(recorded: $0, supervised: ending) } ?? ending,
+            status: status,
+            isolated: watched.isolated,
+            startedAt: timing.startedAt,
+            duration: duration,
+            pid: pid
+        )
+        outcome.leftoversKilled = leftovers
+        if ending == .outputLimit { outcome.exceededStream = outputs.exceeded() }
+        return outcome
+    }
+
+    /// The outcome of a process that ended with wait status `status` (`nil`: never reaped).
+    static func outcome(
+        ending: ProcessOutcome.Ending,
+        status: Int32?,
+        isolated: Bool,
+        startedAt: Date,
+        duration: Duration,
+        pid: pid_t
+    ) -> ProcessOutcome {
         var exitCode = status.flatMap(WaitStatus.exitCode)
         var signal = status.flatMap(WaitStatus.signal)
         // bwrap reports a command killed by signal N as exit 128+N, as a shell does.
-        if spec.isolation != nil, let code = exitCode, (129...(128 + 64)).contains(code) { (exitCode, signal) = (nil, code - 128) }
-        var outcome = ProcessOutcome(
+        if isolated, let code = exitCode, (129...(128 + 64)).contains(code) { (exitCode, signal) = (nil, code - 128) }
+        return ProcessOutcome(
             ending: ending,
             exitCode: exitCode,
             signal: signal,
             startedAt: startedAt,
             duration: duration,
             pid: pid,
-            leftoversKilled: leftovers
+            leftoversKilled: 0
         )
-        if ending == .outputLimit { outcome.exceededStream = outputs.exceeded() }
-        return outcome
+    }
+
+    /// How a monitored process ended: as the monitor recorded it when the monitor ended it itself (its deadline, a
+    /// run nobody adopted), else as supervised.
+    static func ending(recorded: MonitorRecord.Ended, supervised: ProcessOutcome.Ending) -> ProcessOutcome.Ending {
+        switch recorded.ending {
+        case "timedOut": .timedOut
+        case "runnerLost": .runnerLost
+        default: supervised
+        }
     }
 
     private func supervise(

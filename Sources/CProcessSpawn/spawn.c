@@ -3,7 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/prctl.h>
@@ -144,3 +148,40 @@ int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp
 }
 
 int cps_set_umask(int mask) { return (int)umask((mode_t)mask); }
+
+/* Field 22 of /proc/PID/stat, or 0 when the process is gone or a zombie. */
+static unsigned long long live_start_time(pid_t pid) {
+    char path[64], buffer[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buffer[n] = 0;
+    char *p = strrchr(buffer, ')');
+    if (p == NULL || p[1] == 0) return 0;
+    p += 2;
+    if (*p == 'Z' || *p == 'X') return 0;
+    for (int field = 3; field < 22 && p != NULL; field++) {
+        p = strchr(p, ' ');
+        if (p != NULL) p++;
+    }
+    return p == NULL ? 0 : strtoull(p, NULL, 10);
+}
+
+void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    /* Checked after the pidfd is open: from here on the pid cannot be reused under it. */
+    if (live_start_time(pid) != start_time) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    if (fd >= 0) {
+        struct pollfd watch = {fd, POLLIN, 0};
+        while (poll(&watch, 1, -1) < 0 && errno == EINTR) {}
+        close(fd);
+        return;
+    }
+    while (live_start_time(pid) == start_time) usleep(50 * 1000);
+}

@@ -28,6 +28,8 @@ package final class DispatchEngine: Sendable {
         package var localSandbox: any ExecutionBackend
         /// `executionMode: sandbox`, backend `k8s`; `nil` when this runner has no cluster.
         package var k8s: (any ExecutionBackend)?
+        /// Whether the local backends' agent attempts are held by monitors that outlive the runner.
+        package var localRunsOutliveRunner = false
 
         /// The backends of one runner.
         package init(host: any ExecutionBackend, localSandbox: any ExecutionBackend, k8s: (any ExecutionBackend)? = nil) {
@@ -202,8 +204,36 @@ package final class DispatchEngine: Sendable {
     /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
     /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
     /// creating the Job and recording it.
+    /// Whether local runs outlive this runner (their attempts are held by monitors).
+    package var runsOutliveRunner: Bool { backends.localRunsOutliveRunner }
+
+    /// A local run is adopted when its attempt's monitor lives or recorded the agent's end (CONTRACT §7).
     package func canReattach(_ record: DispatchRecord) -> Bool {
-        backend(for: record)?.followsAfterRestart ?? false
+        backend(for: record)?.canAttach(record.result) ?? false
+    }
+
+    /// Whether a local run's monitor still vouches for it although its runner is gone: the monitor lives, or it
+    /// recorded the agent's end less than a lease ago (a `serve` starting now still collects it). No reader ends
+    /// such a run; only a `serve` adopting it, or the monitor itself.
+    func heldByMonitor(_ record: DispatchRecord, now: Date = Date()) -> Bool {
+        switch AgentPhase.monitorState(of: record.result) {
+        case .alive:
+            return true
+        case .ended(_, let ended):
+            let ageMs = Int64(now.timeIntervalSince1970 * 1000) - ended.endedAtMs
+            return ended.ending != "runnerLost" && ageMs < Int64(configuration.leaseSeconds) * 1000
+        case .gone, .none:
+            return false
+        }
+    }
+
+    /// Why a run whose runner is gone ends without its result: its monitor ended it unadopted, or it is lost.
+    func abandonReason(_ record: DispatchRecord, owner: RunnerOwner) -> String {
+        if case .ended(_, let ended) = AgentPhase.monitorState(of: record.result), ended.ending == "runnerLost" {
+            return "runner lost: no runner adopted the run within its lease (\(configuration.leaseSeconds)s); its monitor ended the agent"
+        }
+        return owner.kind == .serve || owner.kind == .recover
+            ? AgentRunner.abandonedReason : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
     }
 
     /// Follows a run a previous process started to its terminal result, within what is left of its budget.
@@ -212,7 +242,7 @@ package final class DispatchEngine: Sendable {
         let started = record.result.startedAt.flatMap(ISO8601.date) ?? Date()
         let elapsedMs = max(0, Int(Date().timeIntervalSince(started) * 1000))
         let deadline = Deadline(budgetMs: record.request.timeoutMs, start: .now - .milliseconds(elapsedMs))
-        guard let backend = backend(for: record), backend.followsAfterRestart else {
+        guard let backend = backend(for: record), backend.canAttach(record.result) else {
             return await finish(record.result, deadline: deadline, logger: logger)
         }
         return await run(record.request, on: backend, known: record.result, deadline: deadline, token: token, logger: logger, attach: true)
@@ -319,11 +349,8 @@ package final class DispatchEngine: Sendable {
 
     /// If `record` is `running` and its owner is known dead, ends its surviving processes and stores it `failed`.
     package func resolveIfAbandoned(_ record: DispatchRecord) async throws -> DispatchRecord {
-        guard record.status == .running, let owner = record.owner, record.ownerIsGone() else { return record }
-        let reason =
-            owner.kind == .serve
-            ? "runner restarted while running; execution abandoned"
-            : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
+        guard record.status == .running, let owner = record.owner, record.ownerIsGone(), !heldByMonitor(record) else { return record }
+        let reason = abandonReason(record, owner: owner)
         // Compare-and-set: one recoverer ends the row; the others read what it wrote.
         guard let claimed = try await store.claim(record.requestId, from: owner, to: .current(kind: .recover)) else {
             return try await store.record(record.requestId) ?? record

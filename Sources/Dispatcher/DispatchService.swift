@@ -54,8 +54,26 @@ package final class DispatchService: Service, Sendable {
     /// How long running dispatches get to finish on graceful shutdown before they are cancelled.
     package let drainOnShutdown: Duration
 
+    /// What a graceful shutdown does with running local runs (`serve --on-shutdown`).
+    package enum ShutdownMode: String, Sendable, CaseIterable {
+        /// Drain, then cancel what is left (the default).
+        case cancel
+        /// Leave them to the next `serve` on the same state dir, which adopts them from their monitors; stop at once.
+        case handoff
+    }
+
+    /// What a graceful shutdown does with running local runs.
+    package let onShutdown: ShutdownMode
+
     /// A service over `engine`, running at most `maxConcurrent` dispatches at once.
-    package init(engine: DispatchEngine, maxConcurrent: Int, logger: Logger, drainOnShutdown: Duration = .seconds(10)) {
+    package init(
+        engine: DispatchEngine,
+        maxConcurrent: Int,
+        logger: Logger,
+        drainOnShutdown: Duration = .seconds(10),
+        onShutdown: ShutdownMode = .cancel
+    ) {
+        self.onShutdown = onShutdown
         self.drainOnShutdown = drainOnShutdown
         self.engine = engine
         self.maxConcurrent = max(1, maxConcurrent)
@@ -102,7 +120,7 @@ package final class DispatchService: Service, Sendable {
         if engine.canReattach(claimed) {
             state.withLock { startLocked(claimed, in: &$0, reattach: true) }
         } else {
-            _ = try await engine.abandon(claimed, reason: "runner restarted while running; execution abandoned")
+            _ = try await engine.abandon(claimed, reason: engine.abandonReason(record, owner: record.owner ?? owner))
         }
     }
 
@@ -189,8 +207,30 @@ package final class DispatchService: Service, Sendable {
     /// Waits for graceful shutdown, then drains.
     package func run() async throws {
         try? await gracefulShutdown()
+        if onShutdown == .handoff {
+            handOff()
+            return
+        }
         await shutdown(drain: drainOnShutdown)
         logger.info("dispatches drained")
+    }
+
+    /// Stops accepting and leaves every running dispatch as it is, for the next `serve` on this state dir: local
+    /// runs held by monitors are adopted by it, k8s runs followed; what no monitor holds (a checkout, a
+    /// verification, an agent without isolation) it ends as lost. Queued requests stay queued. Nothing is awaited:
+    /// the process exits next, and its rows keep their owner, whose death the next `serve` sees.
+    func handOff() {
+        let running = state.withLock { state -> [Running] in
+            state.accepting = false
+            state.queue.removeAll()
+            return Array(state.running.values)
+        }
+        for item in running { item.token.detach() }
+        logger.notice(
+            "handing running dispatches off to the next serve",
+            metadata: ["running": "\(running.count)", "heldByMonitors": "\(engine.runsOutliveRunner)"]
+        )
+        engine.notifier.wakeAll()
     }
 
     /// Stops accepting, lets running dispatches finish for `drain`, then cancels the rest ("runner shutting down").

@@ -76,13 +76,22 @@ package struct AgentPhase: Sendable {
     let baseEnvironment: [String: String]
     let supervisor: ProcessSupervisor
     let logger: Logger
+    /// `dispatch-monitor`, when isolated attempts are held by a monitor that outlives the runner (`serve`).
+    let monitorProgram: String?
 
     /// A phase over `supervisor`, with the runner's environment as the base of the agent's.
-    package init(configuration: DispatchConfiguration, baseEnvironment: [String: String], supervisor: ProcessSupervisor, logger: Logger) {
+    package init(
+        configuration: DispatchConfiguration,
+        baseEnvironment: [String: String],
+        supervisor: ProcessSupervisor,
+        logger: Logger,
+        monitorProgram: String? = nil
+    ) {
         self.configuration = configuration
         self.baseEnvironment = baseEnvironment
         self.supervisor = supervisor
         self.logger = logger
+        self.monitorProgram = monitorProgram
     }
 
     /// What every attempt shares: the executable, the environment, the task file.
@@ -102,8 +111,21 @@ package struct AgentPhase: Sendable {
         case .success(let prepared): launch = prepared
         case .failure(let failure): return outcome.end(failure)
         }
+        return await runAttempts(from: 0, input: input, launch: launch, token: token, outcome: outcome, attemptStarting: attemptStarting)
+    }
+
+    /// Runs the attempts from `first` (0-based) on, after what `outcome` holds.
+    func runAttempts(
+        from first: Int,
+        input: Input,
+        launch: Launch,
+        token: CancelToken,
+        outcome: Outcome,
+        attemptStarting: @Sendable (LogInfo, [AttemptRecord]) async -> Void
+    ) async -> Outcome {
+        var outcome = outcome
         let models = input.request.modelAttempts
-        for (index, model) in models.enumerated() {
+        for (index, model) in models.enumerated() where index >= first {
             let label = "agent attempt \(index + 1)/\(models.count)"
             if Task.isCancelled || token.reason != nil { return outcome.end(.cancelled(reason: token.reason ?? "cancelled")) }
             let allowedMs = input.deadline.remainingMs
@@ -121,12 +143,7 @@ package struct AgentPhase: Sendable {
                     )
                 )
             }
-            let logs = LogInfo(
-                stdout: "",
-                stderr: "",
-                stdoutPath: "\(input.logsDir)/attempt-\(index + 1).stdout.log",
-                stderrPath: "\(input.logsDir)/attempt-\(index + 1).stderr.log"
-            )
+            let logs = Self.logs(of: index, in: input.logsDir)
             await attemptStarting(logs, outcome.attempts)
             let attempt = Attempt(model: model, label: label, allowedMs: allowedMs, logs: logs)
             if let ended = await runAttempt(attempt, input: input, launch: launch, token: token, outcome: &outcome) { return ended }
@@ -135,6 +152,16 @@ package struct AgentPhase: Sendable {
             outcome.failure = .message("all \(models.count) agent attempts failed; last: \(last)")
         }
         return outcome
+    }
+
+    /// The log files of attempt `index` (0-based).
+    static func logs(of index: Int, in logsDir: String) -> LogInfo {
+        LogInfo(
+            stdout: "",
+            stderr: "",
+            stdoutPath: "\(logsDir)/attempt-\(index + 1).stdout.log",
+            stderrPath: "\(logsDir)/attempt-\(index + 1).stderr.log"
+        )
     }
 
     /// One attempt: its model, its label in messages, its share of the budget and its log files.
@@ -195,18 +222,9 @@ package struct AgentPhase: Sendable {
     /// Runs one attempt and records it in `outcome`; returns the outcome when the phase ends with it.
     func runAttempt(_ attempt: Attempt, input: Input, launch: Launch, token: CancelToken, outcome: inout Outcome) async -> Outcome? {
         let spec = processSpec(attempt, input: input, launch: launch)
-        let limits = ProcessLimits(
-            timeout: .milliseconds(attempt.allowedMs),
-            killGrace: .milliseconds(configuration.killGraceMs),
-            completionGrace: .milliseconds(configuration.completionGraceMs),
-            maxLogBytes: configuration.maxLogBytes
-        )
+        let limits = limits(timeoutMs: attempt.allowedMs)
         let adapter = launch.adapter
-        let stdoutPath = attempt.logs.stdoutPath
-        // The final event is the last thing an agent prints: read the tail, not the whole (possibly huge) log.
-        let probe: (@Sendable () -> Bool)? =
-            adapter.detectsCompletion
-            ? { @Sendable in adapter.parse(stdout: LogFile.tail(stdoutPath, maxBytes: Self.probeTailBytes)).sawFinalEvent } : nil
+        let probe = Self.completionProbe(adapter, stdoutPath: attempt.logs.stdoutPath)
         logger.debug("starting \(attempt.label)", metadata: ["model": "\(attempt.model ?? "default")", "pid.argv0": "\(launch.executable)"])
         if let previous = outcome.pendingSweep {
             outcome.processesKilled += await supervisor.endLeftovers(groupId: previous, marker: spec.marker, grace: supervisor.leftoverGrace)
@@ -235,6 +253,23 @@ package struct AgentPhase: Sendable {
         return record(process, of: attempt, input: input, adapter: adapter, token: token, outcome: &outcome)
     }
 
+    /// The limits of an attempt with `timeoutMs` left.
+    func limits(timeoutMs: Int) -> ProcessLimits {
+        ProcessLimits(
+            timeout: .milliseconds(timeoutMs),
+            killGrace: .milliseconds(configuration.killGraceMs),
+            completionGrace: .milliseconds(configuration.completionGraceMs),
+            maxLogBytes: configuration.maxLogBytes
+        )
+    }
+
+    /// Whether the agent printed its final event: the last thing an agent prints, so only the tail is read, not the
+    /// whole (possibly huge) log. `nil` for agents whose completion is their exit.
+    static func completionProbe(_ adapter: any AgentAdapter, stdoutPath: String) -> (@Sendable () -> Bool)? {
+        guard adapter.detectsCompletion else { return nil }
+        return { @Sendable in adapter.parse(stdout: LogFile.tail(stdoutPath, maxBytes: Self.probeTailBytes)).sawFinalEvent }
+    }
+
     /// The process of one attempt, argv built without a shell.
     func processSpec(_ attempt: Attempt, input: Input, launch: Launch) -> ProcessSpec {
         var invocation = launch.adapter.invocation(request: input.request, task: input.task, model: attempt.model, program: launch.executable)
@@ -251,8 +286,23 @@ package struct AgentPhase: Sendable {
             diesWithRunner: configuration.agentsDieWithRunner
         )
         spec.isolation = input.isolation(launch.executable)
+        if let monitorProgram, spec.isolation != nil, let record = MonitorRecord(stdoutPath: attempt.logs.stdoutPath) {
+            for stale in ["monitor", "owner", "status"] { unlink("\(record.prefix).\(stale)") }
+            spec.monitor = MonitorSpec(
+                program: monitorProgram,
+                recordPrefix: record.prefix,
+                allowedMs: attempt.allowedMs,
+                slackMs: configuration.killGraceMs + Self.monitorSlackMs,
+                graceMs: configuration.killGraceMs,
+                leaseMs: configuration.leaseSeconds * 1000
+            )
+        }
         return spec
     }
+
+    /// How long after the runner's own deadline (and kill grace) the monitor ends an attempt itself: a live runner
+    /// always ends it first, with its own words.
+    static let monitorSlackMs = 2000
 
     /// Judges an ended attempt, records it, and returns the outcome when the phase ends with it.
     func record(

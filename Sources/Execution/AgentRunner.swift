@@ -15,6 +15,10 @@ package struct AgentRunner: Sendable {
     /// How agents are contained; `bwrap` is the bubblewrap binary when the mode is `.bwrap`.
     package let isolation: (mode: IsolationMode, bwrap: String?)
 
+    /// `dispatch-monitor`, which holds each isolated agent attempt so that it outlives the runner (CONTRACT §7):
+    /// set for a runner whose agents do not die with it (`serve`) when isolation is on and the monitor is installed.
+    package let monitorProgram: String?
+
     /// A runner with its own supervisor. `isolation` comes from ``Bubblewrap/resolve(_:)`` at start-up.
     package init(
         configuration: DispatchConfiguration,
@@ -26,7 +30,12 @@ package struct AgentRunner: Sendable {
         self.environment = environment
         self.isolation = isolation
         self.supervisor = supervisor
+        let held = isolation.mode == .bwrap && !configuration.agentsDieWithRunner
+        monitorProgram = held ? MonitorSpec.locateProgram(environment: environment) : nil
     }
+
+    /// Whether a run this runner starts outlives it: its agent attempts are held by monitors.
+    package var runsOutliveRunner: Bool { monitorProgram != nil }
 
     /// The runner's own places an agent must not see: the state dir, the inbox, the sandbox root, the in-cluster
     /// service account, and every file the runner reads a secret from. Absolute and with symlinks resolved, as the
@@ -117,13 +126,52 @@ package struct AgentRunner: Sendable {
     /// Runs the agent attempts, recording `running` with each attempt's log paths (through `context.progress`)
     /// before it starts.
     package func runAgentPhase(_ input: AgentPhase.Input, context: BackendContext, result: DispatchResult) async -> AgentPhase.Outcome {
-        let phase = AgentPhase(configuration: configuration, baseEnvironment: environment, supervisor: supervisor, logger: context.logger)
-        return await phase.run(input, token: context.cancellation) { logs, attempts in
+        await phase(context).run(input, token: context.cancellation, attemptStarting: recordingAttempts(context, result: result))
+    }
+
+    /// Adopts the agent phase a previous runner left (the attempt `context.known` names, held by its monitor) and
+    /// runs it to its end. `nil`: nothing to adopt (the monitor is gone without a record).
+    package func resumeAgentPhase(_ input: AgentPhase.Input, context: BackendContext, result: DispatchResult) async -> AgentPhase.Outcome? {
+        await phase(context).resume(
+            input,
+            known: context.known,
+            token: context.cancellation,
+            attemptStarting: recordingAttempts(context, result: result)
+        )
+    }
+
+    /// The agent phase of one run.
+    func phase(_ context: BackendContext) -> AgentPhase {
+        AgentPhase(
+            configuration: configuration,
+            baseEnvironment: environment,
+            supervisor: supervisor,
+            logger: context.logger,
+            monitorProgram: monitorProgram
+        )
+    }
+
+    /// Records `running` with the next attempt's log paths before it starts.
+    func recordingAttempts(_ context: BackendContext, result: DispatchResult) -> @Sendable (LogInfo, [AttemptRecord]) async -> Void {
+        { logs, attempts in
             var running = result
             running.logs = logs
             running.attempts = attempts
             running.updatedAt = ISO8601.string(Date())
             await context.progress(running)
+        }
+    }
+
+    /// Why a run whose runner died is ended without its result (CONTRACT §7).
+    package static let abandonedReason = "runner restarted while running; execution abandoned"
+
+    /// Whether a run a dead runner left can be adopted: its last attempt's monitor lives, or recorded how the agent
+    /// ended (and did not end it as lost).
+    package static func canAdopt(_ known: DispatchResult) -> Bool {
+        switch AgentPhase.monitorState(of: known) {
+        case .alive: true
+        case .ended(_, let ended): ended.ending != "runnerLost"
+        case .gone, .none: false
         }
     }
 

@@ -26,6 +26,8 @@ struct AttemptJudge: Sendable {
             return .timedOut(.init(subject: tool, elapsedMs: allowedMs, budgetMs: budgetMs, moment: .during(label)))
         case .outputLimit:
             return .outputLimit(tool: tool, stream: process.exceededStream ?? "output", limitBytes: maxLogBytes, during: label)
+        case .runnerLost:
+            return .runnerLost(reason: "runner lost: no runner adopted the run within its lease during \(label); its monitor ended it")
         case .completedByOutput:
             return parsed.reportedError.map { .message("\(tool) reported an error during \(label): \($0)") }
         case .exited:

@@ -14,6 +14,10 @@ package protocol ExecutionBackend: Sendable {
     /// ``attach(_:)`` to it after a restart (a k8s Job runs on; a local process died with its runner).
     var followsAfterRestart: Bool { get }
 
+    /// Whether the run a dead runner left (`known` is what it recorded) can be followed or adopted by ``attach(_:)``
+    /// rather than ended: a Job runs on; a local attempt whose monitor lives (or recorded its end) is adopted.
+    func canAttach(_ known: DispatchResult) -> Bool
+
     /// Follows a run a previous (now dead) process started, to its outcome; starts nothing new.
     /// `context.known` holds what that process recorded.
     func attach(_ context: BackendContext) async -> BackendOutcome
@@ -31,6 +35,9 @@ package protocol ExecutionBackend: Sendable {
 extension ExecutionBackend {
     /// Local runs do not outlive their runner.
     package var followsAfterRestart: Bool { false }
+
+    /// Runs that outlive their runner can be followed.
+    package func canAttach(_ known: DispatchResult) -> Bool { followsAfterRestart }
 
     /// A backend whose runs cannot outlive their runner has nothing to follow.
     package func attach(_ context: BackendContext) async -> BackendOutcome {

@@ -14,6 +14,18 @@ package struct HostBackend: ExecutionBackend {
     /// Runs the attempts in the work dir. What the agent left behind (an orphan holding stderr) is ended only
     /// once the result is stored: the result never waits for it.
     package func run(_ context: BackendContext) async -> BackendOutcome {
+        await run(context, adopting: false)
+    }
+
+    /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
+    package func canAttach(_ known: DispatchResult) -> Bool { AgentRunner.canAdopt(known) }
+
+    /// Adopts the attempt a dead runner left from its monitor, and ends the run as this runner would have.
+    package func attach(_ context: BackendContext) async -> BackendOutcome {
+        await run(context, adopting: true)
+    }
+
+    func run(_ context: BackendContext, adopting: Bool) async -> BackendOutcome {
         let request = context.request
         var result = context.known
         let workDir = request.cwd ?? runner.configuration.defaultWorkdir
@@ -35,7 +47,12 @@ package struct HostBackend: ExecutionBackend {
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly
         input.isolation = { _ in runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly) }
-        let outcome = await runner.runAgentPhase(input, context: context, result: result)
+        let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
+        if adopting, adopted == nil {
+            result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
+            return .ended(result, processesKilled: await runner.endMarked(request.requestId))
+        }
+        let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
         result.apply(outcome)
         let supervisor = runner.supervisor
         let killed = outcome.processesKilled

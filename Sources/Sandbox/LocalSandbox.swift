@@ -51,6 +51,22 @@ package struct LocalSandbox: Sendable, Codable, Equatable {
 }
 
 extension LocalSandbox {
+    /// Rebuilds a sandbox from a stored result to go on with a run a dead runner left: the host repository and the
+    /// original cwd are found again from the request (the agent's task and its namespaces name them).
+    package init(adopting info: LocalSandboxInfo, request: DispatchRequest, defaultCwd: String) {
+        let cwd = SandboxMaterializer.realPath(request.cwd ?? defaultCwd)
+        let host = (try? Repository.discover(containing: cwd))?.workdir.map(SandboxMaterializer.realPath)
+        self.init(
+            sandboxId: info.sandboxId,
+            path: info.path,
+            repoPath: info.repoPath,
+            workDir: info.workDir,
+            baseSha: info.baseSha,
+            sourceRepo: host ?? "",
+            originalCwd: cwd
+        )
+    }
+
     /// Rebuilds enough of a sandbox from a stored result to export its artifacts after the runner died.
     package init(abandoned info: LocalSandboxInfo) {
         self.init(

@@ -40,7 +40,27 @@ package struct LocalSandboxBackend: ExecutionBackend {
         var running = result
         running.updatedAt = ISO8601.string(Date())
         await context.progress(running)
+        return await run(in: sandbox, context: context, result: result, adopting: false)
+    }
 
+    /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
+    package func canAttach(_ known: DispatchResult) -> Bool { known.localSandbox != nil && AgentRunner.canAdopt(known) }
+
+    /// Adopts the attempt a dead runner left from its monitor, then verifies and exports as this runner would have
+    /// (a verification the dead runner had started is ended and run again: it checks, it does not change).
+    package func attach(_ context: BackendContext) async -> BackendOutcome {
+        var result = context.known
+        guard let info = result.localSandbox else {
+            result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
+            return .ended(result)
+        }
+        let sandbox = LocalSandbox(adopting: info, request: context.request, defaultCwd: configuration.defaultWorkdir)
+        return await run(in: sandbox, context: context, result: result, adopting: true)
+    }
+
+    /// Agent, verification and export in a checked-out sandbox (`adopting`: from the attempt a dead runner left).
+    func run(in sandbox: LocalSandbox, context: BackendContext, result: DispatchResult, adopting: Bool) async -> BackendOutcome {
+        var result = result
         let deadline = context.deadline
         let workDeadline = Deadline(budgetMs: deadline.budgetMs - Self.artifactReserveMs(budgetMs: deadline.budgetMs), start: deadline.start)
         var input = AgentPhase.Input(
@@ -55,8 +75,16 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let runner = self.runner
         let readOnly = context.request.sandbox == .readOnly
         input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly) }
-        let outcome = await runner.runAgentPhase(input, context: context, result: result)
+        let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
+        if adopting, adopted == nil {
+            result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
+            let (salvaged, killed) = await salvage(result)
+            return .ended(salvaged, processesKilled: killed)
+        }
+        let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
         result.apply(outcome)
+        // What the dead runner may have started after the agent (a verification command) is not this run's any more.
+        if adopting { _ = await runner.endMarked(context.request.requestId) }
         let verification = await verify(sandbox, context: context, deadline: workDeadline, result: &result)
         await export(sandbox, verification: verification, deadline: deadline, result: &result)
         await finishLedger(context.request.requestId, result: &result)

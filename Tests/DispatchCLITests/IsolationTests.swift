@@ -27,14 +27,7 @@ struct IsolationTests {
     }
 
     /// Processes whose command line is exactly `sleep <seconds>`.
-    static func sleepers(_ seconds: String) -> [pid_t] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry -> pid_t? in
-            guard let pid = pid_t(entry), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
-            let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return argv == ["sleep", seconds] ? pid : nil
-        }
-    }
+    static func sleepers(_ seconds: String) -> [pid_t] { DispatchTestSupport.sleepers(seconds) }
 
     /// Waits up to `within` for every sleeper of `seconds` to be gone; returns the ones still alive.
     static func survivors(_ seconds: String, within: Duration = .seconds(5)) async -> [pid_t] {

@@ -51,7 +51,9 @@ import Testing
     @Test func aServeKilledOnOneHostIsRecoveredByAServeOnAnotherWithinTheLease() async throws {
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return }
         let state = dir.child("two-hosts")
-        let env = ["DISPATCH_LEASE_SECONDS": "3"]
+        // Without isolation no monitor holds the agent (with one, the second serve on this machine would adopt it:
+        // AdoptionTests): what is tested here is the lease, which is all another host has to go by.
+        let env = ["DISPATCH_LEASE_SECONDS": "3", "DISPATCH_ISOLATION": "none"]
         let first = ServerProcess(stateDir: state, environment: env, launcher: ServerProcess.onHost("dispatch-host-a"))
         try await first.start()
         _ = try await first.dispatch(["requestId": "stranded", "task": "fake:sleep=60 fake:answer=never", "tool": "codex"])

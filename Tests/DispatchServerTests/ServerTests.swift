@@ -8,8 +8,8 @@ import Testing
 @Suite(.serialized) struct ServerTests {
     let dir = TempDir("server")
 
-    func server(maxConcurrent: Int = 2, drainSeconds: Double = 10) -> ServerProcess {
-        ServerProcess(stateDir: dir.child("state"), maxConcurrent: maxConcurrent, drainSeconds: drainSeconds)
+    func server(maxConcurrent: Int = 2, drainSeconds: Double = 10, environment: [String: String] = [:]) -> ServerProcess {
+        ServerProcess(stateDir: dir.child("state"), maxConcurrent: maxConcurrent, drainSeconds: drainSeconds, environment: environment)
     }
 
     func terminal(_ server: ServerProcess, _ id: String, timeoutMs: Int = 30_000) async throws -> [String: Any] {
@@ -188,8 +188,11 @@ import Testing
         #expect(quick["status"] as? String == "completed", "finished inside the drain window")
     }
 
+    /// The last row of the README's restart table: a run no monitor holds (isolation off; with it the run is adopted,
+    /// AdoptionTests) is ended as abandoned, and queued requests run.
     @Test func killNineThenRestartResolvesRunningAndRunsQueued() async throws {
-        let first = server(maxConcurrent: 1)
+        let unheld = ["DISPATCH_ISOLATION": "none"]
+        let first = server(maxConcurrent: 1, environment: unheld)
         try await first.start()
         _ = try await first.dispatch(["requestId": "k-run", "task": "fake:hang fake:setsid-child=100", "tool": "codex"])
         _ = try await first.dispatch(["requestId": "k-queued", "task": "fake:answer=after-restart", "tool": "codex"])
@@ -197,7 +200,7 @@ import Testing
         first.stop(SIGKILL)
         #expect(!survivors(of: "k-run").isEmpty, "the agent outlives a kill -9 of its runner")
 
-        let second = server(maxConcurrent: 1)
+        let second = server(maxConcurrent: 1, environment: unheld)
         let clock = ContinuousClock()
         let start = clock.now
         try await second.start()

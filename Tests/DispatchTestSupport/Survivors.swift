@@ -10,3 +10,14 @@ package func survivors(of requestId: String) -> [Int32] {
 package func killSurvivors(of requestId: String) {
     for pid in survivors(of: requestId) { kill(pid, SIGKILL) }
 }
+
+/// Processes whose command line is exactly `sleep <seconds>` (an escapee with an emptied environment carries no
+/// marker; a unique fraction in `seconds` finds it).
+package func sleepers(_ seconds: String) -> [pid_t] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { entry -> pid_t? in
+        guard let pid = pid_t(entry), let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+        let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return argv == ["sleep", seconds] ? pid : nil
+    }
+}

@@ -15,4 +15,9 @@ int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp
 /// Sets the process umask and returns the previous one.
 int cps_set_umask(int mask);
 
+/// Blocks until process `pid` — not necessarily a child — has ended, through a pidfd (polled every 50 ms where
+/// pidfds are missing). Returns at once when `pid` is gone or is no longer the process that started at
+/// `start_time` (field 22 of /proc/PID/stat: a reused pid is not waited on).
+void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time);
+
 #endif

@@ -32,6 +32,11 @@ struct ServeCommand: AsyncParsableCommand {
     var maxConcurrent: Int?
     @Option(name: .customLong("drain-seconds"), help: "On SIGTERM, how long running dispatches may finish before they are cancelled.")
     var drainSeconds: Double = 10
+    @Option(
+        name: .customLong("on-shutdown"),
+        help: "On SIGTERM: cancel (drain, then cancel) or handoff (leave running local runs to the next serve; exit at once)."
+    )
+    var onShutdown = "cancel"
     @Option(name: .customLong("port-file"), help: "Write the bound port to this file once listening.") var portFile: String?
     @Option(name: .customLong("log-format"), help: "text or json.") var logFormat = "text"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
@@ -41,6 +46,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level \(logLevel)") }
         if let maxConcurrent, maxConcurrent < 1 { throw ValidationError("invalid --max-concurrent: must be at least 1") }
         if let port, !(0...65535).contains(port) { throw ValidationError("invalid --port \(port)") }
+        guard DispatchService.ShutdownMode(rawValue: onShutdown) != nil else {
+            throw ValidationError("invalid --on-shutdown \(onShutdown): must be cancel or handoff")
+        }
     }
 
     func run() async throws {
@@ -133,8 +141,12 @@ struct ServeCommand: AsyncParsableCommand {
             engine: engine,
             maxConcurrent: configuration.maxConcurrent,
             logger: logger,
-            drainOnShutdown: .milliseconds(Int(server.drainSeconds * 1000))
+            drainOnShutdown: .milliseconds(Int(server.drainSeconds * 1000)),
+            onShutdown: DispatchService.ShutdownMode(rawValue: onShutdown) ?? .cancel
         )
+        if onShutdown == "handoff", !engine.runsOutliveRunner {
+            logger.warning("--on-shutdown handoff without isolation: running local agents are not held by monitors, the next serve ends them")
+        }
         try await service.recover()
         let portFile = self.portFile.map(absolute)
         do {

@@ -25,11 +25,12 @@ extension DispatchEngine {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         let runner = AgentRunner(configuration: configuration, environment: environment, isolation: isolation)
-        let backends = Backends(
+        var backends = Backends(
             host: HostBackend(runner: runner),
             localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),
             k8s: k8s
         )
+        backends.localRunsOutliveRunner = runner.runsOutliveRunner
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }

@@ -1,0 +1,309 @@
+/* dispatch-monitor: the small per-run process that holds one agent attempt (CONTRACT §7).
+
+   dispatch-monitor --record PREFIX --allowed-ms A --slack-ms S --grace-ms G --lease-ms L --runner-pid P -- PROGRAM [ARG...]
+
+   `serve` starts it (in a session of its own, stdin/stdout/stderr already the attempt's files, the agent's
+   environment) instead of starting bwrap itself. The monitor:
+   - writes PREFIX.monitor ({"pid","startTime","startedAtMs","allowedMs"}) before the agent starts, so a new
+     `serve` can find it by pid and start time;
+   - starts PROGRAM (bwrap, whose namespace init stays in the group) in the monitor's own process group, so
+     `serve`'s group signals reach the agent as before;
+   - ignores SIGTERM/SIGINT/SIGHUP (they are for the agent: the monitor must outlive it to record its end);
+   - ends the agent itself when the run's deadline (A + S ms after its start) passes, or when its runner is gone
+     and nobody adopted the run (PREFIX.owner names a live process by pid and start time) within L ms:
+     SIGTERM to the group, SIGKILL to every member after G ms (the namespace dies with its init), and ends what
+     the agent left in its group once it has exited while no runner holds the run;
+   - writes PREFIX.status ({"ending","exitCode","signal","startedAtMs","endedAtMs"}) when the agent has ended,
+     and exits as the agent did (the same code, or the same signal), so a `serve` that is its parent sees
+     exactly what it would have seen without it.
+   Files are written whole and renamed into place, mode 0600. One thread, plain system calls only. */
+
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum ending { ENDING_NONE, ENDING_TIMED_OUT, ENDING_RUNNER_LOST };
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Field 22 of /proc/PID/stat (start time in clock ticks since boot), or 0 when the process is gone or a zombie. */
+static unsigned long long start_time(pid_t pid) {
+    char path[64], buffer[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buffer[n] = 0;
+    char *p = strrchr(buffer, ')');
+    if (p == NULL) return 0;
+    p += 2; /* the state */
+    if (*p == 'Z' || *p == 'X') return 0;
+    for (int field = 3; field < 22 && p != NULL; field++) {
+        p = strchr(p, ' ');
+        if (p != NULL) p++;
+    }
+    return p == NULL ? 0 : strtoull(p, NULL, 10);
+}
+
+/* Sends `sig` to every live member of the monitor's process group but the monitor itself (the group's leader):
+   bwrap, the namespace's init and whatever of the agent did not leave the group. Returns how many it found. */
+static int signal_group(int sig) {
+    pid_t me = getpid(), group = getpgrp();
+    int found = 0;
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) return 0;
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        char *end;
+        long pid = strtol(entry->d_name, &end, 10);
+        if (*end != 0 || pid <= 0 || pid == me) continue;
+        char path[64], buffer[1024];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buffer, sizeof buffer - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buffer[n] = 0;
+        char *p = strrchr(buffer, ')');
+        char state = 0;
+        int ppid = 0, pgrp = 0;
+        if (p == NULL || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
+        if (pgrp != group || state == 'Z' || state == 'X') continue;
+        found++;
+        kill((pid_t)pid, sig);
+    }
+    closedir(proc);
+    return found;
+}
+
+/* Ends the group but the monitor: SIGTERM, up to `grace_ms` to go, then SIGKILL until nobody is left. */
+static void end_group(long long grace_ms) {
+    if (signal_group(SIGTERM) == 0) return;
+    long long until = monotonic_ms() + grace_ms;
+    while (monotonic_ms() < until) {
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        if (signal_group(0) == 0) return;
+    }
+    for (int round = 0; round < 100 && signal_group(SIGKILL) > 0; round++) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    }
+}
+
+/* Writes `text` to `path` whole: a temporary file beside it, then a rename. */
+static int write_file(const char *path, const char *text) {
+    char temporary[4096];
+    if (snprintf(temporary, sizeof temporary, "%s.tmp", path) >= (int)sizeof temporary) return -1;
+    int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return -1;
+    size_t length = strlen(text), done = 0;
+    while (done < length) {
+        ssize_t n = write(fd, text + done, length - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            close(fd);
+            unlink(temporary);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    return rename(temporary, path);
+}
+
+/* Whether PREFIX.owner names a live process ("PID STARTTIME"): a runner that adopted the run. */
+static int adopted(const char *owner_path) {
+    char buffer[128];
+    int fd = open(owner_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buffer[n] = 0;
+    int pid = 0;
+    unsigned long long start = 0;
+    if (sscanf(buffer, "%d %llu", &pid, &start) != 2 || pid <= 0) return 0;
+    return start != 0 && start_time(pid) == start;
+}
+
+struct options {
+    const char *record;
+    long long allowed_ms, slack_ms, grace_ms, lease_ms;
+    pid_t runner;
+    char **command;
+};
+
+static int parse(int argc, char **argv, struct options *options) {
+    memset(options, 0, sizeof *options);
+    options->grace_ms = 5000;
+    options->lease_ms = 30000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            if (i + 1 >= argc) return -1;
+            options->command = argv + i + 1;
+            return options->record == NULL || options->allowed_ms <= 0 ? -1 : 0;
+        }
+        if (i + 1 >= argc) return -1;
+        const char *name = argv[i], *value = argv[++i];
+        if (strcmp(name, "--record") == 0) options->record = value;
+        else if (strcmp(name, "--allowed-ms") == 0) options->allowed_ms = atoll(value);
+        else if (strcmp(name, "--slack-ms") == 0) options->slack_ms = atoll(value);
+        else if (strcmp(name, "--grace-ms") == 0) options->grace_ms = atoll(value);
+        else if (strcmp(name, "--lease-ms") == 0) options->lease_ms = atoll(value);
+        else if (strcmp(name, "--runner-pid") == 0) options->runner = (pid_t)atoi(value);
+        else return -1;
+    }
+    return -1;
+}
+
+static void reset_signals(void) {
+    struct sigaction dfl = {0};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < 65; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Exits as the agent did: its exit code, or death by its signal. */
+static void mirror(int status) {
+    if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+    reset_signals();
+    prctl(PR_SET_DUMPABLE, 0); /* no core file of the monitor for the agent's SIGSEGV */
+    kill(getpid(), sig);
+    _exit(128 + sig);
+}
+
+static const char *ending_name(enum ending ending) {
+    switch (ending) {
+    case ENDING_TIMED_OUT: return "timedOut";
+    case ENDING_RUNNER_LOST: return "runnerLost";
+    default: return "exited";
+    }
+}
+
+int main(int argc, char **argv) {
+    struct options options;
+    if (parse(argc, argv, &options) != 0) {
+        fprintf(stderr, "usage: dispatch-monitor --record PREFIX --allowed-ms MS [--slack-ms MS] [--grace-ms MS] "
+                        "[--lease-ms MS] [--runner-pid PID] -- PROGRAM [ARG...]\n");
+        return 2;
+    }
+    char monitor_path[4096], owner_path[4096], status_path[4096], text[512];
+    snprintf(monitor_path, sizeof monitor_path, "%s.monitor", options.record);
+    snprintf(owner_path, sizeof owner_path, "%s.owner", options.record);
+    snprintf(status_path, sizeof status_path, "%s.status", options.record);
+    umask(077);
+    /* The agent's group is the monitor's own: signals to it must never reach whoever started the monitor. */
+    if (getpgrp() != getpid()) setpgid(0, 0);
+
+    struct sigaction ignore = {0};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGTERM, &ignore, NULL);
+    sigaction(SIGINT, &ignore, NULL);
+    sigaction(SIGHUP, &ignore, NULL);
+    sigaction(SIGPIPE, &ignore, NULL);
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGCHLD);
+    sigaddset(&wake, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &wake, NULL);
+
+    /* The runner is named, not read from getppid(): one that died before this line would otherwise look alive. */
+    pid_t runner = options.runner > 0 ? options.runner : getppid();
+    long long started_ms = now_ms();
+    long long started_mono = monotonic_ms();
+    snprintf(text, sizeof text, "{\"pid\":%d,\"startTime\":%llu,\"startedAtMs\":%lld,\"allowedMs\":%lld}\n", (int)getpid(),
+             start_time(getpid()), started_ms, options.allowed_ms);
+    if (write_file(monitor_path, text) != 0) {
+        fprintf(stderr, "dispatch-monitor: cannot write %s: %s\n", monitor_path, strerror(errno));
+        return 125;
+    }
+
+    pid_t agent = fork();
+    if (agent < 0) {
+        fprintf(stderr, "dispatch-monitor: cannot fork: %s\n", strerror(errno));
+        return 125;
+    }
+    if (agent == 0) {
+        reset_signals();
+        umask(022);
+        execv(options.command[0], options.command);
+        fprintf(stderr, "dispatch-monitor: cannot start %s: %s\n", options.command[0], strerror(errno));
+        _exit(127);
+    }
+
+    long long deadline = started_mono + options.allowed_ms + options.slack_ms;
+    long long orphaned_since = 0, kill_at = 0;
+    enum ending ending = ENDING_NONE;
+    int status = 0;
+    for (;;) {
+        struct timespec tick = {0, 100 * 1000 * 1000};
+        sigtimedwait(&wake, NULL, &tick);
+        pid_t reaped = waitpid(agent, &status, WNOHANG);
+        if (reaped == agent) break;
+        if (reaped < 0 && errno != EINTR) {
+            status = SIGKILL; /* cannot happen: the agent is our child */
+            break;
+        }
+        long long now = monotonic_ms();
+        if (ending == ENDING_NONE && now >= deadline) ending = ENDING_TIMED_OUT;
+        if (ending == ENDING_NONE && getppid() != runner) {
+            if (adopted(owner_path)) {
+                orphaned_since = 0;
+            } else if (orphaned_since == 0) {
+                orphaned_since = now;
+            } else if (now - orphaned_since >= options.lease_ms) {
+                ending = ENDING_RUNNER_LOST;
+            }
+        }
+        if (ending != ENDING_NONE && kill_at == 0) {
+            signal_group(SIGTERM);
+            kill_at = now + options.grace_ms;
+        }
+        /* The namespace's init is in the group: with it every process of the namespace dies. */
+        if (kill_at != 0 && now >= kill_at) signal_group(SIGKILL);
+    }
+    /* With its runner alive the runner ends what the agent left, after it has written the result (which never
+       waits for a leftover holding stderr). With none, the monitor does: nothing outlives its run. */
+    if (getppid() != runner && !adopted(owner_path)) end_group(options.grace_ms);
+
+    snprintf(text, sizeof text,
+             "{\"ending\":\"%s\",\"exitCode\":%d,\"signal\":%d,\"startedAtMs\":%lld,\"endedAtMs\":%lld}\n",
+             ending_name(ending), WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+             WIFSIGNALED(status) ? WTERMSIG(status) : -1, started_ms, now_ms());
+    if (write_file(status_path, text) != 0) {
+        fprintf(stderr, "dispatch-monitor: cannot write %s: %s\n", status_path, strerror(errno));
+    }
+    mirror(status);
+    return 0;
+}

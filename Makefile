@@ -47,6 +47,7 @@ bench: build
 	python3 canaries/bench_run.py --dispatch $(DISPATCH)
 	python3 canaries/bench_serve.py --dispatch $(DISPATCH)
 	python3 canaries/bench_output.py --dispatch $(DISPATCH)
+	python3 canaries/bench_reattach.py --dispatch $(DISPATCH)
 	$(SWIFT) run DispatchBench
 
 clean:

@@ -19,6 +19,8 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:escape=SEC           leave a grandchild that double-forks, calls setsid(), empties its environment (no marker)
                             and sleeps SEC seconds as `sleep SEC` (SEC may carry a unique fraction to find it by)
   fake:escape-stubborn=SEC  the same, but the grandchild ignores SIGTERM
+  fake:forkbomb=N           fork up to N children sleeping 30 s until a fork fails; stderr says how many
+  fake:hog=BYTES            write BYTES of memory (exit 3 when the allocation is refused)
   fake:big-output=BYTES     print BYTES of filler to stdout before the answer (100-byte lines)
   fake:big-lines=N:BYTES    print N lines of BYTES filler each to stdout before the answer
   fake:count=FILE           append one line to FILE (counts side effects)
@@ -250,6 +252,35 @@ def probe(out_path):
         f.write("\n".join(chunks))
 
 
+def forkbomb(limit):
+    """Forks up to `limit` children that sleep 30 s, until a fork fails; says on stderr how many it made."""
+    made = 0
+    while made < limit:
+        try:
+            pid = os.fork()
+        except OSError as error:
+            sys.stderr.write(f"forkbomb: fork {made + 1} failed: {error}\n")
+            break
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        made += 1
+    sys.stderr.write(f"forkbomb: forked {made} of {limit}\n")
+    sys.stderr.flush()
+
+
+def hog(size):
+    """Writes `size` bytes of memory (every page touched); a refused allocation exits 3."""
+    try:
+        block = b"h" * size
+    except MemoryError:
+        sys.stderr.write(f"hog: cannot allocate {size} bytes\n")
+        sys.stderr.flush()
+        os._exit(3)
+    sys.stderr.write(f"hog: holding {len(block)} bytes\n")
+    sys.stderr.flush()
+
+
 def sleep_forever():
     while True:
         time.sleep(3600)
@@ -302,6 +333,10 @@ def main():
             escape(value, stubborn=False)
         elif key == "escape-stubborn":
             escape(value, stubborn=True)
+        elif key == "forkbomb":
+            forkbomb(int(value))
+        elif key == "hog":
+            hog(int(value))
         elif key == "big-output":
             remaining = int(value)
             line = ("x" * 99) + "\n"

@@ -76,6 +76,16 @@ package enum Bubblewrap {
         }
         for path in view.boundBack { options += ["--bind-try", path, path] }
         for path in view.readOnly { options += ["--ro-bind-try", path, path] }
+        // A bind of a parent of a hidden part (a `read-only` work dir that holds the state dir) brings the real
+        // directory back: hide what lies inside what was bound last, once more.
+        let rebound = view.boundBack + view.readOnly
+        func inside(_ path: String) -> Bool { rebound.contains { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") } }
+        for directory in view.hiddenDirectories where inside(directory) && FileManager.default.fileExists(atPath: directory) {
+            options += ["--tmpfs", directory]
+        }
+        for file in view.hiddenFiles where inside(file) && FileManager.default.fileExists(atPath: file) {
+            options += ["--ro-bind", "/dev/null", file]
+        }
         if diesWithParent { options.append("--die-with-parent") }
         options += ["--chdir", workingDirectory]
         return options

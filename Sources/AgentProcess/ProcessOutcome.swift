@@ -34,6 +34,10 @@ package struct ProcessOutcome: Sendable, Equatable {
     package var pid: Int32
     /// Processes killed after the main process ended (leftovers in its group or carrying its marker).
     package var leftoversKilled: Int
+    /// The run's cgroups, when its leftovers are left to the caller (``ProcessSupervisor/endLeftovers(groupId:marker:grace:cgroup:)``).
+    package var cgroup: RunCgroup?
+    /// The kernel killed a process of the run for passing its memory limit.
+    package var outOfMemory = false
 
     package init(ending: Ending, exitCode: Int32?, signal: Int32?, startedAt: Date, duration: Duration, pid: Int32, leftoversKilled: Int) {
         self.ending = ending

@@ -8,6 +8,7 @@ package enum ProcessScanner {
         let me = getpid()
         var found: [pid_t] = []
         let markerBytes = marker.map { Array($0.utf8) }
+        let groupId = groupId.flatMap { $0 > 0 ? $0 : nil }
         for pid in allPids() {
             guard pid != me, let stat = readStat(pid), stat.state != "Z", stat.state != "X" else { continue }
             if let groupId, stat.pgrp == groupId || stat.session == groupId || pid == groupId {

@@ -8,9 +8,12 @@ import Synchronization
 package struct ProcessSupervisor: Sendable {
     /// How long leftovers of an exited process get between SIGTERM and SIGKILL.
     package var leftoverGrace: Duration
+    /// What every process it starts may use, and how that is enforced (a cgroup per process tree, or rlimits).
+    package var resources: ResourcePolicy
 
-    package init(leftoverGrace: Duration = .milliseconds(200)) {
+    package init(leftoverGrace: Duration = .milliseconds(200), resources: ResourcePolicy = .unlimited) {
         self.leftoverGrace = leftoverGrace
+        self.resources = resources
     }
 
     /// Starts `spec` and supervises it to the end (its leftovers too, unless `sweepLeftovers` is false). `finalEventSeen` is polled when given (completion detection).
@@ -24,8 +27,17 @@ package struct ProcessSupervisor: Sendable {
     ) async throws(AgentProcessError) -> ProcessOutcome {
         let startedAt = Date()
         let start = ContinuousClock.now
-        let pid = try spawn(spec)
-        let watched = Watched(spec)
+        resources.place?.removeEmpty()
+        let cgroup = resources.place?.create("run-\(UUID().uuidString.prefix(13))", limits: resources.limits)
+        let pid: pid_t
+        do {
+            pid = try spawn(spec, cgroup: cgroup)
+        } catch {
+            cgroup?.remove()
+            throw error
+        }
+        var watched = Watched(spec)
+        watched.cgroup = cgroup
         let timing = Timing(startedAt: startedAt, start: start, deadline: start + limits.timeout)
         return await follow(ChildExit(pid: pid), watched, timing, limits: limits, finalEventSeen: finalEventSeen, sweepLeftovers: sweepLeftovers)
     }
@@ -46,6 +58,8 @@ package struct ProcessSupervisor: Sendable {
         package var isolated: Bool
         /// The monitor's record, when a monitor holds the process.
         package var record: MonitorRecord?
+        /// The cgroups the process tree was started in (ended and removed with its leftovers).
+        package var cgroup: RunCgroup?
 
         /// What is watched of a process started elsewhere.
         package init(stdoutPath: String, stderrPath: String, marker: String?, isolated: Bool, record: MonitorRecord?) {
@@ -91,14 +105,15 @@ package struct ProcessSupervisor: Sendable {
                 isolated: watched.isolated,
                 startedAt: Date(timeIntervalSince1970: Double(ended.startedAtMs) / 1000),
                 duration: duration,
-                pid: started?.pid ?? 0
+                // No group to sweep: the monitor is long gone, and its pid may name another process by now.
+                pid: 0
             )
             outcome.leftoversKilled = leftovers
             return outcome
         case .alive(let started):
             try? record.claim()
             let startedAt = Date(timeIntervalSince1970: Double(started.startedAtMs) / 1000)
-            let start = ContinuousClock.now - .milliseconds(max(0, Int64(Date().timeIntervalSince(startedAt) * 1000)))
+            let start = ContinuousClock.now - .milliseconds(record.elapsedMs(started))
             let child = ChildExit(pid: started.pid) {
                 cps_wait_foreign_exit(started.pid, started.startTime)
                 return record.ended()?.waitStatus ?? SIGKILL
@@ -130,7 +145,10 @@ package struct ProcessSupervisor: Sendable {
         // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
         let grace = min(leftoverGrace, limits.killGrace)
         // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:)``) once its result is out.
-        let leftovers = sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: pid, marker: watched.marker, grace: grace) } : 0
+        let cgroup = watched.cgroup
+        let outOfMemory = cgroup?.hadOutOfMemoryKill ?? false
+        let leftovers =
+            sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: pid, marker: watched.marker, grace: grace, cgroup: cgroup) } : 0
         let recorded = ending == .exited ? watched.record?.ended() : nil
         var outcome = Self.outcome(
             ending: recorded.map { Self.ending(recorded: $0, supervised: ending) } ?? ending,
@@ -141,6 +159,8 @@ package struct ProcessSupervisor: Sendable {
             pid: pid
         )
         outcome.leftoversKilled = leftovers
+        outcome.cgroup = cgroup
+        outcome.outOfMemory = outOfMemory
         if ending == .outputLimit { outcome.exceededStream = outputs.exceeded() }
         return outcome
     }
@@ -278,8 +298,18 @@ package struct ProcessSupervisor: Sendable {
         return await child.wait(timeout: .seconds(10))
     }
 
-    /// Ends whatever is left of process group `groupId` or carries `marker`; returns how many processes it found.
-    package func endLeftovers(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
+    /// Ends whatever is left of process group `groupId` or carries `marker`, and last whatever is still in the
+    /// run's `cgroup` (which then is removed); returns how many processes it found.
+    package func endLeftovers(groupId: pid_t?, marker: String?, grace: Duration, cgroup: RunCgroup? = nil) async -> Int {
+        // A pid of 0 or below would name this runner's own group (kill(0, …), kill(-1, …)): never a group to sweep.
+        let found = await endMarked(groupId: groupId.flatMap { $0 > 0 ? $0 : nil }, marker: marker, grace: grace)
+        guard let cgroup else { return found }
+        let escaped = cgroup.killAll()
+        cgroup.remove()
+        return found + escaped
+    }
+
+    private func endMarked(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
         var survivors = ProcessScanner.find(groupId: groupId, marker: marker)
         guard !survivors.isEmpty else { return 0 }
         let count = survivors.count
@@ -307,7 +337,7 @@ package struct ProcessSupervisor: Sendable {
         _ = kill(-groupId, signal)
     }
 
-    private func spawn(_ spec: ProcessSpec) throws(AgentProcessError) -> pid_t {
+    private func spawn(_ spec: ProcessSpec, cgroup: RunCgroup?) throws(AgentProcessError) -> pid_t {
         let stdinFd = open(spec.stdinPath ?? "/dev/null", O_RDONLY | O_CLOEXEC)
         guard stdinFd >= 0 else {
             throw AgentProcessError(
@@ -325,6 +355,11 @@ package struct ProcessSupervisor: Sendable {
         let launch = spec.launch
         let argv = CStringArray(launch.argv)
         let envp = CStringArray(spec.environment.map { "\($0.key)=\($0.value)" })
+        let cgroupFiles = CStringArray(cgroup?.procsFiles ?? [])
+        defer { withExtendedLifetime(cgroupFiles) {} }
+        let procs = cgroupFiles.pointers.dropLast()
+        // Without a cgroup, memory is limited per process (RLIMIT_DATA): the fallback CONTRACT §7 allows.
+        let rlimitData = cgroup == nil ? resources.limits.maxMemoryBytes ?? 0 : 0
         var pid: pid_t = 0
         let rc = argv.withPointer { argvPointer in
             envp.withPointer { envpPointer in
@@ -338,7 +373,10 @@ package struct ProcessSupervisor: Sendable {
                     stdoutFd,
                     stderrFd,
                     ProcessUmask.forChildren,
-                    spec.diesWithRunner ? SIGKILL : 0
+                    spec.diesWithRunner ? SIGKILL : 0,
+                    procs.first ?? nil,
+                    procs.dropFirst().first ?? nil,
+                    rlimitData
                 )
             }
         }
@@ -368,7 +406,7 @@ func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// A NULL-terminated `char *[]` that frees its strings.
 private final class CStringArray {
-    private var pointers: [UnsafeMutablePointer<CChar>?]
+    private(set) var pointers: [UnsafeMutablePointer<CChar>?]
 
     init(_ strings: [String]) {
         pointers = strings.map { strdup($0) } + [nil]

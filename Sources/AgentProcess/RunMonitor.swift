@@ -52,7 +52,11 @@ package struct MonitorRecord: Sendable {
     package struct Started: Decodable, Sendable, Equatable {
         package var pid: Int32
         package var startTime: UInt64
+        /// The boot the pid belongs to.
+        package var bootId: String?
         package var startedAtMs: Int64
+        /// `CLOCK_BOOTTIME` at the start: the attempt's elapsed time, immune to wall-clock steps.
+        package var startedAtBootMs: Int64?
         package var allowedMs: Int
     }
 
@@ -117,9 +121,35 @@ package struct MonitorRecord: Sendable {
         return isRunning(started) ? .alive(started) : .gone(started)
     }
 
-    /// Whether the process the record names is that monitor, alive.
+    /// Whether the process the record names is that monitor, alive (on this boot: after a restart of the machine the
+    /// pid and start tick may well name another process).
     func isRunning(_ started: Started) -> Bool {
-        ProcessScanner.isAlive(started.pid) && ProcessScanner.startTime(started.pid) == started.startTime
+        if let bootId = started.bootId, !bootId.isEmpty, bootId != Self.currentBootId { return false }
+        return ProcessScanner.isAlive(started.pid) && ProcessScanner.startTime(started.pid) == started.startTime
+    }
+
+    static let currentBootId = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+
+    /// `CLOCK_BOOTTIME` now, in milliseconds (the monitor's clock).
+    package static func bootClockMs() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    /// How long the attempt has run, by the boot clock where the record has it.
+    package func elapsedMs(_ started: Started) -> Int64 {
+        if let boot = started.startedAtBootMs { return max(0, Self.bootClockMs() - boot) }
+        return max(0, Int64(Date().timeIntervalSince1970 * 1000) - started.startedAtMs)
+    }
+
+    /// Marks the run as ended lost, for a monitor that has not started its agent yet (its runner died between the
+    /// spawn and the record) or that its runner left: it then ends the agent instead of running it for a lease.
+    package func abandon() {
+        let path = "\(prefix).abandoned"
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd >= 0 { close(fd) }
     }
 
     /// Makes this process the run's holder (the monitor then no longer counts its runner as lost) and wakes it.

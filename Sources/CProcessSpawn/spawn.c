@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,6 +36,8 @@ struct spawn_call {
     int stdin_fd, stdout_fd, stderr_fd;
     int child_umask;
     int death_signal;
+    const char *cgroup_procs[2];
+    long long rlimit_data;
     int rc;
     bool done;
 };
@@ -45,10 +49,32 @@ static struct spawn_call *pending = NULL;
 static pthread_once_t started = PTHREAD_ONCE_INIT;
 static int start_error = 0;
 
+/* Writes this process's pid to a cgroup.procs file (joins that cgroup). Plain system calls only. */
+static int join_cgroup(const char *procs) {
+    char digits[24];
+    int length = 0;
+    for (unsigned long pid = (unsigned long)getpid(); length == 0 || pid > 0; pid /= 10) digits[length++] = (char)('0' + pid % 10);
+    char text[24];
+    for (int i = 0; i < length; i++) text[i] = digits[length - 1 - i];
+    int fd = open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, text, (size_t)length);
+    close(fd);
+    return n == length ? 0 : -1;
+}
+
 static void child(const struct spawn_call *call, pid_t parent, int report) {
     if (call->death_signal > 0) {
         prctl(PR_SET_PDEATHSIG, call->death_signal);
         if (getppid() != parent) _exit(127); /* the runner died before the death signal was armed */
+    }
+    /* Into the run's cgroups before anything else: whatever it starts is counted and can be found. */
+    for (int i = 0; i < 2; i++) {
+        if (call->cgroup_procs[i] != NULL && join_cgroup(call->cgroup_procs[i]) != 0) goto fail;
+    }
+    if (call->rlimit_data > 0) {
+        struct rlimit limit = {(rlim_t)call->rlimit_data, (rlim_t)call->rlimit_data};
+        if (setrlimit(RLIMIT_DATA, &limit) != 0) goto fail;
     }
     setsid();
     struct sigaction dfl = {0};
@@ -134,10 +160,12 @@ static void start_spawner(void) {
 }
 
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
-              int stdin_fd, int stdout_fd, int stderr_fd, int child_umask, int death_signal) {
+              int stdin_fd, int stdout_fd, int stderr_fd, int child_umask, int death_signal,
+              const char *cgroup_procs_a, const char *cgroup_procs_b, long long rlimit_data) {
     pthread_once(&started, start_spawner);
     if (start_error != 0) return start_error;
-    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, child_umask, death_signal, 0, false};
+    struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, child_umask, death_signal,
+                              {cgroup_procs_a, cgroup_procs_b}, rlimit_data, 0, false};
     pthread_mutex_lock(&lock);
     while (pending != NULL) pthread_cond_wait(&finished, &lock);
     pending = &call;
@@ -149,15 +177,18 @@ int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp
 
 int cps_set_umask(int mask) { return (int)umask((mode_t)mask); }
 
-/* Field 22 of /proc/PID/stat, or 0 when the process is gone or a zombie. */
+/* Field 22 of /proc/PID/stat; 0 when the process is gone or a zombie; ULLONG_MAX when /proc could not be read
+   (out of descriptors): that says nothing about the process. */
 static unsigned long long live_start_time(pid_t pid) {
     char path[64], buffer[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
+    if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : ULLONG_MAX;
     ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    int error = errno;
     close(fd);
-    if (n <= 0) return 0;
+    if (n < 0) return error == ESRCH ? 0 : ULLONG_MAX;
+    if (n == 0) return 0;
     buffer[n] = 0;
     char *p = strrchr(buffer, ')');
     if (p == NULL || p[1] == 0) return 0;
@@ -173,7 +204,8 @@ static unsigned long long live_start_time(pid_t pid) {
 void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time) {
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     /* Checked after the pidfd is open: from here on the pid cannot be reused under it. */
-    if (live_start_time(pid) != start_time) {
+    unsigned long long now = live_start_time(pid);
+    if (now != start_time && now != ULLONG_MAX) {
         if (fd >= 0) close(fd);
         return;
     }
@@ -183,5 +215,9 @@ void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time) {
         close(fd);
         return;
     }
-    while (live_start_time(pid) == start_time) usleep(50 * 1000);
+    for (;;) {
+        now = live_start_time(pid);
+        if (now != start_time && now != ULLONG_MAX) return;
+        usleep(50 * 1000);
+    }
 }

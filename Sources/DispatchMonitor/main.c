@@ -4,8 +4,10 @@
 
    `serve` starts it (in a session of its own, stdin/stdout/stderr already the attempt's files, the agent's
    environment) instead of starting bwrap itself. The monitor:
-   - writes PREFIX.monitor ({"pid","startTime","startedAtMs","allowedMs"}) before the agent starts, so a new
-     `serve` can find it by pid and start time;
+   - writes PREFIX.monitor ({"pid","startTime","bootId","startedAtMs","startedAtBootMs","allowedMs"}) before the
+     agent starts, so a new `serve` can find it by pid, start time and boot; it does not start the agent when
+     PREFIX.abandoned exists (the run was ended as lost meanwhile), and ends it when that appears while orphaned;
+   - keeps itself out of the OOM killer's choice (oom_score_adj -1000 where it may; the agent gets 0 back);
    - starts PROGRAM (bwrap, whose namespace init stays in the group) in the monitor's own process group, so
      `serve`'s group signals reach the agent as before;
    - ignores SIGTERM/SIGINT/SIGHUP (they are for the agent: the monitor must outlive it to record its end);
@@ -40,9 +42,10 @@ static long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Time since boot, suspend included: a deadline does not stretch across a sleep of the machine. */
 static long long monotonic_ms(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -137,6 +140,30 @@ static int write_file(const char *path, const char *text) {
     return rename(temporary, path);
 }
 
+/* Writes a small integer to a /proc file (an oom_score_adj); failures are ignored (an unprivileged monitor
+   cannot lower its own). */
+static void write_proc(const char *path, const char *value) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t ignored = write(fd, value, strlen(value));
+    (void)ignored;
+    close(fd);
+}
+
+/* The kernel's boot id, without its newline ("" when unreadable): a record from another boot names nothing here. */
+static void boot_id(char *out, size_t size) {
+    out[0] = 0;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    if (n <= 0) n = 0;
+    out[n] = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (out[i] == '\n' || out[i] == '"' || out[i] == '\\') out[i] = 0;
+    }
+}
+
 /* Whether PREFIX.owner names a live process ("PID STARTTIME"): a runner that adopted the run. */
 static int adopted(const char *owner_path) {
     char buffer[128];
@@ -218,10 +245,15 @@ int main(int argc, char **argv) {
                         "[--lease-ms MS] [--runner-pid PID] -- PROGRAM [ARG...]\n");
         return 2;
     }
-    char monitor_path[4096], owner_path[4096], status_path[4096], text[512];
+    char monitor_path[4096], owner_path[4096], status_path[4096], abandoned_path[4096], text[512], boot[64];
     snprintf(monitor_path, sizeof monitor_path, "%s.monitor", options.record);
     snprintf(owner_path, sizeof owner_path, "%s.owner", options.record);
     snprintf(status_path, sizeof status_path, "%s.status", options.record);
+    /* Written by whoever ended the run as lost (its runner died before this monitor recorded itself): stop. */
+    snprintf(abandoned_path, sizeof abandoned_path, "%s.abandoned", options.record);
+    boot_id(boot, sizeof boot);
+    /* The OOM killer picks the run's largest process, never its monitor (which records the end). */
+    write_proc("/proc/self/oom_score_adj", "-1000");
     umask(077);
     /* The agent's group is the monitor's own: signals to it must never reach whoever started the monitor. */
     if (getpgrp() != getpid()) setpgid(0, 0);
@@ -242,10 +274,15 @@ int main(int argc, char **argv) {
     pid_t runner = options.runner > 0 ? options.runner : getppid();
     long long started_ms = now_ms();
     long long started_mono = monotonic_ms();
-    snprintf(text, sizeof text, "{\"pid\":%d,\"startTime\":%llu,\"startedAtMs\":%lld,\"allowedMs\":%lld}\n", (int)getpid(),
-             start_time(getpid()), started_ms, options.allowed_ms);
+    snprintf(text, sizeof text,
+             "{\"pid\":%d,\"startTime\":%llu,\"bootId\":\"%s\",\"startedAtMs\":%lld,\"startedAtBootMs\":%lld,\"allowedMs\":%lld}\n",
+             (int)getpid(), start_time(getpid()), boot, started_ms, started_mono, options.allowed_ms);
     if (write_file(monitor_path, text) != 0) {
         fprintf(stderr, "dispatch-monitor: cannot write %s: %s\n", monitor_path, strerror(errno));
+        return 125;
+    }
+    if (access(abandoned_path, F_OK) == 0) {
+        fprintf(stderr, "dispatch-monitor: the run was ended as lost before its agent started\n");
         return 125;
     }
 
@@ -256,6 +293,7 @@ int main(int argc, char **argv) {
     }
     if (agent == 0) {
         reset_signals();
+        write_proc("/proc/self/oom_score_adj", "0");
         umask(022);
         execv(options.command[0], options.command);
         fprintf(stderr, "dispatch-monitor: cannot start %s: %s\n", options.command[0], strerror(errno));
@@ -278,7 +316,9 @@ int main(int argc, char **argv) {
         long long now = monotonic_ms();
         if (ending == ENDING_NONE && now >= deadline) ending = ENDING_TIMED_OUT;
         if (ending == ENDING_NONE && getppid() != runner) {
-            if (adopted(owner_path)) {
+            if (access(abandoned_path, F_OK) == 0) {
+                ending = ENDING_RUNNER_LOST;
+            } else if (adopted(owner_path)) {
                 orphaned_since = 0;
             } else if (orphaned_since == 0) {
                 orphaned_since = now;

@@ -243,6 +243,8 @@ struct DispatchRoutes: Sendable {
                 startedAt: ISO8601.string(startedAt),
                 defaultBackend: engine.configuration.defaultBackend,
                 isolation: configuration.isolation,
+                limits: engine.limitsMechanism,
+                runsOutliveRunner: engine.runsOutliveRunner,
                 maxConcurrent: service.maxConcurrent,
                 running: live.running,
                 queued: live.queued,

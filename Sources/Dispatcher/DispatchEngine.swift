@@ -30,6 +30,8 @@ package final class DispatchEngine: Sendable {
         package var k8s: (any ExecutionBackend)?
         /// Whether the local backends' agent attempts are held by monitors that outlive the runner.
         package var localRunsOutliveRunner = false
+        /// How the local backends limit each run's resources (`cgroup-v1`, `rlimit`, `none`).
+        package var limits = "none"
 
         /// The backends of one runner.
         package init(host: any ExecutionBackend, localSandbox: any ExecutionBackend, k8s: (any ExecutionBackend)? = nil) {
@@ -207,6 +209,9 @@ package final class DispatchEngine: Sendable {
     /// Whether local runs outlive this runner (their attempts are held by monitors).
     package var runsOutliveRunner: Bool { backends.localRunsOutliveRunner }
 
+    /// How each run's resources are limited (`cgroup-v1`, `rlimit`, `none`).
+    package var limitsMechanism: String { backends.limits }
+
     /// A local run is adopted when its attempt's monitor lives or recorded the agent's end (CONTRACT §7).
     package func canReattach(_ record: DispatchRecord) -> Bool {
         backend(for: record)?.canAttach(record.result) ?? false
@@ -220,8 +225,13 @@ package final class DispatchEngine: Sendable {
         case .alive:
             return true
         case .ended(_, let ended):
-            let ageMs = Int64(now.timeIntervalSince1970 * 1000) - ended.endedAtMs
-            return ended.ending != "runnerLost" && ageMs < Int64(configuration.leaseSeconds) * 1000
+            // Held for a serve to collect until the run's budget is over, and at least one lease after the end: a
+            // reader ending it then would throw the agent's real result away.
+            guard ended.ending != "runnerLost" else { return false }
+            let nowMs = Int64(now.timeIntervalSince1970 * 1000)
+            let leaseMs = Int64(configuration.leaseSeconds) * 1000
+            let startedMs = record.result.startedAt.flatMap(ISO8601.date).map { Int64($0.timeIntervalSince1970 * 1000) } ?? ended.startedAtMs
+            return nowMs < max(ended.endedAtMs + leaseMs, startedMs + Int64(record.request.timeoutMs) + leaseMs)
         case .gone, .none:
             return false
         }
@@ -243,7 +253,9 @@ package final class DispatchEngine: Sendable {
         let elapsedMs = max(0, Int(Date().timeIntervalSince(started) * 1000))
         let deadline = Deadline(budgetMs: record.request.timeoutMs, start: .now - .milliseconds(elapsedMs))
         guard let backend = backend(for: record), backend.canAttach(record.result) else {
-            return await finish(record.result, deadline: deadline, logger: logger)
+            // Its monitor went away between the look and now: the run is lost after all.
+            let owner = record.owner ?? .current(kind: .recover)
+            return (try? await abandon(record, reason: abandonReason(record, owner: owner)))?.result ?? record.result
         }
         return await run(record.request, on: backend, known: record.result, deadline: deadline, token: token, logger: logger, attach: true)
     }

@@ -91,17 +91,14 @@ package final class DispatchService: Service, Sendable {
     package func recover() async throws {
         let resynced = try await engine.store.resyncInbox()
         if resynced > 0 { logger.notice("rewrote inbox files that lagged the store", metadata: ["count": "\(resynced)"]) }
-        for record in try await engine.store.nonTerminal() {
-            switch record.status {
-            case .running:
-                guard record.owner?.isCurrentProcess == true || record.ownerIsGone() else { continue }
-                try await recoverRunning(record)
-            case .queued:
-                state.withLock { $0.queue.append(record) }
-            default:
-                continue
-            }
-        }
+        let rows = try await engine.store.nonTerminal()
+        let stranded = rows.filter { $0.status == .running && ($0.owner?.isCurrentProcess == true || $0.ownerIsGone()) }
+        // Adoptable runs first: each monitor waits one lease for its adopter, and ending the others (a patch export
+        // each) must not eat into that.
+        let adoptable = stranded.map(engine.canReattach)
+        for (record, first) in zip(stranded, adoptable) where first { try await recoverRunning(record) }
+        for (record, first) in zip(stranded, adoptable) where !first { try await recoverRunning(record) }
+        state.withLock { $0.queue.append(contentsOf: rows.filter { $0.status == .queued }) }
         let queued = counts.queued
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()

@@ -31,8 +31,7 @@ extension AgentPhase {
         }
         let started = monitor.started()
         let allowedMs = started?.allowedMs ?? input.deadline.remainingMs
-        let startedAtMs = started?.startedAtMs ?? Int64(Date().timeIntervalSince1970 * 1000)
-        let leftMs = Int(max(0, startedAtMs + Int64(allowedMs) - Int64(Date().timeIntervalSince1970 * 1000)))
+        let leftMs = Int(max(0, Int64(allowedMs) - (started.map(monitor.elapsedMs) ?? 0)))
         let attempt = Attempt(
             model: models[index],
             label: "agent attempt \(index + 1)/\(models.count)",
@@ -55,7 +54,7 @@ extension AgentPhase {
                 sweepLeftovers: !input.sweepAfterResult
             )
         else { return nil }
-        if input.sweepAfterResult { outcome.pendingSweep = process.pid }
+        if input.sweepAfterResult, process.pid > 0 { (outcome.pendingSweep, outcome.pendingCgroup) = (process.pid, process.cgroup) }
         if let ended = record(process, of: attempt, input: input, adapter: launch.adapter, token: token, outcome: &outcome) { return ended }
         return await runAttempts(from: index + 1, input: input, launch: launch, token: token, outcome: outcome, attemptStarting: attemptStarting)
     }

@@ -54,6 +54,8 @@ package struct AgentPhase: Sendable {
         package var processesKilled = 0
         /// The last attempt's process group, whose leftovers the caller ends after writing the result.
         package var pendingSweep: pid_t?
+        /// The last attempt's cgroups, ended and removed with those leftovers.
+        package var pendingCgroup: RunCgroup?
 
         /// Ends the phase `failed` (or `cancelled`) with `failure`.
         mutating func end(_ failure: DispatchFailure) -> Outcome {
@@ -227,13 +229,18 @@ package struct AgentPhase: Sendable {
         let probe = Self.completionProbe(adapter, stdoutPath: attempt.logs.stdoutPath)
         logger.debug("starting \(attempt.label)", metadata: ["model": "\(attempt.model ?? "default")", "pid.argv0": "\(launch.executable)"])
         if let previous = outcome.pendingSweep {
-            outcome.processesKilled += await supervisor.endLeftovers(groupId: previous, marker: spec.marker, grace: supervisor.leftoverGrace)
-            outcome.pendingSweep = nil
+            outcome.processesKilled += await supervisor.endLeftovers(
+                groupId: previous,
+                marker: spec.marker,
+                grace: supervisor.leftoverGrace,
+                cgroup: outcome.pendingCgroup
+            )
+            (outcome.pendingSweep, outcome.pendingCgroup) = (nil, nil)
         }
         let process: ProcessOutcome
         do {
             process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe, sweepLeftovers: !input.sweepAfterResult)
-            if input.sweepAfterResult { outcome.pendingSweep = process.pid }
+            if input.sweepAfterResult { (outcome.pendingSweep, outcome.pendingCgroup) = (process.pid, process.cgroup) }
         } catch {
             let failure = DispatchFailure.message("\(input.request.tool.rawValue) could not be started for \(attempt.label): \(error)")
             outcome.failure = failure
@@ -324,7 +331,8 @@ package struct AgentPhase: Sendable {
         // A bounded window from the end: the final events are the last thing an agent prints, and memory must not
         // grow with the output (a flood before them, a 50 MB line included, is skipped).
         let parsed = adapter.parse(stdout: LogFile.tail(logs.stdoutPath, maxBytes: Self.parseWindowBytes))
-        let judge = AttemptJudge(tool: adapter.tool.rawValue, label: attempt.label, budgetMs: input.budgetMs, maxLogBytes: configuration.maxLogBytes)
+        var judge = AttemptJudge(tool: adapter.tool.rawValue, label: attempt.label, budgetMs: input.budgetMs, maxLogBytes: configuration.maxLogBytes)
+        judge.maxMemoryBytes = configuration.maxMemoryBytes
         let failure = judge.failure(
             of: process,
             parsed: parsed,
@@ -360,7 +368,8 @@ package struct AgentPhase: Sendable {
         outcome.failure = failure
         if case .cancelled = failure { return outcome.end(failure) }
         // A timeout ends the budget; a flooding agent ends the dispatch (another attempt would flood the same way).
-        if process.ending == .timedOut || process.ending == .outputLimit { return outcome.end(failure) }
+        // A run nobody adopted in time is over, as the monitor recorded.
+        if [.timedOut, .outputLimit, .runnerLost].contains(process.ending) { return outcome.end(failure) }
         return nil
     }
 

@@ -175,6 +175,13 @@ package struct AgentRunner: Sendable {
         }
     }
 
+    /// Marks the attempt `result` names as ended lost, so that a monitor that had not recorded itself yet when the run
+    /// was given up does not start (or go on with) the agent.
+    package static func markAbandoned(_ result: DispatchResult) {
+        guard let logs = result.logs, let record = MonitorRecord(stdoutPath: logs.stdoutPath) else { return }
+        record.abandon()
+    }
+
     /// Ends every process still carrying the request's marker (a run whose runner died).
     package func endMarked(_ requestId: String) async -> Int {
         await supervisor.endLeftovers(groupId: nil, marker: AgentEnvironment.marker(requestId: requestId), grace: .milliseconds(200))

@@ -9,6 +9,8 @@ struct AttemptJudge: Sendable {
     let label: String
     let budgetMs: Int
     let maxLogBytes: Int64
+    /// The run's memory limit, for the words of an out-of-memory kill.
+    var maxMemoryBytes: Int64?
 
     /// `nil` when the attempt completed; otherwise why not.
     func failure(
@@ -43,6 +45,7 @@ struct AttemptJudge: Sendable {
         token: CancelToken
     ) -> DispatchFailure? {
         if let reason = token.reason { return .cancelled(reason: reason) }
+        if process.outOfMemory, let limit = maxMemoryBytes { return .outOfMemory(tool: tool, limitBytes: limit, during: label) }
         if let code = process.exitCode, code != 0 {
             return .exited(tool: tool, code: code, stderrTail: Self.lastLines(stderrTail), during: label)
         }

@@ -50,7 +50,8 @@ package struct HostBackend: ExecutionBackend {
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
             result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
-            return .ended(result, processesKilled: await runner.endMarked(request.requestId))
+            let (salvaged, killed) = await salvage(result)
+            return .ended(salvaged, processesKilled: killed)
         }
         let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
         result.apply(outcome)
@@ -58,18 +59,20 @@ package struct HostBackend: ExecutionBackend {
         let killed = outcome.processesKilled
         guard let group = outcome.pendingSweep else { return .ended(result, processesKilled: killed) }
         let marker = AgentEnvironment.marker(requestId: request.requestId)
+        let cgroup = outcome.pendingCgroup
         return .ended(
             result,
             processesKilled: killed,
             afterRecording: {
-                await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace)
+                await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace, cgroup: cgroup)
             }
         )
     }
 
     /// Ends the processes a dead runner's agent left.
     package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
-        (result, await runner.endMarked(result.requestId))
+        AgentRunner.markAbandoned(result)
+        return (result, await runner.endMarked(result.requestId))
     }
 
     /// Where a host-mode request keeps its logs and task file.

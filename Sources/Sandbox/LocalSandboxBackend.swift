@@ -213,6 +213,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// Ends what a dead runner's agent left and exports what it changed (partial work is evidence).
     package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
+        AgentRunner.markAbandoned(result)
         let killed = await runner.endMarked(result.requestId)
         var result = result
         let maxPatchFileBytes = configuration.maxPatchFileBytes

@@ -75,6 +75,24 @@ import Testing
         #expect(open.contains("secret-"), "without hiding it the same read finds it, so the check can fail")
     }
 
+    /// A `read-only` host work dir that holds the state dir (the home directory) is bound after the state dir was
+    /// hidden: the state dir must be hidden again on top of it.
+    @Test(.enabled(if: Bubblewrap.locate() != nil)) func aReadOnlyBindOfAParentDoesNotBringTheStateDirBack() async throws {
+        let dir = NSTemporaryDirectory() + "bwrap-rebind-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(dir)/state", withIntermediateDirectories: true)
+        try Data("secret-\(dir.hashValue)".utf8).write(to: URL(fileURLWithPath: "\(dir)/state/token"))
+        try Data("visible".utf8).write(to: URL(fileURLWithPath: "\(dir)/work.txt"))
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let view = IsolationView(readOnlyRoot: false, hiddenDirectories: ["\(dir)/state"], readOnly: [dir])
+        let seen = try await isolated(
+            "cat \(dir)/state/token; cat \(dir)/work.txt; touch \(dir)/new 2>/dev/null || echo READONLY",
+            view: view,
+            in: dir
+        )
+        #expect(!seen.contains("secret-"), "the read-only bind of the parent brought the state dir back: \(seen)")
+        #expect(seen.contains("visible") && seen.contains("READONLY"), "the work dir itself is there, read-only: \(seen)")
+    }
+
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aSignalDeathIsReportedAsTheSignal() async throws {
         let bwrap = try #require(Bubblewrap.locate())
         let dir = NSTemporaryDirectory() + "bwrap-signal-\(UUID().uuidString)"

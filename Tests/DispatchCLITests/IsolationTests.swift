@@ -11,11 +11,15 @@ struct IsolationTests {
     let dir = TempDir("isolation")
     var state: String { dir.child("state") }
 
+    /// The environment of a run with `isolation`; `none` also turns the per-run cgroups off, so that nothing
+    /// contains the agent (the cgroup's final kill would end the escapees too).
     func env(_ isolation: String) -> [String: String] {
-        [
+        var env = [
             "DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_KILL_GRACE_MS": "500",
             "DISPATCH_ISOLATION": isolation,
         ]
+        if isolation == "none" { (env["DISPATCH_MAX_PROCESSES"], env["DISPATCH_MAX_MEMORY_BYTES"]) = ("0", "0") }
+        return env
     }
 
     func dispatch(_ arguments: [String], isolation: String = "bwrap", cwd: String? = nil) throws -> CommandResult {

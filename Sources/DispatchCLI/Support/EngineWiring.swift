@@ -24,13 +24,21 @@ extension DispatchEngine {
         for directory in [configuration.inboxDir, configuration.sandboxRoot] {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let runner = AgentRunner(configuration: configuration, environment: environment, isolation: isolation)
+        let limits = ResourceLimits(maxMemoryBytes: configuration.maxMemoryBytes, maxProcesses: configuration.maxProcesses)
+        let resources = ResourcePolicy.detect(limits)
+        let runner = AgentRunner(
+            configuration: configuration,
+            environment: environment,
+            isolation: isolation,
+            supervisor: ProcessSupervisor(resources: resources)
+        )
         var backends = Backends(
             host: HostBackend(runner: runner),
             localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),
             k8s: k8s
         )
         backends.localRunsOutliveRunner = runner.runsOutliveRunner
+        backends.limits = resources.mechanism.rawValue
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }

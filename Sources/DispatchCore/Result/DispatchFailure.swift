@@ -11,6 +11,8 @@ package enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertibl
     case exited(tool: String, code: Int32, stderrTail: String, during: String)
     /// A process was killed by a signal nobody in the runner sent.
     case signaled(tool: String, signal: Int32, during: String)
+    /// The run passed its memory limit and the kernel killed a process of it.
+    case outOfMemory(tool: String, limitBytes: Int64, during: String)
     /// Cancelled, with the canceller's reason.
     case cancelled(reason: String)
     /// The runner that owned the dispatch is gone; `reason` says which and how.
@@ -76,6 +78,8 @@ package enum DispatchFailure: Error, Sendable, Equatable, CustomStringConvertibl
             return "\(tool) failed during \(during): exit \(code)" + (stderrTail.isEmpty ? "" : ": \(stderrTail)")
         case .signaled(let tool, let signal, let during):
             return "\(tool) was killed by signal \(signal) (\(Self.signalName(signal))) during \(during)"
+        case .outOfMemory(let tool, let limitBytes, let during):
+            return "\(tool) ran out of memory (the run's limit is \(limitBytes) bytes) and was killed during \(during)"
         case .cancelled(let reason), .runnerLost(let reason), .message(let reason):
             return reason
         case .checkoutFailed(let reason):

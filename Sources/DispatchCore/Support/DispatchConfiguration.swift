@@ -51,6 +51,12 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var agentWritablePaths: [String]
     /// Other files the runner reads secrets from (those a kubeconfig names), hidden from isolated agents.
     package var secretFiles: [String] = []
+    /// `DISPATCH_MAX_MEMORY_BYTES`: the memory one run (one agent attempt or verification command with everything it
+    /// starts) may use; `0` turns it off. Default: four fifths of this machine's memory, so a hog is killed in its
+    /// own cgroup before the machine runs out (and picks `serve`).
+    package var maxMemoryBytes: Int64?
+    /// `DISPATCH_MAX_PROCESSES`: how many processes one run may have at once; `0` turns it off (default 4096).
+    package var maxProcesses: Int?
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
@@ -85,6 +91,10 @@ package struct DispatchConfiguration: Sendable, Equatable {
             .filter { !$0.isEmpty }
         k8sGitSecret = env["DISPATCH_K8S_GIT_SECRET"].nonEmpty
         isolation = env["DISPATCH_ISOLATION"].nonEmpty ?? "auto"
+        let memory = env["DISPATCH_MAX_MEMORY_BYTES"].flatMap { Int64($0) } ?? Int64(ProcessInfo.processInfo.physicalMemory / 5 * 4)
+        maxMemoryBytes = memory > 0 ? memory : nil
+        let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096
+        maxProcesses = processes > 0 ? processes : nil
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
         agentEnvPassthrough = (env["DISPATCH_AGENT_ENV"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)

@@ -69,6 +69,10 @@ struct InfoResponse: Encodable, Sendable {
     var defaultBackend: SandboxBackend
     /// How agents are contained: `bwrap` or `none` (CONTRACT §7).
     var isolation: String
+    /// How each run's memory and process count are limited: `cgroup-v1`, `rlimit` or `none` (CONTRACT §7).
+    var limits: String
+    /// Whether local runs outlive this `serve` (held by monitors, adopted by the next one).
+    var runsOutliveRunner: Bool
     /// Where dispatches are recorded: `sqlite` (CONTRACT §8 adds `postgres`).
     var store = "sqlite"
     var maxConcurrent: Int

@@ -2,9 +2,12 @@
 SWIFT ?= swift
 APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificates openssl bubblewrap
 PIP_PACKAGES := kubernetes-validate
+# What only the tests need: a real headless browser for the console (CONTRACT §9) and Selenium to drive it.
+TEST_APT_PACKAGES := chromium chromium-driver
+TEST_PIP_PACKAGES := selenium
 DISPATCH := $(CURDIR)/.build/debug/dispatch
 
-.PHONY: deps build run test lint fuzz bench clean
+.PHONY: deps test-deps build run test lint fuzz bench clean
 
 # Installs missing Debian packages when run as root; otherwise says what to install.
 deps:
@@ -16,6 +19,10 @@ deps:
 	  else echo "missing Debian packages:$$missing — run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
 	fi
 
+test-deps:
+	@python3 -c "import selenium" 2>/dev/null || pip install -q $(TEST_PIP_PACKAGES) || python3 -m pip install -q $(TEST_PIP_PACKAGES)
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
+
 build: deps
 	$(SWIFT) build
 
@@ -26,11 +33,11 @@ run: build
 	echo "dispatch serve: every /internal route needs the token in $$where — send it as Authorization: Bearer <token>"
 	$(DISPATCH) serve
 
-test: build lint
+test: build lint test-deps
 	$(SWIFT) build --build-tests
 	DISPATCH_BIN=$(DISPATCH) bash k8s/validate.sh
 	bash Fuzz/run.sh $(FUZZ_SECONDS_CI)
-	DISPATCH_BIN=$(DISPATCH) $(SWIFT) test --skip-build --no-parallel
+	DISPATCH_BIN=$(DISPATCH) DISPATCH_BROWSER_TESTS=required $(SWIFT) test --skip-build --no-parallel
 
 # The code itself: hummingbird's .swift-format (warnings fail) and no function body over 60 lines.
 lint:

@@ -33,10 +33,15 @@ struct DispatchRoutes: Sendable {
         api.post("agent-cancel/:requestId") { _, context in try await cancel(try requestId(context)) }
         api.get("agent-dispatches") { request, _ in try await list(request) }
         api.get("agent-logs/:requestId") { request, context in try await logs(try requestId(context), request: request) }
+        api.get("agent-patch/:requestId") { _, context in try await patch(try requestId(context)) }
+        ConsoleRoutes.add(to: router)
     }
 
     private func requestId(_ context: DispatchRequestContext) throws -> String {
-        let id = context.parameters.get("requestId") ?? ""
+        // The router matches the raw path: `wf%3A1` from a browser is the id `wf:1`. Decoded once; the validator
+        // refuses what is left of any further encoding (`%` is not an id character).
+        let raw = context.parameters.get("requestId") ?? ""
+        let id = raw.removingPercentEncoding ?? raw
         do {
             try RequestValidator.validateRequestId(id)
         } catch {
@@ -179,6 +184,8 @@ struct DispatchRoutes: Sendable {
         let stream = request.uri.queryParameters.get("stream") ?? "stdout"
         guard stream == "stdout" || stream == "stderr" else { throw APIError.badRequest("stream must be stdout or stderr", field: "stream") }
         let follow = ["1", "true"].contains(request.uri.queryParameters.get("follow") ?? "")
+        // `tail=N`: start N bytes before the end of the file (the console shows a tail, not a 1 GiB download).
+        let tail = request.uri.queryParameters.get("tail", as: UInt64.self)
         let store = engine.store
         return Response(
             status: .ok,
@@ -193,7 +200,7 @@ struct DispatchRoutes: Sendable {
                     let file = current.result.logs.map { stream == "stderr" ? $0.stderrPath : $0.stdoutPath }
                     if file != path {
                         path = file
-                        offset = 0
+                        offset = tail.flatMap { tail in file.map { max(0, Self.size($0) - min(tail, Self.size($0))) } } ?? 0
                     }
                     let chunk = file.map { Self.read($0, from: offset) } ?? Data()
                     if !chunk.isEmpty {
@@ -204,6 +211,37 @@ struct DispatchRoutes: Sendable {
                     if !follow || current.status.isTerminal { break }
                     try await Task.sleep(for: .milliseconds(200))
                     record = try await store.record(id)
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    /// The full patch of a sandbox request: a local sandbox's patch file streamed in 1 MiB chunks (memory stays flat
+    /// whatever its size), or the patch a Job reported inline. A path is served only when it is a regular file inside
+    /// this runner's sandbox root: a Job's callback (which an agent in the pod could forge) names paths in its pod, and
+    /// must not make this route read the runner's own files.
+    private func patch(_ id: String) async throws -> Response {
+        guard let record = try await engine.store.record(id) else { throw APIError.notFound(id) }
+        let artifacts = record.result.artifacts
+        let local = record.result.sandboxBackend == .local ? artifacts?.patchPath.flatMap(localPatchFile) : nil
+        guard let path = local else {
+            // The patch the run reported inline (at most a few MiB; a local sandbox's after the janitor removed it).
+            guard let inline = artifacts?.patch, !inline.isEmpty else {
+                throw APIError(status: .notFound, message: "request \(id) has no patch", extra: ["status": record.status.rawValue])
+            }
+            return Response(status: .ok, headers: [.contentType: "text/x-diff; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: inline)))
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/x-diff; charset=utf-8"],
+            body: ResponseBody { writer in
+                var offset: UInt64 = 0
+                while true {
+                    let chunk = Self.read(path, from: offset)
+                    if chunk.isEmpty { break }
+                    offset += UInt64(chunk.count)
+                    try await writer.write(ByteBuffer(bytes: chunk))
                 }
                 try await writer.finish(nil)
             }
@@ -255,6 +293,20 @@ struct DispatchRoutes: Sendable {
 
     static func resultResponse(_ result: DispatchResult) throws -> Response {
         JSONBody.response(encoding: ResultResponse(result))
+    }
+
+    /// `path` when it is a regular file (not a symlink) inside the sandbox root, as the kernel resolves it.
+    private func localPatchFile(_ path: String) -> String? {
+        let root = URL(fileURLWithPath: engine.configuration.sandboxRoot).resolvingSymlinksInPath().path
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        var info = stat()
+        guard real.hasPrefix(root + "/"), lstat(real, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return real
+    }
+
+    static func size(_ path: String) -> UInt64 {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_size) : 0
     }
 
     static func read(_ path: String, from offset: UInt64) -> Data {

@@ -4,6 +4,12 @@ import Foundation
 /// a missing or hostile `Host`, odd content types). Returns the status code and the body text.
 package enum RawHTTP {
     package static func send(port: Int, _ request: String, timeout: TimeInterval = 10) throws -> (status: Int, body: String) {
+        let reply = try exchange(port: port, request, timeout: timeout)
+        return (reply.status, reply.body)
+    }
+
+    /// The same, with the response head (status line and headers) as text.
+    package static func exchange(port: Int, _ request: String, timeout: TimeInterval = 10) throws -> (status: Int, head: String, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw GitFixtureError(message: "socket: \(errno)") }
         defer { close(fd) }
@@ -40,6 +46,7 @@ package enum RawHTTP {
         let text = String(decoding: response, as: UTF8.self)
         let status = text.split(separator: " ", maxSplits: 2).dropFirst().first.flatMap { Int($0) } ?? 0
         let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
-        return (status, body)
+        let head = text.range(of: "\r\n\r\n").map { String(text[..<$0.lowerBound]) } ?? text
+        return (status, head, body)
     }
 }

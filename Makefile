@@ -2,8 +2,9 @@
 SWIFT ?= swift
 APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificates openssl bubblewrap
 PIP_PACKAGES := kubernetes-validate
-# What only the tests need: a real headless browser for the console (CONTRACT §9) and Selenium to drive it.
-TEST_APT_PACKAGES := chromium chromium-driver
+# What only the tests need: a real headless browser for the console (CONTRACT §9) and Selenium to drive it, and
+# PostgreSQL's server binaries for the throwaway database the store and replica tests use (CONTRACT §8).
+TEST_APT_PACKAGES := chromium chromium-driver postgresql-15
 TEST_PIP_PACKAGES := selenium
 DISPATCH := $(CURDIR)/.build/debug/dispatch
 
@@ -37,7 +38,10 @@ test: build lint test-deps
 	$(SWIFT) build --build-tests
 	DISPATCH_BIN=$(DISPATCH) bash k8s/validate.sh
 	bash Fuzz/run.sh $(FUZZ_SECONDS_CI)
-	DISPATCH_BIN=$(DISPATCH) DISPATCH_BROWSER_TESTS=required $(SWIFT) test --skip-build --no-parallel
+	@pg=$$(mktemp -d); chmod 755 $$pg; trap 'bash .ci/postgres.sh stop '"$$pg"'/cluster; rm -rf '"$$pg" EXIT; \
+	url=$$(bash .ci/postgres.sh start $$pg/cluster) || exit 1; echo "PostgreSQL for the tests in $$pg/cluster"; \
+	DISPATCH_BIN=$(DISPATCH) DISPATCH_BROWSER_TESTS=required DISPATCH_TEST_DATABASE_URL="$$url" DISPATCH_POSTGRES_TESTS=required \
+	  $(SWIFT) test --skip-build --no-parallel
 
 # The code itself: hummingbird's .swift-format (warnings fail) and no function body over 60 lines.
 lint:

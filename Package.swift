@@ -39,6 +39,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Not named `dispatch`: its entry symbol would be `dispatch_main`, which collides with libdispatch.
@@ -52,7 +53,8 @@ let package = Package(
         .target(
             name: "DispatchCLI",
             dependencies: [
-                "Dispatcher", "DispatchServer", "Execution", "Sandbox", "DispatchStore", "DispatchCore", "Git", "Kube", "AgentProcess",
+                "Dispatcher", "DispatchServer", "Execution", "Sandbox", "DispatchStore", "PostgresStore", "DispatchCore", "Git", "Kube",
+                "AgentProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -117,6 +119,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "DispatchCore", swiftSettings: swiftSettings),
+        // The PostgreSQL store for several replicas (CONTRACT §8).
+        .target(
+            name: "PostgresStore",
+            dependencies: [
+                "DispatchStore", "DispatchCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "Git", dependencies: ["CGit2"], swiftSettings: swiftSettings),
         .target(
             name: "Kube",
@@ -147,7 +160,10 @@ let package = Package(
         .testTarget(name: "AgentProcessTests", dependencies: ["AgentProcess", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DispatchStoreTests",
-            dependencies: ["DispatchStore", "DispatchCore", "DispatchTestSupport"],
+            dependencies: [
+                "DispatchStore", "PostgresStore", "DispatchCore", "DispatchTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -28,7 +28,7 @@ package struct ProcessSupervisor: Sendable {
         let startedAt = Date()
         let start = ContinuousClock.now
         resources.place?.removeEmpty()
-        let cgroup = resources.place?.create("run-\(UUID().uuidString.prefix(13))", limits: resources.limits)
+        let cgroup = resources.place?.create(CgroupPlace.newName(), limits: resources.limits)
         let pid: pid_t
         do {
             pid = try spawn(spec, cgroup: cgroup)

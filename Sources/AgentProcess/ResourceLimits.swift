@@ -86,15 +86,33 @@ package struct CgroupPlace: Sendable, Equatable {
         return RunCgroup(directories: made)
     }
 
+    /// The name of a new run cgroup: `run-<pid>.<start time>-<unique>`, so that other runners on the machine (another
+    /// `serve`, a `dispatch run`) can tell whose it is.
+    static func newName() -> String {
+        let me = getpid()
+        return "run-\(me).\(ProcessScanner.startTime(me) ?? 0)-\(UUID().uuidString.prefix(13))"
+    }
+
     /// Removes the run cgroups nobody is in any more (a run's cgroup outlives it until then: its leftovers are
-    /// ended after the result is written, and a monitor may hold it after a restart).
+    /// ended after the result is written, and a monitor may hold it after a restart): this process's own that it is
+    /// done with, and those of runners that are gone. Another live runner's are its own business — one it has just
+    /// made is empty until its process joins it.
     func removeEmpty() {
+        let live = Self.live.withLock { $0 }
+        let me = getpid()
         for base in bases {
-            let live = Self.live.withLock { $0 }
             for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix("run-") && !live.contains(name) {
+                if let owner = Self.owner(of: name), owner.pid != me, ProcessScanner.startTime(owner.pid) == owner.startTime { continue }
                 rmdir("\(base)/\(name)")
             }
         }
+    }
+
+    /// The runner that made the cgroup `name`.
+    static func owner(of name: String) -> (pid: pid_t, startTime: UInt64)? {
+        let parts = name.dropFirst("run-".count).split(separator: "-", maxSplits: 1).first?.split(separator: ".")
+        guard let parts, parts.count == 2, let pid = pid_t(parts[0]), let start = UInt64(parts[1]) else { return nil }
+        return (pid, start)
     }
 }
 

@@ -10,7 +10,7 @@ package struct DispatchCommand: AsyncParsableCommand {
         version: BuildInfo.version,
         subcommands: [
             RunCommand.self, StatusCommand.self, AwaitCommand.self, ListCommand.self, LogsCommand.self, CanaryCommand.self,
-            CancelCommand.self, SandboxesCommand.self, ServeCommand.self, K8sCommand.self, JobRunnerCommand.self,
+            CancelCommand.self, SandboxesCommand.self, ServeCommand.self, K8sCommand.self, JobRunnerCommand.self, StoreCommand.self,
         ]
     )
 

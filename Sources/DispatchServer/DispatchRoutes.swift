@@ -283,6 +283,7 @@ struct DispatchRoutes: Sendable {
                 isolation: configuration.isolation,
                 limits: engine.limitsMechanism,
                 runsOutliveRunner: engine.runsOutliveRunner,
+                store: engine.store.kind,
                 maxConcurrent: service.maxConcurrent,
                 running: live.running,
                 queued: live.queued,

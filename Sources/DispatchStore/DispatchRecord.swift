@@ -58,6 +58,23 @@ package struct DispatchRecord: Sendable, Equatable {
 
     package var requestId: String { request.requestId }
     package var status: DispatchStatus { result.status }
+
+    /// A record as a store read it.
+    package init(
+        request: DispatchRequest,
+        result: DispatchResult,
+        owner: RunnerOwner?,
+        createdAt: String,
+        sequence: Int64,
+        leaseExpiresAt: Date?
+    ) {
+        self.request = request
+        self.result = result
+        self.owner = owner
+        self.createdAt = createdAt
+        self.sequence = sequence
+        self.leaseExpiresAt = leaseExpiresAt
+    }
 }
 
 /// The `dispatch` table row.

@@ -31,6 +31,8 @@ package protocol DispatchStore: Sendable {
 
     /// Where the store keeps its state (the database of the embedded store).
     var stateDir: String { get }
+    /// What `GET /` reports as `store`: `sqlite` or `postgres`.
+    var kind: String { get }
     /// Where `<requestId>.json` result files go.
     var inboxDir: String { get }
     /// How long an owner's lease holds after each renewal.

@@ -10,6 +10,8 @@ import Synchronization
 package final class SQLiteDispatchStore: DispatchStore {
     /// Where the database lives.
     package let stateDir: String
+    /// `sqlite`.
+    package var kind: String { "sqlite" }
     /// Where `<requestId>.json` result files go.
     package let inboxDir: String
     /// How long an owner's lease holds after each renewal (`DISPATCH_LEASE_SECONDS`).

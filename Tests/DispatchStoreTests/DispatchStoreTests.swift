@@ -2,21 +2,69 @@ import DispatchCore
 import DispatchStore
 import DispatchTestSupport
 import Foundation
+import Logging
+import PostgresStore
 import Testing
 
-@Suite struct DispatchStoreTests {
-    let dir = TempDir("store")
+/// The stores the same tests run against: the embedded SQLite one and PostgreSQL (the test server `make test`
+/// starts; without one these cases are skipped, unless `DISPATCH_POSTGRES_TESTS=required`).
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
 
-    func store() throws -> any DispatchStore {
-        try SQLiteDispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
+/// Opens stores of one kind on one state dir (and, for PostgreSQL, one fresh database).
+struct StoreFixture {
+    let kind: StoreKind
+    let dir = TempDir("store")
+    let database: String?
+
+    init(_ kind: StoreKind) throws {
+        self.kind = kind
+        database = kind == .postgres ? try TestDatabase.fresh("store") : nil
     }
+
+    /// Whether this kind can run here; records an issue when PostgreSQL is required but absent.
+    var available: Bool {
+        guard kind == .postgres, database == nil else { return true }
+        #expect(!TestDatabase.required, "DISPATCH_POSTGRES_TESTS=required but no DISPATCH_TEST_DATABASE_URL")
+        return false
+    }
+
+    /// The client's own log (connection retries) stays out of the test output.
+    static var quietLogger: Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    func open(leaseSeconds: Int = 15) async throws -> any DispatchStore {
+        switch kind {
+        case .sqlite:
+            return try SQLiteDispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"), leaseSeconds: leaseSeconds)
+        case .postgres:
+            let url = try DatabaseURL(try #require(database))
+            return try await PostgresDispatchStore(
+                url: url,
+                stateDir: dir.child("state"),
+                inboxDir: dir.child("inbox"),
+                leaseSeconds: leaseSeconds,
+                logger: Self.quietLogger
+            )
+        }
+    }
+}
+
+@Suite struct DispatchStoreTests {
 
     let owner = RunnerOwner(kind: .run, pid: 1, startTime: 1, bootId: "b", host: "h")
 
     func request(_ id: String) -> DispatchRequest { DispatchRequest(requestId: id, task: "t", tool: .codex) }
 
-    @Test func insertIsTheDedupeAndWritesTheInbox() async throws {
-        let store = try store()
+    @Test(arguments: StoreKind.allCases) func insertIsTheDedupeAndWritesTheInbox(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
         let request = request("r1")
         let running = DispatchResult(request: request, status: .running)
         guard case .inserted(let record) = try await store.insert(running, request: request, owner: owner) else {
@@ -34,8 +82,10 @@ import Testing
         #expect(inbox == running)
     }
 
-    @Test func concurrentInsertsOfOneIdInsertOnce() async throws {
-        let store = try store()
+    @Test(arguments: StoreKind.allCases) func concurrentInsertsOfOneIdInsertOnce(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
         let request = request("race")
         let inserted = await withTaskGroup(of: Bool.self) { group in
             for _ in 0..<50 {
@@ -51,8 +101,10 @@ import Testing
         #expect(inserted == 1)
     }
 
-    @Test func terminalResultsAreFinal() async throws {
-        let store = try store()
+    @Test(arguments: StoreKind.allCases) func terminalResultsAreFinal(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
         let request = request("final")
         _ = try await store.insert(DispatchResult(request: request, status: .running), request: request, owner: nil)
         var done = DispatchResult(request: request, status: .completed)
@@ -73,8 +125,10 @@ import Testing
         #expect(inbox.status == .completed)
     }
 
-    @Test func listsNewestFirstAndFiltersByStatus() async throws {
-        let store = try store()
+    @Test(arguments: StoreKind.allCases) func listsNewestFirstAndFiltersByStatus(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
         for (index, status) in [DispatchStatus.running, .queued, .completed].enumerated() {
             let request = request("l\(index)")
             _ = try await store.insert(DispatchResult(request: request, status: status), request: request, owner: nil)
@@ -86,18 +140,20 @@ import Testing
         #expect(await store.isWritable())
     }
 
-    @Test func reopeningKeepsEverything() async throws {
+    @Test(arguments: StoreKind.allCases) func reopeningKeepsEverything(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
         let request = request("persist")
-        _ = try await store().insert(DispatchResult(request: request, status: .running), request: request, owner: owner)
-        #expect(try await store().record("persist")?.owner == owner)
+        _ = try await fixture.open().insert(DispatchResult(request: request, status: .running), request: request, owner: owner)
+        #expect(try await fixture.open().record("persist")?.owner == owner)
     }
 }
 
 @Suite struct DispatchStoreClaimTests {
-    let dir = TempDir("store-claim")
-
-    @Test func aRowPassesToOneClaimerOnlyAndNeverOutOfATerminalState() async throws {
-        let store = try SQLiteDispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"))
+    @Test(arguments: StoreKind.allCases) func aRowPassesToOneClaimerOnlyAndNeverOutOfATerminalState(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
         let first = RunnerOwner(kind: .serve, pid: 1, startTime: 1, bootId: "b", host: "host-a")
         let request = DispatchRequest(requestId: "claimed", task: "t", tool: .codex)
         _ = try await store.insert(DispatchResult(request: request, status: .queued), request: request, owner: first)
@@ -118,5 +174,110 @@ import Testing
         done.status = .cancelled
         try await store.update(done)
         #expect(try await store.claim("claimed", from: winners.first, to: contenders[1]) == nil, "terminal rows are never claimed")
+    }
+}
+
+@Suite struct DispatchStoreSharedTests {
+    func request(_ id: String) -> DispatchRequest { DispatchRequest(requestId: id, task: "t", tool: .codex) }
+
+    @Test(arguments: StoreKind.allCases) func listPagesByCursorAndPrefixIsAKeyRange(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
+        for id in ["wf-1", "wf-2", "wf%", "wf_x", "other"] {
+            _ = try await store.insert(DispatchResult(request: request(id), status: .completed), request: request(id), owner: nil)
+        }
+        #expect(try await store.list(prefix: "wf-").map(\.requestId) == ["wf-2", "wf-1"])
+        #expect(try await store.list(prefix: "wf%").map(\.requestId) == ["wf%"], "no wildcard in an id widens the range")
+        let first = try await store.list(limit: 2)
+        #expect(first.map(\.requestId) == ["other", "wf_x"])
+        let next = try await store.list(before: first.last?.sequence, limit: 2)
+        #expect(next.map(\.requestId) == ["wf%", "wf-2"])
+    }
+
+    @Test(arguments: StoreKind.allCases) func leasesAreRenewedForTheOwnersLiveRowsOnly(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open(leaseSeconds: 60)
+        let owner = RunnerOwner(kind: .serve, pid: 7, startTime: 7, bootId: "b", host: "h")
+        for (id, status) in [("live-1", DispatchStatus.running), ("live-2", .queued), ("done", .completed)] {
+            _ = try await store.insert(DispatchResult(request: request(id), status: status), request: request(id), owner: owner)
+        }
+        #expect(try await store.renewLeases(of: owner) == 2)
+        let lease = try #require(try await store.record("live-1")?.leaseExpiresAt)
+        #expect(lease > Date().addingTimeInterval(50))
+    }
+
+    @Test(arguments: StoreKind.allCases) func sandboxesAreSavedReplacedAndFiltered(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
+        var record = SandboxRecord(
+            sandboxId: "s1",
+            requestId: "r1",
+            state: .running,
+            path: "/p",
+            repoPath: "/p/repo",
+            workDir: "/p/repo",
+            baseSha: "abc",
+            createdAt: "2026-12-01T00:00:00.000Z",
+            updatedAt: "2026-12-01T00:00:00.000Z",
+            cleanupAfter: nil
+        )
+        try await store.saveSandbox(record)
+        record.state = .completed
+        record.cleanupAfter = "2026-12-02T00:00:00.000Z"
+        try await store.saveSandbox(record)
+        #expect(try await store.sandbox("s1") == record)
+        #expect(try await store.sandboxes(state: .completed).map(\.sandboxId) == ["s1"])
+        #expect(try await store.sandboxes(state: .running).isEmpty)
+        #expect(try await store.sandboxes(requestId: "r1").count == 1)
+    }
+}
+
+@Suite struct PostgresStoreTests {
+    @Test func severalReplicasStartingAtOnceMigrateTheSchemaOnce() async throws {
+        let fixture = try StoreFixture(.postgres)
+        guard fixture.available else { return }
+        let stores = try await withThrowingTaskGroup(of: (any DispatchStore).self) { group in
+            for _ in 0..<6 { group.addTask { try await fixture.open() } }
+            return try await group.reduce(into: [any DispatchStore]()) { $0.append($1) }
+        }
+        #expect(stores.count == 6)
+        let request = DispatchRequest(requestId: "after-migration", task: "t", tool: .codex)
+        _ = try await stores[0].insert(DispatchResult(request: request, status: .running), request: request, owner: nil)
+        #expect(try await stores[5].record("after-migration") != nil, "every replica sees the one schema")
+    }
+
+    @Test func theURLSaysWhatIsWrongAndNeverShowsThePassword() throws {
+        let url = try DatabaseURL("postgres://dispatch:s3cret-pw@db.example:6543/agents?sslmode=require")
+        #expect(url.host == "db.example" && url.port == 6543 && url.database == "agents" && url.password == "s3cret-pw")
+        #expect(!url.redacted.contains("s3cret") && !"\(url)".contains("s3cret"))
+        let fromEnvironment = try DatabaseURL("postgres://dispatch@db/agents", environment: ["PGPASSWORD": "from-env"])
+        #expect(fromEnvironment.password == "from-env" && fromEnvironment.sslMode == "prefer")
+        for (bad, words) in [
+            ("mysql://u@h/d", "must be postgres://"), ("postgres://h/d", "no user"), ("postgres://u@h/", "no database"),
+            ("postgres://u:pw@h/d?sslmode=maybe", "sslmode maybe"),
+        ] {
+            #expect(throws: DispatchStoreError.self) { try DatabaseURL(bad) }
+            do { _ = try DatabaseURL(bad) } catch { #expect("\(error)".contains(words) && !"\(error)".contains("pw@"), "\(error)") }
+        }
+    }
+
+    @Test func anUnreachableDatabaseIsAClearErrorWithoutThePassword() async throws {
+        let url = try DatabaseURL("postgres://dispatch:hidden-pw@127.0.0.1:\(freePort())/nowhere?sslmode=disable")
+        do {
+            _ = try await PostgresDispatchStore(
+                url: url,
+                stateDir: TempDir("pg-down").path,
+                inboxDir: TempDir("pg-down-inbox").path,
+                connectTimeout: .seconds(3),
+                logger: StoreFixture.quietLogger
+            )
+            Issue.record("opened a store on a closed port")
+        } catch {
+            #expect("\(error)".contains("cannot open the PostgreSQL store at postgres://dispatch@127.0.0.1"), "\(error)")
+            #expect(!"\(error)".contains("hidden-pw"))
+        }
     }
 }

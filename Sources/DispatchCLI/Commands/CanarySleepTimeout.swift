@@ -34,7 +34,7 @@ extension CanaryCommand {
                 result = try await client.dispatchAndAwait(request, timeout: .seconds(Double(timeout + 60)))
                 sandboxState = result?.localSandbox?.cleanupAfter != nil ? result?.status.rawValue : "running"
             } else {
-                let engine = try state.engine(runsAgents: true)
+                let engine = try await state.engine(runsAgents: true)
                 let local = try await engine.runOnce(request, token: CancelToken()).result
                 result = local
                 sandboxState = try await local.localSandbox.asyncMap { try await engine.store.sandbox($0.sandboxId) }??.state.rawValue

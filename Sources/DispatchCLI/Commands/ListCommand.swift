@@ -40,7 +40,7 @@ struct ListCommand: AsyncParsableCommand {
             }
             items = page.items
         } else {
-            let engine = try state.engine()
+            let engine = try await state.engine()
             for stored in try await engine.store.list(status: status.flatMap(DispatchStatus.init(rawValue:)), limit: limit) {
                 let record = try await engine.resolveIfAbandoned(stored)
                 items.append(
@@ -82,7 +82,7 @@ struct LogsCommand: AsyncParsableCommand {
             }
             return
         }
-        let engine = try state.engine()
+        let engine = try await state.engine()
         var offset: UInt64 = 0
         var path: String?
         while true {

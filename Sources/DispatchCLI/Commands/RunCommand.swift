@@ -45,7 +45,7 @@ struct RunCommand: AsyncParsableCommand {
         let parsed = try buildRequest()
         let engine: DispatchEngine
         do {
-            engine = try state.engine(createToken: true, agentsDieWithRunner: true, runsAgents: true)
+            engine = try await state.engine(createToken: true, agentsDieWithRunner: true, runsAgents: true)
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -61,7 +61,7 @@ struct SandboxesCommand: AsyncParsableCommand {
                 }
                 wanted = parsed
             }
-            let engine = try state.engine()
+            let engine = try await state.engine()
             _ = try await SandboxesCommand.reconciled(engine)
             let rows = try await engine.store.sandboxes(state: wanted).map(Row.init)
             if json {
@@ -100,7 +100,7 @@ struct SandboxesCommand: AsyncParsableCommand {
                 if let requestId { .requestId(requestId) } else if let sandboxId { .sandboxId(sandboxId) } else if expired { .expired } else {
                     .allTerminal
                 }
-            let engine = try state.engine()
+            let engine = try await state.engine()
             let janitor = try await SandboxesCommand.reconciled(engine)
             let actions = try await janitor.cleanup(selection, force: force, dryRun: dryRun)
             SandboxesCommand.report(actions, json: json)
@@ -117,7 +117,7 @@ struct SandboxesCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let engine = try state.engine()
+            let engine = try await state.engine()
             let janitor = try await SandboxesCommand.reconciled(engine)
             let actions = try await janitor.sweep()
             SandboxesCommand.report(actions, json: json)

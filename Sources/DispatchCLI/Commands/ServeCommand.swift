@@ -87,8 +87,21 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// The service token, refused when it is missing or too weak.
     func serviceToken(_ configuration: DispatchConfiguration) throws -> ServiceToken {
-        guard let token = try ServiceToken.resolve(tokenFile: tokenFile.map(absolute), configuration: configuration, createInState: true) else {
-            throw ValidationError("no token: set --token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN")
+        // Replicas on one PostgreSQL share one token (callback tokens verify on any of them): it must be configured,
+        // never made up in one replica's state dir.
+        let shared = configuration.databaseURL != nil
+        let resolved = try ServiceToken.resolve(
+            tokenFile: tokenFile.map(absolute),
+            configuration: configuration,
+            createInState: !shared,
+            useState: !shared
+        )
+        guard let token = resolved else {
+            throw ValidationError(
+                shared
+                    ? "DISPATCH_DATABASE_URL is set: the admin token must be configured, the same on every replica (--token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN)"
+                    : "no token: set --token-file, DISPATCH_TOKEN_FILE or DISPATCH_TOKEN"
+            )
         }
         // Callback tokens are HMACs under a key derived from this token: a guessable one could be found offline.
         guard token.value.count >= ServiceToken.minimumLength, !token.value.hasPrefix("REPLACE_ME") else {
@@ -120,11 +133,8 @@ struct ServeCommand: AsyncParsableCommand {
         isolation: (mode: IsolationMode, bwrap: String?),
         logger: Logger
     ) async throws {
-        let store = try SQLiteDispatchStore(
-            stateDir: configuration.stateDir,
-            inboxDir: configuration.inboxDir,
-            leaseSeconds: configuration.leaseSeconds
-        )
+        let store = try await openStore(configuration, logger: logger)
+        logger.info("store opened", metadata: ["store": "\(store.kind)"])
         let k8s: KubeBackend?
         do {
             k8s = try K8sSettings.backend(configuration, adminToken: server.token)

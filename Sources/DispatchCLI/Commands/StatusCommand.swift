@@ -30,7 +30,7 @@ struct StatusCommand: AsyncParsableCommand {
             }
             result = decoded
         } else {
-            let engine = try state.engine()
+            let engine = try await state.engine()
             guard let record = try await engine.store.record(requestId) else {
                 Output.error("unknown requestId \(requestId)")
                 throw DispatchExit.failed
@@ -69,7 +69,7 @@ struct AwaitCommand: AsyncParsableCommand {
         if let client = try remote.client(state: state) {
             result = try await client.awaitTerminal(requestId, timeout: limit, progress: progress)
         } else {
-            let engine = try state.engine()
+            let engine = try await state.engine()
             result = try await Self.awaitLocally(engine, requestId, limit: limit, progress: progress)
         }
         if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -135,7 +135,7 @@ struct CancelCommand: AsyncParsableCommand {
             return
         }
         // Locally, a request belongs to a `dispatch run` process: SIGTERM makes it cancel and record `cancelled`.
-        let engine = try state.engine()
+        let engine = try await state.engine()
         guard let stored = try await engine.store.record(requestId) else {
             Output.error("unknown requestId \(requestId)")
             throw DispatchExit.failed

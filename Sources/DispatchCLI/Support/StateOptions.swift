@@ -32,16 +32,12 @@ struct StateOptions: ParsableArguments {
         createToken: Bool = false,
         agentsDieWithRunner: Bool = false,
         runsAgents: Bool = false
-    ) throws -> DispatchEngine {
+    ) async throws -> DispatchEngine {
         var configuration = configuration()
         configuration.agentsDieWithRunner = agentsDieWithRunner
         let isolation = runsAgents ? try resolveIsolation(configuration) : (mode: IsolationMode.none, bwrap: String?.none)
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
-        let store = try SQLiteDispatchStore(
-            stateDir: configuration.stateDir,
-            inboxDir: configuration.inboxDir,
-            leaseSeconds: configuration.leaseSeconds
-        )
+        let store = try await openStore(configuration, logger: CLILogging.logger(level: logLevel))
         let k8s = K8sSettings.backendOrReason(configuration, adminToken: token?.value)
         if let kube = k8s as? KubeBackend {
             configuration.secretFiles += kube.client.connection.secretFiles + [kube.client.connection.tokenFile].compactMap { $0 }

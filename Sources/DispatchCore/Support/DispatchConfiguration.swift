@@ -57,6 +57,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var maxMemoryBytes: Int64?
     /// `DISPATCH_MAX_PROCESSES`: how many processes one run may have at once; `0` turns it off (default 4096).
     package var maxProcesses: Int?
+    /// `DISPATCH_DATABASE_URL`: `postgres://…` puts the store on PostgreSQL (CONTRACT §8); unset, the embedded SQLite.
+    package var databaseURL: String?
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
@@ -93,6 +95,7 @@ package struct DispatchConfiguration: Sendable, Equatable {
         isolation = env["DISPATCH_ISOLATION"].nonEmpty ?? "auto"
         let memory = env["DISPATCH_MAX_MEMORY_BYTES"].flatMap { Int64($0) } ?? Int64(ProcessInfo.processInfo.physicalMemory / 5 * 4)
         maxMemoryBytes = memory > 0 ? memory : nil
+        databaseURL = env["DISPATCH_DATABASE_URL"].nonEmpty
         let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096
         maxProcesses = processes > 0 ? processes : nil
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }

@@ -74,7 +74,7 @@ struct InfoResponse: Encodable, Sendable {
     /// Whether local runs outlive this `serve` (held by monitors, adopted by the next one).
     var runsOutliveRunner: Bool
     /// Where dispatches are recorded: `sqlite` (CONTRACT §8 adds `postgres`).
-    var store = "sqlite"
+    var store: String
     var maxConcurrent: Int
     var running: Int
     var queued: Int

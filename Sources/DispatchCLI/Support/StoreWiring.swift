@@ -1,0 +1,43 @@
+import ArgumentParser
+import DispatchCore
+import DispatchStore
+import Foundation
+import Logging
+import PostgresStore
+
+/// The store a runner opens: PostgreSQL when `DISPATCH_DATABASE_URL` names one (CONTRACT §8), else the embedded
+/// SQLite store in the state dir. A URL that cannot be read is a usage error (exit 2), saying which part is wrong.
+func openStore(_ configuration: DispatchConfiguration, logger: Logger) async throws -> any DispatchStore {
+    guard let raw = configuration.databaseURL else {
+        return try SQLiteDispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir, leaseSeconds: configuration.leaseSeconds)
+    }
+    let url: DatabaseURL
+    do {
+        url = try DatabaseURL(raw)
+    } catch {
+        throw ValidationError("\(error)")
+    }
+    let store = try await PostgresDispatchStore(
+        url: url,
+        stateDir: configuration.stateDir,
+        inboxDir: configuration.inboxDir,
+        leaseSeconds: configuration.leaseSeconds,
+        logger: logger
+    )
+    try await refuseForgottenSQLiteRows(configuration, store: store)
+    return store
+}
+
+/// A replica on an empty PostgreSQL whose state dir still holds unfinished SQLite rows would silently forget them:
+/// refused until they are imported (`dispatch store import --from <state dir>`) or finished.
+func refuseForgottenSQLiteRows(_ configuration: DispatchConfiguration, store: any DispatchStore) async throws {
+    let database = "\(configuration.stateDir)/dispatch.sqlite"
+    guard FileManager.default.fileExists(atPath: database), try await store.counts().isEmpty else { return }
+    let local = try SQLiteDispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
+    let unfinished = try await local.nonTerminal().count
+    guard unfinished > 0 else { return }
+    throw ValidationError(
+        "the PostgreSQL store is empty but the state dir \(configuration.stateDir) holds \(unfinished) unfinished dispatches in SQLite: "
+            + "import them first (dispatch store import --from \(configuration.stateDir)) or finish them without DISPATCH_DATABASE_URL"
+    )
+}

@@ -1,0 +1,119 @@
+import AgentProcess
+import DispatchCore
+import DispatchStore
+import DispatchTestSupport
+import Foundation
+import Testing
+
+/// Several `dispatch serve` on one PostgreSQL (CONTRACT §8), against the throwaway server `make test` starts.
+@Suite(.serialized) struct ReplicaTests {
+    let dir = TempDir("replicas")
+
+    /// A fresh database, or `nil` (with an issue when PostgreSQL is required) when no test server runs.
+    func database() throws -> String? {
+        let url = try TestDatabase.fresh("replica")
+        if url == nil { #expect(!TestDatabase.required, "DISPATCH_POSTGRES_TESTS=required but no DISPATCH_TEST_DATABASE_URL") }
+        return url
+    }
+
+    @Test func aServeOnPostgresSaysSoAndRefusesToStartWithoutAConfiguredToken() async throws {
+        guard let url = try database() else { return }
+        let tokenless = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", dir.child("tokenless")],
+            environment: ["DISPATCH_DATABASE_URL": url, "DISPATCH_TOKEN": ""]
+        )
+        #expect(tokenless.exitCode == 2)
+        #expect(tokenless.stderr.contains("the admin token must be configured, the same on every replica"), "\(tokenless.stderr)")
+        let badURL = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", dir.child("bad-url")],
+            environment: ["DISPATCH_DATABASE_URL": "postgres://nobody@/x", "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]
+        )
+        #expect(badURL.exitCode == 2, "\(badURL.stderr)")
+        #expect(badURL.stderr.contains("DISPATCH_DATABASE_URL has no host"), "\(badURL.stderr)")
+
+        let server = ServerProcess(stateDir: dir.child("one"), environment: ["DISPATCH_DATABASE_URL": url])
+        try await server.start()
+        defer { server.stop() }
+        #expect(try await server.send(.GET, "/").json?["store"] as? String == "postgres")
+        _ = try await server.dispatch(["requestId": "on-postgres", "task": "fake:answer=stored-in-postgres", "tool": "codex"])
+        let done = try await server.send(.GET, "/internal/agent-await/on-postgres?timeoutMs=30000")
+        #expect((done.json?["result"] as? [String: Any])?["result"] as? String == "stored-in-postgres", "\(done.text)")
+        #expect(try await server.send(.GET, "/readyz", token: .some(nil)).status == 200, "readiness includes the database")
+    }
+
+    @Test func twoReplicasTurnTwoHundredPostsOfTwentyIdsIntoTwentyExecutions() async throws {
+        guard let url = try database() else { return }
+        let count = dir.child("executions")
+        let replicas = [
+            ServerProcess(stateDir: dir.child("replica-a"), maxConcurrent: 8, environment: ["DISPATCH_DATABASE_URL": url]),
+            ServerProcess(stateDir: dir.child("replica-b"), maxConcurrent: 8, environment: ["DISPATCH_DATABASE_URL": url]),
+        ]
+        for replica in replicas { try await replica.start() }
+        defer { for replica in replicas { replica.stop() } }
+        let duplicates = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<200 {
+                let replica = replicas[index % 2]
+                let id = "dedupe-\(index % 20)"
+                group.addTask {
+                    let reply = try await replica.dispatch(["requestId": id, "task": "fake:count=\(count) fake:answer=\(id)", "tool": "codex"])
+                    #expect([200, 202].contains(reply.status), "\(reply.text)")
+                    return reply.json?["duplicate"] as? Bool == true
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(duplicates == 180, "every POST but the first of each id is a duplicate")
+        for index in 0..<20 {
+            // Either replica answers for a request the other runs: the store is the truth.
+            let reply = try await replicas[(index + 1) % 2].send(.GET, "/internal/agent-await/dedupe-\(index)?timeoutMs=30000")
+            #expect((reply.json?["result"] as? [String: Any])?["status"] as? String == "completed", "\(reply.text)")
+        }
+        #expect(LogFile.read(count).split(separator: "\n").count == 20, "exactly one execution per id")
+    }
+
+    @Test func aReplicaRefusesAnEmptyDatabaseWhileItsStateDirHoldsUnfinishedSQLiteRows() async throws {
+        guard let url = try database() else { return }
+        let state = dir.child("leftover")
+        let local = try SQLiteDispatchStore(stateDir: state, inboxDir: "\(state)/inbox")
+        let request = DispatchRequest(requestId: "not-forgotten", task: "t", tool: .codex)
+        _ = try await local.insert(DispatchResult(request: request, status: .queued), request: request, owner: nil)
+        let refused = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", state],
+            environment: ["DISPATCH_DATABASE_URL": url, "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]
+        )
+        #expect(refused.exitCode == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("holds 1 unfinished dispatches in SQLite") && refused.stderr.contains("dispatch store import"))
+
+        // Imported, nothing is forgotten: the queued request runs on the PostgreSQL replica.
+        let environment = ["DISPATCH_DATABASE_URL": url, "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]
+        let done = DispatchRequest(requestId: "finished-before", task: "t", tool: .codex)
+        var finished = DispatchResult(request: done, status: .running)
+        _ = try await local.insert(finished, request: done, owner: nil)
+        finished.status = .completed
+        finished.setResultText("kept")
+        _ = try await local.update(finished)
+        let imported = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["store", "import", "--from", state, "--state-dir", state],
+            environment: environment
+        )
+        #expect(imported.exitCode == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("\"imported\":2"), "\(imported.stdout)")
+        let again = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["store", "import", "--from", state, "--state-dir", state],
+            environment: environment
+        )
+        #expect(again.stdout.contains("\"alreadyPresent\":2") && again.stdout.contains("\"imported\":0"), "\(again.stdout)")
+        let server = ServerProcess(stateDir: state, environment: ["DISPATCH_DATABASE_URL": url])
+        try await server.start()
+        defer { server.stop() }
+        let kept = try await server.send(.GET, "/internal/agent-result/finished-before")
+        #expect((kept.json?["result"] as? [String: Any])?["result"] as? String == "kept", "\(kept.text)")
+        let ran = try await server.send(.GET, "/internal/agent-await/not-forgotten?timeoutMs=30000")
+        #expect((ran.json?["result"] as? [String: Any])?["status"] as? String == "completed", "\(ran.text)")
+    }
+}

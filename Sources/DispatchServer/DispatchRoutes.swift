@@ -90,9 +90,10 @@ struct DispatchRoutes: Sendable {
         if record.status.isTerminal { return try Self.resultResponse(record.result) }
         let clock = ContinuousClock()
         let end = clock.now + .milliseconds(timeoutMs)
-        // Results this process commits wake the subscription at once; a request run by another process
-        // (e.g. `dispatch run` on the same state dir) is re-read every second as a backstop.
-        let foreign = !(record.owner?.isCurrentProcess ?? true)
+        // Results this process commits wake the subscription at once, and so do other replicas' on a store that
+        // announces commits (PostgreSQL); a request run by another process on the embedded store (a `dispatch run`
+        // on the same state dir) is re-read every second as a backstop.
+        let foreign = !(record.owner?.isCurrentProcess ?? true) && !engine.store.announcesCommits
         while true {
             let subscription = engine.notifier.subscribe(id)
             if let current = try await engine.store.record(id), current.status.isTerminal {

@@ -25,9 +25,35 @@ package enum StoreUpdateOutcome: Sendable {
 ///
 /// ``SQLiteDispatchStore`` (GRDB, WAL) is today's implementation; every rule the engine relies on is stated here so
 /// that another (PostgreSQL, for several replicas) can be held to it.
+/// What a store shared by several processes tells each of them as it happens.
+package enum StoreEvent: Sendable, Equatable {
+    /// A terminal result of `requestId` was committed (by any process).
+    case committed(requestId: String)
+    /// A request was stored `queued` (by any process): a process with a free slot may claim it.
+    case queued(requestId: String)
+    /// Events may have been missed (the notification connection dropped and is back): re-read what you wait for.
+    case resync
+}
+
 package protocol DispatchStore: Sendable {
     typealias InsertOutcome = StoreInsertOutcome
     typealias UpdateOutcome = StoreUpdateOutcome
+
+    /// Events of commits by every process on this store, for a store that has them (PostgreSQL's LISTEN/NOTIFY);
+    /// `nil`: other processes' commits are seen only by reading (the embedded SQLite store).
+    func events() -> AsyncStream<StoreEvent>?
+
+    /// Whether ``events()`` announces every process's terminal commits (then nobody needs to poll for them), and
+    /// the queue is the store's: every process on it claims queued requests from it (``claimNextQueued(owner:startedAt:)``).
+    var announcesCommits: Bool { get }
+
+    /// Takes the oldest `queued` request of any process (FIFO) for `owner`: `queued` → `running` with `startedAt` and a
+    /// fresh lease, exactly once however many claim at once. `nil` when nothing is queued.
+    func claimNextQueued(owner: RunnerOwner, startedAt: String) async throws -> DispatchRecord?
+
+    /// Stores `result` (cancelled) for a request only while it is still `queued` (compare-and-set); `nil` when it is
+    /// not queued any more (a process claimed it meanwhile, or it ended).
+    func cancelQueued(_ result: DispatchResult) async throws -> DispatchRecord?
 
     /// Where the store keeps its state (the database of the embedded store).
     var stateDir: String { get }
@@ -85,6 +111,12 @@ package protocol DispatchStore: Sendable {
 }
 
 extension DispatchStore {
+    /// No events by default: other processes' commits are seen by reading.
+    package func events() -> AsyncStream<StoreEvent>? { nil }
+
+    /// Commits of other processes are not announced by default.
+    package var announcesCommits: Bool { false }
+
     /// Stores `result`, keeping the owner.
     package func update(_ result: DispatchResult) async throws -> StoreUpdateOutcome { try await update(result, owner: nil) }
 

@@ -155,6 +155,46 @@ package final class SQLiteDispatchStore: DispatchStore {
         return claimed
     }
 
+    /// Takes the oldest `queued` row for `owner` inside one write transaction (SQLite's writer lock makes it once).
+    package func claimNextQueued(owner: RunnerOwner, startedAt: String) async throws -> DispatchRecord? {
+        let ownerJSON = try StoreJSON.string(owner)
+        let until = leaseDeadline()
+        let claimed: DispatchRecord? = try await pool.write { db in
+            guard
+                var row = try DispatchRow.filter(DispatchRow.Columns.status == DispatchStatus.queued.rawValue)
+                    .order(DispatchRow.Columns.sequence.asc).fetchOne(db)
+            else { return nil }
+            var result = try row.record().result
+            result.status = .running
+            result.startedAt = startedAt
+            result.updatedAt = startedAt
+            row.status = DispatchStatus.running.rawValue
+            row.resultJSON = try StoreJSON.string(result)
+            row.updatedAt = startedAt
+            row.ownerJSON = ownerJSON
+            row.leaseExpiresAt = until
+            try row.update(db)
+            return try row.record()
+        }
+        if let claimed { writeInbox(claimed) }
+        return claimed
+    }
+
+    /// Stores `result` only while the row is still `queued`.
+    package func cancelQueued(_ result: DispatchResult) async throws -> DispatchRecord? {
+        let resultJSON = try StoreJSON.string(result)
+        let cancelled: DispatchRecord? = try await pool.write { db in
+            guard var row = try DispatchRow.fetchOne(db, key: result.requestId), row.status == DispatchStatus.queued.rawValue else { return nil }
+            row.status = result.status.rawValue
+            row.resultJSON = resultJSON
+            row.updatedAt = result.updatedAt
+            try row.update(db)
+            return try row.record()
+        }
+        if let cancelled { writeInbox(cancelled) }
+        return cancelled
+    }
+
     /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
     @discardableResult
     package func renewLeases(of owner: RunnerOwner) async throws -> Int {

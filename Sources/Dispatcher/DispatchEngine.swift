@@ -206,6 +206,33 @@ package final class DispatchEngine: Sendable {
     /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
     /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
     /// creating the Job and recording it.
+    /// Delivers other processes' terminal commits to this process's waiters, for as long as the task runs: each
+    /// announced commit is read and published; after a `.resync` every request someone waits for is read again.
+    /// `nil` when the store announces nothing (waiters then read the store themselves).
+    /// `onQueued` is called for every request stored queued anywhere, and after a `.resync` (a slot may take it).
+    package func watchStore(onQueued: @escaping @Sendable () -> Void = {}) -> Task<Void, Never>? {
+        guard let events = store.events() else { return nil }
+        let store = self.store
+        let notifier = self.notifier
+        return Task {
+            for await event in events {
+                let ids: [String]
+                switch event {
+                case .committed(let requestId): ids = [requestId]
+                case .queued:
+                    onQueued()
+                    continue
+                case .resync:
+                    onQueued()
+                    ids = notifier.waitingIds
+                }
+                for id in ids {
+                    if let record = try? await store.record(id), record.status.isTerminal { notifier.publish(record.result) }
+                }
+            }
+        }
+    }
+
     /// Whether local runs outlive this runner (their attempts are held by monitors).
     package var runsOutliveRunner: Bool { backends.localRunsOutliveRunner }
 

@@ -98,7 +98,8 @@ package final class DispatchService: Service, Sendable {
         let adoptable = stranded.map(engine.canReattach)
         for (record, first) in zip(stranded, adoptable) where first { try await recoverRunning(record) }
         for (record, first) in zip(stranded, adoptable) where !first { try await recoverRunning(record) }
-        state.withLock { $0.queue.append(contentsOf: rows.filter { $0.status == .queued }) }
+        // A shared queue stays in the store (every replica claims from it); the embedded store's is this process's.
+        if !sharedQueue { state.withLock { $0.queue.append(contentsOf: rows.filter { $0.status == .queued }) } }
         let queued = counts.queued
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()
@@ -126,6 +127,8 @@ package final class DispatchService: Service, Sendable {
     /// `dispatch run`). Leases are renewed through the drain too; others' rows are recovered only while accepting.
     package func upkeep() async throws {
         try await engine.store.renewLeases(of: owner)
+        // A backstop for a missed announcement: a free slot looks for queued work every third of a lease.
+        if sharedQueue { pump() }
         guard state.withLock({ $0.accepting }) else { return }
         for record in try await engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
             logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
@@ -163,7 +166,7 @@ package final class DispatchService: Service, Sendable {
                     state.reserved -= 1
                     startLocked(record, in: &state)
                 }
-            } else {
+            } else if !sharedQueue {
                 state.withLock { $0.queue.append(record) }
                 pump()
             }
@@ -195,6 +198,10 @@ package final class DispatchService: Service, Sendable {
         case .neither:
             guard let record = try await engine.store.record(requestId) else { return .unknown }
             if record.status.isTerminal { return .alreadyTerminal(record.result) }
+            // Queued in the shared queue: cancelled only if no replica claims it first (compare-and-set).
+            if record.status == .queued, let cancelled = try await engine.cancelQueued(record, reason: reason) {
+                return cancelled.status == .cancelled ? .cancelled(cancelled) : .alreadyTerminal(cancelled)
+            }
             // Running in another process (e.g. `dispatch run`): only its owner can stop it, unless it is dead.
             let resolved = try await engine.resolveIfAbandoned(record)
             return resolved.status.isTerminal ? .alreadyTerminal(resolved.result) : .unknown
@@ -203,6 +210,9 @@ package final class DispatchService: Service, Sendable {
 
     /// Waits for graceful shutdown, then drains.
     package func run() async throws {
+        // Other replicas' results wake this one's waiters (PostgreSQL's LISTEN/NOTIFY), until shutdown.
+        let watcher = engine.watchStore { [weak self] in self?.pump() }
+        defer { watcher?.cancel() }
         try? await gracefulShutdown()
         if onShutdown == .handoff {
             handOff()
@@ -258,12 +268,43 @@ package final class DispatchService: Service, Sendable {
         engine.notifier.wakeAll()
     }
 
+    /// Whether the queue is the store's, shared by every replica on it (PostgreSQL), rather than this process's.
+    private var sharedQueue: Bool { engine.store.announcesCommits }
+
     /// Starts queued requests while slots are free.
     private func pump() {
+        if sharedQueue { return claimShared() }
         state.withLock { state in
             while state.accepting, state.running.count + state.reserved < maxConcurrent, !state.queue.isEmpty {
                 startLocked(state.queue.removeFirst(), in: &state)
             }
+        }
+    }
+
+    /// The shared queue: for every free slot, takes the oldest queued request of any replica from the store (each
+    /// exactly once: the store's claim skips rows another replica holds).
+    private func claimShared() {
+        let slots = state.withLock { state -> Int in
+            guard state.accepting else { return 0 }
+            let free = maxConcurrent - state.running.count - state.reserved
+            if free > 0 { state.reserved += free }
+            return max(0, free)
+        }
+        guard slots > 0 else { return }
+        let store = engine.store
+        let owner = self.owner
+        Task {
+            var taken = 0
+            while taken < slots {
+                guard let record = try? await store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date())) else { break }
+                taken += 1
+                state.withLock { state in
+                    state.reserved -= 1
+                    startLocked(record, in: &state)
+                }
+            }
+            let unused = slots - taken
+            state.withLock { $0.reserved -= unused }
         }
     }
 
@@ -285,6 +326,20 @@ package final class DispatchService: Service, Sendable {
 }
 
 extension DispatchEngine {
+    /// Ends a request still `queued` in a shared queue as `cancelled`, unless a replica claims it first; `nil` then.
+    package func cancelQueued(_ record: DispatchRecord, reason: String) async throws -> DispatchResult? {
+        var result = record.result
+        result.status = .cancelled
+        result.error = reason
+        result.completedAt = ISO8601.string(Date())
+        result.updatedAt = result.completedAt!
+        result.durationMs = 0
+        guard let stored = try await store.cancelQueued(result) else { return nil }
+        notifier.publish(stored.result)
+        metrics.finished(stored.result, failure: nil)
+        return stored.result
+    }
+
     /// Ends a request that never started (queued) as `cancelled`.
     package func cancelUnstarted(_ record: DispatchRecord, reason: String) async throws -> DispatchResult {
         var result = record.result

@@ -24,6 +24,9 @@ package final class ResultNotifier: Sendable {
         for subscriber in subscribers.values { subscriber.fulfill(result) }
     }
 
+    /// The requests someone waits for now.
+    package var waitingIds: [String] { waiters.withLock { Array($0.keys) } }
+
     /// Wakes every waiter with no result (shutdown).
     package func wakeAll() {
         let all = waiters.withLock { waiters -> [Subscription] in

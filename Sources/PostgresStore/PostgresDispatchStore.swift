@@ -175,6 +175,46 @@ package final class PostgresDispatchStore: DispatchStore {
         return claimed
     }
 
+    /// Takes the oldest `queued` row of any replica: the row is held (`FOR UPDATE SKIP LOCKED`) while it is turned
+    /// `running`, so concurrent claimers take different rows and each row is taken once.
+    package func claimNextQueued(owner: RunnerOwner, startedAt: String) async throws -> DispatchRecord? {
+        let ownerJSON = try StoreJSON.string(owner)
+        let until = leaseDeadline()
+        let store = self
+        let claimed: DispatchRecord? = try await client.withTransaction(logger: logger) { connection in
+            let next: PostgresQuery = """
+                SELECT \(unescaped: Self.columns) FROM dispatch WHERE status = 'queued' ORDER BY sequence LIMIT 1 FOR UPDATE SKIP LOCKED
+                """
+            guard var record = try await store.records(next, on: connection).first else { return nil }
+            record.result.status = .running
+            record.result.startedAt = startedAt
+            record.result.updatedAt = startedAt
+            let resultJSON = try StoreJSON.string(record.result)
+            let write: PostgresQuery = """
+                UPDATE dispatch SET status = 'running', result_json = \(resultJSON), updated_at = \(startedAt), owner_json = \(ownerJSON),
+                    lease_expires_at = \(until)
+                WHERE request_id = \(record.requestId)
+                RETURNING \(unescaped: Self.columns)
+                """
+            return try await store.records(write, on: connection).first
+        }
+        if let claimed { writeInbox(claimed) }
+        return claimed
+    }
+
+    /// Stores `result` only while the row is still `queued` (one conditional statement).
+    package func cancelQueued(_ result: DispatchResult) async throws -> DispatchRecord? {
+        let resultJSON = try StoreJSON.string(result)
+        let query: PostgresQuery = """
+            UPDATE dispatch SET status = \(result.status.rawValue), result_json = \(resultJSON), updated_at = \(result.updatedAt)
+            WHERE request_id = \(result.requestId) AND status = 'queued'
+            RETURNING \(unescaped: Self.columns)
+            """
+        let cancelled = try await records(query).first
+        if let cancelled { writeInbox(cancelled) }
+        return cancelled
+    }
+
     /// Extends the lease of every non-terminal row `owner` holds; returns how many rows it holds.
     package func renewLeases(of owner: RunnerOwner) async throws -> Int {
         let ownerJSON = try StoreJSON.string(owner)

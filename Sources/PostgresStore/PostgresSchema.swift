@@ -42,8 +42,33 @@ enum PostgresSchema {
             """,
             "CREATE INDEX sandbox_request ON sandbox (request_id)",
             "CREATE INDEX sandbox_state ON sandbox (state)",
-        ]
+        ],
+        // Every replica's LISTEN hears of a terminal result at the commit that makes it so (an insert of one too:
+        // `dispatch store import`).
+        [
+            """
+            CREATE FUNCTION dispatch_notify_terminal() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.status IN ('completed', 'failed', 'cancelled')
+                   AND (TG_OP = 'INSERT' OR OLD.status NOT IN ('completed', 'failed', 'cancelled')) THEN
+                    PERFORM pg_notify('\(unescaped: channel)', 'terminal:' || NEW.request_id);
+                ELSIF NEW.status = 'queued' AND TG_OP = 'INSERT' THEN
+                    PERFORM pg_notify('\(unescaped: channel)', 'queued:' || NEW.request_id);
+                END IF;
+                RETURN NEW;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER dispatch_terminal AFTER INSERT OR UPDATE OF status ON dispatch
+            FOR EACH ROW EXECUTE FUNCTION dispatch_notify_terminal()
+            """,
+        ],
     ]
+
+    /// The channel commits are announced on: `terminal:<requestId>` when a result becomes terminal, `queued:<requestId>`
+    /// when a request is stored queued.
+    static let channel = "dispatch_events"
 
     /// Brings the schema to the newest version (a no-op when it is there); returns the version it found.
     @discardableResult

@@ -9,6 +9,9 @@ import Testing
 @Suite(.serialized) struct ReplicaTests {
     let dir = TempDir("replicas")
 
+    /// A result's timestamp.
+    static func date(_ value: Any?) -> Date? { (value as? String).flatMap { ISO8601.date($0) } }
+
     /// A fresh database, or `nil` (with an issue when PostgreSQL is required) when no test server runs.
     func database() throws -> String? {
         let url = try TestDatabase.fresh("replica")
@@ -71,6 +74,82 @@ import Testing
             #expect((reply.json?["result"] as? [String: Any])?["status"] as? String == "completed", "\(reply.text)")
         }
         #expect(LogFile.read(count).split(separator: "\n").count == 20, "exactly one execution per id")
+    }
+
+    @Test func anAwaitOnOneReplicaIsWokenByAResultCommittedOnAnotherAndSurvivesADroppedListener() async throws {
+        guard let url = try database() else { return }
+        let owner = ServerProcess(stateDir: dir.child("wake-a"), environment: ["DISPATCH_DATABASE_URL": url])
+        let waiter = ServerProcess(stateDir: dir.child("wake-b"), environment: ["DISPATCH_DATABASE_URL": url])
+        for replica in [owner, waiter] { try await replica.start() }
+        defer { for replica in [owner, waiter] { replica.stop() } }
+        var lags: [Double] = []
+        for index in 0..<5 {
+            let id = "wake-\(index)"
+            _ = try await owner.dispatch(["requestId": id, "task": "fake:sleep=0.4 fake:answer=woken", "tool": "codex"])
+            let reply = try await waiter.send(.GET, "/internal/agent-await/\(id)?timeoutMs=10000")
+            let received = Date()
+            let result = try #require(reply.json?["result"] as? [String: Any], "\(reply.text)")
+            let completed = try #require(Self.date(result["completedAt"]))
+            lags.append(received.timeIntervalSince(completed))
+        }
+        // Re-reading once a second would be 0.5 s late on average: woken by the commit, it is milliseconds.
+        #expect(lags.max() ?? 1 < 0.4, "await wake lags across replicas: \(lags)")
+
+        // The waiter's notification connection drops while the result is committed: it listens again and re-reads.
+        _ = try await owner.dispatch(["requestId": "wake-dropped", "task": "fake:sleep=0.5 fake:answer=after-the-drop", "tool": "codex"])
+        async let reply = waiter.send(.GET, "/internal/agent-await/wake-dropped?timeoutMs=15000")
+        try await Task.sleep(for: .milliseconds(100))
+        let dropped = try CommandRunner.run(
+            "/usr/bin/psql",
+            [
+                url, "-Atc",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+            ]
+        )
+        #expect(
+            dropped.exitCode == 0 && (Int(dropped.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1,
+            "\(dropped.stdout)\(dropped.stderr)"
+        )
+        let clock = ContinuousClock()
+        let start = clock.now
+        let answer = try await reply
+        #expect((answer.json?["result"] as? [String: Any])?["result"] as? String == "after-the-drop", "\(answer.text)")
+        #expect(clock.now - start < .seconds(6), "woken after the listener came back, not at the await's timeout")
+    }
+
+    @Test func aReplicaWithAFreeSlotRunsWhatAnotherQueuedFirstInFirstOutAndOnce() async throws {
+        guard let url = try database() else { return }
+        let count = dir.child("queue-count")
+        let busy = ServerProcess(stateDir: dir.child("queue-a"), maxConcurrent: 1, environment: ["DISPATCH_DATABASE_URL": url])
+        let idle = ServerProcess(stateDir: dir.child("queue-b"), maxConcurrent: 1, environment: ["DISPATCH_DATABASE_URL": url])
+        for replica in [busy, idle] { try await replica.start() }
+        defer { for replica in [busy, idle] { replica.stop() } }
+        _ = try await busy.dispatch(["requestId": "queue-0", "task": "fake:sleep=3 fake:count=\(count) fake:answer=first", "tool": "codex"])
+        for index in 1...4 {
+            let reply = try await busy.dispatch([
+                "requestId": "queue-\(index)", "task": "fake:sleep=0.2 fake:count=\(count) fake:answer=q", "tool": "codex",
+            ])
+            #expect(reply.json?["status"] as? String == "queued", "the busy replica queues it: \(reply.text)")
+        }
+        var started: [Date] = []
+        for index in 1...4 {
+            let reply = try await idle.send(.GET, "/internal/agent-await/queue-\(index)?timeoutMs=20000")
+            let result = try #require(reply.json?["result"] as? [String: Any], "\(reply.text)")
+            #expect(result["status"] as? String == "completed", "\(result)")
+            started.append(try #require(Self.date(result["startedAt"])))
+            #expect(FileManager.default.fileExists(atPath: "\(idle.stateDir)/inbox/queue-\(index).json"), "run (and written) by the idle replica")
+        }
+        #expect(started == started.sorted(), "first in, first out: \(started)")
+        let first = try await busy.send(.GET, "/internal/agent-await/queue-0?timeoutMs=20000")
+        let firstStart = try #require(Self.date((first.json?["result"] as? [String: Any])?["completedAt"]))
+        #expect(started.last! < firstStart, "the queue ran beside the busy replica's run, not after it")
+        #expect(LogFile.read(count).split(separator: "\n").count == 5, "each exactly once")
+        // Cancel of a request still queued, from either replica.
+        _ = try await busy.dispatch(["requestId": "queue-hold", "task": "fake:sleep=3 fake:answer=hold", "tool": "codex"])
+        _ = try await idle.dispatch(["requestId": "queue-hold-2", "task": "fake:sleep=3 fake:answer=hold", "tool": "codex"])
+        _ = try await busy.dispatch(["requestId": "queue-cancel", "task": "fake:answer=never", "tool": "codex"])
+        let cancelled = try await idle.send(.POST, "/internal/agent-cancel/queue-cancel")
+        #expect((cancelled.json?["result"] as? [String: Any])?["status"] as? String == "cancelled", "\(cancelled.text)")
     }
 
     @Test func aReplicaRefusesAnEmptyDatabaseWhileItsStateDirHoldsUnfinishedSQLiteRows() async throws {

@@ -38,8 +38,8 @@ test: build lint test-deps
 	$(SWIFT) build --build-tests
 	DISPATCH_BIN=$(DISPATCH) bash k8s/validate.sh
 	bash Fuzz/run.sh $(FUZZ_SECONDS_CI)
-	@pg=$$(mktemp -d); chmod 755 $$pg; trap 'bash .ci/postgres.sh stop '"$$pg"'/cluster; rm -rf '"$$pg" EXIT; \
-	url=$$(bash .ci/postgres.sh start $$pg/cluster) || exit 1; echo "PostgreSQL for the tests in $$pg/cluster"; \
+	@pg=$$(mktemp -d) || exit 1; chmod 755 "$$pg"; trap 'bash .ci/postgres.sh stop "$$pg/cluster"; rm -rf "$$pg"' EXIT; \
+	url=$$(bash .ci/postgres.sh start "$$pg/cluster") || exit 1; echo "PostgreSQL for the tests in $$pg/cluster"; \
 	DISPATCH_BIN=$(DISPATCH) DISPATCH_BROWSER_TESTS=required DISPATCH_TEST_DATABASE_URL="$$url" DISPATCH_POSTGRES_TESTS=required \
 	  $(SWIFT) test --skip-build --no-parallel
 

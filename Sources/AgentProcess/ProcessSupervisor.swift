@@ -28,10 +28,16 @@ package struct ProcessSupervisor: Sendable {
         let startedAt = Date()
         let start = ContinuousClock.now
         resources.place?.removeEmpty()
-        let cgroup = resources.place?.create(CgroupPlace.newName(), limits: resources.limits)
+        var cgroup = resources.place?.create(CgroupPlace.newName(), limits: resources.limits)
         let pid: pid_t
         do {
             pid = try spawn(spec, cgroup: cgroup)
+        } catch let error where cgroup != nil && error.errno == ENOENT {
+            // The run's cgroup vanished before the child joined it (a machine's own agent pruning empty cgroups): run it
+            // under the rlimit fallback rather than not at all. A missing program fails again, and says so.
+            cgroup?.remove()
+            cgroup = nil
+            pid = try spawn(spec, cgroup: nil)
         } catch {
             cgroup?.remove()
             throw error

@@ -66,6 +66,12 @@ package struct CgroupPlace: Sendable, Equatable {
         Self.live.withLock { _ = $0.insert(name) }
         var made: [String] = []
         for base in bases {
+            // The base itself may have been pruned (it is empty between runs): made again.
+            if mkdir(base, 0o700) != 0 && errno != EEXIST {
+                RunCgroup(directories: made).remove()
+                Self.live.withLock { _ = $0.remove(name) }
+                return nil
+            }
             let directory = "\(base)/\(name)"
             guard mkdir(directory, 0o700) == 0 else {
                 RunCgroup(directories: made).remove()

@@ -120,6 +120,9 @@ struct DispatchRoutes: Sendable {
         case .alreadyTerminal(let result):
             let body = ConflictResponse(requestId: id, status: result.status, error: "request is already \(result.status.rawValue)", result: result)
             return JSONBody.response(encoding: body, status: .conflict)
+        case .requested(let result):
+            // Asked of the replica that runs it; the result says where it stands now.
+            return JSONBody.response(encoding: ResultResponse(result), status: .accepted)
         case .unknown:
             throw APIError.notFound(id)
         }
@@ -287,7 +290,8 @@ struct DispatchRoutes: Sendable {
                 store: engine.store.kind,
                 maxConcurrent: service.maxConcurrent,
                 running: live.running,
-                queued: live.queued,
+                // A shared queue is the store's: its depth is the store's count, not this replica's.
+                queued: engine.store.announcesCommits ? counts[.queued] ?? 0 : live.queued,
                 counts: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) })
             )
         )

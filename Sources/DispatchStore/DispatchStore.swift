@@ -31,6 +31,8 @@ package enum StoreEvent: Sendable, Equatable {
     case committed(requestId: String)
     /// A request was stored `queued` (by any process): a process with a free slot may claim it.
     case queued(requestId: String)
+    /// Someone asked (on any process) for `requestId` to be cancelled: its owner ends it.
+    case cancelRequested(requestId: String)
     /// Events may have been missed (the notification connection dropped and is back): re-read what you wait for.
     case resync
 }
@@ -54,6 +56,16 @@ package protocol DispatchStore: Sendable {
     /// Stores `result` (cancelled) for a request only while it is still `queued` (compare-and-set); `nil` when it is
     /// not queued any more (a process claimed it meanwhile, or it ended).
     func cancelQueued(_ result: DispatchResult) async throws -> DispatchRecord?
+
+    /// Gives a request `owner` claimed from the queue back to it (queued, no owner), if `owner` still holds it.
+    func unclaim(_ record: DispatchRecord, owner: RunnerOwner) async throws
+
+    /// Records that `requestId` is to be cancelled with `reason` and announces it to every process (its owner ends
+    /// it). `false` when this store cannot carry the request to another process (the embedded store).
+    func requestCancel(_ requestId: String, reason: String) async throws -> Bool
+
+    /// Cancels asked for requests that are not terminal yet (a missed announcement), by requestId, with their reasons.
+    func pendingCancels() async throws -> [String: String]
 
     /// Where the store keeps its state (the database of the embedded store).
     var stateDir: String { get }
@@ -116,6 +128,12 @@ extension DispatchStore {
 
     /// Commits of other processes are not announced by default.
     package var announcesCommits: Bool { false }
+
+    /// Nothing carries a cancel to another process by default.
+    package func requestCancel(_ requestId: String, reason: String) async throws -> Bool { false }
+
+    /// No cancels are pending by default.
+    package func pendingCancels() async throws -> [String: String] { [:] }
 
     /// Stores `result`, keeping the owner.
     package func update(_ result: DispatchResult) async throws -> StoreUpdateOutcome { try await update(result, owner: nil) }

@@ -180,6 +180,25 @@ package final class SQLiteDispatchStore: DispatchStore {
         return claimed
     }
 
+    /// Gives a claimed request back to the queue if `owner` still holds it.
+    package func unclaim(_ record: DispatchRecord, owner: RunnerOwner) async throws {
+        var queued = record.result
+        queued.status = .queued
+        queued.startedAt = nil
+        let resultJSON = try StoreJSON.string(queued)
+        let ownerJSON = try StoreJSON.string(owner)
+        try await pool.write { db in
+            guard var row = try DispatchRow.fetchOne(db, key: record.requestId), row.status == DispatchStatus.running.rawValue,
+                row.ownerJSON == ownerJSON
+            else { return }
+            row.status = DispatchStatus.queued.rawValue
+            row.resultJSON = resultJSON
+            row.ownerJSON = nil
+            row.leaseExpiresAt = nil
+            try row.update(db)
+        }
+    }
+
     /// Stores `result` only while the row is still `queued`.
     package func cancelQueued(_ result: DispatchResult) async throws -> DispatchRecord? {
         let resultJSON = try StoreJSON.string(result)

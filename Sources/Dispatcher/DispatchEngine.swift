@@ -210,7 +210,10 @@ package final class DispatchEngine: Sendable {
     /// announced commit is read and published; after a `.resync` every request someone waits for is read again.
     /// `nil` when the store announces nothing (waiters then read the store themselves).
     /// `onQueued` is called for every request stored queued anywhere, and after a `.resync` (a slot may take it).
-    package func watchStore(onQueued: @escaping @Sendable () -> Void = {}) -> Task<Void, Never>? {
+    package func watchStore(
+        onQueued: @escaping @Sendable () -> Void = {},
+        onCancelRequested: @escaping @Sendable (String) -> Void = { _ in }
+    ) -> Task<Void, Never>? {
         guard let events = store.events() else { return nil }
         let store = self.store
         let notifier = self.notifier
@@ -221,6 +224,9 @@ package final class DispatchEngine: Sendable {
                 case .committed(let requestId): ids = [requestId]
                 case .queued:
                     onQueued()
+                    continue
+                case .cancelRequested(let requestId):
+                    onCancelRequested(requestId)
                     continue
                 case .resync:
                     onQueued()

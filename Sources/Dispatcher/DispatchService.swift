@@ -23,6 +23,8 @@ package final class DispatchService: Service, Sendable {
     package enum CancelOutcome: Sendable {
         case cancelled(DispatchResult)
         case alreadyTerminal(DispatchResult)
+        /// Asked of the replica that runs it, which has not ended it within the wait.
+        case requested(DispatchResult)
         case unknown
     }
 
@@ -43,6 +45,9 @@ package final class DispatchService: Service, Sendable {
         var reserved = 0
         var queue: [DispatchRecord] = []
         var accepting = true
+        /// A shared-queue claimer is at work; `claimAgain` asks it for one more look before it stops.
+        var claiming = false
+        var claimAgain = false
     }
 
     package let engine: DispatchEngine
@@ -127,8 +132,12 @@ package final class DispatchService: Service, Sendable {
     /// `dispatch run`). Leases are renewed through the drain too; others' rows are recovered only while accepting.
     package func upkeep() async throws {
         try await engine.store.renewLeases(of: owner)
-        // A backstop for a missed announcement: a free slot looks for queued work every third of a lease.
-        if sharedQueue { pump() }
+        // A backstop for missed announcements: a free slot looks for queued work, and cancels asked on another
+        // replica for runs held here are acted on, every third of a lease.
+        if sharedQueue {
+            pump()
+            for (id, reason) in try await engine.store.pendingCancels() { cancelIfRunningHere(id, reason: reason) }
+        }
         guard state.withLock({ $0.accepting }) else { return }
         for record in try await engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
             logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
@@ -196,11 +205,25 @@ package final class DispatchService: Service, Sendable {
             let result = try await engine.cancelUnstarted(record, reason: reason)
             return result.status == .cancelled ? .cancelled(result) : .alreadyTerminal(result)
         case .neither:
-            guard let record = try await engine.store.record(requestId) else { return .unknown }
+            guard var record = try await engine.store.record(requestId) else { return .unknown }
             if record.status.isTerminal { return .alreadyTerminal(record.result) }
-            // Queued in the shared queue: cancelled only if no replica claims it first (compare-and-set).
-            if record.status == .queued, let cancelled = try await engine.cancelQueued(record, reason: reason) {
-                return cancelled.status == .cancelled ? .cancelled(cancelled) : .alreadyTerminal(cancelled)
+            // Queued in the shared queue: cancelled only if no replica claims it first (compare-and-set); if one did, it
+            // is running there now and the cancel goes to it.
+            if record.status == .queued {
+                if let cancelled = try await engine.cancelQueued(record, reason: reason) {
+                    return cancelled.status == .cancelled ? .cancelled(cancelled) : .alreadyTerminal(cancelled)
+                }
+                guard let current = try await engine.store.record(requestId) else { return .unknown }
+                if current.status.isTerminal { return .alreadyTerminal(current.result) }
+                record = current
+            }
+            // Running on another replica: the cancel is recorded and announced; its owner ends it within its grace.
+            if try await engine.store.requestCancel(requestId, reason: reason) {
+                let wait = Duration.milliseconds(engine.configuration.killGraceMs) + .seconds(10)
+                guard let ended = try await engine.awaitTerminal(requestId, timeout: wait), ended.status.isTerminal else {
+                    return .requested(try await engine.store.record(requestId)?.result ?? record.result)
+                }
+                return ended.status == .cancelled ? .cancelled(ended.result) : .alreadyTerminal(ended.result)
             }
             // Running in another process (e.g. `dispatch run`): only its owner can stop it, unless it is dead.
             let resolved = try await engine.resolveIfAbandoned(record)
@@ -208,10 +231,25 @@ package final class DispatchService: Service, Sendable {
         }
     }
 
+    /// Cancels `requestId` if this process runs it (a cancel asked on another replica); otherwise nothing.
+    private func cancelIfRunningHere(_ requestId: String, reason: String?) {
+        guard let running = state.withLock({ $0.running[requestId] }) else { return }
+        let store = engine.store
+        Task {
+            var stated = reason
+            if stated == nil { stated = (try? await store.pendingCancels())?[requestId] }
+            running.token.cancel(reason: stated ?? "cancelled by request")
+            running.task.cancel()
+        }
+    }
+
     /// Waits for graceful shutdown, then drains.
     package func run() async throws {
         // Other replicas' results wake this one's waiters (PostgreSQL's LISTEN/NOTIFY), until shutdown.
-        let watcher = engine.watchStore { [weak self] in self?.pump() }
+        let watcher = engine.watchStore(
+            onQueued: { [weak self] in self?.pump() },
+            onCancelRequested: { [weak self] id in self?.cancelIfRunningHere(id, reason: nil) }
+        )
         defer { watcher?.cancel() }
         try? await gracefulShutdown()
         if onShutdown == .handoff {
@@ -281,30 +319,58 @@ package final class DispatchService: Service, Sendable {
         }
     }
 
-    /// The shared queue: for every free slot, takes the oldest queued request of any replica from the store (each
-    /// exactly once: the store's claim skips rows another replica holds).
+    /// The shared queue: while a slot is free, takes the oldest queued request of any replica from the store (each
+    /// exactly once: the store's claim skips rows another replica holds). One claimer at a time; a call while it works
+    /// makes it look once more before it stops, so no announcement falls between its last look and its end. A row
+    /// claimed as the service stops accepting goes back to the queue for another replica.
     private func claimShared() {
-        let slots = state.withLock { state -> Int in
-            guard state.accepting else { return 0 }
-            let free = maxConcurrent - state.running.count - state.reserved
-            if free > 0 { state.reserved += free }
-            return max(0, free)
+        let start = state.withLock { state -> Bool in
+            if state.claiming {
+                state.claimAgain = true
+                return false
+            }
+            (state.claiming, state.claimAgain) = (true, false)
+            return true
         }
-        guard slots > 0 else { return }
+        guard start else { return }
         let store = engine.store
         let owner = self.owner
+        let logger = self.logger
         Task {
-            var taken = 0
-            while taken < slots {
-                guard let record = try? await store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date())) else { break }
-                taken += 1
-                state.withLock { state in
-                    state.reserved -= 1
-                    startLocked(record, in: &state)
+            while true {
+                let slot = state.withLock { state -> Bool in
+                    guard state.accepting, state.running.count + state.reserved < maxConcurrent else { return false }
+                    state.reserved += 1
+                    return true
                 }
+                var claimed: DispatchRecord?
+                if slot {
+                    do {
+                        claimed = try await store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date()))
+                    } catch {
+                        logger.error("cannot claim a queued dispatch", metadata: ["error": "\(error)"])
+                    }
+                }
+                let (started, again) = state.withLock { state -> (Bool, Bool) in
+                    if slot { state.reserved -= 1 }
+                    if let claimed, state.accepting {
+                        startLocked(claimed, in: &state)
+                        return (true, true)
+                    }
+                    if claimed == nil, state.claimAgain {
+                        state.claimAgain = false
+                        return (false, true)
+                    }
+                    if claimed == nil { state.claiming = false }
+                    return (false, false)
+                }
+                if let claimed, !started {
+                    try? await store.unclaim(claimed, owner: owner)
+                    state.withLock { $0.claiming = false }
+                    return
+                }
+                if !again { return }
             }
-            let unused = slots - taken
-            state.withLock { $0.reserved -= unused }
         }
     }
 

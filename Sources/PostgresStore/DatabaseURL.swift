@@ -12,8 +12,8 @@ package struct DatabaseURL: Sendable, CustomStringConvertible {
     package var user: String
     package var password: String?
     package var database: String
-    /// `disable`, `prefer` (the default, as libpq's) or `require` (`verify-full` is `require`: certificates are
-    /// always verified against the system's roots).
+    /// `disable` (the default on loopback), `prefer` or `require` (the default elsewhere; `verify-full` is
+    /// `require`: certificates are always verified against the system's roots).
     package var sslMode: String
 
     /// Parses `url`, taking a missing password from `environment`. Errors say which part is wrong, never the password.
@@ -29,17 +29,21 @@ package struct DatabaseURL: Sendable, CustomStringConvertible {
         }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty else { throw DispatchStoreError(code: .openFailed, message: "DISPATCH_DATABASE_URL has no database") }
-        let mode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        // No TLS is asked for on loopback; anywhere else TLS is required unless the URL says otherwise (`prefer` can be
+        // downgraded by anyone on the path, who would then see the password).
+        let loopback = ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host.lowercased())
+        let mode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? (loopback ? "disable" : "require")
         guard ["disable", "prefer", "require", "verify-ca", "verify-full"].contains(mode) else {
             throw DispatchStoreError(code: .openFailed, message: "DISPATCH_DATABASE_URL sslmode \(mode): must be disable, prefer or require")
         }
         self.host = host
         self.port = components.port ?? 5432
-        self.user = user.removingPercentEncoding ?? user
-        self.database = database.removingPercentEncoding ?? database
+        // URLComponents has already percent-decoded user, password and path: decoding again would change a `%2F`.
+        self.user = user
+        self.database = database
         self.sslMode = mode
         if let password = components.password {
-            self.password = password.removingPercentEncoding ?? password
+            self.password = password
         } else if let password = environment["PGPASSWORD"], !password.isEmpty {
             self.password = password
         } else if let file = environment["DISPATCH_DATABASE_PASSWORD_FILE"], !file.isEmpty {

@@ -1,3 +1,4 @@
+import DispatchCore
 import DispatchStore
 import Foundation
 import Logging
@@ -14,9 +15,36 @@ extension PostgresDispatchStore {
                     continuation.yield(.committed(requestId: String(payload.dropFirst("terminal:".count))))
                 } else if payload.hasPrefix("queued:") {
                     continuation.yield(.queued(requestId: String(payload.dropFirst("queued:".count))))
+                } else if payload.hasPrefix("cancel:") {
+                    continuation.yield(.cancelRequested(requestId: String(payload.dropFirst("cancel:".count))))
                 }
             }
         }
+    }
+
+    /// Records the cancel (the first reason wins) for a non-terminal request; the trigger announces it.
+    package func requestCancel(_ requestId: String, reason: String) async throws -> Bool {
+        let query: PostgresQuery = """
+            INSERT INTO cancel_request (request_id, reason, requested_at)
+            SELECT request_id, \(reason), \(ISO8601.string(Date())) FROM dispatch WHERE request_id = \(requestId) AND status IN ('queued', 'running')
+            ON CONFLICT (request_id) DO NOTHING
+            """
+        try await client.query(query, logger: logger)
+        return true
+    }
+
+    /// Cancels asked for and not acted on.
+    package func pendingCancels() async throws -> [String: String] {
+        var pending: [String: String] = [:]
+        let rows = try await client.query(
+            """
+            SELECT c.request_id, c.reason FROM cancel_request c JOIN dispatch d ON d.request_id = c.request_id
+            WHERE d.status IN ('queued', 'running')
+            """,
+            logger: logger
+        )
+        for try await (id, reason) in rows.decode((String, String).self) { pending[id] = reason }
+        return pending
     }
 
     /// LISTEN/NOTIFY announces every replica's terminal commits.

@@ -202,6 +202,20 @@ package final class PostgresDispatchStore: DispatchStore {
         return claimed
     }
 
+    /// Gives a claimed request back to the queue (this replica began shutting down between the claim and the start).
+    package func unclaim(_ record: DispatchRecord, owner: RunnerOwner) async throws {
+        var queued = record.result
+        queued.status = .queued
+        queued.startedAt = nil
+        let resultJSON = try StoreJSON.string(queued)
+        let ownerJSON = try StoreJSON.string(owner)
+        let query: PostgresQuery = """
+            UPDATE dispatch SET status = 'queued', result_json = \(resultJSON), owner_json = NULL, lease_expires_at = NULL
+            WHERE request_id = \(record.requestId) AND status = 'running' AND owner_json = \(ownerJSON)
+            """
+        try await client.query(query, logger: logger)
+    }
+
     /// Stores `result` only while the row is still `queued` (one conditional statement).
     package func cancelQueued(_ result: DispatchResult) async throws -> DispatchRecord? {
         let resultJSON = try StoreJSON.string(result)
@@ -232,13 +246,14 @@ package final class PostgresDispatchStore: DispatchStore {
         try await records("SELECT \(unescaped: Self.columns) FROM dispatch WHERE request_id = \(requestId)").first
     }
 
-    /// Records newest first; `prefix` is a key range (no wildcard in an id can widen it), `before` a sequence cursor.
+    /// Records newest first; `prefix` is matched with `starts_with` (no wildcard in an id can widen it, and no
+    /// collation can narrow it: a key range sorts differently under a linguistic locale), `before` a sequence cursor.
     package func fetchList(status: DispatchStatus?, prefix: String?, before: Int64?, limit: Int) async throws -> [DispatchRecord] {
         let prefix = prefix.flatMap { $0.isEmpty ? nil : $0 }
         let query: PostgresQuery = """
             SELECT \(unescaped: Self.columns) FROM dispatch
             WHERE (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue))
-              AND (\(prefix)::text IS NULL OR (request_id >= \(prefix) AND request_id < \(prefix.map { $0 + "\u{10FFFF}" })))
+              AND (\(prefix)::text IS NULL OR starts_with(request_id, \(prefix)))
               AND (\(before)::bigint IS NULL OR sequence < \(before))
             ORDER BY sequence DESC LIMIT \(limit)
             """

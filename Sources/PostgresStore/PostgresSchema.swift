@@ -44,7 +44,7 @@ enum PostgresSchema {
             "CREATE INDEX sandbox_state ON sandbox (state)",
         ],
         // Every replica's LISTEN hears of a terminal result at the commit that makes it so (an insert of one too:
-        // `dispatch store import`).
+        // `dispatch store import`), and of a request stored queued (or given back to the queue).
         [
             """
             CREATE FUNCTION dispatch_notify_terminal() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -52,7 +52,7 @@ enum PostgresSchema {
                 IF NEW.status IN ('completed', 'failed', 'cancelled')
                    AND (TG_OP = 'INSERT' OR OLD.status NOT IN ('completed', 'failed', 'cancelled')) THEN
                     PERFORM pg_notify('\(unescaped: channel)', 'terminal:' || NEW.request_id);
-                ELSIF NEW.status = 'queued' AND TG_OP = 'INSERT' THEN
+                ELSIF NEW.status = 'queued' AND (TG_OP = 'INSERT' OR OLD.status <> 'queued') THEN
                     PERFORM pg_notify('\(unescaped: channel)', 'queued:' || NEW.request_id);
                 END IF;
                 RETURN NEW;
@@ -62,6 +62,32 @@ enum PostgresSchema {
             """
             CREATE TRIGGER dispatch_terminal AFTER INSERT OR UPDATE OF status ON dispatch
             FOR EACH ROW EXECUTE FUNCTION dispatch_notify_terminal()
+            """,
+        ],
+        // A cancel asked on one replica for a run another holds: recorded, announced (`cancel:<id>`), acted on by
+        // the owner; forgotten once the request is terminal.
+        [
+            "CREATE TABLE cancel_request (request_id text PRIMARY KEY, reason text NOT NULL, requested_at text NOT NULL)",
+            """
+            CREATE FUNCTION dispatch_notify_cancel() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('\(unescaped: channel)', 'cancel:' || NEW.request_id);
+                RETURN NEW;
+            END
+            $$
+            """,
+            "CREATE TRIGGER cancel_requested AFTER INSERT ON cancel_request FOR EACH ROW EXECUTE FUNCTION dispatch_notify_cancel()",
+            """
+            CREATE FUNCTION dispatch_forget_cancel() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM cancel_request WHERE request_id = NEW.request_id;
+                RETURN NEW;
+            END
+            $$
+            """,
+            """
+            CREATE TRIGGER dispatch_forget_cancel AFTER UPDATE OF status ON dispatch FOR EACH ROW
+            WHEN (NEW.status IN ('completed', 'failed', 'cancelled')) EXECUTE FUNCTION dispatch_forget_cancel()
             """,
         ],
     ]

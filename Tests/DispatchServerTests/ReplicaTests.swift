@@ -99,12 +99,9 @@ import Testing
         _ = try await owner.dispatch(["requestId": "wake-dropped", "task": "fake:sleep=0.5 fake:answer=after-the-drop", "tool": "codex"])
         async let reply = waiter.send(.GET, "/internal/agent-await/wake-dropped?timeoutMs=15000")
         try await Task.sleep(for: .milliseconds(100))
-        let dropped = try CommandRunner.run(
-            "/usr/bin/psql",
-            [
-                url, "-Atc",
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
-            ]
+        let dropped = try TestDatabase.psql(
+            url,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
         )
         #expect(
             dropped.exitCode == 0 && (Int(dropped.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1,
@@ -152,6 +149,25 @@ import Testing
         #expect((cancelled.json?["result"] as? [String: Any])?["status"] as? String == "cancelled", "\(cancelled.text)")
     }
 
+    @Test func aCancelOnOneReplicaStopsARunOnAnother() async throws {
+        guard let url = try database() else { return }
+        let owner = ServerProcess(stateDir: dir.child("cancel-a"), environment: ["DISPATCH_DATABASE_URL": url])
+        let other = ServerProcess(stateDir: dir.child("cancel-b"), environment: ["DISPATCH_DATABASE_URL": url])
+        for replica in [owner, other] { try await replica.start() }
+        defer { for replica in [owner, other] { replica.stop() } }
+        _ = try await owner.dispatch(["requestId": "cancel-far", "task": "fake:hang", "tool": "codex"])
+        #expect(await eventually { !survivors(of: "cancel-far").isEmpty })
+        let clock = ContinuousClock()
+        let start = clock.now
+        let reply = try await other.send(.POST, "/internal/agent-cancel/cancel-far")
+        #expect(reply.status == 200, "\(reply.text)")
+        let result = try #require(reply.json?["result"] as? [String: Any], "\(reply.text)")
+        #expect(result["status"] as? String == "cancelled" && result["error"] as? String == "cancelled by request", "\(result)")
+        #expect(clock.now - start < .seconds(5), "the owner ended it within its grace")
+        #expect(await eventually { survivors(of: "cancel-far").isEmpty }, "the agent on the other replica was killed")
+        #expect(try await other.send(.POST, "/internal/agent-cancel/cancel-far").status == 409)
+    }
+
     @Test func aReplicaRefusesAnEmptyDatabaseWhileItsStateDirHoldsUnfinishedSQLiteRows() async throws {
         guard let url = try database() else { return }
         let state = dir.child("leftover")
@@ -164,7 +180,10 @@ import Testing
             environment: ["DISPATCH_DATABASE_URL": url, "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]
         )
         #expect(refused.exitCode == 2, "\(refused.stderr)")
-        #expect(refused.stderr.contains("holds 1 unfinished dispatches in SQLite") && refused.stderr.contains("dispatch store import"))
+        #expect(
+            refused.stderr.contains("holds 1 unfinished dispatches in SQLite that the PostgreSQL store does not have")
+                && refused.stderr.contains("dispatch store import")
+        )
 
         // Imported, nothing is forgotten: the queued request runs on the PostgreSQL replica.
         let environment = ["DISPATCH_DATABASE_URL": url, "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]

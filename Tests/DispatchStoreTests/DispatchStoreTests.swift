@@ -235,6 +235,55 @@ struct StoreFixture {
     }
 }
 
+@Suite struct DispatchStoreQueueTests {
+    func request(_ id: String) -> DispatchRequest { DispatchRequest(requestId: id, task: "t", tool: .codex) }
+
+    @Test(arguments: StoreKind.allCases) func queuedRowsAreClaimedOldestFirstEachOnceByConcurrentClaimers(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
+        for index in 0..<12 {
+            _ = try await store.insert(DispatchResult(request: request("q\(index)"), status: .queued), request: request("q\(index)"), owner: nil)
+        }
+        let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
+            for claimer in 0..<4 {
+                group.addTask {
+                    let owner = RunnerOwner(kind: .serve, pid: Int32(100 + claimer), startTime: 1, bootId: "b", host: "h")
+                    var mine: [String] = []
+                    while let record = try await store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date())) {
+                        #expect(record.status == .running && record.owner == owner)
+                        mine.append(record.requestId)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        #expect(claimed.sorted() == (0..<12).map { "q\($0)" }.sorted(), "every row once: \(claimed)")
+        let nobody = RunnerOwner(kind: .serve, pid: 1, startTime: 1, bootId: "b", host: "h")
+        #expect(try await store.claimNextQueued(owner: nobody, startedAt: "x") == nil)
+    }
+
+    @Test(arguments: StoreKind.allCases) func aQueuedCancelAndAClaimNeverBothWin(_ kind: StoreKind) async throws {
+        let fixture = try StoreFixture(kind)
+        guard fixture.available else { return }
+        let store = try await fixture.open()
+        let owner = RunnerOwner(kind: .serve, pid: 9, startTime: 9, bootId: "b", host: "h")
+        for index in 0..<10 {
+            let id = "race-\(index)"
+            _ = try await store.insert(DispatchResult(request: request(id), status: .queued), request: request(id), owner: nil)
+            var cancelled = DispatchResult(request: request(id), status: .cancelled)
+            cancelled.error = "cancelled by request"
+            async let cancel = store.cancelQueued(cancelled)
+            async let claim = store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date()))
+            let (cancelWon, claimWon) = (try await cancel != nil, try await claim != nil)
+            #expect(cancelWon != claimWon, "exactly one of cancel and claim takes \(id)")
+            let stored = try #require(try await store.record(id))
+            #expect(stored.status == (cancelWon ? .cancelled : .running))
+        }
+    }
+}
+
 @Suite struct PostgresStoreTests {
     @Test func severalReplicasStartingAtOnceMigrateTheSchemaOnce() async throws {
         let fixture = try StoreFixture(.postgres)
@@ -254,7 +303,9 @@ struct StoreFixture {
         #expect(url.host == "db.example" && url.port == 6543 && url.database == "agents" && url.password == "s3cret-pw")
         #expect(!url.redacted.contains("s3cret") && !"\(url)".contains("s3cret"))
         let fromEnvironment = try DatabaseURL("postgres://dispatch@db/agents", environment: ["PGPASSWORD": "from-env"])
-        #expect(fromEnvironment.password == "from-env" && fromEnvironment.sslMode == "prefer")
+        #expect(fromEnvironment.password == "from-env" && fromEnvironment.sslMode == "require", "TLS required off loopback")
+        #expect(try DatabaseURL("postgres://u@127.0.0.1/d").sslMode == "disable")
+        #expect(try DatabaseURL("postgres://u:a%252Fb@h/d").password == "a%2Fb", "decoded once")
         for (bad, words) in [
             ("mysql://u@h/d", "must be postgres://"), ("postgres://h/d", "no user"), ("postgres://u@h/", "no database"),
             ("postgres://u:pw@h/d?sslmode=maybe", "sslmode maybe"),

@@ -12,9 +12,22 @@ package enum TestDatabase {
     package static func fresh(_ label: String = "t") throws -> String? {
         guard let server = serverURL, var components = URLComponents(string: server) else { return nil }
         let name = "\(label)_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
-        let created = try CommandRunner.run("/usr/bin/psql", [server, "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name)"])
+        let created = try psql(server, "CREATE DATABASE \(name)")
         guard created.exitCode == 0 else { throw GitFixtureError(message: "cannot create a test database: \(created.stderr)") }
         components.path = "/\(name)"
         return components.string
+    }
+
+    /// Runs one SQL command with `psql` against `url`, the password in the environment, not in argv (where every
+    /// local user could read it from /proc).
+    package static func psql(_ url: String, _ sql: String) throws -> CommandResult {
+        var components = URLComponents(string: url)
+        let password = components?.password ?? ""
+        components?.password = nil
+        return try CommandRunner.run(
+            "/usr/bin/psql",
+            [components?.string ?? url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql],
+            environment: ["PGPASSWORD": password]
+        )
     }
 }

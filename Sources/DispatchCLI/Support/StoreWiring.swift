@@ -28,16 +28,17 @@ func openStore(_ configuration: DispatchConfiguration, logger: Logger) async thr
     return store
 }
 
-/// A replica on an empty PostgreSQL whose state dir still holds unfinished SQLite rows would silently forget them:
-/// refused until they are imported (`dispatch store import --from <state dir>`) or finished.
+/// A replica on PostgreSQL whose state dir still holds unfinished SQLite rows the database does not have would
+/// silently forget them: refused until they are imported (`dispatch store import --from <state dir>`) or finished.
 func refuseForgottenSQLiteRows(_ configuration: DispatchConfiguration, store: any DispatchStore) async throws {
     let database = "\(configuration.stateDir)/dispatch.sqlite"
-    guard FileManager.default.fileExists(atPath: database), try await store.counts().isEmpty else { return }
+    guard FileManager.default.fileExists(atPath: database) else { return }
     let local = try SQLiteDispatchStore(stateDir: configuration.stateDir, inboxDir: configuration.inboxDir)
-    let unfinished = try await local.nonTerminal().count
+    var unfinished = 0
+    for record in try await local.nonTerminal() where try await store.record(record.requestId) == nil { unfinished += 1 }
     guard unfinished > 0 else { return }
     throw ValidationError(
-        "the PostgreSQL store is empty but the state dir \(configuration.stateDir) holds \(unfinished) unfinished dispatches in SQLite: "
+        "the state dir \(configuration.stateDir) holds \(unfinished) unfinished dispatches in SQLite that the PostgreSQL store does not have: "
             + "import them first (dispatch store import --from \(configuration.stateDir)) or finish them without DISPATCH_DATABASE_URL"
     )
 }

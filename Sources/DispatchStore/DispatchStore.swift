@@ -123,6 +123,31 @@ package protocol DispatchStore: Sendable {
 }
 
 extension DispatchStore {
+    /// The inbox file of `requestId`.
+    package func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
+
+    /// Writes the inbox file of a committed row into this process's inbox dir, from the row (after the commit: the
+    /// inbox never shows what the store does not hold). A failure is left for ``resyncInbox(limit:)`` at the next start.
+    package func writeInbox(_ record: DispatchRecord) {
+        guard let data = try? StoreJSON.encode(record.result) else { return }
+        try? AtomicFile.write(data, to: inboxPath(record.requestId))
+    }
+
+    /// Rewrites inbox files that are missing or lag their row (an inbox write that failed after its commit, a crash in
+    /// between). Returns how many were rewritten.
+    @discardableResult
+    package func resyncInbox(limit: Int) async throws -> Int {
+        var rewritten = 0
+        for record in try await list(limit: limit) {
+            guard let data = try? StoreJSON.encode(record.result) else { continue }
+            if FileManager.default.contents(atPath: inboxPath(record.requestId)) != data {
+                try? AtomicFile.write(data, to: inboxPath(record.requestId))
+                rewritten += 1
+            }
+        }
+        return rewritten
+    }
+
     /// No events by default: other processes' commits are seen by reading.
     package func events() -> AsyncStream<StoreEvent>? { nil }
 

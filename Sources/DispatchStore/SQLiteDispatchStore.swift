@@ -46,9 +46,6 @@ package final class SQLiteDispatchStore: DispatchStore {
         }
     }
 
-    /// The inbox file of `requestId`.
-    package func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
-
     /// Records a new request atomically (the primary key is the dedupe); writes its inbox file when inserted.
     package func insert(_ result: DispatchResult, request: DispatchRequest, owner: RunnerOwner?) async throws -> InsertOutcome {
         let outcome: InsertOutcome = try await pool.write { db in
@@ -274,28 +271,6 @@ package final class SQLiteDispatchStore: DispatchStore {
     /// Whether the database accepts a write right now (readiness).
     package func isWritable() async -> Bool {
         (try? await pool.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe") }) != nil
-    }
-
-    /// Writes the inbox file of a committed row, from the row (after the commit: the inbox never shows what the
-    /// store does not hold). A failure is left for ``resyncInbox()`` at the next start.
-    func writeInbox(_ record: DispatchRecord) {
-        guard let data = try? StoreJSON.encode(record.result) else { return }
-        try? AtomicFile.write(data, to: inboxPath(record.requestId))
-    }
-
-    /// Rewrites inbox files that are missing or lag their row (an inbox write that failed after its commit, a
-    /// crash in between). Returns how many were rewritten.
-    @discardableResult
-    package func resyncInbox(limit: Int) async throws -> Int {
-        var rewritten = 0
-        for record in try await list(limit: limit) {
-            guard let data = try? StoreJSON.encode(record.result) else { continue }
-            if FileManager.default.contents(atPath: inboxPath(record.requestId)) != data {
-                try? AtomicFile.write(data, to: inboxPath(record.requestId))
-                rewritten += 1
-            }
-        }
-        return rewritten
     }
 
     /// Runs `body` holding an exclusive `flock` on `path`, so concurrent processes migrate one at a time.

@@ -58,9 +58,6 @@ package final class PostgresDispatchStore: DispatchStore {
 
     deinit { running.cancel() }
 
-    /// The inbox file of `requestId`.
-    package func inboxPath(_ requestId: String) -> String { "\(inboxDir)/\(requestId).json" }
-
     /// Epoch milliseconds one lease from now.
     func leaseDeadline() -> Int64 { Int64((Date().timeIntervalSince1970 + leaseDuration) * 1000) }
 
@@ -280,22 +277,4 @@ package final class PostgresDispatchStore: DispatchStore {
         (try? await client.query("SELECT 1 WHERE pg_is_in_recovery() = false", logger: logger).decode(Int32.self).first { _ in true }) != nil
     }
 
-    /// Writes the inbox file of a committed row into this replica's inbox dir (after the commit).
-    func writeInbox(_ record: DispatchRecord) {
-        guard let data = try? StoreJSON.encode(record.result) else { return }
-        try? AtomicFile.write(data, to: inboxPath(record.requestId))
-    }
-
-    /// Rewrites inbox files in this replica's inbox dir that are missing or lag their row.
-    package func resyncInbox(limit: Int) async throws -> Int {
-        var rewritten = 0
-        for record in try await list(limit: limit) {
-            guard let data = try? StoreJSON.encode(record.result) else { continue }
-            if FileManager.default.contents(atPath: inboxPath(record.requestId)) != data {
-                try? AtomicFile.write(data, to: inboxPath(record.requestId))
-                rewritten += 1
-            }
-        }
-        return rewritten
-    }
 }

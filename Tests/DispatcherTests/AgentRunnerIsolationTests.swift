@@ -26,6 +26,13 @@ import Testing
         #expect(AgentRunner(configuration: configuration, environment: [:]).hostIsolation(workDir: "/", readOnlyWorkDir: false) == nil)
     }
 
+    @Test func theDatabasePasswordFileIsHiddenLikeTheToken() throws {
+        let configuration = DispatchConfiguration(environment: ["DISPATCH_DATABASE_PASSWORD_FILE": "/etc/agent-dispatch/pg-password"])
+        let runner = AgentRunner(configuration: configuration, environment: [:], isolation: (.bwrap, "/usr/bin/bwrap"))
+        let view = try #require(runner.hostIsolation(workDir: "/srv/work", readOnlyWorkDir: false)?.view)
+        #expect(view.hiddenFiles.contains("/etc/agent-dispatch/pg-password"))
+    }
+
     @Test func aSandboxedAgentGetsItsCheckoutBackAfterTheRootIsHidden() throws {
         var configuration = DispatchConfiguration(environment: [:])
         configuration.stateDir = "/srv/state"

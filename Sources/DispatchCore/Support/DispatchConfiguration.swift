@@ -96,6 +96,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
         let memory = env["DISPATCH_MAX_MEMORY_BYTES"].flatMap { Int64($0) } ?? Int64(ProcessInfo.processInfo.physicalMemory / 5 * 4)
         maxMemoryBytes = memory > 0 ? memory : nil
         databaseURL = env["DISPATCH_DATABASE_URL"].nonEmpty
+        // The database password file is a secret the runner reads: hidden from agents like the token file.
+        if let passwordFile = env["DISPATCH_DATABASE_PASSWORD_FILE"].nonEmpty { secretFiles.append(passwordFile) }
         let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096
         maxProcesses = processes > 0 ? processes : nil
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }

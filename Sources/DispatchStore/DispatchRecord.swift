@@ -97,6 +97,15 @@ struct DispatchRow: Codable, FetchableRecord, PersistableRecord {
         static let sequence = Column(CodingKeys.sequence)
     }
 
+    /// The row of a queued request turned `running`, started at `startedAt` (its result JSON with it).
+    mutating func start(at startedAt: String) throws {
+        var result = try record().result
+        result.markStarted(at: startedAt)
+        status = DispatchStatus.running.rawValue
+        resultJSON = try StoreJSON.string(result)
+        updatedAt = startedAt
+    }
+
     func record() throws -> DispatchRecord {
         do {
             let decoder = JSONDecoder()

@@ -134,15 +134,7 @@ package final class SQLiteDispatchStore: DispatchStore {
             guard var row = try DispatchRow.fetchOne(db, key: requestId), row.ownerJSON == expectedJSON,
                 let status = DispatchStatus(rawValue: row.status), !status.isTerminal
             else { return nil }
-            if status == .queued {
-                var result = try row.record().result
-                result.status = .running
-                result.startedAt = startedAt ?? ISO8601.string(Date())
-                result.updatedAt = result.startedAt!
-                row.status = DispatchStatus.running.rawValue
-                row.resultJSON = try StoreJSON.string(result)
-                row.updatedAt = result.updatedAt
-            }
+            if status == .queued { try row.start(at: startedAt ?? ISO8601.string(Date())) }
             row.ownerJSON = ownerJSON
             row.leaseExpiresAt = until
             try row.update(db)
@@ -161,13 +153,7 @@ package final class SQLiteDispatchStore: DispatchStore {
                 var row = try DispatchRow.filter(DispatchRow.Columns.status == DispatchStatus.queued.rawValue)
                     .order(DispatchRow.Columns.sequence.asc).fetchOne(db)
             else { return nil }
-            var result = try row.record().result
-            result.status = .running
-            result.startedAt = startedAt
-            result.updatedAt = startedAt
-            row.status = DispatchStatus.running.rawValue
-            row.resultJSON = try StoreJSON.string(result)
-            row.updatedAt = startedAt
+            try row.start(at: startedAt)
             row.ownerJSON = ownerJSON
             row.leaseExpiresAt = until
             try row.update(db)
@@ -180,8 +166,7 @@ package final class SQLiteDispatchStore: DispatchStore {
     /// Gives a claimed request back to the queue if `owner` still holds it.
     package func unclaim(_ record: DispatchRecord, owner: RunnerOwner) async throws {
         var queued = record.result
-        queued.status = .queued
-        queued.startedAt = nil
+        queued.markQueuedAgain()
         let resultJSON = try StoreJSON.string(queued)
         let ownerJSON = try StoreJSON.string(owner)
         try await pool.write { db in

@@ -395,11 +395,7 @@ extension DispatchEngine {
     /// Ends a request still `queued` in a shared queue as `cancelled`, unless a replica claims it first; `nil` then.
     package func cancelQueued(_ record: DispatchRecord, reason: String) async throws -> DispatchResult? {
         var result = record.result
-        result.status = .cancelled
-        result.error = reason
-        result.completedAt = ISO8601.string(Date())
-        result.updatedAt = result.completedAt!
-        result.durationMs = 0
+        result.cancelBeforeStart(reason: reason)
         guard let stored = try await store.cancelQueued(result) else { return nil }
         notifier.publish(stored.result)
         metrics.finished(stored.result, failure: nil)
@@ -409,11 +405,7 @@ extension DispatchEngine {
     /// Ends a request that never started (queued) as `cancelled`.
     package func cancelUnstarted(_ record: DispatchRecord, reason: String) async throws -> DispatchResult {
         var result = record.result
-        result.status = .cancelled
-        result.error = reason
-        result.completedAt = ISO8601.string(Date())
-        result.updatedAt = result.completedAt!
-        result.durationMs = 0
+        result.cancelBeforeStart(reason: reason)
         return await persist(result, owner: nil, logger: logger)
     }
 }

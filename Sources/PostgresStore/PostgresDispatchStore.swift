@@ -154,11 +154,7 @@ package final class PostgresDispatchStore: DispatchStore {
                 AND owner_json IS NOT DISTINCT FROM \(expectedJSON) FOR UPDATE
                 """
             guard var record = try await store.records(locked, on: connection).first else { return nil }
-            if record.status == .queued {
-                record.result.status = .running
-                record.result.startedAt = startedAt ?? ISO8601.string(Date())
-                record.result.updatedAt = record.result.startedAt!
-            }
+            if record.status == .queued { record.result.markStarted(at: startedAt ?? ISO8601.string(Date())) }
             let resultJSON = try StoreJSON.string(record.result)
             let write: PostgresQuery = """
                 UPDATE dispatch SET status = \(record.result.status.rawValue), result_json = \(resultJSON), updated_at = \(record.result.updatedAt),
@@ -183,9 +179,7 @@ package final class PostgresDispatchStore: DispatchStore {
                 SELECT \(unescaped: Self.columns) FROM dispatch WHERE status = 'queued' ORDER BY sequence LIMIT 1 FOR UPDATE SKIP LOCKED
                 """
             guard var record = try await store.records(next, on: connection).first else { return nil }
-            record.result.status = .running
-            record.result.startedAt = startedAt
-            record.result.updatedAt = startedAt
+            record.result.markStarted(at: startedAt)
             let resultJSON = try StoreJSON.string(record.result)
             let write: PostgresQuery = """
                 UPDATE dispatch SET status = 'running', result_json = \(resultJSON), updated_at = \(startedAt), owner_json = \(ownerJSON),
@@ -202,8 +196,7 @@ package final class PostgresDispatchStore: DispatchStore {
     /// Gives a claimed request back to the queue (this replica began shutting down between the claim and the start).
     package func unclaim(_ record: DispatchRecord, owner: RunnerOwner) async throws {
         var queued = record.result
-        queued.status = .queued
-        queued.startedAt = nil
+        queued.markQueuedAgain()
         let resultJSON = try StoreJSON.string(queued)
         let ownerJSON = try StoreJSON.string(owner)
         let query: PostgresQuery = """

@@ -68,6 +68,28 @@ package struct DispatchResult: Codable, Sendable, Equatable {
     }
 
     /// Sets `result`, keeping only its last ``maxResultCharacters`` characters.
+    /// `queued` → `running`, started at `startedAt` (a store's claim of a queued request).
+    package mutating func markStarted(at startedAt: String) {
+        status = .running
+        self.startedAt = startedAt
+        updatedAt = startedAt
+    }
+
+    /// Back to `queued`, not started (a claim given back).
+    package mutating func markQueuedAgain() {
+        status = .queued
+        startedAt = nil
+    }
+
+    /// Ends a request that never started as `cancelled` with `reason`, now.
+    package mutating func cancelBeforeStart(reason: String) {
+        status = .cancelled
+        error = reason
+        completedAt = ISO8601.string(Date())
+        updatedAt = completedAt!
+        durationMs = 0
+    }
+
     package mutating func setResultText(_ text: String) {
         result = text.count > Self.maxResultCharacters ? String(text.suffix(Self.maxResultCharacters)) : text
     }

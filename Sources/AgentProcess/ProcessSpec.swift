@@ -28,17 +28,27 @@ package struct ProcessSpec: Sendable {
     package var monitor: MonitorSpec?
 
     /// What is actually executed: the program itself, or bwrap with its options and then the program, and in
-    /// front of either the monitor. The namespace's init stays in the monitor's process group, which is how the
-    /// runner's and the monitor's group signals end everything in it.
-    var launch: (executablePath: String, argv: [String]) {
+    /// front of either the monitor — or, for a process that dies with its runner, the guard (bwrap arms its
+    /// namespace's init only after setting the namespace up; the guard ends it if the runner dies meanwhile). The
+    /// namespace's init stays in the monitor's or guard's process group, which is how the runner's and the monitor's
+    /// group signals end everything in it. `deathSignal` is what the child gets when the runner dies (0: nothing).
+    var launch: (executablePath: String, argv: [String], deathSignal: Int32) {
         var command = (executablePath: executablePath, argv: argv)
         if let isolation {
             let options = Bubblewrap.options(isolation.view, workingDirectory: workingDirectory, diesWithParent: diesWithRunner)
             command = (isolation.bwrap, ["bwrap"] + options + ["--", executablePath] + argv.dropFirst())
         }
-        guard let monitor else { return command }
-        return (monitor.program, monitor.argv(runner: getpid()) + [command.executablePath] + command.argv.dropFirst())
+        if let monitor {
+            return (monitor.program, monitor.argv(runner: getpid()) + [command.executablePath] + command.argv.dropFirst(), 0)
+        }
+        guard diesWithRunner else { return (command.executablePath, command.argv, 0) }
+        guard isolation != nil, let guardProgram = Self.guardProgram else { return (command.executablePath, command.argv, SIGKILL) }
+        let guardArgv = ["dispatch-monitor", "--guard", "--runner-pid", "\(getpid())", "--", command.executablePath]
+        return (guardProgram, guardArgv + command.argv.dropFirst(), SIGUSR2)
     }
+
+    /// The `dispatch-monitor` that guards isolated processes which die with their runner, found once.
+    static let guardProgram = MonitorSpec.locateProgram(environment: ProcessInfo.processInfo.environment)
 
     package init(
         executablePath: String,

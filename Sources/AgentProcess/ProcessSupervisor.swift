@@ -379,7 +379,7 @@ package struct ProcessSupervisor: Sendable {
                     stdoutFd,
                     stderrFd,
                     ProcessUmask.forChildren,
-                    spec.diesWithRunner ? SIGKILL : 0,
+                    launch.deathSignal,
                     procs.first ?? nil,
                     procs.dropFirst().first ?? nil,
                     rlimitData

@@ -18,7 +18,16 @@
    - writes PREFIX.status ({"ending","exitCode","signal","startedAtMs","endedAtMs"}) when the agent has ended,
      and exits as the agent did (the same code, or the same signal), so a `serve` that is its parent sees
      exactly what it would have seen without it.
-   Files are written whole and renamed into place, mode 0600. One thread, plain system calls only. */
+   Files are written whole and renamed into place, mode 0600. One thread, plain system calls only.
+
+   dispatch-monitor --guard --runner-pid P -- PROGRAM [ARG...]
+
+   `dispatch run` and the job-runner (whose agents die with them) start it in front of bwrap: bwrap's
+   --die-with-parent arms the namespace's init only once the namespace is set up, so a runner killed during those
+   milliseconds would leave the namespace and its agent running with nobody to end them. The guard is started with
+   SIGUSR2 as its parent-death signal; when the runner dies (or is found gone), it SIGKILLs every member of its
+   group — bwrap and the namespace's init among them, armed or not — and exits. No files; otherwise it behaves as
+   the monitor does (own group, ignores SIGTERM/SIGINT/SIGHUP, exits as the agent did). */
 
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -238,7 +247,67 @@ static const char *ending_name(enum ending ending) {
     }
 }
 
+/* Starts the command in the caller's group, with default signals, as its child. */
+static pid_t start(char **command) {
+    pid_t agent = fork();
+    if (agent != 0) return agent;
+    reset_signals();
+    write_proc("/proc/self/oom_score_adj", "0");
+    umask(022);
+    execv(command[0], command);
+    fprintf(stderr, "dispatch-monitor: cannot start %s: %s\n", command[0], strerror(errno));
+    _exit(127);
+}
+
+/* The guard: holds the command while its runner lives; SIGKILLs the whole group the moment the runner dies. */
+static int guard(int argc, char **argv) {
+    pid_t runner = 0;
+    char **command = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            command = i + 1 < argc ? argv + i + 1 : NULL;
+            break;
+        }
+        if (strcmp(argv[i], "--runner-pid") == 0 && i + 1 < argc) runner = (pid_t)atoi(argv[++i]);
+        else return 2;
+    }
+    if (command == NULL || runner <= 0) return 2;
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGCHLD);
+    sigaddset(&wake, SIGUSR2); /* the parent-death signal the runner armed before exec */
+    sigprocmask(SIG_BLOCK, &wake, NULL);
+    if (getppid() != runner) return 125; /* the runner died before the guard could see it: start nothing */
+    write_proc("/proc/self/oom_score_adj", "-1000");
+    if (getpgrp() != getpid()) setpgid(0, 0);
+    struct sigaction ignore = {0};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGTERM, &ignore, NULL);
+    sigaction(SIGINT, &ignore, NULL);
+    sigaction(SIGHUP, &ignore, NULL);
+    sigaction(SIGPIPE, &ignore, NULL);
+    pid_t agent = start(command);
+    if (agent < 0) {
+        fprintf(stderr, "dispatch-monitor: cannot fork: %s\n", strerror(errno));
+        return 125;
+    }
+    for (;;) {
+        struct timespec tick = {0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&wake, NULL, &tick);
+        int status = 0;
+        if (waitpid(agent, &status, WNOHANG) == agent) mirror(status);
+        if (sig == SIGUSR2 || getppid() != runner) break;
+    }
+    for (int round = 0; round < 100 && signal_group(SIGKILL) > 0; round++) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    }
+    _exit(128 + SIGKILL);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--guard") == 0) return guard(argc, argv);
     struct options options;
     if (parse(argc, argv, &options) != 0) {
         fprintf(stderr, "usage: dispatch-monitor --record PREFIX --allowed-ms MS [--slack-ms MS] [--grace-ms MS] "
@@ -286,18 +355,10 @@ int main(int argc, char **argv) {
         return 125;
     }
 
-    pid_t agent = fork();
+    pid_t agent = start(options.command);
     if (agent < 0) {
         fprintf(stderr, "dispatch-monitor: cannot fork: %s\n", strerror(errno));
         return 125;
-    }
-    if (agent == 0) {
-        reset_signals();
-        write_proc("/proc/self/oom_score_adj", "0");
-        umask(022);
-        execv(options.command[0], options.command);
-        fprintf(stderr, "dispatch-monitor: cannot start %s: %s\n", options.command[0], strerror(errno));
-        _exit(127);
     }
 
     long long deadline = started_mono + options.allowed_ms + options.slack_ms;

@@ -79,6 +79,47 @@ struct IsolationTests {
         for pid in left { kill(pid, SIGKILL) }
     }
 
+    /// bwrap arms its namespace's init with the death signal only after the namespace is set up; a runner killed
+    /// meanwhile must still take its agent down. A `bwrap` in front of the real one widens that moment to 300 ms,
+    /// in the same way: the part that goes on to start the agent is forked and arms nothing; without the guard in
+    /// front of bwrap it survives the runner, and so does its agent.
+    @Test(arguments: [false, true])
+    func aRunnerKilledWhileTheNamespaceIsSetUpTakesItsAgentDown(_ withGuard: Bool) async throws {
+        let bin = dir.child("slow-bwrap-\(withGuard)")
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        let slow = """
+            #!/usr/bin/env python3
+            import os, sys, time
+            child = os.fork()
+            if child == 0:
+                if "fake:hang" in sys.argv:
+                    open("\(bin)/forked", "w").close()
+                time.sleep(0.3)
+                os.execv("\(try #require(Bubblewrap.locate()))", ["bwrap"] + sys.argv[1:])
+            status = os.waitpid(child, 0)[1]
+            sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+            """
+        try slow.write(toFile: "\(bin)/bwrap", atomically: true, encoding: .utf8)
+        chmod("\(bin)/bwrap", 0o755)
+        let id = "setup-kill-\(withGuard)"
+        var environment = env("bwrap").merging(["PATH": "\(bin):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")"]) { $1 }
+        if !withGuard { environment["DISPATCH_MONITOR_BIN"] = "/nonexistent" }
+        let run = try CommandRunner.start(
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", id, "--json"],
+            environment: environment,
+            cwd: dir.path
+        )
+        defer { DispatchTestSupport.killSurvivors(of: id) }
+        #expect(await eventually { FileManager.default.fileExists(atPath: "\(bin)/forked") })
+        kill(run.pid, SIGKILL)
+        _ = run.wait()
+        try await Task.sleep(for: .milliseconds(600))
+        let gone = await eventually(timeout: .seconds(3)) { DispatchTestSupport.survivors(of: id).isEmpty }
+        #expect(gone == withGuard, withGuard ? "the agent outlived its killed runner" : "without the guard the agent survives, so the check can fail")
+    }
+
     /// What a probing agent finds with `isolation`, after an earlier request left its result in the inbox and the
     /// database, with the token both in the runner's environment and in a token file.
     func probe(_ isolation: String, token: String) throws -> String {

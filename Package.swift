@@ -67,6 +67,7 @@ let package = Package(
             dependencies: [
                 "Dispatcher", "Execution", "DispatchStore", "DispatchCore", "Sandbox", "CBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -147,7 +148,7 @@ let package = Package(
         .target(
             name: "DispatchTestSupport",
             dependencies: [
-                "DispatchCore", "AgentProcess", "DispatchStore", "Dispatcher", "Execution", "Sandbox",
+                "DispatchCore", "AgentProcess", "DispatchStore", "PostgresStore", "Dispatcher", "Execution", "Sandbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

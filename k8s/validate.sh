@@ -62,6 +62,9 @@ checks = {
     "PostgreSQL egress": any(p.get("port") == 5432 for n in by_kind["NetworkPolicy"] for r in n["spec"].get("egress", [])
         for p in r.get("ports", [])),
     "readiness includes the database (/readyz)": container["readinessProbe"]["httpGet"]["path"] == "/readyz",
+    "each replica is named and reachable by its peers": [e["name"] for e in container["env"]].index("POD_IP")
+        < [e["name"] for e in container["env"]].index("DISPATCH_REPLICA_URL")
+        and {e["name"]: e.get("value") for e in container["env"]}["DISPATCH_REPLICA_URL"] == "http://$(POD_IP):3111",
 }
 failed = [name for name, ok in checks.items() if not ok]
 if failed: sys.exit(f"postgres overlay: {failed}")

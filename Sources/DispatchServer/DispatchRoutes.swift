@@ -14,6 +14,7 @@ struct DispatchRoutes: Sendable {
     let startedAt: Date
     let callbackTokens: CallbackTokens
     var engine: DispatchEngine { service.engine }
+    var proxy: ReplicaProxy { ReplicaProxy(store: service.engine.store, token: configuration.token) }
 
     /// Default long-poll wait when `timeoutMs` is not given.
     static let defaultAwaitMs = 30_000
@@ -21,7 +22,7 @@ struct DispatchRoutes: Sendable {
     func register(on router: Router<DispatchRequestContext>) {
         router.get("healthz") { _, _ in JSONBody.response(encoding: ["ok": true]) }
         router.get("readyz") { _, _ in try await ready() }
-        router.get("metrics") { _, _ in metrics() }
+        router.get("metrics") { _, _ in await metrics() }
         router.get("/") { _, _ in try await info() }
 
         // The callback authenticates itself: the admin token, or the request's own callback token.
@@ -33,7 +34,7 @@ struct DispatchRoutes: Sendable {
         api.post("agent-cancel/:requestId") { _, context in try await cancel(try requestId(context)) }
         api.get("agent-dispatches") { request, _ in try await list(request) }
         api.get("agent-logs/:requestId") { request, context in try await logs(try requestId(context), request: request) }
-        api.get("agent-patch/:requestId") { _, context in try await patch(try requestId(context)) }
+        api.get("agent-patch/:requestId") { request, context in try await patch(try requestId(context), request: request) }
         ConsoleRoutes.add(to: router)
     }
 
@@ -184,7 +185,8 @@ struct DispatchRoutes: Sendable {
     }
 
     private func logs(_ id: String, request: Request) async throws -> Response {
-        guard try await engine.store.record(id) != nil else { throw APIError.notFound(id) }
+        guard let found = try await engine.store.record(id) else { throw APIError.notFound(id) }
+        if let peer = await proxy.peer(holding: found, for: request), let answer = await proxy.forward(request, to: peer) { return answer }
         let stream = request.uri.queryParameters.get("stream") ?? "stdout"
         guard stream == "stdout" || stream == "stderr" else { throw APIError.badRequest("stream must be stdout or stderr", field: "stream") }
         let follow = ["1", "true"].contains(request.uri.queryParameters.get("follow") ?? "")
@@ -225,8 +227,9 @@ struct DispatchRoutes: Sendable {
     /// whatever its size), or the patch a Job reported inline. A path is served only when it is a regular file inside
     /// this runner's sandbox root: a Job's callback (which an agent in the pod could forge) names paths in its pod, and
     /// must not make this route read the runner's own files.
-    private func patch(_ id: String) async throws -> Response {
+    private func patch(_ id: String, request: Request) async throws -> Response {
         guard let record = try await engine.store.record(id) else { throw APIError.notFound(id) }
+        if let peer = await proxy.peer(holding: record, for: request), let answer = await proxy.forward(request, to: peer) { return answer }
         let artifacts = record.result.artifacts
         let local = record.result.sandboxBackend == .local ? artifacts?.patchPath.flatMap(localPatchFile) : nil
         guard let path = local else {
@@ -261,11 +264,13 @@ struct DispatchRoutes: Sendable {
         return JSONBody.response(encoding: ReadyResponse(ok: ok, store: storeOK, inbox: inboxOK), status: ok ? .ok : .serviceUnavailable)
     }
 
-    private func metrics() -> Response {
+    private func metrics() async -> Response {
         let counts = service.counts
+        // A shared queue is the store's (every replica claims from it): its depth is the store's count.
+        let queued = engine.store.announcesCommits ? ((try? await engine.store.counts())?[.queued] ?? 0) : counts.queued
         // This engine's dispatch metrics, then the process-wide HTTP request metrics (distinct family names).
         let text =
-            engine.metrics.render(running: counts.running, queued: counts.queued, waiters: engine.notifier.waiterCount)
+            engine.metrics.render(running: counts.running, queued: queued, waiters: engine.notifier.waiterCount)
             + ServerMetrics.render()
         return Response(
             status: .ok,

@@ -12,6 +12,11 @@ package struct RunnerOwner: Codable, Sendable, Equatable {
     /// `/proc/sys/kernel/random/boot_id` of the machine.
     package var bootId: String?
     package var host: String
+    /// The replica (`DISPATCH_REPLICA_NAME`, default the hostname) of a `serve`, so peers can name it and reach it.
+    package var replica: String?
+    /// Whether the owner's local runs are held by monitors that outlive it (CONTRACT §7): then a peer that cannot
+    /// see them waits for their window before it ends such a run.
+    package var monitors: Bool?
 
     /// Kinds of owning process. A struct, not an enum: a row written by a newer version with a kind this one does
     /// not know still decodes.
@@ -36,7 +41,8 @@ package struct RunnerOwner: Codable, Sendable, Equatable {
     }
 
     /// An owner of `kind`, identified by pid, its start time and the machine.
-    package init(kind: Kind, pid: Int32, startTime: UInt64?, bootId: String?, host: String) {
+    package init(kind: Kind, pid: Int32, startTime: UInt64?, bootId: String?, host: String, replica: String? = nil) {
+        self.replica = replica
         self.kind = kind
         self.pid = pid
         self.startTime = startTime

@@ -37,6 +37,20 @@ package enum StoreEvent: Sendable, Equatable {
     case resync
 }
 
+/// A `serve` replica as a shared store knows it (CONTRACT §8): the URL its peers reach it at, and how long ago it
+/// last said it was alive (by the database's clock, so replicas' clocks need not agree).
+package struct ReplicaInfo: Sendable, Equatable {
+    package var name: String
+    package var url: String?
+    package var silentForMs: Int64
+
+    package init(name: String, url: String?, silentForMs: Int64) {
+        self.name = name
+        self.url = url
+        self.silentForMs = silentForMs
+    }
+}
+
 package protocol DispatchStore: Sendable {
     typealias InsertOutcome = StoreInsertOutcome
     typealias UpdateOutcome = StoreUpdateOutcome
@@ -66,6 +80,12 @@ package protocol DispatchStore: Sendable {
 
     /// Cancels asked for requests that are not terminal yet (a missed announcement), by requestId, with their reasons.
     func pendingCancels() async throws -> [String: String]
+
+    /// Says replica `name` is alive and reachable at `url` (every lease upkeep). A no-op for a store one process uses.
+    func advertise(replica name: String, url: String?) async throws
+
+    /// What the store knows of replica `name`; `nil` when it never advertised (or the store is not shared).
+    func replica(named name: String) async throws -> ReplicaInfo?
 
     /// Where the store keeps its state (the database of the embedded store).
     var stateDir: String { get }
@@ -159,6 +179,12 @@ extension DispatchStore {
 
     /// No cancels are pending by default.
     package func pendingCancels() async throws -> [String: String] { [:] }
+
+    /// Nobody else reads replicas by default.
+    package func advertise(replica name: String, url: String?) async throws {}
+
+    /// No replicas are known by default.
+    package func replica(named name: String) async throws -> ReplicaInfo? { nil }
 
     /// Stores `result`, keeping the owner.
     package func update(_ result: DispatchResult) async throws -> StoreUpdateOutcome { try await update(result, owner: nil) }

@@ -254,6 +254,7 @@ package final class DispatchEngine: Sendable {
     /// recorded the agent's end less than a lease ago (a `serve` starting now still collects it). No reader ends
     /// such a run; only a `serve` adopting it, or the monitor itself.
     func heldByMonitor(_ record: DispatchRecord, now: Date = Date()) -> Bool {
+        if heldOnAnotherMachine(record, now: now) { return true }
         switch AgentPhase.monitorState(of: record.result) {
         case .alive:
             return true
@@ -270,11 +271,32 @@ package final class DispatchEngine: Sendable {
         }
     }
 
-    /// Why a run whose runner is gone ends without its result: its monitor ended it unadopted, or it is lost.
+    /// A local run of a `serve` on another machine whose runs outlive it may be held by a monitor there, whose files
+    /// this runner cannot see (CONTRACT §8): it waits for a `serve` on its machine for one lease after its runner's lease expired, then
+    /// ends the agent within the kill grace. Until then no peer ends the row.
+    func heldOnAnotherMachine(_ record: DispatchRecord, now: Date) -> Bool {
+        guard let owner = record.owner, owner.kind == .serve, owner.monitors == true, !owner.isOnThisMachine,
+            record.result.sandboxBackend != .k8s,
+            let lease = record.leaseExpiresAt
+        else { return false }
+        let monitorWindow = TimeInterval(configuration.leaseSeconds) + Double(configuration.killGraceMs + AgentPhase.monitorSlackMs) / 1000
+        return now < lease.addingTimeInterval(monitorWindow)
+    }
+
+    /// Why a run whose runner is gone ends without its result: its monitor ended it unadopted, or it is lost. With
+    /// replicas, the words name the replica that stopped renewing its lease.
     func abandonReason(_ record: DispatchRecord, owner: RunnerOwner) -> String {
+        let monitorEnded: Bool
         if case .ended(_, let ended) = AgentPhase.monitorState(of: record.result), ended.ending == "runnerLost" {
-            return "runner lost: no runner adopted the run within its lease (\(configuration.leaseSeconds)s); its monitor ended the agent"
+            monitorEnded = true
+        } else {
+            monitorEnded = false
         }
+        let unadopted = "no runner adopted the run within its lease (\(configuration.leaseSeconds)s); its monitor ended the agent"
+        if store.kind == "postgres", owner.kind == .serve {
+            return "runner lost: replica \(owner.replicaLabel) stopped renewing its lease" + (monitorEnded ? "; \(unadopted)" : "")
+        }
+        if monitorEnded { return "runner lost: \(unadopted)" }
         return owner.kind == .serve || owner.kind == .recover
             ? AgentRunner.abandonedReason : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
     }

@@ -48,6 +48,8 @@ package final class DispatchService: Service, Sendable {
         /// A shared-queue claimer is at work; `claimAgain` asks it for one more look before it stops.
         var claiming = false
         var claimAgain = false
+        /// Where peers reach this replica (``advertise(url:)``).
+        var url: String?
     }
 
     package let engine: DispatchEngine
@@ -83,7 +85,9 @@ package final class DispatchService: Service, Sendable {
         self.engine = engine
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
-        self.owner = .current(kind: .serve)
+        var owner = RunnerOwner.current(kind: .serve)
+        owner.monitors = engine.runsOutliveRunner ? true : nil
+        self.owner = owner
     }
 
     /// Executions in flight and requests waiting for a slot.
@@ -117,6 +121,9 @@ package final class DispatchService: Service, Sendable {
     private func recoverRunning(_ record: DispatchRecord) async throws {
         let running = state.withLock { $0.running[record.requestId] != nil }
         guard !running else { return }
+        // A monitor this runner cannot adopt (a peer's, on its machine or another) still holds the run: the next
+        // upkeep looks again, once the monitor's window is over.
+        guard engine.canReattach(record) || !engine.heldByMonitor(record) else { return }
         // Compare-and-set from the owner we saw: if that owner renewed meanwhile, or another recoverer claimed the
         // row first, it is not ours to follow or end.
         guard let claimed = try await engine.store.claim(record.requestId, from: record.owner, to: owner) else { return }
@@ -132,6 +139,7 @@ package final class DispatchService: Service, Sendable {
     /// `dispatch run`). Leases are renewed through the drain too; others' rows are recovered only while accepting.
     package func upkeep() async throws {
         try await engine.store.renewLeases(of: owner)
+        if let replica = owner.replica { try await engine.store.advertise(replica: replica, url: state.withLock { $0.url }) }
         // A backstop for missed announcements: a free slot looks for queued work, and cancels asked on another
         // replica for runs held here are acted on, every third of a lease.
         if sharedQueue {
@@ -142,6 +150,18 @@ package final class DispatchService: Service, Sendable {
         for record in try await engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
             logger.warning("recovering a dispatch whose runner stopped renewing its lease", metadata: ["request.id": "\(record.requestId)"])
             try await recoverRunning(record)
+        }
+    }
+
+    /// Says where peers reach this replica (its listener, or `DISPATCH_REPLICA_URL`), now and at every upkeep: a
+    /// replica asked for the logs or patch of a run held here proxies to it (CONTRACT §8).
+    package func advertise(url: String) async {
+        state.withLock { $0.url = url }
+        guard let replica = owner.replica else { return }
+        do {
+            try await engine.store.advertise(replica: replica, url: url)
+        } catch {
+            logger.warning("could not advertise this replica; the next lease upkeep tries again", metadata: ["error": "\(error)"])
         }
     }
 

@@ -6,8 +6,32 @@ extension RunnerOwner {
     /// This process as an owner of `kind` (`run`, `serve`, `job`).
     package static func current(kind: Kind) -> RunnerOwner {
         let pid = getpid()
-        return RunnerOwner(kind: kind, pid: pid, startTime: ProcessScanner.startTime(pid), bootId: Self.currentBootId, host: Self.hostName)
+        let replica = kind == .serve ? replicaName : nil
+        return RunnerOwner(
+            kind: kind,
+            pid: pid,
+            startTime: ProcessScanner.startTime(pid),
+            bootId: Self.currentBootId,
+            host: Self.hostName,
+            replica: replica
+        )
     }
+
+    /// This process's replica name: `DISPATCH_REPLICA_NAME`, else the hostname.
+    package static let replicaName: String = {
+        let configured = ProcessInfo.processInfo.environment["DISPATCH_REPLICA_NAME"] ?? ""
+        return configured.isEmpty ? hostName : configured
+    }()
+
+    /// Whether the owner runs on this machine (same host, same boot): only then are its files and processes here.
+    package var isOnThisMachine: Bool {
+        guard host == Self.hostName else { return false }
+        if let bootId, let current = Self.currentBootId { return bootId == current }
+        return true
+    }
+
+    /// How peers name the owner in words: its replica, else its host.
+    package var replicaLabel: String { replica ?? host }
 
     /// Whether the owning process is known to be gone. Owners on other hosts are never presumed dead.
     package var isKnownDead: Bool {

@@ -309,7 +309,7 @@ package struct AgentPhase: Sendable {
 
     /// How long after the runner's own deadline (and kill grace) the monitor ends an attempt itself: a live runner
     /// always ends it first, with its own words.
-    static let monitorSlackMs = 2000
+    package static let monitorSlackMs = 2000
 
     /// Judges an ended attempt, records it, and returns the outcome when the phase ends with it.
     func record(

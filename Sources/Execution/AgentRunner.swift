@@ -165,6 +165,15 @@ package struct AgentRunner: Sendable {
     /// Why a run whose runner died is ended without its result (CONTRACT §7).
     package static let abandonedReason = "runner restarted while running; execution abandoned"
 
+    /// Whether this runner can adopt a run a dead runner left: the run's files are its own (under its state dir or
+    /// sandbox root: a peer replica on the same machine, with a state dir of its own, leaves it to its monitor and
+    /// a `serve` on that state dir) and ``canAdopt(_:)`` holds.
+    package func canAdoptHere(_ known: DispatchResult) -> Bool {
+        guard let path = known.logs?.stdoutPath else { return false }
+        let own = [configuration.stateDir, configuration.sandboxRoot].contains { path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+        return own && Self.canAdopt(known)
+    }
+
     /// Whether a run a dead runner left can be adopted: its last attempt's monitor lives, or recorded how the agent
     /// ended (and did not end it as lost).
     package static func canAdopt(_ known: DispatchResult) -> Bool {

@@ -18,7 +18,7 @@ package struct HostBackend: ExecutionBackend {
     }
 
     /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
-    package func canAttach(_ known: DispatchResult) -> Bool { AgentRunner.canAdopt(known) }
+    package func canAttach(_ known: DispatchResult) -> Bool { runner.canAdoptHere(known) }
 
     /// Adopts the attempt a dead runner left from its monitor, and ends the run as this runner would have.
     package func attach(_ context: BackendContext) async -> BackendOutcome {

@@ -175,10 +175,7 @@ package final class PostgresDispatchStore: DispatchStore {
         let until = leaseDeadline()
         let store = self
         let claimed: DispatchRecord? = try await client.withTransaction(logger: logger) { connection in
-            let next: PostgresQuery = """
-                SELECT \(unescaped: Self.columns) FROM dispatch WHERE status = 'queued' ORDER BY sequence LIMIT 1 FOR UPDATE SKIP LOCKED
-                """
-            guard var record = try await store.records(next, on: connection).first else { return nil }
+            guard var record = try await store.nextQueued(on: connection) else { return nil }
             record.result.markStarted(at: startedAt)
             let resultJSON = try StoreJSON.string(record.result)
             let write: PostgresQuery = """
@@ -191,6 +188,25 @@ package final class PostgresDispatchStore: DispatchStore {
         }
         if let claimed { writeInbox(claimed) }
         return claimed
+    }
+
+    /// The oldest `queued` row, locked for this transaction. A row that cannot be decoded is set `failed` (its
+    /// stored text is kept for whoever looks into it) and passed over: it must not stop the queue for everyone.
+    func nextQueued(on connection: PostgresConnection) async throws -> DispatchRecord? {
+        let next: PostgresQuery = """
+            SELECT \(unescaped: Self.columns) FROM dispatch WHERE status = 'queued' ORDER BY sequence LIMIT 1 FOR UPDATE SKIP LOCKED
+            """
+        while true {
+            var row: Row?
+            for try await found in try await connection.query(next, logger: logger).decode(Row.self) { row = found }
+            guard let row else { return nil }
+            do {
+                return try Self.record(row)
+            } catch {
+                logger.error("a queued dispatch cannot be read; it is set failed", metadata: ["request.id": "\(row.0)", "error": "\(error)"])
+                try await connection.query("UPDATE dispatch SET status = 'failed' WHERE request_id = \(row.0)", logger: logger)
+            }
+        }
     }
 
     /// Gives a claimed request back to the queue (this replica began shutting down between the claim and the start).

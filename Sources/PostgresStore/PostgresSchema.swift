@@ -90,6 +90,11 @@ enum PostgresSchema {
             WHEN (NEW.status IN ('completed', 'failed', 'cancelled')) EXECUTE FUNCTION dispatch_forget_cancel()
             """,
         ],
+        // Replicas say where they are and that they live (every lease upkeep): the logs and patch of a run are
+        // proxied to the replica that holds them.
+        [
+            "CREATE TABLE replica (name text PRIMARY KEY, url text, seen_at timestamptz NOT NULL)"
+        ],
     ]
 
     /// The channel commits are announced on: `terminal:<requestId>` when a result becomes terminal, `queued:<requestId>`

@@ -44,7 +44,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
-    package func canAttach(_ known: DispatchResult) -> Bool { known.localSandbox != nil && AgentRunner.canAdopt(known) }
+    package func canAttach(_ known: DispatchResult) -> Bool { known.localSandbox != nil && runner.canAdoptHere(known) }
 
     /// Adopts the attempt a dead runner left from its monitor, then verifies and exports as this runner would have
     /// (a verification the dead runner had started is ended and run again: it checks, it does not change).

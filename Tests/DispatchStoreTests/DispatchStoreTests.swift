@@ -8,11 +8,6 @@ import Testing
 
 /// The stores the same tests run against: the embedded SQLite one and PostgreSQL (the test server `make test`
 /// starts; without one these cases are skipped, unless `DISPATCH_POSTGRES_TESTS=required`).
-enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case sqlite, postgres
-    var testDescription: String { rawValue }
-}
-
 /// Opens stores of one kind on one state dir (and, for PostgreSQL, one fresh database).
 struct StoreFixture {
     let kind: StoreKind

@@ -5,7 +5,15 @@ import Dispatcher
 import Execution
 import Foundation
 import Logging
+import PostgresStore
 import Sandbox
+import Testing
+
+/// The stores the same tests run against.
+package enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite, postgres
+    package var testDescription: String { rawValue }
+}
 
 /// A dispatch engine over a temp state dir, with the fake agents configured.
 package struct EngineFixture: Sendable {
@@ -21,7 +29,61 @@ package struct EngineFixture: Sendable {
         logHandler: (@Sendable (String) -> any LogHandler)? = nil,
         dir: TempDir = TempDir("engine")
     ) throws {
+        let configuration = Self.configuration(in: dir, killGraceMs: killGraceMs, completionGraceMs: completionGraceMs)
+        let store = try SQLiteDispatchStore(
+            stateDir: configuration.stateDir,
+            inboxDir: configuration.inboxDir,
+            leaseSeconds: configuration.leaseSeconds
+        )
+        self.init(dir: dir, configuration: configuration, store: store, environment: environment, k8s: k8s, logHandler: logHandler)
+    }
+
+    private init(
+        dir: TempDir,
+        configuration: DispatchConfiguration,
+        store: any DispatchStore,
+        environment: [String: String],
+        k8s: (any ExecutionBackend)?,
+        logHandler: (@Sendable (String) -> any LogHandler)?
+    ) {
         self.dir = dir
+        var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
+        if logHandler == nil { logger.logLevel = .warning }
+        let env = ProcessInfo.processInfo.environment.merging(["IS_SANDBOX": "1"]) { $1 }.merging(environment) { $1 }
+        engine = .standard(configuration: configuration, store: store, logger: logger, environment: env, isolation: Self.isolation, k8s: k8s)
+    }
+
+    /// An engine on a store of `kind` (PostgreSQL: a fresh database of the test server), or `nil` when that kind
+    /// cannot run here (an issue is recorded when PostgreSQL is required).
+    package static func on(
+        _ kind: StoreKind,
+        killGraceMs: Int = 1000,
+        completionGraceMs: Int = 500,
+        environment: [String: String] = [:]
+    ) async throws -> EngineFixture? {
+        guard kind == .postgres else {
+            return try EngineFixture(killGraceMs: killGraceMs, completionGraceMs: completionGraceMs, environment: environment)
+        }
+        guard let url = try TestDatabase.fresh("engine") else {
+            if TestDatabase.required { Issue.record("DISPATCH_POSTGRES_TESTS=required but no DISPATCH_TEST_DATABASE_URL") }
+            return nil
+        }
+        let dir = TempDir("engine-pg")
+        let configuration = Self.configuration(in: dir, killGraceMs: killGraceMs, completionGraceMs: completionGraceMs)
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let store = try await PostgresDispatchStore(
+            url: try DatabaseURL(url),
+            stateDir: configuration.stateDir,
+            inboxDir: configuration.inboxDir,
+            leaseSeconds: configuration.leaseSeconds,
+            logger: quiet
+        )
+        return EngineFixture(dir: dir, configuration: configuration, store: store, environment: environment, k8s: nil, logHandler: nil)
+    }
+
+    /// The fixture's configuration: a state dir in `dir`, the fake agents.
+    static func configuration(in dir: TempDir, killGraceMs: Int, completionGraceMs: Int) -> DispatchConfiguration {
         var configuration = DispatchConfiguration(environment: [:])
         configuration.stateDir = Self.stateDir(in: dir)
         configuration.defaultWorkdir = dir.path
@@ -32,15 +94,7 @@ package struct EngineFixture: Sendable {
         configuration.completionGraceMs = completionGraceMs
         // Claude Code as root (this machine, CI) needs IS_SANDBOX=1 passed through, as an operator would.
         configuration.agentEnvPassthrough = ["IS_SANDBOX"]
-        let store = try SQLiteDispatchStore(
-            stateDir: configuration.stateDir,
-            inboxDir: configuration.inboxDir,
-            leaseSeconds: configuration.leaseSeconds
-        )
-        var logger = logHandler.map { Logger(label: "test", factory: $0) } ?? Logger(label: "test")
-        if logHandler == nil { logger.logLevel = .warning }
-        let env = ProcessInfo.processInfo.environment.merging(["IS_SANDBOX": "1"]) { $1 }.merging(environment) { $1 }
-        engine = .standard(configuration: configuration, store: store, logger: logger, environment: env, isolation: Self.isolation, k8s: k8s)
+        return configuration
     }
 
     /// The isolation the engines of the tests run with: `DISPATCH_ISOLATION` of the test process (default `auto`:

@@ -52,6 +52,16 @@ package final class ServerProcess: @unchecked Sendable {
         ["/usr/bin/unshare", "--uts", "/bin/sh", "-c", "hostname \(hostname) && exec \"$0\" \"$@\""]
     }
 
+    /// A launcher that runs the server as if on another machine (root only): its own hostname, and its state dir
+    /// on a tmpfs in a mount namespace of its own, so that no other process here sees its files.
+    package static func onAnotherMachine(_ hostname: String, stateDir: String) -> [String] {
+        try? FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        return [
+            "/usr/bin/unshare", "--uts", "--mount", "--propagation", "private", "/bin/sh", "-c",
+            "hostname \(hostname) && mount -t tmpfs -o mode=0700 tmpfs '\(stateDir)' && exec \"$0\" \"$@\"",
+        ]
+    }
+
     /// Starts the server and waits until it listens.
     package func start() async throws {
         let portFile = "\(stateDir).port-\(UUID().uuidString.prefix(6))"

@@ -8,8 +8,9 @@ import Foundation
 import Testing
 
 @Suite(.serialized) struct DispatchEngineTests {
-    @Test func codexCompletesAndTheInboxHoldsTheResult() async throws {
-        let fixture = try EngineFixture()
+    @Test(arguments: StoreKind.allCases)
+    func codexCompletesAndTheInboxHoldsTheResult(_ store: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(store) else { return }
         let request = fixture.request(.codex, "say hi fake:answer=hello")
         let result = try await fixture.run(request)
         #expect(result.status == .completed, "\(result.error ?? "")")
@@ -56,8 +57,9 @@ import Testing
         #expect(survivors(of: request.requestId).isEmpty)
     }
 
-    @Test func hangingPiAttemptsShareOneBudget() async throws {
-        let fixture = try EngineFixture(killGraceMs: 1000, environment: ["FAKE_AGENT_HANG_MODELS": "a,b,c"])
+    @Test(arguments: StoreKind.allCases)
+    func hangingPiAttemptsShareOneBudget(_ store: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(store, killGraceMs: 1000, environment: ["FAKE_AGENT_HANG_MODELS": "a,b,c"]) else { return }
         var request = fixture.request(.pi, "think forever", timeout: 3)
         request.model = "a"
         request.fallbackModels = ["b", "c"]
@@ -73,8 +75,9 @@ import Testing
         #expect(survivors(of: request.requestId).isEmpty)
     }
 
-    @Test func fallbackModelsAreTriedInOrder() async throws {
-        let fixture = try EngineFixture(environment: ["FAKE_AGENT_FAIL_MODELS": "bad1,bad2"])
+    @Test(arguments: StoreKind.allCases)
+    func fallbackModelsAreTriedInOrder(_ store: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(store, environment: ["FAKE_AGENT_FAIL_MODELS": "bad1,bad2"]) else { return }
         var request = fixture.request(.codex, "fake:answer=ok")
         request.model = "bad1"
         request.fallbackModels = ["bad2", "good"]
@@ -85,8 +88,9 @@ import Testing
         #expect(result.attempts[0].error?.contains("exit 3: fake codex: model bad1 is unavailable") == true)
     }
 
-    @Test func nonZeroExitSaysExitCodeAndStderrTail() async throws {
-        let fixture = try EngineFixture()
+    @Test(arguments: StoreKind.allCases)
+    func nonZeroExitSaysExitCodeAndStderrTail(_ store: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(store) else { return }
         let result = try await fixture.run(fixture.request(.codex, "fake:stderr=boom%20happened fake:exit=9"))
         #expect(result.status == .failed)
         #expect(result.error?.contains("exit 9: boom happened") == true, "\(result.error ?? "")")
@@ -132,8 +136,9 @@ import Testing
         #expect(size > 1_200_000)
     }
 
-    @Test func cancellationWritesCancelledAndKillsTheAgent() async throws {
-        let fixture = try EngineFixture()
+    @Test(arguments: StoreKind.allCases)
+    func cancellationWritesCancelledAndKillsTheAgent(_ store: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(store) else { return }
         let request = fixture.request(.codex, "fake:hang fake:setsid-child=100")
         let token = CancelToken()
         let engine = fixture.engine
@@ -148,8 +153,9 @@ import Testing
         #expect(survivors(of: request.requestId).isEmpty)
     }
 
-    @Test func aDuplicateStartsNothingAndTerminalIsFinal() async throws {
-        let fixture = try EngineFixture()
+    @Test(arguments: StoreKind.allCases)
+    func aDuplicateStartsNothingAndTerminalIsFinal(_ store: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(store) else { return }
         let count = fixture.dir.child("count")
         let request = fixture.request(.codex, "fake:count=\(count)")
         let first = try await fixture.engine.runOnce(request, token: CancelToken())

@@ -160,7 +160,9 @@ struct ServeCommand: AsyncParsableCommand {
         try await service.recover()
         let portFile = self.portFile.map(absolute)
         do {
+            let configuredURL = configuration.replicaURL
             try await DispatchApplication.run(service: service, configuration: server, logger: logger) { port in
+                await service.advertise(url: configuredURL ?? Self.replicaURL(host: server.host, port: port))
                 if let portFile { try? AtomicFile.write(Data("\(port)\n".utf8), to: portFile) }
             }
         } catch {
@@ -169,5 +171,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // AsyncHTTPClient must be shut down before it is released.
         await k8s?.client.shutdown()
+    }
+
+    /// How peers reach this listener when `DISPATCH_REPLICA_URL` does not say: its address, or the hostname when it
+    /// listens on every address.
+    static func replicaURL(host: String, port: Int) -> String {
+        let name = ["0.0.0.0", "::", ""].contains(host) ? ProcessInfo.processInfo.hostName : host
+        return "http://\(name.contains(":") ? "[\(name)]" : name):\(port)"
     }
 }

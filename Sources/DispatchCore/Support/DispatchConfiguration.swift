@@ -59,6 +59,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var maxProcesses: Int?
     /// `DISPATCH_DATABASE_URL`: `postgres://…` puts the store on PostgreSQL (CONTRACT §8); unset, the embedded SQLite.
     package var databaseURL: String?
+    /// `DISPATCH_REPLICA_URL`: how other replicas reach this one (default: its listener's address).
+    package var replicaURL: String?
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
@@ -96,6 +98,7 @@ package struct DispatchConfiguration: Sendable, Equatable {
         let memory = env["DISPATCH_MAX_MEMORY_BYTES"].flatMap { Int64($0) } ?? Int64(ProcessInfo.processInfo.physicalMemory / 5 * 4)
         maxMemoryBytes = memory > 0 ? memory : nil
         databaseURL = env["DISPATCH_DATABASE_URL"].nonEmpty
+        replicaURL = env["DISPATCH_REPLICA_URL"].nonEmpty
         // The database password file is a secret the runner reads: hidden from agents like the token file.
         if let passwordFile = env["DISPATCH_DATABASE_PASSWORD_FILE"].nonEmpty { secretFiles.append(passwordFile) }
         let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096

@@ -259,6 +259,22 @@ struct StoreFixture {
         #expect(try await store.claimNextQueued(owner: nobody, startedAt: "x") == nil)
     }
 
+    @Test func aQueuedRowThatCannotBeReadIsSetFailedAndDoesNotStopTheQueue() async throws {
+        let fixture = try StoreFixture(.postgres)
+        guard fixture.available, let url = fixture.database else { return }
+        let store = try await fixture.open()
+        for id in ["unreadable", "readable"] {
+            _ = try await store.insert(DispatchResult(request: request(id), status: .queued), request: request(id), owner: nil)
+        }
+        let broken = try TestDatabase.psql(url, "UPDATE dispatch SET request_json = '{not json' WHERE request_id = 'unreadable'")
+        #expect(broken.exitCode == 0, "\(broken.stderr)")
+        let owner = RunnerOwner(kind: .serve, pid: 5, startTime: 5, bootId: "b", host: "h")
+        let claimed = try await store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date()))
+        #expect(claimed?.requestId == "readable", "the queue went on past the unreadable row")
+        let status = try TestDatabase.psql(url, "SELECT status FROM dispatch WHERE request_id = 'unreadable'")
+        #expect(status.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "failed", "\(status.stdout)")
+    }
+
     @Test(arguments: StoreKind.allCases) func aQueuedCancelAndAClaimNeverBothWin(_ kind: StoreKind) async throws {
         let fixture = try StoreFixture(kind)
         guard fixture.available else { return }

@@ -60,6 +60,7 @@ bench: build
 	python3 canaries/bench_output.py --dispatch $(DISPATCH)
 	python3 canaries/bench_reattach.py --dispatch $(DISPATCH)
 	python3 canaries/bench_replicas.py --dispatch $(DISPATCH)
+	python3 canaries/bench_warm.py --dispatch $(DISPATCH)
 	$(SWIFT) run DispatchBench
 
 clean:

@@ -185,6 +185,7 @@ struct DispatchRoutes: Sendable {
     }
 
     private func logs(_ id: String, request: Request) async throws -> Response {
+        if let misdirected = ReplicaProxy.misdirected(request) { return misdirected }
         guard let found = try await engine.store.record(id) else { throw APIError.notFound(id) }
         if let peer = await proxy.peer(holding: found, for: request), let answer = await proxy.forward(request, to: peer) { return answer }
         let stream = request.uri.queryParameters.get("stream") ?? "stdout"
@@ -228,6 +229,7 @@ struct DispatchRoutes: Sendable {
     /// this runner's sandbox root: a Job's callback (which an agent in the pod could forge) names paths in its pod, and
     /// must not make this route read the runner's own files.
     private func patch(_ id: String, request: Request) async throws -> Response {
+        if let misdirected = ReplicaProxy.misdirected(request) { return misdirected }
         guard let record = try await engine.store.record(id) else { throw APIError.notFound(id) }
         if let peer = await proxy.peer(holding: record, for: request), let answer = await proxy.forward(request, to: peer) { return answer }
         let artifacts = record.result.artifacts
@@ -267,7 +269,7 @@ struct DispatchRoutes: Sendable {
     private func metrics() async -> Response {
         let counts = service.counts
         // A shared queue is the store's (every replica claims from it): its depth is the store's count.
-        let queued = engine.store.announcesCommits ? ((try? await engine.store.counts())?[.queued] ?? 0) : counts.queued
+        let queued = engine.store.announcesCommits ? ((try? await engine.store.queuedCount()) ?? 0) : counts.queued
         // This engine's dispatch metrics, then the process-wide HTTP request metrics (distinct family names).
         let text =
             engine.metrics.render(running: counts.running, queued: queued, waiters: engine.notifier.waiterCount)

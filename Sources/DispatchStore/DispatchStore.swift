@@ -87,6 +87,9 @@ package protocol DispatchStore: Sendable {
     /// What the store knows of replica `name`; `nil` when it never advertised (or the store is not shared).
     func replica(named name: String) async throws -> ReplicaInfo?
 
+    /// How many requests are queued (the depth of a shared queue).
+    func queuedCount() async throws -> Int
+
     /// Where the store keeps its state (the database of the embedded store).
     var stateDir: String { get }
     /// What `GET /` reports as `store`: `sqlite` or `postgres`.
@@ -185,6 +188,9 @@ extension DispatchStore {
 
     /// No replicas are known by default.
     package func replica(named name: String) async throws -> ReplicaInfo? { nil }
+
+    /// The queued count of ``counts()`` by default.
+    package func queuedCount() async throws -> Int { try await counts()[.queued] ?? 0 }
 
     /// Stores `result`, keeping the owner.
     package func update(_ result: DispatchResult) async throws -> StoreUpdateOutcome { try await update(result, owner: nil) }

@@ -37,6 +37,10 @@ extension SQLiteDispatchStore {
             // Epoch milliseconds until which the owner vouches for a non-terminal row (CONTRACT §3 leases).
             try db.alter(table: "dispatch") { t in t.add(column: "leaseExpiresAt", .integer) }
         }
+        // The replica whose disk holds a sandbox (CONTRACT §8), as the shared store has it.
+        migrator.registerMigration("v4-sandbox-replica") { db in
+            try db.alter(table: "sandbox") { t in t.add(column: "replica", .text) }
+        }
         return migrator
     }
 }

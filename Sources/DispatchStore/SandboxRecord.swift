@@ -10,7 +10,13 @@ package struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, Per
     /// status, then `removed` once the directory is gone.
     package enum State: String, Codable, Sendable, CaseIterable {
         case running, completed, failed, cancelled, removed
+        /// A ready checkout of the warm pool (`DISPATCH_WARM_SANDBOXES`), not a request's yet.
+        case warm
     }
+
+    /// The replica whose disk holds the sandbox (`nil`: the only one). A shared store's janitor on another replica
+    /// leaves it alone: it is not on that replica's disk.
+    package var replica: String?
 
     package var sandboxId: String
     package var requestId: String
@@ -33,8 +39,10 @@ package struct SandboxRecord: Codable, Sendable, Equatable, FetchableRecord, Per
         baseSha: String,
         createdAt: String,
         updatedAt: String,
-        cleanupAfter: String?
+        cleanupAfter: String?,
+        replica: String? = nil
     ) {
+        self.replica = replica
         self.sandboxId = sandboxId
         self.requestId = requestId
         self.state = state

@@ -120,7 +120,8 @@ package final class DispatchEngine: Sendable {
             let store = self.store
             let id = record.requestId
             let previous = record.owner
-            let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: .current(kind: .serve), startedAt: now) }
+            let owner = serveOwner
+            let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: owner, startedAt: now) }
             guard let claimed = claimed ?? nil else {
                 logger.notice("not starting a dispatch another runner ended or took meanwhile")
                 return await committedRecord(id)?.result ?? record.result
@@ -242,6 +243,14 @@ package final class DispatchEngine: Sendable {
     /// Whether local runs outlive this runner (their attempts are held by monitors).
     package var runsOutliveRunner: Bool { backends.localRunsOutliveRunner }
 
+    /// This process as the `serve` that owns its rows — one value wherever it is written, since leases are renewed
+    /// and rows claimed by comparing the stored owner exactly.
+    package var serveOwner: RunnerOwner {
+        var owner = RunnerOwner.current(kind: .serve)
+        owner.monitors = runsOutliveRunner ? true : nil
+        return owner
+    }
+
     /// How each run's resources are limited (`cgroup-v1`, `rlimit`, `none`).
     package var limitsMechanism: String { backends.limits }
 
@@ -293,8 +302,9 @@ package final class DispatchEngine: Sendable {
             monitorEnded = false
         }
         let unadopted = "no runner adopted the run within its lease (\(configuration.leaseSeconds)s); its monitor ended the agent"
-        if store.kind == "postgres", owner.kind == .serve {
-            return "runner lost: replica \(owner.replicaLabel) stopped renewing its lease" + (monitorEnded ? "; \(unadopted)" : "")
+        // A peer's words (CONTRACT §8); a replica restarted on its own state dir says what a restart says (§7).
+        if store.kind == "postgres", owner.kind == .serve, let replica = owner.replica, replica != ReplicaName.current {
+            return "runner lost: replica \(replica) stopped renewing its lease" + (monitorEnded ? "; \(unadopted)" : "")
         }
         if monitorEnded { return "runner lost: \(unadopted)" }
         return owner.kind == .serve || owner.kind == .recover

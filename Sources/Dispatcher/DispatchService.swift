@@ -85,9 +85,7 @@ package final class DispatchService: Service, Sendable {
         self.engine = engine
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
-        var owner = RunnerOwner.current(kind: .serve)
-        owner.monitors = engine.runsOutliveRunner ? true : nil
-        self.owner = owner
+        self.owner = engine.serveOwner
     }
 
     /// Executions in flight and requests waiting for a slot.
@@ -155,7 +153,7 @@ package final class DispatchService: Service, Sendable {
 
     /// Says where peers reach this replica (its listener, or `DISPATCH_REPLICA_URL`), now and at every upkeep: a
     /// replica asked for the logs or patch of a run held here proxies to it (CONTRACT §8).
-    package func advertise(url: String) async {
+    package func advertise(url: String?) async {
         state.withLock { $0.url = url }
         guard let replica = owner.replica else { return }
         do {

@@ -1,4 +1,5 @@
 import AgentProcess
+import DispatchCore
 import DispatchStore
 import Foundation
 
@@ -18,10 +19,7 @@ extension RunnerOwner {
     }
 
     /// This process's replica name: `DISPATCH_REPLICA_NAME`, else the hostname.
-    package static let replicaName: String = {
-        let configured = ProcessInfo.processInfo.environment["DISPATCH_REPLICA_NAME"] ?? ""
-        return configured.isEmpty ? hostName : configured
-    }()
+    package static var replicaName: String { ReplicaName.current }
 
     /// Whether the owner runs on this machine (same host, same boot): only then are its files and processes here.
     package var isOnThisMachine: Bool {

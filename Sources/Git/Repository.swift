@@ -103,6 +103,14 @@ package final class Repository {
         try check(git_repository_set_head(handle, "refs/heads/\(name)"), "point HEAD at \(name)")
     }
 
+    /// Deletes the local branch `name` (not the one HEAD is on).
+    package func deleteBranch(_ name: String) throws(GitError) {
+        var ref: OpaquePointer?
+        try check(git_branch_lookup(&ref, handle, name, GIT_BRANCH_LOCAL), "look up branch \(name)")
+        defer { git_reference_free(ref) }
+        try check(git_branch_delete(ref), "delete branch \(name)")
+    }
+
     /// Writes HEAD's tree to the index and the working directory, overwriting whatever is there.
     /// `filters: false` skips content filters; pass it only when ``checkoutNeedsFilters(_:)`` says none apply.
     /// With `cancellation`, setting it stops the checkout within one file (it fails with "checkout cancelled").

@@ -3,9 +3,9 @@ import PostgresNIO
 
 extension PostgresDispatchStore {
     /// One `sandbox` row as read.
-    typealias SandboxRow = (String, String, String, String, String, String, String, String, String, String?)
+    typealias SandboxRow = (String, String, String, String, String, String, String, String, String, String?, String?)
 
-    static let sandboxColumns = "sandbox_id, request_id, state, path, repo_path, work_dir, base_sha, created_at, updated_at, cleanup_after"
+    static let sandboxColumns = "sandbox_id, request_id, state, path, repo_path, work_dir, base_sha, created_at, updated_at, cleanup_after, replica"
 
     static func sandbox(_ row: SandboxRow) throws -> SandboxRecord {
         guard let state = SandboxRecord.State(rawValue: row.2) else {
@@ -21,7 +21,8 @@ extension PostgresDispatchStore {
             baseSha: row.6,
             createdAt: row.7,
             updatedAt: row.8,
-            cleanupAfter: row.9
+            cleanupAfter: row.9,
+            replica: row.10
         )
     }
 
@@ -36,10 +37,11 @@ extension PostgresDispatchStore {
         let query: PostgresQuery = """
             INSERT INTO sandbox (\(unescaped: Self.sandboxColumns))
             VALUES (\(record.sandboxId), \(record.requestId), \(record.state.rawValue), \(record.path), \(record.repoPath), \(record.workDir),
-                    \(record.baseSha), \(record.createdAt), \(record.updatedAt), \(record.cleanupAfter))
+                    \(record.baseSha), \(record.createdAt), \(record.updatedAt), \(record.cleanupAfter), \(record.replica))
             ON CONFLICT (sandbox_id) DO UPDATE SET request_id = EXCLUDED.request_id, state = EXCLUDED.state, path = EXCLUDED.path,
                 repo_path = EXCLUDED.repo_path, work_dir = EXCLUDED.work_dir, base_sha = EXCLUDED.base_sha,
-                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, cleanup_after = EXCLUDED.cleanup_after
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, cleanup_after = EXCLUDED.cleanup_after,
+                replica = EXCLUDED.replica
             """
         try await client.query(query, logger: logger)
     }

@@ -190,23 +190,27 @@ package final class PostgresDispatchStore: DispatchStore {
         return claimed
     }
 
-    /// The oldest `queued` row, locked for this transaction. A row that cannot be decoded is set `failed` (its
-    /// stored text is kept for whoever looks into it) and passed over: it must not stop the queue for everyone.
+    /// The oldest `queued` row this replica can read, locked for this transaction. A row it cannot decode (one a
+    /// newer version wrote, or a damaged one) is passed over and left as it is — for a replica that can read it, or
+    /// for whoever looks into it — so that it does not stop the queue for everyone.
     func nextQueued(on connection: PostgresConnection) async throws -> DispatchRecord? {
-        let next: PostgresQuery = """
-            SELECT \(unescaped: Self.columns) FROM dispatch WHERE status = 'queued' ORDER BY sequence LIMIT 1 FOR UPDATE SKIP LOCKED
-            """
-        while true {
+        var unreadable: [String] = []
+        while unreadable.count < 100 {
+            let next: PostgresQuery = """
+                SELECT \(unescaped: Self.columns) FROM dispatch WHERE status = 'queued' AND NOT (request_id = ANY(\(unreadable)))
+                ORDER BY sequence LIMIT 1 FOR UPDATE SKIP LOCKED
+                """
             var row: Row?
             for try await found in try await connection.query(next, logger: logger).decode(Row.self) { row = found }
             guard let row else { return nil }
             do {
                 return try Self.record(row)
             } catch {
-                logger.error("a queued dispatch cannot be read; it is set failed", metadata: ["request.id": "\(row.0)", "error": "\(error)"])
-                try await connection.query("UPDATE dispatch SET status = 'failed' WHERE request_id = \(row.0)", logger: logger)
+                logger.error("a queued dispatch cannot be read here; passed over", metadata: ["request.id": "\(row.0)", "error": "\(error)"])
+                unreadable.append(row.0)
             }
         }
+        return nil
     }
 
     /// Gives a claimed request back to the queue (this replica began shutting down between the claim and the start).
@@ -279,6 +283,13 @@ package final class PostgresDispatchStore: DispatchStore {
             if let status = DispatchStatus(rawValue: status) { counts[status] = Int(count) }
         }
         return counts
+    }
+
+    /// How many requests are queued: one index range (`/metrics` asks on every scrape, unauthenticated).
+    package func queuedCount() async throws -> Int {
+        let rows = try await client.query("SELECT COUNT(*) FROM dispatch WHERE status = 'queued'", logger: logger)
+        for try await count in rows.decode(Int64.self) { return Int(count) }
+        return 0
     }
 
     /// Whether the database accepts a write right now (readiness includes the database).

@@ -95,6 +95,8 @@ enum PostgresSchema {
         [
             "CREATE TABLE replica (name text PRIMARY KEY, url text, seen_at timestamptz NOT NULL)"
         ],
+        // The replica whose disk holds a sandbox: only its janitor reconciles and removes it.
+        ["ALTER TABLE sandbox ADD COLUMN replica text"],
     ]
 
     /// The channel commits are announced on: `terminal:<requestId>` when a result becomes terminal, `queued:<requestId>`

@@ -9,11 +9,14 @@ import Logging
 package struct LocalSandboxBackend: ExecutionBackend {
     let runner: AgentRunner
     let ledger: any SandboxLedger
+    /// Ready checkouts (`DISPATCH_WARM_SANDBOXES`), under `serve`.
+    package let pool: WarmPool?
 
-    /// A local sandbox backend over `runner`, recording its sandboxes in `ledger`.
-    package init(runner: AgentRunner, ledger: any SandboxLedger) {
+    /// A local sandbox backend over `runner`, recording its sandboxes in `ledger`, taking checkouts from `pool`.
+    package init(runner: AgentRunner, ledger: any SandboxLedger, pool: WarmPool? = nil) {
         self.runner = runner
         self.ledger = ledger
+        self.pool = pool
     }
 
     var configuration: DispatchConfiguration { runner.configuration }
@@ -113,6 +116,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         } catch {
             context.logger.error("cannot register sandbox", metadata: ["sandbox.id": "\(planned.sandboxId)", "error": "\(error)"])
         }
+        if let pool, let claimed = await claimWarm(planned, request: request, pool: pool, deadline: deadline) { return claimed }
         do {
             let cancellation = CheckoutCancellation()
             return try await BlockingWork.run("checkout", timeout: deadline.remaining, cancellation: cancellation) {
@@ -124,6 +128,22 @@ package struct LocalSandboxBackend: ExecutionBackend {
             await finishLedger(request.requestId, result: &result)
             return nil
         }
+    }
+
+    /// The planned sandbox from a ready checkout of the pool, if it has one at that commit; either way the pool
+    /// now keeps checkouts of that commit.
+    func claimWarm(_ planned: LocalSandbox, request: DispatchRequest, pool: WarmPool, deadline: Deadline) async -> LocalSandbox? {
+        defer { pool.wanted(sourceRepo: planned.sourceRepo, baseSha: planned.baseSha) }
+        let materializer = SandboxMaterializer(root: configuration.sandboxRoot)
+        // No time limit: renames and two ref writes, and a limit would leave it moving files into the sandbox while
+        // a fresh checkout is made there.
+        let claimed = try? await BlockingWork.run("claim a warm checkout", timeout: nil) { () -> (WarmPool.Entry, Bool)? in
+            guard let entry = pool.claim(into: planned) else { return nil }
+            return (entry, (try? materializer.finish(planned, request: request)) != nil)
+        }
+        guard let (entry, finished) = claimed ?? nil else { return nil }
+        await pool.forget(entry)
+        return finished ? planned : nil
     }
 
     /// A checkout that did not finish, in words: out of budget, or failed with the reason.

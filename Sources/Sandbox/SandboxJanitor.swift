@@ -24,9 +24,12 @@ package struct SandboxJanitor: Sendable {
     }
 
     package let store: any DispatchStore
+    /// The replica whose disk this janitor keeps: rows of other replicas (a shared store) are theirs to keep.
+    package let replica: String
 
-    package init(store: any DispatchStore) {
+    package init(store: any DispatchStore, replica: String = ReplicaName.current) {
         self.store = store
+        self.replica = replica
     }
 
     /// Removes the selected sandboxes. Active (`running`) ones are skipped unless `force`; `dryRun` changes nothing.
@@ -37,8 +40,11 @@ package struct SandboxJanitor: Sendable {
             switch selection {
             case .requestId(let id): return record.requestId == id
             case .sandboxId(let id): return record.sandboxId == id
-            case .expired: return record.state != .running && (record.cleanupAfter.flatMap(ISO8601.date).map { $0 <= now } ?? false)
-            case .allTerminal: return record.state != .running
+            // Warm checkouts are the pool's to keep and drop (one it dropped unrecorded is reconciled above).
+            case .expired:
+                return record.state != .running && record.state != .warm
+                    && (record.cleanupAfter.flatMap(ISO8601.date).map { $0 <= now } ?? false)
+            case .allTerminal: return record.state != .running && record.state != .warm
             }
         }
         var actions: [Action] = []
@@ -67,7 +73,9 @@ package struct SandboxJanitor: Sendable {
     package func reconcile(now: Date = Date()) async throws -> (records: [SandboxRecord], actions: [Action]) {
         var records: [SandboxRecord] = []
         var actions: [Action] = []
-        for var record in try await store.sandboxes() {
+        // A shared store holds every replica's rows: each keeps its own disk. The embedded store is one machine's.
+        let shared = store.announcesCommits
+        for var record in try await store.sandboxes() where !shared || record.replica == nil || record.replica == replica {
             if record.state != .removed, !FileManager.default.fileExists(atPath: record.path) {
                 record.state = .removed
                 record.updatedAt = ISO8601.string(now)

@@ -86,9 +86,14 @@ package struct SandboxMaterializer: Sendable {
                 underlying: error
             )
         }
-        try? fileManager.createDirectory(atPath: sandbox.workDir, withIntermediateDirectories: true)
-        try writeMetadata(sandbox, request: request)
+        try finish(sandbox, request: request)
         return sandbox
+    }
+
+    /// What follows a checkout, also one taken from the warm pool: the work dir and the sandbox's metadata files.
+    func finish(_ sandbox: LocalSandbox, request: DispatchRequest) throws {
+        try? FileManager.default.createDirectory(atPath: sandbox.workDir, withIntermediateDirectories: true)
+        try writeMetadata(sandbox, request: request)
     }
 
     private func writeMetadata(_ sandbox: LocalSandbox, request: DispatchRequest) throws {

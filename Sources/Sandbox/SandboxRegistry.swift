@@ -13,9 +13,12 @@ package struct SandboxRegistry: Sendable {
     }
 
     package let store: any DispatchStore
+    /// The replica whose disk this registry's sandboxes are on.
+    package let replica: String
 
-    package init(store: any DispatchStore) {
+    package init(store: any DispatchStore, replica: String = ReplicaName.current) {
         self.store = store
+        self.replica = replica
     }
 
     /// Records a new sandbox as `running`.
@@ -32,7 +35,8 @@ package struct SandboxRegistry: Sendable {
                 baseSha: sandbox.baseSha,
                 createdAt: stamp,
                 updatedAt: stamp,
-                cleanupAfter: nil
+                cleanupAfter: nil,
+                replica: replica
             )
         )
     }

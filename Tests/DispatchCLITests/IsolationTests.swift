@@ -80,8 +80,8 @@ struct IsolationTests {
     }
 
     /// bwrap arms its namespace's init with the death signal only after the namespace is set up; a runner killed
-    /// meanwhile must still take its agent down. A `bwrap` in front of the real one widens that moment to 300 ms,
-    /// in the same way: the part that goes on to start the agent is forked and arms nothing; without the guard in
+    /// meanwhile must still take its agent down. A `bwrap` in front of the real one holds that moment open until
+    /// the test has killed the runner, in the same way: the part that goes on to start the agent is forked and arms nothing; without the guard in
     /// front of bwrap it survives the runner, and so does its agent.
     @Test(arguments: [false, true])
     func aRunnerKilledWhileTheNamespaceIsSetUpTakesItsAgentDown(_ withGuard: Bool) async throws {
@@ -94,7 +94,13 @@ struct IsolationTests {
             if child == 0:
                 if "fake:hang" in sys.argv:
                     open("\(bin)/forked", "w").close()
-                time.sleep(0.3)
+                    # Armed by nobody until the test has killed the runner (at most 5 s).
+                    for _ in range(500):
+                        if os.path.exists("\(bin)/go"):
+                            break
+                        time.sleep(0.01)
+                else:
+                    time.sleep(0.3)
                 os.execv("\(try #require(Bubblewrap.locate()))", ["bwrap"] + sys.argv[1:])
             status = os.waitpid(child, 0)[1]
             sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
@@ -115,6 +121,7 @@ struct IsolationTests {
         #expect(await eventually { FileManager.default.fileExists(atPath: "\(bin)/forked") })
         kill(run.pid, SIGKILL)
         _ = run.wait()
+        FileManager.default.createFile(atPath: "\(bin)/go", contents: Data())
         try await Task.sleep(for: .milliseconds(600))
         let gone = await eventually(timeout: .seconds(3)) { DispatchTestSupport.survivors(of: id).isEmpty }
         #expect(gone == withGuard, withGuard ? "the agent outlived its killed runner" : "without the guard the agent survives, so the check can fail")

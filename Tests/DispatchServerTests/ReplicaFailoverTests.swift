@@ -17,12 +17,17 @@ struct ReplicaFailoverTests {
     }
 
     /// Replica `name` on a machine of its own.
-    func replica(_ name: String, url: String, maxConcurrent: Int = 2, lease: Int = 2) -> ServerProcess {
+    /// Replica `name` on a machine of its own; with `port`, listening there and saying so (`DISPATCH_REPLICA_URL`:
+    /// a loopback listener advertises no URL of its own).
+    func replica(_ name: String, url: String, maxConcurrent: Int = 2, lease: Int = 2, port: Int = 0) -> ServerProcess {
         let state = dir.child(name)
+        var environment = ["DISPATCH_DATABASE_URL": url, "DISPATCH_REPLICA_NAME": name, "DISPATCH_LEASE_SECONDS": "\(lease)"]
+        if port != 0 { environment["DISPATCH_REPLICA_URL"] = "http://127.0.0.1:\(port)/" }
         return ServerProcess(
             stateDir: state,
             maxConcurrent: maxConcurrent,
-            environment: ["DISPATCH_DATABASE_URL": url, "DISPATCH_REPLICA_NAME": name, "DISPATCH_LEASE_SECONDS": "\(lease)"],
+            environment: environment,
+            port: port,
             launcher: ServerProcess.onAnotherMachine("\(name)-host", stateDir: state)
         )
     }
@@ -31,7 +36,7 @@ struct ReplicaFailoverTests {
         guard let url = try database() else { return }
         let repo = dir.child("repo")
         try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
-        let holder = replica("replica-holder", url: url)
+        let holder = replica("replica-holder", url: url, port: Int.random(in: 20_000..<60_000))
         let other = replica("replica-other", url: url)
         for server in [holder, other] { try await server.start() }
         defer { other.stop() }
@@ -48,6 +53,9 @@ struct ReplicaFailoverTests {
         // A proxied request is answered from the replica's own files, never passed on (no loops between replicas).
         let local = try await other.send(.GET, "/internal/agent-logs/far-files?stream=stderr", headers: [("X-Dispatch-Proxied", "1")])
         #expect(local.status == 200 && !local.text.contains("a-line-only-the-holder-has"), "\(local.text)")
+        // A proxied request meant for another replica (a URL that reached the wrong one) is refused, not answered.
+        let misdirected = try await other.send(.GET, "/internal/agent-logs/far-files", headers: [("X-Dispatch-Proxied", "replica-holder")])
+        #expect(misdirected.status == 421)
         // With the holder gone, the other answers from what it has once the holder does not (3 s).
         _ = holder.stop(SIGKILL)
         let clock = ContinuousClock()

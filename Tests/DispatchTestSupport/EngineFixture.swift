@@ -132,11 +132,12 @@ extension DispatchEngine {
         k8s: (any ExecutionBackend)? = nil
     ) -> DispatchEngine {
         let runner = AgentRunner(configuration: configuration, environment: environment, isolation: isolation)
-        let backends = Backends(
+        var backends = Backends(
             host: HostBackend(runner: runner),
             localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),
             k8s: k8s
         )
+        backends.localRunsOutliveRunner = runner.runsOutliveRunner
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }

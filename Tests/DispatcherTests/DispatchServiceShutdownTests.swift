@@ -46,3 +46,28 @@ import Testing
         #expect(clock.now - start < .seconds(10), "ended with the shutdown, not after a lease period")
     }
 }
+
+/// The owner a queued request is started under is the one whose leases the service renews (rows are compared
+/// exactly): otherwise a queued-then-started run's lease lapses and any reader ends it as abandoned.
+@Suite(.serialized) struct DispatchServiceOwnerTests {
+    @Test func aQueuedRequestStartsUnderTheOwnerWhoseLeasesAreRenewed() async throws {
+        // With monitors (as `serve` under bwrap has them), the owner carries more than the process.
+        let monitor = URL(fileURLWithPath: TestPaths.dispatchBinary).deletingLastPathComponent().appendingPathComponent("dispatch-monitor").path
+        let fixture = try EngineFixture(environment: ["DISPATCH_MONITOR_BIN": monitor])
+        #expect(fixture.engine.runsOutliveRunner || EngineFixture.isolation.mode == .none)
+        let service = DispatchService(engine: fixture.engine, maxConcurrent: 1, logger: Logger(label: "t"))
+        let first = fixture.request(.codex, "fake:sleep=0.5 fake:answer=first")
+        let second = fixture.request(.codex, "fake:sleep=3 fake:answer=second")
+        _ = try await service.submit(first)
+        #expect(try await service.submit(second).status == .queued)
+        var started = try #require(try await fixture.engine.store.record(second.requestId))
+        for _ in 0..<200 where started.status == .queued {
+            try await Task.sleep(for: .milliseconds(20))
+            started = try #require(try await fixture.engine.store.record(second.requestId))
+        }
+        #expect(started.status == .running)
+        #expect(started.owner == fixture.engine.serveOwner, "\(String(describing: started.owner))")
+        #expect(try await fixture.engine.store.renewLeases(of: fixture.engine.serveOwner) >= 1, "its lease is renewed")
+        _ = try await fixture.engine.awaitTerminal(second.requestId, timeout: .seconds(20))
+    }
+}

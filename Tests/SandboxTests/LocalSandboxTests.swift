@@ -210,6 +210,31 @@ import Testing
         #expect(try await store.sandbox(failedRow.sandboxId)?.state == .removed)
     }
 
+    /// A shared store holds every replica's sandbox rows; each janitor keeps its own disk only (CONTRACT §8): a row
+    /// of another replica, whose directory is not on this disk, is neither marked removed nor removed here. The
+    /// embedded store is one machine's: there every row is the janitor's, whatever name it was made under (a
+    /// container recreated with a new hostname keeps its sandboxes cleaned).
+    @Test(arguments: StoreKind.allCases)
+    func aJanitorOfASharedStoreLeavesAnotherReplicasSandboxesToIt(_ kind: StoreKind) async throws {
+        guard let fixture = try await EngineFixture.on(kind) else { return }
+        let store = fixture.engine.store
+        var request = sandboxRequest("fake:answer=ok")
+        request.cwd = repo
+        let done = try await fixture.run(request)
+        var theirs = try #require(try await store.sandbox(done.localSandbox!.sandboxId))
+        #expect(theirs.replica == ReplicaName.current, "a sandbox names the replica whose disk holds it")
+        theirs.sandboxId = "on-replica-a-\(kind)"
+        theirs.path = fixture.dir.child("only-on-replica-a")
+        theirs.replica = "replica-a"
+        try await store.saveSandbox(theirs)
+        let later = Date().addingTimeInterval(30 * 3600)
+        _ = try await SandboxJanitor(store: store, replica: "replica-b").sweep(now: later)
+        let state = try await store.sandbox(theirs.sandboxId)?.state
+        #expect(state == (kind == .postgres ? .completed : .removed), "\(String(describing: state))")
+        _ = try await SandboxJanitor(store: store, replica: "replica-a").sweep(now: later)
+        #expect(try await store.sandbox(theirs.sandboxId)?.state == .removed, "its own replica's janitor reconciles it")
+    }
+
     @Test func identityIsDeterministicAndPathSafe() {
         var request = DispatchRequest(requestId: "Req:1.A_b", task: "t", tool: .codex, workflowId: "WF/../x", storyId: "Story 7")
         let one = SandboxIdentity(request: request, root: "/root")

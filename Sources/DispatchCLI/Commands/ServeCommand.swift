@@ -146,7 +146,14 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.secretFiles += k8s.client.connection.secretFiles + [k8s.client.connection.tokenFile].compactMap { $0 }
             logger.info("k8s backend enabled", metadata: ["server": "\(k8s.client.connection.server)", "namespace": "\(k8s.settings.namespace)"])
         }
-        let engine = DispatchEngine.standard(configuration: configuration, store: store, logger: logger, isolation: isolation, k8s: k8s)
+        let engine = DispatchEngine.standard(
+            configuration: configuration,
+            store: store,
+            logger: logger,
+            isolation: isolation,
+            k8s: k8s,
+            warmPool: warmPool(configuration, store: store, logger: logger)
+        )
         let service = DispatchService(
             engine: engine,
             maxConcurrent: configuration.maxConcurrent,
@@ -174,8 +181,10 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// How peers reach this listener when `DISPATCH_REPLICA_URL` does not say: its address, or the hostname when it
-    /// listens on every address.
-    static func replicaURL(host: String, port: Int) -> String {
+    /// listens on every address. None for a loopback listener: no peer elsewhere reaches it, and a peer's own
+    /// loopback port of that number could be anyone's (an agent's) — with the admin token in the request.
+    static func replicaURL(host: String, port: Int) -> String? {
+        guard !LoopbackAddress.isLoopback(host), host != "localhost" else { return nil }
         let name = ["0.0.0.0", "::", ""].contains(host) ? ProcessInfo.processInfo.hostName : host
         return "http://\(name.contains(":") ? "[\(name)]" : name):\(port)"
     }

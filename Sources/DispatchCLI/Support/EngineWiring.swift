@@ -17,7 +17,8 @@ extension DispatchEngine {
         logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         isolation: (mode: IsolationMode, bwrap: String?) = (.none, nil),
-        k8s: (any ExecutionBackend)? = nil
+        k8s: (any ExecutionBackend)? = nil,
+        warmPool: WarmPool? = nil
     ) -> DispatchEngine {
         // The places hidden from agents exist before any agent runs: one a host-mode agent created first (a symlink,
         // a planted tree) would not be hidden, it would be the agent's.
@@ -34,13 +35,25 @@ extension DispatchEngine {
         )
         var backends = Backends(
             host: HostBackend(runner: runner),
-            localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store)),
+            localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store), pool: warmPool),
             k8s: k8s
         )
         backends.localRunsOutliveRunner = runner.runsOutliveRunner
         backends.limits = resources.mechanism.rawValue
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
+}
+
+/// The warm pool of `serve` (`DISPATCH_WARM_SANDBOXES` > 0), made once it holds its state dir (the pool starts by
+/// removing what an earlier one left); a one-shot `dispatch run` would only pay for it.
+func warmPool(_ configuration: DispatchConfiguration, store: any DispatchStore, logger: Logger) -> WarmPool? {
+    guard configuration.warmSandboxes > 0 else { return nil }
+    return WarmPool(
+        size: configuration.warmSandboxes,
+        sandboxRoot: configuration.sandboxRoot,
+        registry: SandboxRegistry(store: store),
+        logger: logger
+    )
 }
 
 /// The isolation a runner that starts agents uses: `DISPATCH_ISOLATION` after bubblewrap's self-check. Asked for

@@ -61,6 +61,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var databaseURL: String?
     /// `DISPATCH_REPLICA_URL`: how other replicas reach this one (default: its listener's address).
     package var replicaURL: String?
+    /// `DISPATCH_WARM_SANDBOXES`: ready checkouts `serve` keeps per repository at its latest baseSha (0: none).
+    package var warmSandboxes: Int
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
@@ -99,6 +101,7 @@ package struct DispatchConfiguration: Sendable, Equatable {
         maxMemoryBytes = memory > 0 ? memory : nil
         databaseURL = env["DISPATCH_DATABASE_URL"].nonEmpty
         replicaURL = env["DISPATCH_REPLICA_URL"].nonEmpty
+        warmSandboxes = env["DISPATCH_WARM_SANDBOXES"].flatMap { Int($0) }.map { min(max(0, $0), 64) } ?? 0
         // The database password file is a secret the runner reads: hidden from agents like the token file.
         if let passwordFile = env["DISPATCH_DATABASE_PASSWORD_FILE"].nonEmpty { secretFiles.append(passwordFile) }
         let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096

@@ -49,7 +49,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "DispatchMonitor"),
-        .executableTarget(name: "DispatchBench", dependencies: ["Sandbox", "DispatchCore"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "DispatchBench",
+            dependencies: ["Sandbox", "DispatchCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "DispatchCLI",
             dependencies: [

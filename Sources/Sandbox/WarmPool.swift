@@ -24,7 +24,7 @@ package final class WarmPool: Sendable {
     let logger: Logger
     private let state = Mutex(State())
 
-    struct Entry: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
         var id: String
         var path: String
         var baseSha: String
@@ -65,7 +65,7 @@ package final class WarmPool: Sendable {
     /// Moves a ready checkout into `sandbox` (its `repo/`) with the sandbox's branch; `nil` when there is none
     /// (or it could not be moved: the caller checks out as usual). The entry returned is out of the pool; its row
     /// is the caller's to update (``forget(_:)``). Blocking; cheap (renames and two ref writes).
-    func claim(into sandbox: LocalSandbox) -> Entry? {
+    package func claim(into sandbox: LocalSandbox) -> Entry? {
         guard let base = ObjectID(hex: sandbox.baseSha), let entry = take(sourceRepo: sandbox.sourceRepo, baseSha: sandbox.baseSha)
         else { return nil }
         let fileManager = FileManager.default
@@ -92,7 +92,7 @@ package final class WarmPool: Sendable {
 
     /// A sandbox request of `sourceRepo` at `baseSha` was made: that commit is the one to keep checkouts of there.
     /// Drops the entries of another commit and refills in the background.
-    func wanted(sourceRepo: String, baseSha: String) {
+    package func wanted(sourceRepo: String, baseSha: String) {
         let (stale, start) = state.withLock { state -> ([Entry], Bool) in
             state.wanted[sourceRepo] = baseSha
             let all = state.ready[sourceRepo, default: []]

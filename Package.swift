@@ -196,7 +196,10 @@ let package = Package(
         .testTarget(name: "GitTests", dependencies: ["Git", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandboxTests",
-            dependencies: ["Sandbox", "Execution", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport"],
+            dependencies: [
+                "Sandbox", "Execution", "Git", "Dispatcher", "DispatchStore", "AgentProcess", "DispatchTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -34,6 +34,8 @@ package final class WarmPool: Sendable {
     private struct State {
         /// The commit each repository (its working directory root) last asked for.
         var wanted: [String: String] = [:]
+        /// Repositories, least recently asked for first: beyond ``WarmPool/maxRepositories`` the first goes.
+        var recent: [String] = []
         var ready: [String: [Entry]] = [:]
         /// Repositories whose refill is under way.
         var filling: Set<String> = []
@@ -95,11 +97,20 @@ package final class WarmPool: Sendable {
     package func wanted(sourceRepo: String, baseSha: String) {
         let (stale, start) = state.withLock { state -> ([Entry], Bool) in
             state.wanted[sourceRepo] = baseSha
+            state.recent.removeAll { $0 == sourceRepo }
+            state.recent.append(sourceRepo)
+            var stale: [Entry] = []
+            // A bounded pool: the repositories asked for longest ago give theirs up (a refill under way stops).
+            while state.recent.count > Self.maxRepositories {
+                let oldest = state.recent.removeFirst()
+                state.wanted[oldest] = nil
+                stale += state.ready.removeValue(forKey: oldest) ?? []
+            }
             let all = state.ready[sourceRepo, default: []]
             state.ready[sourceRepo] = all.filter { $0.baseSha == baseSha }
             let start = !state.filling.contains(sourceRepo) && state.ready[sourceRepo, default: []].count < size
             if start { state.filling.insert(sourceRepo) }
-            return (all.filter { $0.baseSha != baseSha }, start)
+            return (stale + all.filter { $0.baseSha != baseSha }, start)
         }
         if !stale.isEmpty || start {
             Task {
@@ -195,6 +206,9 @@ package final class WarmPool: Sendable {
             logger.warning("cannot record a warm checkout", metadata: ["sandbox.id": "\(entry.id)", "error": "\(error)"])
         }
     }
+
+    /// How many repositories the pool keeps checkouts of at once (so at most `size` × this many checkouts).
+    package static let maxRepositories = 8
 
     /// The `cleanupAfter` a warm row shows (the pool, not the janitor, drops its entries: when their commit is no
     /// longer the one wanted, or when a `serve` starts).

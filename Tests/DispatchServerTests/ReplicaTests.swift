@@ -74,6 +74,16 @@ import Testing
             #expect((reply.json?["result"] as? [String: Any])?["status"] as? String == "completed", "\(reply.text)")
         }
         #expect(LogFile.read(count).split(separator: "\n").count == 20, "exactly one execution per id")
+        // Each replica lists the requests of both (some ran on one, some on the other).
+        for replica in replicas {
+            let list = try await replica.send(.GET, "/internal/agent-dispatches?prefix=dedupe-&limit=50")
+            let ids = Set(((list.json?["items"] as? [[String: Any]]) ?? []).compactMap { $0["requestId"] as? String })
+            #expect(ids == Set((0..<20).map { "dedupe-\($0)" }), "\(list.text.prefix(300))")
+        }
+        let inboxes = replicas.map { replica in
+            Set(((try? FileManager.default.contentsOfDirectory(atPath: "\(replica.stateDir)/inbox")) ?? []).filter { $0.hasPrefix("dedupe-") })
+        }
+        #expect(inboxes[0].union(inboxes[1]).count == 20, "each result is in the inbox of the replica that finished it")
     }
 
     @Test func anAwaitOnOneReplicaIsWokenByAResultCommittedOnAnotherAndSurvivesADroppedListener() async throws {

@@ -5,6 +5,7 @@ import DispatchTestSupport
 import Dispatcher
 import Execution
 import Foundation
+import Logging
 import Sandbox
 import Testing
 
@@ -266,5 +267,27 @@ import Testing
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: "\(sandbox.repoPath)/a.txt")) == Data("one\r\ntwo\r\n".utf8))
         #expect(result.artifacts?.touchedFiles == [], "a clean checkout shows no changes")
+    }
+}
+
+/// The warm pool in-process: bounded by repositories, one commit each.
+@Suite struct WarmPoolLimitTests {
+    @Test func thePoolKeepsCheckoutsOfAtMostEightRepositoriesTheLatestAskedFor() async throws {
+        let dir = TempDir("warm-limit")
+        let pool = WarmPool(size: 1, sandboxRoot: dir.child("sandboxes"), registry: nil, logger: Logger(label: "test"))
+        var repos: [(path: String, base: String)] = []
+        for index in 0...WarmPool.maxRepositories {
+            let path = dir.child("repo-\(index)")
+            repos.append((path, try GitFixture.makeRepo(at: path, files: ["f.txt": "\(index)\n"])))
+        }
+        for repo in repos {
+            pool.wanted(sourceRepo: repo.path, baseSha: repo.base)
+            #expect(await eventually { pool.readyCount(sourceRepo: repo.path, baseSha: repo.base) == 1 })
+        }
+        #expect(pool.readyCount(sourceRepo: repos[0].path, baseSha: repos[0].base) == 0, "the one asked for longest ago gave its up")
+        for repo in repos.dropFirst() { #expect(pool.readyCount(sourceRepo: repo.path, baseSha: repo.base) == 1) }
+        let warm = dir.child("sandboxes/.warm")
+        func left() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: warm)) ?? []).filter { !$0.hasSuffix(".partial") } }
+        #expect(await eventually { left().count == WarmPool.maxRepositories }, "and its checkout is gone from disk: \(left())")
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DispatchCore
 import DispatchStore
 import Dispatcher
 import Foundation
@@ -18,7 +19,7 @@ struct ReplicaProxy: Sendable {
 
     /// 421 for a proxied request meant for another replica (its URL reached this one); `nil` otherwise.
     static func misdirected(_ request: Request) -> Response? {
-        guard let meant = request.headers[proxiedHeader], meant != "1", meant != RunnerOwner.replicaName else { return nil }
+        guard let meant = request.headers[proxiedHeader], meant != "1", meant != ReplicaName.current else { return nil }
         return Response(status: .misdirectedRequest)
     }
 
@@ -36,7 +37,7 @@ struct ReplicaProxy: Sendable {
     /// heard from within two leases.
     func peer(holding record: DispatchRecord, for request: Request) async -> (name: String, url: String)? {
         guard store.announcesCommits, request.headers[Self.proxiedHeader] == nil, let owner = record.owner,
-            let name = owner.replica, name != RunnerOwner.replicaName,
+            let name = owner.replica, name != ReplicaName.current,
             let replica = try? await store.replica(named: name), let url = replica.url,
             replica.silentForMs < Int64(store.leaseDuration * 2000)
         else { return nil }

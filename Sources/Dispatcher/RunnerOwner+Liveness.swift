@@ -7,7 +7,7 @@ extension RunnerOwner {
     /// This process as an owner of `kind` (`run`, `serve`, `job`).
     package static func current(kind: Kind) -> RunnerOwner {
         let pid = getpid()
-        let replica = kind == .serve ? replicaName : nil
+        let replica = kind == .serve ? ReplicaName.current : nil
         return RunnerOwner(
             kind: kind,
             pid: pid,
@@ -18,18 +18,12 @@ extension RunnerOwner {
         )
     }
 
-    /// This process's replica name: `DISPATCH_REPLICA_NAME`, else the hostname.
-    package static var replicaName: String { ReplicaName.current }
-
     /// Whether the owner runs on this machine (same host, same boot): only then are its files and processes here.
     package var isOnThisMachine: Bool {
         guard host == Self.hostName else { return false }
         if let bootId, let current = Self.currentBootId { return bootId == current }
         return true
     }
-
-    /// How peers name the owner in words: its replica, else its host.
-    package var replicaLabel: String { replica ?? host }
 
     /// Whether the owning process is known to be gone. Owners on other hosts are never presumed dead.
     package var isKnownDead: Bool {

@@ -67,18 +67,17 @@ package struct SandboxMaterializer: Sendable {
             throw SandboxError(code: .materializeFailed, message: "planned base \(sandbox.baseSha) is not a commit id")
         }
         do {
-            let host = try Repository.discover(containing: sandbox.sourceRepo)
             if fileManager.fileExists(atPath: sandbox.path) { try fileManager.removeItem(atPath: sandbox.path) }
             for directory in ["logs", "artifacts"] {
                 try fileManager.createDirectory(atPath: "\(sandbox.path)/\(directory)", withIntermediateDirectories: true)
             }
-            let created = try Repository.create(at: sandbox.repoPath)
-            let alternates = "\(created.objectsDir)/info/alternates"
-            try fileManager.createDirectory(atPath: "\(created.objectsDir)/info", withIntermediateDirectories: true)
-            try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: alternates)
-            let repo = try Repository(path: sandbox.repoPath)
-            try repo.createBranchAndSetHead("dispatch/\(sandbox.sandboxId)", at: base)
-            try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base), cancellation: cancellation)
+            try Self.checkOut(
+                sandbox.sourceRepo,
+                at: base,
+                into: sandbox.repoPath,
+                branch: "dispatch/\(sandbox.sandboxId)",
+                cancellation: cancellation
+            )
         } catch {
             throw SandboxError(
                 code: .materializeFailed,
@@ -88,6 +87,19 @@ package struct SandboxMaterializer: Sendable {
         }
         try finish(sandbox, request: request)
         return sandbox
+    }
+
+    /// A checkout of `sourceRepo`'s `base` at `repoPath`, as every sandbox (and every warm pool entry) gets it: a new
+    /// repository whose `objects/info/alternates` names the host's object database, `branch` at `base` with HEAD on
+    /// it, and a forced checkout (content filters only where something could configure one).
+    static func checkOut(_ sourceRepo: String, at base: ObjectID, into repoPath: String, branch: String, cancellation: CheckoutCancellation?) throws {
+        let host = try Repository.discover(containing: sourceRepo)
+        let created = try Repository.create(at: repoPath)
+        try FileManager.default.createDirectory(atPath: "\(created.objectsDir)/info", withIntermediateDirectories: true)
+        try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: "\(created.objectsDir)/info/alternates")
+        let repo = try Repository(path: repoPath)
+        try repo.createBranchAndSetHead(branch, at: base)
+        try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base), cancellation: cancellation)
     }
 
     /// What follows a checkout, also one taken from the warm pool: the work dir and the sandbox's metadata files.

@@ -162,13 +162,7 @@ package final class WarmPool: Sendable {
         let partial = "\(root)/\(id).partial"
         let entry = Entry(id: id, path: "\(root)/\(id)", baseSha: baseSha)
         do {
-            let host = try Repository.discover(containing: sourceRepo)
-            let created = try Repository.create(at: "\(partial)/repo")
-            try FileManager.default.createDirectory(atPath: "\(created.objectsDir)/info", withIntermediateDirectories: true)
-            try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: "\(created.objectsDir)/info/alternates")
-            let repo = try Repository(path: "\(partial)/repo")
-            try repo.createBranchAndSetHead(Self.branch(id), at: base)
-            try repo.forceCheckoutHead(filters: try repo.checkoutNeedsFilters(base))
+            try SandboxMaterializer.checkOut(sourceRepo, at: base, into: "\(partial)/repo", branch: Self.branch(id), cancellation: nil)
             guard Foundation.rename(partial, entry.path) == 0 else {
                 throw SandboxError(code: .materializeFailed, message: "cannot rename \(partial): \(String(cString: strerror(errno)))")
             }

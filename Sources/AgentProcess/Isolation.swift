@@ -117,8 +117,12 @@ package enum Bubblewrap {
     }
 
     /// Resolves `DISPATCH_ISOLATION` (`auto`, `bwrap`, `none`): `auto` uses bubblewrap when the self-check passes;
-    /// `bwrap` that cannot work is an error saying why.
-    package static func resolve(_ requested: String) throws(AgentProcessError) -> (mode: IsolationMode, bwrap: String?) {
+    /// `bwrap` that cannot work is an error saying why. With `cacheDirectory` (the state dir) a pass is remembered
+    /// there while it holds (``IsolationCheckCache``).
+    package static func resolve(
+        _ requested: String,
+        cacheDirectory: String? = nil
+    ) throws(AgentProcessError) -> (mode: IsolationMode, bwrap: String?) {
         switch requested {
         case "none":
             return (.none, nil)
@@ -130,10 +134,12 @@ package enum Bubblewrap {
                     message: "DISPATCH_ISOLATION=bwrap but bwrap is not installed (apt-get install bubblewrap)"
                 )
             }
+            if let cacheDirectory, IsolationCheckCache.passed(path, in: cacheDirectory) { return (.bwrap, path) }
             if let problem = selfCheck(path) {
                 if requested == "auto" { return (.none, nil) }
                 throw AgentProcessError(code: .isolationUnavailable, message: "DISPATCH_ISOLATION=bwrap but \(problem)")
             }
+            if let cacheDirectory { IsolationCheckCache.remember(path, in: cacheDirectory) }
             return (.bwrap, path)
         default:
             throw AgentProcessError(code: .isolationUnavailable, message: "invalid DISPATCH_ISOLATION \(requested): must be auto, bwrap or none")

@@ -127,6 +127,36 @@ struct IsolationTests {
         #expect(gone == withGuard, withGuard ? "the agent outlived its killed runner" : "without the guard the agent survives, so the check can fail")
     }
 
+    /// The self-check is remembered in the state dir while what it depends on holds: the second `dispatch run`
+    /// starts no check; a changed `bwrap` is checked again.
+    @Test func aPassedSelfCheckIsRememberedUntilBwrapChanges() throws {
+        let bin = dir.child("counting-bwrap")
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        let checks = dir.child("self-checks")
+        let counting = "#!/bin/sh\ncase \"$*\" in *CapEff*) echo check >> '\(checks)';; esac\nexec \(try #require(Bubblewrap.locate())) \"$@\"\n"
+        try counting.write(toFile: "\(bin)/bwrap", atomically: true, encoding: .utf8)
+        chmod("\(bin)/bwrap", 0o755)
+        let environment = env("bwrap").merging(["PATH": "\(bin):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")"]) { $1 }
+        func run() throws {
+            let result = try CommandRunner.run(
+                TestPaths.dispatchBinary,
+                ["run", "--tool", "codex", "--task", "fake:answer=ok", "--json"],
+                environment: environment,
+                cwd: dir.path
+            )
+            #expect(result.exitCode == 0, "\(result.stderr)")
+        }
+        func count() -> Int { LogFile.read(checks).split(separator: "\n").count }
+        try run()
+        try run()
+        #expect(count() == 1, "checked once, then remembered")
+        #expect(FileManager.default.fileExists(atPath: "\(state)/isolation-check.json"))
+        try (counting + "# changed\n").write(toFile: "\(bin)/bwrap", atomically: true, encoding: .utf8)
+        chmod("\(bin)/bwrap", 0o755)
+        try run()
+        #expect(count() == 2, "a changed bwrap is checked again")
+    }
+
     /// What a probing agent finds with `isolation`, after an earlier request left its result in the inbox and the
     /// database, with the token both in the runner's environment and in a token file.
     func probe(_ isolation: String, token: String) throws -> String {

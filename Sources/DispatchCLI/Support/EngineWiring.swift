@@ -60,7 +60,7 @@ func warmPool(_ configuration: DispatchConfiguration, store: any DispatchStore, 
 /// but unusable is a usage error (exit 2), saying why.
 func resolveIsolation(_ configuration: DispatchConfiguration) throws -> (mode: IsolationMode, bwrap: String?) {
     do {
-        return try Bubblewrap.resolve(configuration.isolation)
+        return try Bubblewrap.resolve(configuration.isolation, cacheDirectory: configuration.stateDir)
     } catch {
         throw ValidationError(error.description)
     }

@@ -247,6 +247,20 @@ static const char *ending_name(enum ending ending) {
     }
 }
 
+/* What the monitor and the guard both are before they start the agent: out of the OOM killer's choice (the run's
+   largest process goes, never the one that records its end or ends it), leader of a group of their own (signals to
+   it must never reach whoever started them), and deaf to SIGTERM/SIGINT/SIGHUP, which are for the agent. */
+static void hold_group(void) {
+    write_proc("/proc/self/oom_score_adj", "-1000");
+    if (getpgrp() != getpid()) setpgid(0, 0);
+    struct sigaction ignore = {0};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGTERM, &ignore, NULL);
+    sigaction(SIGINT, &ignore, NULL);
+    sigaction(SIGHUP, &ignore, NULL);
+    sigaction(SIGPIPE, &ignore, NULL);
+}
+
 /* Starts the command in the caller's group, with default signals, as its child. */
 static pid_t start(char **command) {
     pid_t agent = fork();
@@ -278,14 +292,7 @@ static int guard(int argc, char **argv) {
     sigaddset(&wake, SIGUSR2); /* the parent-death signal the runner armed before exec */
     sigprocmask(SIG_BLOCK, &wake, NULL);
     if (getppid() != runner) return 125; /* the runner died before the guard could see it: start nothing */
-    write_proc("/proc/self/oom_score_adj", "-1000");
-    if (getpgrp() != getpid()) setpgid(0, 0);
-    struct sigaction ignore = {0};
-    ignore.sa_handler = SIG_IGN;
-    sigaction(SIGTERM, &ignore, NULL);
-    sigaction(SIGINT, &ignore, NULL);
-    sigaction(SIGHUP, &ignore, NULL);
-    sigaction(SIGPIPE, &ignore, NULL);
+    hold_group();
     pid_t agent = start(command);
     if (agent < 0) {
         fprintf(stderr, "dispatch-monitor: cannot fork: %s\n", strerror(errno));
@@ -321,18 +328,8 @@ int main(int argc, char **argv) {
     /* Written by whoever ended the run as lost (its runner died before this monitor recorded itself): stop. */
     snprintf(abandoned_path, sizeof abandoned_path, "%s.abandoned", options.record);
     boot_id(boot, sizeof boot);
-    /* The OOM killer picks the run's largest process, never its monitor (which records the end). */
-    write_proc("/proc/self/oom_score_adj", "-1000");
     umask(077);
-    /* The agent's group is the monitor's own: signals to it must never reach whoever started the monitor. */
-    if (getpgrp() != getpid()) setpgid(0, 0);
-
-    struct sigaction ignore = {0};
-    ignore.sa_handler = SIG_IGN;
-    sigaction(SIGTERM, &ignore, NULL);
-    sigaction(SIGINT, &ignore, NULL);
-    sigaction(SIGHUP, &ignore, NULL);
-    sigaction(SIGPIPE, &ignore, NULL);
+    hold_group();
     sigset_t wake;
     sigemptyset(&wake);
     sigaddset(&wake, SIGCHLD);

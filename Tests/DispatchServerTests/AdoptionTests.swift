@@ -106,6 +106,23 @@ import Testing
         #expect(LogFile.read(count).split(separator: "\n").count == 1, "exactly one execution")
     }
 
+    /// `DISPATCH_ON_SHUTDOWN` is `--on-shutdown` from the environment (CONTRACT §6): read, and refused by name.
+    @Test func theShutdownModeComesFromTheEnvironmentToo() throws {
+        let refused = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", dir.child("bogus-mode")],
+            environment: ["DISPATCH_ON_SHUTDOWN": "bogus", "DISPATCH_TOKEN": "test-token-0123456789abcdef0123456789abcdef"]
+        )
+        #expect(refused.exitCode == 2)
+        #expect(refused.stderr.contains("invalid DISPATCH_ON_SHUTDOWN bogus: must be cancel or handoff"), "\(refused.stderr)")
+        let flag = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["serve", "--port", "0", "--state-dir", dir.child("bogus-flag"), "--on-shutdown", "bogus"],
+            environment: ["DISPATCH_ON_SHUTDOWN": "handoff"]
+        )
+        #expect(flag.exitCode == 2 && flag.stderr.contains("invalid --on-shutdown bogus"), "\(flag.stderr)")
+    }
+
     @Test func aRunThatFinishedWhileNoServeWasUpEndsWithItsRecordedResult() async throws {
         guard isolated else { return }
         let state = dir.child("finished")

@@ -34,9 +34,18 @@ struct ServeCommand: AsyncParsableCommand {
     var drainSeconds: Double = 10
     @Option(
         name: .customLong("on-shutdown"),
-        help: "On SIGTERM: cancel (drain, then cancel) or handoff (leave running local runs to the next serve; exit at once)."
+        help:
+            "On SIGTERM: cancel (drain, then cancel) or handoff (leave running local runs to the next serve; exit at once). Default: $DISPATCH_ON_SHUTDOWN or cancel."
     )
-    var onShutdown = "cancel"
+    var onShutdownOption: String?
+
+    /// `--on-shutdown`, else `DISPATCH_ON_SHUTDOWN` (CONTRACT §6), else `cancel`.
+    var onShutdown: String {
+        onShutdownOption ?? ProcessInfo.processInfo.environment["DISPATCH_ON_SHUTDOWN"].flatMap { $0.isEmpty ? nil : $0 } ?? "cancel"
+    }
+
+    /// Where the shutdown mode came from, for the error that refuses it.
+    var onShutdownSource: String { onShutdownOption == nil ? "DISPATCH_ON_SHUTDOWN" : "--on-shutdown" }
     @Option(name: .customLong("port-file"), help: "Write the bound port to this file once listening.") var portFile: String?
     @Option(name: .customLong("log-format"), help: "text or json.") var logFormat = "text"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
@@ -47,7 +56,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxConcurrent, maxConcurrent < 1 { throw ValidationError("invalid --max-concurrent: must be at least 1") }
         if let port, !(0...65535).contains(port) { throw ValidationError("invalid --port \(port)") }
         guard DispatchService.ShutdownMode(rawValue: onShutdown) != nil else {
-            throw ValidationError("invalid --on-shutdown \(onShutdown): must be cancel or handoff")
+            throw ValidationError("invalid \(onShutdownSource) \(onShutdown): must be cancel or handoff")
         }
     }
 

@@ -7,6 +7,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:answer=TEXT          final answer text (default: "fake <tool> done (task N bytes)")
   fake:empty                produce no final answer
   fake:sleep=SECONDS        sleep before answering
+  fake:wait-for=PATH        wait (at most 120 s) until PATH exists, then go on with the next directive
   fake:hang                 never exit (after printing a start event)
   fake:ignore-term          ignore SIGTERM
   fake:final-then-hang      print the final result event, then never exit
@@ -310,6 +311,10 @@ def main():
             answer = None
         elif key == "sleep":
             time.sleep(float(value))
+        elif key == "wait-for":
+            deadline = time.monotonic() + 120
+            while not os.path.exists(value) and time.monotonic() < deadline:
+                time.sleep(0.05)
         elif key == "hang":
             hang = True
         elif key == "ignore-term":

@@ -9,7 +9,8 @@ package enum IsolationMode: String, Sendable, Codable {
 
 /// What an isolated process sees of the filesystem. Applied in this order, each step on top of the last: the root
 /// (writable in host mode, read-only in sandbox mode), a private `/tmp`, the paths kept visible read-only (the host
-/// checkout, the agent's program), the shared writable ones (the agent CLIs' state, `DISPATCH_AGENT_RW_PATHS`), then
+/// checkout, the agent's program) and the shared writable ones (the agent CLIs' state, `DISPATCH_AGENT_RW_PATHS`),
+/// parents before children (a read-only checkout inside a writable path stays read-only), then
 /// the hidden directories and files — after every bind, so no bind of a parent brings them back — then the paths
 /// bound back inside them (its own checkout) and the read-only ones on top (`.sandbox.env`, a read-only work dir).
 package struct IsolationView: Sendable, Equatable {
@@ -66,8 +67,13 @@ package enum Bubblewrap {
         var options = ["--cap-drop", "ALL", "--unshare-pid", view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/"]
         options += ["--dev", "/dev", "--proc", "/proc"]
         if view.privateTmp { options += ["--tmpfs", "/tmp"] }
-        for path in view.visible { options += ["--ro-bind-try", path, path] }
-        for path in view.writable { options += ["--bind-try", path, path] }
+        // The most specific path decides: a writable parent (an `DISPATCH_AGENT_RW_PATHS` entry holding the host
+        // checkout) is bound first and the read-only checkout on top, a writable child inside a read-only one last.
+        let binds = view.visible.map { (path: $0, writable: false) } + view.writable.map { (path: $0, writable: true) }
+        let depth = { (path: String) in path.split(separator: "/").count }
+        for bind in binds.enumerated().sorted(by: { (depth($0.element.path), $0.offset) < (depth($1.element.path), $1.offset) }) {
+            options += [bind.element.writable ? "--bind-try" : "--ro-bind-try", bind.element.path, bind.element.path]
+        }
         for directory in view.hiddenDirectories where FileManager.default.fileExists(atPath: directory) {
             options += ["--tmpfs", directory]
         }

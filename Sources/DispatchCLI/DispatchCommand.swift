@@ -10,11 +10,18 @@ package struct DispatchCommand: AsyncParsableCommand {
         version: BuildInfo.version,
         subcommands: [
             RunCommand.self, StatusCommand.self, AwaitCommand.self, ListCommand.self, LogsCommand.self, CanaryCommand.self,
-            CancelCommand.self, SandboxesCommand.self, ServeCommand.self, K8sCommand.self, JobRunnerCommand.self, StoreCommand.self,
+            CancelCommand.self, SandboxesCommand.self, ServeCommand.self, DoctorCommand.self, K8sCommand.self, JobRunnerCommand.self,
+            StoreCommand.self,
         ]
     )
 
     package init() {}
+
+    /// Prints the version as `--version` does and exits 0.
+    package static func printVersion() -> Never {
+        print(configuration.version)
+        Foundation.exit(0)
+    }
 
     /// Parses argv, runs the command and exits with the contract's codes: 0 ok, 1 failed, 2 usage, 130 cancelled.
     package static func run() async {

@@ -27,7 +27,8 @@ extension CanaryChecks {
             .init(name: "status-completed", ok: result.status == .completed, detail: "status \(result.status.rawValue) \(result.error ?? "")"),
             .init(
                 name: "token-not-readable",
-                ok: report.contains("token unreadable") || report.contains("token none"),
+                // The token file may not exist (a token from the environment); the runner's secret always does.
+                ok: (report.contains("token unreadable") || report.contains("token none")) && report.contains("runner secret unreadable"),
                 detail: report.isEmpty ? "the agent reported nothing" : report
             ),
             .init(name: "state-dir-not-visible", ok: entries == 0, detail: entries.map { "the agent saw \($0) entries in the state dir" } ?? report),

@@ -56,6 +56,8 @@ package struct AgentPhase: Sendable {
         package var pendingSweep: pid_t?
         /// The last attempt's cgroups, ended and removed with those leftovers.
         package var pendingCgroup: RunCgroup?
+        /// Whether the pending sweep must scan `/proc` (not when the attempt ended with its pid namespace).
+        package var pendingScan = true
 
         /// Ends the phase `failed` (or `cancelled`) with `failure`.
         mutating func end(_ failure: DispatchFailure) -> Outcome {
@@ -233,14 +235,17 @@ package struct AgentPhase: Sendable {
                 groupId: previous,
                 marker: spec.marker,
                 grace: supervisor.leftoverGrace,
-                cgroup: outcome.pendingCgroup
+                cgroup: outcome.pendingCgroup,
+                scan: outcome.pendingScan
             )
-            (outcome.pendingSweep, outcome.pendingCgroup) = (nil, nil)
+            (outcome.pendingSweep, outcome.pendingCgroup, outcome.pendingScan) = (nil, nil, true)
         }
         let process: ProcessOutcome
         do {
             process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe, sweepLeftovers: !input.sweepAfterResult)
-            if input.sweepAfterResult { (outcome.pendingSweep, outcome.pendingCgroup) = (process.pid, process.cgroup) }
+            if input.sweepAfterResult {
+                (outcome.pendingSweep, outcome.pendingCgroup, outcome.pendingScan) = (process.pid, process.cgroup, !process.endedWithItsNamespace)
+            }
         } catch {
             let failure = DispatchFailure.message("\(input.request.tool.rawValue) could not be started for \(attempt.label): \(error)")
             outcome.failure = failure
@@ -373,12 +378,26 @@ package struct AgentPhase: Sendable {
         return nil
     }
 
-    /// What the escape canary tries to read: where the runner keeps its state and its token (names, not contents).
+    /// What the escape canary tries to read: where the runner keeps its state and its token (names, not contents),
+    /// and a private secret of the runner's in its state dir that always exists — so the check has something to fail
+    /// on when the token lives only in the environment or the state dir has no token file yet.
     func canaryProbes() -> [String: String] {
         let tokenFile = configuration.tokenFile ?? "\(configuration.stateDir)/token"
         var probes = ["DISPATCH_CANARY_STATE_DIR": configuration.stateDir]
         if FileManager.default.fileExists(atPath: tokenFile) { probes["DISPATCH_CANARY_TOKEN_FILE"] = tokenFile }
+        if let secret = Self.canarySecret(stateDir: configuration.stateDir) { probes["DISPATCH_CANARY_SECRET_FILE"] = secret }
         return probes
+    }
+
+    /// `<state>/canary-secret`: random bytes, 0600, made once (an exclusive create; a racing runner's file wins).
+    static func canarySecret(stateDir: String) -> String? {
+        let path = "\(stateDir)/canary-secret"
+        if FileManager.default.fileExists(atPath: path) { return path }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return errno == EEXIST ? path : nil }
+        defer { close(fd) }
+        let bytes = Array((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8)
+        return write(fd, bytes, bytes.count) == bytes.count ? path : nil
     }
 
     /// Whether `path` is inside a git work tree (a `.git` directory or file in it or a parent).

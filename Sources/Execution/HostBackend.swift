@@ -60,11 +60,12 @@ package struct HostBackend: ExecutionBackend {
         guard let group = outcome.pendingSweep else { return .ended(result, processesKilled: killed) }
         let marker = AgentEnvironment.marker(requestId: request.requestId)
         let cgroup = outcome.pendingCgroup
+        let scan = outcome.pendingScan
         return .ended(
             result,
             processesKilled: killed,
             afterRecording: {
-                await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace, cgroup: cgroup)
+                await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace, cgroup: cgroup, scan: scan)
             }
         )
     }

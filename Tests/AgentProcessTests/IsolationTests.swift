@@ -34,7 +34,8 @@ import Testing
         let token = try #require(index(["--ro-bind", "/dev/null", "\(dir)/token"]))
         let checkout = try #require(index(["--bind-try", "\(dir)/checkout", "\(dir)/checkout"]))
         let env = try #require(index(["--ro-bind-try", "\(dir)/checkout/.env", "\(dir)/checkout/.env"]))
-        #expect(root < tmp && tmp < host && host < parent && parent < hidden && hidden < token && token < checkout && checkout < env)
+        // The read-only host checkout inside a writable parent is bound after it, so it stays read-only.
+        #expect(root < tmp && tmp < parent && parent < host && host < hidden && hidden < token && token < checkout && checkout < env)
         #expect(index(["--tmpfs", "\(dir)/absent"]) == nil, "a hidden path that does not exist is skipped")
         #expect(index(["--cap-drop", "ALL"]) == 0, "no capabilities, even for a root runner")
         #expect(options.contains("--unshare-pid") && options.contains("--die-with-parent") && index(["--dev", "/dev"]) != nil)
@@ -57,6 +58,22 @@ import Testing
         spec.isolation = (bwrap, view)
         _ = try await ProcessSupervisor().run(spec, limits: ProcessLimits(timeout: .seconds(10)))
         return (try? String(contentsOfFile: "\(dir)/out", encoding: .utf8)) ?? ""
+    }
+
+    @Test(.enabled(if: Bubblewrap.locate() != nil)) func aReadOnlyCheckoutInsideAWritablePathStaysReadOnly() async throws {
+        let dir = NSTemporaryDirectory() + "bwrap-nested-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(dir)/repo/cache", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The writable path holds the read-only checkout, which holds a writable path of its own: each deeper one wins.
+        let view = IsolationView(readOnlyRoot: true, visible: ["\(dir)/repo"], writable: ["\(dir)/repo/cache", dir])
+        let output = try await isolated(
+            "touch \(dir)/repo/x 2>/dev/null && echo repo-written; touch \(dir)/repo/cache/y && echo cache-written; "
+                + "touch \(dir)/z && echo parent-written",
+            view: view,
+            in: dir
+        )
+        #expect(output == "cache-written\nparent-written\n", "\(output)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/repo/x"))
     }
 
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aRootAgentCannotUnmaskWhatIsHidden() async throws {

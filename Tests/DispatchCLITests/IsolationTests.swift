@@ -254,12 +254,22 @@ struct IsolationTests {
         #expect(open.exitCode == 1, "without isolation the canary must fail: \(open.stdout)")
         let checks = try json(open.stdout)["checks"] as? [[String: Any]] ?? []
         let failed = Set(checks.filter { $0["ok"] as? Bool == false }.compactMap { $0["name"] as? String })
-        #expect(failed.isSuperset(of: ["no-surviving-escapee", "state-dir-not-visible"]), "\(checks)")
+        // Every containment check can fail: the token check too, on a state dir without a token file (its secret).
+        #expect(failed.isSuperset(of: ["no-surviving-escapee", "state-dir-not-visible", "token-not-readable"]), "\(checks)")
         // What the unisolated run left behind: the pids are in the report.
         for check in checks where check["name"] as? String == "no-surviving-escapee" {
             let detail = check["detail"] as? String ?? ""
             for pid in detail.split(whereSeparator: { !$0.isNumber }).compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
         }
+    }
+
+    @Test func doctorReportsTheIsolationAgentsWouldGet() throws {
+        let isolated = try json(try dispatch(["doctor"], isolation: "auto").stdout)
+        #expect(isolated["isolation"] as? String == "bwrap" && isolated["isolationRequested"] as? String == "auto", "\(isolated)")
+        let version = try CommandRunner.run(TestPaths.dispatchBinary, ["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(isolated["version"] as? String == version && isolated["store"] as? String == "sqlite", "\(isolated)")
+        let open = try json(try dispatch(["doctor"], isolation: "none").stdout)
+        #expect(open["isolation"] as? String == "none" && open["bwrap"] == nil, "\(open)")
     }
 
     @Test func requiredButUnusableIsolationRefusesToStart() throws {
@@ -273,6 +283,8 @@ struct IsolationTests {
         )
         #expect(result.exitCode == 2, "\(result.stderr)")
         #expect(result.stderr.contains("DISPATCH_ISOLATION=bwrap"), "\(result.stderr)")
+        let doctor = try CommandRunner.run(TestPaths.dispatchBinary, ["doctor"], environment: environment, cwd: dir.path)
+        #expect(doctor.exitCode == 2 && doctor.stderr.contains("DISPATCH_ISOLATION=bwrap"), "doctor refuses as run does: \(doctor.stderr)")
         let invalid = try dispatch(["run", "--tool", "codex", "--task", "x"], isolation: "maybe")
         #expect(invalid.exitCode == 2 && invalid.stderr.contains("invalid DISPATCH_ISOLATION maybe"), "\(invalid.stderr)")
     }

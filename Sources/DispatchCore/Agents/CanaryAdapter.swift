@@ -54,8 +54,11 @@ package struct CanaryAdapter: AgentAdapter {
             if [ -z "$DISPATCH_CANARY_TOKEN_FILE" ]; then token=none
             elif [ -s "$DISPATCH_CANARY_TOKEN_FILE" ]; then token=readable
             else token=unreadable; fi
+            if [ -z "$DISPATCH_CANARY_SECRET_FILE" ]; then secret=none
+            elif [ -s "$DISPATCH_CANARY_SECRET_FILE" ]; then secret=readable
+            else secret=unreadable; fi
             entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | wc -l | tr -d ' ')
-            echo "escape canary: token $token; state dir entries $entries"
+            echo "escape canary: token $token; runner secret $secret; state dir entries $entries"
             """
     }
 

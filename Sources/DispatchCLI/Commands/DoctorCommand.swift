@@ -1,0 +1,47 @@
+import AgentProcess
+import ArgumentParser
+import DispatchCore
+import DispatchServer
+import Foundation
+
+/// `dispatch doctor`: what a runner started here would use — version, isolation after bubblewrap's self-check,
+/// resource limits and store — without starting anything. Exit 2 when `DISPATCH_ISOLATION=bwrap` cannot work.
+struct DoctorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Report the version, isolation mode (after bubblewrap's self-check), resource limits and store a runner here would use."
+    )
+
+    @OptionGroup var state: StateOptions
+
+    /// The report, one JSON object.
+    struct Report: Encodable {
+        var version: String
+        var gitSha: String
+        /// What `DISPATCH_ISOLATION` asked for.
+        var isolationRequested: String
+        /// What agents get: `bwrap` or `none` (as `GET /` reports it).
+        var isolation: String
+        var bwrap: String?
+        var limits: String
+        var store: String
+        var stateDir: String
+    }
+
+    func run() async throws {
+        let configuration = state.configuration()
+        let isolation = try resolveIsolation(configuration)
+        let limits = ResourceLimits(maxMemoryBytes: configuration.maxMemoryBytes, maxProcesses: configuration.maxProcesses)
+        let report = Report(
+            version: BuildInfo.version,
+            gitSha: ServerInfo.gitSha,
+            isolationRequested: configuration.isolation,
+            isolation: isolation.mode.rawValue,
+            bwrap: isolation.bwrap,
+            limits: ResourcePolicy.detect(limits).mechanism.rawValue,
+            store: configuration.databaseURL == nil ? "sqlite" : "postgres",
+            stateDir: configuration.stateDir
+        )
+        print(Output.json(report, pretty: true))
+    }
+}

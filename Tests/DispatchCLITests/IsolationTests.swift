@@ -237,6 +237,27 @@ struct IsolationTests {
         #expect(document["status"] as? String == "failed", "writing the host checkout failed the agent: \(document["error"] ?? "")")
     }
 
+    /// CONTRACT §1/§7: under isolation a sandboxed agent gets `IS_SANDBOX=1` (then true), a host-mode one does not —
+    /// seen through Claude Code's rule as root, which the runner checks against the agent's own environment.
+    @Test(.enabled(if: geteuid() == 0, "the IS_SANDBOX rule is Claude Code's as root"))
+    func onlyAnIsolatedSandboxTellsClaudeItIsSandboxed() throws {
+        let repo = dir.child("claude-repo")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        func run(_ extra: [String], isolation: String) throws -> [String: Any] {
+            var environment = env(isolation)
+            environment["DISPATCH_CLAUDE_BIN"] = TestPaths.fake("claude")
+            environment["IS_SANDBOX"] = nil
+            let arguments = ["run", "--tool", "claude", "--json", "--task", "fake:answer=ok"] + extra
+            return try json(try CommandRunner.run(TestPaths.dispatchBinary, arguments, environment: environment, cwd: repo).stdout)
+        }
+        let sandboxed = try run(["--mode", "sandbox", "--base-sha", "HEAD"], isolation: "bwrap")
+        #expect(sandboxed["status"] as? String == "completed", "\(sandboxed["error"] ?? "")")
+        let host = try run([], isolation: "bwrap")
+        #expect((host["error"] as? String)?.contains("unless IS_SANDBOX=1") == true, "host mode is not a sandbox: \(host)")
+        let unisolated = try run(["--mode", "sandbox", "--base-sha", "HEAD"], isolation: "none")
+        #expect((unisolated["error"] as? String)?.contains("unless IS_SANDBOX=1") == true, "nor is an unisolated one: \(unisolated)")
+    }
+
     @Test func aHostModeAgentStillEditsItsWorkDir() throws {
         let repo = dir.child("host-edit")
         try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])

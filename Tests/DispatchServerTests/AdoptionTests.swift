@@ -161,9 +161,12 @@ import Testing
         let state = dir.child("lost")
         let env = ["DISPATCH_LEASE_SECONDS": "2"]
         let first = try await startRun(state, ["requestId": "lost", "task": "fake:sleep=60 fake:answer=never", "tool": "codex"], environment: env)
-        let running = try CommandRunner.run(TestPaths.dispatchBinary, ["status", "lost", "--state-dir", state], environment: env)
         first.stop(SIGKILL)
-        #expect(running.stdout.contains("\"running\""))
+        // A reader while the serve is dead and its monitor alive leaves the run to the monitor (CONTRACT §7).
+        let monitor = try #require(monitorRecord(state, "lost").started())
+        let running = try CommandRunner.run(TestPaths.dispatchBinary, ["status", "lost", "--state-dir", state], environment: env)
+        #expect(running.stdout.contains("\"running\""), "\(running.stdout)")
+        #expect(ProcessScanner.isAlive(monitor.pid), "the monitor was alive after the reader looked")
         #expect(await eventually(timeout: .seconds(10)) { survivors(of: "lost").isEmpty }, "the monitor ended the agent")
         #expect(monitorRecord(state, "lost").ended()?.ending == "runnerLost")
         let status = try CommandRunner.run(TestPaths.dispatchBinary, ["status", "lost", "--state-dir", state], environment: env)

@@ -369,7 +369,7 @@ package struct ProcessSupervisor: Sendable {
         let launch = spec.launch
         let argv = CStringArray(launch.argv)
         let envp = CStringArray(spec.environment.map { "\($0.key)=\($0.value)" })
-        let cgroupFiles = CStringArray(cgroup?.procsFiles ?? [])
+        let cgroupFiles = CStringArray(cgroup?.joinFiles ?? [])
         defer { withExtendedLifetime(cgroupFiles) {} }
         let procs = cgroupFiles.pointers.dropLast()
         // Without a cgroup, memory is limited per process (RLIMIT_DATA): the fallback CONTRACT §7 allows.

@@ -122,12 +122,12 @@ package struct CgroupPlace: Sendable, Equatable {
     }
 }
 
-/// The cgroups of one run: every process of it joins them before it execs (the spawner writes its pid).
+/// The cgroups of one run: every process of it joins them before it execs (the spawned child moves itself).
 package struct RunCgroup: Sendable, Equatable {
     let directories: [String]
 
-    /// The files a joining process writes its pid to.
-    var procsFiles: [String] { directories.map { "\($0)/cgroup.procs" } }
+    /// The files a joining process writes "0" (itself) to: `tasks`, not `cgroup.procs` (see `join_cgroup` in spawn.c).
+    var joinFiles: [String] { directories.map { "\($0)/tasks" } }
 
     /// The run's live processes, whatever session, group or environment they escaped to.
     func members() -> [pid_t] {

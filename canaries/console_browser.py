@@ -36,8 +36,10 @@ def browser():
 
 
 def wait_for(driver, condition, timeout=15):
+    # The page redraws itself (refresh, follow): an element read while it is replaced is looked up again next poll.
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d) or None)
+        return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: condition(d) or None)
     except TimeoutException:
         return None
 
@@ -45,7 +47,7 @@ def wait_for(driver, condition, timeout=15):
 def text_of(driver, selector):
     try:
         return driver.find_element(By.CSS_SELECTOR, selector).text
-    except NoSuchElementException:
+    except (NoSuchElementException, StaleElementReferenceException):
         return ""
 
 
@@ -115,14 +117,16 @@ def status_filter(driver, args, report):
     rows = wait_for(driver, lambda d: (lambda rows: rows if rows and args.completed not in rows else None)(list_rows(d))) or {}
     report.check("status-filter-shows-only-that-status", args.failed in rows and args.completed not in rows and
                  args.running not in rows and all("failed" in text for text in rows.values()), rows)
-    # Focus leaves the select (as when the operator clicks elsewhere); the list then redraws itself every 3 s.
-    driver.find_element(By.ID, "summary").click()
+    # Focus stays on the select after applying it (the redraw puts it back): the list still redraws itself every 3 s
+    # (it once froze until the operator clicked elsewhere).
+    focused = driver.execute_script("return document.activeElement ? document.activeElement.id : null")
     mark_table(driver)
     again = wait_for(driver, lambda d: (lambda rows: rows if rows and redrawn(d) else None)(list_rows(d)), timeout=12) or {}
     selected = driver.execute_script("const s = document.getElementById('status'); return s ? s.value : null")
     report.check("refresh-keeps-the-status-filter", bool(again) and args.failed in again and args.completed not in again and
-                 all("failed" in text for text in again.values()) and selected == "failed" and "status=failed" in driver.current_url,
-                 {"rows": again, "select": selected, "url": driver.current_url})
+                 all("failed" in text for text in again.values()) and selected == "failed" and "status=failed" in driver.current_url
+                 and focused == "status",
+                 {"rows": again, "select": selected, "url": driver.current_url, "focused before the refresh": focused})
 
 
 def prefix_and_paging(driver, args, report):
@@ -135,7 +139,7 @@ def prefix_and_paging(driver, args, report):
                  and args.completed not in first and f"prefix={args.page_prefix}" in driver.current_url,
                  {"ids": sorted(first), "url": driver.current_url})
     older = driver.find_elements(By.ID, "older")
-    report.check("paging-offers-older-when-there-are-more", bool(older) and args.oldest not in first, sorted(first)[:3])
+    report.check("paging-offers-older-when-there-are-more", bool(older) and bool(first) and args.oldest not in first, sorted(first)[:3])
     if not older:
         return
     on_fresh(driver, "#older", lambda button: button.click())
@@ -215,12 +219,11 @@ def log_follow(driver, args, report):
     # The stream answered with what the agent wrote so far (and not yet the line it writes once released).
     before = wait_for(driver, lambda d: (lambda text: text if text.strip() and not text.startswith("(") else None)(text_of(d, "#log"))
                       if d.find_elements(By.CSS_SELECTOR, "button[data-stream=stderr][aria-pressed=true]") else None)
-    shown = driver.find_elements(By.ID, "log")
+    driver.execute_script("const l = document.getElementById('log'); if (l) l.dataset.seen = 'yes'")
     open(args.follow_release, "w").close()
     # The same log element (no redraw, no reload) receives the new line.
-    after = wait_for(driver, lambda d: (lambda text: text if args.follow_line in text else None)(
-        d.execute_script("const l = document.getElementById('log'); return l === arguments[0] ? l.textContent : ''", shown[0]))
-        if shown else None, timeout=15)
+    after = wait_for(driver, lambda d: (lambda text: text if args.follow_line in text else None)(d.execute_script(
+        "const l = document.getElementById('log'); return l && l.dataset.seen === 'yes' ? l.textContent : ''")), timeout=15)
     report.check("log-follows-a-running-request", before is not None and args.follow_line not in before and after is not None,
                  {"before": (before or "")[-200:], "after": (after or text_of(driver, "#log"))[-200:]})
 

@@ -94,23 +94,12 @@ import Testing
         }
         let repo = dir.child("browser-repo")
         _ = try GitFixture.makeRepo(at: repo, files: ["README.md": "base\n"])
-        let server = ServerProcess(stateDir: dir.child("browser"))
+        // Two requests stay running while the others run.
+        let server = ServerProcess(stateDir: dir.child("browser"), maxConcurrent: 4)
         try await server.start()
         defer { server.stop() }
-        _ = try await server.dispatch([
-            "requestId": "ui-sandbox", "executionMode": "sandbox", "cwd": repo, "tool": "codex",
-            "task":
-                "fake:stderr=log-line-for-the-console fake:write=changed.txt:the-new-content "
-                + "fake:write=hostile.html:<script>window.__pwned=true</script> fake:answer=the-sandbox-answer",
-        ])
-        _ = try await server.dispatch([
-            "requestId": "ui-xss", "tool": "codex",
-            "task":
-                "fake:stderr=<script>window.__pwned=true</script> fake:answer=<script>window.__pwned=true;document.title='pwned'</script><img/src=x/onerror=window.__pwned=true>",
-        ])
-        // A `:` in the id: the browser sends it encoded (`ui%3Arunning`), the routes decode it.
-        _ = try await server.dispatch(["requestId": "ui:running", "task": "fake:hang", "tool": "codex"])
-        for id in ["ui-sandbox", "ui-xss"] { _ = try await server.send(.GET, "/internal/agent-await/\(id)?timeoutMs=30000") }
+        let release = dir.child("follow-release")
+        try await Self.dispatchWhatTheBrowserReads(to: server, repo: repo, release: release)
         let screenshots = ProcessInfo.processInfo.environment["DISPATCH_CONSOLE_SCREENSHOTS"] ?? dir.child("screenshots")
         try FileManager.default.createDirectory(atPath: screenshots, withIntermediateDirectories: true)
         let run = try CommandRunner.run(
@@ -119,13 +108,43 @@ import Testing
                 "python3", "\(TestPaths.packageRoot)/canaries/console_browser.py", "--url", "http://127.0.0.1:\(server.port)",
                 "--token", server.token ?? "", "--completed", "ui-sandbox", "--running", "ui:running", "--sandbox", "ui-sandbox",
                 "--xss", "ui-xss", "--answer", "the-sandbox-answer", "--log-line", "thread.started", "--changed-file", "changed.txt",
-                "--new-content", "the-new-content", "--screenshots", screenshots,
+                "--new-content", "the-new-content", "--failed", "ui-failed", "--page-prefix", "ui-page-", "--oldest", "ui-page-10",
+                "--stderr-line", "log-line-for-the-console", "--binary-file", "blob.bin", "--verification-command",
+                "echo verification-says-ok", "--verification-output", "verification-says-ok", "--follow", "ui-follow",
+                "--follow-release", release, "--follow-line", "the-followed-line", "--screenshots", screenshots,
             ]
         )
         #expect(run.exitCode == 0, "\(run.stdout)\n\(run.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stderr)")
         let checks = report["checks"] as? [[String: Any]] ?? []
-        #expect(checks.count >= 16, "\(checks)")
+        #expect(checks.count >= 31, "\(checks)")
         for check in checks { #expect(check["ok"] as? Bool == true, "\(check)") }
+    }
+
+    /// The requests `console_browser.py` reads: more under one prefix than a page of the list holds (the oldest), a
+    /// sandbox request changing a text and a binary file and running a verification command, one whose agent prints
+    /// HTML, a failed one, one that hangs, and one that stays running until the file `release` exists.
+    static func dispatchWhatTheBrowserReads(to server: ServerProcess, repo: String, release: String) async throws {
+        for index in 10..<62 { _ = try await server.dispatch(["requestId": "ui-page-\(index)", "task": "fake:answer=ok", "tool": "codex"]) }
+        _ = try await server.dispatch([
+            "requestId": "ui-sandbox", "executionMode": "sandbox", "cwd": repo, "tool": "codex",
+            "verificationCommands": ["echo verification-says-ok"],
+            "task":
+                "fake:stderr=log-line-for-the-console fake:write=changed.txt:the-new-content fake:binary=blob.bin "
+                + "fake:write=hostile.html:<script>window.__pwned=true</script> fake:answer=the-sandbox-answer",
+        ])
+        _ = try await server.dispatch([
+            "requestId": "ui-xss", "tool": "codex",
+            "task":
+                "fake:stderr=<script>window.__pwned=true</script> fake:answer=<script>window.__pwned=true;document.title='pwned'</script><img/src=x/onerror=window.__pwned=true>",
+        ])
+        _ = try await server.dispatch(["requestId": "ui-failed", "task": "fake:exit=3", "tool": "codex"])
+        // A `:` in the id: the browser sends it encoded (`ui%3Arunning`), the routes decode it.
+        _ = try await server.dispatch(["requestId": "ui:running", "task": "fake:hang", "tool": "codex"])
+        _ = try await server.dispatch([
+            "requestId": "ui-follow", "tool": "codex",
+            "task": "fake:stderr=follow-started fake:wait-for=\(release) fake:stderr=the-followed-line fake:sleep=5 fake:answer=followed",
+        ])
+        for id in ["ui-sandbox", "ui-xss", "ui-failed"] { _ = try await server.send(.GET, "/internal/agent-await/\(id)?timeoutMs=30000") }
     }
 }

@@ -262,9 +262,13 @@ enum ConsoleAssets {
           }
 
           async function refreshList(mine) {
-            // Do not redraw while the operator types in the search box or picks a status.
+            // Do not redraw over an edit in progress: a search text or a status not applied yet. Focus alone (left on
+            // the select or the box after applying a filter) does not stop the refresh.
             const active = document.activeElement;
-            if (active && (active.id === "prefix" || active.id === "status")) { timer = setTimeout(() => refreshList(mine), 3000); return; }
+            const applied = new URLSearchParams(location.search);
+            const editing = active && ((active.id === "prefix" && active.value.trim() !== (applied.get("prefix") || ""))
+              || (active.id === "status" && active.value !== (applied.get("status") || "")));
+            if (editing) { timer = setTimeout(() => refreshList(mine), 3000); return; }
             try {
               await summary();
               await list(mine);

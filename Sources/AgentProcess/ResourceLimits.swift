@@ -135,6 +135,12 @@ package struct RunCgroup: Sendable, Equatable {
         return text.split(separator: "\n").compactMap { pid_t($0) }.filter(ProcessScanner.isAlive)
     }
 
+    /// Whether the run's cgroup is known to hold no live process (`false` when it cannot be read).
+    func holdsNoProcess() -> Bool {
+        guard let first = directories.first, let text = try? String(contentsOfFile: "\(first)/cgroup.procs", encoding: .utf8) else { return false }
+        return !text.split(separator: "\n").compactMap { pid_t($0) }.contains(where: ProcessScanner.isAlive)
+    }
+
     /// SIGKILLs every process still in the run's cgroup, until none is left (they may fork while we look).
     func killAll() -> Int {
         var killed = Set<pid_t>()

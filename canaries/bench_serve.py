@@ -135,7 +135,7 @@ def measure(dispatch, isolation, requests, concurrency):
             data = json.loads(conn.getresponse().read())
             own_wakes.append(time.time() - parse(data["result"]["completedAt"]))
         return {"rate": len(latencies) / total, "p50": pct(latencies, 50), "p99": pct(latencies, 99), "spawn": pct(spawn, 50),
-                "failures": len(failures), "wake50": pct(wakes, 50), "wake99": pct(wakes, 99), "parked50": pct(own_wakes, 50),
+                "failures": len(failures), "failed": failures, "wake50": pct(wakes, 50), "wake99": pct(wakes, 99), "parked50": pct(own_wakes, 50),
                 "parked99": pct(own_wakes, 99), "idle": idle, "after": after,
                 "cpu": busy / max(1, len(latencies)), "serve_cpu": own / max(1, len(latencies))}
     finally:
@@ -159,6 +159,8 @@ def main():
         print(f"dispatch serve, {label}, {args.requests} no-op dispatches at concurrency {args.concurrency}: "
               f"{f['rate']:.0f} completions/s (target >= 500), POST->terminal p50 {ms(f['p50'])} p99 {ms(f['p99'])} (target <= 25 ms); "
               f"bare spawn of the no-op p50 {ms(f['spawn'])} -> p50 ratio {f['p50'] / f['spawn']:.1f}x; failures {f['failures']}")
+        for failure in f["failed"][:3]:
+            print(f"  failed: {json.dumps(failure)[:600]}")
         print(f"  await wake (receipt - completedAt, ms-resolution stamps): under load p50 {ms(f['wake50'])} p99 {ms(f['wake99'])}; "
               f"parked waiter p50 {ms(f['parked50'])} p99 {ms(f['parked99'])} (target p99 <= 2 ms)")
         print(f"  server RSS: idle {f['idle'] / 1024:.1f} MiB (target <= 30 MiB), after the run {f['after'] / 1024:.1f} MiB")

@@ -66,6 +66,9 @@ package enum Bubblewrap {
     package static func options(_ view: IsolationView, workingDirectory: String, diesWithParent: Bool) -> [String] {
         var options = ["--cap-drop", "ALL", "--unshare-pid", view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/"]
         options += ["--dev", "/dev", "--proc", "/proc"]
+        // The cgroup hierarchies read-only (and every hierarchy mounted under them): a root agent could otherwise move
+        // itself out of its run's cgroup, or raise its own limits, through a writable `/` in host mode.
+        options += ["--ro-bind-try", "/sys/fs/cgroup", "/sys/fs/cgroup"]
         if view.privateTmp { options += ["--tmpfs", "/tmp"] }
         // The most specific path decides: a writable parent (an `DISPATCH_AGENT_RW_PATHS` entry holding the host
         // checkout) is bound first and the read-only checkout on top, a writable child inside a read-only one last.

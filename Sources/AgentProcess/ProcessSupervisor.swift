@@ -154,9 +154,12 @@ package struct ProcessSupervisor: Sendable {
         let cgroup = watched.cgroup
         let outOfMemory = cgroup?.hadOutOfMemoryKill ?? false
         // The /proc scan by group and marker (14 % of `serve`'s CPU at concurrency 8) is skipped only when nothing can
-        // be left for it: the attempt ended by itself in its own pid namespace and its run cgroup holds no process
-        // (an orphan the namespace still holds — one keeping stderr open — is in the cgroup, and is swept).
-        let scan = !(watched.isolated && ending == .exited && cgroup?.holdsNoProcess() == true)
+        // be left for it: the attempt ended by itself in its own pid namespace, that namespace is gone — its init,
+        // which stays in the process group of the process we started (the agent cannot move it), is no longer in
+        // that group, and the kernel ends every process of a namespace whose init ended — and its run cgroup holds
+        // no process. An orphan the namespace still holds (one keeping stderr open) keeps both, and is swept.
+        let namespaceGone = pid > 0 && kill(-pid, 0) == -1 && errno == ESRCH
+        let scan = !(watched.isolated && ending == .exited && namespaceGone && (cgroup?.holdsNoProcess() ?? true))
         let leftovers =
             sweepLeftovers
             ? await uncancelled {

@@ -104,10 +104,14 @@ package struct CgroupPlace: Sendable, Equatable {
     /// done with, and those of runners that are gone. Another live runner's are its own business — one it has just
     /// made is empty until its process joins it.
     func removeEmpty() {
-        let live = Self.live.withLock { $0 }
         let me = getpid()
         for base in bases {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where name.hasPrefix("run-") && !live.contains(name) {
+            // Listed first, then the live set read: a run cgroup is in `live` before its directory exists, so one made
+            // meanwhile is seen as live (read the other way round, a run made between the two reads lost its empty
+            // cgroup before its process joined: its spawn failed with ENODEV, 1 in ~3,000 serve dispatches).
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+            let live = Self.live.withLock { $0 }
+            for name in names where name.hasPrefix("run-") && !live.contains(name) {
                 if let owner = Self.owner(of: name), owner.pid != me, ProcessScanner.startTime(owner.pid) == owner.startTime { continue }
                 rmdir("\(base)/\(name)")
             }
@@ -135,10 +139,13 @@ package struct RunCgroup: Sendable, Equatable {
         return text.split(separator: "\n").compactMap { pid_t($0) }.filter(ProcessScanner.isAlive)
     }
 
-    /// Whether the run's cgroup is known to hold no live process (`false` when it cannot be read).
+    /// Whether every cgroup of the run is known to hold no process: each `cgroup.procs` read and empty (v1 lists no
+    /// exited process; one that cannot be read counts as holding some).
     func holdsNoProcess() -> Bool {
-        guard let first = directories.first, let text = try? String(contentsOfFile: "\(first)/cgroup.procs", encoding: .utf8) else { return false }
-        return !text.split(separator: "\n").compactMap { pid_t($0) }.contains(where: ProcessScanner.isAlive)
+        !directories.isEmpty
+            && directories.allSatisfy { directory in
+                (try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8))?.allSatisfy(\.isWhitespace) == true
+            }
     }
 
     /// SIGKILLs every process still in the run's cgroup, until none is left (they may fork while we look).

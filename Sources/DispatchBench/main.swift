@@ -34,12 +34,14 @@ let arguments = CommandLine.arguments
 let files = arguments.count > 1 ? Int(arguments[1])! : 10_000
 let fileBytes = arguments.count > 2 ? Int(arguments[2])! : 10_000
 let changed = arguments.count > 3 ? Int(arguments[3])! : 1_000
+/// `packed` (one pack, as real repositories mostly are) or `loose` (every object its own file, as after `git add`).
+let layout = arguments.count > 4 ? arguments[4] : "packed"
 let runs = 5
 let work = NSTemporaryDirectory() + "dispatch-bench-\(UUID().uuidString.prefix(8))"
 let host = "\(work)/host"
 defer { try? FileManager.default.removeItem(atPath: work) }
 
-print("generating a repo of \(files) files × \(fileBytes) bytes (\(files * fileBytes / 1_000_000) MB) …")
+print("generating a repo of \(files) files × \(fileBytes) bytes (\(files * fileBytes / 1_000_000) MB), \(layout) objects …")
 try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
 var generator = SystemRandomNumberGenerator()
 let pool = (0..<(fileBytes * 4)).map { _ in UInt8(97 + Int(generator.next() % 26)) }
@@ -51,8 +53,9 @@ for index in 0..<files {
     bytes.append(contentsOf: pool[offset..<(offset + fileBytes)])
     try bytes.write(to: URL(fileURLWithPath: "\(directory)/f\(index).txt"))
 }
-// Packed, as real repositories mostly are; auto-gc off so nothing runs in the background while timing.
-_ = sh("git init -q -b main && git config gc.auto 0 && git add -A && git commit -q -m base && git gc -q && git rev-parse HEAD > ../base", in: host)
+// Auto-gc off so nothing runs in the background while timing.
+let pack = layout == "loose" ? "" : " && git gc -q"
+_ = sh("git init -q -b main && git config gc.auto 0 && git add -A && git commit -q -m base\(pack) && git rev-parse HEAD > ../base", in: host)
 let base = try String(contentsOfFile: "\(work)/base", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
 
 var ours: [Double] = []
@@ -86,7 +89,7 @@ for run in 0...runs {
 let faster = min(median(worktree), median(clone))
 print(
     "materialize at baseSha (median of \(runs)): ours \(ms(median(ours))), git worktree add \(ms(median(worktree))), "
-        + "git clone --shared + checkout \(ms(median(clone))) -> ratio \(String(format: "%.2f", median(ours) / faster))x the faster baseline (target <= 1.2x)"
+        + "git clone --shared + checkout \(ms(median(clone))) -> ratio \(String(format: "%.2f", median(ours) / faster))x the faster baseline (target <= 1.0x)"
 )
 
 // The warm pool: a claim (rename into the sandbox, the sandbox's branch in place of the entry's) against the

@@ -389,15 +389,26 @@ package struct AgentPhase: Sendable {
         return probes
     }
 
-    /// `<state>/canary-secret`: random bytes, 0600, made once (an exclusive create; a racing runner's file wins).
+    /// `<state>/canary-secret`: 64 random hex characters, 0600, made once. Anything else at that path (a planted
+    /// symlink, a file left empty by a crash or a full disk) is replaced: an empty or unreadable "secret" would let the
+    /// check pass without isolation. Written to a temp file and linked into place, so no reader sees it half-written.
     static func canarySecret(stateDir: String) -> String? {
         let path = "\(stateDir)/canary-secret"
-        if FileManager.default.fileExists(atPath: path) { return path }
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return errno == EEXIST ? path : nil }
-        defer { close(fd) }
-        let bytes = Array((0..<32).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined().utf8)
-        return write(fd, bytes, bytes.count) == bytes.count ? path : nil
+        var info = stat()
+        if lstat(path, &info) == 0 {
+            if (info.st_mode & S_IFMT) == S_IFREG, info.st_size == 64 { return path }
+            unlink(path)
+        }
+        let temp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return nil }
+        defer { unlink(temp) }
+        let bytes = Array((0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined().utf8)
+        let written = write(fd, bytes, bytes.count)
+        close(fd)
+        guard written == bytes.count else { return nil }
+        // A racing runner's secret wins; either way one complete file is there.
+        return link(temp, path) == 0 || errno == EEXIST ? path : nil
     }
 
     /// Whether `path` is inside a git work tree (a `.git` directory or file in it or a parent).

@@ -110,11 +110,17 @@ package struct AgentRunner: Sendable {
         let home = environment["HOME"] ?? NSHomeDirectory()
         let agentState = [".codex", ".claude", ".claude.json", ".pi"].map { "\(home)/\($0)" }
         let checkout = Self.realPath(checkout)
+        let writable = (agentState + configuration.agentWritablePaths).map(Self.realPath)
+        // The program's places inside a writable path stay writable (Claude Code in `~/.claude/local` updates itself);
+        // among the rest the most specific bind wins, so the host checkout inside a writable path stays read-only.
+        let programPlaces = (executable.map(Self.executablePlaces) ?? []).map(Self.realPath).filter { place in
+            !writable.contains { place == $0 || place.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+        }
         let view = IsolationView(
             readOnlyRoot: true,
             privateTmp: true,
-            visible: ([hostCheckout] + (executable.map(Self.executablePlaces) ?? [])).map(Self.realPath),
-            writable: (agentState + configuration.agentWritablePaths).map(Self.realPath),
+            visible: [Self.realPath(hostCheckout)] + programPlaces,
+            writable: writable,
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
             boundBack: readOnlyCheckout ? [] : [checkout],

@@ -76,6 +76,20 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/repo/x"))
     }
 
+    @Test(.enabled(if: Bubblewrap.locate() != nil && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/tasks")))
+    func aHostModeAgentCannotLeaveItsCgroupThroughAWritableRoot() async throws {
+        let dir = NSTemporaryDirectory() + "bwrap-cgroupfs-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Writing "0" moves the writer: possible for the runner's uid on a writable cgroupfs, refused read-only.
+        let output = try await isolated(
+            "echo 0 > /sys/fs/cgroup/pids/tasks 2>/dev/null && echo moved; echo done",
+            view: IsolationView(readOnlyRoot: false),
+            in: dir
+        )
+        #expect(output == "done\n", "\(output)")
+    }
+
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aRootAgentCannotUnmaskWhatIsHidden() async throws {
         let dir = NSTemporaryDirectory() + "bwrap-unmask-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(dir)/state", withIntermediateDirectories: true)

@@ -51,4 +51,28 @@ import Testing
         #expect(view.boundBack == ["/srv/state/sandboxes/s1/repo"] && view.readOnly == ["/srv/state/sandboxes/s1/.sandbox.env"])
         #expect(view.visible == ["/srv/host"] && view.writable.contains("/srv/cache") && view.writable.contains("/home/agent/.codex"))
     }
+
+    /// Claude Code installed in `~/.claude/local` updates itself there: its program's places inside a writable path are
+    /// not bound read-only on top of it (the bind order lets the most specific path win).
+    @Test func anAgentProgramInsideAWritablePathStaysWritable() throws {
+        let home = NSTemporaryDirectory() + "runner-home-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(home)/.claude/local", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let runner = AgentRunner(
+            configuration: DispatchConfiguration(environment: [:]),
+            environment: ["HOME": home],
+            isolation: (.bwrap, "/usr/bin/bwrap")
+        )
+        let view = try #require(
+            runner.sandboxIsolation(
+                checkout: "/srv/state/sandboxes/s1/repo",
+                sandboxEnvFile: "/srv/state/sandboxes/s1/.sandbox.env",
+                hostCheckout: "/srv/host",
+                executable: "\(home)/.claude/local/claude",
+                readOnlyCheckout: false
+            )?.view
+        )
+        let real = URL(fileURLWithPath: home).resolvingSymlinksInPath().path
+        #expect(view.writable.contains("\(real)/.claude") && !view.visible.contains { $0.hasPrefix("\(real)/.claude") }, "\(view.visible)")
+    }
 }

@@ -216,7 +216,10 @@ extension JobRunner {
         )
         // In a pod the pod is the boundary; bubblewrap adds its namespaces when the pod allows them.
         let isolation = try Bubblewrap.resolve(configuration.isolation)
-        logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
+        logger.info(
+            isolation.mode == .bwrap ? "agents run in their own namespaces" : "agents run without namespaces: the pod is the boundary",
+            metadata: ["isolation": "\(isolation.mode.rawValue)"]
+        )
         let engine = DispatchEngine.standard(
             configuration: configuration,
             store: store,

@@ -223,8 +223,6 @@ enum ConsoleAssets {
               history.pushState(null, "", "/ui" + (next.toString() ? "?" + next : ""));
               route();
             };
-            select.addEventListener("change", () => apply({ status: select.value, before: "" }));
-            search.addEventListener("keydown", (event) => { if (event.key === "Enter") apply({ prefix: search.value.trim(), before: "" }); });
             const params = new URLSearchParams({ limit: "50" });
             if (status) params.set("status", status);
             if (prefix) params.set("prefix", prefix);
@@ -246,11 +244,23 @@ enum ConsoleAssets {
             const paging = el("div", { class: "controls" });
             if (before) paging.append(el("button", { type: "button", id: "newest" }, "Newest"));
             if (page.next) paging.append(el("button", { type: "button", id: "older" }, "Older"));
-            clear(main);
-            main.append(el("div", { class: "controls" }, select, search, el("span", { class: "muted" }, "refreshes every 3 s")),
-              rows.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["requestId", "status", "tool", "mode", "model", "age",
-                "duration"].map((name) => el("th", {}, name)))), el("tbody", {}, ...rows))
-                : el("p", { class: "muted" }, "No dispatches."), paging);
+            // The filter controls are made once per filter and left alone by the refresh (an open status menu, a
+            // search being typed, focus); only the rows and paging below them are redrawn.
+            let controls = main.querySelector(".controls[data-query]");
+            let body = document.getElementById("list-body");
+            if (!controls || controls.dataset.query !== location.search || !body) {
+              clear(main);
+              controls = el("div", { class: "controls", "data-query": location.search }, select, search,
+                el("span", { class: "muted" }, "refreshes every 3 s"));
+              body = el("div", { id: "list-body" });
+              main.append(controls, body);
+              select.addEventListener("change", () => apply({ status: select.value, before: "" }));
+              search.addEventListener("keydown", (event) => { if (event.key === "Enter") apply({ prefix: search.value.trim(), before: "" }); });
+            }
+            clear(body);
+            body.append(rows.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["requestId", "status", "tool", "mode", "model",
+              "age", "duration"].map((name) => el("th", {}, name)))), el("tbody", {}, ...rows))
+              : el("p", { class: "muted" }, "No dispatches."), paging);
             const older = document.getElementById("older");
             if (older) older.addEventListener("click", () => apply({ before: page.next }));
             const newest = document.getElementById("newest");
@@ -262,13 +272,6 @@ enum ConsoleAssets {
           }
 
           async function refreshList(mine) {
-            // Do not redraw over an edit in progress: a search text or a status not applied yet. Focus alone (left on
-            // the select or the box after applying a filter) does not stop the refresh.
-            const active = document.activeElement;
-            const applied = new URLSearchParams(location.search);
-            const editing = active && ((active.id === "prefix" && active.value.trim() !== (applied.get("prefix") || ""))
-              || (active.id === "status" && active.value !== (applied.get("status") || "")));
-            if (editing) { timer = setTimeout(() => refreshList(mine), 3000); return; }
             try {
               await summary();
               await list(mine);

@@ -72,8 +72,17 @@ def main():
     rss_via = peak_rss_kib([args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"], env, work)
 
     print(f"overhead: no-op agent direct median {direct_ms:.1f} ms, via `dispatch run` {via_ms:.1f} ms "
-          f"-> added {via_ms - direct_ms:.1f} ms (target <= 50 ms), ratio {via_ms / direct_ms:.1f}x over {args.runs} runs")
+          f"-> added {via_ms - direct_ms:.1f} ms (target <= 15 ms added), ratio {via_ms / direct_ms:.1f}x over {args.runs} runs")
     print(f"peak RSS: no-op direct {rss_direct} KiB, `dispatch run` {rss_via} KiB")
+
+    # Start-up alone: `dispatch --version` against the smallest process start, `/bin/true`, interleaved.
+    version, true = [], []
+    for i in range(args.runs):
+        true.append(timed(["/bin/true"], env, work)[0])
+        version.append(timed([args.dispatch, "--version"], env, work)[0])
+    version_ms, true_ms = statistics.median(version) * 1000, statistics.median(true) * 1000
+    print(f"start-up: `dispatch --version` median {version_ms:.1f} ms (target <= 10 ms), `/bin/true` {true_ms:.1f} ms "
+          f"-> ratio {version_ms / true_ms:.1f}x over {args.runs} runs")
 
     # The cost of the namespaces: the same no-op dispatch with and without bubblewrap, interleaved.
     if shutil.which("bwrap"):

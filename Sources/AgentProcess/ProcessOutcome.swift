@@ -38,8 +38,9 @@ package struct ProcessOutcome: Sendable, Equatable {
     package var cgroup: RunCgroup?
     /// The kernel killed a process of the run for passing its memory limit.
     package var outOfMemory = false
-    /// It ran in its own pid namespace and ended by itself: nothing of it is left to look for in `/proc`.
-    package var endedWithItsNamespace = false
+    /// It ran in its own pid namespace and ended by itself: its leftovers are looked for in `/proc` only while that
+    /// namespace lives (``ProcessSupervisor/endLeftovers(groupId:marker:grace:cgroup:isolatedExit:)``).
+    package var endedByItselfIsolated = false
 
     package init(ending: Ending, exitCode: Int32?, signal: Int32?, startedAt: Date, duration: Duration, pid: Int32, leftoversKilled: Int) {
         self.ending = ending

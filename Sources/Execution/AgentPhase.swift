@@ -56,8 +56,8 @@ package struct AgentPhase: Sendable {
         package var pendingSweep: pid_t?
         /// The last attempt's cgroups, ended and removed with those leftovers.
         package var pendingCgroup: RunCgroup?
-        /// Whether the pending sweep must scan `/proc` (not when the attempt ended with its pid namespace).
-        package var pendingScan = true
+        /// Whether the pending sweep's attempt ended by itself in its own pid namespace.
+        package var pendingIsolatedExit = false
 
         /// Ends the phase `failed` (or `cancelled`) with `failure`.
         mutating func end(_ failure: DispatchFailure) -> Outcome {
@@ -236,15 +236,17 @@ package struct AgentPhase: Sendable {
                 marker: spec.marker,
                 grace: supervisor.leftoverGrace,
                 cgroup: outcome.pendingCgroup,
-                scan: outcome.pendingScan
+                isolatedExit: outcome.pendingIsolatedExit
             )
-            (outcome.pendingSweep, outcome.pendingCgroup, outcome.pendingScan) = (nil, nil, true)
+            (outcome.pendingSweep, outcome.pendingCgroup, outcome.pendingIsolatedExit) = (nil, nil, false)
         }
         let process: ProcessOutcome
         do {
             process = try await supervisor.run(spec, limits: limits, finalEventSeen: probe, sweepLeftovers: !input.sweepAfterResult)
             if input.sweepAfterResult {
-                (outcome.pendingSweep, outcome.pendingCgroup, outcome.pendingScan) = (process.pid, process.cgroup, !process.endedWithItsNamespace)
+                (outcome.pendingSweep, outcome.pendingCgroup, outcome.pendingIsolatedExit) = (
+                    process.pid, process.cgroup, process.endedByItselfIsolated
+                )
             }
         } catch {
             let failure = DispatchFailure.message("\(input.request.tool.rawValue) could not be started for \(attempt.label): \(error)")

@@ -60,12 +60,18 @@ package struct HostBackend: ExecutionBackend {
         guard let group = outcome.pendingSweep else { return .ended(result, processesKilled: killed) }
         let marker = AgentEnvironment.marker(requestId: request.requestId)
         let cgroup = outcome.pendingCgroup
-        let scan = outcome.pendingScan
+        let isolatedExit = outcome.pendingIsolatedExit
         return .ended(
             result,
             processesKilled: killed,
             afterRecording: {
-                await supervisor.endLeftovers(groupId: group, marker: marker, grace: supervisor.leftoverGrace, cgroup: cgroup, scan: scan)
+                await supervisor.endLeftovers(
+                    groupId: group,
+                    marker: marker,
+                    grace: supervisor.leftoverGrace,
+                    cgroup: cgroup,
+                    isolatedExit: isolatedExit
+                )
             }
         )
     }

@@ -111,6 +111,8 @@ for run in 1...runs {
     var claimed = false
     claims.append(timed { claimed = warm.claim(into: planned) != nil })
     guard claimed else { fatalError("warm claim \(run) found no ready checkout") }
+    // As the sandbox backend does after each claim: the commit is still the wanted one, so the pool refills.
+    warm.wanted(sourceRepo: planned.sourceRepo, baseSha: planned.baseSha)
     // The pool refills behind each claim: wait, so the next claim is not timed against a checkout in progress.
     while warm.readyCount(sourceRepo: first.sourceRepo, baseSha: first.baseSha) < runs, Date().timeIntervalSince(filling) < 300 {
         Thread.sleep(forTimeInterval: 0.01)

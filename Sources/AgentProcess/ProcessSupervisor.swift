@@ -150,7 +150,8 @@ package struct ProcessSupervisor: Sendable {
         let pid = child.pid
         // Detached: a cancelled task's sleeps return at once, which would skip the SIGTERM grace.
         let grace = min(leftoverGrace, limits.killGrace)
-        // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:)``) once its result is out.
+        // Without `sweepLeftovers` the caller ends them (``endLeftovers(groupId:marker:grace:cgroup:isolatedExit:)``) once its result
+        // is out.
         let cgroup = watched.cgroup
         let outOfMemory = cgroup?.hadOutOfMemoryKill ?? false
         let isolatedExit = watched.isolated && ending == .exited

@@ -133,19 +133,20 @@ package struct RunCgroup: Sendable, Equatable {
     /// The files a joining process writes "0" (itself) to: `tasks`, not `cgroup.procs` (see `join_cgroup` in spawn.c).
     var joinFiles: [String] { directories.map { "\($0)/tasks" } }
 
+    /// The pids `directory`'s `cgroup.procs` lists, `nil` when it cannot be read.
+    static func listed(in directory: String) -> [pid_t]? {
+        (try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)).map { $0.split(separator: "\n").compactMap { pid_t($0) } }
+    }
+
     /// The run's live processes, whatever session, group or environment they escaped to.
     func members() -> [pid_t] {
-        guard let first = directories.first, let text = try? String(contentsOfFile: "\(first)/cgroup.procs", encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { pid_t($0) }.filter(ProcessScanner.isAlive)
+        directories.first.flatMap(Self.listed(in:))?.filter(ProcessScanner.isAlive) ?? []
     }
 
     /// Whether every cgroup of the run is known to hold no process: each `cgroup.procs` read and empty (v1 lists no
     /// exited process; one that cannot be read counts as holding some).
     func holdsNoProcess() -> Bool {
-        !directories.isEmpty
-            && directories.allSatisfy { directory in
-                (try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8))?.allSatisfy(\.isWhitespace) == true
-            }
+        !directories.isEmpty && directories.allSatisfy { Self.listed(in: $0)?.isEmpty == true }
     }
 
     /// SIGKILLs every process still in the run's cgroup, until none is left (they may fork while we look).

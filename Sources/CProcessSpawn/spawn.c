@@ -36,7 +36,7 @@ struct spawn_call {
     int stdin_fd, stdout_fd, stderr_fd;
     int child_umask;
     int death_signal;
-    const char *cgroup_procs[2];
+    const char *cgroup_tasks[2];
     long long rlimit_data;
     int rc;
     bool done;
@@ -68,7 +68,7 @@ static void child(const struct spawn_call *call, pid_t parent, int report) {
     }
     /* Into the run's cgroups before anything else: whatever it starts is counted and can be found. */
     for (int i = 0; i < 2; i++) {
-        if (call->cgroup_procs[i] != NULL && join_cgroup(call->cgroup_procs[i]) != 0) goto fail;
+        if (call->cgroup_tasks[i] != NULL && join_cgroup(call->cgroup_tasks[i]) != 0) goto fail;
     }
     if (call->rlimit_data > 0) {
         struct rlimit limit = {(rlim_t)call->rlimit_data, (rlim_t)call->rlimit_data};
@@ -159,11 +159,11 @@ static void start_spawner(void) {
 
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
               int stdin_fd, int stdout_fd, int stderr_fd, int child_umask, int death_signal,
-              const char *cgroup_procs_a, const char *cgroup_procs_b, long long rlimit_data) {
+              const char *cgroup_tasks_a, const char *cgroup_tasks_b, long long rlimit_data) {
     pthread_once(&started, start_spawner);
     if (start_error != 0) return start_error;
     struct spawn_call call = {pid, path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, child_umask, death_signal,
-                              {cgroup_procs_a, cgroup_procs_b}, rlimit_data, 0, false};
+                              {cgroup_tasks_a, cgroup_tasks_b}, rlimit_data, 0, false};
     pthread_mutex_lock(&lock);
     while (pending != NULL) pthread_cond_wait(&finished, &lock);
     pending = &call;

@@ -9,11 +9,11 @@
 /// process dies, however it dies (PR_SET_PDEATHSIG). `child_umask` >= 0 gives the child that umask (the
 /// operator's, while the runner itself keeps 077); -1 inherits the runner's. Returns 0 or an
 /// errno value (also a failed exec: a missing program, a missing cwd); never forks a shell.
-/// `cgroup_procs_a`/`_b` (or NULL): the v1 cgroups' `tasks` files the child joins before anything else (a run's cgroups);
+/// `cgroup_tasks_a`/`_b` (or NULL): the v1 cgroups' `tasks` files the child joins before anything else (a run's cgroups);
 /// `rlimit_data` > 0 sets RLIMIT_DATA; failing either fails the spawn.
 int cps_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *cwd,
               int stdin_fd, int stdout_fd, int stderr_fd, int child_umask, int death_signal,
-              const char *cgroup_procs_a, const char *cgroup_procs_b, long long rlimit_data);
+              const char *cgroup_tasks_a, const char *cgroup_tasks_b, long long rlimit_data);
 
 /// Sets the process umask and returns the previous one.
 int cps_set_umask(int mask);

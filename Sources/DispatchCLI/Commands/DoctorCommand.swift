@@ -31,12 +31,7 @@ struct DoctorCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = state.configuration()
         // The self-check itself, not a remembered pass (and nothing written to the state dir).
-        let isolation: (mode: IsolationMode, bwrap: String?)
-        do {
-            isolation = try Bubblewrap.resolve(configuration.isolation, cacheDirectory: nil)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        let isolation = try resolveIsolation(configuration, remembered: false)
         let limits = ResourceLimits(maxMemoryBytes: configuration.maxMemoryBytes, maxProcesses: configuration.maxProcesses)
         let report = Report(
             version: BuildInfo.version,

@@ -56,11 +56,12 @@ func warmPool(_ configuration: DispatchConfiguration, store: any DispatchStore, 
     )
 }
 
-/// The isolation a runner that starts agents uses: `DISPATCH_ISOLATION` after bubblewrap's self-check. Asked for
-/// but unusable is a usage error (exit 2), saying why.
-func resolveIsolation(_ configuration: DispatchConfiguration) throws -> (mode: IsolationMode, bwrap: String?) {
+/// The isolation a runner that starts agents uses: `DISPATCH_ISOLATION` after bubblewrap's self-check (a pass
+/// remembered in the state dir unless `remembered` is false). Asked for but unusable is a usage error (exit 2),
+/// saying why.
+func resolveIsolation(_ configuration: DispatchConfiguration, remembered: Bool = true) throws -> (mode: IsolationMode, bwrap: String?) {
     do {
-        return try Bubblewrap.resolve(configuration.isolation, cacheDirectory: configuration.stateDir)
+        return try Bubblewrap.resolve(configuration.isolation, cacheDirectory: remembered ? configuration.stateDir : nil)
     } catch {
         throw ValidationError(error.description)
     }

@@ -212,11 +212,6 @@ enum ConsoleAssets {
             const status = query.get("status") || "";
             const prefix = query.get("prefix") || "";
             const before = query.get("before") || "";
-            const select = el("select", { id: "status", "aria-label": "Status" },
-              ...["", "queued", "running", "completed", "failed", "cancelled"].map((value) =>
-                el("option", { value, selected: value === status }, value || "all statuses")));
-            const search = el("input", { id: "prefix", type: "search", value: prefix, placeholder: "requestId prefix",
-              "aria-label": "requestId prefix" });
             const apply = (changes) => {
               const next = new URLSearchParams(location.search);
               for (const [key, value] of Object.entries(changes)) { if (value) next.set(key, value); else next.delete(key); }
@@ -249,6 +244,11 @@ enum ConsoleAssets {
             let controls = main.querySelector(".controls[data-query]");
             let body = document.getElementById("list-body");
             if (!controls || controls.dataset.query !== location.search || !body) {
+              const select = el("select", { id: "status", "aria-label": "Status" },
+                ...["", "queued", "running", "completed", "failed", "cancelled"].map((value) =>
+                  el("option", { value, selected: value === status }, value || "all statuses")));
+              const search = el("input", { id: "prefix", type: "search", value: prefix, placeholder: "requestId prefix",
+                "aria-label": "requestId prefix" });
               clear(main);
               controls = el("div", { class: "controls", "data-query": location.search }, select, search,
                 el("span", { class: "muted" }, "refreshes every 3 s"));

@@ -152,7 +152,7 @@ let package = Package(
         .target(
             name: "DispatchTestSupport",
             dependencies: [
-                "DispatchCore", "AgentProcess", "DispatchStore", "PostgresStore", "Dispatcher", "Execution", "Sandbox",
+                "DispatchCore", "AgentProcess", "CProcessSpawn", "DispatchStore", "PostgresStore", "Dispatcher", "Execution", "Sandbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -441,7 +441,7 @@ package struct ProcessSupervisor: Sendable {
 func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// A NULL-terminated `char *[]` that frees its strings.
-private final class CStringArray {
+final class CStringArray {
     private(set) var pointers: [UnsafeMutablePointer<CChar>?]
 
     init(_ strings: [String]) {

@@ -141,7 +141,7 @@ import Testing
         // A fast writer with a bounded total, so the test costs a fraction of a second and 1 GB at most.
         let writer = try CommandRunner.start("/bin/sh", ["-c", "exec head -c 1000000000 /dev/zero > \"$0\"", path])
         defer {
-            writer.process.terminate()
+            writer.terminate()
             _ = writer.wait()
         }
         func size() -> Int {
@@ -150,7 +150,7 @@ import Testing
         }
         #expect(await eventually { size() > 1_000_000 })
         var largest = 0
-        while size() < 900_000_000, writer.process.isRunning {
+        while size() < 900_000_000, writer.isRunning {
             largest = max(largest, LogFile.tail(path, maxBytes: 1000).utf8.count)
         }
         #expect(largest <= 1000, "a tail of at most 1000 bytes, not whatever the writer added meanwhile (\(largest))")

@@ -50,7 +50,7 @@ import Testing
         try GitFixture.write(["a.txt": "later\n"], in: repo)
         try GitFixture.git(["commit", "-qam", "later"], in: repo)
         let sink = try await sink(failFirst: 1)
-        defer { sink.process.process.terminate() }
+        defer { sink.process.terminate() }
         let task = "fake:write=new.txt:x fake:rm=b.txt fake:answer=done"
         let env = environment(repo: repo, base: base, task: task, callback: sink.url)
         let run = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws")], environment: env)
@@ -81,7 +81,7 @@ import Testing
 
     @Test func missingEnvironmentIsAFailedResultNamingIt() async throws {
         let sink = try await sink()
-        defer { sink.process.process.terminate() }
+        defer { sink.process.terminate() }
         var env = environment(repo: "", base: "", task: "x", callback: sink.url)
         env["REPO_URL"] = ""
         let run = try CommandRunner.run(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws2")], environment: env)
@@ -112,7 +112,7 @@ import Testing
         let repo = dir.child("origin3")
         let base = try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
         let sink = try await sink()
-        defer { sink.process.process.terminate() }
+        defer { sink.process.terminate() }
         let env = environment(repo: repo, base: base, task: "fake:hang", callback: sink.url)
         let run = try CommandRunner.start(TestPaths.dispatchBinary, ["job-runner", "--workspace", dir.child("ws3")], environment: env)
         #expect(await eventually { !survivors(of: env["REQUEST_ID"]!).isEmpty })
@@ -150,7 +150,7 @@ import Testing
     @Test func aPrivateRepoIsClonedWithTheMountedGitCredentialsAndNeverWithoutThem() async throws {
         let secret = "S3cret-\(UUID().uuidString.prefix(6))"
         let repo = try await privateRepo(user: "bot", password: secret)
-        defer { repo.server.process.terminate() }
+        defer { repo.server.terminate() }
         let credentials = dir.child("git-credentials")
         try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
         try "bot\n".write(toFile: "\(credentials)/username", atomically: true, encoding: .utf8)

@@ -65,7 +65,7 @@ package final class FakeKubernetesAPI: Sendable {
     package let token: String
     let kubelet: Kubelet?
     private let state = Locked(State())
-    private let processes = Locked([String: Process]())
+    private let processes = Locked([String: RunningCommand]())
 
     /// Whether requests must carry `Bearer <token>` (off when TLS client certificates authenticate).
     let requireToken: Bool
@@ -351,26 +351,26 @@ package final class FakeKubernetesAPI: Sendable {
         let logFile = "\(kubelet.workRoot)/\(pod).log"
         try? FileManager.default.createDirectory(atPath: kubelet.workRoot, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kubelet.dispatchBinary)
-        process.arguments = ["job-runner", "--workspace", "\(kubelet.workRoot)/\(name)"]
-        process.environment = env
-        // One descriptor for both streams: the pod log interleaves them, as the container runtime does.
-        let output = FileHandle(forWritingAtPath: logFile)
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        process.terminationHandler = { [weak self] finished in self?.exited(name, status: finished.terminationStatus) }
         state.withLock {
             $0.logFiles[pod] = logFile
             $0.runnerEnv[name] = env
         }
-        do {
-            try process.run()
-        } catch {
-            return false
-        }
+        // One file for both streams: the pod log interleaves them, as the container runtime does.
+        guard
+            let process = try? CommandRunner.start(
+                kubelet.dispatchBinary,
+                ["job-runner", "--workspace", "\(kubelet.workRoot)/\(name)"],
+                environment: env,
+                inheritEnvironment: false,
+                outputPath: logFile
+            )
+        else { return false }
         processes.withLock { $0[name] = process }
+        let reaper = Thread { [weak self] in
+            let status = process.wait().exitCode
+            self?.exited(name, status: status)
+        }
+        reaper.start()
         return true
     }
 

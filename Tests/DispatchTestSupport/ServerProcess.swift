@@ -74,7 +74,7 @@ package final class ServerProcess: @unchecked Sendable {
         else {
             let output =
                 command.map { process -> String in
-                    process.process.terminate()
+                    process.terminate()
                     let result = process.wait()
                     return result.stderr
                 } ?? ""

@@ -1,3 +1,4 @@
+import CProcessSpawn
 import Foundation
 
 /// How agent processes are contained (CONTRACT §7): `bwrap` gives every process its own pid namespace, `/proc`
@@ -61,14 +62,19 @@ package enum Bubblewrap {
     }
 
     /// The bwrap options for `view`, running in `workingDirectory`: no capabilities (a root agent could otherwise
-    /// unmount what hides the runner), a new pid namespace (its init dies with the command, and everything in it
-    /// with the init), its own `/proc` and a minimal `/dev`; `diesWithParent` ties it to the runner.
+    /// unmount what hides the runner), new pid, IPC and UTS namespaces (its init dies with the command, and everything
+    /// in it with the init), its own `/proc` with `/proc/sys` and `/sys` read-only, and a minimal `/dev`;
+    /// `diesWithParent` ties it to the runner.
     package static func options(_ view: IsolationView, workingDirectory: String, diesWithParent: Bool) -> [String] {
-        var options = ["--cap-drop", "ALL", "--unshare-pid", view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/"]
-        options += ["--dev", "/dev", "--proc", "/proc"]
-        // The cgroup hierarchies read-only (and every hierarchy mounted under them): a root agent could otherwise move
-        // itself out of its run's cgroup, or raise its own limits, through a writable `/` in host mode.
-        options += ["--ro-bind-try", "/sys/fs/cgroup", "/sys/fs/cgroup"]
+        // Its own IPC namespace (a SysV segment or queue dies with the run, memory limit and all) and UTS namespace.
+        var options = ["--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        options += [view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        // The kernel's knobs read-only: sysctls and sysfs check the writer's uid, not its capabilities, so a uid-0 agent
+        // could set `kernel.core_pattern` (a program the kernel runs as root outside every namespace). `/proc/sys` is
+        // the host's, bound read-only over the new `/proc`'s; the cgroup hierarchies too, and every hierarchy mounted
+        // under them (an agent could otherwise leave its run's cgroup or raise its own limits in host mode).
+        options += ["--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
+        options += ["--ro-bind", "/sys", "/sys", "--ro-bind-try", "/sys/fs/cgroup", "/sys/fs/cgroup"]
         if view.privateTmp { options += ["--tmpfs", "/tmp"] }
         // The most specific path decides: a writable parent (an `DISPATCH_AGENT_RW_PATHS` entry holding the host
         // checkout) is bound first and the read-only checkout on top, a writable child inside a read-only one last.
@@ -102,27 +108,58 @@ package enum Bubblewrap {
 
     /// Why bwrap cannot contain a process here, or `nil` when it can: runs `true` in the namespaces agents get.
     package static func selfCheck(_ path: String) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments =
+        let arguments =
             options(IsolationView(readOnlyRoot: true, privateTmp: true), workingDirectory: "/", diesWithParent: true)
             + ["--", "/bin/sh", "-c", "grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
+        let run: (status: Int32, stderr: String)
         do {
-            try process.run()
+            run = try runToEnd(path, arguments)
         } catch {
-            return "\(path) cannot be started: \(error)"
+            return "\(path) cannot be started: \(error.message)"
         }
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile().prefix(500), as: UTF8.self)
-            return "\(path) cannot create namespaces without capabilities here (exit \(process.terminationStatus)): "
-                + text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard run.status == 0 else {
+            return
+                "\(path) cannot create namespaces without capabilities here (\(run.status > 128 ? "signal \(run.status - 128)" : "exit \(run.status)")): "
+                + run.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return nil
+    }
+
+    /// Runs `path` with `arguments` to its end through the spawner (a clean signal mask and default dispositions, as
+    /// every child of the runner gets): its exit code (128 + the signal for a signalled one) and the first 500 bytes it
+    /// wrote to stderr.
+    static func runToEnd(_ path: String, _ arguments: [String]) throws(AgentProcessError) -> (status: Int32, stderr: String) {
+        var pipeFds: [Int32] = [-1, -1]
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard null >= 0, pipe(&pipeFds) == 0 else {
+            if null >= 0 { close(null) }
+            throw AgentProcessError(code: .spawnFailed, message: "cannot start \(path): \(errnoText())", errno: errno)
+        }
+        defer { close(null) }
+        for fd in pipeFds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let argv = CStringArray([path] + arguments)
+        let envp = CStringArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+        var pid: pid_t = 0
+        let rc = argv.withPointer { argvPointer in
+            envp.withPointer { cps_spawn(&pid, path, argvPointer, $0, "/", null, null, pipeFds[1], -1, SIGKILL, nil, nil, 0) }
+        }
+        close(pipeFds[1])
+        defer { close(pipeFds[0]) }
+        guard rc == 0 else {
+            throw AgentProcessError(code: .spawnFailed, message: "cannot start \(path): \(String(cString: strerror(rc)))", errno: rc)
+        }
+        var kept = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(pipeFds[0], &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            if kept.count < 500 { kept += chunk[0..<min(count, 500 - kept.count)] }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let code = WaitStatus.exitCode(status) ?? 128 + (WaitStatus.signal(status) ?? 0)
+        return (code, String(decoding: kept, as: UTF8.self))
     }
 
     /// Resolves `DISPATCH_ISOLATION` (`auto`, `bwrap`, `none`): `auto` uses bubblewrap when the self-check passes;

@@ -29,6 +29,25 @@ package enum ProcessScanner {
     /// The kernel's start time of `pid` in clock ticks since boot (field 22 of `/proc/PID/stat`), to tell pid reuse apart.
     package static func startTime(_ pid: pid_t) -> UInt64? { readStat(pid)?.startTime }
 
+    /// What `/proc` says of a process.
+    package enum Presence: Sendable, Equatable {
+        /// It runs (and, when a start time was given, is the process that started then).
+        case running
+        /// Positively gone: no such process, a zombie, or another process under a reused pid.
+        case gone
+        /// The read failed for another reason (out of file descriptors, EMFILE): never taken as proof of death.
+        case unknown
+    }
+
+    /// Whether `pid` — the process that started at `startTime`, when given — runs, is gone, or cannot be told.
+    package static func presence(_ pid: pid_t, startTime: UInt64? = nil) -> Presence {
+        var failure: Int32 = 0
+        guard let stat = readStat(pid, failure: &failure) else { return failure == ENOENT || failure == ESRCH ? .gone : .unknown }
+        if stat.state == "Z" || stat.state == "X" { return .gone }
+        if let startTime, stat.startTime != startTime { return .gone }
+        return .running
+    }
+
     struct Stat {
         var state: Character
         var pgrp: pid_t
@@ -58,14 +77,27 @@ package enum ProcessScanner {
 
     /// The whole content of a small `/proc` file.
     static func readSmallFile(_ path: String) -> [UInt8]? {
+        var failure: Int32 = 0
+        return readSmallFile(path, failure: &failure)
+    }
+
+    /// The whole content of a small `/proc` file; `nil` with the errno in `failure` when it cannot be opened or read.
+    static func readSmallFile(_ path: String, failure: inout Int32) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else {
+            failure = errno
+            return nil
+        }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
             if count < 0 && errno == EINTR { continue }
+            if count < 0 {
+                failure = errno
+                return nil
+            }
             guard count > 0 else { break }
             bytes.append(contentsOf: buffer[0..<count])
         }
@@ -73,9 +105,18 @@ package enum ProcessScanner {
     }
 
     static func readStat(_ pid: pid_t) -> Stat? {
-        guard let bytes = readSmallFile("/proc/\(pid)/stat"), let text = String(bytes: bytes, encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
+        var failure: Int32 = 0
+        return readStat(pid, failure: &failure)
+    }
+
+    /// The parsed `/proc/PID/stat`; `nil` with the errno in `failure` when it cannot be read (ESRCH for a process
+    /// that ended while it was read).
+    static func readStat(_ pid: pid_t, failure: inout Int32) -> Stat? {
+        guard let bytes = readSmallFile("/proc/\(pid)/stat", failure: &failure) else { return nil }
+        guard let text = String(bytes: bytes, encoding: .utf8), let close = text.lastIndex(of: ")") else {
+            failure = bytes.isEmpty ? ESRCH : EINVAL
+            return nil
+        }
         // Fields after "(comm)": state ppid pgrp session ... starttime is field 22 overall (index 19 here).
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 19, let state = fields[0].first, let pgrp = pid_t(fields[2]), let session = pid_t(fields[3]),

@@ -112,7 +112,9 @@ package struct CgroupPlace: Sendable, Equatable {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
             let live = Self.live.withLock { $0 }
             for name in names where name.hasPrefix("run-") && !live.contains(name) {
-                if let owner = Self.owner(of: name), owner.pid != me, ProcessScanner.startTime(owner.pid) == owner.startTime { continue }
+                if let owner = Self.owner(of: name), owner.pid != me, ProcessScanner.presence(owner.pid, startTime: owner.startTime) != .gone {
+                    continue
+                }
                 rmdir("\(base)/\(name)")
             }
         }

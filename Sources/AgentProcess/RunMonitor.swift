@@ -125,7 +125,8 @@ package struct MonitorRecord: Sendable {
     /// pid and start tick may well name another process).
     func isRunning(_ started: Started) -> Bool {
         if let bootId = started.bootId, !bootId.isEmpty, bootId != Self.currentBootId { return false }
-        return ProcessScanner.isAlive(started.pid) && ProcessScanner.startTime(started.pid) == started.startTime
+        // A failed read of /proc (EMFILE) is not taken for its end: only a positive "gone" is.
+        return ProcessScanner.presence(started.pid, startTime: started.startTime) != .gone
     }
 
     static let currentBootId = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?

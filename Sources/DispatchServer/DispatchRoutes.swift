@@ -68,6 +68,8 @@ struct DispatchRoutes: Sendable {
             submission = try await service.submit(parsed)
         } catch let refused as DispatchService.Refused {
             throw APIError(status: .serviceUnavailable, message: refused.description)
+        } catch let error as RequestValidationError {
+            throw APIError.badRequest(error.description, field: error.field)
         }
         let body = SubmitResponse(
             requestId: parsed.requestId,

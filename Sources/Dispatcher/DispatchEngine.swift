@@ -67,7 +67,10 @@ package final class DispatchEngine: Sendable {
     }
 
     /// Records `request` in `status` (`running` or `queued`) unless its id is known: the atomic dedupe.
+    /// A request its backend refuses (a `cwd` inside the runner's hidden parts) throws its ``RequestValidationError``
+    /// and records nothing.
     package func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> StoreInsertOutcome {
+        if let refusal = backend(for: request)?.refusal(of: request) { throw refusal }
         var result = DispatchResult(request: request, status: status)
         // The backend is fixed at admission: a later change of the default does not move a request.
         if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }

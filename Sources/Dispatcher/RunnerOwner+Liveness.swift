@@ -25,13 +25,13 @@ extension RunnerOwner {
         return true
     }
 
-    /// Whether the owning process is known to be gone. Owners on other hosts are never presumed dead.
+    /// Whether the owning process is known to be gone. Owners on other hosts are never presumed dead, nor is one whose
+    /// `/proc` entry could not be read.
     package var isKnownDead: Bool {
         guard host == Self.hostName else { return false }
         if let bootId, let current = Self.currentBootId, bootId != current { return true }
-        guard ProcessScanner.isAlive(pid) else { return true }
-        if let startTime, let now = ProcessScanner.startTime(pid), now != startTime { return true }
-        return false
+        // Only a positive answer: a failed read of /proc (EMFILE while an agent holds every descriptor) is not death.
+        return ProcessScanner.presence(pid, startTime: startTime) == .gone
     }
 
     /// Whether this owner is the calling process.

@@ -53,6 +53,18 @@ package struct AgentRunner: Sendable {
         return (Array(Set(real.filter { !inside($0) })).sorted(), files.map(Self.realPath).filter { !inside($0) })
     }
 
+    /// Why an agent may not run in `cwd` (the request's, else the default work dir): it lies inside a part of the
+    /// runner that agents must not see (CONTRACT §7) — binding it for the agent would show it that part. `nil` when
+    /// it may. Symlinks are resolved on both sides, so a link into the state dir is refused too.
+    package func workDirRefusal(_ request: DispatchRequest) -> RequestValidationError? {
+        let cwd = Self.realPath(request.cwd ?? configuration.defaultWorkdir)
+        let hidden = hiddenParts
+        let inside = hidden.directories.first { cwd == $0 || cwd.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+        guard let place = inside ?? hidden.files.first(where: { cwd == $0 || cwd.hasPrefix($0 + "/") }) else { return nil }
+        let what = request.cwd == nil ? "the default work dir \(cwd)" : cwd
+        return RequestValidationError(field: "cwd", message: "\(what) lies inside \(place), which agents must not see")
+    }
+
     /// Sockets of services that start processes outside the agent's namespace on request (a container engine, the
     /// system bus and systemd): through one, an agent could leave something running after its dispatch, or run
     /// as the machine's root. Hidden where they exist.

@@ -10,6 +10,10 @@ package protocol ExecutionBackend: Sendable {
     /// Runs the request to an outcome within the context's deadline. Never throws: every failure is an outcome.
     func run(_ context: BackendContext) async -> BackendOutcome
 
+    /// Why this backend will not run `request`, decided before anything is recorded (a `cwd` inside the runner's
+    /// hidden parts); `nil` when it will.
+    func refusal(of request: DispatchRequest) -> RequestValidationError?
+
     /// Whether a run this backend started outlives the process that started it, so that a new runner can
     /// ``attach(_:)`` to it after a restart (a k8s Job runs on; a local process died with its runner).
     var followsAfterRestart: Bool { get }
@@ -33,6 +37,9 @@ package protocol ExecutionBackend: Sendable {
 }
 
 extension ExecutionBackend {
+    /// Refuses nothing.
+    package func refusal(of request: DispatchRequest) -> RequestValidationError? { nil }
+
     /// Local runs do not outlive their runner.
     package var followsAfterRestart: Bool { false }
 

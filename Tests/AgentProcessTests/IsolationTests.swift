@@ -1,3 +1,4 @@
+import DispatchTestSupport
 import Foundation
 import Testing
 
@@ -88,6 +89,34 @@ import Testing
             in: dir
         )
         #expect(output == "done\n", "\(output)")
+    }
+
+    /// The attack that got a root agent full root outside every namespace: sysctls check the writer's uid, so without a
+    /// read-only `/proc/sys` a uid-0 agent could set `kernel.core_pattern` to a program the kernel runs as root. Writes
+    /// the current `kernel.pid_max` back (harmless), a sysfs file likewise, and leaves a SysV segment behind.
+    @Test(.enabled(if: Bubblewrap.locate() != nil)) func kernelKnobsAreReadOnlyAndIPCDiesWithTheRun() async throws {
+        let dir = NSTemporaryDirectory() + "bwrap-sysctl-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script =
+            "v=$(cat /proc/sys/kernel/pid_max); echo $v > /proc/sys/kernel/pid_max 2>/dev/null && echo SYSCTL-WRITTEN; "
+            + "f=/sys/kernel/mm/transparent_hugepage/enabled; [ -e $f ] && touch $f 2>/dev/null && echo SYSFS-WRITTEN; "
+            + "ipcmk -M 4096 -p 0600 >/dev/null 2>&1; echo $(ipcs -m | grep -c '^0x') segments; echo done"
+        let segments = { try CommandRunner.run("/bin/sh", ["-c", "ipcs -m | grep -c '^0x'"]).stdout }
+        for root in [false, true] {
+            let before = try segments()
+            let seen = try await isolated(script, view: IsolationView(readOnlyRoot: root), in: dir)
+            #expect(seen.hasSuffix("done\n") && !seen.contains("WRITTEN"), "a kernel knob was writable (readOnlyRoot \(root)): \(seen)")
+            #expect(seen.split(separator: "\n").contains("1 segments"), "the agent sees only its own segment: \(seen)")
+            #expect(try segments() == before, "the agent's SysV segment outlived it")
+        }
+        if getuid() == 0 {
+            let bare = try CommandRunner.run(
+                "/bin/sh",
+                ["-c", "v=$(cat /proc/sys/kernel/pid_max); echo $v > /proc/sys/kernel/pid_max && echo SYSCTL-WRITTEN"]
+            )
+            #expect(bare.stdout.contains("SYSCTL-WRITTEN"), "uncontained, the same write works (the check can fail): \(bare.stderr)")
+        }
     }
 
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aRootAgentCannotUnmaskWhatIsHidden() async throws {

@@ -162,6 +162,36 @@ import Testing
         }
     }
 
+    /// A `cwd` inside the runner's own parts would bind them into the agent's view (a `read-only` work dir is bound on
+    /// top of what hides them): 400 naming `cwd`, in either mode, through a symlink too, and nothing recorded.
+    @Test func aWorkDirInsideTheRunnersHiddenPartsIsRefused() async throws {
+        let state = dir.child("hidden-cwd")
+        let server = ServerProcess(stateDir: state)
+        try await server.start()
+        defer { server.stop() }
+        let link = dir.child("link-to-inbox")
+        try? FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "\(state)/inbox")
+        let cases: [(cwd: String, mode: String)] = [("\(state)/inbox", "host"), ("\(state)/inbox", "sandbox"), (state, "host"), (link, "host")]
+        for (index, row) in cases.enumerated() {
+            let id = "hidden-cwd-\(index)"
+            let reply = try await server.dispatch([
+                "requestId": id, "task": "fake:answer=x", "tool": "codex", "cwd": row.cwd, "executionMode": row.mode, "sandbox": "read-only",
+            ])
+            #expect(reply.status == 400 && reply.json?["field"] as? String == "cwd", "\(row): \(reply.text)")
+            #expect(reply.text.contains("which agents must not see"), "\(reply.text)")
+            #expect(try await server.send(.GET, "/internal/agent-result/\(id)").status == 404, "\(row): nothing recorded")
+        }
+        let run = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            [
+                "run", "--tool", "codex", "--task", "fake:answer=x", "--cwd", dir.child("hidden-cwd-run/inbox"), "--state-dir",
+                dir.child("hidden-cwd-run"),
+            ],
+            environment: ["DISPATCH_CODEX_BIN": TestPaths.fake("codex")]
+        )
+        #expect(run.exitCode == 2 && run.stderr.contains("invalid cwd"), "\(run.exitCode) \(run.stderr)")
+    }
+
     @Test func nothingTheServiceWritesIsReadableByOthers() async throws {
         let state = dir.child("private")
         // A state dir left behind by an older version, readable by everyone.

@@ -61,6 +61,8 @@ struct RunCommand: AsyncParsableCommand {
                 reason: { "cancelled by \($0) to dispatch run" },
                 work: { try await engine.runOnce(parsed, token: token) }
             )
+        } catch let error as RequestValidationError {
+            throw ValidationError(error.description)
         } catch let error as DispatchEngineError {
             Output.error("dispatch \(parsed.requestId): \(error)")
             throw DispatchExit.failed

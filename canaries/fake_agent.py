@@ -32,6 +32,9 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:binary=PATH          write a small binary file
   fake:sparse=PATH:BYTES    create PATH as a sparse file of BYTES (a huge file without the disk writes)
   fake:commit=MESSAGE       git add -A && git commit -m MESSAGE (in cwd)
+  fake:git-config=KEY:VAL   git config KEY VAL in cwd's repository (an agent rewriting its own .git/config)
+  fake:symlink=PATH:TARGET  create PATH as a symlink to TARGET
+  fake:many=DIR:N           write N one-line files into DIR
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
@@ -388,6 +391,18 @@ def main():
                 f.write(bytes(range(256)) * 4)
         elif key == "probe":
             probe(value)
+        elif key == "git-config":
+            name, _, setting = value.partition(":")
+            subprocess.run(["git", "config", name, setting], check=True)
+        elif key == "many":
+            directory, _, count = value.partition(":")
+            os.makedirs(directory, exist_ok=True)
+            for i in range(int(count)):
+                with open(os.path.join(directory, f"f{i:06d}"), "w") as f:
+                    f.write("x\n")
+        elif key == "symlink":
+            path, _, target = value.partition(":")
+            os.symlink(target, path)
         elif key == "commit":
             subprocess.run(["git", "add", "-A"], check=True)
             subprocess.run(["git", "-c", "user.name=fake", "-c", "user.email=fake@example.invalid", "commit", "-q", "-m", value], check=True)

@@ -106,14 +106,17 @@ package enum Bubblewrap {
         return options
     }
 
-    /// Why bwrap cannot contain a process here, or `nil` when it can: runs `true` in the namespaces agents get.
-    package static func selfCheck(_ path: String) -> String? {
-        let arguments =
-            options(IsolationView(readOnlyRoot: true, privateTmp: true), workingDirectory: "/", diesWithParent: true)
+    /// What the self-check runs: a capability check in the namespaces and view agents get.
+    static var selfCheckArguments: [String] {
+        options(IsolationView(readOnlyRoot: true, privateTmp: true), workingDirectory: "/", diesWithParent: true)
             + ["--", "/bin/sh", "-c", "grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status"]
+    }
+
+    /// Why bwrap cannot contain a process here, or `nil` when it can: runs a check in the namespaces agents get.
+    package static func selfCheck(_ path: String) -> String? {
         let run: (status: Int32, stderr: String)
         do {
-            run = try runToEnd(path, arguments)
+            run = try runToEnd(path, selfCheckArguments)
         } catch {
             return "\(path) cannot be started: \(error.message)"
         }

@@ -2,7 +2,8 @@ import Foundation
 
 /// bubblewrap's start-up self-check costs a process start in namespaces (6–14 ms here) on every `dispatch run`; a
 /// pass is remembered in the state dir for as long as nothing it depends on changes: the same boot, the same `bwrap`
-/// (path, size, modification time), the same user and the same user-namespace settings of the kernel. A failure is
+/// (path, size, modification time), the same user, the same user-namespace settings of the kernel and the same
+/// options checked. A failure is
 /// never remembered: it is checked again each time, and says why.
 enum IsolationCheckCache {
     /// What a remembered pass holds for.
@@ -13,6 +14,8 @@ enum IsolationCheckCache {
         var modifiedNs: Int64
         var uid: UInt32
         var userNamespaces: String
+        /// The bwrap options the check ran with: a release that adds one (a namespace) checks again.
+        var options: String
     }
 
     static func file(in directory: String) -> String { "\(directory)/isolation-check.json" }
@@ -32,7 +35,8 @@ enum IsolationCheckCache {
             size: Int64(info.st_size),
             modifiedNs: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
             uid: geteuid(),
-            userNamespaces: settings
+            userNamespaces: settings,
+            options: Bubblewrap.selfCheckArguments.joined(separator: " ")
         )
     }
 

@@ -43,30 +43,42 @@ extension Repository {
     /// non-ignored files with their content, deletions, mode changes and binary files, streamed as one
     /// `git apply --binary`-able patch into `patchFile` (never built in memory). A path whose old or new side is
     /// larger than `maxFileBytes` is skipped before libgit2 reads it and reported in ``WorkingTreeChange/omitted``.
-    package func workingTreeChange(from base: ObjectID, writingPatchTo patchFile: String, maxFileBytes: Int64) throws(GitError) -> WorkingTreeChange {
+    /// Submodules are not looked into (their own `.git` is not ours to trust). `cancellation` stops the work within one
+    /// file: the diff, the hashing and the printing each give up once it is set.
+    package func workingTreeChange(
+        from base: ObjectID,
+        writingPatchTo patchFile: String,
+        maxFileBytes: Int64,
+        cancellation: CheckoutCancellation? = nil
+    ) throws(GitError) -> WorkingTreeChange {
         let tree = try tree(of: base)
         var options = git_diff_options()
         try check(git_diff_options_init(&options, UInt32(GIT_DIFF_OPTIONS_VERSION)), "prepare diff")
         options.flags =
             GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
             | GIT_DIFF_SHOW_UNTRACKED_CONTENT.rawValue | GIT_DIFF_SHOW_BINARY.rawValue | GIT_DIFF_INCLUDE_TYPECHANGE.rawValue
+            | GIT_DIFF_IGNORE_SUBMODULES.rawValue
+        options.ignore_submodules = GIT_SUBMODULE_IGNORE_ALL
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, handle), "open the object database")
         defer { git_odb_free(odb) }
-        let sizes = SizeGate(workdir: workdir ?? "", odb: odb!, limit: maxFileBytes)
+        let sizes = SizeGate(workdir: workdir ?? "", odb: odb!, limit: maxFileBytes, cancellation: cancellation)
         let gate = Unmanaged.passRetained(sizes)
         defer { gate.release() }
         options.payload = gate.toOpaque()
         options.notify_cb = { _, delta, _, payload in
             guard let delta, let payload else { return 0 }
-            let gate = Unmanaged<SizeGate>.fromOpaque(payload).takeUnretainedValue()
-            return gate.admit(delta.pointee) ? 0 : 1  // > 0 skips the delta
+            return Unmanaged<SizeGate>.fromOpaque(payload).takeUnretainedValue().admit(delta.pointee)
+        }
+        options.progress_cb = { _, _, _, payload in
+            guard let payload else { return 0 }
+            return Unmanaged<SizeGate>.fromOpaque(payload).takeUnretainedValue().cancellation?.isCancelled == true ? -1 : 0
         }
         var diff: OpaquePointer?
         try check(git_diff_tree_to_workdir_with_index(&diff, handle, tree.pointer, &options), "diff \(base) against the working tree")
         defer { git_diff_free(diff) }
         let entries = Self.entries(of: diff!)
-        let sink = PatchSink(path: patchFile)
+        let sink = PatchSink(path: patchFile, cancellation: cancellation)
         guard sink.fd >= 0 else {
             throw GitError(code: .failed, operation: "open \(patchFile) for the patch", message: String(cString: strerror(errno)))
         }
@@ -85,6 +97,7 @@ extension Repository {
             },
             retained.toOpaque()
         )
+        if cancellation?.isCancelled == true { throw GitError(code: .failed, operation: "export the patch", message: "stopped: the budget ended") }
         if sink.failed != 0 {
             throw GitError(code: .failed, operation: "write the patch to \(patchFile)", message: String(cString: strerror(sink.failed)))
         }
@@ -111,9 +124,16 @@ extension Repository {
     }
 
     /// Paths touched by the commits in `base..head` (each against its first parent).
-    package func pathsChangedByCommits(from base: ObjectID, to head: ObjectID) throws(GitError) -> Set<String> {
+    package func pathsChangedByCommits(
+        from base: ObjectID,
+        to head: ObjectID,
+        cancellation: CheckoutCancellation? = nil
+    ) throws(GitError) -> Set<String> {
         var paths = Set<String>()
         for commit in try commits(from: base, to: head) {
+            if cancellation?.isCancelled == true {
+                throw GitError(code: .failed, operation: "list changed paths", message: "stopped: the budget ended")
+            }
             for entry in try changedPaths(from: try firstParent(of: commit), to: commit) {
                 paths.insert(entry.oldPath)
                 paths.insert(entry.newPath)
@@ -170,15 +190,23 @@ private final class SizeGate {
     let workdir: String
     let odb: OpaquePointer
     let limit: Int64
+    let cancellation: CheckoutCancellation?
     var omitted: [OmittedPath] = []
 
-    init(workdir: String, odb: OpaquePointer, limit: Int64) {
+    init(workdir: String, odb: OpaquePointer, limit: Int64, cancellation: CheckoutCancellation?) {
         self.workdir = workdir
         self.odb = odb
         self.limit = limit
+        self.cancellation = cancellation
     }
 
-    func admit(_ delta: git_diff_delta) -> Bool {
+    /// 0 takes the delta, 1 skips it (too large), -1 stops the diff (cancelled).
+    func admit(_ delta: git_diff_delta) -> Int32 {
+        if cancellation?.isCancelled == true { return -1 }
+        return fits(delta) ? 0 : 1
+    }
+
+    private func fits(_ delta: git_diff_delta) -> Bool {
         var largest: Int64 = 0
         if let path = delta.new_file.path {
             var info = stat()
@@ -200,14 +228,17 @@ private final class SizeGate {
 /// Writes printed patch lines to a file descriptor as `git_diff_to_buf` would lay them out.
 private final class PatchSink {
     let fd: Int32
+    let cancellation: CheckoutCancellation?
     var written: Int64 = 0
     var failed: Int32 = 0
 
-    init(path: String) {
+    init(path: String, cancellation: CheckoutCancellation?) {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        self.cancellation = cancellation
     }
 
     func write(_ line: git_diff_line) -> Bool {
+        if cancellation?.isCancelled == true { return false }
         let origin = UInt8(bitPattern: line.origin)
         if [UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: " ")].contains(origin) {
             var byte = origin

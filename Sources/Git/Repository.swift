@@ -24,6 +24,33 @@ package final class Repository {
         self.init(handle: repo!)
     }
 
+    /// Opens a checkout an agent worked in, trusting nothing in it (CONTRACT §7): its `.git` must be a plain directory
+    /// of the checkout (not a symlink, not a `gitdir:` file, no `commondir` redirect); it is opened bare, so
+    /// `core.worktree` is never read, with an empty configuration in place of every level (the repository's, the
+    /// user's, the system's), so `core.symlinks` and the rest keep libgit2's defaults (symlinks are exported as links,
+    /// never followed); and its work tree is the checkout itself.
+    package static func openUntrusted(checkout: String) throws(GitError) -> Repository {
+        Libgit2.ensureInitialized()
+        func refuse(_ why: String) -> GitError { GitError(code: .failed, operation: "open the checkout \(checkout)", message: why) }
+        guard let resolved = realpath(checkout, nil) else { throw refuse("it does not exist") }
+        let root = String(cString: resolved)
+        free(resolved)
+        let dotGit = "\(root)/.git"
+        var info = stat()
+        guard lstat(dotGit, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { throw refuse(".git is not a directory of the checkout") }
+        guard lstat("\(dotGit)/commondir", &info) != 0 else { throw refuse(".git/commondir points elsewhere") }
+        var raw: OpaquePointer?
+        try check(git_repository_open_bare(&raw, dotGit), "open \(dotGit)")
+        let repo = Repository(handle: raw!)
+        guard repo.gitDir == dotGit, repo.commonDir == dotGit else { throw refuse(".git resolves outside the checkout") }
+        var config: OpaquePointer?
+        try check(git_config_new(&config), "prepare an empty configuration")
+        defer { git_config_free(config) }
+        try check(git_repository_set_config(raw, config), "set aside the configuration of \(dotGit)")
+        try check(git_repository_set_workdir(raw, root, 0), "set the work tree of \(dotGit) to \(root)")
+        return repo
+    }
+
     /// Opens the repository containing `path`, searching upwards like `git` does.
     package static func discover(containing path: String) throws(GitError) -> Repository {
         Libgit2.ensureInitialized()

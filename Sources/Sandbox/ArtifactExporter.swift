@@ -17,54 +17,79 @@ package struct ArtifactExporter: Sendable {
         self.maxPatchFileBytes = maxPatchFileBytes
     }
 
-    /// Blocking; call through ``BlockingWork``. Writes `artifacts/changes.patch` and `artifacts/artifacts.json` atomically.
-    package func export(_ sandbox: LocalSandbox) throws -> Artifacts {
+    /// Most paths listed in `touchedFiles`; the rest are counted (`touchedFilesCount`, `touchedFilesTruncated`).
+    package static let maxTouchedFiles = 10_000
+
+    /// Blocking; call through ``BlockingWork``. Writes `artifacts/changes.patch` and `artifacts/artifacts.json`
+    /// atomically. Trusts nothing the agent left in the checkout (``Repository/openUntrusted(checkout:)``); once
+    /// `cancellation` is set it stops within one file and writes nothing more.
+    package func export(_ sandbox: LocalSandbox, cancellation: CheckoutCancellation? = nil) throws -> Artifacts {
         do {
-            let repo = try Repository(path: sandbox.repoPath)
+            let repo = try Repository.openUntrusted(checkout: sandbox.repoPath)
             guard let base = ObjectID(hex: sandbox.baseSha) else {
                 throw SandboxError(code: .exportFailed, message: "base \(sandbox.baseSha) is not a full commit id")
             }
             let head = try repo.headCommit()
             let patchPath = "\(sandbox.artifactsDir)/changes.patch"
             try FileManager.default.createDirectory(atPath: sandbox.artifactsDir, withIntermediateDirectories: true)
+            Self.removeLeftTempFiles(in: sandbox.artifactsDir)
             // Streamed to a private temp file, then renamed: readers never see half a patch, and memory stays flat.
             let temp = "\(sandbox.artifactsDir)/.changes.patch.tmp-\(getpid())"
             let change: WorkingTreeChange
+            var touched = Set<String>()
             do {
-                change = try repo.workingTreeChange(from: base, writingPatchTo: temp, maxFileBytes: maxPatchFileBytes)
+                change = try repo.workingTreeChange(from: base, writingPatchTo: temp, maxFileBytes: maxPatchFileBytes, cancellation: cancellation)
+                for entry in change.entries {
+                    touched.insert(entry.oldPath)
+                    touched.insert(entry.newPath)
+                }
+                for omitted in change.omitted { touched.insert(omitted.path) }
+                if let head, head != base {
+                    touched.formUnion(try repo.pathsChangedByCommits(from: base, to: head, cancellation: cancellation))
+                }
+                try Self.stopIfCancelled(cancellation)
                 guard rename(temp, patchPath) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
             } catch {
                 unlink(temp)
                 throw error
             }
-            var touched = Set<String>()
-            for entry in change.entries {
-                touched.insert(entry.oldPath)
-                touched.insert(entry.newPath)
-            }
-            for omitted in change.omitted { touched.insert(omitted.path) }
-            if let head, head != base {
-                touched.formUnion(try repo.pathsChangedByCommits(from: base, to: head))
-            }
             touched.remove("")
             let inline = change.patchBytes <= Int64(Self.maxInlinePatchBytes)
-            let omitted = change.omitted.map {
+            let omitted = change.omitted.prefix(Self.maxTouchedFiles).map {
                 Artifacts.OmittedFile(path: $0.path, bytes: $0.bytes, reason: "larger than \(maxPatchFileBytes) bytes")
             }
-            let artifacts = Artifacts(
+            let listed = touched.count > Self.maxTouchedFiles ? Array(touched.sorted().prefix(Self.maxTouchedFiles)) : touched.sorted()
+            var artifacts = Artifacts(
                 headSha: head?.hex,
-                touchedFiles: touched.sorted(),
+                touchedFiles: listed,
                 patch: inline ? LogFile.read(patchPath) : nil,
                 patchPath: patchPath,
                 patchTruncated: inline ? nil : true,
-                omittedFromPatch: omitted.isEmpty ? nil : omitted
+                omittedFromPatch: omitted.isEmpty ? nil : Array(omitted)
             )
+            if touched.count > Self.maxTouchedFiles {
+                artifacts.touchedFilesCount = touched.count
+                artifacts.touchedFilesTruncated = true
+            }
+            try Self.stopIfCancelled(cancellation)
             try AtomicFile.write(try StoreJSON.encode(artifacts), to: "\(sandbox.artifactsDir)/artifacts.json")
             return artifacts
         } catch let error as SandboxError {
             throw error
         } catch {
             throw SandboxError(code: .exportFailed, message: "cannot export artifacts from \(sandbox.repoPath): \(error)", underlying: error)
+        }
+    }
+
+    /// Throws once the budget has ended: nothing is written after the terminal result.
+    static func stopIfCancelled(_ cancellation: CheckoutCancellation?) throws {
+        if cancellation?.isCancelled == true { throw SandboxError(code: .timedOut, message: "artifact export stopped: the budget ended") }
+    }
+
+    /// Temp patches an export killed midway (kill -9) left behind.
+    static func removeLeftTempFiles(in directory: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".changes.patch.tmp-") {
+            unlink("\(directory)/\(name)")
         }
     }
 }

@@ -41,7 +41,9 @@ extension BlockingWork {
         _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
         let timer = Task {
-            try? await Task.sleep(for: timeout)
+            // Only a limit that passed cancels: a timer cancelled because the work ended must not (it did, at random,
+            // and a quick failure was then reported as a timeout).
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
             cancellation.cancel()
         }
         let outcome: Result<T, any Error> = await withTaskCancellationHandler {

@@ -201,8 +201,10 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let exportTimeout = max(deadline.remaining, .milliseconds(Self.minimumExportMs))
         let maxPatchFileBytes = configuration.maxPatchFileBytes
         do {
-            var artifacts = try await BlockingWork.run("artifact export", timeout: exportTimeout) {
-                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(sandbox)
+            // Stopped and waited for at the limit: nothing of the export is written after the result.
+            let cancellation = CheckoutCancellation()
+            var artifacts = try await BlockingWork.run("artifact export", timeout: exportTimeout, cancellation: cancellation) {
+                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(sandbox, cancellation: cancellation)
             }
             artifacts.verification = verification
             result.artifacts = artifacts
@@ -241,8 +243,9 @@ package struct LocalSandboxBackend: ExecutionBackend {
         var result = result
         let maxPatchFileBytes = configuration.maxPatchFileBytes
         if let info = result.localSandbox {
-            result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30)) {
-                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info))
+            let cancellation = CheckoutCancellation()
+            result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30), cancellation: cancellation) {
+                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info), cancellation: cancellation)
             }
         }
         await finishLedger(result.requestId, result: &result)

@@ -69,6 +69,73 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: "\(sandbox.path)/sandbox.json"))
     }
 
+    /// The agent rewrites its own `.git/config`: `core.worktree` at the runner's state dir (the export read the state
+    /// dir into the patch), and `core.symlinks=false` with a link to a secret (the export read the secret's content).
+    /// The export reads only the checkout: no secret and no state file in the patch, its file or `touchedFiles`; the
+    /// link is exported as a link.
+    @Test func theExportTrustsNothingTheAgentWroteIntoItsGitConfig() async throws {
+        let secret = "SECRET-\(UUID().uuidString)"
+        let secretFile = "\(fixture.configuration.stateDir)/secret-token"
+        try Data(secret.utf8).write(to: URL(fileURLWithPath: secretFile))
+        let attacks = [
+            "fake:git-config=core.worktree:\(fixture.configuration.stateDir) fake:write=x.txt:x",
+            "fake:git-config=core.symlinks:false fake:symlink=leak:\(secretFile)",
+        ]
+        for task in attacks {
+            let result = try await fixture.run(sandboxRequest(task))
+            #expect(result.status == .completed, "\(task): \(result.error ?? "")")
+            let artifacts = try #require(result.artifacts)
+            let patch = try String(contentsOfFile: try #require(artifacts.patchPath), encoding: .utf8)
+            #expect(!patch.contains(secret) && !(artifacts.patch ?? "").contains(secret), "\(task): the secret is in the patch")
+            #expect(!artifacts.touchedFiles.contains { $0.contains("secret-token") || $0.contains("dispatch.sqlite") }, "\(artifacts.touchedFiles)")
+            #expect(!patch.contains("dispatch.sqlite") && !patch.contains("inbox/"), "\(task): the state dir is in the patch")
+        }
+        // A `.git` that is a link (to a repository the agent chose) is refused, not followed.
+        let moved = try await fixture.run(sandboxRequest("fake:mv=.git:elsewhere.git fake:symlink=.git:elsewhere.git"))
+        #expect(
+            moved.status == .failed && moved.error?.contains(".git is not a directory of the checkout") == true,
+            "\(moved.error ?? "") \(moved.logs?.stderr ?? "")"
+        )
+        let link = try await fixture.run(sandboxRequest(attacks[1]))
+        #expect(link.artifacts?.touchedFiles == ["leak"])
+        #expect(link.artifacts?.patch?.contains("new file mode 120000") == true, "the link is exported as a link: \(link.artifacts?.patch ?? "")")
+    }
+
+    /// `touchedFiles` is bounded: the first 10,000 paths in order, with the count and `touchedFilesTruncated`.
+    @Test func touchedFilesAreBoundedAndCounted() async throws {
+        let result = try await fixture.run(sandboxRequest("fake:many=gen:10005 fake:write=a.txt:changed"))
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        let artifacts = try #require(result.artifacts)
+        #expect(artifacts.touchedFiles.count == 10_000 && artifacts.touchedFiles.first == "a.txt")
+        #expect(artifacts.touchedFilesCount == 10_006 && artifacts.touchedFilesTruncated == true)
+        let small = try await fixture.run(sandboxRequest("fake:write=a.txt:changed"))
+        #expect(small.artifacts?.touchedFilesCount == nil && small.artifacts?.touchedFilesTruncated == nil)
+    }
+
+    /// An export that would bust the budget (many large sparse files, a short timeout) ends on time and writes
+    /// nothing after the result: no file of the run's artifacts changes later, and no temp file is left.
+    @Test func anExportPastItsBudgetStopsAndWritesNothingAfterTheResult() async throws {
+        let task = (0..<150).map { "fake:sparse=big-\($0).bin:60000000" }.joined(separator: " ")
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await fixture.run(sandboxRequest(task, timeout: 3))
+        let elapsed = clock.now - start
+        #expect(result.status == .failed && result.error?.contains("artifacts") == true, "\(result.error ?? "")")
+        #expect(elapsed < .seconds(8), "ended \(elapsed) after the start of a 3 s budget")
+        let artifactsDir = "\(try #require(result.localSandbox).path)/artifacts"
+        func listing() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: artifactsDir)) ?? []).sorted().map { name in
+                var info = stat()
+                _ = lstat("\(artifactsDir)/\(name)", &info)
+                return "\(name) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+            }
+        }
+        let after = listing()
+        try await Task.sleep(for: .seconds(3))
+        #expect(listing() == after, "the export went on writing after the result: \(after) -> \(listing())")
+        #expect(!listing().contains { $0.hasPrefix(".changes.patch.tmp") }, "\(listing())")
+    }
+
     @Test func patchReproducesTheSandboxTreeExactly() async throws {
         let task = [
             "fake:write=a.txt:changed", "fake:rm=b.txt", "fake:mv=c.txt:c-renamed.txt", "fake:chmod-x=script.sh",

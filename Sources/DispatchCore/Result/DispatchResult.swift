@@ -172,6 +172,10 @@ package struct Artifacts: Codable, Sendable, Equatable {
     package var verification: Verification?
     /// Files in `touchedFiles` left out of the patch (too large), with their size and why.
     package var omittedFromPatch: [OmittedFile]?
+    /// How many paths were touched, when more than `touchedFiles` lists (it keeps the first 10,000 in order).
+    package var touchedFilesCount: Int?
+    /// `true` when `touchedFiles` lists only the first of `touchedFilesCount` paths.
+    package var touchedFilesTruncated: Bool?
 
     /// A file left out of the patch.
     package struct OmittedFile: Codable, Sendable, Equatable {
@@ -214,6 +218,8 @@ package struct Artifacts: Codable, Sendable, Equatable {
         patchTruncated = try container.decodeIfPresent(Bool.self, forKey: .patchTruncated)
         verification = try container.decodeIfPresent(Verification.self, forKey: .verification)
         omittedFromPatch = try container.decodeIfPresent([OmittedFile].self, forKey: .omittedFromPatch)
+        touchedFilesCount = try container.decodeIfPresent(Int.self, forKey: .touchedFilesCount)
+        touchedFilesTruncated = try container.decodeIfPresent(Bool.self, forKey: .touchedFilesTruncated)
     }
 
     /// The outcome of the request's verification commands.

@@ -39,10 +39,26 @@ package enum DispatchApplication {
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         ServerMetrics.bootstrapOnce()
+        let limits = configuration.connections
+        let headTimeout = TimeAmount.nanoseconds(Int64(limits.requestHeadTimeout.components.seconds) * 1_000_000_000)
         let app = Application(
             router: buildRouter(service: service, configuration: configuration),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "agent-dispatch"),
+            // A handler per connection for the head timeout; the idle timeout never counts a request in progress.
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [RequestHeadTimeoutHandler(timeout: headTimeout)],
+                    idleTimeout: .seconds(limits.idleTimeout.components.seconds)
+                )
+            ),
+            // At the cap the listener stops accepting until a connection closes: serve keeps its descriptors.
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "agent-dispatch",
+                availableConnectionsDelegate: .maximum(limits.maxConnections, logger: logger)
+            ),
             onServerRunning: { channel in
+                // One accept per wake-up, so the cap is exact.
+                try? await channel.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
                 let port = channel.localAddress?.port ?? configuration.port
                 logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
                 await onListening(port)

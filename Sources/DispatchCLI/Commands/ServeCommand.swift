@@ -85,12 +85,22 @@ struct ServeCommand: AsyncParsableCommand {
             drainSeconds: drainSeconds
         )
         server.isolation = isolation.mode.rawValue
+        let openFiles = ConnectionLimits.raiseOpenFilesLimit()
+        do {
+            server.connections = try ConnectionLimits.resolve(
+                environment: ProcessInfo.processInfo.environment["DISPATCH_MAX_CONNECTIONS"],
+                openFilesLimit: openFiles
+            )
+        } catch {
+            throw ValidationError("\(error)")
+        }
         let logger = bootstrapLogging()
         logger.notice(
             token.created ? "created the service token" : "using the service token",
             metadata: ["source": "\(token.source)", "hint": "send it as Authorization: Bearer <token>"]
         )
         logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
+        logger.info("connections", metadata: ["openFiles": "\(openFiles)", "maxConnections": "\(server.connections.maxConnections)"])
         try await serve(configuration, server: server, isolation: isolation, logger: logger)
     }
 

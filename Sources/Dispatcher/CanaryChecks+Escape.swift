@@ -33,12 +33,33 @@ extension CanaryChecks {
             ),
             .init(name: "state-dir-not-visible", ok: entries == 0, detail: entries.map { "the agent saw \($0) entries in the state dir" } ?? report),
             .init(
+                name: "sysctl-not-writable",
+                ok: report.contains("sysctl refused"),
+                detail: report.contains("sysctl refused") ? "writing kernel.pid_max was refused" : "the agent could write kernel.pid_max: \(report)"
+            ),
+            ipcCheck(report),
+            .init(
                 name: "no-surviving-escapee",
                 ok: survivors.isEmpty,
                 detail: survivors.isEmpty
                     ? "no `sleep \(sleeps.plain)` or `sleep \(sleeps.deaf)` alive 5 s after the dispatch" : "survivors: \(survivors)"
             ),
         ]
+    }
+
+    /// The agent's SysV segment must be gone with it: its key is not in this machine's (the runner's) IPC namespace.
+    /// A segment found is removed, so the canary leaves nothing behind either way.
+    static func ipcCheck(_ report: String) -> CanaryReport.Check {
+        guard let range = report.range(of: "shm key ") else { return .init(name: "no-ipc-survivor", ok: false, detail: report) }
+        let key = String(report[range.upperBound...].prefix { !$0.isWhitespace && $0 != ";" })
+        guard key.hasPrefix("0x"), let value = UInt32(key.dropFirst(2), radix: 16) else {
+            return .init(name: "no-ipc-survivor", ok: false, detail: "the agent made no SysV segment to check (\(key))")
+        }
+        let keyValue = key_t(bitPattern: value)
+        let id = shmget(keyValue, 0, 0)
+        guard id >= 0 else { return .init(name: "no-ipc-survivor", ok: true, detail: "the agent's segment \(key) is gone") }
+        _ = shmctl(id, IPC_RMID, nil)
+        return .init(name: "no-ipc-survivor", ok: false, detail: "the agent's SysV segment \(key) outlived it (removed now)")
     }
 
     /// Processes whose command line is `sleep <one of arguments>`, once `grace` has passed (or none are left).

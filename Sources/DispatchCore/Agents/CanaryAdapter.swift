@@ -45,7 +45,8 @@ package struct CanaryAdapter: AgentAdapter {
     }
 
     /// Two double-forked, `setsid`, environment-cleared grandchildren (one deaf to SIGTERM), then what the agent can
-    /// read of the runner: the token file and the state dir named by `DISPATCH_CANARY_*` (set by the runner).
+    /// read of the runner (the token file and the state dir named by `DISPATCH_CANARY_*`, set by the runner), whether
+    /// it can write a sysctl (the current `kernel.pid_max` back), its uid, and the key of a SysV segment it leaves.
     static func escapeScript(requestId: String) -> String {
         let sleeps = escapeSleeps(requestId: requestId)
         return """
@@ -58,7 +59,11 @@ package struct CanaryAdapter: AgentAdapter {
             elif [ -s "$DISPATCH_CANARY_SECRET_FILE" ]; then secret=readable
             else secret=unreadable; fi
             entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | wc -l | tr -d ' ')
-            echo "escape canary: token $token; runner secret $secret; state dir entries $entries"
+            v=$(cat /proc/sys/kernel/pid_max 2>/dev/null)
+            if [ -n "$v" ] && (echo "$v" > /proc/sys/kernel/pid_max) 2>/dev/null; then sysctl=writable; else sysctl=refused; fi
+            shm=$(ipcmk -M 4096 -p 0600 2>/dev/null | awk '{print $NF}')
+            key=$(ipcs -m 2>/dev/null | awk -v id="$shm" '$2 == id {print $1}')
+            echo "escape canary: token $token; runner secret $secret; sysctl $sysctl; uid $(id -u); shm key ${key:-none}; state dir entries $entries"
             """
     }
 

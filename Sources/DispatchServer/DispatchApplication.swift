@@ -70,7 +70,11 @@ package enum DispatchApplication {
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: LeaseKeeper(service: service, logger: logger)),
             .init(
-                service: JanitorService(janitor: SandboxJanitor(store: service.engine.store), interval: configuration.janitorInterval, logger: logger)
+                service: JanitorService(
+                    janitor: SandboxJanitor(store: service.engine.store, runsDirectory: "\(service.engine.configuration.stateDir)/runs"),
+                    interval: configuration.janitorInterval,
+                    logger: logger
+                )
             ),
             .init(service: app),
             .init(service: service),

@@ -26,10 +26,14 @@ package struct SandboxJanitor: Sendable {
     package let store: any DispatchStore
     /// The replica whose disk this janitor keeps: rows of other replicas (a shared store) are theirs to keep.
     package let replica: String
+    /// Where host-mode runs keep their logs (`<state>/runs`), swept by the same retention as sandboxes; `nil`: not
+    /// swept.
+    package let runsDirectory: String?
 
-    package init(store: any DispatchStore, replica: String = ReplicaName.current) {
+    package init(store: any DispatchStore, replica: String = ReplicaName.current, runsDirectory: String? = nil) {
         self.store = store
         self.replica = replica
+        self.runsDirectory = runsDirectory
     }
 
     /// Removes the selected sandboxes. Active (`running`) ones are skipped unless `force`; `dryRun` changes nothing.
@@ -65,7 +69,36 @@ package struct SandboxJanitor: Sendable {
     /// The periodic sweep: reconcile rows, then remove expired sandboxes.
     package func sweep(now: Date = Date()) async throws -> [Action] {
         let reconciled = try await reconcile(now: now).actions
-        return reconciled + (try await cleanup(.expired, force: false, dryRun: false, now: now))
+        return reconciled + (try await cleanup(.expired, force: false, dryRun: false, now: now)) + (try await sweepRunLogs(now: now))
+    }
+
+    /// Removes host-mode run directories (`<state>/runs/<requestId>`: logs, task file) once their request has been
+    /// terminal for the sandbox retention of its status; a directory of an unknown request once it is that old. Runs
+    /// that are not terminal are left alone.
+    package func sweepRunLogs(now: Date = Date()) async throws -> [Action] {
+        guard let runsDirectory else { return [] }
+        var actions: [Action] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: runsDirectory)) ?? [] {
+            let path = "\(runsDirectory)/\(name)"
+            let record = try await store.record(name)
+            let ended: (at: Date, state: SandboxRecord.State)
+            if let record {
+                guard record.status.isTerminal, let at = record.result.completedAt.flatMap(ISO8601.date) else { continue }
+                ended = (at, SandboxRecord.State(rawValue: record.status.rawValue) ?? .failed)
+            } else {
+                guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date else { continue }
+                ended = (modified, .failed)
+            }
+            guard ended.at.addingTimeInterval(SandboxRegistry.retention(for: ended.state)) <= now else { continue }
+            let row = Action(sandboxId: "", requestId: name, path: path, action: "removed", detail: "host run logs past retention")
+            do {
+                try FileManager.default.removeItem(atPath: path)
+                actions.append(row)
+            } catch {
+                actions.append(Action(sandboxId: "", requestId: name, path: path, action: "failed", detail: "cannot remove \(path): \(error)"))
+            }
+        }
+        return actions
     }
 
     /// Rows whose directory vanished become `removed`; `running` rows whose dispatch is terminal take its status.

@@ -240,6 +240,31 @@ import Testing
         #expect(bad.artifacts?.verification?.output.contains("never") == false)
     }
 
+    /// Host-mode runs keep their logs under `<state>/runs/<requestId>`: swept once terminal for the retention of
+    /// their status, never while running.
+    @Test func hostRunLogsAreRemovedAfterTheirRetention() async throws {
+        var request = fixture.request(.codex, "fake:answer=ok")
+        request.cwd = repo
+        let done = try await fixture.run(request)
+        #expect(done.status == .completed, "\(done.error ?? "")")
+        let runs = "\(fixture.configuration.stateDir)/runs"
+        let logs = "\(runs)/\(done.requestId)"
+        #expect(FileManager.default.fileExists(atPath: logs))
+        try FileManager.default.createDirectory(atPath: "\(runs)/unknown-run", withIntermediateDirectories: true)
+        var live = fixture.request(.codex, "fake:hang")
+        live.cwd = repo
+        _ = try await fixture.engine.admit(live, status: .running, owner: .current(kind: .run))
+        try FileManager.default.createDirectory(atPath: "\(runs)/\(live.requestId)", withIntermediateDirectories: true)
+
+        let janitor = SandboxJanitor(store: fixture.engine.store, runsDirectory: runs)
+        let completedAt = try #require(done.completedAt.flatMap(ISO8601.date))
+        #expect(try await janitor.sweepRunLogs(now: completedAt.addingTimeInterval(3600)).isEmpty, "within the retention")
+        let swept = try await janitor.sweepRunLogs(now: Date().addingTimeInterval(80 * 3600))
+        #expect(Set(swept.map(\.requestId)) == [done.requestId, "unknown-run"], "\(swept)")
+        #expect(!FileManager.default.fileExists(atPath: logs))
+        #expect(FileManager.default.fileExists(atPath: "\(runs)/\(live.requestId)"), "a running request's logs stay")
+    }
+
     @Test func registryRetentionAndCleanup() async throws {
         let store = fixture.engine.store
         let done = try await fixture.run(sandboxRequest("fake:answer=ok"))

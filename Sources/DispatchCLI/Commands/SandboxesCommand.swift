@@ -41,7 +41,7 @@ struct SandboxesCommand: AsyncParsableCommand {
         for row in try await engine.store.sandboxes(state: .running) {
             if let record = try await engine.store.record(row.requestId) { _ = try await engine.resolveIfAbandoned(record) }
         }
-        let janitor = SandboxJanitor(store: engine.store)
+        let janitor = SandboxJanitor(store: engine.store, runsDirectory: "\(engine.configuration.stateDir)/runs")
         _ = try await janitor.reconcile()
         return janitor
     }

@@ -441,7 +441,7 @@ package final class DispatchEngine: Sendable {
     /// Ends what the request left running and stores it `failed` with `reason` and the logs it left.
     package func abandon(_ record: DispatchRecord, reason: String) async throws -> DispatchRecord {
         var result = record.result
-        result.fail(.runnerLost(reason: reason))
+        result.failLost(reason, request: record.request)
         var killed = 0
         if let backend = backend(for: record) { (result, killed) = await backend.salvage(result) }
         let now = Date()

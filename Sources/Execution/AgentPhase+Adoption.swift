@@ -66,3 +66,25 @@ extension AgentPhase {
         return Int(name.dropFirst("attempt-".count).dropLast(".stdout.log".count)).map { $0 - 1 }
     }
 }
+
+extension DispatchResult {
+    /// Ends a run whose runner was lost as `failed` with `reason`, keeping the attempt that runner had started (its
+    /// logs are the last ones recorded) in `attempts`: an agent did run, for as long as until now.
+    package mutating func failLost(_ reason: String, request: DispatchRequest, now: Date = Date()) {
+        fail(.runnerLost(reason: reason))
+        guard let stdoutPath = logs?.stdoutPath, let index = AgentPhase.attemptIndex(stdoutPath), attempts.count == index else { return }
+        let models = request.modelAttempts
+        let started = ISO8601.date(updatedAt) ?? startedAt.flatMap(ISO8601.date) ?? now
+        attempts.append(
+            AttemptRecord(
+                model: models.indices.contains(index) ? models[index] : nil,
+                startedAt: ISO8601.string(started),
+                durationMs: max(0, Int(now.timeIntervalSince(started) * 1000)),
+                exitCode: nil,
+                signal: nil,
+                timedOut: false,
+                error: reason
+            )
+        )
+    }
+}

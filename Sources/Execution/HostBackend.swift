@@ -52,7 +52,7 @@ package struct HostBackend: ExecutionBackend {
         input.isolation = { _ in runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly) }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
-            result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
+            result.failLost(AgentRunner.abandonedReason, request: request)
             let (salvaged, killed) = await salvage(result)
             return .ended(salvaged, processesKilled: killed)
         }

@@ -57,7 +57,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
     package func attach(_ context: BackendContext) async -> BackendOutcome {
         var result = context.known
         guard let info = result.localSandbox else {
-            result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
+            result.failLost(AgentRunner.abandonedReason, request: context.request)
             return .ended(result)
         }
         let sandbox = LocalSandbox(adopting: info, request: context.request, defaultCwd: configuration.defaultWorkdir)
@@ -83,7 +83,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly) }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
-            result.fail(.runnerLost(reason: AgentRunner.abandonedReason))
+            result.failLost(AgentRunner.abandonedReason, request: context.request)
             let (salvaged, killed) = await salvage(result)
             return .ended(salvaged, processesKilled: killed)
         }

@@ -185,6 +185,11 @@ import Testing
         let result = try await resultAfterRestart(state, "gone")
         #expect(result["status"] as? String == "failed")
         #expect((result["error"] as? String)?.contains("runner restarted while running; execution abandoned") == true, "\(result)")
+        let attempts = result["attempts"] as? [[String: Any]] ?? []
+        #expect(
+            attempts.count == 1 && (attempts.first?["error"] as? String)?.contains("execution abandoned") == true,
+            "the agent did start: \(attempts)"
+        )
         #expect(await eventually { survivors(of: "gone").isEmpty }, "the next serve ended what the monitor held")
     }
 

@@ -35,6 +35,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:git-config=KEY:VAL   git config KEY VAL in cwd's repository (an agent rewriting its own .git/config)
   fake:symlink=PATH:TARGET  create PATH as a symlink to TARGET
   fake:many=DIR:N           write N one-line files into DIR
+  fake:fill-after=PATH      after the final event, write PATH until the filesystem is full (a full disk)
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
@@ -285,6 +286,19 @@ def hog(size):
     sys.stderr.flush()
 
 
+def fill(path):
+    """Writes PATH in 1 MiB chunks until the filesystem is full (ENOSPC), then keeps what it wrote."""
+    sys.stdout.flush()
+    chunk = b"f" * (1 << 20)
+    try:
+        with open(path, "wb") as f:
+            while True:
+                f.write(chunk)
+                f.flush()
+    except OSError:
+        pass
+
+
 def sleep_forever():
     while True:
         time.sleep(3600)
@@ -307,6 +321,7 @@ def main():
     answer = f"fake {tool} done (task {len(task.encode())} bytes)"
     exit_code = 0
     hang = final_then_hang = crash = False
+    fill_after = None
     for key, value in directives(task):
         if key == "answer":
             answer = value
@@ -400,6 +415,8 @@ def main():
             for i in range(int(count)):
                 with open(os.path.join(directory, f"f{i:06d}"), "w") as f:
                     f.write("x\n")
+        elif key == "fill-after":
+            fill_after = value
         elif key == "symlink":
             path, _, target = value.partition(":")
             os.symlink(target, path)
@@ -419,6 +436,8 @@ def main():
     if crash:
         os.kill(os.getpid(), signal.SIGSEGV)
     emit(tool, structured, answer, model)
+    if fill_after:
+        fill(fill_after)
     if final_then_hang:
         sleep_forever()
     sys.exit(exit_code)

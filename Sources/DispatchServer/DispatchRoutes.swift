@@ -259,13 +259,19 @@ struct DispatchRoutes: Sendable {
         )
     }
 
+    /// Ready while the store takes a write, the inbox takes a file with content (an empty one needs no space on a
+    /// full disk) and no terminal result waits for the store.
     private func ready() async throws -> Response {
         let storeOK = await engine.store.isWritable()
         let probe = "\(engine.store.inboxDir)/.readyz-\(getpid())"
-        let inboxOK = FileManager.default.createFile(atPath: probe, contents: Data())
-        try? FileManager.default.removeItem(atPath: probe)
-        let ok = storeOK && inboxOK
-        return JSONBody.response(encoding: ReadyResponse(ok: ok, store: storeOK, inbox: inboxOK), status: ok ? .ok : .serviceUnavailable)
+        let inboxOK = (try? AtomicFile.write(Data("ready\n".utf8), to: probe)) != nil
+        unlink(probe)
+        let held = engine.held.count
+        let ok = storeOK && inboxOK && held == 0
+        return JSONBody.response(
+            encoding: ReadyResponse(ok: ok, store: storeOK, inbox: inboxOK, held: held),
+            status: ok ? .ok : .serviceUnavailable
+        )
     }
 
     private func metrics() async -> Response {

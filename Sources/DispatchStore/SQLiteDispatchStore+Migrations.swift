@@ -41,6 +41,13 @@ extension SQLiteDispatchStore {
         migrator.registerMigration("v4-sandbox-replica") { db in
             try db.alter(table: "sandbox") { t in t.add(column: "replica", .text) }
         }
+        // One row the readiness probe rewrites: a real write to the database file, which a full disk refuses.
+        migrator.registerMigration("v5-readiness") { db in
+            try db.create(table: "readiness") { t in
+                t.primaryKey("id", .integer)
+                t.column("at", .text).notNull()
+            }
+        }
         return migrator
     }
 }

@@ -253,9 +253,12 @@ package final class SQLiteDispatchStore: DispatchStore {
         }
     }
 
-    /// Whether the database accepts a write right now (readiness).
+    /// Whether the database accepts a write right now (readiness): a row of the database file itself is rewritten,
+    /// which a full disk refuses (a temporary table lives in memory and never would).
     package func isWritable() async -> Bool {
-        (try? await pool.write { db in try db.execute(sql: "CREATE TEMP TABLE IF NOT EXISTS probe(x); DROP TABLE probe") }) != nil
+        let now = ISO8601.string(Date())
+        return (try? await pool.write { db in try db.execute(sql: "INSERT OR REPLACE INTO readiness(id, at) VALUES (1, ?)", arguments: [now]) })
+            != nil
     }
 
     /// Runs `body` holding an exclusive `flock` on `path`, so concurrent processes migrate one at a time.

@@ -18,6 +18,8 @@ package final class DispatchEngine: Sendable {
     package let notifier = ResultNotifier()
     /// Counters for `GET /metrics`.
     package let metrics = DispatchMetrics()
+    /// Terminal results waiting for the store (serve only).
+    package let held = HeldResults()
     let backends: Backends
 
     /// The backends a runner has, by where a request runs.
@@ -167,8 +169,11 @@ package final class DispatchEngine: Sendable {
         switch outcome {
         case .ended(let result, let processesKilled, let afterRecording):
             metrics.killed(processesKilled)
-            let stored = await finish(result, deadline: deadline, logger: logger)
-            if let afterRecording { metrics.killed(await afterRecording()) }
+            // What the agent left is swept once the result is stored — or before it is held: a leftover that fills the
+            // disk must not keep its own result out.
+            let sweep = RunOnce(afterRecording)
+            let stored = await finish(result, deadline: deadline, logger: logger) { self.metrics.killed(await sweep.run()) }
+            metrics.killed(await sweep.run())
             return stored
         case .settledElsewhere:
             return await committedRecord(known.requestId)?.result ?? known
@@ -337,7 +342,12 @@ package final class DispatchEngine: Sendable {
         }
     }
     /// Stamps and stores a terminal result; returns what is stored (an earlier terminal result wins).
-    func finish(_ result: DispatchResult, deadline: Deadline, logger: Logger) async -> DispatchResult {
+    func finish(
+        _ result: DispatchResult,
+        deadline: Deadline,
+        logger: Logger,
+        beforeHolding: (@Sendable () async -> Void)? = nil
+    ) async -> DispatchResult {
         var result = result
         if !result.status.isTerminal {
             result.status = .failed
@@ -347,7 +357,7 @@ package final class DispatchEngine: Sendable {
         result.completedAt = ISO8601.string(now)
         result.updatedAt = result.completedAt!
         result.durationMs = deadline.elapsedMs
-        let stored = await persist(result, owner: nil, logger: logger)
+        let stored = await persist(result, owner: nil, logger: logger, beforeHolding: beforeHolding)
         logger.info(
             "dispatch finished",
             metadata: [
@@ -358,23 +368,45 @@ package final class DispatchEngine: Sendable {
     }
 
     /// Stores `result` outside any task cancellation (a cancelled dispatch must still write `cancelled`).
-    /// A terminal write is retried with backoff for ``storeRetryWindow``. Returns what the store holds afterwards:
-    /// never a result the store did not take (on a lasting failure, the row as last committed, or `result` when
-    /// even that cannot be read; `runOnce` then refuses to report it).
-    func persist(_ result: DispatchResult, owner: RunnerOwner?, logger: Logger) async -> DispatchResult {
+    /// A terminal write is retried with backoff for ``storeRetryWindow`` — and, while ``held`` holds (serve), past it
+    /// until it commits (`beforeHolding` runs once when it starts to be held). Returns what the store holds
+    /// afterwards: never a result the store did not take (on a lasting failure, the row as last committed, or
+    /// `result` when even that cannot be read; `runOnce` then refuses to report it).
+    func persist(
+        _ result: DispatchResult,
+        owner: RunnerOwner?,
+        logger: Logger,
+        beforeHolding: (@Sendable () async -> Void)? = nil
+    ) async -> DispatchResult {
         let store = self.store
+        let held = self.held
         let window = result.status.isTerminal ? storeRetryWindow : .zero
         let write = { @Sendable () async throws -> StoreUpdateOutcome in
             let clock = ContinuousClock()
             let end = clock.now + window
             var delay: Duration = .milliseconds(50)
+            var holding = false
+            defer { if holding { held.release(result.requestId) } }
             while true {
                 do {
-                    return try await store.update(result, owner: owner)
+                    let outcome = try await store.update(result, owner: owner)
+                    if holding { logger.notice("stored the held result", metadata: ["status": "\(result.status.rawValue)"]) }
+                    return outcome
                 } catch let error as DispatchStoreError where error.code == .notFound || error.code == .corruptRecord {
                     throw error
                 } catch {
-                    guard clock.now + delay < end else { throw error }
+                    if clock.now + delay >= end {
+                        guard result.status.isTerminal, held.isHolding else { throw error }
+                        if !holding {
+                            holding = true
+                            held.hold(result)
+                            logger.error(
+                                "cannot store the result; holding it and writing it again until the store takes it",
+                                metadata: ["error": "\(error)", "status": "\(result.status.rawValue)"]
+                            )
+                            await beforeHolding?()
+                        }
+                    }
                     try? await Task.sleep(for: delay)
                     delay = min(delay * 2, .seconds(1))
                 }

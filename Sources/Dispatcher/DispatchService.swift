@@ -83,6 +83,8 @@ package final class DispatchService: Service, Sendable {
         self.onShutdown = onShutdown
         self.drainOnShutdown = drainOnShutdown
         self.engine = engine
+        // A serve holds a terminal result the store will not take until it does (a full disk), never dropping it.
+        engine.held.begin()
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
         self.owner = engine.serveOwner
@@ -320,6 +322,9 @@ package final class DispatchService: Service, Sendable {
             item.token.cancel(reason: "runner shutting down")
             item.task.cancel()
         }
+        // Results still held (the store takes no writes) are given up now: their rows go to the next serve.
+        if engine.held.count > 0 { logger.error("shutting down with results the store would not take", metadata: ["held": "\(engine.held.count)"]) }
+        engine.held.stop()
         for item in left { _ = await item.task.value }
         engine.notifier.wakeAll()
     }

@@ -56,6 +56,8 @@ struct ReadyResponse: Encodable, Sendable {
     var ok: Bool
     var store: Bool
     var inbox: Bool
+    /// Terminal results the store has not taken yet (a full disk); not ready while any is held.
+    var held: Int
 }
 
 /// `GET /`: what this runner is.

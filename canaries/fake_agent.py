@@ -36,6 +36,10 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:symlink=PATH:TARGET  create PATH as a symlink to TARGET
   fake:many=DIR:N           write N one-line files into DIR
   fake:fill-after=PATH      after the final event, write PATH until the filesystem is full (a full disk)
+  fake:home-write=REL:TEXT  write TEXT to $HOME/REL (a CLI refreshing its login)
+  fake:home-link=REL:TARGET replace $HOME/REL with a symlink to TARGET
+  fake:home-read=REL        write "home REL: <content>" to stderr
+  fake:glob=PATTERN         write "glob <number of matches>" to stderr
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
@@ -415,6 +419,31 @@ def main():
             for i in range(int(count)):
                 with open(os.path.join(directory, f"f{i:06d}"), "w") as f:
                     f.write("x\n")
+        elif key == "home-write":
+            rel, _, text = value.partition(":")
+            path = os.path.join(os.environ["HOME"], rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+        elif key == "home-link":
+            rel, _, target = value.partition(":")
+            path = os.path.join(os.environ["HOME"], rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.lexists(path):
+                os.remove(path)
+            os.symlink(target, path)
+        elif key == "home-read":
+            try:
+                with open(os.path.join(os.environ["HOME"], value)) as f:
+                    content = f.read()
+            except OSError:
+                content = "<missing>"
+            sys.stderr.write(f"home {value}: {content}\n")
+            sys.stderr.flush()
+        elif key == "glob":
+            import glob as globbing
+            sys.stderr.write(f"glob {len(globbing.glob(value))}\n")
+            sys.stderr.flush()
         elif key == "fill-after":
             fill_after = value
         elif key == "symlink":

@@ -41,6 +41,20 @@ package enum AgentEnvironment {
         return env
     }
 
+    /// Variables that would send a CLI to a shared home instead of the run's own (CONTRACT §7): dropped when a run
+    /// has its own `HOME`, so every CLI keeps its state and transcripts there.
+    static let sharedHomeVariables = [
+        "CODEX_HOME", "CLAUDE_CONFIG_DIR", "PI_CODING_AGENT_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME",
+    ]
+
+    /// `env` with `HOME` set to the run's own home and nothing pointing elsewhere.
+    package static func withHome(_ env: [String: String], home: String) -> [String: String] {
+        var env = env
+        for name in sharedHomeVariables { env.removeValue(forKey: name) }
+        env["HOME"] = home
+        return env
+    }
+
     /// The marker every process of a dispatch carries, used to find escaped descendants.
     package static func marker(requestId: String) -> String { "DISPATCH_REQUEST_ID=\(requestId)" }
 }

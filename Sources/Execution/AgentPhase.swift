@@ -20,6 +20,8 @@ package struct AgentPhase: Sendable {
         /// Leave the last attempt's leftovers (an orphan holding stderr) for the caller to end once the result is
         /// written (host mode: the result never waits for them). Earlier attempts' leftovers are ended before the next.
         package var sweepAfterResult = false
+        /// The run's own home (CONTRACT §7), provisioned before the first attempt; `nil`: the runner's environment's.
+        package var home: AgentHome?
         /// The namespaces each attempt runs in, given the agent's resolved executable (`nil`: isolation off).
         package var isolation: @Sendable (_ executable: String) -> (bwrap: String, view: IsolationView)? = { _ in nil }
 
@@ -187,6 +189,14 @@ package struct AgentPhase: Sendable {
             extras: input.extraEnv
         )
         if request.tool == .canary { env.merge(canaryProbes()) { $1 } }
+        if let home = input.home {
+            do {
+                try home.provision()
+            } catch {
+                return .failure(.message("cannot prepare the agent's home \(home.path): \(error)"))
+            }
+            env = AgentEnvironment.withHome(env, home: home.path)
+        }
         let program = configuration.program(for: request.tool)
         guard let executable = ExecutableLocator.locate(program, searchPath: env["PATH"]) else {
             let hint = DispatchConfiguration.binVariable(for: request.tool).map { " (set \($0) to its path)" } ?? ""

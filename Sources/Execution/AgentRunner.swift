@@ -85,6 +85,11 @@ package struct AgentRunner: Sendable {
         URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
+    /// The home of a run whose files are kept in `directory` (its sandbox, or its host-mode run directory).
+    package func home(in directory: String) -> AgentHome {
+        AgentHome(path: "\(directory)/home", source: configuration.agentHome ?? environment["HOME"] ?? NSHomeDirectory())
+    }
+
     /// Where an agent's program lives: the directory of its real path (symlinks resolved) and that directory's
     /// parent, where a script's package (a node module, the fake agents' `fake_agent.py`) keeps the rest of itself.
     static func executablePlaces(_ executable: String) -> [String] {
@@ -92,37 +97,38 @@ package struct AgentRunner: Sendable {
         return [executable, real.path, real.deletingLastPathComponent().path].filter { $0 != "/" }
     }
 
-    /// Host mode: the filesystem as the runner sees it, minus its own parts; `readOnlyWorkDir` for the
-    /// `read-only` profile.
-    package func hostIsolation(workDir: String, readOnlyWorkDir: Bool) -> (bwrap: String, view: IsolationView)? {
+    /// Host mode: the filesystem as the runner sees it, minus its own parts, with the run's own `home` (under the
+    /// hidden state dir) bound back; `readOnlyWorkDir` for the `read-only` profile.
+    package func hostIsolation(workDir: String, readOnlyWorkDir: Bool, home: String? = nil) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
         let view = IsolationView(
             readOnlyRoot: false,
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
+            boundBack: home.map { [Self.realPath($0)] } ?? [],
             readOnly: readOnlyWorkDir ? [Self.realPath(workDir)] : []
         )
         return (bwrap, view)
     }
 
-    /// Sandbox mode: everything read-only but the agent's own checkout (bound back at its own path after the
-    /// sandbox root is hidden), a private `/tmp`, the agent CLIs' state under `HOME` and `DISPATCH_AGENT_RW_PATHS`;
-    /// `.sandbox.env` read-only on top. Whatever is bound is bound before the runner's parts are hidden, so a bind
-    /// of a parent (`~/.local` holding the program and the state dir) cannot bring them back.
+    /// Sandbox mode: everything read-only but the agent's own checkout and its run's own home (bound back at their
+    /// own paths after the sandbox root is hidden), a private `/tmp` and `DISPATCH_AGENT_RW_PATHS` — never the
+    /// operator's home, where every run's transcripts would meet; `.sandbox.env` read-only on top. Whatever is bound
+    /// is bound before the runner's parts are hidden, so a bind of a parent (`~/.local` holding the program and the
+    /// state dir) cannot bring them back.
     package func sandboxIsolation(
         checkout: String,
         sandboxEnvFile: String,
         hostCheckout: String,
         executable: String?,
-        readOnlyCheckout: Bool
+        readOnlyCheckout: Bool,
+        home: String? = nil
     ) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
-        let home = environment["HOME"] ?? NSHomeDirectory()
-        let agentState = [".codex", ".claude", ".claude.json", ".pi"].map { "\(home)/\($0)" }
         let checkout = Self.realPath(checkout)
-        let writable = (agentState + configuration.agentWritablePaths).map(Self.realPath)
+        let writable = configuration.agentWritablePaths.map(Self.realPath)
         // The program's places inside a writable path stay writable (Claude Code in `~/.claude/local` updates itself);
         // among the rest the most specific bind wins, so the host checkout inside a writable path stays read-only.
         let programPlaces = (executable.map(Self.executablePlaces) ?? []).map(Self.realPath).filter { place in
@@ -135,7 +141,7 @@ package struct AgentRunner: Sendable {
             writable: writable,
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
-            boundBack: readOnlyCheckout ? [] : [checkout],
+            boundBack: (readOnlyCheckout ? [] : [checkout]) + (home.map { [Self.realPath($0)] } ?? []),
             readOnly: (readOnlyCheckout ? [checkout] : []) + [Self.realPath(sandboxEnvFile)]
         )
         return (bwrap, view)

@@ -49,7 +49,9 @@ package struct HostBackend: ExecutionBackend {
         input.sweepAfterResult = true
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly
-        input.isolation = { _ in runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly) }
+        let home = runner.home(in: runDirectory(request.requestId))
+        input.home = home
+        input.isolation = { _ in runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path) }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
             result.failLost(AgentRunner.abandonedReason, request: request)
@@ -60,7 +62,10 @@ package struct HostBackend: ExecutionBackend {
         result.apply(outcome)
         let supervisor = runner.supervisor
         let killed = outcome.processesKilled
-        guard let group = outcome.pendingSweep else { return .ended(result, processesKilled: killed) }
+        guard let group = outcome.pendingSweep else {
+            home.writeBack()
+            return .ended(result, processesKilled: killed)
+        }
         let marker = AgentEnvironment.marker(requestId: request.requestId)
         let cgroup = outcome.pendingCgroup
         let isolatedExit = outcome.pendingIsolatedExit
@@ -68,13 +73,16 @@ package struct HostBackend: ExecutionBackend {
             result,
             processesKilled: killed,
             afterRecording: {
-                await supervisor.endLeftovers(
+                let killed = await supervisor.endLeftovers(
                     groupId: group,
                     marker: marker,
                     grace: supervisor.leftoverGrace,
                     cgroup: cgroup,
                     isolatedExit: isolatedExit
                 )
+                // Once nothing of the run is left to write to its home.
+                home.writeBack()
+                return killed
             }
         )
     }

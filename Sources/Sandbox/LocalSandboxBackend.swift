@@ -80,7 +80,9 @@ package struct LocalSandboxBackend: ExecutionBackend {
         )
         let runner = self.runner
         let readOnly = context.request.sandbox == .readOnly
-        input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly) }
+        let home = runner.home(in: sandbox.path)
+        input.home = home
+        input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path) }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
             result.failLost(AgentRunner.abandonedReason, request: context.request)
@@ -91,6 +93,8 @@ package struct LocalSandboxBackend: ExecutionBackend {
         result.apply(outcome)
         // What the dead runner may have started after the agent (a verification command) is not this run's any more.
         if adopting { _ = await runner.endMarked(context.request.requestId) }
+        // The agent's processes are gone: what its CLI refreshed goes back to the agent home.
+        home.writeBack()
         let verification = await verify(sandbox, context: context, deadline: workDeadline, result: &result)
         await export(sandbox, verification: verification, deadline: deadline, result: &result)
         await finishLedger(context.request.requestId, result: &result)
@@ -201,10 +205,13 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let exportTimeout = max(deadline.remaining, .milliseconds(Self.minimumExportMs))
         let maxPatchFileBytes = configuration.maxPatchFileBytes
         do {
-            // Stopped and waited for at the limit: nothing of the export is written after the result.
+            // Stopped and waited for at the limit: nothing of the export is written after the result. A cancelled
+            // dispatch is exported too (partial work is evidence): only the limit stops it.
             let cancellation = CheckoutCancellation()
-            var artifacts = try await BlockingWork.run("artifact export", timeout: exportTimeout, cancellation: cancellation) {
-                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(sandbox, cancellation: cancellation)
+            var artifacts = try await uncancelled {
+                try await BlockingWork.run("artifact export", timeout: exportTimeout, cancellation: cancellation) {
+                    try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(sandbox, cancellation: cancellation)
+                }
             }
             artifacts.verification = verification
             result.artifacts = artifacts
@@ -244,8 +251,10 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let maxPatchFileBytes = configuration.maxPatchFileBytes
         if let info = result.localSandbox {
             let cancellation = CheckoutCancellation()
-            result.artifacts = try? await BlockingWork.run("artifact export", timeout: .seconds(30), cancellation: cancellation) {
-                try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info), cancellation: cancellation)
+            result.artifacts = try? await uncancelled {
+                try await BlockingWork.run("artifact export", timeout: .seconds(30), cancellation: cancellation) {
+                    try ArtifactExporter(maxPatchFileBytes: maxPatchFileBytes).export(LocalSandbox(abandoned: info), cancellation: cancellation)
+                }
             }
         }
         await finishLedger(result.requestId, result: &result)
@@ -256,13 +265,14 @@ package struct LocalSandboxBackend: ExecutionBackend {
 extension AgentRunner {
     /// The namespaces of a sandboxed agent (or its verification): its own checkout writable (read-only for the
     /// `read-only` profile), the host checkout and the agent's program visible, the rest read-only or hidden.
-    func isolation(of sandbox: LocalSandbox, executable: String?, readOnly: Bool) -> (bwrap: String, view: IsolationView)? {
+    func isolation(of sandbox: LocalSandbox, executable: String?, readOnly: Bool, home: String? = nil) -> (bwrap: String, view: IsolationView)? {
         sandboxIsolation(
             checkout: sandbox.repoPath,
             sandboxEnvFile: "\(sandbox.path)/.sandbox.env",
             hostCheckout: sandbox.sourceRepo,
             executable: executable,
-            readOnlyCheckout: readOnly
+            readOnlyCheckout: readOnly,
+            home: home
         )
     }
 }

@@ -44,25 +44,26 @@ import Testing
                 sandboxEnvFile: "/srv/state/sandboxes/s1/.sandbox.env",
                 hostCheckout: "/srv/host",
                 executable: nil,
-                readOnlyCheckout: false
+                readOnlyCheckout: false,
+                home: "/srv/state/sandboxes/s1/home"
             )?.view
         )
         #expect(view.readOnlyRoot && view.privateTmp)
-        #expect(view.boundBack == ["/srv/state/sandboxes/s1/repo"] && view.readOnly == ["/srv/state/sandboxes/s1/.sandbox.env"])
-        #expect(view.visible == ["/srv/host"] && view.writable.contains("/srv/cache") && view.writable.contains("/home/agent/.codex"))
+        #expect(view.boundBack == ["/srv/state/sandboxes/s1/repo", "/srv/state/sandboxes/s1/home"])
+        #expect(view.readOnly == ["/srv/state/sandboxes/s1/.sandbox.env"])
+        // The operator's home is not the agent's: every run's transcripts would meet there (its own home is bound back).
+        #expect(view.visible == ["/srv/host"] && view.writable == ["/srv/cache"], "\(view.writable)")
     }
 
-    /// Claude Code installed in `~/.claude/local` updates itself there: its program's places inside a writable path are
-    /// not bound read-only on top of it (the bind order lets the most specific path win).
+    /// An agent program installed inside a `DISPATCH_AGENT_RW_PATHS` entry (Claude Code in `~/.claude/local` updates
+    /// itself there) stays writable: its places are not bound read-only on top (the most specific path wins).
     @Test func anAgentProgramInsideAWritablePathStaysWritable() throws {
         let home = NSTemporaryDirectory() + "runner-home-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(home)/.claude/local", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: home) }
-        let runner = AgentRunner(
-            configuration: DispatchConfiguration(environment: [:]),
-            environment: ["HOME": home],
-            isolation: (.bwrap, "/usr/bin/bwrap")
-        )
+        var configuration = DispatchConfiguration(environment: [:])
+        configuration.agentWritablePaths = ["\(home)/.claude"]
+        let runner = AgentRunner(configuration: configuration, environment: ["HOME": home], isolation: (.bwrap, "/usr/bin/bwrap"))
         let view = try #require(
             runner.sandboxIsolation(
                 checkout: "/srv/state/sandboxes/s1/repo",

@@ -54,9 +54,10 @@ extension CanaryCommand {
             if !report.ok { throw DispatchExit.failed }
         }
 
-        /// A one-commit repository the canary owns, created with libgit2 (no git CLI needed).
+        /// A one-commit repository the canary owns, created with libgit2 (no git CLI needed), beside the state dir:
+        /// inside it, where agents must see nothing, a work dir is refused (CONTRACT §7).
         static func canaryRepo(in stateDir: String) throws -> String {
-            let path = "\(stateDir)/canary-repo"
+            let path = "\(stateDir.hasSuffix("/") ? String(stateDir.dropLast()) : stateDir).canary-repo"
             if (try? Repository(path: path).headCommit()) != nil { return path }
             try? FileManager.default.removeItem(atPath: path)
             let repo = try Repository.create(at: path)

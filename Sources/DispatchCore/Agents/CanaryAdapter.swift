@@ -45,7 +45,8 @@ package struct CanaryAdapter: AgentAdapter {
     }
 
     /// Two double-forked, `setsid`, environment-cleared grandchildren (one deaf to SIGTERM), then what the agent can
-    /// read of the runner (the token file and the state dir named by `DISPATCH_CANARY_*`, set by the runner), whether
+    /// read of the runner (the token file and the state dir named by `DISPATCH_CANARY_*`, set by the runner: what it
+    /// sees there besides the path to its own home, bound back), whether
     /// it can write a sysctl (the current `kernel.pid_max` back), its uid, and the key of a SysV segment it leaves.
     static func escapeScript(requestId: String) -> String {
         let sleeps = escapeSleeps(requestId: requestId)
@@ -58,7 +59,10 @@ package struct CanaryAdapter: AgentAdapter {
             if [ -z "$DISPATCH_CANARY_SECRET_FILE" ]; then secret=none
             elif [ -s "$DISPATCH_CANARY_SECRET_FILE" ]; then secret=readable
             else secret=unreadable; fi
-            entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | wc -l | tr -d ' ')
+            own=/; case "$HOME" in "$DISPATCH_CANARY_STATE_DIR"/*) rel=${HOME#"$DISPATCH_CANARY_STATE_DIR"/}; own=${rel%%/*};; esac
+            entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | grep -cvxF "$own")
+            runs=$(ls -A "$DISPATCH_CANARY_STATE_DIR/runs" 2>/dev/null | wc -l)
+            [ "$runs" -gt 1 ] && entries=$((entries + runs - 1))
             v=$(cat /proc/sys/kernel/pid_max 2>/dev/null)
             if [ -n "$v" ] && (echo "$v" > /proc/sys/kernel/pid_max) 2>/dev/null; then sysctl=writable; else sysctl=refused; fi
             shm=$(ipcmk -M 4096 -p 0600 2>/dev/null | awk '{print $NF}')

@@ -49,6 +49,9 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var isolation: String
     /// `DISPATCH_AGENT_RW_PATHS`: extra paths an isolated sandboxed agent may write (colon-separated).
     package var agentWritablePaths: [String]
+    /// `DISPATCH_AGENT_HOME`: where the CLIs' credential and config files are copied from into each run's own home,
+    /// and refreshed credentials written back to; `nil`: the runner's `HOME` (CONTRACT §7).
+    package var agentHome: String?
     /// Other files the runner reads secrets from (those a kubeconfig names), hidden from isolated agents.
     package var secretFiles: [String] = []
     /// `DISPATCH_MAX_MEMORY_BYTES`: the memory one run (one agent attempt or verification command with everything it
@@ -106,6 +109,7 @@ package struct DispatchConfiguration: Sendable, Equatable {
         if let passwordFile = env["DISPATCH_DATABASE_PASSWORD_FILE"].nonEmpty { secretFiles.append(passwordFile) }
         let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096
         maxProcesses = processes > 0 ? processes : nil
+        agentHome = env["DISPATCH_AGENT_HOME"].nonEmpty
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
         agentEnvPassthrough = (env["DISPATCH_AGENT_ENV"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)

@@ -50,10 +50,10 @@ test: build lint test-deps
 	bash Fuzz/run.sh $(FUZZ_SECONDS_CI)
 	@pg=$$(mktemp -d) || exit 1; chmod 755 "$$pg"; trap 'bash .ci/postgres.sh stop "$$pg/cluster"; rm -rf "$$pg"' EXIT; \
 	url=$$(bash .ci/postgres.sh start "$$pg/cluster") || exit 1; echo "PostgreSQL for the tests in $$pg/cluster"; \
-	marker=$$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); status=0; \
+	marker=$$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); since=$$(sed 's/.*) //' /proc/self/stat | cut -d' ' -f20); status=0; \
 	DISPATCH_TEST_RUN=$$marker DISPATCH_BIN=$(DISPATCH) DISPATCH_BROWSER_TESTS=required DISPATCH_TEST_DATABASE_URL="$$url" \
 	  DISPATCH_POSTGRES_TESTS=required $(SWIFT) test --skip-build --no-parallel $(TEST_FILTER) || status=$$?; \
-	bash .ci/leftovers.sh "$$marker" "$(CURDIR)" || status=1; exit $$status
+	bash .ci/leftovers.sh "$$marker" "$(CURDIR)" "$$since" || status=1; exit $$status
 
 # The code itself: hummingbird's .swift-format (warnings fail) and no function body over 60 lines.
 lint:

@@ -40,6 +40,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:home-link=REL:TARGET replace $HOME/REL with a symlink to TARGET
   fake:home-read=REL        write "home REL: <content>" to stderr
   fake:glob=PATTERN         write "glob <number of matches>" to stderr
+  fake:mkfifo=PATH          replace PATH with a FIFO (a reader that opens it blocks)
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
@@ -444,6 +445,10 @@ def main():
             import glob as globbing
             sys.stderr.write(f"glob {len(globbing.glob(value))}\n")
             sys.stderr.flush()
+        elif key == "mkfifo":
+            if os.path.lexists(value):
+                os.remove(value)
+            os.mkfifo(value)
         elif key == "fill-after":
             fill_after = value
         elif key == "symlink":

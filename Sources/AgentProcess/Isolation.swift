@@ -74,6 +74,7 @@ package enum Bubblewrap {
         // the host's, bound read-only over the new `/proc`'s; the cgroup hierarchies too, and every hierarchy mounted
         // under them (an agent could otherwise leave its run's cgroup or raise its own limits in host mode).
         options += ["--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
+        options += ["--ro-bind-try", "/proc/irq", "/proc/irq", "--ro-bind-try", "/proc/bus", "/proc/bus"]
         options += ["--ro-bind", "/sys", "/sys", "--ro-bind-try", "/sys/fs/cgroup", "/sys/fs/cgroup"]
         if view.privateTmp { options += ["--tmpfs", "/tmp"] }
         // The most specific path decides: a writable parent (an `DISPATCH_AGENT_RW_PATHS` entry holding the host

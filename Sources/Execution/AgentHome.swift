@@ -1,3 +1,4 @@
+import DispatchCore
 import Foundation
 
 /// An agent's own `HOME` for one run (CONTRACT §7): never the operator's. It holds copies of the CLIs' credential
@@ -10,24 +11,38 @@ package struct AgentHome: Sendable, Equatable {
     package let path: String
     /// Where the credential and config files come from and go back to.
     package let source: String
+    /// Whose files the run gets.
+    package let tool: AgentTool
 
-    /// The CLIs' credential and config files, relative to a home; transcripts (`~/.codex/sessions`,
-    /// `~/.claude/projects`, pi's sessions) are never among them.
-    static let files = [
-        ".codex/auth.json", ".codex/config.toml", ".claude/.credentials.json", ".claude.json", ".claude/settings.json",
-        ".pi/agent/auth.json", ".pi/agent/settings.json", ".pi/agent/models.json",
-    ]
+    /// Each CLI's login and config files, relative to a home; transcripts (`~/.codex/sessions`, `~/.claude/projects`,
+    /// pi's sessions) are never among them. A run gets only its own tool's.
+    static func files(for tool: AgentTool) -> [String] {
+        switch tool {
+        case .codex: [".codex/auth.json", ".codex/config.toml"]
+        case .claude: [".claude/.credentials.json", ".claude.json", ".claude/settings.json"]
+        case .pi: [".pi/agent/auth.json", ".pi/agent/settings.json", ".pi/agent/models.json"]
+        case .canary: []
+        }
+    }
 
-    /// Of ``files``, those a CLI rewrites when it refreshes a login: written back when newer.
-    static let credentials = [".codex/auth.json", ".claude/.credentials.json", ".claude.json", ".pi/agent/auth.json"]
+    /// Of a tool's files, the login a CLI rewrites when it refreshes it, and only that: written back when newer. Files
+    /// that can make a CLI run commands (`~/.claude.json`'s MCP servers, pi's `!command` keys) are never written back.
+    static func credentials(for tool: AgentTool) -> [String] {
+        switch tool {
+        case .codex: [".codex/auth.json"]
+        case .claude: [".claude/.credentials.json"]
+        case .pi, .canary: []
+        }
+    }
 
     /// Largest file copied in or written back.
     static let maxFileBytes = 1 << 20
 
-    /// The home of a run at `path`, provisioned from `source`.
-    package init(path: String, source: String) {
+    /// The home of a run of `tool` at `path`, provisioned from `source`.
+    package init(path: String, source: String, tool: AgentTool) {
         self.path = path
         self.source = source
+        self.tool = tool
     }
 
     /// Creates the home (0700) and copies in the files the agent home has, each 0600 with the source's modification
@@ -35,7 +50,7 @@ package struct AgentHome: Sendable, Equatable {
     package func provision() throws {
         guard !FileManager.default.fileExists(atPath: path) else { return }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        for file in Self.files {
+        for file in Self.files(for: tool) {
             guard let data = Self.readRegularFile("\(source)/\(file)") else { continue }
             let target = "\(path)/\(file)"
             let parent = (target as NSString).deletingLastPathComponent
@@ -44,21 +59,36 @@ package struct AgentHome: Sendable, Equatable {
         }
     }
 
-    /// Writes back to the agent home each credential file the run's CLI rewrote: a regular file of the run's home
-    /// (never a link, nothing reached through one), newer than the agent home's copy and different from it. Call once
-    /// every process of the run has ended. Returns the files written back.
+    /// Writes back to the agent home each login file the run's CLI rewrote: a regular file of the run's home (never a
+    /// link, nothing reached through one), newer than the agent home's copy and different from it, and a JSON object
+    /// with no key the agent home's copy lacks (a refresh changes values; a new key is something else). Serialized per
+    /// file, through a temp file of its own, keeping the run's modification time (a later refresh stays newer). Call
+    /// once every process of the run has ended. Returns the files written back.
     @discardableResult
     package func writeBack() -> [String] {
         var written: [String] = []
-        for file in Self.credentials {
+        for file in Self.credentials(for: tool) {
             let own = "\(path)/\(file)"
             let theirs = "\(source)/\(file)"
-            guard Self.noLinkBelow(path, in: file), let ownTime = Self.modified(own), let theirTime = Self.modified(theirs),
-                ownTime > theirTime, let data = Self.readRegularFile(own), data != Self.readRegularFile(theirs)
+            guard Self.noLinkBelow(path, in: file), let ownTime = Self.modified(own) else { continue }
+            let lock = open("\(theirs).dispatch-lock", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard lock >= 0 else { continue }
+            defer { close(lock) }
+            _ = flock(lock, LOCK_EX)
+            guard let theirTime = Self.modified(theirs), ownTime > theirTime, let data = Self.readRegularFile(own),
+                let current = Self.readRegularFile(theirs), data != current, Self.onlyKnownKeys(data, comparedWith: current)
             else { continue }
-            if (try? Self.writeAtomically(data, to: theirs, ownerOf: theirs)) != nil { written.append(file) }
+            if (try? Self.writeAtomically(data, to: theirs, ownerOf: theirs, timesOf: own)) != nil { written.append(file) }
         }
         return written
+    }
+
+    /// Whether `data` is a JSON object whose top-level keys the current file has too.
+    static func onlyKnownKeys(_ data: Data, comparedWith current: Data) -> Bool {
+        guard let new = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let old = try? JSONSerialization.jsonObject(with: current) as? [String: Any]
+        else { return false }
+        return Set(new.keys).isSubset(of: Set(old.keys))
     }
 
     /// Whether no directory between `root` and `relative`'s file is a symbolic link.
@@ -101,8 +131,8 @@ package struct AgentHome: Sendable, Equatable {
     /// Replaces `path` atomically with `data`, mode 0600; owned as `ownerOf` is, and with the modification time of
     /// `timesOf` (a copy that looks as old as its source), when given.
     static func writeAtomically(_ data: Data, to path: String, ownerOf: String? = nil, timesOf: String? = nil) throws {
-        let temp = "\(path).dispatch-tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let temp = "\(path).dispatch-tmp-\(UUID().uuidString)"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         var ok = data.withUnsafeBytes { raw in
             var offset = 0

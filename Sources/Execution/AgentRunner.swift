@@ -41,12 +41,21 @@ package struct AgentRunner: Sendable {
     /// service account, and every file the runner reads a secret from. Absolute and with symlinks resolved, as the
     /// kernel will see them (a relative path would hide the wrong thing).
     var hiddenParts: (directories: [String], files: [String]) {
+        // The agent home's CLI state: its logins are copied into each run's own home, and its transcripts and hooks
+        // are no run's business (unless the operator shares a path on purpose through DISPATCH_AGENT_RW_PATHS).
+        let shared = configuration.agentWritablePaths.map(Self.realPath)
+        func unshared(_ path: String) -> Bool {
+            let real = Self.realPath(path)
+            return !shared.contains { real == $0 || real.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+        }
+        let cliDirectories = [".codex", ".claude", ".pi"].map { "\(agentHomeSource)/\($0)" }.filter(unshared)
+        let cliFiles = ["\(agentHomeSource)/.claude.json"].filter(unshared)
         let directories =
             [configuration.stateDir, configuration.inboxDir, configuration.sandboxRoot, Self.serviceAccountDirectory]
-            + Self.spawnerDirectories
+            + Self.spawnerDirectories + cliDirectories
         let files =
             [configuration.tokenFile, configuration.kubeconfig].compactMap { $0 }.flatMap { $0.split(separator: ":").map(String.init) }
-            + configuration.secretFiles + Self.spawnerSockets
+            + configuration.secretFiles + Self.spawnerSockets + cliFiles
         let real = directories.map(Self.realPath)
         // A path inside another hidden directory is hidden with it; mounting it too would leave its name behind.
         func inside(_ path: String) -> Bool { real.contains { $0 != path && path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") } }
@@ -85,9 +94,25 @@ package struct AgentRunner: Sendable {
         URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
-    /// The home of a run whose files are kept in `directory` (its sandbox, or its host-mode run directory).
-    package func home(in directory: String) -> AgentHome {
-        AgentHome(path: "\(directory)/home", source: configuration.agentHome ?? environment["HOME"] ?? NSHomeDirectory())
+    /// The home of a run of `tool` whose files are kept in `directory` (its sandbox, or its host-mode run directory).
+    package func home(in directory: String, tool: AgentTool) -> AgentHome {
+        AgentHome(path: "\(directory)/home", source: agentHomeSource, tool: tool)
+    }
+
+    /// Where runs' homes copy logins from (`DISPATCH_AGENT_HOME`, else the runner's `HOME`).
+    var agentHomeSource: String { configuration.agentHome ?? environment["HOME"] ?? NSHomeDirectory() }
+
+    /// The agent program's places that lie inside a hidden directory (Claude Code in `~/.claude/local`): bound back
+    /// read-only on top, so the program runs while the rest of that directory stays hidden.
+    func programPlacesInside(_ hidden: [String], executable: String?) -> [String] {
+        (executable.map(Self.executablePlaces) ?? []).map(Self.realPath).filter { place in
+            Self.isInside(place, hidden) && !hidden.contains(place)
+        }
+    }
+
+    /// Whether `path` is one of `directories` or lies inside one.
+    static func isInside(_ path: String, _ directories: [String]) -> Bool {
+        directories.contains { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
     }
 
     /// Where an agent's program lives: the directory of its real path (symlinks resolved) and that directory's
@@ -99,7 +124,12 @@ package struct AgentRunner: Sendable {
 
     /// Host mode: the filesystem as the runner sees it, minus its own parts, with the run's own `home` (under the
     /// hidden state dir) bound back; `readOnlyWorkDir` for the `read-only` profile.
-    package func hostIsolation(workDir: String, readOnlyWorkDir: Bool, home: String? = nil) -> (bwrap: String, view: IsolationView)? {
+    package func hostIsolation(
+        workDir: String,
+        readOnlyWorkDir: Bool,
+        home: String? = nil,
+        executable: String? = nil
+    ) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
         let view = IsolationView(
@@ -107,7 +137,7 @@ package struct AgentRunner: Sendable {
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
             boundBack: home.map { [Self.realPath($0)] } ?? [],
-            readOnly: readOnlyWorkDir ? [Self.realPath(workDir)] : []
+            readOnly: (readOnlyWorkDir ? [Self.realPath(workDir)] : []) + programPlacesInside(hidden.directories, executable: executable)
         )
         return (bwrap, view)
     }
@@ -137,12 +167,13 @@ package struct AgentRunner: Sendable {
         let view = IsolationView(
             readOnlyRoot: true,
             privateTmp: true,
-            visible: [Self.realPath(hostCheckout)] + programPlaces,
+            visible: [Self.realPath(hostCheckout)] + programPlaces.filter { place in !Self.isInside(place, hidden.directories) },
             writable: writable,
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
             boundBack: (readOnlyCheckout ? [] : [checkout]) + (home.map { [Self.realPath($0)] } ?? []),
             readOnly: (readOnlyCheckout ? [checkout] : []) + [Self.realPath(sandboxEnvFile)]
+                + programPlacesInside(hidden.directories, executable: executable)
         )
         return (bwrap, view)
     }

@@ -32,9 +32,8 @@ package struct HostBackend: ExecutionBackend {
         let request = context.request
         var result = context.known
         let workDir = request.cwd ?? runner.configuration.defaultWorkdir
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: workDir, isDirectory: &isDirectory), isDirectory.boolValue else {
-            result.fail(.message("working directory \(workDir) does not exist or is not a directory"))
+        if let problem = workDirProblem(request, workDir: workDir) {
+            result.fail(.message(problem))
             return .ended(result)
         }
         var input = AgentPhase.Input(
@@ -49,9 +48,11 @@ package struct HostBackend: ExecutionBackend {
         input.sweepAfterResult = true
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly
-        let home = runner.home(in: runDirectory(request.requestId))
+        let home = runner.home(in: runDirectory(request.requestId), tool: request.tool)
         input.home = home
-        input.isolation = { _ in runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path) }
+        input.isolation = { executable in
+            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable)
+        }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
             result.failLost(AgentRunner.abandonedReason, request: request)
@@ -85,6 +86,18 @@ package struct HostBackend: ExecutionBackend {
                 return killed
             }
         )
+    }
+
+    /// Why the agent cannot run in `workDir`: missing, or — checked again at the start, since a queued request's work
+    /// dir may have been replaced by a link into the runner's parts after its admission (or admitted by a replica
+    /// with other hidden parts) — inside what agents must not see.
+    func workDirProblem(_ request: DispatchRequest, workDir: String) -> String? {
+        if let refusal = runner.workDirRefusal(request) { return refusal.description }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: workDir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "working directory \(workDir) does not exist or is not a directory"
+        }
+        return nil
     }
 
     /// Ends the processes a dead runner's agent left.

@@ -39,6 +39,14 @@ package final class Repository {
         var info = stat()
         guard lstat(dotGit, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { throw refuse(".git is not a directory of the checkout") }
         guard lstat("\(dotGit)/commondir", &info) != 0 else { throw refuse(".git/commondir points elsewhere") }
+        // What libgit2 opens with a plain blocking open(): a FIFO there would hang the export past every limit, and a
+        // link would read another repository's.
+        for name in ["HEAD", "config", "index", "packed-refs", "objects/info/alternates"] where lstat("\(dotGit)/\(name)", &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFREG else { throw refuse(".git/\(name) is not a regular file") }
+        }
+        for name in ["objects", "refs"] {
+            guard lstat("\(dotGit)/\(name)", &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { throw refuse(".git/\(name) is not a directory") }
+        }
         var raw: OpaquePointer?
         try check(git_repository_open_bare(&raw, dotGit), "open \(dotGit)")
         let repo = Repository(handle: raw!)
@@ -227,15 +235,30 @@ extension Repository {
 /// A flag that stops a running checkout (budget spent, dispatch cancelled) within one file, so no thread goes on
 /// writing files after its dispatch ended.
 package final class CheckoutCancellation: @unchecked Sendable {
-    // The flag is only touched through C atomics; the pointer itself never changes.
+    // The flag is only touched through C atomics; the pointer itself never changes. `gate` serializes ``cancel()``
+    // with ``whileLive(_:)``.
     let flag: UnsafeMutablePointer<Int32>
+    private let gate = NSLock()
 
     package init() { flag = cgit2_flag_new() }
 
     deinit { cgit2_flag_free(flag) }
 
-    /// Asks the checkout to stop.
-    package func cancel() { cgit2_flag_set(flag) }
+    /// Asks the checkout to stop. Once this returns, no ``whileLive(_:)`` body starts, and none is running.
+    package func cancel() {
+        gate.lock()
+        defer { gate.unlock() }
+        cgit2_flag_set(flag)
+    }
 
     package var isCancelled: Bool { cgit2_flag_get(flag) != 0 }
+
+    /// Runs `body` (a final write) unless cancelled, holding off ``cancel()`` meanwhile: `nil` when cancelled. A
+    /// thread given up on after its limit can then never write past it.
+    package func whileLive<T>(_ body: () throws -> T) rethrows -> T? {
+        gate.lock()
+        defer { gate.unlock() }
+        guard !isCancelled else { return nil }
+        return try body()
+    }
 }

@@ -47,8 +47,8 @@ package struct ArtifactExporter: Sendable {
                 if let head, head != base {
                     touched.formUnion(try repo.pathsChangedByCommits(from: base, to: head, cancellation: cancellation))
                 }
-                try Self.stopIfCancelled(cancellation)
-                guard rename(temp, patchPath) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                let renamed = try Self.whileLive(cancellation) { rename(temp, patchPath) == 0 }
+                guard renamed else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
             } catch {
                 unlink(temp)
                 throw error
@@ -71,8 +71,8 @@ package struct ArtifactExporter: Sendable {
                 artifacts.touchedFilesCount = touched.count
                 artifacts.touchedFilesTruncated = true
             }
-            try Self.stopIfCancelled(cancellation)
-            try AtomicFile.write(try StoreJSON.encode(artifacts), to: "\(sandbox.artifactsDir)/artifacts.json")
+            let encoded = try StoreJSON.encode(artifacts)
+            try Self.whileLive(cancellation) { try AtomicFile.write(encoded, to: "\(sandbox.artifactsDir)/artifacts.json") }
             return artifacts
         } catch let error as SandboxError {
             throw error
@@ -81,9 +81,13 @@ package struct ArtifactExporter: Sendable {
         }
     }
 
-    /// Throws once the budget has ended: nothing is written after the terminal result.
-    static func stopIfCancelled(_ cancellation: CheckoutCancellation?) throws {
-        if cancellation?.isCancelled == true { throw SandboxError(code: .timedOut, message: "artifact export stopped: the budget ended") }
+    /// Runs a final write unless the budget has ended (then throws): nothing is written after the terminal result.
+    static func whileLive<T>(_ cancellation: CheckoutCancellation?, _ body: () throws -> T) throws -> T {
+        guard let cancellation else { return try body() }
+        guard let value = try cancellation.whileLive(body) else {
+            throw SandboxError(code: .timedOut, message: "artifact export stopped: the budget ended")
+        }
+        return value
     }
 
     /// Temp patches an export killed midway (kill -9) left behind.

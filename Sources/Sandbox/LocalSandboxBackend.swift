@@ -80,7 +80,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         )
         let runner = self.runner
         let readOnly = context.request.sandbox == .readOnly
-        let home = runner.home(in: sandbox.path)
+        let home = runner.home(in: sandbox.path, tool: context.request.tool)
         input.home = home
         input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path) }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil

@@ -34,4 +34,37 @@ import Testing
         #expect(closed >= 700, "serve closed only \(closed) connections that never sent a request head")
         #expect(server.pid.map { kill($0, 0) == 0 } == true, "serve is alive")
     }
+
+    /// A request whose body trickles in a byte at a time counts as active to the idle timeout: without a deadline for
+    /// the body, a few hundred such connections (401 or not: the body is read first) would hold every slot for ever.
+    @Test func aBodyTrickledAByteAtATimeIsCutOff() async throws {
+        let server = ServerProcess(stateDir: dir.child("trickle"))
+        try await server.start()
+        defer { server.stop() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(server.port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        let head = "POST /internal/agent-dispatch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        _ = head.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var closedAfter: Duration?
+        while clock.now - start < .seconds(50), closedAfter == nil {
+            try await Task.sleep(for: .seconds(2))
+            var byte: UInt8 = 0
+            let peeked = recv(fd, &byte, 1, Int32(MSG_DONTWAIT | MSG_PEEK))
+            if peeked == 0 || (peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || send(fd, "x", 1, Int32(MSG_NOSIGNAL)) < 0 {
+                closedAfter = clock.now - start
+            }
+        }
+        let after = try #require(closedAfter, "a trickled body held its connection for 50 s")
+        #expect(after > .seconds(20), "closed after \(after): before the body's 30 s")
+    }
 }

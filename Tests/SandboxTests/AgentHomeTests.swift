@@ -13,7 +13,9 @@ import Testing
     /// An agent home with a codex login, a Claude login and an earlier run's transcript, all an hour old.
     func operatorHome() throws -> String {
         let home = dir.child("operator-home")
-        let files = [".codex/auth.json": "old-token", ".claude/.credentials.json": "claude-old", ".codex/sessions/old.jsonl": "OTHER TRANSCRIPT"]
+        let files = [
+            ".codex/auth.json": #"{"tokens":"old"}"#, ".claude/.credentials.json": "claude-old", ".codex/sessions/old.jsonl": "OTHER TRANSCRIPT",
+        ]
         for (path, text) in files {
             try FileManager.default.createDirectory(
                 atPath: "\(home)/\((path as NSString).deletingLastPathComponent)",
@@ -32,29 +34,37 @@ import Testing
         return request
     }
 
-    @Test func aRunGetsCopiesOfTheLoginsAndARefreshedOneGoesBack() async throws {
+    @Test func aRunGetsCopiesOfItsToolsLoginAndARefreshedOneGoesBack() async throws {
         let home = try operatorHome()
         let fixture = try EngineFixture(environment: ["HOME": home], dir: TempDir("agent-home-run"))
         let repo = fixture.dir.child("repo")
         try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
-        let secret = fixture.dir.child("secret")
-        try "SECRET-\(UUID().uuidString)".write(toFile: secret, atomically: true, encoding: .utf8)
+        let auth = "\(home)/.codex/auth.json"
         let task = [
-            "fake:home-read=.codex/auth.json", "fake:home-read=.codex/sessions/old.jsonl", "fake:home-write=.codex/auth.json:new-token",
-            "fake:home-write=.codex/sessions/run.jsonl:transcript", "fake:home-link=.claude/.credentials.json:\(secret)",
+            "fake:home-read=.codex/auth.json", "fake:home-read=.codex/sessions/old.jsonl", "fake:home-read=.claude/.credentials.json",
+            #"fake:home-write=.codex/auth.json:{"tokens":"new"}"#, "fake:home-write=.codex/sessions/run.jsonl:transcript",
         ].joined(separator: " ")
         let result = try await fixture.run(sandboxRequest(fixture, task, repo: repo))
         #expect(result.status == .completed, "\(result.error ?? "")")
         let stderr = result.logs?.stderr ?? ""
-        #expect(stderr.contains("home .codex/auth.json: old-token"), "the login was copied in: \(stderr)")
+        #expect(stderr.contains(#"home .codex/auth.json: {"tokens":"old"}"#), "the login was copied in: \(stderr)")
         #expect(stderr.contains("home .codex/sessions/old.jsonl: <missing>"), "no earlier transcript: \(stderr)")
-        #expect(try String(contentsOfFile: "\(home)/.codex/auth.json", encoding: .utf8) == "new-token", "the refreshed login went back")
-        let mode = (try FileManager.default.attributesOfItem(atPath: "\(home)/.codex/auth.json")[.posixPermissions] as? Int) ?? 0
+        #expect(stderr.contains("home .claude/.credentials.json: <missing>"), "no other tool's login: \(stderr)")
+        #expect(try String(contentsOfFile: auth, encoding: .utf8) == #"{"tokens":"new"}"#, "the refreshed login went back")
+        let mode = (try FileManager.default.attributesOfItem(atPath: auth)[.posixPermissions] as? Int) ?? 0
         #expect(mode == 0o600)
-        #expect(try String(contentsOfFile: "\(home)/.claude/.credentials.json", encoding: .utf8) == "claude-old", "a link is never followed back")
         #expect(!FileManager.default.fileExists(atPath: "\(home)/.codex/sessions/run.jsonl"), "the transcript stays with the run")
         let sandbox = try #require(result.localSandbox)
         #expect(FileManager.default.fileExists(atPath: "\(sandbox.path)/home/.codex/sessions/run.jsonl"))
+
+        // What is not a refreshed login never goes back: a key the login never had, or a link to a secret.
+        let secret = fixture.dir.child("secret")
+        try #"{"tokens":"SECRET"}"#.write(toFile: secret, atomically: true, encoding: .utf8)
+        for hostile in [#"fake:home-write=.codex/auth.json:{"tokens":"x","mcpServers":{}}"#, "fake:home-link=.codex/auth.json:\(secret)"] {
+            let attacked = try await fixture.run(sandboxRequest(fixture, hostile, repo: repo))
+            #expect(attacked.status == .completed, "\(attacked.error ?? "")")
+            #expect(try String(contentsOfFile: auth, encoding: .utf8) == #"{"tokens":"new"}"#, "\(hostile) was written back")
+        }
 
         var host = fixture.request(.codex, "fake:home-write=.codex/sessions/host.jsonl:x")
         host.cwd = repo

@@ -5,8 +5,10 @@ import DispatchTestSupport
 import Dispatcher
 import Execution
 import Foundation
+import Git
 import Logging
 import Sandbox
+import Synchronization
 import Testing
 
 @Suite(.serialized) struct LocalSandboxTests {
@@ -99,6 +101,33 @@ import Testing
         let link = try await fixture.run(sandboxRequest(attacks[1]))
         #expect(link.artifacts?.touchedFiles == ["leak"])
         #expect(link.artifacts?.patch?.contains("new file mode 120000") == true, "the link is exported as a link: \(link.artifacts?.patch ?? "")")
+    }
+
+    /// A FIFO where libgit2 opens a file with a plain blocking open(2) (`.git/config`) would hang the export past
+    /// every flag: refused up front, and the run ends.
+    @Test func aFIFOInTheRepositoryDoesNotHangTheExport() async throws {
+        let config = try await fixture.run(sandboxRequest("fake:mkfifo=.git/config fake:answer=x", timeout: 20))
+        #expect(config.status == .failed && config.error?.contains(".git/config is not a regular file") == true, "\(config.error ?? "")")
+    }
+
+    /// Work that never looks at its flag (a read stuck in the kernel) is given up on a grace after its limit, and can
+    /// write nothing after that.
+    @Test func stuckWorkIsGivenUpOnAndCanNoLongerWrite() async throws {
+        let cancellation = CheckoutCancellation()
+        let release = DispatchSemaphore(value: 0)
+        let wrote = Mutex(false)
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect(throws: SandboxError.self) {
+            try await BlockingWork.run("stuck work", timeout: .milliseconds(300), cancellation: cancellation) {
+                release.wait()
+                if cancellation.whileLive({ true }) != nil { wrote.withLock { $0 = true } }
+            }
+        }
+        #expect(clock.now - start < .seconds(8), "given up on after \(clock.now - start)")
+        release.signal()
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!wrote.withLock { $0 }, "the work wrote after it was given up on")
     }
 
     /// `touchedFiles` is bounded: the first 10,000 paths in order, with the count and `touchedFilesTruncated`.

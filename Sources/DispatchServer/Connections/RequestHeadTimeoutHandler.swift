@@ -1,9 +1,10 @@
 import NIOCore
 import NIOHTTPTypes
 
-/// Closes a connection that has not sent a complete request head within its time (a slow or silent client holding a
-/// descriptor). Armed when the connection opens; a parsed head disarms it for good — what follows is the idle
-/// timeout's, which never counts a request in progress.
+/// Closes a connection that has not sent a complete request head within its time of opening, or a request's whole
+/// body within its time of that head (a slow or silent client holding a descriptor: a body trickled a byte at a time
+/// counts as activity to the idle timeout, which would hold the slot for ever). Between requests the idle timeout
+/// rules, and a request being answered (a long-poll, a log follow) is under neither.
 final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -11,11 +12,13 @@ final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
     typealias OutboundOut = HTTPResponsePart
 
     private let timeout: TimeAmount
+    private let bodyTimeout: TimeAmount
     private var timer: Scheduled<Void>?
     private var sawHead = false
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount, bodyTimeout: TimeAmount = .seconds(30)) {
         self.timeout = timeout
+        self.bodyTimeout = bodyTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -37,9 +40,15 @@ final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) {
+        switch unwrapInboundIn(data) {
+        case .head:
             sawHead = true
             disarm()
+            timer = context.eventLoop.assumeIsolated().scheduleTask(in: bodyTimeout) { context.close(promise: nil) }
+        case .end:
+            disarm()
+        case .body:
+            break
         }
         context.fireChannelRead(data)
     }

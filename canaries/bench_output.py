@@ -41,7 +41,7 @@ def main():
         os.remove(log)
         # The agent alone, writing the same output to a file: what dispatch adds is the difference.
         alone, alone_rss = measured(
-            ["/bin/sh", "-c", f"'{HERE}/bin/codex' exec --full-auto --skip-git-repo-check --json \"$0\" > '{work}/alone.log'", task], env, work)
+            ["/bin/sh", "-c", f"'{HERE}/bin/codex' exec --json --skip-git-repo-check --sandbox workspace-write \"$0\" > '{work}/alone.log'", task], env, work)
         os.remove(f"{work}/alone.log")
         rows.append((name, seconds, rss, base_seconds, base_rss, alone, alone_rss))
     for name, seconds, rss, base_seconds, base_rss, alone, alone_rss in rows:

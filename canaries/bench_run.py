@@ -53,7 +53,7 @@ def main():
     env = dict(os.environ)
     env["DISPATCH_STATE_DIR"] = os.path.join(work, "state")
     env["DISPATCH_CODEX_BIN"] = os.path.join(HERE, "noop-bin", "codex")
-    noop = [env["DISPATCH_CODEX_BIN"], "exec", "--full-auto", "--json", "noop"]
+    noop = [env["DISPATCH_CODEX_BIN"], "exec", "--json", "--sandbox", "workspace-write", "noop"]
 
     # Warm up both paths (page cache, database creation).
     timed(noop, env, work)

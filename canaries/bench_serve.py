@@ -74,7 +74,7 @@ def measure(dispatch, isolation, requests, concurrency):
         time.sleep(0.5)
         idle = rss_kib(server.pid)
 
-        noop = [env["DISPATCH_CODEX_BIN"], "exec", "--full-auto", "--json", "noop"]
+        noop = [env["DISPATCH_CODEX_BIN"], "exec", "--json", "--sandbox", "workspace-write", "noop"]
         spawn = []
         for _ in range(100):
             start = time.perf_counter()

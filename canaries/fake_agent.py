@@ -41,6 +41,8 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:home-read=REL        write "home REL: <content>" to stderr
   fake:glob=PATTERN         write "glob <number of matches>" to stderr
   fake:mkfifo=PATH          replace PATH with a FIFO (a reader that opens it blocks)
+  fake:recovered-error      codex: print a recovered {"type":"error"} ("Reconnecting... 1/5") before completing
+  fake:turn-failed=MSG      codex: print turn.failed with MSG (stderr says nothing useful) and exit 1
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
@@ -76,13 +78,21 @@ def inside_git_repo(path):
 
 
 def parse_codex(argv):
-    if len(argv) < 2 or argv[0] != "exec" or "--full-auto" not in argv:
-        fail_usage("codex", "expected: codex exec --full-auto [--json] [-m MODEL] [-s PROFILE] TASK")
+    """codex exec as 0.147 takes it: `--full-auto` is gone (exit 2, as the real one says), and exactly one of
+    `--sandbox PROFILE` and `--dangerously-bypass-approvals-and-sandbox` may be given."""
+    if "--full-auto" in argv:
+        sys.stderr.write("error: unexpected argument '--full-auto' found\n\n  tip: to pass '--full-auto' as a value, use '-- --full-auto'\n")
+        sys.exit(2)
+    if len(argv) < 2 or argv[0] != "exec":
+        fail_usage("codex", "expected: codex exec [--json] [--sandbox PROFILE | --dangerously-bypass-approvals-and-sandbox] [-m MODEL] TASK")
+    if "--dangerously-bypass-approvals-and-sandbox" in argv and ("--sandbox" in argv or "-s" in argv):
+        sys.stderr.write("error: the argument '--dangerously-bypass-approvals-and-sandbox' cannot be used with '--sandbox <SANDBOX_MODE>'\n")
+        sys.exit(2)
     args, model, profile, task, structured = argv[1:], None, None, None, False
     i = 0
     while i < len(args):
         a = args[i]
-        if a == "--full-auto":
+        if a == "--dangerously-bypass-approvals-and-sandbox":
             pass
         elif a == "--json":
             structured = True
@@ -327,6 +337,8 @@ def main():
     exit_code = 0
     hang = final_then_hang = crash = False
     fill_after = None
+    recovered_error = False
+    turn_failed = None
     for key, value in directives(task):
         if key == "answer":
             answer = value
@@ -445,6 +457,10 @@ def main():
             import glob as globbing
             sys.stderr.write(f"glob {len(globbing.glob(value))}\n")
             sys.stderr.flush()
+        elif key == "recovered-error":
+            recovered_error = True
+        elif key == "turn-failed":
+            turn_failed = value
         elif key == "mkfifo":
             if os.path.lexists(value):
                 os.remove(value)
@@ -469,6 +485,15 @@ def main():
         sleep_forever()
     if crash:
         os.kill(os.getpid(), signal.SIGSEGV)
+    if turn_failed is not None and tool == "codex":
+        # As codex 0.147 fails a turn: the reason on stdout, nothing useful on stderr, exit 1.
+        sys.stderr.write("Reading additional input from stdin...\n")
+        sys.stdout.write(json.dumps({"type": "thread.started", "thread_id": "fake"}) + "\n")
+        sys.stdout.write(json.dumps({"type": "turn.failed", "error": {"message": turn_failed}}) + "\n")
+        sys.stdout.flush()
+        sys.exit(1)
+    if recovered_error and tool == "codex":
+        sys.stdout.write(json.dumps({"type": "error", "message": "Reconnecting... 1/5 (stream disconnected before completion)"}) + "\n")
     emit(tool, structured, answer, model)
     if fill_after:
         fill(fill_after)

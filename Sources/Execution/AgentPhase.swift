@@ -298,6 +298,8 @@ package struct AgentPhase: Sendable {
     func processSpec(_ attempt: Attempt, input: Input, launch: Launch) -> ProcessSpec {
         var invocation = launch.adapter.invocation(request: input.request, task: input.task, model: attempt.model, program: launch.executable)
         if launch.outsideGitRepository { invocation = CodexAdapter.outsideGitRepository(invocation) }
+        let isolation = input.isolation(launch.executable)
+        if input.request.tool == .codex, isolation != nil { invocation = CodexAdapter.underRunnerIsolation(invocation) }
         var spec = ProcessSpec(
             executablePath: launch.executable,
             argv: [invocation.program] + invocation.arguments,
@@ -309,7 +311,7 @@ package struct AgentPhase: Sendable {
             marker: AgentEnvironment.marker(requestId: input.request.requestId),
             diesWithRunner: configuration.agentsDieWithRunner
         )
-        spec.isolation = input.isolation(launch.executable)
+        spec.isolation = isolation
         if let monitorProgram, spec.isolation != nil, let record = MonitorRecord(stdoutPath: attempt.logs.stdoutPath) {
             for stale in ["monitor", "owner", "status"] { unlink("\(record.prefix).\(stale)") }
             spec.monitor = MonitorSpec(

@@ -47,7 +47,11 @@ struct AttemptJudge: Sendable {
         if let reason = token.reason { return .cancelled(reason: reason) }
         if process.outOfMemory, let limit = maxMemoryBytes { return .outOfMemory(tool: tool, limitBytes: limit, during: label) }
         if let code = process.exitCode, code != 0 {
-            return .exited(tool: tool, code: code, stderrTail: Self.lastLines(stderrTail), during: label)
+            // The CLI's own reason, from its final event, when stderr says nothing useful (codex prints only "Reading
+            // additional input from stdin..." there; the reason is its `turn.failed` on stdout).
+            let stderrLines = Self.lastLines(stderrTail)
+            let reason = parsed.reportedError.map { reported in Self.saysNothing(stderrLines) ? reported : "\(stderrLines)\n\(reported)" }
+            return .exited(tool: tool, code: code, stderrTail: reason ?? stderrLines, during: label)
         }
         if let signal = process.signal { return .signaled(tool: tool, signal: signal, during: label) }
         if let reported = parsed.reportedError { return .message("\(tool) reported an error during \(label): \(reported)") }
@@ -55,6 +59,14 @@ struct AttemptJudge: Sendable {
             return .message("\(tool) exited 0 but produced no final answer during \(label)")
         }
         return nil
+    }
+
+    /// Whether stderr holds nothing that explains a failure: empty, or only a CLI's notices.
+    static func saysNothing(_ stderr: String) -> Bool {
+        stderr.split(whereSeparator: \.isNewline).allSatisfy { line in
+            let text = line.trimmingCharacters(in: .whitespaces)
+            return text.isEmpty || text.hasPrefix("Reading additional input from stdin")
+        }
     }
 
     /// The last few lines of stderr, at most 2,000 characters, for error messages.

@@ -7,8 +7,34 @@ import Testing
 
     @Test func codexArgv() {
         let invocation = CodexAdapter().invocation(request: request, task: "fix the bug", model: "o3", program: "/bin/codex")
-        #expect(invocation.arguments == ["exec", "--full-auto", "--json", "-m", "o3", "-s", "workspace-write", "fix the bug"])
+        // codex 0.147 removed --full-auto: the sandbox flag is --sandbox PROFILE, or, inside this runner's own isolation
+        // (codex's own sandbox cannot nest there), --dangerously-bypass-approvals-and-sandbox — never both.
+        #expect(invocation.arguments == ["exec", "--json", "--sandbox", "workspace-write", "-m", "o3", "fix the bug"])
         #expect(invocation.stdinText == nil)
+        let isolated = CodexAdapter.underRunnerIsolation(invocation)
+        #expect(isolated.arguments == ["exec", "--json", "--dangerously-bypass-approvals-and-sandbox", "-m", "o3", "fix the bug"])
+        let outside = CodexAdapter.outsideGitRepository(isolated)
+        #expect(outside.arguments.prefix(4) == ["exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"])
+        var readOnly = request
+        readOnly.sandbox = nil
+        #expect(CodexAdapter().invocation(request: readOnly, task: "t", model: nil, program: "codex").arguments.contains("workspace-write"))
+    }
+
+    /// Judged by the final event: a recovered `error` ("Reconnecting... 1/5") before `turn.completed` is no failure;
+    /// `turn.failed` is, with its message; Claude's `result` with an error subtype is too.
+    @Test func theFinalEventJudges() {
+        let recovered = [
+            #"{"type":"thread.started","thread_id":"t"}"#, #"{"type":"error","message":"Reconnecting... 1/5"}"#,
+            #"{"type":"item.completed","item":{"type":"agent_message","text":"done"}}"#, #"{"type":"turn.completed"}"#,
+        ].joined(separator: "\n")
+        let ok = CodexAdapter().parse(stdout: recovered)
+        #expect(ok.reportedError == nil && ok.finalText == "done" && ok.sawFinalEvent)
+        let failed = CodexAdapter().parse(stdout: #"{"type":"turn.failed","error":{"message":"stream disconnected before completion"}}"#)
+        #expect(failed.reportedError == "stream disconnected before completion" && failed.sawFinalEvent)
+        let unfinished = CodexAdapter().parse(stdout: #"{"type":"error","message":"Reconnecting... 5/5"}"#)
+        #expect(unfinished.reportedError == "Reconnecting... 5/5", "an error no turn event follows is the failure")
+        let claude = ClaudeAdapter().parse(stdout: #"{"type":"result","subtype":"error_max_turns","is_error":false,"result":"stopped"}"#)
+        #expect(claude.reportedError == "stopped (error_max_turns)")
     }
 
     @Test func claudeArgv() {

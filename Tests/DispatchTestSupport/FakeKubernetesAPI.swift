@@ -217,7 +217,8 @@ package final class FakeKubernetesAPI: Sendable {
         ]
     }
 
-    func isSuspended(_ name: String) -> Bool {
+    /// Whether Job `name` is still suspended (its pod not made yet).
+    package func isSuspended(_ name: String) -> Bool {
         state.withLock { (($0.jobs[name]?["spec"] as? [String: Any])?["suspend"] as? Bool) ?? false }
     }
 

@@ -35,6 +35,29 @@ import Testing
         #expect((logged["argv"] as? [String])?.prefix(3) == ["-p", "look around", "--dangerously-skip-permissions"])
     }
 
+    /// codex as 0.147 behaves (the fake refuses `--full-auto` as the real one does): the command line it accepts,
+    /// with the sandbox flag chosen by isolation; a recovered stream error is no failure; a failed turn's reason is in
+    /// the error sentence although stderr says nothing useful.
+    @Test func codexIsJudgedByItsFinalEventAndGetsACommandLineItAccepts() async throws {
+        let logDir = TempDir("codex-argv")
+        let argvLog = logDir.child("argv.jsonl")
+        let fixture = try EngineFixture(environment: ["FAKE_AGENT_ARGV_LOG": argvLog])
+        let recovered = try await fixture.run(fixture.request(.codex, "fake:recovered-error fake:answer=recovered"))
+        #expect(recovered.status == .completed && recovered.result == "recovered", "\(recovered.error ?? "")")
+        let line = try #require(LogFile.read(argvLog).split(separator: "\n").first)
+        let argv = (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["argv"] as? [String] ?? []
+        let isolated = EngineFixture.isolation.mode == .bwrap
+        #expect(!argv.contains("--full-auto"))
+        #expect(argv.contains("--dangerously-bypass-approvals-and-sandbox") == isolated && argv.contains("--sandbox") == !isolated, "\(argv)")
+        let failed = try await fixture.run(fixture.request(.codex, "fake:turn-failed=stream%20disconnected%20before%20completion"))
+        #expect(failed.status == .failed)
+        #expect(
+            failed.error?.contains("exit 1") == true && failed.error?.contains("stream disconnected before completion") == true,
+            "\(failed.error ?? "")"
+        )
+        #expect(failed.error?.contains("Reading additional input") == false, "\(failed.error ?? "")")
+    }
+
     @Test func aTaskAboveTheArgvLimitReachesTheAgentIntact() async throws {
         let fixture = try EngineFixture()
         for tool in [AgentTool.codex, .claude, .pi] {

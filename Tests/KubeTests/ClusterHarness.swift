@@ -103,6 +103,9 @@ struct Cluster: Sendable {
         let engine = fixture.engine
         let task = Task { try await engine.runOnce(request, token: token).result }
         _ = await eventually { api.hasJob(jobName(request)) }
+        // Resumed, so its pod exists: a test that sets the pod's phase or finishes the Job before that raced the
+        // controller's resume (the phase went nowhere, and the run waited out its budget).
+        _ = await eventually(timeout: .seconds(5)) { !api.isSuspended(jobName(request)) }
         return task
     }
 

@@ -25,8 +25,15 @@ package struct ClaudeAdapter: AgentAdapter {
         for event in events {
             if event.type == "result" {
                 let text = event.result
-                if event.isError {
-                    return ParsedAgentOutput(finalText: text, sawFinalEvent: true, reportedError: text ?? "claude reported an error")
+                // Failure by `is_error` or an error subtype (CONTRACT §1), with its own text and the subtype.
+                let errorSubtype = event.subtype.flatMap { $0.hasPrefix("error") ? $0 : nil }
+                if event.isError || errorSubtype != nil {
+                    let reason = [text, errorSubtype.map { "(\($0))" }].compactMap { $0 }.joined(separator: " ")
+                    return ParsedAgentOutput(
+                        finalText: text,
+                        sawFinalEvent: true,
+                        reportedError: reason.isEmpty ? "claude reported an error" : reason
+                    )
                 }
                 return ParsedAgentOutput(finalText: text ?? lastAssistant, sawFinalEvent: true)
             }

@@ -11,9 +11,11 @@ struct ClaudeEvent: Decodable {
     var isError: Bool
     /// `message` of an `assistant` event.
     var message: AgentMessage?
+    /// `subtype` of the `result` event: `success`, or an `error_…` one (`error_max_turns`, `error_during_execution`).
+    var subtype: String?
 
     private enum CodingKeys: String, CodingKey {
-        case type, result, message
+        case type, result, message, subtype
         case isError = "is_error"
     }
 
@@ -24,5 +26,6 @@ struct ClaudeEvent: Decodable {
         result = container.lenient(String.self, forKey: .result)
         isError = container.lenient(Bool.self, forKey: .isError) ?? (container.lenient(Double.self, forKey: .isError) == 1)
         message = container.lenient(AgentMessage.self, forKey: .message)
+        subtype = container.lenient(String.self, forKey: .subtype)
     }
 }

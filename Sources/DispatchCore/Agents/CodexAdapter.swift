@@ -1,6 +1,8 @@
 import Foundation
 
-/// `codex exec --full-auto --json [-m MODEL] [-s PROFILE] TASK` (TASK `-` reads stdin).
+/// `codex exec --json [--skip-git-repo-check] <sandbox flag> [-m MODEL] TASK` (TASK `-` reads stdin), CONTRACT §1: the
+/// sandbox flag is `--sandbox PROFILE` (default `workspace-write`), or `--dangerously-bypass-approvals-and-sandbox`
+/// inside this runner's own isolation, where codex's own sandbox cannot nest. Never `--full-auto` (codex 0.147 removed it).
 package struct CodexAdapter: AgentAdapter {
     package init() {}
     package var tool: AgentTool { .codex }
@@ -16,10 +18,23 @@ package struct CodexAdapter: AgentAdapter {
         return invocation
     }
 
+    /// The sandbox flag for an attempt inside this runner's isolation: the namespace is the sandbox, and the profile
+    /// is enforced by its binds (`read-only`: the work dir read-only).
+    package static let bypassSandbox = "--dangerously-bypass-approvals-and-sandbox"
+
+    /// `invocation` for an attempt inside this runner's own isolation: `--sandbox PROFILE` becomes
+    /// ``bypassSandbox`` (never both).
+    package static func underRunnerIsolation(_ invocation: AgentInvocation) -> AgentInvocation {
+        var invocation = invocation
+        if let index = invocation.arguments.firstIndex(of: "--sandbox"), index + 1 < invocation.arguments.count {
+            invocation.arguments.replaceSubrange(index...(index + 1), with: [bypassSandbox])
+        }
+        return invocation
+    }
+
     package func invocation(request: DispatchRequest, task: String, model: String?, program: String) -> AgentInvocation {
-        var arguments = ["exec", "--full-auto", "--json"]
+        var arguments = ["exec", "--json", "--sandbox", (request.sandbox ?? .workspaceWrite).rawValue]
         if let model { arguments += ["-m", model] }
-        if let profile = request.sandbox { arguments += ["-s", profile.rawValue] }
         if AgentAdapters.taskNeedsStdin(task) {
             return AgentInvocation(program: program, arguments: arguments + ["-"], stdinText: task)
         }
@@ -35,16 +50,24 @@ package struct CodexAdapter: AgentAdapter {
         }
         var last: String?
         var done = false
+        // Judged by the final event (CONTRACT §1): `turn.completed` is success even after a recovered `error`
+        // ("Reconnecting... 1/5"), `turn.failed` is failure with its message; an `error` counts only when no turn
+        // event follows it.
         var failure: String?
+        var lastError: String?
         for event in events {
             let type = event.type
             if type == "item.completed", let item = event.item, item.isAgentMessage {
                 last = item.text ?? last
             } else if type == "turn.completed" {
                 done = true
-            } else if type == "turn.failed" || type == "error" {
-                done = type == "turn.failed" || done
-                failure = event.error?.message ?? event.message ?? "codex reported an error"
+                failure = nil
+                lastError = nil
+            } else if type == "turn.failed" {
+                done = true
+                failure = event.error?.message ?? event.message ?? "codex reported a failed turn"
+            } else if type == "error" {
+                lastError = event.message ?? event.error?.message ?? "codex reported an error"
             } else if let msg = event.msg, let msgType = msg.type {
                 if msgType == "agent_message" { last = msg.message ?? last }
                 if msgType == "task_complete" {
@@ -53,6 +76,6 @@ package struct CodexAdapter: AgentAdapter {
                 }
             }
         }
-        return ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure)
+        return ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure ?? lastError)
     }
 }

@@ -16,7 +16,8 @@ import Testing
         defer { _ = try? CommandRunner.run("/bin/umount", ["-l", disk]) }
         let work = "\(disk)/work"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let server = ServerProcess(stateDir: "\(disk)/state")
+        // Held once the ordinary retries (1 s here) are over.
+        let server = ServerProcess(stateDir: "\(disk)/state", environment: ["DISPATCH_STORE_RETRY_SECONDS": "1"])
         try await server.start()
         defer { server.stop() }
         #expect(try await server.send(.GET, "/readyz").status == 200)
@@ -27,7 +28,7 @@ import Testing
         ])
         #expect(accepted.status == 202, "\(accepted.text)")
         var full: ServerProcess.Reply?
-        for _ in 0..<200 {
+        for _ in 0..<600 {
             let ready = try await server.send(.GET, "/readyz")
             if ready.status == 503, ready.json?["held"] as? Int == 1 {
                 full = ready

@@ -44,10 +44,7 @@ package struct AgentRunner: Sendable {
         // The agent home's CLI state: its logins are copied into each run's own home, and its transcripts and hooks
         // are no run's business (unless the operator shares a path on purpose through DISPATCH_AGENT_RW_PATHS).
         let shared = configuration.agentWritablePaths.map(Self.realPath)
-        func unshared(_ path: String) -> Bool {
-            let real = Self.realPath(path)
-            return !shared.contains { real == $0 || real.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
-        }
+        func unshared(_ path: String) -> Bool { !Self.isInside(Self.realPath(path), shared) }
         let cliDirectories = [".codex", ".claude", ".pi"].map { "\(agentHomeSource)/\($0)" }.filter(unshared)
         let cliFiles = ["\(agentHomeSource)/.claude.json"].filter(unshared)
         let directories =
@@ -68,8 +65,7 @@ package struct AgentRunner: Sendable {
     package func workDirRefusal(_ request: DispatchRequest) -> RequestValidationError? {
         let cwd = Self.realPath(request.cwd ?? configuration.defaultWorkdir)
         let hidden = hiddenParts
-        let inside = hidden.directories.first { cwd == $0 || cwd.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
-        guard let place = inside ?? hidden.files.first(where: { cwd == $0 || cwd.hasPrefix($0 + "/") }) else { return nil }
+        guard let place = (hidden.directories + hidden.files).first(where: { Self.isInside(cwd, [$0]) }) else { return nil }
         let what = request.cwd == nil ? "the default work dir \(cwd)" : cwd
         return RequestValidationError(field: "cwd", message: "\(what) lies inside \(place), which agents must not see")
     }

@@ -17,10 +17,10 @@ package struct HostBackend: ExecutionBackend {
         await run(context, adopting: false)
     }
 
-    /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
     /// A `cwd` inside the runner's hidden parts is refused before anything is recorded.
     package func refusal(of request: DispatchRequest) -> RequestValidationError? { runner.workDirRefusal(request) }
 
+    /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
     package func canAttach(_ known: DispatchResult) -> Bool { runner.canAdoptHere(known) }
 
     /// Adopts the attempt a dead runner left from its monitor, and ends the run as this runner would have.

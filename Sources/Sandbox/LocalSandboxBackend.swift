@@ -46,10 +46,10 @@ package struct LocalSandboxBackend: ExecutionBackend {
         return await run(in: sandbox, context: context, result: result, adopting: false)
     }
 
-    /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
     /// A `cwd` inside the runner's hidden parts is refused before anything is recorded.
     package func refusal(of request: DispatchRequest) -> RequestValidationError? { runner.workDirRefusal(request) }
 
+    /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
     package func canAttach(_ known: DispatchResult) -> Bool { known.localSandbox != nil && runner.canAdoptHere(known) }
 
     /// Adopts the attempt a dead runner left from its monitor, then verifies and exports as this runner would have

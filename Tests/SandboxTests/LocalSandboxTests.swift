@@ -130,6 +130,17 @@ import Testing
         #expect(!wrote.withLock { $0 }, "the work wrote after it was given up on")
     }
 
+    /// A temp patch an export killed midway (kill -9) left is removed by the next export of that sandbox.
+    @Test func aTempPatchLeftByAKilledExportIsRemoved() async throws {
+        let result = try await fixture.run(sandboxRequest("fake:write=a.txt:changed"))
+        let info = try #require(result.localSandbox)
+        let stale = "\(info.path)/artifacts/.changes.patch.tmp-999999"
+        try Data("half a patch".utf8).write(to: URL(fileURLWithPath: stale))
+        let artifacts = try ArtifactExporter().export(LocalSandbox(abandoned: info))
+        #expect(artifacts.touchedFiles == ["a.txt"])
+        #expect(!FileManager.default.fileExists(atPath: stale))
+    }
+
     /// `touchedFiles` is bounded: the first 10,000 paths in order, with the count and `touchedFilesTruncated`.
     @Test func touchedFilesAreBoundedAndCounted() async throws {
         let result = try await fixture.run(sandboxRequest("fake:many=gen:10005 fake:write=a.txt:changed"))

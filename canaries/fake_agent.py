@@ -39,6 +39,9 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:home-write=REL:TEXT  write TEXT to $HOME/REL (a CLI refreshing its login)
   fake:home-link=REL:TARGET replace $HOME/REL with a symlink to TARGET
   fake:home-read=REL        write "home REL: <content>" to stderr
+  fake:whoami              write "uid U gid G" to stderr
+  fake:try-write=PATH       open PATH for appending (writing nothing); stderr: "write PATH ok" or "... refused (why)"
+  fake:sysctl               write kernel.pid_max's current value back; stderr: "sysctl writable" or "... refused"
   fake:glob=PATTERN         write "glob <number of matches>" to stderr
   fake:mkfifo=PATH          replace PATH with a FIFO (a reader that opens it blocks)
   fake:recovered-error      codex: print a recovered {"type":"error"} ("Reconnecting... 1/5") before completing
@@ -452,6 +455,29 @@ def main():
             except OSError:
                 content = "<missing>"
             sys.stderr.write(f"home {value}: {content}\n")
+            sys.stderr.flush()
+        elif key == "whoami":
+            sys.stderr.write(f"uid {os.getuid()} gid {os.getgid()}\n")
+            sys.stderr.flush()
+        elif key == "try-write":
+            try:
+                with open(value, "a") as f:
+                    f.write("")
+                result = "ok"
+            except OSError as error:
+                result = f"refused ({error.strerror})"
+            sys.stderr.write(f"write {value} {result}\n")
+            sys.stderr.flush()
+        elif key == "sysctl":
+            try:
+                with open("/proc/sys/kernel/pid_max") as f:
+                    current = f.read()
+                with open("/proc/sys/kernel/pid_max", "w") as f:
+                    f.write(current)
+                result = "writable"
+            except OSError as error:
+                result = f"refused ({error.strerror})"
+            sys.stderr.write(f"sysctl {result}\n")
             sys.stderr.flush()
         elif key == "glob":
             import glob as globbing

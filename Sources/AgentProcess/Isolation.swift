@@ -31,6 +31,11 @@ package struct IsolationView: Sendable, Equatable {
     package var boundBack: [String]
     /// Bound read-only on top of everything; missing ones skipped.
     package var readOnly: [String]
+    /// Who the agent runs as (a root runner's agents never run as root, CONTRACT §7); `nil`: as the runner.
+    package var user: AgentUser?
+
+    /// Every path bound from the runner's filesystem.
+    var allBound: [String] { visible + writable + boundBack + readOnly }
 
     /// A view of the given parts.
     package init(
@@ -67,7 +72,8 @@ package enum Bubblewrap {
     /// `diesWithParent` ties it to the runner.
     package static func options(_ view: IsolationView, workingDirectory: String, diesWithParent: Bool) -> [String] {
         // Its own IPC namespace (a SysV segment or queue dies with the run, memory limit and all) and UTS namespace.
-        var options = ["--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        var options = ["--cap-drop", "ALL"] + (view.user.map { _ in AgentUser.switchCapabilities } ?? [])
+        options += ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         options += [view.readOnlyRoot ? "--ro-bind" : "--bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         // The kernel's knobs read-only: sysctls and sysfs check the writer's uid, not its capabilities, so a uid-0 agent
         // could set `kernel.core_pattern` (a program the kernel runs as root outside every namespace). `/proc/sys` is
@@ -76,12 +82,18 @@ package enum Bubblewrap {
         options += ["--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger"]
         options += ["--ro-bind-try", "/proc/irq", "/proc/irq", "--ro-bind-try", "/proc/bus", "/proc/bus"]
         options += ["--ro-bind", "/sys", "/sys", "--ro-bind-try", "/sys/fs/cgroup", "/sys/fs/cgroup"]
-        if view.privateTmp { options += ["--tmpfs", "/tmp"] }
+        if view.privateTmp { options += ["--perms", "01777", "--tmpfs", "/tmp"] }
+        let closed = closedAncestors(view)
+        for directory in closed { options += ["--tmpfs", directory] }
+        // The directories bwrap makes on the way to a bind inside a tmpfs, passable for an agent user.
+        let made = (view.privateTmp ? ["/tmp"] : []) + closed
+        let way = { (path: String, roots: [String]) in view.user == nil ? [] : wayTo(path, madeIn: roots, avoiding: view.allBound) }
         // The most specific path decides: a writable parent (an `DISPATCH_AGENT_RW_PATHS` entry holding the host
         // checkout) is bound first and the read-only checkout on top, a writable child inside a read-only one last.
         let binds = view.visible.map { (path: $0, writable: false) } + view.writable.map { (path: $0, writable: true) }
         let depth = { (path: String) in path.split(separator: "/").count }
         for bind in binds.enumerated().sorted(by: { (depth($0.element.path), $0.offset) < (depth($1.element.path), $1.offset) }) {
+            options += way(bind.element.path, made)
             options += [bind.element.writable ? "--bind-try" : "--ro-bind-try", bind.element.path, bind.element.path]
         }
         for directory in view.hiddenDirectories where FileManager.default.fileExists(atPath: directory) {
@@ -90,8 +102,8 @@ package enum Bubblewrap {
         for file in view.hiddenFiles where FileManager.default.fileExists(atPath: file) {
             options += ["--ro-bind", "/dev/null", file]
         }
-        for path in view.boundBack { options += ["--bind-try", path, path] }
-        for path in view.readOnly { options += ["--ro-bind-try", path, path] }
+        for path in view.boundBack { options += way(path, made + view.hiddenDirectories) + ["--bind-try", path, path] }
+        for path in view.readOnly { options += way(path, made + view.hiddenDirectories) + ["--ro-bind-try", path, path] }
         // A bind of a parent of a hidden part (a `read-only` work dir that holds the state dir) brings the real
         // directory back: hide what lies inside what was bound last, once more.
         let rebound = view.boundBack + view.readOnly
@@ -105,6 +117,51 @@ package enum Bubblewrap {
         if diesWithParent { options.append("--die-with-parent") }
         options += ["--chdir", workingDirectory]
         return options
+    }
+
+    /// The directories above what is bound for a user who may not pass through them (a root runner's `0700` home or
+    /// temp dir above the host checkout, whose objects the sandbox's `alternates` names, or above the agent's
+    /// program): replaced by an empty tmpfs, through which bwrap makes the way to what is bound. The user could not
+    /// read what they held anyway. Only for a read-only root (sandbox
+    /// mode); in host mode the agent is the work dir's owner, whose way there is its own.
+    static func closedAncestors(_ view: IsolationView) -> [String] {
+        guard let user = view.user, view.readOnlyRoot else { return [] }
+        let bound = view.visible + view.writable + view.boundBack + view.readOnly
+        var closed = Set<String>()
+        for path in bound {
+            var ancestor = (path as NSString).deletingLastPathComponent
+            while ancestor != "/" && !ancestor.isEmpty {
+                if view.privateTmp, ancestor == "/tmp" || ancestor.hasPrefix("/tmp/") { break }
+                var info = stat()
+                if stat(ancestor, &info) == 0, !Self.mayPass(user, info) { closed.insert(ancestor) }
+                ancestor = (ancestor as NSString).deletingLastPathComponent
+            }
+        }
+        // The outermost first; a closed directory inside another one is made by bwrap in the outer tmpfs.
+        let outermost = closed.filter { path in !closed.contains { path.hasPrefix($0 + "/") } }
+        return outermost.sorted()
+    }
+
+    /// `--dir` (mode 0755) for each directory bwrap would otherwise make `0700` on the way to `path`: those below the
+    /// deepest of `roots` (a tmpfs) holding it, up to the first that is itself bound (a real directory, left as it is).
+    static func wayTo(_ path: String, madeIn roots: [String], avoiding bound: [String]) -> [String] {
+        func isInside(_ child: String, _ parent: String) -> Bool { child.hasPrefix(parent.hasSuffix("/") ? parent : parent + "/") }
+        guard let root = roots.filter({ isInside(path, $0) }).max(by: { $0.count < $1.count }) else { return [] }
+        var options: [String] = []
+        var directory = root
+        for component in path.dropFirst(root.count).split(separator: "/").dropLast() {
+            directory += "/\(component)"
+            if bound.contains(where: { directory == $0 || isInside(directory, $0) }) { break }
+            options += ["--perms", "0755", "--dir", directory]
+        }
+        return options
+    }
+
+    /// Whether `user` may pass through a directory with `info` (search permission for its owner, group or others).
+    static func mayPass(_ user: AgentUser, _ info: stat) -> Bool {
+        if info.st_uid == user.uid { return info.st_mode & S_IXUSR != 0 }
+        if info.st_gid == user.gid { return info.st_mode & S_IXGRP != 0 }
+        return info.st_mode & S_IXOTH != 0
     }
 
     /// What the self-check runs: a capability check in the namespaces and view agents get.

@@ -36,7 +36,8 @@ package struct ProcessSpec: Sendable {
         var command = (executablePath: executablePath, argv: argv)
         if let isolation {
             let options = Bubblewrap.options(isolation.view, workingDirectory: workingDirectory, diesWithParent: diesWithRunner)
-            command = (isolation.bwrap, ["bwrap"] + options + ["--", executablePath] + argv.dropFirst())
+            let program = isolation.view.user.flatMap { user in AgentUser.setpriv.map { user.switchArguments(setpriv: $0) } } ?? []
+            command = (isolation.bwrap, ["bwrap"] + options + ["--"] + program + [executablePath] + argv.dropFirst())
         }
         if let monitor {
             return (monitor.program, monitor.argv(runner: getpid()) + [command.executablePath] + command.argv.dropFirst(), 0)

@@ -16,6 +16,8 @@ package struct MonitorSpec: Sendable, Equatable {
     package var graceMs: Int
     /// How long a monitor whose runner is gone waits to be adopted before it ends the run.
     package var leaseMs: Int
+    /// The run's agent uid lease file, held by the monitor for as long as it lives (``AgentUidLeases``).
+    package var uidLease: String?
 
     /// A monitor for one attempt.
     package init(program: String, recordPrefix: String, allowedMs: Int, slackMs: Int, graceMs: Int, leaseMs: Int) {
@@ -31,8 +33,8 @@ package struct MonitorSpec: Sendable, Equatable {
     func argv(runner: pid_t) -> [String] {
         [
             "dispatch-monitor", "--record", recordPrefix, "--allowed-ms", "\(allowedMs)", "--slack-ms", "\(slackMs)",
-            "--grace-ms", "\(graceMs)", "--lease-ms", "\(leaseMs)", "--runner-pid", "\(runner)", "--",
-        ]
+            "--grace-ms", "\(graceMs)", "--lease-ms", "\(leaseMs)", "--runner-pid", "\(runner)",
+        ] + (uidLease.map { ["--uid-lease", $0] } ?? []) + ["--"]
     }
 
     /// `dispatch-monitor` beside the running executable (`DISPATCH_MONITOR_BIN` overrides), or `nil` when absent.

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -193,6 +194,7 @@ struct options {
     long long allowed_ms, slack_ms, grace_ms, lease_ms;
     pid_t runner;
     char **command;
+    const char *uid_lease;
 };
 
 static int parse(int argc, char **argv, struct options *options) {
@@ -213,6 +215,7 @@ static int parse(int argc, char **argv, struct options *options) {
         else if (strcmp(name, "--grace-ms") == 0) options->grace_ms = atoll(value);
         else if (strcmp(name, "--lease-ms") == 0) options->lease_ms = atoll(value);
         else if (strcmp(name, "--runner-pid") == 0) options->runner = (pid_t)atoi(value);
+        else if (strcmp(name, "--uid-lease") == 0) options->uid_lease = value;
         else return -1;
     }
     return -1;
@@ -318,8 +321,18 @@ int main(int argc, char **argv) {
     struct options options;
     if (parse(argc, argv, &options) != 0) {
         fprintf(stderr, "usage: dispatch-monitor --record PREFIX --allowed-ms MS [--slack-ms MS] [--grace-ms MS] "
-                        "[--lease-ms MS] [--runner-pid PID] -- PROGRAM [ARG...]\n");
+                        "[--lease-ms MS] [--runner-pid PID] [--uid-lease FILE] -- PROGRAM [ARG...]\n");
         return 2;
+    }
+    /* The run's agent uid stays leased while this monitor lives (a shared lock its runner holds too, taken before
+       the agent starts): a serve that dies leaves the uid to this run until its agent is over. Close-on-exec: the
+       agent never holds it, so it cannot let it go. */
+    if (options.uid_lease != NULL) {
+        int lease = open(options.uid_lease, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (lease < 0 || flock(lease, LOCK_SH | LOCK_NB) != 0) {
+            fprintf(stderr, "dispatch-monitor: cannot hold the agent uid lease %s: %s\n", options.uid_lease, strerror(errno));
+            return 125;
+        }
     }
     char monitor_path[4096], owner_path[4096], status_path[4096], abandoned_path[4096], text[512], boot[64];
     snprintf(monitor_path, sizeof monitor_path, "%s.monitor", options.record);

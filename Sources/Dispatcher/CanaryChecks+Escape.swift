@@ -37,6 +37,7 @@ extension CanaryChecks {
                 ok: report.contains("sysctl refused"),
                 detail: report.contains("sysctl refused") ? "writing kernel.pid_max was refused" : "the agent could write kernel.pid_max: \(report)"
             ),
+            uidCheck(report),
             ipcCheck(report),
             .init(
                 name: "no-surviving-escapee",
@@ -45,6 +46,14 @@ extension CanaryChecks {
                     ? "no `sleep \(sleeps.plain)` or `sleep \(sleeps.deaf)` alive 5 s after the dispatch" : "survivors: \(survivors)"
             ),
         ]
+    }
+
+    /// A root runner's agent must not run as root (CONTRACT §7): the uid it reported is not 0.
+    static func uidCheck(_ report: String) -> CanaryReport.Check {
+        guard let range = report.range(of: "; uid "), let uid = UInt32(report[range.upperBound...].prefix { $0.isNumber }) else {
+            return .init(name: "agent-not-root", ok: false, detail: "the agent reported no uid: \(report)")
+        }
+        return .init(name: "agent-not-root", ok: uid != 0, detail: uid == 0 ? "the agent ran as root (uid 0)" : "the agent ran as uid \(uid)")
     }
 
     /// The agent's SysV segment must be gone with it: its key is not in this machine's (the runner's) IPC namespace.

@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import Foundation
 
@@ -13,6 +14,8 @@ package struct AgentHome: Sendable, Equatable {
     package let source: String
     /// Whose files the run gets.
     package let tool: AgentTool
+    /// Who the run's agent runs as, given the home once it is provisioned; `nil`: the runner.
+    package var owner: AgentUser?
 
     /// Each CLI's login and config files, relative to a home; transcripts (`~/.codex/sessions`, `~/.claude/projects`,
     /// pi's sessions) are never among them. A run gets only its own tool's.
@@ -57,6 +60,7 @@ package struct AgentHome: Sendable, Equatable {
             try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try Self.writeAtomically(data, to: target, timesOf: "\(source)/\(file)")
         }
+        try owner?.own(path)
     }
 
     /// Writes back to the agent home each login file the run's CLI rewrote: a regular file of the run's home (never a

@@ -24,6 +24,8 @@ package struct AgentPhase: Sendable {
         package var home: AgentHome?
         /// The namespaces each attempt runs in, given the agent's resolved executable (`nil`: isolation off).
         package var isolation: @Sendable (_ executable: String) -> (bwrap: String, view: IsolationView)? = { _ in nil }
+        /// The run's agent uid lease file, which each attempt's monitor holds too (``AgentUidLeases``).
+        package var uidLease: String?
 
         /// The input of one agent phase.
         package init(
@@ -322,6 +324,7 @@ package struct AgentPhase: Sendable {
                 graceMs: configuration.killGraceMs,
                 leaseMs: configuration.leaseSeconds * 1000
             )
+            spec.monitor?.uidLease = input.uidLease
         }
         return spec
     }

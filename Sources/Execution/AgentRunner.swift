@@ -19,6 +19,12 @@ package struct AgentRunner: Sendable {
     /// set for a runner whose agents do not die with it (`serve`) when isolation is on and the monitor is installed.
     package let monitorProgram: String?
 
+    /// Who agents run as (CONTRACT §7): leased uids and work dir owners for a root runner with isolation, else the
+    /// runner itself.
+    package let agentUsers: AgentUserPolicy
+    /// The uids sandboxed agents are leased, when ``agentUsers`` leases them.
+    package let uidLeases: AgentUidLeases?
+
     /// A runner with its own supervisor. `isolation` comes from ``Bubblewrap/resolve(_:)`` at start-up.
     package init(
         configuration: DispatchConfiguration,
@@ -32,6 +38,67 @@ package struct AgentRunner: Sendable {
         self.supervisor = supervisor
         let held = isolation.mode == .bwrap && !configuration.agentsDieWithRunner
         monitorProgram = held ? MonitorSpec.locateProgram(environment: environment) : nil
+        (agentUsers, uidLeases) = Self.agentUserPolicy(configuration, isolation: isolation.mode)
+    }
+
+    /// A root runner with isolation leases uids from `DISPATCH_AGENT_UIDS` (checked at start-up by
+    /// ``checkAgentUsers(_:)``) and runs host-mode agents as their work dir's owner, or `DISPATCH_AGENT_USER` for a
+    /// root-owned one; any other runner runs agents as itself.
+    static func agentUserPolicy(_ configuration: DispatchConfiguration, isolation: IsolationMode) -> (AgentUserPolicy, AgentUidLeases?) {
+        guard geteuid() == 0, isolation == .bwrap, AgentUser.setpriv != nil,
+            let range = AgentUidLeases.parseRange(configuration.agentUids)
+        else { return (.runner, nil) }
+        return (.leased(hostFallback: configuration.agentUser.flatMap(AgentUser.named)), AgentUidLeases(range: range))
+    }
+
+    /// Why `DISPATCH_AGENT_UIDS` or `DISPATCH_AGENT_USER` cannot be used, naming the variable; `nil` when they can.
+    package static func checkAgentUsers(_ configuration: DispatchConfiguration) -> String? {
+        if AgentUidLeases.parseRange(configuration.agentUids) == nil {
+            return "invalid DISPATCH_AGENT_UIDS \(configuration.agentUids): must be FIRST-LAST, uids from 1 to 4294967294"
+        }
+        if let name = configuration.agentUser, AgentUser.named(name) == nil {
+            return "invalid DISPATCH_AGENT_USER \(name): no such user here (a name or a numeric uid)"
+        }
+        return nil
+    }
+
+    /// The uid a run's agent runs as (CONTRACT §7), when this runner leases them (`nil` when it does not): a new lease,
+    /// recorded in `directory` (`agent-uid`, for a runner that adopts the run) and given `owned` (the checkout); or,
+    /// `adopting`, the recorded one held again (its monitor holds it meanwhile; a run recorded without one goes on
+    /// without one). Blocking: a `/proc` scan, and `owned` walked.
+    package func leaseAgentUid(recordIn directory: String, owning owned: [String], requestId: String, adopting: Bool) throws -> AgentUidLease? {
+        guard let leases = uidLeases else { return nil }
+        let record = "\(directory)/agent-uid"
+        if adopting {
+            guard let text = try? String(contentsOfFile: record, encoding: .utf8) else { return nil }
+            guard let uid = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)), let lease = leases.adopt(uid) else {
+                throw AgentProcessError(code: .spawnFailed, message: "cannot hold the agent uid recorded in \(record) again")
+            }
+            return lease
+        }
+        let lease = try leases.lease(for: requestId)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try AgentHome.writeAtomically(Data("\(lease.uid)\n".utf8), to: record)
+        for path in owned { try lease.user.own(path) }
+        return lease
+    }
+
+    /// Who a host-mode agent in `workDir` runs as: the work dir's owner; for a root-owned one, `DISPATCH_AGENT_USER`
+    /// (`nil`: as root, the operator's explicit opt-out), else a refusal naming the fix. `nil` also for a runner
+    /// whose agents run as itself.
+    package func hostUser(workDir: String) -> Result<AgentUser?, DispatchFailure> {
+        guard case .leased(let fallback) = agentUsers else { return .success(nil) }
+        let real = Self.realPath(workDir)
+        guard let owner = AgentUser.owner(of: real) else { return .failure(.message("cannot read the owner of the work dir \(real)")) }
+        if owner.uid != 0 { return .success(owner) }
+        guard let fallback else {
+            return .failure(
+                .message(
+                    "the work dir \(real) is owned by root and agents never run as root: give it to the user the agent should run as, or set DISPATCH_AGENT_USER to that user"
+                )
+            )
+        }
+        return .success(fallback.uid == 0 ? nil : fallback)
     }
 
     /// Whether a run this runner starts outlives it: its agent attempts are held by monitors.
@@ -91,8 +158,10 @@ package struct AgentRunner: Sendable {
     }
 
     /// The home of a run of `tool` whose files are kept in `directory` (its sandbox, or its host-mode run directory).
-    package func home(in directory: String, tool: AgentTool) -> AgentHome {
-        AgentHome(path: "\(directory)/home", source: agentHomeSource, tool: tool)
+    package func home(in directory: String, tool: AgentTool, owner: AgentUser? = nil) -> AgentHome {
+        var home = AgentHome(path: "\(directory)/home", source: agentHomeSource, tool: tool)
+        home.owner = owner
+        return home
     }
 
     /// Where runs' homes copy logins from (`DISPATCH_AGENT_HOME`, else the runner's `HOME`).
@@ -124,17 +193,19 @@ package struct AgentRunner: Sendable {
         workDir: String,
         readOnlyWorkDir: Bool,
         home: String? = nil,
-        executable: String? = nil
+        executable: String? = nil,
+        user: AgentUser? = nil
     ) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
-        let view = IsolationView(
+        var view = IsolationView(
             readOnlyRoot: false,
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
             boundBack: home.map { [Self.realPath($0)] } ?? [],
             readOnly: (readOnlyWorkDir ? [Self.realPath(workDir)] : []) + programPlacesInside(hidden.directories, executable: executable)
         )
+        view.user = user
         return (bwrap, view)
     }
 
@@ -149,7 +220,8 @@ package struct AgentRunner: Sendable {
         hostCheckout: String,
         executable: String?,
         readOnlyCheckout: Bool,
-        home: String? = nil
+        home: String? = nil,
+        user: AgentUser? = nil
     ) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
@@ -160,7 +232,7 @@ package struct AgentRunner: Sendable {
         let programPlaces = (executable.map(Self.executablePlaces) ?? []).map(Self.realPath).filter { place in
             !writable.contains { place == $0 || place.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
         }
-        let view = IsolationView(
+        var view = IsolationView(
             readOnlyRoot: true,
             privateTmp: true,
             visible: [Self.realPath(hostCheckout)] + programPlaces.filter { place in !Self.isInside(place, hidden.directories) },
@@ -171,6 +243,7 @@ package struct AgentRunner: Sendable {
             readOnly: (readOnlyCheckout ? [checkout] : []) + [Self.realPath(sandboxEnvFile)]
                 + programPlacesInside(hidden.directories, executable: executable)
         )
+        view.user = user
         return (bwrap, view)
     }
 

@@ -36,6 +36,14 @@ package struct HostBackend: ExecutionBackend {
             result.fail(.message(problem))
             return .ended(result)
         }
+        let lease: AgentUidLease?
+        let user: AgentUser?
+        switch agentUser(request, workDir: workDir, adopting: adopting) {
+        case .success(let chosen): (user, lease) = chosen
+        case .failure(let refusal):
+            result.fail(refusal)
+            return .ended(result)
+        }
         var input = AgentPhase.Input(
             request: request,
             task: request.task,
@@ -48,10 +56,10 @@ package struct HostBackend: ExecutionBackend {
         input.sweepAfterResult = true
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly
-        let home = runner.home(in: runDirectory(request.requestId), tool: request.tool)
+        let home = runner.home(in: runDirectory(request.requestId), tool: request.tool, owner: user)
         input.home = home
         input.isolation = { executable in
-            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable)
+            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable, user: user)
         }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
@@ -65,6 +73,7 @@ package struct HostBackend: ExecutionBackend {
         let killed = outcome.processesKilled
         guard let group = outcome.pendingSweep else {
             home.writeBack()
+            lease?.release()
             return .ended(result, processesKilled: killed)
         }
         let marker = AgentEnvironment.marker(requestId: request.requestId)
@@ -83,9 +92,27 @@ package struct HostBackend: ExecutionBackend {
                 )
                 // Once nothing of the run is left to write to its home.
                 home.writeBack()
+                lease?.release()
                 return killed
             }
         )
+    }
+
+    /// Who the agent runs as (CONTRACT §7): the work dir's owner (``AgentRunner/hostUser(workDir:)``); a canary, whose
+    /// script is the runner's own and touches no file of the work dir, on a leased uid, like a sandboxed agent.
+    func agentUser(_ request: DispatchRequest, workDir: String, adopting: Bool) -> Result<(AgentUser?, AgentUidLease?), DispatchFailure> {
+        guard request.tool == .canary, runner.uidLeases != nil else { return runner.hostUser(workDir: workDir).map { ($0, nil) } }
+        do {
+            let lease = try runner.leaseAgentUid(
+                recordIn: runDirectory(request.requestId),
+                owning: [],
+                requestId: request.requestId,
+                adopting: adopting
+            )
+            return .success((lease?.user, lease))
+        } catch {
+            return .failure(.message("cannot run the agent as an unprivileged uid: \(error)"))
+        }
     }
 
     /// Why the agent cannot run in `workDir`: missing, or — checked again at the start, since a queued request's work

@@ -1,5 +1,6 @@
 import AgentProcess
 import DispatchCore
+import DispatchStore
 import Execution
 import Foundation
 import Git
@@ -80,9 +81,22 @@ package struct LocalSandboxBackend: ExecutionBackend {
         )
         let runner = self.runner
         let readOnly = context.request.sandbox == .readOnly
-        let home = runner.home(in: sandbox.path, tool: context.request.tool)
+        let lease: AgentUidLease?
+        switch await agentUid(sandbox, context: context, adopting: adopting) {
+        case .success(let leased): lease = leased
+        case .failure(let failure):
+            result.fail(failure)
+            await finishLedger(context.request.requestId, result: &result)
+            return .ended(result)
+        }
+        defer { lease?.release() }
+        let user = lease?.user
+        let home = runner.home(in: sandbox.path, tool: context.request.tool, owner: user)
         input.home = home
-        input.isolation = { executable in runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path) }
+        input.uidLease = lease?.path
+        input.isolation = { executable in
+            runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path, user: user)
+        }
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
             result.failLost(AgentRunner.abandonedReason, request: context.request)
@@ -95,10 +109,28 @@ package struct LocalSandboxBackend: ExecutionBackend {
         if adopting { _ = await runner.endMarked(context.request.requestId) }
         // The agent's processes are gone: what its CLI refreshed goes back to the agent home.
         home.writeBack()
-        let verification = await verify(sandbox, context: context, deadline: workDeadline, result: &result)
+        let verification = await verify(sandbox, context: context, deadline: workDeadline, user: user, result: &result)
+        // Nothing runs as the uid any more: the next run may have it (this run's files stay out of its sight).
+        lease?.release()
         await export(sandbox, verification: verification, deadline: deadline, result: &result)
         await finishLedger(context.request.requestId, result: &result)
         return .ended(result, processesKilled: outcome.processesKilled)
+    }
+
+    /// The uid the run's agent runs as, when the runner leases them, owning the checkout (``AgentRunner/leaseAgentUid``).
+    func agentUid(_ sandbox: LocalSandbox, context: BackendContext, adopting: Bool) async -> Result<AgentUidLease?, DispatchFailure> {
+        let runner = self.runner
+        let requestId = context.request.requestId
+        do {
+            return .success(
+                try await BlockingWork.run("lease an agent uid", timeout: context.deadline.remaining) {
+                    let owned = [sandbox.repoPath, "\(sandbox.path)/.sandbox.env"]
+                    return try runner.leaseAgentUid(recordIn: sandbox.path, owning: owned, requestId: requestId, adopting: adopting)
+                }
+            )
+        } catch {
+            return .failure(.message("cannot run the agent as an unprivileged uid: \(error)"))
+        }
     }
 
     /// Plans the sandbox, registers it (before the checkout writes anything: a checkout cut short is known to the
@@ -168,14 +200,20 @@ package struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// Runs the verification commands after a completed agent phase; a failure fails the result.
-    func verify(_ sandbox: LocalSandbox, context: BackendContext, deadline: Deadline, result: inout DispatchResult) async -> Artifacts.Verification? {
+    func verify(
+        _ sandbox: LocalSandbox,
+        context: BackendContext,
+        deadline: Deadline,
+        user: AgentUser?,
+        result: inout DispatchResult
+    ) async -> Artifacts.Verification? {
         let request = context.request
         guard result.status == .completed, !request.verificationCommands.isEmpty else { return nil }
         let phase = VerificationPhase(
             supervisor: runner.supervisor,
             killGraceMs: configuration.killGraceMs,
             diesWithRunner: configuration.agentsDieWithRunner,
-            isolation: runner.isolation(of: sandbox, executable: nil, readOnly: request.sandbox == .readOnly)
+            isolation: runner.isolation(of: sandbox, executable: nil, readOnly: request.sandbox == .readOnly, user: user)
         )
         let environment = AgentEnvironment.build(
             request: request,
@@ -265,14 +303,21 @@ package struct LocalSandboxBackend: ExecutionBackend {
 extension AgentRunner {
     /// The namespaces of a sandboxed agent (or its verification): its own checkout writable (read-only for the
     /// `read-only` profile), the host checkout and the agent's program visible, the rest read-only or hidden.
-    func isolation(of sandbox: LocalSandbox, executable: String?, readOnly: Bool, home: String? = nil) -> (bwrap: String, view: IsolationView)? {
+    func isolation(
+        of sandbox: LocalSandbox,
+        executable: String?,
+        readOnly: Bool,
+        home: String? = nil,
+        user: AgentUser? = nil
+    ) -> (bwrap: String, view: IsolationView)? {
         sandboxIsolation(
             checkout: sandbox.repoPath,
             sandboxEnvFile: "\(sandbox.path)/.sandbox.env",
             hostCheckout: sandbox.sourceRepo,
             executable: executable,
             readOnlyCheckout: readOnly,
-            home: home
+            home: home,
+            user: user
         )
     }
 }

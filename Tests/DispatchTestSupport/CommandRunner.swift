@@ -49,7 +49,8 @@ package enum CommandRunner {
         let fds = [open(input, O_RDONLY | O_CLOEXEC), open(out, flags, 0o600), open(err, flags, 0o600)]
         defer { for fd in fds where fd >= 0 { close(fd) } }
         guard !fds.contains(-1) else { throw CommandError(message: "cannot open the output files in \(dir): errno \(errno)") }
-        let base = inheritEnvironment ? ProcessInfo.processInfo.environment : [:]
+        var base = inheritEnvironment ? ProcessInfo.processInfo.environment : [:]
+        if inheritEnvironment { base["DISPATCH_AGENT_USER"] = base["DISPATCH_AGENT_USER"] ?? TestPaths.hostAgentUser }
         let env = base.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStrings([executable] + arguments) { argv in

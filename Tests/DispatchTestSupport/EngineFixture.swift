@@ -92,6 +92,7 @@ package struct EngineFixture: Sendable {
         configuration.piBin = TestPaths.fake("pi")
         configuration.killGraceMs = killGraceMs
         configuration.completionGraceMs = completionGraceMs
+        configuration.agentUser = TestPaths.hostAgentUser
         // Claude Code as root (this machine, CI) needs IS_SANDBOX=1 passed through, as an operator would.
         configuration.agentEnvPassthrough = ["IS_SANDBOX"]
         return configuration

@@ -39,6 +39,7 @@ package final class ServerProcess: @unchecked Sendable {
         env["IS_SANDBOX"] = env["IS_SANDBOX"] ?? "1"
         // As an operator gets it (`auto`: bubblewrap when it works here) unless the test or the test run says otherwise.
         env["DISPATCH_ISOLATION"] = env["DISPATCH_ISOLATION"] ?? ProcessInfo.processInfo.environment["DISPATCH_ISOLATION"] ?? "auto"
+        env["DISPATCH_AGENT_USER"] = env["DISPATCH_AGENT_USER"] ?? TestPaths.hostAgentUser
         self.environment = env
         self.arguments =
             [

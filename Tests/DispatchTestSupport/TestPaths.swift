@@ -13,6 +13,11 @@ package enum TestPaths {
     /// The fake agent executable for `tool`.
     package static func fake(_ tool: String) -> String { "\(fakeBin)/\(tool)" }
 
+    /// Who host-mode agents run as in tests whose work dirs are root-owned temp dirs: root, the operator's explicit
+    /// opt-out (`DISPATCH_AGENT_USER=root`), as tests that predate agent users expect. The containment tests give
+    /// their work dirs to a user, or clear it (an empty value) to see a root-owned work dir refused.
+    package static let hostAgentUser = "root"
+
     /// The `dispatch` binary: `$DISPATCH_BIN`, else next to the test bundle in the build directory.
     package static var dispatchBinary: String {
         if let path = ProcessInfo.processInfo.environment["DISPATCH_BIN"], !path.isEmpty { return path }

@@ -66,6 +66,11 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var replicaURL: String?
     /// `DISPATCH_WARM_SANDBOXES`: ready checkouts `serve` keeps per repository at its latest baseSha (0: none).
     package var warmSandboxes: Int
+    /// `DISPATCH_AGENT_UIDS`: the uids a root runner leases to sandboxed agents, `FIRST-LAST` (CONTRACT §7).
+    package var agentUids: String
+    /// `DISPATCH_AGENT_USER`: who a host-mode agent runs as when its work dir is owned by root (`root`: as root, an
+    /// explicit and logged opt-out); `nil`: such a work dir is refused.
+    package var agentUser: String?
 
     /// Reads the contract's environment variables, applying defaults.
     package init(environment env: [String: String] = ProcessInfo.processInfo.environment) {
@@ -110,6 +115,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
         let processes = env["DISPATCH_MAX_PROCESSES"].flatMap { Int($0) } ?? 4096
         maxProcesses = processes > 0 ? processes : nil
         agentHome = env["DISPATCH_AGENT_HOME"].nonEmpty
+        agentUids = env["DISPATCH_AGENT_UIDS"].nonEmpty ?? "61184-65519"
+        agentUser = env["DISPATCH_AGENT_USER"].nonEmpty
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
         agentEnvPassthrough = (env["DISPATCH_AGENT_ENV"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)

@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(name: "DispatchMonitor"),
         .executableTarget(
             name: "DispatchBench",
-            dependencies: ["Sandbox", "DispatchCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AgentProcess", "Sandbox", "DispatchCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(

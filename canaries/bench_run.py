@@ -98,6 +98,27 @@ def main():
         print(f"isolation: no-op `dispatch run` median {none_ms:.1f} ms without bubblewrap, {bwrap_ms:.1f} ms with "
               f"-> added {bwrap_ms - none_ms:.1f} ms (target <= 10 ms), ratio {bwrap_ms / none_ms:.2f}x over {args.runs} runs each")
 
+    # The cost of agent users (a root runner): a host-mode no-op dispatch as the work dir's owner (a uid switch by
+    # setpriv, the run's home given to it) against the same as root (DISPATCH_AGENT_USER=root, no switch), interleaved.
+    # The sandbox's uid lease and checkout chown are measured beside the checkout by `DispatchBench`.
+    if shutil.which("bwrap") and os.geteuid() == 0:
+        owned = os.path.join(work, "owned")
+        os.makedirs(owned, exist_ok=True)
+        os.chmod(work, 0o755)
+        os.chown(owned, 60999, 60999)
+        by_user = {"root": [], "owner": []}
+        argv = [args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"]
+        for i in range(args.runs):
+            for user, cwd in (("root", work), ("owner", owned)):
+                elapsed, out, err, code = timed(argv, dict(env, DISPATCH_ISOLATION="bwrap", DISPATCH_AGENT_USER="root"), cwd)
+                if code != 0:
+                    raise SystemExit(f"dispatch run as {user} failed: {err} {out}")
+                by_user[user].append(elapsed)
+        root_ms, owner_ms = (statistics.median(by_user[u]) * 1000 for u in ("root", "owner"))
+        print(f"agent users: no-op host-mode `dispatch run` median {root_ms:.1f} ms as root (DISPATCH_AGENT_USER=root), "
+              f"{owner_ms:.1f} ms as the work dir's owner -> added {owner_ms - root_ms:.1f} ms, ratio {owner_ms / root_ms:.2f}x "
+              f"over {args.runs} runs each")
+
     fake_env = dict(env)
     fake_env["DISPATCH_CODEX_BIN"] = os.path.join(HERE, "bin", "codex")
     latencies, walls = [], []

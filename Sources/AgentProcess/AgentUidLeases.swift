@@ -62,7 +62,8 @@ package final class AgentUidLeases: Sendable {
         }
         throw AgentProcessError(
             code: .spawnFailed,
-            message: "no agent uid is free in DISPATCH_AGENT_UIDS \(range.lowerBound)-\(range.upperBound): every one is leased to a live run, used by a process or an account"
+            message: "no agent uid is free in DISPATCH_AGENT_UIDS \(range.lowerBound)-\(range.upperBound): "
+                + "every one is leased to a live run, used by a process or an account"
         )
     }
 

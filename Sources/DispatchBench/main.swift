@@ -1,4 +1,5 @@
 // Benchmarks for the local sandbox backend (`make bench`). Prints figures and ratios measured in one run.
+import AgentProcess
 import DispatchCore
 import Foundation
 import Logging
@@ -91,6 +92,26 @@ print(
     "materialize at baseSha (median of \(runs)): ours \(ms(median(ours))), git worktree add \(ms(median(worktree))), "
         + "git clone --shared + checkout \(ms(median(clone))) -> ratio \(String(format: "%.2f", median(ours) / faster))x the faster baseline (target <= 1.0x)"
 )
+
+// A root runner's sandboxed agent runs as a leased uid that owns its checkout: the lease and the chown, against the
+// checkout they follow.
+if geteuid() == 0 {
+    let leases = AgentUidLeases(range: 60_900...60_949, directory: "\(work)/uid-leases")
+    var leasing: [Double] = []
+    for sandbox in sandboxes {
+        leasing.append(
+            try timed {
+                let lease = try leases.lease(for: sandbox.sandboxId)
+                try lease.user.own(sandbox.repoPath)
+                lease.release()
+            }
+        )
+    }
+    print(
+        "agent uid lease + chown of the checkout (median of \(runs)): \(ms(median(leasing))) vs our checkout \(ms(median(ours))) -> ratio "
+            + "\(String(format: "%.2f", median(leasing) / median(ours)))x (added to every sandbox dispatch of a root runner)"
+    )
+}
 
 // The warm pool: a claim (rename into the sandbox, the sandbox's branch in place of the entry's) against the
 // checkout it takes off the critical path.

@@ -301,6 +301,7 @@ struct DispatchRoutes: Sendable {
                 defaultBackend: engine.configuration.defaultBackend,
                 isolation: configuration.isolation,
                 limits: engine.limitsMechanism,
+                agentUser: engine.agentUser,
                 runsOutliveRunner: engine.runsOutliveRunner,
                 store: engine.store.kind,
                 maxConcurrent: service.maxConcurrent,

@@ -24,6 +24,8 @@ package struct AgentPhase: Sendable {
         package var home: AgentHome?
         /// The namespaces each attempt runs in, given the agent's resolved executable (`nil`: isolation off).
         package var isolation: @Sendable (_ executable: String) -> (bwrap: String, view: IsolationView)? = { _ in nil }
+        /// The run's places on disk (its checkout, logs and home) that `DISPATCH_MAX_RUN_DISK_BYTES` covers.
+        package var diskPlaces: [String] = []
         /// The run's agent uid lease file, which each attempt's monitor holds too (``AgentUidLeases``).
         package var uidLease: String?
 

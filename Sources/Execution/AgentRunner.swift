@@ -44,7 +44,7 @@ package struct AgentRunner: Sendable {
     /// A root runner with isolation leases uids from `DISPATCH_AGENT_UIDS` (checked at start-up by
     /// ``checkAgentUsers(_:)``) and runs host-mode agents as their work dir's owner, or `DISPATCH_AGENT_USER` for a
     /// root-owned one; any other runner runs agents as itself.
-    static func agentUserPolicy(_ configuration: DispatchConfiguration, isolation: IsolationMode) -> (AgentUserPolicy, AgentUidLeases?) {
+    package static func agentUserPolicy(_ configuration: DispatchConfiguration, isolation: IsolationMode) -> (AgentUserPolicy, AgentUidLeases?) {
         guard geteuid() == 0, isolation == .bwrap, AgentUser.setpriv != nil,
             let range = AgentUidLeases.parseRange(configuration.agentUids)
         else { return (.runner, nil) }
@@ -250,18 +250,29 @@ package struct AgentRunner: Sendable {
     /// Runs the agent attempts, recording `running` with each attempt's log paths (through `context.progress`)
     /// before it starts.
     package func runAgentPhase(_ input: AgentPhase.Input, context: BackendContext, result: DispatchResult) async -> AgentPhase.Outcome {
-        await phase(context).run(input, token: context.cancellation, attemptStarting: recordingAttempts(context, result: result))
+        let starting = recordingAttempts(context, result: result)
+        guard let watch = diskWatch(input, context: context) else {
+            return await phase(context).run(input, token: context.cancellation, attemptStarting: starting)
+        }
+        let phase = phase(context)
+        return await watch.watching { await phase.run(input, token: watch.token, attemptStarting: starting) } ?? AgentPhase.Outcome(status: .failed)
+    }
+
+    /// The run's disk limit over `input`'s places, under the run's own cancellation; `nil` when it has none.
+    func diskWatch(_ input: AgentPhase.Input, context: BackendContext) -> RunDiskWatch? {
+        RunDiskWatch(places: input.diskPlaces, limitBytes: configuration.maxRunDiskBytes, outer: context.cancellation)
     }
 
     /// Adopts the agent phase a previous runner left (the attempt `context.known` names, held by its monitor) and
     /// runs it to its end. `nil`: nothing to adopt (the monitor is gone without a record).
     package func resumeAgentPhase(_ input: AgentPhase.Input, context: BackendContext, result: DispatchResult) async -> AgentPhase.Outcome? {
-        await phase(context).resume(
-            input,
-            known: context.known,
-            token: context.cancellation,
-            attemptStarting: recordingAttempts(context, result: result)
-        )
+        let starting = recordingAttempts(context, result: result)
+        let known = context.known
+        guard let watch = diskWatch(input, context: context) else {
+            return await phase(context).resume(input, known: known, token: context.cancellation, attemptStarting: starting)
+        }
+        let phase = phase(context)
+        return await watch.watching { await phase.resume(input, known: known, token: watch.token, attemptStarting: starting) }
     }
 
     /// The agent phase of one run.

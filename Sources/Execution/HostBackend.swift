@@ -44,23 +44,8 @@ package struct HostBackend: ExecutionBackend {
             result.fail(refusal)
             return .ended(result)
         }
-        var input = AgentPhase.Input(
-            request: request,
-            task: request.task,
-            workDir: workDir,
-            logsDir: runDirectory(request.requestId),
-            extraEnv: [:],
-            deadline: context.deadline,
-            budgetMs: context.deadline.budgetMs
-        )
-        input.sweepAfterResult = true
-        let runner = self.runner
-        let readOnly = request.sandbox == .readOnly
         let home = runner.home(in: runDirectory(request.requestId), tool: request.tool, owner: user)
-        input.home = home
-        input.isolation = { executable in
-            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable, user: user)
-        }
+        let input = phaseInput(context, workDir: workDir, home: home, user: user, lease: lease)
         let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
         if adopting, adopted == nil {
             result.failLost(AgentRunner.abandonedReason, request: request)
@@ -96,6 +81,30 @@ package struct HostBackend: ExecutionBackend {
                 return killed
             }
         )
+    }
+
+    /// The agent phase of a host-mode run in `workDir` as `user`, its logs, home and disk limit in its run directory.
+    func phaseInput(_ context: BackendContext, workDir: String, home: AgentHome, user: AgentUser?, lease: AgentUidLease?) -> AgentPhase.Input {
+        let request = context.request
+        var input = AgentPhase.Input(
+            request: request,
+            task: request.task,
+            workDir: workDir,
+            logsDir: runDirectory(request.requestId),
+            extraEnv: [:],
+            deadline: context.deadline,
+            budgetMs: context.deadline.budgetMs
+        )
+        input.sweepAfterResult = true
+        input.diskPlaces = [runDirectory(request.requestId)]
+        input.uidLease = lease?.path
+        input.home = home
+        let runner = self.runner
+        let readOnly = request.sandbox == .readOnly
+        input.isolation = { executable in
+            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable, user: user)
+        }
+        return input
     }
 
     /// Who the agent runs as (CONTRACT §7): the work dir's owner (``AgentRunner/hostUser(workDir:)``); a canary, whose

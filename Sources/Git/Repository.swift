@@ -29,7 +29,7 @@ package final class Repository {
     /// `core.worktree` is never read, with an empty configuration in place of every level (the repository's, the
     /// user's, the system's), so `core.symlinks` and the rest keep libgit2's defaults (symlinks are exported as links,
     /// never followed); and its work tree is the checkout itself.
-    package static func openUntrusted(checkout: String) throws(GitError) -> Repository {
+    package static func openUntrusted(checkout: String, alternates: [String]? = nil) throws(GitError) -> Repository {
         Libgit2.ensureInitialized()
         func refuse(_ why: String) -> GitError { GitError(code: .failed, operation: "open the checkout \(checkout)", message: why) }
         guard let resolved = realpath(checkout, nil) else { throw refuse("it does not exist") }
@@ -56,7 +56,27 @@ package final class Repository {
         defer { git_config_free(config) }
         try check(git_repository_set_config(raw, config), "set aside the configuration of \(dotGit)")
         try check(git_repository_set_workdir(raw, root, 0), "set the work tree of \(dotGit) to \(root)")
+        if let alternates { try repo.setObjectDatabase(own: "\(dotGit)/objects", alternates: alternates) }
         return repo
+    }
+
+    /// Reads objects only from `own` and `alternates` (the ones the runner wrote), never from the object databases
+    /// the repository's own `objects/info/alternates` names: an agent rewriting it could otherwise have another run's
+    /// objects read into its export.
+    private func setObjectDatabase(own: String, alternates: [String]) throws(GitError) {
+        var odb: OpaquePointer?
+        try check(git_odb_new(&odb), "prepare an object database")
+        defer { git_odb_free(odb) }
+        var pack: UnsafeMutablePointer<git_odb_backend>?
+        var loose: UnsafeMutablePointer<git_odb_backend>?
+        try check(git_odb_backend_pack(&pack, own), "read the packs of \(own)")
+        try check(git_odb_add_backend(odb, pack, 2), "add the packs of \(own)")
+        try check(git_odb_backend_loose(&loose, own, -1, 0, 0, 0), "read the loose objects of \(own)")
+        try check(git_odb_add_backend(odb, loose, 1), "add the loose objects of \(own)")
+        for alternate in alternates {
+            try check(git_odb_add_disk_alternate(odb, alternate), "add the object database \(alternate)")
+        }
+        try check(git_repository_set_odb(handle, odb), "use the object database of \(own)")
     }
 
     /// Opens the repository containing `path`, searching upwards like `git` does.

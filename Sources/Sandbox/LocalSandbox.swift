@@ -20,6 +20,15 @@ package struct LocalSandbox: Sendable, Codable, Equatable {
     package var originalCwd: String
 
     package var logsDir: String { "\(path)/logs" }
+    /// Where the runner records the host's object database (`host-objects`, the runner's own file).
+    package var hostObjectsRecord: String { "\(path)/host-objects" }
+
+    /// The host's object database the runner recorded at the checkout; `nil` for a sandbox made before the record.
+    package var recordedHostObjects: String? {
+        guard let text = try? String(contentsOfFile: hostObjectsRecord, encoding: .utf8) else { return nil }
+        let path = text.trimmingCharacters(in: .newlines)
+        return path.isEmpty ? nil : path
+    }
     package var artifactsDir: String { "\(path)/artifacts" }
 
     /// The environment variables the agent gets in addition to the usual ones.

@@ -94,6 +94,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let home = runner.home(in: sandbox.path, tool: context.request.tool, owner: user)
         input.home = home
         input.uidLease = lease?.path
+        input.diskPlaces = [sandbox.path]
         input.isolation = { executable in
             runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path, user: user)
         }

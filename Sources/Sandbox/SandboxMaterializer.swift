@@ -106,6 +106,10 @@ package struct SandboxMaterializer: Sendable {
     func finish(_ sandbox: LocalSandbox, request: DispatchRequest) throws {
         try? FileManager.default.createDirectory(atPath: sandbox.workDir, withIntermediateDirectories: true)
         try writeMetadata(sandbox, request: request)
+        // The host's object database as the runner found it, out of the agent's reach: the export reads objects from
+        // there and the checkout's own, never from what the checkout's `alternates` says by then.
+        let host = try Repository.discover(containing: sandbox.sourceRepo)
+        try AtomicFile.write(Data("\(host.objectsDir)\n".utf8), to: sandbox.hostObjectsRecord)
     }
 
     private func writeMetadata(_ sandbox: LocalSandbox, request: DispatchRequest) throws {

@@ -46,13 +46,13 @@ import Testing
     }
 
     /// Runs `script` isolated with `view` and returns what it printed.
-    func isolated(_ script: String, view: IsolationView, in dir: String) async throws -> String {
+    func isolated(_ script: String, view: IsolationView, in dir: String, cwd: String = "/") async throws -> String {
         let bwrap = try #require(Bubblewrap.locate())
         var spec = ProcessSpec(
             executablePath: "/bin/sh",
             argv: ["sh", "-c", script],
             environment: ["PATH": "/usr/bin:/bin"],
-            workingDirectory: "/",
+            workingDirectory: cwd,
             stdoutPath: "\(dir)/out",
             stderrPath: "\(dir)/err"
         )
@@ -117,6 +117,45 @@ import Testing
             )
             #expect(bare.stdout.contains("SYSCTL-WRITTEN"), "uncontained, the same write works (the check can fail): \(bare.stderr)")
         }
+    }
+
+    /// A root runner's agent user (CONTRACT §7): no capability left, not uid 0, and the way to its own `0700`
+    /// checkout inside the hidden sandbox root, under a `0700` directory of root's, open to it — root's files not.
+    @Test(.enabled(if: Bubblewrap.locate() != nil && getuid() == 0 && AgentUser.setpriv != nil))
+    func anAgentUserHasNoCapabilityAndReachesOnlyWhatIsBoundForIt() async throws {
+        let dir = NSTemporaryDirectory() + "bwrap-user-\(UUID().uuidString)"
+        let host = "/var/tmp/bwrap-user-\(UUID().uuidString)"
+        let checkout = "\(dir)/state/sandboxes/run/repo"
+        for path in [checkout, "\(host)/repo"] { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        defer { for path in [dir, host] { try? FileManager.default.removeItem(atPath: path) } }
+        for path in [dir, "\(dir)/state", "\(dir)/state/sandboxes", "\(dir)/state/sandboxes/run", host] { chmod(path, 0o700) }
+        chmod("\(host)/repo", 0o755)
+        try Data("root's\n".utf8).write(to: URL(fileURLWithPath: "\(host)/secret"))
+        try Data("shared\n".utf8).write(to: URL(fileURLWithPath: "\(host)/repo/readme"))
+        chmod("\(host)/repo/readme", 0o644)
+        let user = AgentUser(uid: 60_998, gid: 60_998)
+        try user.own(checkout)
+        chmod(checkout, 0o700)
+        var view = IsolationView(
+            readOnlyRoot: true,
+            privateTmp: true,
+            visible: ["\(host)/repo"],
+            hiddenDirectories: ["\(dir)/state"],
+            boundBack: [checkout]
+        )
+        view.user = user
+        let script =
+            "id -u; grep CapEff /proc/self/status; grep CapBnd /proc/self/status; echo mine > own.txt && echo WROTE-OWN; "
+            + "cat \(host)/repo/readme; cat \(host)/secret 2>/dev/null && echo READ-ROOTS; touch /tmp/t && echo TMP-OK"
+        let seen = try await isolated(script, view: view, in: dir, cwd: checkout)
+        let lines = seen.split(separator: "\n").map(String.init)
+        #expect(lines.first == "60998", "\(seen)")
+        #expect(lines.contains { $0.hasPrefix("CapEff:") && $0.hasSuffix("0000000000000000") }, "\(seen)")
+        #expect(lines.contains { $0.hasPrefix("CapBnd:") && $0.hasSuffix("0000000000000000") }, "\(seen)")
+        #expect(lines.contains("WROTE-OWN") && lines.contains("shared") && lines.contains("TMP-OK"), "\(seen)")
+        #expect(!seen.contains("READ-ROOTS"), "the agent user read a file of root's: \(seen)")
+        var info = stat()
+        #expect(stat("\(checkout)/own.txt", &info) == 0 && info.st_uid == 60_998)
     }
 
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aRootAgentCannotUnmaskWhatIsHidden() async throws {

@@ -41,6 +41,14 @@ import Testing
     /// What the monitor of `id`'s first attempt recorded at its start (host mode).
     func monitorRecord(_ state: String, _ id: String) -> MonitorRecord { MonitorRecord(prefix: "\(state)/runs/\(id)/attempt-1") }
 
+    /// The uid the one sandbox under `state` leased for its agent.
+    func leasedUid(_ state: String) -> UInt32? {
+        let root = "\(state)/sandboxes"
+        let record = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String }.first { $0.hasSuffix("/agent-uid") }
+        return record.flatMap { try? String(contentsOfFile: "\(root)/\($0)", encoding: .utf8) }
+            .flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
     @Test func aServeKilledWhileItsAgentWorksIsSucceededByOneThatEndsTheRunWithTheAgentsOwnAnswer() async throws {
         guard isolated else { return }
         let state = dir.child("kill-host")
@@ -63,7 +71,12 @@ import Testing
         let repo = dir.child("repo")
         _ = try GitFixture.makeRepo(at: repo, files: ["README.md": "base\n"])
         let state = dir.child("kill-sandbox")
-        let count = dir.child("kill-sandbox.count")
+        // The count file lies outside the sandbox's writable places, in a directory an operator shares with every
+        // agent uid (DISPATCH_AGENT_RW_PATHS).
+        let shared = dir.child("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        chmod(shared, 0o1777)
+        let count = "\(shared)/kill-sandbox.count"
         let first = try await startRun(
             state,
             [
@@ -71,11 +84,17 @@ import Testing
                 "task": "fake:sleep=3 fake:write=adopted.txt:written-while-no-serve-was-up fake:count=\(count) fake:answer=sandbox-done",
                 "verificationCommands": ["test -f adopted.txt"],
             ],
-            // The count file lies outside the sandbox's writable places, as an operator would allow it.
-            environment: ["DISPATCH_AGENT_RW_PATHS": dir.path]
+            environment: ["DISPATCH_AGENT_RW_PATHS": shared]
         )
         first.stop(SIGKILL)
+        // The run's agent uid stays leased while no serve is up (its monitor holds it) and until the run ends.
+        let leased = leasedUid(state)
+        if geteuid() == 0 {
+            let uid = try #require(leased, "the sandbox records its agent's uid")
+            #expect(AgentUidLeases().isHeld(uid), "uid \(uid) was let go while its agent ran on without a serve")
+        }
         let result = try await resultAfterRestart(state, "adopt-sandbox")
+        if let uid = leased { #expect(await eventually { !AgentUidLeases().isHeld(uid) }, "uid \(uid) is free once the run ended") }
         #expect(result["status"] as? String == "completed", "\(result)")
         #expect(result["result"] as? String == "sandbox-done")
         let artifacts = try #require(result["artifacts"] as? [String: Any])

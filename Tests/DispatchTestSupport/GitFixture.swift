@@ -5,6 +5,8 @@ package enum GitFixture {
     static let environment = [
         "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid", "GIT_COMMITTER_NAME": "Test",
         "GIT_COMMITTER_EMAIL": "test@example.invalid", "GIT_CONFIG_NOSYSTEM": "1", "HOME": NSTemporaryDirectory(),
+        // Sandbox checkouts belong to their agents' uids; the tests read them as root, as the runner does.
+        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": "*",
     ]
 
     /// Runs git in `cwd`; throws with its stderr on a non-zero exit.

@@ -103,6 +103,33 @@ import Testing
         #expect(link.artifacts?.patch?.contains("new file mode 120000") == true, "the link is exported as a link: \(link.artifacts?.patch ?? "")")
     }
 
+    /// An agent that points its checkout's `objects/info/alternates` at another repository's objects (another run's,
+    /// the state dir's) and commits a tree naming one of its blobs gets nothing of it into the export: the runner reads
+    /// objects only from the checkout's own database and the host's it recorded itself.
+    @Test func theExportReadsNoObjectDatabaseTheAgentNamed() throws {
+        let other = fixture.dir.child("other-run")
+        let secret = "SECRET-\(UUID().uuidString)\n"
+        try GitFixture.makeRepo(at: other, files: ["secret.txt": secret])
+        let blob = try GitFixture.git(["rev-parse", "HEAD:secret.txt"], in: other).trimmingCharacters(in: .whitespacesAndNewlines)
+        let host = fixture.dir.child("host-alternates")
+        try GitFixture.makeRepo(at: host, files: ["a.txt": "alpha\n"])
+        let request = DispatchRequest(requestId: "alternates-\(UUID().uuidString.prefix(6))", task: "t", tool: .codex, cwd: host)
+        let sandbox = try SandboxMaterializer(root: fixture.dir.child("sandboxes")).materialize(request, defaultCwd: host)
+        // What the agent does in its checkout.
+        let alternates = "\(sandbox.repoPath)/.git/objects/info/alternates"
+        let own = try String(contentsOfFile: alternates, encoding: .utf8)
+        try Data((own + "\(other)/.git/objects\n").utf8).write(to: URL(fileURLWithPath: alternates))
+        try GitFixture.git(["update-index", "--add", "--cacheinfo", "100644,\(blob),leak.txt"], in: sandbox.repoPath)
+        try GitFixture.git(["commit", "-q", "-m", "leak"], in: sandbox.repoPath)
+        let exported = try? ArtifactExporter().export(sandbox)
+        let patch = (try? String(contentsOfFile: "\(sandbox.artifactsDir)/changes.patch", encoding: .utf8)) ?? ""
+        #expect(!patch.contains("SECRET-") && !(exported?.patch ?? "").contains("SECRET-"), "another repository's blob was exported")
+        // Reading the agent's alternates, as libgit2 does by default, the same export leaks it: the check can fail.
+        try FileManager.default.removeItem(atPath: sandbox.hostObjectsRecord)
+        let trusting = try? ArtifactExporter().export(sandbox)
+        #expect((trusting?.patch ?? "").contains("SECRET-"), "without the runner's own record the agent's alternates are read")
+    }
+
     /// A FIFO where libgit2 opens a file with a plain blocking open(2) (`.git/config`) would hang the export past
     /// every flag: refused up front, and the run ends.
     @Test func aFIFOInTheRepositoryDoesNotHangTheExport() async throws {

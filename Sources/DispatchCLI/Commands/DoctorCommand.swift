@@ -2,6 +2,7 @@ import AgentProcess
 import ArgumentParser
 import DispatchCore
 import DispatchServer
+import Execution
 import Foundation
 
 /// `dispatch doctor`: what a runner started here would use — version, isolation after bubblewrap's self-check,
@@ -24,6 +25,10 @@ struct DoctorCommand: AsyncParsableCommand {
         var isolation: String
         var bwrap: String?
         var limits: String
+        /// Who agents run as: `leased`, `root-unsafe` or `runner` (as `GET /` reports it).
+        var agentUser: String
+        /// The uids leased to sandboxed agents, when they are.
+        var agentUids: String?
         var store: String
         var stateDir: String
     }
@@ -32,6 +37,7 @@ struct DoctorCommand: AsyncParsableCommand {
         let configuration = state.configuration()
         // The self-check itself, not a remembered pass (and nothing written to the state dir).
         let isolation = try resolveIsolation(configuration, remembered: false)
+        let policy = AgentRunner.agentUserPolicy(configuration, isolation: isolation.mode).0
         let limits = ResourceLimits(maxMemoryBytes: configuration.maxMemoryBytes, maxProcesses: configuration.maxProcesses)
         let report = Report(
             version: BuildInfo.version,
@@ -40,6 +46,8 @@ struct DoctorCommand: AsyncParsableCommand {
             isolation: isolation.mode.rawValue,
             bwrap: isolation.bwrap,
             limits: ResourcePolicy.detect(limits).mechanism.rawValue,
+            agentUser: policy.report,
+            agentUids: policy == .runner ? nil : configuration.agentUids,
             store: configuration.databaseURL == nil ? "sqlite" : "postgres",
             stateDir: configuration.stateDir
         )

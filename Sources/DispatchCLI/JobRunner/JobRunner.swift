@@ -215,6 +215,7 @@ extension JobRunner {
             leaseSeconds: configuration.leaseSeconds
         )
         // In a pod the pod is the boundary; bubblewrap adds its namespaces when the pod allows them.
+        if let problem = AgentRunner.checkAgentUsers(configuration) { throw AgentProcessError(code: .isolationUnavailable, message: problem) }
         let isolation = try Bubblewrap.resolve(configuration.isolation)
         logger.info(
             isolation.mode == .bwrap ? "agents run in their own namespaces" : "agents run without namespaces: the pod is the boundary",

@@ -40,6 +40,10 @@ extension DispatchEngine {
         )
         backends.localRunsOutliveRunner = runner.runsOutliveRunner
         backends.limits = resources.mechanism.rawValue
+        backends.agentUser = runner.agentUsers.report
+        if runner.agentUsers.report == "root-unsafe" {
+            logger.warning("DISPATCH_AGENT_USER=root: host-mode agents in root-owned work dirs run as root (an explicit, unsafe opt-out)")
+        }
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }
@@ -60,6 +64,7 @@ func warmPool(_ configuration: DispatchConfiguration, store: any DispatchStore, 
 /// remembered in the state dir unless `remembered` is false). Asked for but unusable is a usage error (exit 2),
 /// saying why.
 func resolveIsolation(_ configuration: DispatchConfiguration, remembered: Bool = true) throws -> (mode: IsolationMode, bwrap: String?) {
+    if let problem = AgentRunner.checkAgentUsers(configuration) { throw ValidationError(problem) }
     do {
         return try Bubblewrap.resolve(configuration.isolation, cacheDirectory: remembered ? configuration.stateDir : nil)
     } catch {

@@ -66,6 +66,9 @@ package struct DispatchConfiguration: Sendable, Equatable {
     package var replicaURL: String?
     /// `DISPATCH_WARM_SANDBOXES`: ready checkouts `serve` keeps per repository at its latest baseSha (0: none).
     package var warmSandboxes: Int
+    /// `DISPATCH_MAX_RUN_DISK_BYTES`: what one run's checkout, logs and home may take on disk (default 10 GiB; `0`
+    /// turns it off), watched while its agent runs (CONTRACT §7).
+    package var maxRunDiskBytes: Int64?
     /// `DISPATCH_AGENT_UIDS`: the uids a root runner leases to sandboxed agents, `FIRST-LAST` (CONTRACT §7).
     package var agentUids: String
     /// `DISPATCH_AGENT_USER`: who a host-mode agent runs as when its work dir is owned by root (`root`: as root, an
@@ -116,6 +119,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
         maxProcesses = processes > 0 ? processes : nil
         agentHome = env["DISPATCH_AGENT_HOME"].nonEmpty
         agentUids = env["DISPATCH_AGENT_UIDS"].nonEmpty ?? "61184-65519"
+        let disk = env["DISPATCH_MAX_RUN_DISK_BYTES"].flatMap { Int64($0) } ?? (10 << 30)
+        maxRunDiskBytes = disk > 0 ? disk : nil
         agentUser = env["DISPATCH_AGENT_USER"].nonEmpty
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
         agentEnvPassthrough = (env["DISPATCH_AGENT_ENV"] ?? "").split(separator: ",").map {

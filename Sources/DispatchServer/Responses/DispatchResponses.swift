@@ -73,6 +73,9 @@ struct InfoResponse: Encodable, Sendable {
     var isolation: String
     /// How each run's memory and process count are limited: `cgroup-v1`, `rlimit` or `none` (CONTRACT §7).
     var limits: String
+    /// Who local agents run as (CONTRACT §7): `leased` (a root runner: sandboxed agents on leased uids, host-mode
+    /// agents as their work dir's owner), `root-unsafe` (the same, but root for root-owned work dirs) or `runner`.
+    var agentUser: String
     /// Whether local runs outlive this `serve` (held by monitors, adopted by the next one).
     var runsOutliveRunner: Bool
     /// Where dispatches are recorded: `sqlite` (CONTRACT §8 adds `postgres`).

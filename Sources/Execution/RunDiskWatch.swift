@@ -1,0 +1,105 @@
+import DispatchCore
+import Foundation
+import Synchronization
+
+/// The per-run disk limit (`DISPATCH_MAX_RUN_DISK_BYTES`, CONTRACT §7), enforced by watching: while the agent runs,
+/// what its run's places (checkout, logs, home) take on disk is summed again and again, and a run over the limit is
+/// stopped and fails `disk limit`. A watched limit, not a quota: between two looks an agent can write more (at most
+/// what the disk takes in one interval); the state dir's filesystem filling up is what ``HeldResults`` survives.
+///
+/// Each look walks the places (`lstat` only: no link followed, no file opened, no other filesystem entered), so
+/// its cost grows with the number of files, never their size; the next look waits ten times as long as the last one
+/// took, at least ``minimumInterval``.
+package final class RunDiskWatch: Sendable {
+    /// What is summed.
+    let places: [String]
+    /// The most the places may take, in bytes.
+    let limitBytes: Int64
+    /// What the agent phase runs under: cancelled when the run's own token is, or when the limit is passed.
+    package let token = CancelToken()
+    private let outer: CancelToken
+    private let observer: Mutex<UInt64?> = Mutex(nil)
+    private let exceeded: Mutex<Int64?> = Mutex(nil)
+
+    /// Shortest time between two looks.
+    static let minimumInterval: Duration = .seconds(2)
+
+    /// A watch over `places` under `outer` (the run's own cancellation, passed on); `nil` when there is no limit.
+    package init?(places: [String], limitBytes: Int64?, outer: CancelToken) {
+        guard let limitBytes, limitBytes > 0, !places.isEmpty else { return nil }
+        self.places = places
+        self.limitBytes = limitBytes
+        self.outer = outer
+        let inner = token
+        let key = outer.observe {
+            if let reason = outer.reason { inner.cancel(reason: reason) }
+            if outer.isDetached { inner.detach() }
+            if outer.isSettled { inner.settle() }
+        }
+        observer.withLock { $0 = key }
+        if let reason = outer.reason { inner.cancel(reason: reason) }
+    }
+
+    /// Looks until `body` returns, then stops; a run past the limit has `body`'s task cancelled (its processes are
+    /// ended as on any cancellation) and its outcome fails `disk limit`. `nil` from `body` (nothing to adopt) stays.
+    package func watching(_ body: @escaping @Sendable () async -> AgentPhase.Outcome?) async -> AgentPhase.Outcome? {
+        let work = Task { await body() }
+        let looking = Task.detached { [self] in
+            if await look() { work.cancel() }
+        }
+        var outcome = await withTaskCancellationHandler {
+            await work.value
+        } onCancel: {
+            work.cancel()
+        }
+        looking.cancel()
+        _ = await looking.value
+        if let key = observer.withLock({ $0 }) { outer.removeObserver(key) }
+        if let used = exceeded.withLock({ $0 }), outer.reason == nil, outcome != nil {
+            outcome?.status = .failed
+            outcome?.failure = .message(Self.sentence(used: used, limit: limitBytes))
+        }
+        return outcome
+    }
+
+    /// The failure's words.
+    static func sentence(used: Int64, limit: Int64) -> String {
+        "disk limit: the run's checkout, logs and home took \(used) bytes, over DISPATCH_MAX_RUN_DISK_BYTES=\(limit); the agent was stopped"
+    }
+
+    /// Whether the limit was passed (else: stopped).
+    private func look() async -> Bool {
+        let clock = ContinuousClock()
+        while !Task.isCancelled {
+            let start = clock.now
+            let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) }
+            if used > limitBytes {
+                exceeded.withLock { $0 = used }
+                token.cancel(reason: Self.sentence(used: used, limit: limitBytes))
+                return true
+            }
+            let took = clock.now - start
+            try? await Task.sleep(for: max(Self.minimumInterval, took * 10))
+        }
+        return false
+    }
+
+    /// The blocks everything under `path` takes (a sparse file only what it wrote), never following a link or leaving
+    /// `path`'s filesystem.
+    static func bytesOnDisk(_ path: String) -> Int64 {
+        var root = stat()
+        guard lstat(path, &root) == 0 else { return 0 }
+        var total = Int64(root.st_blocks) * 512
+        guard root.st_mode & S_IFMT == S_IFDIR, let walker = FileManager.default.enumerator(atPath: path) else { return total }
+        while let relative = walker.nextObject() as? String {
+            var info = stat()
+            guard lstat("\(path)/\(relative)", &info) == 0 else { continue }
+            if info.st_mode & S_IFMT == S_IFDIR, info.st_dev != root.st_dev {
+                walker.skipDescendants()
+                continue
+            }
+            total += Int64(info.st_blocks) * 512
+        }
+        return total
+    }
+}

@@ -322,9 +322,50 @@ def sleep_forever():
         time.sleep(3600)
 
 
+# What each fake says it is and accepts (`--version`, `--help`, `codex exec --help`), as the real CLIs do: the runner
+# learns its command lines from these (CONTRACT §1). codex follows 0.147.0, Claude Code 2.1.332; pi follows the argv
+# and JSON events of pi-coding-agent as CONTRACT §1 gives them (pi is not on PyPI: only this fake is tested).
+VERSIONS = {"codex": "codex-cli 0.147.0", "claude": "2.1.332 (Claude Code)", "pi": "0.57.0 (fake pi)"}
+HELP = {
+    "codex": "Usage: codex [OPTIONS] [PROMPT]\n\nCommands:\n  exec  Run Codex non-interactively\n\nOptions:\n  -m, --model <MODEL>\n  -h, --help\n  -V, --version\n",
+    "codex exec": (
+        "Run Codex non-interactively\n\nUsage: codex exec [OPTIONS] [PROMPT]\n\nOptions:\n"
+        "  -m, --model <MODEL>  Model the agent should use\n"
+        "  -s, --sandbox <SANDBOX_MODE>  [possible values: read-only, workspace-write, danger-full-access]\n"
+        "      --dangerously-bypass-approvals-and-sandbox  Skip all confirmation prompts and execute commands without sandboxing\n"
+        "      --skip-git-repo-check  Allow running Codex outside a Git repository\n"
+        "      --json  Print events to stdout as JSONL\n  -h, --help  Print help\n"
+    ),
+    "claude": (
+        "Usage: claude [options] [command] [prompt]\n\nOptions:\n  -p, --print  Print response and exit\n"
+        "  --output-format <format>  \"text\", \"json\" or \"stream-json\"\n  --verbose\n"
+        "  --dangerously-skip-permissions  Bypass all permission checks\n  --model <model>\n  -h, --help\n  -v, --version\n"
+    ),
+    "pi": (
+        "Usage: pi [options] [messages...]\n\nOptions:\n  -p, --print\n  --mode <mode>  text, json or rpc\n  --no-session\n"
+        "  --no-extensions\n  --no-tools\n  --models <patterns>\n  -h, --help\n  -v, --version\n"
+    ),
+}
+
+
+def self_description(tool, argv):
+    """`--version` and help, as the real CLIs print them."""
+    if argv == ["--version"]:
+        print(VERSIONS[tool])
+        sys.exit(0)
+    if tool == "codex" and argv[:2] == ["exec", "--help"]:
+        sys.stdout.write(HELP["codex exec"])
+        sys.exit(0)
+    if argv == ["--help"]:
+        sys.stdout.write(HELP[tool])
+        sys.exit(0)
+
+
 def main():
     tool = os.environ.get("FAKE_AGENT_TOOL") or os.path.basename(sys.argv[0])
     argv = sys.argv[1:]
+    if tool in VERSIONS:
+        self_description(tool, argv)
     parser = {"codex": parse_codex, "claude": parse_claude, "pi": parse_pi}.get(tool)
     if parser is None:
         fail_usage(tool, "unknown fake tool")

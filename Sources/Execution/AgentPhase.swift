@@ -206,9 +206,14 @@ package struct AgentPhase: Sendable {
             let hint = DispatchConfiguration.binVariable(for: request.tool).map { " (set \($0) to its path)" } ?? ""
             return .failure(.message("\(request.tool.rawValue) executable \"\(program)\" was not found on PATH\(hint)"))
         }
+        let isolation = input.isolation(executable)
+        let outsideGitRepository = request.tool == .codex && !Self.isInsideGitRepository(input.workDir)
+        if let problem = cliProblem(executable, request: request, isolated: isolation != nil, outsideGitRepository: outsideGitRepository) {
+            return .failure(.message(problem))
+        }
         // Claude Code as root refuses --dangerously-skip-permissions unless IS_SANDBOX=1 (CONTRACT §1): say so
-        // before spawning rather than after a confusing exit.
-        if request.tool == .claude, geteuid() == 0, env["IS_SANDBOX"] != "1" {
+        // before spawning rather than after a confusing exit. An agent user of a root runner is not root.
+        if request.tool == .claude, geteuid() == 0, isolation?.view.user == nil, env["IS_SANDBOX"] != "1" {
             return .failure(
                 .message(
                     "claude refuses --dangerously-skip-permissions when run as root unless IS_SANDBOX=1: run the runner as another user, or "
@@ -220,7 +225,7 @@ package struct AgentPhase: Sendable {
             executable: executable,
             environment: env,
             stdinPath: nil,
-            outsideGitRepository: request.tool == .codex && !Self.isInsideGitRepository(input.workDir),
+            outsideGitRepository: outsideGitRepository,
             adapter: adapter
         )
         let first = adapter.invocation(request: request, task: input.task, model: request.modelAttempts[0], program: executable)
@@ -235,6 +240,14 @@ package struct AgentPhase: Sendable {
             launch.stdinPath = path
         }
         return .success(launch)
+    }
+
+    /// Why the configured CLI cannot run this request's attempts (what its own help says it accepts, probed once per
+    /// binary and remembered in the state dir); `nil` when it can.
+    func cliProblem(_ executable: String, request: DispatchRequest, isolated: Bool, outsideGitRepository: Bool) -> String? {
+        guard request.tool != .canary else { return nil }
+        let probe = CLIProbe.probe(executable, tool: request.tool.rawValue, cacheDirectory: configuration.stateDir)
+        return CLIRequirements.problem(probe, request: request, isolated: isolated, outsideGitRepository: outsideGitRepository)
     }
 
     /// Runs one attempt and records it in `outcome`; returns the outcome when the phase ends with it.

@@ -31,6 +31,35 @@ struct DoctorCommand: AsyncParsableCommand {
         var agentUids: String?
         var store: String
         var stateDir: String
+        /// Each agent CLI as a run would find it (CONTRACT §1).
+        var clis: [CLIReport]
+    }
+
+    /// One agent CLI: where it is, what it says it is, the options a run would give it and whether it can.
+    struct CLIReport: Encodable {
+        var tool: String
+        var path: String?
+        var version: String?
+        /// The options an attempt uses (in a git repository, without a model), as chosen for this runner's isolation.
+        var options: [String]
+        var usable: Bool
+        var problem: String?
+    }
+
+    /// The CLIs of `configuration`, probed afresh (nothing remembered, nothing written to the state dir).
+    static func clis(_ configuration: DispatchConfiguration, isolated: Bool) -> [CLIReport] {
+        [AgentTool.codex, .claude, .pi].map { tool in
+            let program = configuration.program(for: tool)
+            let request = DispatchRequest(requestId: "doctor", task: "doctor", tool: tool)
+            let options = CLIRequirements.chosen(request, isolated: isolated, outsideGitRepository: false)
+            guard let path = ExecutableLocator.locate(program, searchPath: ProcessInfo.processInfo.environment["PATH"]) else {
+                let hint = DispatchConfiguration.binVariable(for: tool).map { " (set \($0) to its path)" } ?? ""
+                return CLIReport(tool: tool.rawValue, options: options, usable: false, problem: "\(program) was not found on PATH\(hint)")
+            }
+            let probe = CLIProbe.probe(path, tool: tool.rawValue, cacheDirectory: nil)
+            let problem = CLIRequirements.problem(probe, request: request, isolated: isolated, outsideGitRepository: false)
+            return CLIReport(tool: tool.rawValue, path: probe.path, version: probe.version, options: options, usable: problem == nil, problem: problem)
+        }
     }
 
     func run() async throws {
@@ -49,7 +78,8 @@ struct DoctorCommand: AsyncParsableCommand {
             agentUser: policy.report,
             agentUids: policy == .runner ? nil : configuration.agentUids,
             store: configuration.databaseURL == nil ? "sqlite" : "postgres",
-            stateDir: configuration.stateDir
+            stateDir: configuration.stateDir,
+            clis: Self.clis(configuration, isolated: isolation.mode == .bwrap)
         )
         print(Output.json(report, pretty: true))
     }

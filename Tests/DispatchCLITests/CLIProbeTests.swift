@@ -42,7 +42,8 @@ import Testing
             if isolation == "bwrap" {
                 #expect(result["status"] as? String == "failed")
                 let error = try #require(result["error"] as? String)
-                #expect(error.contains("does not accept --dangerously-bypass-approvals-and-sandbox") && error.contains("codex-cli 0.98.0"), "\(error)")
+                #expect(error.contains("does not accept --dangerously-bypass-approvals-and-sandbox"), "\(error)")
+                #expect(error.contains("codex-cli 0.98.0"), "the sentence names the version: \(error)")
                 #expect(!FileManager.default.fileExists(atPath: dir.child("spawned")), "nothing was spawned")
             } else {
                 // Without isolation it needs `--sandbox`, which it has: it runs (and is never given --full-auto).
@@ -93,7 +94,8 @@ import Testing
     }
 
     @Test func helpTextsYieldTheirOptions() {
-        let options = CLIProbe.options(in: "  -s, --sandbox <SANDBOX_MODE>  [possible: read-only]\n  --json. Print\n  --model=<M>, -m\n  use --skip-git-repo-check.")
+        let help = "  -s, --sandbox <SANDBOX_MODE>  [possible: read-only]\n  --json. Print\n  --model=<M>, -m\n  use --skip-git-repo-check."
+        let options = CLIProbe.options(in: help)
         #expect(options == ["-s", "--sandbox", "--json", "--model", "-m", "--skip-git-repo-check"])
     }
 }

@@ -58,7 +58,14 @@ struct DoctorCommand: AsyncParsableCommand {
             }
             let probe = CLIProbe.probe(path, tool: tool.rawValue, cacheDirectory: nil)
             let problem = CLIRequirements.problem(probe, request: request, isolated: isolated, outsideGitRepository: false)
-            return CLIReport(tool: tool.rawValue, path: probe.path, version: probe.version, options: options, usable: problem == nil, problem: problem)
+            return CLIReport(
+                tool: tool.rawValue,
+                path: probe.path,
+                version: probe.version,
+                options: options,
+                usable: problem == nil,
+                problem: problem
+            )
         }
     }
 

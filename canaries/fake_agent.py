@@ -45,6 +45,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:glob=PATTERN         write "glob <number of matches>" to stderr
   fake:mkfifo=PATH          replace PATH with a FIFO (a reader that opens it blocks)
   fake:recovered-error      codex: print a recovered {"type":"error"} ("Reconnecting... 1/5") before completing
+  fake:nested-sandbox      codex: print a command its own sandbox refused (bwrap inside bwrap), then complete anyway
   fake:turn-failed=MSG      codex: print turn.failed with MSG (stderr says nothing useful) and exit 1
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
@@ -382,6 +383,7 @@ def main():
     hang = final_then_hang = crash = False
     fill_after = None
     recovered_error = False
+    nested_sandbox = False
     turn_failed = None
     for key, value in directives(task):
         if key == "answer":
@@ -526,6 +528,8 @@ def main():
             sys.stderr.flush()
         elif key == "recovered-error":
             recovered_error = True
+        elif key == "nested-sandbox":
+            nested_sandbox = True
         elif key == "turn-failed":
             turn_failed = value
         elif key == "mkfifo":
@@ -559,6 +563,12 @@ def main():
         sys.stdout.write(json.dumps({"type": "turn.failed", "error": {"message": turn_failed}}) + "\n")
         sys.stdout.flush()
         sys.exit(1)
+    if nested_sandbox and tool == "codex":
+        # As codex 0.147 with `--sandbox workspace-write` inside another bubblewrap: its own sandbox cannot set up, the
+        # command fails, nothing is changed, and the turn still completes.
+        sys.stdout.write(json.dumps({"type": "item.completed", "item": {
+            "id": "item_1", "type": "command_execution", "command": "bash -lc 'echo edit > file.txt'", "exit_code": 1,
+            "status": "failed", "aggregated_output": "bwrap: setting up uid map: Operation not permitted\n"}}) + "\n")
     if recovered_error and tool == "codex":
         sys.stdout.write(json.dumps({"type": "error", "message": "Reconnecting... 1/5 (stream disconnected before completion)"}) + "\n")
     emit(tool, structured, answer, model)

@@ -22,6 +22,7 @@ package final class DispatchMetrics: Sendable {
     private let dedupes: Counter
     private let timeouts: Counter
     private let processKills: Counter
+    private let sandboxRefusals: Counter
     private let runningGauge: Gauge
     private let queuedGauge: Gauge
     private let waitersGauge: Gauge
@@ -34,6 +35,9 @@ package final class DispatchMetrics: Sendable {
         dedupes = registry.makeCounter(descriptor: Self.name("dedupe", "total", "Submissions of an already known requestId."))
         timeouts = registry.makeCounter(descriptor: Self.name("timeouts", "total", "Dispatches that ended because a budget ran out."))
         processKills = registry.makeCounter(descriptor: Self.name("process_kills", "total", "Agent processes killed by the runner."))
+        sandboxRefusals = registry.makeCounter(
+            descriptor: Self.name("agent_sandbox_refusals", "total", "Commands an agent CLI's own sandbox refused (a silent no-op risk).")
+        )
         runningGauge = registry.makeGauge(descriptor: Self.name("running", "", "Dispatches executing now."))
         queuedGauge = registry.makeGauge(descriptor: Self.name("queued", "", "Dispatches waiting for a slot."))
         waitersGauge = registry.makeGauge(descriptor: Self.name("await_waiters", "", "Long-poll waiters."))
@@ -47,6 +51,8 @@ package final class DispatchMetrics: Sendable {
         registry.makeCounter(descriptor: Self.dispatchesName, labels: labels).increment()
         if failure?.isTimeout == true { timeouts.increment() }
         if let ms = result.durationMs { duration.record(Double(ms) / 1000) }
+        let refusals = result.attempts.flatMap { $0.warnings ?? [] }.filter { $0.hasPrefix(AttemptRecord.sandboxWarningPrefix) }.count
+        if refusals > 0 { sandboxRefusals.increment(by: Int64(refusals)) }
     }
 
     /// Records a duplicate submission that started nothing.

@@ -378,17 +378,17 @@ package struct AgentPhase: Sendable {
             stderrTail: outcome.logs?.stderr ?? "",
             token: token
         )
-        outcome.attempts.append(
-            AttemptRecord(
-                model: attempt.model,
-                startedAt: ISO8601.string(process.startedAt),
-                durationMs: process.durationMs,
-                exitCode: process.exitCode.map(Int.init),
-                signal: process.signal.map(Int.init),
-                timedOut: process.ending == .timedOut,
-                error: failure?.description
-            )
+        var record = AttemptRecord(
+            model: attempt.model,
+            startedAt: ISO8601.string(process.startedAt),
+            durationMs: process.durationMs,
+            exitCode: process.exitCode.map(Int.init),
+            signal: process.signal.map(Int.init),
+            timedOut: process.ending == .timedOut,
+            error: failure?.description
         )
+        record.warnings = parsed.warnings.isEmpty ? nil : parsed.warnings
+        outcome.attempts.append(record)
         logger.info(
             "\(attempt.label) ended",
             metadata: [

@@ -28,6 +28,23 @@ import Testing
         #expect(sample("dispatch_process_kills_total", in: text).map { Int($0) ?? 0 >= 1 } == true, "the hung agent was killed")
     }
 
+    /// CONTRACT §1's silent no-op guard: a command the CLI's own sandbox refused (codex's bubblewrap inside another)
+    /// is a warning of its attempt and counted, though the turn completed; a recovered stream error is a warning too.
+    @Test func commandsACLIsOwnSandboxRefusedAreWarnedAboutAndCounted() async throws {
+        let fixture = try EngineFixture()
+        let quiet = try await fixture.run(fixture.request(.codex, "fake:answer=fine"))
+        #expect(quiet.attempts.first?.warnings == nil)
+        let result = try await fixture.run(fixture.request(.codex, "fake:nested-sandbox fake:recovered-error fake:answer=nothing-changed"))
+        #expect(result.status == .completed, "\(result.error ?? "")")
+        let warnings = try #require(result.attempts.first?.warnings)
+        #expect(warnings.contains { $0.hasPrefix("sandbox: codex's own sandbox refused") && $0.contains("bwrap: setting up uid map") }, "\(warnings)")
+        #expect(warnings.contains { $0.hasPrefix("recovered: Reconnecting... 1/5") }, "\(warnings)")
+        let text = fixture.engine.metrics.render(running: 0, queued: 0, waiters: 0)
+        #expect(sample("dispatch_agent_sandbox_refusals_total", in: text) == "1", "\(text)")
+        let inbox = try String(contentsOfFile: fixture.engine.store.inboxPath(result.requestId), encoding: .utf8)
+        #expect(inbox.contains("\"warnings\""), "the warnings are in the stored result")
+    }
+
     @Test func failureSentencesComeFromOnePlace() {
         let timeout = DispatchFailure.timedOut(.init(subject: "codex", elapsedMs: 5000, budgetMs: 9000, moment: .during("agent attempt 2/3")))
         #expect(timeout.description == "codex timed out after 5000ms (budget 9000ms) during agent attempt 2/3")

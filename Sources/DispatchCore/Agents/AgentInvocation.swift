@@ -22,6 +22,8 @@ package struct ParsedAgentOutput: Sendable, Equatable {
     package var sawFinalEvent: Bool
     /// An error the agent itself reported in its final event.
     package var reportedError: String?
+    /// What it reported that did not fail the run (``AttemptRecord/warnings``).
+    package var warnings: [String] = []
 
     package init(finalText: String?, sawFinalEvent: Bool = false, reportedError: String? = nil) {
         self.finalText = finalText

@@ -55,19 +55,27 @@ package struct CodexAdapter: AgentAdapter {
         // event follows it.
         var failure: String?
         var lastError: String?
+        var recovered: [String] = []
+        var warnings: [String] = []
         for event in events {
             let type = event.type
+            if type == "item.completed", let refusal = event.item?.sandboxRefusal {
+                warnings.append(AttemptRecord.sandboxWarningPrefix + refusal)
+            }
             if type == "item.completed", let item = event.item, item.isAgentMessage {
                 last = item.text ?? last
             } else if type == "turn.completed" {
                 done = true
                 failure = nil
                 lastError = nil
+                warnings += recovered.map { "recovered: \($0)" }
+                recovered = []
             } else if type == "turn.failed" {
                 done = true
                 failure = event.error?.message ?? event.message ?? "codex reported a failed turn"
             } else if type == "error" {
                 lastError = event.message ?? event.error?.message ?? "codex reported an error"
+                recovered.append(lastError ?? "")
             } else if let msg = event.msg, let msgType = msg.type {
                 if msgType == "agent_message" { last = msg.message ?? last }
                 if msgType == "task_complete" {
@@ -76,6 +84,8 @@ package struct CodexAdapter: AgentAdapter {
                 }
             }
         }
-        return ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure ?? lastError)
+        var parsed = ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure ?? lastError)
+        parsed.warnings = Array(warnings.prefix(20))
+        return parsed
     }
 }

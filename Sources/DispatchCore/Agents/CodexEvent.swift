@@ -38,10 +38,18 @@ extension CodexEvent {
         var itemType: String?
         /// `text` of the message.
         var text: String?
+        /// `command` of a `command_execution`.
+        var command: String?
+        /// `aggregated_output` of a `command_execution`: what the command printed.
+        var aggregatedOutput: String?
+        /// `exit_code` of a `command_execution`.
+        var exitCode: Int?
 
         private enum CodingKeys: String, CodingKey {
-            case type, text
+            case type, text, command
             case itemType = "item_type"
+            case aggregatedOutput = "aggregated_output"
+            case exitCode = "exit_code"
         }
 
         /// Reads each field leniently; fails only when the value is not an object.
@@ -50,6 +58,19 @@ extension CodexEvent {
             type = container.lenient(String.self, forKey: .type)
             itemType = container.lenient(String.self, forKey: .itemType)
             text = container.lenient(String.self, forKey: .text)
+            command = container.lenient(String.self, forKey: .command)
+            aggregatedOutput = container.lenient(String.self, forKey: .aggregatedOutput)
+            exitCode = container.lenient(Int.self, forKey: .exitCode)
+        }
+
+        /// A command codex's own sandbox refused (it cannot nest inside another one: `bwrap: setting up uid map`),
+        /// in words; `nil` for any other item. Such a run can end `turn.completed` having changed nothing.
+        var sandboxRefusal: String? {
+            guard type == "command_execution", let exitCode, exitCode != 0, let output = aggregatedOutput else { return nil }
+            let markers = ["bwrap:", "landlock", "seccomp"]
+            guard let line = output.split(whereSeparator: \.isNewline).first(where: { line in markers.contains { line.contains($0) } })
+            else { return nil }
+            return "codex's own sandbox refused `\((command ?? "a command").prefix(200))` (exit \(exitCode)): \(line.prefix(300))"
         }
 
         /// Whether this item is the agent's answer text.

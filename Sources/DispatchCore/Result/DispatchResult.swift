@@ -104,6 +104,9 @@ package struct AttemptRecord: Codable, Sendable, Equatable {
     package var signal: Int?
     package var timedOut: Bool
     package var error: String?
+    /// What the CLI reported that did not fail the attempt but may have emptied it (CONTRACT §1): a recovered stream
+    /// error, a command its own sandbox refused (`sandbox: …`). Absent when there is none.
+    package var warnings: [String]?
 
     package init(model: String?, startedAt: String, durationMs: Int, exitCode: Int?, signal: Int?, timedOut: Bool, error: String?) {
         self.model = model
@@ -115,7 +118,10 @@ package struct AttemptRecord: Codable, Sendable, Equatable {
         self.error = error
     }
 
-    enum CodingKeys: String, CodingKey { case model, startedAt, durationMs, exitCode, signal, timedOut, error }
+    enum CodingKeys: String, CodingKey { case model, startedAt, durationMs, exitCode, signal, timedOut, error, warnings }
+
+    /// The prefix of a warning about a command the CLI's own sandbox refused (counted in `/metrics`).
+    package static let sandboxWarningPrefix = "sandbox: "
 
     /// Encodes absent values as explicit `null`, as the contract shows them.
     package func encode(to encoder: any Encoder) throws {
@@ -127,6 +133,7 @@ package struct AttemptRecord: Codable, Sendable, Equatable {
         try c.encode(signal, forKey: .signal)
         try c.encode(timedOut, forKey: .timedOut)
         try c.encode(error, forKey: .error)
+        try c.encodeIfPresent(warnings, forKey: .warnings)
     }
 }
 

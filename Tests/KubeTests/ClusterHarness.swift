@@ -38,9 +38,14 @@ struct Cluster: Sendable {
 
     /// Runs `body` against a fresh fake cluster; runner processes and the client are stopped afterwards.
     static func with(_ dir: TempDir, _ options: Options = Options(), _ body: @Sendable (Cluster) async throws -> Void) async throws {
+        // Shared with every agent uid (sticky, as /tmp): an agent of a root runner runs as a uid of its own. The pods'
+        // workspaces lie outside it, as a real pod's do (not inside a path shared with agents).
+        chmod(dir.path, 0o1777)
+        let kubeletRoot = TempDir("kubelet")
+        defer { withExtendedLifetime(kubeletRoot) {} }
         let kubelet = FakeKubernetesAPI.Kubelet(
             dispatchBinary: TestPaths.dispatchBinary,
-            workRoot: dir.child("kubelet-\(UUID().uuidString.prefix(4))"),
+            workRoot: kubeletRoot.path,
             secrets: options.secrets,
             // The tests read what an agent in the Job wrote under their own directory: an operator would allow such a path.
             environment: [

@@ -18,7 +18,9 @@ marker; tool results are never searched). Markers are whitespace-separated token
                           message_stop / the last chunk); claude retries and the retry gets the answer
   stub:fail[=STATUS]      answer every main request with HTTP STATUS (default 401 authentication_error, which
                           claude does not retry); 429/500/529 are retried by claude
-  stub:hang               start the stream (message_start, one empty text block), then send nothing
+  stub:hang               start the stream (message_start, one empty text block), then send nothing; a
+                          non-streaming request (claude's fallback after its 300 s stream idle timeout) gets
+                          no answer at all
   stub:delay=SECONDS      sleep before answering (each main request)
 
 Only "main" requests (those that carry a `tools` list, i.e. the agent loop) follow the scenario; any other
@@ -44,9 +46,10 @@ ARGS = None
 
 
 def log(record):
+    """Append one JSON line to --log (if given)."""
     if not ARGS.log:
         return
-    record["ts"] = round(time.time(), 3)
+    record.setdefault("ts", round(time.time(), 3))
     with LOG_LOCK, open(ARGS.log, "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -187,7 +190,8 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def do_GET(self):
         self.handle_any()
@@ -204,21 +208,25 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = {"unparsed": raw}
-        record = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        # Each request is logged when it arrives (with what the stub will do), before any answer is sent, so a
+        # test can wait for a `stub:hang` request to show up; a client that left mid-answer adds a line.
+        record = {"ts": round(time.time(), 3), "method": self.command, "path": self.path,
+                  "headers": dict(self.headers), "body": body}
         path = urllib.parse.urlsplit(self.path).path
         try:
-            if self.command == "POST" and path.endswith("/v1/messages/count_tokens"):
-                record["reply"] = "count_tokens"
+            if path == "/api/hello":  # claude's connection warm-up (HEAD), sent only without DISABLE_NONESSENTIAL_TRAFFIC
+                log(dict(record, reply="hello"))
+                self.send_json(200, {"ok": True})
+            elif self.command == "POST" and path.endswith("/v1/messages/count_tokens"):
+                log(dict(record, reply="count_tokens"))
                 self.send_json(200, {"input_tokens": max(1, len(raw) // 4)})
             elif self.command == "POST" and path.endswith("/v1/messages"):
                 self.messages(body, raw, record)
             else:
-                record["reply"] = "404"
+                log(dict(record, reply="404"))
                 self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "stub: no such path"}})
         except (BrokenPipeError, ConnectionResetError) as e:
-            record["client_gone"] = repr(e)
-        finally:
-            log(record)
+            log({"method": self.command, "path": self.path, "client_gone": repr(e)})
 
     def messages(self, body, raw, record):
         model = body.get("model") or "stub-model"
@@ -226,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             r = {"kind": "text", "text": "stub aux", "markers": [], "delay": 0}
         else:
             r = plan(body, raw)
-        record["reply"] = {k: v for k, v in r.items() if k != "markers"}
+        log(dict(record, reply={k: v for k, v in r.items() if k != "markers"}))
         time.sleep(r["delay"])
         if r["kind"] == "fail":
             kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -246,6 +254,9 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"input_tokens": max(1, len(raw) // 4), "output_tokens": 0,
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
         if not body.get("stream"):
+            if r["kind"] == "hang":  # claude's non-streaming fallback after its stream idle timeout: hang it too
+                self.wait_for_client_to_leave()
+                return
             usage["output_tokens"] = 5
             self.send_json(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model,
                                  "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage})

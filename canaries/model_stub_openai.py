@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A model-free stand-in for the OpenAI Responses API that the real codex CLI can talk to.
+r"""A model-free stand-in for the OpenAI Responses API that the real codex CLI can talk to.
 
 codex posts `POST <base_url>/responses` (streaming SSE) for every model turn; this server answers from
 scenario markers found in the user's prompt, so one stub serves many tests. Python stdlib only.
@@ -11,23 +11,29 @@ Usage:
   written there atomically once the server listens. --log appends one JSON line per request:
   {"ts", "method", "path", "headers", "body", "scenario", "reply"}.
 
-Point codex at it with $HOME/.codex/config.toml:
-  model = "gpt-5.4"                      # a slug both 0.142.5 and 0.147.0 know (else a metadata warning item)
+Point codex (0.142.5 and 0.147.0 both; they ignore OPENAI_BASE_URL) at it with $HOME/.codex/config.toml:
+  model = "gpt-5.4"                      # a slug both versions know (else a "Model metadata ... not found" item)
   model_provider = "stub"
+  check_for_update_on_startup = false
   [model_providers.stub]
   name = "stub"
-  base_url = "http://127.0.0.1:PORT/v1"
+  base_url = "http://127.0.0.1:PORT/v1"  # codex posts to PORT/v1/responses
   wire_api = "responses"
-  request_max_retries = 0                # HTTP errors: give up at once
-  stream_max_retries = 1                 # a cut stream is retried once ("Reconnecting... 1/1")
-  stream_idle_timeout_ms = 300000
+  request_max_retries = 0                # HTTP 5xx: no hidden per-request retries (default 4, ~24 s for a 500)
+  stream_max_retries = 5                 # the default: a cut stream prints "Reconnecting... 1/5"
+  stream_idle_timeout_ms = 300000        # the default: how long stub:hang lasts before codex retries
+  [analytics]
+  enabled = false                        # else DNS for ab.chatgpt.com (metrics)
+  [features]
+  plugins = false                        # else chatgpt.com / api.github.com (plugin marketplace sync)
+No auth.json or key is needed (no env_key: no Authorization header, unless auth.json holds an API key).
 
 Markers (whitespace-separated tokens in the last user message that has any; `%XX` is percent-decoded in
 values, so `%20` is a space and `%0A` a newline). Tool steps run in the order given, one per model turn:
   stub:answer=TEXT        final assistant message TEXT (default "stub done")
   stub:edit=PATH:CONTENT  a tool step: codex's apply_patch tool writes CONTENT + "\n" to PATH (relative to cwd,
-                          created or overwritten); falls back to exec_command/shell_command/shell when the
-                          request offers no apply_patch tool
+                          created or overwritten; PATH has no ':', CONTENT may); falls back to
+                          exec_command/shell_command/shell when the request offers no apply_patch tool
   stub:sh=COMMAND         a tool step: run COMMAND with codex's shell tool (exec_command, shell_command or shell)
   stub:cut-once           the run's first response stream is cut (connection closed before response.completed);
                           codex retries and the retry succeeds.  stub:cut=N cuts the run's first N streams.
@@ -165,7 +171,8 @@ class Handler(BaseHTTPRequestHandler):
     def headers_dict(self):
         headers = {k.lower(): v for k, v in self.headers.items()}
         if "authorization" in headers:
-            headers["authorization"] = headers["authorization"][:12] + "..."
+            scheme = headers["authorization"].split(" ")[0]
+            headers["authorization"] = f"{scheme} <redacted {len(headers['authorization'])} chars>"
         return headers
 
     def do_GET(self):

@@ -34,8 +34,9 @@ package enum TestPaths {
 package final class TempDir: Sendable {
     package let path: String
 
-    package init(_ prefix: String = "dispatch-test") {
-        let base = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString.prefix(8))"
+    /// A directory under `parent` (default: the temp dir).
+    package init(_ prefix: String = "dispatch-test", in parent: String = NSTemporaryDirectory()) {
+        let base = (parent.hasSuffix("/") ? parent : parent + "/") + "\(prefix)-\(UUID().uuidString.prefix(8))"
         try! FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         path = (base as NSString).resolvingSymlinksInPath
     }

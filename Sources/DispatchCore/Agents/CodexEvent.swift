@@ -44,9 +44,11 @@ extension CodexEvent {
         var aggregatedOutput: String?
         /// `exit_code` of a `command_execution`.
         var exitCode: Int?
+        /// `status` of a `command_execution` or `file_change`: `completed`, `failed`.
+        var status: String?
 
         private enum CodingKeys: String, CodingKey {
-            case type, text, command
+            case type, text, command, status
             case itemType = "item_type"
             case aggregatedOutput = "aggregated_output"
             case exitCode = "exit_code"
@@ -61,11 +63,15 @@ extension CodexEvent {
             command = container.lenient(String.self, forKey: .command)
             aggregatedOutput = container.lenient(String.self, forKey: .aggregatedOutput)
             exitCode = container.lenient(Int.self, forKey: .exitCode)
+            status = container.lenient(String.self, forKey: .status)
         }
 
         /// A command codex's own sandbox refused (it cannot nest inside another one: `bwrap: setting up uid map`),
         /// in words; `nil` for any other item. Such a run can end `turn.completed` having changed nothing.
         var sandboxRefusal: String? {
+            // codex 0.147 reports an edit its sandbox refused only as a failed `file_change` (the refused command
+            // itself is not printed).
+            if type == "file_change", status == "failed" { return "codex could not apply a file change (status failed)" }
             guard type == "command_execution", let exitCode, exitCode != 0, let output = aggregatedOutput else { return nil }
             let markers = ["bwrap:", "landlock", "seccomp"]
             guard let line = output.split(whereSeparator: \.isNewline).first(where: { line in markers.contains { line.contains($0) } })

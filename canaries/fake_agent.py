@@ -39,6 +39,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:home-write=REL:TEXT  write TEXT to $HOME/REL (a CLI refreshing its login)
   fake:home-link=REL:TARGET replace $HOME/REL with a symlink to TARGET
   fake:home-read=REL        write "home REL: <content>" to stderr
+  fake:unlinked=BYTES:SEC  write BYTES to a file in cwd, unlink it, hold it open for SEC seconds
   fake:whoami              write "uid U gid G" to stderr
   fake:try-write=PATH       open PATH for appending (writing nothing); stderr: "write PATH ok" or "... refused (why)"
   fake:sysctl               write kernel.pid_max's current value back; stderr: "sysctl writable" or "... refused"
@@ -499,6 +500,16 @@ def main():
                 content = "<missing>"
             sys.stderr.write(f"home {value}: {content}\n")
             sys.stderr.flush()
+        elif key == "unlinked":
+            # Disk taken by a file unlinked but held open: no walk of the run's places finds it.
+            size, _, seconds = value.partition(":")
+            held = open("unlinked-%d.bin" % os.getpid(), "wb")
+            os.unlink(held.name)
+            chunk = b"u" * (1 << 20)
+            for _ in range(int(size) // len(chunk)):
+                held.write(chunk)
+            held.flush()
+            time.sleep(float(seconds or "0"))
         elif key == "whoami":
             sys.stderr.write(f"uid {os.getuid()} gid {os.getgid()}\n")
             sys.stderr.flush()

@@ -15,7 +15,9 @@ marker; tool results are never searched). Markers are whitespace-separated token
                           the Write is refused (an existing file claude has not Read), the stub Reads it and
                           writes again once.
   stub:cut-once           the first streamed reply of this session is cut mid-way (socket closed without
-                          message_stop / the last chunk); claude retries and the retry gets the answer
+                          message_stop / the last chunk); claude retries (stream-json: a system/api_retry
+                          event; with CLAUDE_CODE_MAX_RETRIES=0 a non-streaming request instead) and the
+                          retry gets the answer
   stub:fail[=STATUS]      answer every main request with HTTP STATUS (default 401 authentication_error, which
                           claude does not retry); 429/500/529 are retried by claude
   stub:hang               start the stream (message_start, one empty text block), then send nothing; a
@@ -25,8 +27,9 @@ marker; tool results are never searched). Markers are whitespace-separated token
 
 Only "main" requests (those that carry a `tools` list, i.e. the agent loop) follow the scenario; any other
 request (titles, summaries, quota probes: no tools) gets a short text answer and never consumes it.
-POST /v1/messages/count_tokens answers a rough count. Every request (method, path, headers, body) and what
-the stub did is appended to --log as one JSON line.
+POST /v1/messages/count_tokens answers a rough count, HEAD /api/hello (claude's warm-up) 200, anything else 404.
+Every request (method, path, headers, body, and the stub's `reply` plan) is appended to --log as one JSON line
+when it arrives, before it is answered (so a test can wait for a hanging request to show up).
 """
 import argparse
 import json

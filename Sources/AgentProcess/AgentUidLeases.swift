@@ -69,10 +69,18 @@ package final class AgentUidLeases: Sendable {
 
     /// Holds `uid` again for a run this runner adopts (its monitor still holds it; a runner that lost it keeps no
     /// other run from it for longer than its own run).
-    package func adopt(_ uid: UInt32) -> AgentUidLease? {
+    /// `nil` when the uid's lease names another run (its monitor and runner both died and the uid went to another).
+    package func adopt(_ uid: UInt32, for requestId: String) -> AgentUidLease? {
         guard range.contains(uid), (try? prepareDirectory()) != nil else { return nil }
         let path = "\(directory)/\(uid)"
         guard let fd = try? lockFile(path, LOCK_SH) else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 512)
+        let count = pread(fd, &bytes, bytes.count, 0)
+        let holder = count > 0 ? String(decoding: bytes[0..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+        guard holder == requestId else {
+            close(fd)
+            return nil
+        }
         return AgentUidLease(uid: uid, path: path, fd: fd)
     }
 

@@ -19,20 +19,22 @@ package struct AgentUser: Sendable, Equatable, Codable {
     }
 
     /// `setpriv` in front of the command: the user's uid and gid, no capability left in any set (the bounding set
-    /// too, so no file capability brings one back) and `no_new_privs` (no setuid binary either).
-    func switchArguments(setpriv: String) -> [String] {
+    /// too, so no file capability brings one back) and `no_new_privs` (no setuid binary either); then `env --chdir`
+    /// enters `directory` as the user — never bwrap as root, which would follow a link the agent planted there into a
+    /// directory the user may not pass.
+    func switchArguments(setpriv: String, env: String, directory: String) -> [String] {
         [
             setpriv, "--reuid=\(uid)", "--regid=\(gid)", hasAccount ? "--init-groups" : "--clear-groups", "--inh-caps=-all",
-            "--bounding-set=-all", "--no-new-privs", "--",
+            "--bounding-set=-all", "--no-new-privs", "--", env, "--chdir=\(directory)", "--",
         ]
     }
 
-    /// The capabilities the namespace keeps until `setpriv` has switched: changing uid and gid, dropping the bounding
-    /// set, and passing through directories (bwrap enters the work dir, which is the agent user's own and `0700`,
-    /// before `setpriv` runs).
-    static let switchCapabilities = [
-        "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_DAC_READ_SEARCH",
-    ]
+    /// The capabilities the namespace keeps until `setpriv` has switched: changing uid and gid and dropping the
+    /// bounding set. Nothing that passes permissions: the namespace's init starts in `/`.
+    static let switchCapabilities = ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+
+    /// `env` (coreutils, with `--chdir`), where it is.
+    package static let env = ExecutableLocator.locate("env", searchPath: "/usr/bin:/bin")
 
     /// `setpriv` (util-linux), where it is.
     package static let setpriv = ExecutableLocator.locate("setpriv", searchPath: "/usr/bin:/bin:/usr/sbin:/sbin")

@@ -115,18 +115,19 @@ package enum Bubblewrap {
             options += ["--ro-bind", "/dev/null", file]
         }
         if diesWithParent { options.append("--die-with-parent") }
-        options += ["--chdir", workingDirectory]
+        // An agent user enters its work dir itself, after the switch (``AgentUser/switchArguments``).
+        options += ["--chdir", view.user == nil ? workingDirectory : "/"]
         return options
     }
 
     /// The directories above what is bound for a user who may not pass through them (a root runner's `0700` home or
-    /// temp dir above the host checkout, whose objects the sandbox's `alternates` names, or above the agent's
-    /// program): replaced by an empty tmpfs, through which bwrap makes the way to what is bound. The user could not
-    /// read what they held anyway. Only for a read-only root (sandbox
-    /// mode); in host mode the agent is the work dir's owner, whose way there is its own.
+    /// temp dir above the host checkout, whose objects the sandbox's `alternates` names, or above the agent's program,
+    /// or above the state dir holding the run's home): replaced by an empty tmpfs, through which bwrap makes the way
+    /// to what is bound. The user could not read what they held anyway. In host mode only the paths bound back (the
+    /// run's home, the work dir) count: the rest of the filesystem is the user's as it is.
     static func closedAncestors(_ view: IsolationView) -> [String] {
-        guard let user = view.user, view.readOnlyRoot else { return [] }
-        let bound = view.visible + view.writable + view.boundBack + view.readOnly
+        guard let user = view.user else { return [] }
+        let bound = view.readOnlyRoot ? view.visible + view.writable + view.boundBack + view.readOnly : view.boundBack
         var closed = Set<String>()
         for path in bound {
             var ancestor = (path as NSString).deletingLastPathComponent
@@ -147,11 +148,13 @@ package enum Bubblewrap {
     static func wayTo(_ path: String, madeIn roots: [String], avoiding bound: [String]) -> [String] {
         func isInside(_ child: String, _ parent: String) -> Bool { child.hasPrefix(parent.hasSuffix("/") ? parent : parent + "/") }
         guard let root = roots.filter({ isInside(path, $0) }).max(by: { $0.count < $1.count }) else { return [] }
+        // Only binds inside the tmpfs are real directories there; one that holds the tmpfs lies under it.
+        let inside = bound.filter { isInside($0, root) }
         var options: [String] = []
         var directory = root
         for component in path.dropFirst(root.count).split(separator: "/").dropLast() {
             directory += "/\(component)"
-            if bound.contains(where: { directory == $0 || isInside(directory, $0) }) { break }
+            if inside.contains(where: { directory == $0 || isInside(directory, $0) }) { break }
             options += ["--perms", "0755", "--dir", directory]
         }
         return options

@@ -36,7 +36,12 @@ package struct ProcessSpec: Sendable {
         var command = (executablePath: executablePath, argv: argv)
         if let isolation {
             let options = Bubblewrap.options(isolation.view, workingDirectory: workingDirectory, diesWithParent: diesWithRunner)
-            let program = isolation.view.user.flatMap { user in AgentUser.setpriv.map { user.switchArguments(setpriv: $0) } } ?? []
+            let program =
+                isolation.view.user.flatMap { user in
+                    AgentUser.setpriv.flatMap { setpriv in
+                        AgentUser.env.map { user.switchArguments(setpriv: setpriv, env: $0, directory: workingDirectory) }
+                    }
+                } ?? []
             command = (isolation.bwrap, ["bwrap"] + options + ["--"] + program + [executablePath] + argv.dropFirst())
         }
         if let monitor {

@@ -45,7 +45,7 @@ package struct AgentRunner: Sendable {
     /// ``checkAgentUsers(_:)``) and runs host-mode agents as their work dir's owner, or `DISPATCH_AGENT_USER` for a
     /// root-owned one; any other runner runs agents as itself.
     package static func agentUserPolicy(_ configuration: DispatchConfiguration, isolation: IsolationMode) -> (AgentUserPolicy, AgentUidLeases?) {
-        guard geteuid() == 0, isolation == .bwrap, AgentUser.setpriv != nil,
+        guard geteuid() == 0, isolation == .bwrap, AgentUser.setpriv != nil, AgentUser.env != nil,
             let range = AgentUidLeases.parseRange(configuration.agentUids)
         else { return (.runner, nil) }
         return (.leased(hostFallback: configuration.agentUser.flatMap(AgentUser.named)), AgentUidLeases(range: range))
@@ -71,8 +71,11 @@ package struct AgentRunner: Sendable {
         let record = "\(directory)/agent-uid"
         if adopting {
             guard let text = try? String(contentsOfFile: record, encoding: .utf8) else { return nil }
-            guard let uid = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)), let lease = leases.adopt(uid) else {
-                throw AgentProcessError(code: .spawnFailed, message: "cannot hold the agent uid recorded in \(record) again")
+            guard let uid = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)), let lease = leases.adopt(uid, for: requestId) else {
+                throw AgentProcessError(
+                    code: .spawnFailed,
+                    message: "cannot hold the agent uid recorded in \(record) again: its lease ended and may belong to another run now"
+                )
             }
             return lease
         }
@@ -90,6 +93,13 @@ package struct AgentRunner: Sendable {
         guard case .leased(let fallback) = agentUsers else { return .success(nil) }
         let real = Self.realPath(workDir)
         guard let owner = AgentUser.owner(of: real) else { return .failure(.message("cannot read the owner of the work dir \(real)")) }
+        if let leases = uidLeases, leases.range.contains(owner.uid) {
+            return .failure(
+                .message(
+                    "the work dir \(real) is owned by uid \(owner.uid), one of DISPATCH_AGENT_UIDS (\(configuration.agentUids)), which are leased to sandboxed runs: give it to a user outside that range"
+                )
+            )
+        }
         if owner.uid != 0 { return .success(owner) }
         guard let fallback else {
             return .failure(
@@ -97,6 +107,9 @@ package struct AgentRunner: Sendable {
                     "the work dir \(real) is owned by root and agents never run as root: give it to the user the agent should run as, or set DISPATCH_AGENT_USER to that user"
                 )
             )
+        }
+        if let leases = uidLeases, leases.range.contains(fallback.uid) {
+            return .failure(.message("DISPATCH_AGENT_USER names uid \(fallback.uid), one of DISPATCH_AGENT_UIDS, which are leased to sandboxed runs"))
         }
         return .success(fallback.uid == 0 ? nil : fallback)
     }
@@ -202,7 +215,9 @@ package struct AgentRunner: Sendable {
             readOnlyRoot: false,
             hiddenDirectories: hidden.directories,
             hiddenFiles: hidden.files,
-            boundBack: home.map { [Self.realPath($0)] } ?? [],
+            // An agent user's own work dir is bound back too: a directory above it (or above the run's home) that the
+            // user may not pass becomes a tmpfs, and the work dir must come through it.
+            boundBack: (home.map { [Self.realPath($0)] } ?? []) + (user == nil ? [] : [Self.realPath(workDir)]),
             readOnly: (readOnlyWorkDir ? [Self.realPath(workDir)] : []) + programPlacesInside(hidden.directories, executable: executable)
         )
         view.user = user
@@ -260,7 +275,7 @@ package struct AgentRunner: Sendable {
 
     /// The run's disk limit over `input`'s places, under the run's own cancellation; `nil` when it has none.
     func diskWatch(_ input: AgentPhase.Input, context: BackendContext) -> RunDiskWatch? {
-        RunDiskWatch(places: input.diskPlaces, limitBytes: configuration.maxRunDiskBytes, outer: context.cancellation)
+        RunDiskWatch(places: input.diskPlaces, limitBytes: configuration.maxRunDiskBytes, uid: input.agentUid, outer: context.cancellation)
     }
 
     /// Adopts the agent phase a previous runner left (the attempt `context.known` names, held by its monitor) and

@@ -98,6 +98,7 @@ package struct HostBackend: ExecutionBackend {
         input.sweepAfterResult = true
         input.diskPlaces = [runDirectory(request.requestId)]
         input.uidLease = lease?.path
+        input.agentUid = user?.uid
         input.home = home
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly

@@ -15,6 +15,9 @@ package final class RunDiskWatch: Sendable {
     let places: [String]
     /// The most the places may take, in bytes.
     let limitBytes: Int64
+    /// The uid the run's agent runs as (its own, when the runner is root): files its processes hold open after
+    /// unlinking them count too — they take the disk as much as any other.
+    let uid: UInt32?
     /// What the agent phase runs under: cancelled when the run's own token is, or when the limit is passed.
     package let token = CancelToken()
     private let outer: CancelToken
@@ -25,10 +28,11 @@ package final class RunDiskWatch: Sendable {
     static let minimumInterval: Duration = .seconds(2)
 
     /// A watch over `places` under `outer` (the run's own cancellation, passed on); `nil` when there is no limit.
-    package init?(places: [String], limitBytes: Int64?, outer: CancelToken) {
+    package init?(places: [String], limitBytes: Int64?, uid: UInt32? = nil, outer: CancelToken) {
         guard let limitBytes, limitBytes > 0, !places.isEmpty else { return nil }
         self.places = places
         self.limitBytes = limitBytes
+        self.uid = uid
         self.outer = outer
         let inner = token
         let key = outer.observe {
@@ -72,7 +76,7 @@ package final class RunDiskWatch: Sendable {
         let clock = ContinuousClock()
         while !Task.isCancelled {
             let start = clock.now
-            let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) }
+            let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) } + (uid.map(Self.unlinkedOpenBytes) ?? 0)
             if used > limitBytes {
                 exceeded.withLock { $0 = used }
                 token.cancel(reason: Self.sentence(used: used, limit: limitBytes))
@@ -82,6 +86,32 @@ package final class RunDiskWatch: Sendable {
             try? await Task.sleep(for: max(Self.minimumInterval, took * 10))
         }
         return false
+    }
+
+    /// The blocks of files that processes of `uid` hold open after unlinking them (each inode once), found through
+    /// `/proc/<pid>/fd`. Only a run's own uid is asked: the runner's is shared with everything it does.
+    static func unlinkedOpenBytes(uid: UInt32) -> Int64 {
+        guard uid != 0, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
+        var seen = Set<String>()
+        var total = Int64(0)
+        for pid in pids where pid.first?.isNumber == true {
+            var owner = stat()
+            guard stat("/proc/\(pid)", &owner) == 0, owner.st_uid == uid,
+                let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
+            else { continue }
+            for fd in fds {
+                let link = "/proc/\(pid)/fd/\(fd)"
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link), target.hasSuffix(" (deleted)") else {
+                    continue
+                }
+                var info = stat()
+                guard stat(link, &info) == 0, info.st_mode & S_IFMT == S_IFREG, seen.insert("\(info.st_dev):\(info.st_ino)").inserted else {
+                    continue
+                }
+                total += Int64(info.st_blocks) * 512
+            }
+        }
+        return total
     }
 
     /// The blocks everything under `path` takes (a sparse file only what it wrote), never following a link or leaving

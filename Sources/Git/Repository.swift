@@ -47,6 +47,7 @@ package final class Repository {
         for name in ["objects", "refs"] {
             guard lstat("\(dotGit)/\(name)", &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { throw refuse(".git/\(name) is not a directory") }
         }
+        if let odd = firstNonPlainEntry(in: dotGit) { throw refuse(".git/\(odd) is a link or a special file") }
         var raw: OpaquePointer?
         try check(git_repository_open_bare(&raw, dotGit), "open \(dotGit)")
         let repo = Repository(handle: raw!)
@@ -58,6 +59,20 @@ package final class Repository {
         try check(git_repository_set_workdir(raw, root, 0), "set the work tree of \(dotGit) to \(root)")
         if let alternates { try repo.setObjectDatabase(own: "\(dotGit)/objects", alternates: alternates) }
         return repo
+    }
+
+    /// The first entry under `directory` (relative) that is neither a regular file nor a directory: libgit2 would follow
+    /// a link (`objects/pack`, a ref) into another repository, and open a FIFO with a blocking `open(2)`. Links are not
+    /// followed by the walk itself.
+    private static func firstNonPlainEntry(in directory: String) -> String? {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return "" }
+        while let relative = walker.nextObject() as? String {
+            var info = stat()
+            guard lstat("\(directory)/\(relative)", &info) == 0 else { continue }
+            let kind = info.st_mode & S_IFMT
+            if kind != S_IFREG && kind != S_IFDIR { return relative }
+        }
+        return nil
     }
 
     /// Reads objects only from `own` and `alternates` (the ones the runner wrote), never from the object databases

@@ -95,6 +95,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         input.home = home
         input.uidLease = lease?.path
         input.diskPlaces = [sandbox.path]
+        input.agentUid = lease?.uid
         input.isolation = { executable in
             runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path, user: user)
         }

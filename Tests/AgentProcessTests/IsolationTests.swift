@@ -158,6 +158,35 @@ import Testing
         #expect(stat("\(checkout)/own.txt", &info) == 0 && info.st_uid == 60_998)
     }
 
+    /// The way bwrap makes to a path bound back inside a hidden dir is passable for the agent user also when what holds
+    /// the hidden dir is itself bound (a program's directory that holds the state dir); and the agent user enters its
+    /// work dir itself: a link planted there into a directory it may not pass leads nowhere.
+    @Test(.enabled(if: Bubblewrap.locate() != nil && getuid() == 0 && AgentUser.setpriv != nil))
+    func theWayToABoundPathIsPassableAndALinkedWorkDirIsEnteredAsTheUser() async throws {
+        let dir = "/var/tmp/bwrap-way-\(UUID().uuidString)"
+        let checkout = "\(dir)/state/sandboxes/run/repo"
+        let foreign = "\(dir)/foreign/proj"
+        for path in [checkout, foreign] { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)
+        for path in ["\(dir)/state", "\(dir)/state/sandboxes", "\(dir)/state/sandboxes/run"] { chmod(path, 0o700) }
+        // Another user's: 0700 above, 0755 below.
+        _ = try CommandRunner.run("/bin/chown", ["-R", "1234:1234", "\(dir)/foreign"])
+        chmod("\(dir)/foreign", 0o700)
+        chmod(foreign, 0o755)
+        try Data("theirs\n".utf8).write(to: URL(fileURLWithPath: "\(foreign)/notes.txt"))
+        chmod("\(foreign)/notes.txt", 0o644)
+        let user = AgentUser(uid: 60_996, gid: 60_996)
+        try user.own(checkout)
+        try FileManager.default.createSymbolicLink(atPath: "\(checkout)/sub", withDestinationPath: foreign)
+        var view = IsolationView(readOnlyRoot: true, privateTmp: true, visible: [dir], hiddenDirectories: ["\(dir)/state"], boundBack: [checkout])
+        view.user = user
+        let own = try await isolated("id -u; echo here > mine.txt && echo WROTE", view: view, in: "/var/tmp", cwd: checkout)
+        #expect(own.contains("60996") && own.contains("WROTE"), "the agent user reached its checkout: \(own)")
+        let linked = try await isolated("cat notes.txt && echo READ-THEIRS; pwd", view: view, in: "/var/tmp", cwd: "\(checkout)/sub")
+        #expect(!linked.contains("READ-THEIRS"), "a planted link took the agent user into a directory it may not pass: \(linked)")
+    }
+
     @Test(.enabled(if: Bubblewrap.locate() != nil)) func aRootAgentCannotUnmaskWhatIsHidden() async throws {
         let dir = NSTemporaryDirectory() + "bwrap-unmask-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(dir)/state", withIntermediateDirectories: true)

@@ -86,6 +86,32 @@ struct AgentUserTests {
         #expect(stat("\(work)/out.txt", &info) == 0 && info.st_uid == Self.ownerUid, "what the agent wrote is its owner's")
     }
 
+    /// The run's home lies in the state dir, which may lie under a directory of root's (`/root/.local/state`): the
+    /// work dir's owner still reaches it (and its work dir), through the way made for it.
+    @Test func aHostModeAgentReachesItsHomeUnderAStateDirOfRoots() throws {
+        let closed = dir.child("root-only")
+        try FileManager.default.createDirectory(atPath: closed, withIntermediateDirectories: true)
+        chmod(closed, 0o700)
+        let work = dir.child("owned-too")
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        chown(work, Self.ownerUid, Self.ownerUid)
+        var env = [
+            "DISPATCH_STATE_DIR": "\(closed)/state", "DISPATCH_CODEX_BIN": TestPaths.fake("codex"), "DISPATCH_ISOLATION": "bwrap",
+            "DISPATCH_AGENT_USER": "",
+        ]
+        env["DISPATCH_KILL_GRACE_MS"] = "500"
+        let outcome = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "codex", "--json", "--request-id", "home-reach", "--task", "fake:home-write=probe.txt:reached fake:write=w.txt:w"],
+            environment: env,
+            cwd: work
+        )
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any], "\(outcome.stderr)")
+        #expect(result["status"] as? String == "completed", "\(result)")
+        #expect(LogFile.read("\(closed)/state/runs/home-reach/home/probe.txt") == "reached", "the agent wrote into its home")
+        #expect(FileManager.default.fileExists(atPath: "\(work)/w.txt"))
+    }
+
     @Test func aRootOwnedWorkDirIsRefusedNamingTheFixAndRootIsOnlyAnExplicitOptOut() throws {
         let work = dir.child("root-owned-work")
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)

@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchTestSupport
 import Foundation
 import Testing
@@ -32,6 +33,13 @@ import Testing
         #expect(over.result["status"] as? String == "failed", "\(over.result)")
         #expect((over.result["error"] as? String)?.contains("disk limit") == true, "\(over.result["error"] ?? "")")
         #expect(over.seconds < 30, "stopped at the limit, not at the end of the agent's wait (\(over.seconds) s)")
+        // What it unlinked but holds open takes the disk too (counted through its processes' fds, its uid being its
+        // own: a root runner's).
+        if geteuid() == 0, Bubblewrap.locate() != nil, mode == "sandbox" {
+            let hidden = try run(limit: 20 << 20, task: "fake:unlinked=41943040:50 fake:answer=x", mode: mode)
+            #expect((hidden.result["error"] as? String)?.contains("disk limit") == true, "\(hidden.result["error"] ?? hidden.result)")
+            #expect(hidden.seconds < 30)
+        }
         // The same agent under a limit it stays inside is left alone.
         let under = try run(limit: 200 << 20, task: "fake:big-output=40000000 fake:sleep=3", mode: mode)
         #expect(under.result["status"] as? String == "completed", "\(under.result)")

@@ -124,6 +124,12 @@ import Testing
         let exported = try? ArtifactExporter().export(sandbox)
         let patch = (try? String(contentsOfFile: "\(sandbox.artifactsDir)/changes.patch", encoding: .utf8)) ?? ""
         #expect(!patch.contains("SECRET-") && !(exported?.patch ?? "").contains("SECRET-"), "another repository's blob was exported")
+        // A link inside `.git` (a pack directory, a ref) into that repository is refused, not followed.
+        try FileManager.default.removeItem(atPath: "\(sandbox.repoPath)/.git/objects/pack")
+        try FileManager.default.createSymbolicLink(atPath: "\(sandbox.repoPath)/.git/objects/pack", withDestinationPath: "\(other)/.git/objects/pack")
+        #expect(throws: (any Error).self) { try ArtifactExporter().export(sandbox) }
+        try FileManager.default.removeItem(atPath: "\(sandbox.repoPath)/.git/objects/pack")
+        try FileManager.default.createDirectory(atPath: "\(sandbox.repoPath)/.git/objects/pack", withIntermediateDirectories: true)
         // Reading the agent's alternates, as libgit2 does by default, the same export leaks it: the check can fail.
         try FileManager.default.removeItem(atPath: sandbox.hostObjectsRecord)
         let trusting = try? ArtifactExporter().export(sandbox)

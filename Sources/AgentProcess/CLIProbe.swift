@@ -43,7 +43,8 @@ package struct CLIProbe: Sendable, Codable, Equatable {
             "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(home)", "NO_COLOR=1", "TERM=dumb", "CI=true",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "DISABLE_AUTOUPDATER=1",
         ]
-        let version = capture(path, ["--version"], environment: environment)
+        // Only stdout: a CLI may warn on stderr first (codex about its home under the temp dir).
+        let version = capture(path, ["--version"], environment: environment, stderr: false)
         var options = Set<String>()
         var failure: String?
         for arguments in helpArguments(tool: tool) {
@@ -78,11 +79,17 @@ package struct CLIProbe: Sendable, Codable, Equatable {
         return "\(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)-\(info.st_ino)"
     }
 
-    /// Runs `path` with `arguments` (stdin `/dev/null`, stdout and stderr together) for at most `timeout`, keeping
+    /// Runs `path` with `arguments` (stdin `/dev/null`, stdout and — unless `stderr` is false — stderr together) for at most `timeout`, keeping
     /// the first 256 KiB it prints.
-    static func capture(_ path: String, _ arguments: [String], environment: [String], timeout: Duration = .seconds(20)) -> Captured {
+    static func capture(
+        _ path: String,
+        _ arguments: [String],
+        environment: [String],
+        stderr: Bool = true,
+        timeout: Duration = .seconds(20)
+    ) -> Captured {
         var fds: [Int32] = [-1, -1]
-        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         guard null >= 0, pipe(&fds) == 0 else {
             if null >= 0 { close(null) }
             return Captured(status: nil, output: "", describe: "could not be started: \(errnoText())")
@@ -93,7 +100,7 @@ package struct CLIProbe: Sendable, Codable, Equatable {
         let argv = CStringArray([path] + arguments)
         let envp = CStringArray(environment)
         let rc = argv.withPointer { argvPointer in
-            envp.withPointer { cps_spawn(&pid, path, argvPointer, $0, "/", null, fds[1], fds[1], -1, SIGKILL, nil, nil, 0) }
+            envp.withPointer { cps_spawn(&pid, path, argvPointer, $0, "/", null, fds[1], stderr ? fds[1] : null, -1, SIGKILL, nil, nil, 0) }
         }
         close(fds[1])
         defer { close(fds[0]) }

@@ -135,6 +135,27 @@ struct RealCLITests {
         return "status \(result["status"] ?? "-"), error \(result["error"] ?? "-"), stderr \(logs?["stderr"] ?? ""), stdout \(logs?["stdout"] ?? "")"
     }
 
+    @Test func doctorShowsTheRealCLIsUsableWithTheirVersionsAndOptions() throws {
+        for (codex, version) in [("0.147.0", "codex-cli 0.147.0"), ("0.142.5", "codex-cli 0.142.5")] {
+            let outcome = try CommandRunner.run(
+                TestPaths.dispatchBinary,
+                ["doctor"],
+                environment: [
+                    "DISPATCH_STATE_DIR": dir.child("doctor"), "DISPATCH_CODEX_BIN": RealCLIs.codex(codex), "DISPATCH_CLAUDE_BIN": RealCLIs.claude,
+                ]
+            )
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any], "\(outcome.stderr)")
+            let clis = try #require(report["clis"] as? [[String: Any]])
+            let codexReport = try #require(clis.first { $0["tool"] as? String == "codex" })
+            let claudeReport = try #require(clis.first { $0["tool"] as? String == "claude" })
+            #expect(codexReport["version"] as? String == version, "\(codexReport)")
+            #expect(codexReport["usable"] as? Bool == true, "\(codexReport)")
+            #expect((codexReport["options"] as? [String])?.contains("--full-auto") == false)
+            #expect(claudeReport["version"] as? String == "2.1.332 (Claude Code)", "\(claudeReport)")
+            #expect(claudeReport["usable"] as? Bool == true, "\(claudeReport)")
+        }
+    }
+
     @Test(arguments: withOlderCodex)
     func answers(_ testCase: Case) async throws {
         let cwd = try workDir(testCase)

@@ -40,6 +40,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+
+import stub_server
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG_LOCK = threading.Lock()
@@ -311,37 +313,13 @@ class Handler(BaseHTTPRequestHandler):
     def wait_for_client_to_leave(self):
         """Hold the stream open, sending nothing, until the client closes its side (so no thread leaks)."""
         self.close_connection = True
-        while True:
-            readable, _, _ = select.select([self.connection], [], [], 1.0)
-            if readable:
-                try:
-                    if not self.connection.recv(4096):
-                        return
-                except OSError:
-                    return
+        stub_server.wait_for_client_to_leave(self.connection, self.server.stopping)
 
 
 def main():
     global ARGS
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="0: any free port (see --port-file)")
-    p.add_argument("--port-file", help="write the bound port here (atomically) once listening")
-    p.add_argument("--log", help="append one JSON line per request")
-    ARGS = p.parse_args()
-    server = ThreadingHTTPServer((ARGS.host, ARGS.port), Handler)
-    server.daemon_threads = True
-    port = server.server_address[1]
-    if ARGS.port_file:
-        tmp = ARGS.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, ARGS.port_file)
-    print(f"model stub listening on http://{ARGS.host}:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    ARGS = stub_server.arguments(__doc__.split("\n")[0])
+    stub_server.serve(ARGS, Handler)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ import sys
 import threading
 import time
 import urllib.parse
+
+import stub_server
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEFAULT_ANSWER = "stub done"
@@ -297,44 +299,15 @@ class Handler(BaseHTTPRequestHandler):
     def hang(self):
         """Sends nothing more; returns once codex closes the connection (or the server stops)."""
         self.close_connection = True
-        while not self.server.stopping.is_set():
-            readable, _, _ = select.select([self.connection], [], [], 1.0)
-            if readable:
-                try:
-                    if not self.connection.recv(1024):
-                        return
-                except OSError:
-                    return
+        stub_server.wait_for_client_to_leave(self.connection, self.server.stopping)
 
 
 def main():
     global LOG_FILE
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed on stdout)")
-    parser.add_argument("--port-file", help="write the chosen port here once listening")
-    parser.add_argument("--log", help="append one JSON line per request to this file")
-    args = parser.parse_args()
+    args = stub_server.arguments(__doc__.split("\n")[0])
     if args.log:
         LOG_FILE = open(args.log, "a", encoding="utf-8")
-
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    server.daemon_threads = True
-    server.stopping = threading.Event()
-    port = server.server_address[1]
-    if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
-    print(port, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    stub_server.serve(args, Handler)
 
 
 if __name__ == "__main__":

@@ -69,14 +69,7 @@ def blocks(message):
     return [b for b in content or [] if isinstance(b, dict)]
 
 
-def parse_markers(text):
-    """[(key, value)] for each `stub:key[=value]` token in text."""
-    found = []
-    for token in text.split():
-        if token.startswith("stub:"):
-            key, _, value = token[5:].partition("=")
-            found.append((key, urllib.parse.unquote(value)))
-    return found
+parse_markers = stub_server.markers
 
 
 def find_prompt(messages):

@@ -98,14 +98,7 @@ def message_text(item):
     return "\n".join(p.get("text", "") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
 
 
-def markers(text):
-    """[(key, value)] for each `stub:key[=value]` token of text."""
-    found = []
-    for token in text.split():
-        if token.startswith("stub:"):
-            key, _, value = token[5:].partition("=")
-            found.append((key, urllib.parse.unquote(value)))
-    return found
+markers = stub_server.markers
 
 
 def scenario(body):

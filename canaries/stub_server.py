@@ -4,7 +4,18 @@ import argparse
 import os
 import select
 import threading
+import urllib.parse
 from http.server import ThreadingHTTPServer
+
+
+def markers(text):
+    """[(key, value)] for each `stub:key[=value]` token of text, values percent-decoded (`%20` a space)."""
+    found = []
+    for token in text.split():
+        if token.startswith("stub:"):
+            key, _, value = token[5:].partition("=")
+            found.append((key, urllib.parse.unquote(value)))
+    return found
 
 
 def arguments(description):

@@ -156,14 +156,18 @@ struct RealCLITests {
         }
     }
 
-    @Test(arguments: withOlderCodex)
-    func answers(_ testCase: Case) async throws {
-        let cwd = try workDir(testCase)
-        let (result, code) = try dispatch(testCase, task: "Say hello. stub:answer=hello-from-the-stub", cwd: cwd)
+    /// Dispatches `task` and expects it completed (exit 0) with `answer`, and nothing left.
+    func expectAnswer(_ testCase: Case, task: String, answer: String) async throws {
+        let (result, code) = try dispatch(testCase, task: task, cwd: try workDir(testCase))
         #expect(result["status"] as? String == "completed", "\(Self.describe(result))")
         #expect(code == 0)
-        #expect(result["result"] as? String == "hello-from-the-stub", "\(Self.describe(result))")
+        #expect(result["result"] as? String == answer, "\(Self.describe(result))")
         await expectNothingLeft(result)
+    }
+
+    @Test(arguments: withOlderCodex)
+    func answers(_ testCase: Case) async throws {
+        try await expectAnswer(testCase, task: "Say hello. stub:answer=hello-from-the-stub", answer: "hello-from-the-stub")
     }
 
     @Test(arguments: withOlderCodex)
@@ -193,21 +197,13 @@ struct RealCLITests {
 
     @Test(arguments: current)
     func aTaskOver128KiBReachesTheCLI(_ testCase: Case) async throws {
-        let cwd = try workDir(testCase)
         let filler = String(repeating: "context line for a long task\n", count: 4_700)
-        let (result, _) = try dispatch(testCase, task: filler + "stub:answer=read-it-all", cwd: cwd)
-        #expect(result["status"] as? String == "completed", "\(Self.describe(result))")
-        #expect(result["result"] as? String == "read-it-all")
-        await expectNothingLeft(result)
+        try await expectAnswer(testCase, task: filler + "stub:answer=read-it-all", answer: "read-it-all")
     }
 
     @Test(arguments: current)
     func aStreamCutOnceIsRecovered(_ testCase: Case) async throws {
-        let cwd = try workDir(testCase)
-        let (result, _) = try dispatch(testCase, task: "stub:cut-once stub:answer=after-the-cut", cwd: cwd)
-        #expect(result["status"] as? String == "completed", "\(Self.describe(result))")
-        #expect(result["result"] as? String == "after-the-cut", "\(Self.describe(result))")
-        await expectNothingLeft(result)
+        try await expectAnswer(testCase, task: "stub:cut-once stub:answer=after-the-cut", answer: "after-the-cut")
     }
 
     @Test(arguments: current)

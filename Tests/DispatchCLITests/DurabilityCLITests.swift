@@ -125,8 +125,8 @@ import Testing
             environment: flaky,
             cwd: dir.path
         )
-        #expect(run.exitCode == 0, "\(run.stderr)")
-        #expect(try json(run.stdout)["result"] as? String == "stored-at-last")
+        #expect(run.exitCode == 0, "\(run.stdout) \(run.stderr)")
+        #expect(try json(run.stdout)["result"] as? String == "stored-at-last", "\(run.stdout)")
         let inbox = try json(String(contentsOfFile: "\(dir.child("state"))/inbox/flaky.json", encoding: .utf8))
         #expect(inbox["status"] as? String == "completed")
     }

@@ -214,7 +214,9 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let phase = VerificationPhase(
             supervisor: runner.supervisor,
             killGraceMs: configuration.killGraceMs,
-            diesWithRunner: configuration.agentsDieWithRunner,
+            // Verification always dies with its runner: a runner that adopts the run ends and re-runs it anyway, and
+            // its uid is leased only while the runner lives (no monitor holds it, as for the agent).
+            diesWithRunner: true,
             isolation: runner.isolation(of: sandbox, executable: nil, readOnly: request.sandbox == .readOnly, user: user)
         )
         let environment = AgentEnvironment.build(

@@ -29,7 +29,8 @@ def main():
     parser.add_argument("--dispatch", required=True)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-output-")
-    env = dict(os.environ, DISPATCH_STATE_DIR=f"{work}/state", DISPATCH_CODEX_BIN=f"{HERE}/bin/codex",
+    # Host-mode dispatches in root-owned temp dirs: the explicit opt-out a root runner needs for them (CONTRACT §7).
+    env = dict(os.environ, DISPATCH_AGENT_USER=os.environ.get("DISPATCH_AGENT_USER", "root"), DISPATCH_STATE_DIR=f"{work}/state", DISPATCH_CODEX_BIN=f"{HERE}/bin/codex",
                DISPATCH_MAX_LOG_BYTES=str(SIZE * 2))
     rows = []
     for name, task in [("2 GB in 100-byte lines", f"fake:big-output={SIZE} fake:answer=ok"),

@@ -30,6 +30,8 @@ def parse(stamp):
 class Serve:
     def __init__(self, dispatch, state, extra_env=None, agent="noop"):
         self.env = dict(os.environ)
+        # Host-mode dispatches in root-owned temp dirs: the explicit opt-out a root runner needs for them (CONTRACT §7).
+        self.env.setdefault("DISPATCH_AGENT_USER", "root")
         codex = os.path.join(HERE, "noop-bin", "codex") if agent == "noop" else os.path.join(HERE, "bin", "codex")
         self.env.update({"DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": codex, "DISPATCH_TOKEN": TOKEN,
                          "DISPATCH_ISOLATION": "bwrap"})

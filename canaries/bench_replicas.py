@@ -45,6 +45,8 @@ def fresh_database(server_url, name):
 class Serve:
     def __init__(self, dispatch, state, concurrency, extra_env=None):
         env = dict(os.environ)
+        # Host-mode dispatches in root-owned temp dirs: the explicit opt-out a root runner needs for them (CONTRACT §7).
+        env.setdefault("DISPATCH_AGENT_USER", "root")
         env.update({"DISPATCH_STATE_DIR": state, "DISPATCH_CODEX_BIN": os.path.join(HERE, "noop-bin", "codex"),
                     "DISPATCH_TOKEN": TOKEN})
         env.update(extra_env or {})

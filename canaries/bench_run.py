@@ -52,6 +52,8 @@ def main():
     work = tempfile.mkdtemp(prefix="bench-run-")
     env = dict(os.environ)
     env["DISPATCH_STATE_DIR"] = os.path.join(work, "state")
+    # Host-mode dispatches in root-owned temp dirs: the explicit opt-out a root runner needs for them (CONTRACT §7).
+    env.setdefault("DISPATCH_AGENT_USER", "root")
     env["DISPATCH_CODEX_BIN"] = os.path.join(HERE, "noop-bin", "codex")
     noop = [env["DISPATCH_CODEX_BIN"], "exec", "--json", "--sandbox", "workspace-write", "noop"]
 

@@ -60,6 +60,8 @@ def measure(dispatch, isolation, requests, concurrency):
     """One `serve` with DISPATCH_ISOLATION=`isolation`: its figures (seconds, KiB)."""
     work = tempfile.mkdtemp(prefix="bench-serve-")
     env = dict(os.environ)
+    # Host-mode dispatches in root-owned temp dirs: the explicit opt-out a root runner needs for them (CONTRACT §7).
+    env.setdefault("DISPATCH_AGENT_USER", "root")
     env.update({"DISPATCH_STATE_DIR": os.path.join(work, "state"), "DISPATCH_CODEX_BIN": os.path.join(HERE, "noop-bin", "codex"),
                 "DISPATCH_TOKEN": TOKEN, "DISPATCH_ISOLATION": isolation})
     port_file = os.path.join(work, "port")

@@ -40,6 +40,7 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:home-link=REL:TARGET replace $HOME/REL with a symlink to TARGET
   fake:home-read=REL        write "home REL: <content>" to stderr
   fake:unlinked=BYTES:SEC  write BYTES to a file in cwd, unlink it, hold it open for SEC seconds
+  fake:tmp-write=NAME:TEXT write TEXT to NAME in the temp dir ($TMPDIR)
   fake:whoami              write "uid U gid G" to stderr
   fake:try-write=PATH       open PATH for appending (writing nothing); stderr: "write PATH ok" or "... refused (why)"
   fake:sysctl               write kernel.pid_max's current value back; stderr: "sysctl writable" or "... refused"
@@ -510,6 +511,11 @@ def main():
                 held.write(chunk)
             held.flush()
             time.sleep(float(seconds or "0"))
+        elif key == "tmp-write":
+            import tempfile
+            name, _, text = value.partition(":")
+            with open(os.path.join(tempfile.gettempdir(), name), "w") as f:
+                f.write(text)
         elif key == "whoami":
             sys.stderr.write(f"uid {os.getuid()} gid {os.getgid()}\n")
             sys.stderr.flush()

@@ -48,10 +48,13 @@ package enum AgentEnvironment {
     ]
 
     /// `env` with `HOME` set to the run's own home and nothing pointing elsewhere.
+    /// `TMPDIR` too is the run's own (``AgentHome/temporaryDirectory``): what a CLI leaves in its temp dir (Claude
+    /// Code's probes and sockets) stays with the run and goes with it, never in the machine's `/tmp`.
     package static func withHome(_ env: [String: String], home: String) -> [String: String] {
         var env = env
         for name in sharedHomeVariables { env.removeValue(forKey: name) }
         env["HOME"] = home
+        env["TMPDIR"] = AgentHome.temporaryDirectory(of: home)
         return env
     }
 

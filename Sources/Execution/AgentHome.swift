@@ -60,8 +60,17 @@ package struct AgentHome: Sendable, Equatable {
             try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try Self.writeAtomically(data, to: target, timesOf: "\(source)/\(file)")
         }
+        try FileManager.default.createDirectory(
+            atPath: Self.temporaryDirectory(of: path),
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         try owner?.own(path)
     }
+
+    /// The run's own temp dir (`TMPDIR`), inside its home: outside codex's home, which codex will not have under its
+    /// temp dir.
+    package static func temporaryDirectory(of home: String) -> String { "\(home)/tmp" }
 
     /// Writes back to the agent home each login file the run's CLI rewrote: a regular file of the run's home (never a
     /// link, nothing reached through one), newer than the agent home's copy and different from it, and a JSON object

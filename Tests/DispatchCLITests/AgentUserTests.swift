@@ -102,7 +102,10 @@ struct AgentUserTests {
         env["DISPATCH_KILL_GRACE_MS"] = "500"
         let outcome = try CommandRunner.run(
             TestPaths.dispatchBinary,
-            ["run", "--tool", "codex", "--json", "--request-id", "home-reach", "--task", "fake:home-write=probe.txt:reached fake:write=w.txt:w"],
+            [
+                "run", "--tool", "codex", "--json", "--request-id", "home-reach", "--task",
+                "fake:home-write=probe.txt:reached fake:write=w.txt:w fake:tmp-write=home-reach-tmp.txt:kept",
+            ],
             environment: env,
             cwd: work
         )
@@ -110,6 +113,9 @@ struct AgentUserTests {
         #expect(result["status"] as? String == "completed", "\(result)")
         #expect(LogFile.read("\(closed)/state/runs/home-reach/home/probe.txt") == "reached", "the agent wrote into its home")
         #expect(FileManager.default.fileExists(atPath: "\(work)/w.txt"))
+        // Its temp dir is its run's too: nothing of it lands in the machine's /tmp.
+        #expect(LogFile.read("\(closed)/state/runs/home-reach/home/tmp/home-reach-tmp.txt") == "kept")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/home-reach-tmp.txt"))
     }
 
     @Test func aRootOwnedWorkDirIsRefusedNamingTheFixAndRootIsOnlyAnExplicitOptOut() throws {

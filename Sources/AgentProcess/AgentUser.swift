@@ -84,11 +84,21 @@ package enum AgentUserPolicy: Sendable, Equatable {
     /// Agents run as the runner (a runner that is not root, or isolation `none`).
     case runner
 
-    /// `leased`, `root-unsafe` (the operator opted into root for root-owned work dirs) or `runner`.
+    /// `leased`, `root-unsafe` (the operator opted into root for root-owned work dirs) or `runner`: `GET /`'s
+    /// `agentUser`.
     package var report: String {
         switch self {
         case .leased(let fallback): fallback?.uid == 0 ? "root-unsafe" : "leased"
         case .runner: "runner"
+        }
+    }
+
+    /// Who runs agents in each mode: sandbox `leased` or `runner`; host `workdir-owner`, `root-unsafe` (root for a
+    /// root-owned work dir) or `runner` — `GET /`'s and `dispatch doctor`'s `agentUsers`.
+    package var byMode: [String: String] {
+        switch self {
+        case .leased(let fallback): ["sandbox": "leased", "host": fallback?.uid == 0 ? "root-unsafe" : "workdir-owner"]
+        case .runner: ["sandbox": "runner", "host": "runner"]
         }
     }
 }

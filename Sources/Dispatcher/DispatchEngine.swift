@@ -34,8 +34,8 @@ package final class DispatchEngine: Sendable {
         package var localRunsOutliveRunner = false
         /// How the local backends limit each run's resources (`cgroup-v1`, `rlimit`, `none`).
         package var limits = "none"
-        /// Who local agents run as (CONTRACT §7): `leased`, `root-unsafe` or `runner` (``AgentUserPolicy``).
-        package var agentUser = "runner"
+        /// Who local agents run as (CONTRACT §7).
+        package var agentUsers = AgentUserPolicy.runner
 
         /// The backends of one runner.
         package init(host: any ExecutionBackend, localSandbox: any ExecutionBackend, k8s: (any ExecutionBackend)? = nil) {
@@ -264,8 +264,8 @@ package final class DispatchEngine: Sendable {
     /// How each run's resources are limited (`cgroup-v1`, `rlimit`, `none`).
     package var limitsMechanism: String { backends.limits }
 
-    /// Who local agents run as: `leased`, `root-unsafe` or `runner`.
-    package var agentUser: String { backends.agentUser }
+    /// Who local agents run as (``AgentUserPolicy``).
+    package var agentUsers: AgentUserPolicy { backends.agentUsers }
 
     /// A local run is adopted when its attempt's monitor lives or recorded the agent's end (CONTRACT §7).
     package func canReattach(_ record: DispatchRecord) -> Bool {

@@ -26,7 +26,8 @@ package struct AgentPhase: Sendable {
         package var isolation: @Sendable (_ executable: String) -> (bwrap: String, view: IsolationView)? = { _ in nil }
         /// The run's places on disk (its checkout, logs and home) that `DISPATCH_MAX_RUN_DISK_BYTES` covers.
         package var diskPlaces: [String] = []
-        /// The uid the agent runs as, when it is its own (``RunDiskWatch`` counts what its processes unlinked but hold).
+        /// The uid leased to the run, when it has one: no other run's (``RunDiskWatch`` counts what its processes
+        /// unlinked but hold).
         package var agentUid: UInt32?
         /// The run's agent uid lease file, which each attempt's monitor holds too (``AgentUidLeases``).
         package var uidLease: String?

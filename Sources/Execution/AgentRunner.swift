@@ -53,11 +53,30 @@ package struct AgentRunner: Sendable {
 
     /// Why `DISPATCH_AGENT_UIDS` or `DISPATCH_AGENT_USER` cannot be used, naming the variable; `nil` when they can.
     package static func checkAgentUsers(_ configuration: DispatchConfiguration) -> String? {
-        if AgentUidLeases.parseRange(configuration.agentUids) == nil {
+        guard let range = AgentUidLeases.parseRange(configuration.agentUids) else {
             return "invalid DISPATCH_AGENT_UIDS \(configuration.agentUids): must be FIRST-LAST, uids from 1 to 4294967294"
         }
-        if let name = configuration.agentUser, AgentUser.named(name) == nil {
-            return "invalid DISPATCH_AGENT_USER \(name): no such user here (a name or a numeric uid)"
+        if let name = configuration.agentUser {
+            guard let user = AgentUser.named(name) else {
+                return "invalid DISPATCH_AGENT_USER \(name): no such user here (a name or a numeric uid)"
+            }
+            if range.contains(user.uid) {
+                return "invalid DISPATCH_AGENT_USER \(name): uid \(user.uid) is one of DISPATCH_AGENT_UIDS, which are leased to sandboxed runs"
+            }
+        }
+        if let setting = configuration.maxRunDiskBytesSetting, (Int64(setting) ?? -1) < 0 {
+            return "invalid DISPATCH_MAX_RUN_DISK_BYTES \(setting): must be a whole number of bytes (0 turns the limit off)"
+        }
+        return nil
+    }
+
+    /// Why a root runner with isolation cannot run agents as their own users (`setpriv`, `env --chdir` missing),
+    /// naming what to install; `nil` when it can, or when it need not.
+    package static func checkAgentUserTools(isolation: IsolationMode) -> String? {
+        guard geteuid() == 0, isolation == .bwrap else { return nil }
+        guard AgentUser.setpriv != nil, AgentUser.env != nil else {
+            return "a root runner runs agents as users of their own with setpriv (util-linux) and env (coreutils): "
+                + "\(AgentUser.setpriv == nil ? "setpriv" : "env") was not found in /usr/bin or /bin"
         }
         return nil
     }

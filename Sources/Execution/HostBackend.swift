@@ -98,7 +98,8 @@ package struct HostBackend: ExecutionBackend {
         input.sweepAfterResult = true
         input.diskPlaces = [runDirectory(request.requestId)]
         input.uidLease = lease?.path
-        input.agentUid = user?.uid
+        // Only a leased uid is the run's alone: a work dir owner's other processes are not this run's.
+        input.agentUid = lease?.uid
         input.home = home
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly

@@ -153,6 +153,15 @@ package final class Repository {
         return String(cString: name)
     }
 
+    /// Whether the repository's object database can read `id`.
+    package func objectExists(_ id: ObjectID) -> Bool {
+        var odb: OpaquePointer?
+        guard git_repository_odb(&odb, handle) == 0 else { return false }
+        defer { git_odb_free(odb) }
+        var oid = id.raw
+        return git_odb_exists(odb, &oid) == 1
+    }
+
     /// Makes the object database of `objectsDirectory` readable from this repository, as `objects/info/alternates` does.
     package func addAlternate(objectsDirectory: String) throws(GitError) {
         var odb: OpaquePointer?

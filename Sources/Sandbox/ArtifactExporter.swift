@@ -25,7 +25,7 @@ package struct ArtifactExporter: Sendable {
     /// `cancellation` is set it stops within one file and writes nothing more.
     package func export(_ sandbox: LocalSandbox, cancellation: CheckoutCancellation? = nil) throws -> Artifacts {
         do {
-            let repo = try Repository.openUntrusted(checkout: sandbox.repoPath, alternates: sandbox.recordedHostObjects.map { [$0] })
+            let repo = try Repository.openUntrusted(checkout: sandbox.repoPath, alternates: sandbox.hostObjectDatabases)
             guard let base = ObjectID(hex: sandbox.baseSha) else {
                 throw SandboxError(code: .exportFailed, message: "base \(sandbox.baseSha) is not a full commit id")
             }

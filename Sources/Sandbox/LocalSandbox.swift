@@ -23,11 +23,16 @@ package struct LocalSandbox: Sendable, Codable, Equatable {
     /// Where the runner records the host's object database (`host-objects`, the runner's own file).
     package var hostObjectsRecord: String { "\(path)/host-objects" }
 
-    /// The host's object database the runner recorded at the checkout; `nil` for a sandbox made before the record.
-    package var recordedHostObjects: String? {
-        guard let text = try? String(contentsOfFile: hostObjectsRecord, encoding: .utf8) else { return nil }
-        let path = text.trimmingCharacters(in: .newlines)
-        return path.isEmpty ? nil : path
+    /// The object databases the export may read besides the checkout's own: the host's as the runner recorded it at
+    /// the checkout, else (a sandbox made before the record) as the host repository says now, else none — never what
+    /// the checkout's own `alternates` says.
+    package var hostObjectDatabases: [String] {
+        if let text = try? String(contentsOfFile: hostObjectsRecord, encoding: .utf8) {
+            let path = text.trimmingCharacters(in: .newlines)
+            if !path.isEmpty { return [path] }
+        }
+        guard !sourceRepo.isEmpty, let host = try? Repository.discover(containing: sourceRepo) else { return [] }
+        return [host.objectsDir]
     }
     package var artifactsDir: String { "\(path)/artifacts" }
 

@@ -134,8 +134,26 @@ struct AgentUserTests {
         #expect(Self.uid(in: Self.stderr(named)) == 65534, "\(named)")
     }
 
+    @Test func doctorReportsWhoRunsAgentsInEachMode() throws {
+        for (user, host) in [("", "workdir-owner"), ("root", "root-unsafe")] {
+            let outcome = try CommandRunner.run(
+                TestPaths.dispatchBinary,
+                ["doctor"],
+                environment: ["DISPATCH_STATE_DIR": state, "DISPATCH_ISOLATION": "bwrap", "DISPATCH_AGENT_USER": user]
+            )
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8)) as? [String: Any], "\(outcome.stderr)")
+            #expect(report["agentUser"] as? String == (user.isEmpty ? "leased" : "root-unsafe"), "\(report)")
+            #expect(report["agentUsers"] as? [String: String] == ["sandbox": "leased", "host": host], "\(report)")
+            #expect(report["agentUids"] as? String == "61184-65519")
+        }
+    }
+
     @Test func anUnknownAgentUserOrUidRangeIsAUsageError() throws {
-        for (name, value) in [("DISPATCH_AGENT_USER", "no-such-user-here"), ("DISPATCH_AGENT_UIDS", "9-3")] {
+        let bad = [
+            ("DISPATCH_AGENT_USER", "no-such-user-here"), ("DISPATCH_AGENT_UIDS", "9-3"), ("DISPATCH_AGENT_USER", "61200"),
+            ("DISPATCH_MAX_RUN_DISK_BYTES", "lots"), ("DISPATCH_MAX_RUN_DISK_BYTES", "-1"),
+        ]
+        for (name, value) in bad {
             let result = try CommandRunner.run(
                 TestPaths.dispatchBinary,
                 ["run", "--tool", "codex", "--json", "--task", "x"],

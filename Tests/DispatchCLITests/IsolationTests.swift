@@ -211,7 +211,14 @@ struct IsolationTests {
         )
         try await server.start()
         defer { server.stop() }
-        #expect(try await server.send(.GET, "/").json?["isolation"] as? String == "bwrap")
+        let info = try await server.send(.GET, "/").json
+        #expect(info?["isolation"] as? String == "bwrap")
+        if geteuid() == 0 {
+            // A root runner: sandboxed agents on leased uids; host mode as the work dir's owner, except for root-owned
+            // work dirs, which the tests run as root (DISPATCH_AGENT_USER=root, the explicit opt-out).
+            #expect(info?["agentUser"] as? String == "root-unsafe", "\(info ?? [:])")
+            #expect(info?["agentUsers"] as? [String: String] == ["sandbox": "leased", "host": "root-unsafe"], "\(info ?? [:])")
+        }
         let repo = dir.child("serve-repo")
         try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
         _ = try await server.dispatch(["requestId": "serve-earlier", "task": "fake:answer=earlier-\(token)", "tool": "codex", "cwd": repo])

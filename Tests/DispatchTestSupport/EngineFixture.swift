@@ -139,7 +139,7 @@ extension DispatchEngine {
             k8s: k8s
         )
         backends.localRunsOutliveRunner = runner.runsOutliveRunner
-        backends.agentUser = runner.agentUsers.report
+        backends.agentUsers = runner.agentUsers
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
     }
 }

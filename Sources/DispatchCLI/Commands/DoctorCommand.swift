@@ -27,6 +27,8 @@ struct DoctorCommand: AsyncParsableCommand {
         var limits: String
         /// Who agents run as: `leased`, `root-unsafe` or `runner` (as `GET /` reports it).
         var agentUser: String
+        /// Who runs agents in each mode (as `GET /` reports it).
+        var agentUsers: [String: String]
         /// The uids leased to sandboxed agents, when they are.
         var agentUids: String?
         var store: String
@@ -83,6 +85,7 @@ struct DoctorCommand: AsyncParsableCommand {
             bwrap: isolation.bwrap,
             limits: ResourcePolicy.detect(limits).mechanism.rawValue,
             agentUser: policy.report,
+            agentUsers: policy.byMode,
             agentUids: policy == .runner ? nil : configuration.agentUids,
             store: configuration.databaseURL == nil ? "sqlite" : "postgres",
             stateDir: configuration.stateDir,

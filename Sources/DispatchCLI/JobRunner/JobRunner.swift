@@ -217,6 +217,9 @@ extension JobRunner {
         // In a pod the pod is the boundary; bubblewrap adds its namespaces when the pod allows them.
         if let problem = AgentRunner.checkAgentUsers(configuration) { throw AgentProcessError(code: .isolationUnavailable, message: problem) }
         let isolation = try Bubblewrap.resolve(configuration.isolation)
+        if let problem = AgentRunner.checkAgentUserTools(isolation: isolation.mode) {
+            throw AgentProcessError(code: .isolationUnavailable, message: problem)
+        }
         logger.info(
             isolation.mode == .bwrap ? "agents run in their own namespaces" : "agents run without namespaces: the pod is the boundary",
             metadata: ["isolation": "\(isolation.mode.rawValue)"]

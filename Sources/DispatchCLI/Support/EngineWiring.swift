@@ -40,8 +40,8 @@ extension DispatchEngine {
         )
         backends.localRunsOutliveRunner = runner.runsOutliveRunner
         backends.limits = resources.mechanism.rawValue
-        backends.agentUser = runner.agentUsers.report
-        if runner.agentUsers.report == "root-unsafe" {
+        backends.agentUsers = runner.agentUsers
+        if case .leased(let fallback) = runner.agentUsers, fallback?.uid == 0 {
             logger.warning("DISPATCH_AGENT_USER=root: host-mode agents in root-owned work dirs run as root (an explicit, unsafe opt-out)")
         }
         return DispatchEngine(configuration: configuration, store: store, logger: logger, backends: backends)
@@ -65,9 +65,12 @@ func warmPool(_ configuration: DispatchConfiguration, store: any DispatchStore, 
 /// saying why.
 func resolveIsolation(_ configuration: DispatchConfiguration, remembered: Bool = true) throws -> (mode: IsolationMode, bwrap: String?) {
     if let problem = AgentRunner.checkAgentUsers(configuration) { throw ValidationError(problem) }
+    let isolation: (mode: IsolationMode, bwrap: String?)
     do {
-        return try Bubblewrap.resolve(configuration.isolation, cacheDirectory: remembered ? configuration.stateDir : nil)
+        isolation = try Bubblewrap.resolve(configuration.isolation, cacheDirectory: remembered ? configuration.stateDir : nil)
     } catch {
         throw ValidationError(error.description)
     }
+    if let problem = AgentRunner.checkAgentUserTools(isolation: isolation.mode) { throw ValidationError(problem) }
+    return isolation
 }

@@ -69,6 +69,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
     /// `DISPATCH_MAX_RUN_DISK_BYTES`: what one run's checkout, logs and home may take on disk (default 10 GiB; `0`
     /// turns it off), watched while its agent runs (CONTRACT §7).
     package var maxRunDiskBytes: Int64?
+    /// `DISPATCH_MAX_RUN_DISK_BYTES` as given, checked at start-up (not a whole number ≥ 0 → exit 2 naming it).
+    package var maxRunDiskBytesSetting: String?
     /// `DISPATCH_AGENT_UIDS`: the uids a root runner leases to sandboxed agents, `FIRST-LAST` (CONTRACT §7).
     package var agentUids: String
     /// `DISPATCH_AGENT_USER`: who a host-mode agent runs as when its work dir is owned by root (`root`: as root, an
@@ -119,7 +121,8 @@ package struct DispatchConfiguration: Sendable, Equatable {
         maxProcesses = processes > 0 ? processes : nil
         agentHome = env["DISPATCH_AGENT_HOME"].nonEmpty
         agentUids = env["DISPATCH_AGENT_UIDS"].nonEmpty ?? "61184-65519"
-        let disk = env["DISPATCH_MAX_RUN_DISK_BYTES"].flatMap { Int64($0) } ?? (10 << 30)
+        maxRunDiskBytesSetting = env["DISPATCH_MAX_RUN_DISK_BYTES"].nonEmpty
+        let disk = maxRunDiskBytesSetting.flatMap { Int64($0) } ?? (10 << 30)
         maxRunDiskBytes = disk > 0 ? disk : nil
         agentUser = env["DISPATCH_AGENT_USER"].nonEmpty
         agentWritablePaths = (env["DISPATCH_AGENT_RW_PATHS"] ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }

@@ -76,6 +76,9 @@ struct InfoResponse: Encodable, Sendable {
     /// Who local agents run as (CONTRACT §7): `leased` (a root runner: sandboxed agents on leased uids, host-mode
     /// agents as their work dir's owner), `root-unsafe` (the same, but root for root-owned work dirs) or `runner`.
     var agentUser: String
+    /// Who runs agents in each mode: `sandbox` (`leased`, `runner`) and `host` (`workdir-owner`, `root-unsafe`,
+    /// `runner`).
+    var agentUsers: [String: String]
     /// Whether local runs outlive this `serve` (held by monitors, adopted by the next one).
     var runsOutliveRunner: Bool
     /// Where dispatches are recorded: `sqlite` (CONTRACT §8 adds `postgres`).

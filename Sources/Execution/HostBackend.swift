@@ -86,6 +86,9 @@ package struct HostBackend: ExecutionBackend {
     /// The agent phase of a host-mode run in `workDir` as `user`, its logs, home and disk limit in its run directory.
     func phaseInput(_ context: BackendContext, workDir: String, home: AgentHome, user: AgentUser?, lease: AgentUidLease?) -> AgentPhase.Input {
         let request = context.request
+        // A canary on a leased uid runs in its run's home: its script is the runner's own and uses no work dir, and the
+        // request's may be one the uid cannot enter (a root-owned 0700 directory).
+        let workDir = lease == nil ? workDir : home.path
         var input = AgentPhase.Input(
             request: request,
             task: request.task,

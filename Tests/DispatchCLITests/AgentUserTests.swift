@@ -134,6 +134,30 @@ struct AgentUserTests {
         #expect(Self.uid(in: Self.stderr(named)) == 65534, "\(named)")
     }
 
+    /// A canary (the runner's own script) runs on a leased uid, also when the request's work dir is a root-owned 0700
+    /// directory that uid cannot enter.
+    @Test func aCanaryRunsOnALeasedUidWhateverItsWorkDir() throws {
+        let closed = dir.child("closed-work")
+        try FileManager.default.createDirectory(atPath: closed, withIntermediateDirectories: true)
+        chmod(closed, 0o700)
+        let outcome = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["canary", "escape"],
+            environment: ["DISPATCH_STATE_DIR": state, "DISPATCH_ISOLATION": "bwrap", "DISPATCH_AGENT_USER": ""],
+            cwd: closed
+        )
+        #expect(outcome.exitCode == 0, "\(outcome.stdout) \(outcome.stderr)")
+        let run = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["run", "--tool", "canary", "--task", "hold", "--timeout", "2", "--json"],
+            environment: ["DISPATCH_STATE_DIR": state, "DISPATCH_ISOLATION": "bwrap", "DISPATCH_AGENT_USER": ""],
+            cwd: closed
+        )
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stderr)")
+        // The sleep canary ran (and timed out), rather than failing to enter its work dir.
+        #expect((result["error"] as? String)?.contains("timed out after") == true, "\(result)")
+    }
+
     @Test func doctorReportsWhoRunsAgentsInEachMode() throws {
         for (user, host) in [("", "workdir-owner"), ("root", "root-unsafe")] {
             let outcome = try CommandRunner.run(

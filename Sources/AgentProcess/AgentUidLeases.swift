@@ -123,10 +123,9 @@ package final class AgentUidLeases: Sendable {
     /// The real uids of every process on the machine (the owner of its `/proc` entry).
     static func uidsOfProcesses() -> Set<UInt32> {
         var uids = Set<UInt32>()
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return uids }
-        for entry in entries where entry.first?.isNumber == true {
+        for pid in ProcessScanner.allPids() {
             var info = stat()
-            if stat("/proc/\(entry)", &info) == 0 { uids.insert(info.st_uid) }
+            if stat("/proc/\(pid)", &info) == 0 { uids.insert(info.st_uid) }
         }
         return uids
     }

@@ -56,7 +56,7 @@ package enum ProcessScanner {
     }
 
     /// Numeric entries of `/proc` (this runs after every agent exit, so it avoids Foundation).
-    static func allPids() -> [pid_t] {
+    package static func allPids() -> [pid_t] {
         guard let directory = opendir("/proc") else { return [] }
         defer { closedir(directory) }
         var pids: [pid_t] = []

@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import Foundation
 import Synchronization
@@ -91,10 +92,10 @@ package final class RunDiskWatch: Sendable {
     /// The blocks of files that processes of `uid` hold open after unlinking them (each inode once), found through
     /// `/proc/<pid>/fd`. Only a run's own uid is asked: the runner's is shared with everything it does.
     static func unlinkedOpenBytes(uid: UInt32) -> Int64 {
-        guard uid != 0, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
+        guard uid != 0 else { return 0 }
         var seen = Set<String>()
         var total = Int64(0)
-        for pid in pids where pid.first?.isNumber == true {
+        for pid in ProcessScanner.allPids() {
             var owner = stat()
             guard stat("/proc/\(pid)", &owner) == 0, owner.st_uid == uid,
                 let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")

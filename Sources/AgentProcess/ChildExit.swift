@@ -1,47 +1,54 @@
 import Foundation
 import Synchronization
 
-/// The exit of one child, observed by a dedicated thread blocked in `waitpid`.
+/// The exit of one process, heard by the ``ProcessRuntime`` through its pidfd (no thread of its own).
 ///
 /// Waiting is on process exit, never on pipe EOF, so descendants holding stdout or stderr open cannot stall it.
 final class ChildExit: Sendable {
     private struct Waiter {
         let continuation: CheckedContinuation<Int32?, Never>
-        let timer: Task<Void, Never>?
+        let timer: ProcessRuntime.Token?
     }
 
     private struct State {
         var status: Int32?
         var waiters: [UInt64: Waiter] = [:]
+        var observers: [@Sendable () -> Void] = []
         var nextId: UInt64 = 0
     }
 
     private let state = Mutex(State())
+    private let runtime: ProcessRuntime
     let pid: pid_t
 
-    /// Starts reaping `pid` on its own thread.
-    convenience init(pid: pid_t) {
-        self.init(pid: pid) {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) == -1 && Glibc.errno == EINTR {}
-            return status
-        }
+    /// Reaps child `pid` when it exits.
+    init(pid: pid_t, runtime: ProcessRuntime = .shared) {
+        self.pid = pid
+        self.runtime = runtime
+        // A child nobody else reaps always has a status; `nil` (reaped elsewhere) is reported as killed.
+        runtime.onExit(of: pid, reap: true) { [self] status in self.exited(status ?? SIGKILL) }
     }
 
-    /// Watches `pid` on its own thread, which blocks in `waitForExit` until the process has ended and returns its
-    /// wait status (a monitor adopted from a previous runner is not our child: it is watched through a pidfd).
-    init(pid: pid_t, waitForExit: @escaping @Sendable () -> Int32) {
+    /// Watches `pid`, which is not our child (a monitor adopted from a previous runner): when it has exited (or is no
+    /// longer the process that started at `startTime`), `status()` says how it ended.
+    init(foreign pid: pid_t, startTime: UInt64, runtime: ProcessRuntime = .shared, status: @escaping @Sendable () -> Int32) {
         self.pid = pid
-        let thread = Thread { [self] in
-            self.exited(waitForExit())
-        }
-        thread.name = "reap-\(pid)"
-        thread.stackSize = 64 * 1024
-        thread.start()
+        self.runtime = runtime
+        runtime.onExit(of: pid, reap: false, startTime: startTime) { [self] _ in self.exited(status()) }
     }
 
     /// The raw wait status once the child has been reaped.
     var status: Int32? { state.withLock { $0.status } }
+
+    /// Calls `observer` (on the runtime's thread) once the process has exited; at once when it has.
+    func whenExited(_ observer: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.status != nil { return true }
+            state.observers.append(observer)
+            return false
+        }
+        if now { observer() }
+    }
 
     /// Waits for the exit; `nil` when `timeout` passes first or ``interrupt()`` is called.
     func wait(timeout: Duration?) async -> Int32? {
@@ -51,20 +58,14 @@ final class ChildExit: Sendable {
             return state.nextId
         }
         return await withCheckedContinuation { continuation in
-            let timer: Task<Void, Never>? = timeout.map { timeout in
-                Task { [self] in
-                    try? await Task.sleep(for: timeout)
-                    guard !Task.isCancelled else { return }
-                    self.resume(id, with: nil)
-                }
-            }
+            let timer = timeout.map { timeout in runtime.timer(at: .now + timeout) { [self] in self.resume(id, with: nil) } }
             let resumeNow: Int32?? = state.withLock { state in
                 if let status = state.status { return .some(status) }
                 state.waiters[id] = Waiter(continuation: continuation, timer: timer)
                 return .none
             }
             if case .some(let status) = resumeNow {
-                timer?.cancel()
+                if let timer { runtime.cancel(timer) }
                 continuation.resume(returning: status)
             }
         }
@@ -77,27 +78,31 @@ final class ChildExit: Sendable {
             return Array(state.waiters.values)
         }
         for waiter in waiters {
-            waiter.timer?.cancel()
+            if let timer = waiter.timer { runtime.cancel(timer) }
             waiter.continuation.resume(returning: nil)
         }
     }
 
     private func resume(_ id: UInt64, with value: Int32?) {
         guard let waiter = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
-        waiter.timer?.cancel()
+        if let timer = waiter.timer { runtime.cancel(timer) }
         waiter.continuation.resume(returning: value)
     }
 
     private func exited(_ status: Int32) {
-        let waiters = state.withLock { state -> [Waiter] in
+        let (waiters, observers) = state.withLock { state -> ([Waiter], [@Sendable () -> Void]) in
             state.status = status
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
+            defer {
+                state.waiters.removeAll()
+                state.observers.removeAll()
+            }
+            return (Array(state.waiters.values), state.observers)
         }
         for waiter in waiters {
-            waiter.timer?.cancel()
+            if let timer = waiter.timer { runtime.cancel(timer) }
             waiter.continuation.resume(returning: status)
         }
+        for observer in observers { observer() }
     }
 }
 

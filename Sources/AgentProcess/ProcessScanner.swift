@@ -57,20 +57,22 @@ package enum ProcessScanner {
 
     /// Numeric entries of `/proc` (this runs after every agent exit, so it avoids Foundation).
     package static func allPids() -> [pid_t] {
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
         guard let directory = opendir("/proc") else { return [] }
         defer { closedir(directory) }
         var pids: [pid_t] = []
         while let entry = readdir(directory) {
-            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> pid_t? in
-                var value: pid_t = 0
-                for byte in raw {
-                    if byte == 0 { break }
-                    guard byte >= 48 && byte <= 57 else { return nil }
-                    value = value * 10 + pid_t(byte - 48)
-                }
-                return value > 0 ? value : nil
+            // Read in place: a record is only as long as its name (`d_reclen`), and copying the declared 256-byte
+            // `d_name` read past the end of the buffer — off its last page, a crash (seen holding 200 runs).
+            let name = UnsafeRawPointer(entry).advanced(by: nameOffset).assumingMemoryBound(to: UInt8.self)
+            var value: pid_t = 0
+            var length = 0
+            while name[length] != 0, length < 10 {
+                guard name[length] >= 48 && name[length] <= 57 else { break }
+                value = value * 10 + pid_t(name[length] - 48)
+                length += 1
             }
-            if let pid { pids.append(pid) }
+            if length > 0, name[length] == 0, value > 0 { pids.append(value) }
         }
         return pids
     }

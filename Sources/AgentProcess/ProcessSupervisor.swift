@@ -120,10 +120,7 @@ package struct ProcessSupervisor: Sendable {
             try? record.claim()
             let startedAt = Date(timeIntervalSince1970: Double(started.startedAtMs) / 1000)
             let start = ContinuousClock.now - .milliseconds(record.elapsedMs(started))
-            let child = ChildExit(pid: started.pid) {
-                cps_wait_foreign_exit(started.pid, started.startTime)
-                return record.ended()?.waitStatus ?? SIGKILL
-            }
+            let child = ChildExit(foreign: started.pid, startTime: started.startTime) { record.ended()?.waitStatus ?? SIGKILL }
             let timing = Timing(startedAt: startedAt, start: start, deadline: .now + limits.timeout)
             return await follow(child, watched, timing, limits: limits, finalEventSeen: finalEventSeen, sweepLeftovers: sweepLeftovers)
         }
@@ -211,6 +208,10 @@ package struct ProcessSupervisor: Sendable {
         }
     }
 
+    /// Waits for the first of: the exit, the deadline, cancellation, an output file past the limit, and — when
+    /// `finalEventSeen` is given — the final event followed by `limits.completionGrace`. Every wait is an event on the
+    /// ``ProcessRuntime`` (the exit's pidfd, the files' inotify watches, timers): an idle agent costs nothing. The
+    /// final event is looked for only after stdout grew, at most every `limits.completionPollInterval`.
     private func supervise(
         child: ChildExit,
         deadline: ContinuousClock.Instant,
@@ -219,67 +220,88 @@ package struct ProcessSupervisor: Sendable {
         finalEventSeen: (@Sendable () -> Bool)?,
         clock: ContinuousClock
     ) async -> (ProcessOutcome.Ending, Int32?) {
+        let runtime = ProcessRuntime.shared
+        let watch = OutputWatch(outputs: outputs, group: child.pid, wakeup: Wakeup())
+        let wakeup = watch.wakeup
+        child.whenExited { wakeup.signal() }
+        var timers = [runtime.timer(at: deadline) { wakeup.signal() }]
+        var files: [ProcessRuntime.Token] = []
+        if outputs.limit != nil || finalEventSeen != nil {
+            files.append(runtime.watchFile(outputs.stdout) { watch.changed(stdout: true) })
+        }
+        if outputs.limit != nil { files.append(runtime.watchFile(outputs.stderr) { watch.changed(stdout: false) }) }
+        defer { for token in timers + files { runtime.cancel(token) } }
         var finalEventAt: ContinuousClock.Instant?
         var lastProbe = clock.now
-        // The sizes are watched from a thread of its own every 2 ms, which kills the group itself the moment a stream
-        // passes the limit: a flood at GB/s then overshoots by megabytes, not by what a busy scheduler lets through.
-        let watch = outputs.limit.map { _ in OutputWatch(outputs: outputs, group: child.pid) }
-        defer { watch?.stop() }
+        var probeScheduled = false
         while true {
             if Task.isCancelled {
                 return (.cancelled, await terminate(child, grace: limits.killGrace))
             }
-            let remaining = deadline - clock.now
-            if remaining <= .zero {
+            if clock.now >= deadline {
                 return (.timedOut, await terminate(child, grace: limits.killGrace))
             }
-            var slice = remaining
-            if finalEventSeen != nil { slice = min(slice, limits.completionPollInterval) }
-            if outputs.limit != nil { slice = min(slice, limits.sizePollInterval) }
-            if let status = await child.wait(timeout: slice) {
-                return (watch?.tripped == true ? .outputLimit : .exited, status)
+            if let status = child.status {
+                return (watch.tripped ? .outputLimit : .exited, status)
             }
-            if watch?.tripped == true || outputs.exceeded() != nil {
+            if watch.tripped || outputs.exceeded() != nil {
                 // Stop the writer first (SIGKILL: a flood must not grow the file through a SIGTERM grace).
                 signalGroup(child.pid, SIGKILL)
                 return (.outputLimit, await child.wait(timeout: .seconds(10)))
             }
-            if let finalEventSeen, !Task.isCancelled, clock.now - lastProbe >= limits.completionPollInterval {
-                lastProbe = clock.now
+            if let finalEventSeen {
                 if let seenAt = finalEventAt {
                     if clock.now - seenAt >= limits.completionGrace {
                         return (.completedByOutput, await terminate(child, grace: limits.killGrace))
                     }
-                } else if finalEventSeen() {
-                    finalEventAt = clock.now
+                } else if watch.grew, clock.now - lastProbe >= limits.completionPollInterval {
+                    watch.grew = false
+                    probeScheduled = false
+                    lastProbe = clock.now
+                    if finalEventSeen() {
+                        finalEventAt = clock.now
+                        timers.append(runtime.timer(at: clock.now + limits.completionGrace) { wakeup.signal() })
+                    }
+                } else if watch.grew, !probeScheduled {
+                    probeScheduled = true
+                    timers.append(runtime.timer(at: lastProbe + limits.completionPollInterval) { wakeup.signal() })
                 }
             }
+            await wakeup.wait()
         }
     }
 
-    /// A thread polling the output sizes (a `stat` each, every 2 ms) that SIGKILLs the group past the limit.
+    /// What the output files' watches saw: growth of stdout (worth a look for the final event) and a stream past the
+    /// limit, which the watch itself answers with SIGKILL to the group on the runtime's thread — a flood at GB/s
+    /// then overshoots by what one wake of the loop lets through, not by what a busy scheduler does.
     final class OutputWatch: Sendable {
-        private let state = Atomic<Int>(0)  // 0 watching, 1 tripped, 2 stopped
+        private let state = Atomic<Int>(0)  // 0 watching, 1 tripped
+        private let grown = Atomic<Bool>(true)  // looked at once at the start: it may have been written before the watch
+        let outputs: OutputFiles
+        let group: pid_t
+        let wakeup: Wakeup
 
-        init(outputs: OutputFiles, group: pid_t) {
-            let thread = Thread { [self] in
-                while self.state.load(ordering: .acquiring) == 0 {
-                    if outputs.exceeded() != nil {
-                        if self.state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
-                            _ = kill(-group, SIGKILL)
-                        }
-                        return
-                    }
-                    usleep(2000)
-                }
-            }
-            thread.name = "output-watch"
-            thread.start()
+        init(outputs: OutputFiles, group: pid_t, wakeup: Wakeup) {
+            self.outputs = outputs
+            self.group = group
+            self.wakeup = wakeup
         }
 
         var tripped: Bool { state.load(ordering: .acquiring) == 1 }
 
-        func stop() { _ = state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing) }
+        var grew: Bool {
+            get { grown.load(ordering: .acquiring) }
+            set { grown.store(newValue, ordering: .releasing) }
+        }
+
+        /// A change to stdout (`stdout`) or stderr.
+        func changed(stdout: Bool) {
+            if outputs.exceeded() != nil, state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
+                _ = kill(-group, SIGKILL)
+            }
+            if stdout { grew = true }
+            wakeup.signal()
+        }
     }
 
     /// The two output files and the size neither may pass.

@@ -11,6 +11,9 @@
 #include <string.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -219,3 +222,68 @@ void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time) {
         usleep(50 * 1000);
     }
 }
+
+int cps_pidfd_open(pid_t pid, unsigned long long start_time) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) return errno == ESRCH ? -1 : -2;
+    if (start_time == 0) return fd;
+    /* Checked after the pidfd is open: from here on the pid cannot be reused under it. */
+    unsigned long long now = live_start_time(pid);
+    if (now != start_time && now != ULLONG_MAX) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cps_pidfd_send_signal(int pidfd, int sig) {
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0 ? 0 : errno;
+}
+
+int cps_loop_add(int epfd, int fd, unsigned long long tag) {
+    struct epoll_event event = {0};
+    event.events = EPOLLIN;
+    event.data.u64 = tag;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : errno;
+}
+
+int cps_loop_remove(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : errno; }
+
+int cps_loop_wait(int epfd, unsigned long long *tags, int capacity, int timeout_ms) {
+    struct epoll_event events[64];
+    if (capacity > 64) capacity = 64;
+    int n = epoll_wait(epfd, events, capacity, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n; i++) tags[i] = events[i].data.u64;
+    return n;
+}
+
+int cps_inotify_read(int fd, int *watches, int capacity) {
+    /* Aligned as struct inotify_event requires; big enough for many events at once (names are short here). */
+    char buffer[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int count = 0;
+    for (;;) {
+        ssize_t n = read(fd, buffer, sizeof buffer);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return count; /* EAGAIN: drained */
+        }
+        if (n == 0) return count;
+        for (char *p = buffer; p < buffer + n;) {
+            const struct inotify_event *event = (const struct inotify_event *)p;
+            /* IN_Q_OVERFLOW: events were lost, every watch is told (watch -1). */
+            int watch = (event->mask & IN_Q_OVERFLOW) ? -1 : event->wd;
+            bool seen = false;
+            for (int i = 0; i < count && !seen; i++) seen = watches[i] == watch;
+            if (!seen) {
+                if (count == capacity) return -count; /* full: the caller tells every watch */
+                watches[count++] = watch;
+            }
+            p += sizeof(struct inotify_event) + event->len;
+        }
+    }
+}
+
+int cps_loop_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int cps_wake_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

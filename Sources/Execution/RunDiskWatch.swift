@@ -89,31 +89,9 @@ package final class RunDiskWatch: Sendable {
         return false
     }
 
-    /// The blocks of files that processes of `uid` hold open after unlinking them (each inode once), found through
-    /// `/proc/<pid>/fd`. Only a run's own uid is asked: the runner's is shared with everything it does.
-    static func unlinkedOpenBytes(uid: UInt32) -> Int64 {
-        guard uid != 0 else { return 0 }
-        var seen = Set<String>()
-        var total = Int64(0)
-        for pid in ProcessScanner.allPids() {
-            var owner = stat()
-            guard stat("/proc/\(pid)", &owner) == 0, owner.st_uid == uid,
-                let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
-            else { continue }
-            for fd in fds {
-                let link = "/proc/\(pid)/fd/\(fd)"
-                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link), target.hasSuffix(" (deleted)") else {
-                    continue
-                }
-                var info = stat()
-                guard stat(link, &info) == 0, info.st_mode & S_IFMT == S_IFREG, seen.insert("\(info.st_dev):\(info.st_ino)").inserted else {
-                    continue
-                }
-                total += Int64(info.st_blocks) * 512
-            }
-        }
-        return total
-    }
+    /// The blocks of files that processes of `uid` hold open after unlinking them, from the machine-wide scan every
+    /// watch shares (``UnlinkedOpenFiles``): one pass over `/proc` per interval for all runs, not one per run.
+    static func unlinkedOpenBytes(uid: UInt32) -> Int64 { UnlinkedOpenFiles.shared.bytes(of: uid) }
 
     /// The blocks everything under `path` takes (a sparse file only what it wrote), never following a link or leaving
     /// `path`'s filesystem.
@@ -132,5 +110,67 @@ package final class RunDiskWatch: Sendable {
             total += Int64(info.st_blocks) * 512
         }
         return total
+    }
+}
+
+/// Files that processes hold open after unlinking them, per uid, found through `/proc/<pid>/fd` in one pass for every
+/// uid asked about at once. A pass is reused by every watch that asks within ``freshFor``: holding N runs costs one
+/// scan of `/proc` per interval, not N (at 200 runs the per-run scans were two thirds of `serve`'s CPU).
+final class UnlinkedOpenFiles: Sendable {
+    static let shared = UnlinkedOpenFiles()
+
+    /// How long one pass answers for.
+    static let freshFor: Duration = .seconds(1)
+
+    private struct State {
+        var scannedAt: ContinuousClock.Instant?
+        var bytes: [UInt32: Int64] = [:]
+        /// The uids asked about and when last (a uid asked for the first time forces a pass).
+        var asked: [UInt32: ContinuousClock.Instant] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// The bytes `uid`'s processes hold in unlinked files (0 for root: the runner's own uid is shared with everything).
+    func bytes(of uid: UInt32) -> Int64 {
+        guard uid != 0 else { return 0 }
+        return state.withLock { state in
+            let now = ContinuousClock.now
+            let stale = state.scannedAt.map { now - $0 >= Self.freshFor } ?? true
+            let new = state.asked[uid] == nil
+            state.asked[uid] = now
+            if stale || new {
+                // Only uids asked about lately are scanned for: a run that ended stops costing anything.
+                state.asked = state.asked.filter { now - $0.value < .seconds(60) }
+                state.bytes = Self.scan(Set(state.asked.keys))
+                state.scannedAt = now
+            }
+            return state.bytes[uid] ?? 0
+        }
+    }
+
+    /// One pass over `/proc`: for each uid of `uids`, the blocks of the unlinked regular files its processes hold
+    /// open (each inode once).
+    static func scan(_ uids: Set<UInt32>) -> [UInt32: Int64] {
+        var seen = Set<String>()
+        var totals = Dictionary(uniqueKeysWithValues: uids.map { ($0, Int64(0)) })
+        for pid in ProcessScanner.allPids() {
+            var owner = stat()
+            guard stat("/proc/\(pid)", &owner) == 0, uids.contains(owner.st_uid),
+                let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
+            else { continue }
+            for fd in fds {
+                let link = "/proc/\(pid)/fd/\(fd)"
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link), target.hasSuffix(" (deleted)") else {
+                    continue
+                }
+                var info = stat()
+                guard stat(link, &info) == 0, info.st_mode & S_IFMT == S_IFREG, seen.insert("\(info.st_dev):\(info.st_ino)").inserted else {
+                    continue
+                }
+                totals[owner.st_uid, default: 0] += Int64(info.st_blocks) * 512
+            }
+        }
+        return totals
     }
 }

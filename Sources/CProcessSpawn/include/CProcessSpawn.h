@@ -23,4 +23,32 @@ int cps_set_umask(int mask);
 /// `start_time` (field 22 of /proc/PID/stat: a reused pid is not waited on).
 void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time);
 
+/// A pidfd for `pid` (close it), -1 when the process is gone or — `start_time` > 0 — is no longer the process that
+/// started then (field 22 of /proc/PID/stat), -2 when no pidfd can be had (an old kernel, no descriptor left).
+int cps_pidfd_open(pid_t pid, unsigned long long start_time);
+
+/// Sends `sig` to the process behind `pidfd` (never to a process that reused its pid). 0 or an errno value.
+int cps_pidfd_send_signal(int pidfd, int sig);
+
+/// A new epoll instance (close-on-exec), or -1.
+int cps_loop_create(void);
+
+/// A new non-blocking eventfd (close-on-exec) to wake a loop with, or -1.
+int cps_wake_create(void);
+
+/// Watches `fd` for input on epoll instance `epfd`, reported as `tag`. 0 or an errno value.
+int cps_loop_add(int epfd, int fd, unsigned long long tag);
+
+/// Stops watching `fd`. 0 or an errno value.
+int cps_loop_remove(int epfd, int fd);
+
+/// Waits up to `timeout_ms` (-1: no limit) for input; stores the ready tags (at most `capacity`, 64) and returns how
+/// many, 0 on a timeout or a signal, -errno on failure.
+int cps_loop_wait(int epfd, unsigned long long *tags, int capacity, int timeout_ms);
+
+/// Drains the non-blocking inotify descriptor `fd` and stores each watch that had an event once (-1: the queue
+/// overflowed, events were lost). Returns how many; a negative count: `watches` was too small, every watch must be
+/// looked at.
+int cps_inotify_read(int fd, int *watches, int capacity);
+
 #endif

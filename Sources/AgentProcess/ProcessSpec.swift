@@ -87,26 +87,23 @@ package struct ProcessLimits: Sendable {
     package var killGrace: Duration
     /// After the output shows the final event, how long the process may take to exit by itself.
     package var completionGrace: Duration
-    /// How often the output is checked for the final event.
+    /// How often, at most, the output is looked at for the final event (only after stdout grew).
     package var completionPollInterval: Duration
-    /// Largest stdout or stderr file; past it the group is ended (`nil`: unbounded).
+    /// Largest stdout or stderr file; past it the group is ended (`nil`: unbounded), checked on every write the
+    /// runtime hears of.
     package var maxLogBytes: Int64?
-    /// How often the output files' sizes are checked against ``maxLogBytes``.
-    package var sizePollInterval: Duration
 
     package init(
         timeout: Duration,
         killGrace: Duration = .seconds(5),
         completionGrace: Duration = .seconds(2),
         completionPollInterval: Duration = .milliseconds(100),
-        maxLogBytes: Int64? = nil,
-        sizePollInterval: Duration = .milliseconds(20)
+        maxLogBytes: Int64? = nil
     ) {
         self.timeout = timeout
         self.killGrace = killGrace
         self.completionGrace = completionGrace
         self.completionPollInterval = completionPollInterval
         self.maxLogBytes = maxLogBytes
-        self.sizePollInterval = sizePollInterval
     }
 }

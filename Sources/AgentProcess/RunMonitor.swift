@@ -153,6 +153,8 @@ package struct MonitorRecord: Sendable {
         let path = "\(prefix).abandoned"
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd >= 0 { close(fd) }
+        // Wakes a monitor waiting to be adopted: it sees the mark at once rather than at its next look.
+        if let started = started(), isRunning(started) { kill(started.pid, SIGUSR1) }
     }
 
     /// Makes this process the run's holder (the monitor then no longer counts its runner as lost) and wakes it.

@@ -18,7 +18,10 @@
    - writes PREFIX.status ({"ending","exitCode","signal","startedAtMs","endedAtMs"}) when the agent has ended,
      and exits as the agent did (the same code, or the same signal), so a `serve` that is its parent sees
      exactly what it would have seen without it.
-   Files are written whole and renamed into place, mode 0600. One thread, plain system calls only.
+   Files are written whole, synced and renamed into place, mode 0600. One thread, plain system calls only. It
+   sleeps until something happens: a signal (SIGCHLD, SIGUSR1 from a runner that adopted the run) read through a
+   signalfd, its holder's exit through a pidfd (the runner, then whoever adopted the run), or its next deadline —
+   no tick while the agent works. The agent gets the umask the monitor was started with (the operator's).
 
    dispatch-monitor --guard --runner-pid P -- PROGRAM [ARG...]
 
@@ -38,8 +41,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,8 +86,28 @@ static unsigned long long start_time(pid_t pid) {
     return p == NULL ? 0 : strtoull(p, NULL, 10);
 }
 
+/* The state, parent and process group of `pid` from /proc/PID/stat; -1 when it cannot be read. */
+static int read_stat(pid_t pid, char *state, int *pgrp) {
+    char path[64], buffer[1024];
+    if (snprintf(path, sizeof path, "/proc/%d/stat", (int)pid) >= (int)sizeof path) return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buffer[n] = 0;
+    char *p = strrchr(buffer, ')');
+    int ppid = 0;
+    if (p == NULL || sscanf(p + 1, " %c %d %d", state, &ppid, pgrp) != 3) return -1;
+    return 0;
+}
+
+static int pidfd_open_raw(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
 /* Sends `sig` to every live member of the monitor's process group but the monitor itself (the group's leader):
-   bwrap, the namespace's init and whatever of the agent did not leave the group. Returns how many it found. */
+   bwrap, the namespace's init and whatever of the agent did not leave the group. Returns how many it found. Each
+   is signalled through a pidfd opened before its group is checked, so a pid reused between the look and the
+   signal is never hit (a plain kill where pidfds are missing). */
 static int signal_group(int sig) {
     pid_t me = getpid(), group = getpgrp();
     int found = 0;
@@ -92,21 +118,20 @@ static int signal_group(int sig) {
         char *end;
         long pid = strtol(entry->d_name, &end, 10);
         if (*end != 0 || pid <= 0 || pid == me) continue;
-        char path[64], buffer[1024];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buffer, sizeof buffer - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buffer[n] = 0;
-        char *p = strrchr(buffer, ')');
+        int pidfd = pidfd_open_raw((pid_t)pid);
         char state = 0;
-        int ppid = 0, pgrp = 0;
-        if (p == NULL || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
-        if (pgrp != group || state == 'Z' || state == 'X') continue;
+        int pgrp = 0;
+        if (read_stat((pid_t)pid, &state, &pgrp) != 0 || pgrp != group || state == 'Z' || state == 'X') {
+            if (pidfd >= 0) close(pidfd);
+            continue;
+        }
         found++;
-        kill((pid_t)pid, sig);
+        if (pidfd >= 0) {
+            syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+            close(pidfd);
+        } else if (errno == ENOSYS) {
+            kill((pid_t)pid, sig);
+        }
     }
     closedir(proc);
     return found;
@@ -129,25 +154,34 @@ static void end_group(long long grace_ms) {
     }
 }
 
-/* Writes `text` to `path` whole: a temporary file beside it, then a rename. */
+/* Writes `text` to `path` whole: a temporary file beside it, synced, then a rename; nothing is left on failure. */
 static int write_file(const char *path, const char *text) {
     char temporary[4096];
-    if (snprintf(temporary, sizeof temporary, "%s.tmp", path) >= (int)sizeof temporary) return -1;
+    int length_needed = snprintf(temporary, sizeof temporary, "%s.tmp", path);
+    if (length_needed < 0 || length_needed >= (int)sizeof temporary) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return -1;
     size_t length = strlen(text), done = 0;
     while (done < length) {
         ssize_t n = write(fd, text + done, length - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            close(fd);
-            unlink(temporary);
-            return -1;
-        }
+        if (n <= 0) break;
         done += (size_t)n;
     }
-    close(fd);
-    return rename(temporary, path);
+    int failed = done < length || fsync(fd) != 0;
+    int error = errno;
+    if (close(fd) != 0 && !failed) {
+        failed = 1;
+        error = errno;
+    }
+    if (!failed && rename(temporary, path) == 0) return 0;
+    if (!failed) error = errno;
+    unlink(temporary);
+    errno = error == 0 ? EIO : error;
+    return -1;
 }
 
 /* Writes a small integer to a /proc file (an oom_score_adj); failures are ignored (an unprivileged monitor
@@ -197,26 +231,45 @@ struct options {
     const char *uid_lease;
 };
 
+/* A whole non-negative number of at most `max`, or -1. */
+static long long number(const char *text, long long max) {
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != 0 || value < 0 || value > max) return -1;
+    return value;
+}
+
 static int parse(int argc, char **argv, struct options *options) {
     memset(options, 0, sizeof *options);
     options->grace_ms = 5000;
     options->lease_ms = 30000;
+    const long long day_ms = 366LL * 24 * 3600 * 1000 * 10; /* ten years: anything longer is a mistake */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
-            if (i + 1 >= argc) return -1;
+            if (i + 1 >= argc || argv[i + 1][0] != '/') return -1;
             options->command = argv + i + 1;
             return options->record == NULL || options->allowed_ms <= 0 ? -1 : 0;
         }
         if (i + 1 >= argc) return -1;
         const char *name = argv[i], *value = argv[++i];
-        if (strcmp(name, "--record") == 0) options->record = value;
-        else if (strcmp(name, "--allowed-ms") == 0) options->allowed_ms = atoll(value);
-        else if (strcmp(name, "--slack-ms") == 0) options->slack_ms = atoll(value);
-        else if (strcmp(name, "--grace-ms") == 0) options->grace_ms = atoll(value);
-        else if (strcmp(name, "--lease-ms") == 0) options->lease_ms = atoll(value);
-        else if (strcmp(name, "--runner-pid") == 0) options->runner = (pid_t)atoi(value);
-        else if (strcmp(name, "--uid-lease") == 0) options->uid_lease = value;
+        long long *field = NULL;
+        if (strcmp(name, "--record") == 0) {
+            if (value[0] != '/' || strlen(value) > 4000) return -1;
+            options->record = value;
+        } else if (strcmp(name, "--uid-lease") == 0) {
+            if (value[0] != '/') return -1;
+            options->uid_lease = value;
+        } else if (strcmp(name, "--runner-pid") == 0) {
+            long long pid = number(value, 4194304);
+            if (pid <= 0) return -1;
+            options->runner = (pid_t)pid;
+        } else if (strcmp(name, "--allowed-ms") == 0) field = &options->allowed_ms;
+        else if (strcmp(name, "--slack-ms") == 0) field = &options->slack_ms;
+        else if (strcmp(name, "--grace-ms") == 0) field = &options->grace_ms;
+        else if (strcmp(name, "--lease-ms") == 0) field = &options->lease_ms;
         else return -1;
+        if (field != NULL && (*field = number(value, day_ms)) < 0) return -1;
     }
     return -1;
 }
@@ -224,7 +277,7 @@ static int parse(int argc, char **argv, struct options *options) {
 static void reset_signals(void) {
     struct sigaction dfl = {0};
     dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < 65; sig++) {
+    for (int sig = 1; sig < NSIG; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
     }
     sigset_t none;
@@ -264,13 +317,14 @@ static void hold_group(void) {
     sigaction(SIGPIPE, &ignore, NULL);
 }
 
-/* Starts the command in the caller's group, with default signals, as its child. */
-static pid_t start(char **command) {
+/* Starts the command in the caller's group, with default signals and umask `mask` (the one the monitor was
+   started with: the operator's), as its child. */
+static pid_t start(char **command, mode_t mask) {
     pid_t agent = fork();
     if (agent != 0) return agent;
     reset_signals();
     write_proc("/proc/self/oom_score_adj", "0");
-    umask(022);
+    umask(mask);
     execv(command[0], command);
     fprintf(stderr, "dispatch-monitor: cannot start %s: %s\n", command[0], strerror(errno));
     _exit(127);
@@ -288,7 +342,7 @@ static int guard(int argc, char **argv) {
         if (strcmp(argv[i], "--runner-pid") == 0 && i + 1 < argc) runner = (pid_t)atoi(argv[++i]);
         else return 2;
     }
-    if (command == NULL || runner <= 0) return 2;
+    if (command == NULL || runner <= 0 || command[0][0] != '/') return 2;
     sigset_t wake;
     sigemptyset(&wake);
     sigaddset(&wake, SIGCHLD);
@@ -296,14 +350,17 @@ static int guard(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &wake, NULL);
     if (getppid() != runner) return 125; /* the runner died before the guard could see it: start nothing */
     hold_group();
-    pid_t agent = start(command);
+    mode_t operator_mask = umask(077);
+    umask(operator_mask);
+    pid_t agent = start(command, operator_mask);
     if (agent < 0) {
         fprintf(stderr, "dispatch-monitor: cannot fork: %s\n", strerror(errno));
         return 125;
     }
+    /* Asleep until the agent exits (SIGCHLD) or the runner dies (SIGUSR2, armed before the exec above could race
+       it, and the getppid() check covers a death before that): no tick. */
     for (;;) {
-        struct timespec tick = {0, 100 * 1000 * 1000};
-        int sig = sigtimedwait(&wake, NULL, &tick);
+        int sig = sigwaitinfo(&wake, NULL);
         int status = 0;
         if (waitpid(agent, &status, WNOHANG) == agent) mirror(status);
         if (sig == SIGUSR2 || getppid() != runner) break;
@@ -315,6 +372,73 @@ static int guard(int argc, char **argv) {
     }
     _exit(128 + SIGKILL);
 }
+
+/* A pidfd for the process that holds the run now: the one PREFIX.owner names, alive with that start time, or -1. */
+static int owner_pidfd(const char *owner_path) {
+    char buffer[128];
+    int fd = open(owner_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buffer[n] = 0;
+    int pid = 0;
+    unsigned long long start = 0;
+    if (sscanf(buffer, "%d %llu", &pid, &start) != 2 || pid <= 0 || start == 0) return -1;
+    int pidfd = pidfd_open_raw(pid);
+    /* Checked after the pidfd is open: from here on the pid cannot be reused under it. */
+    if (pidfd >= 0 && start_time(pid) != start) {
+        close(pidfd);
+        return -1;
+    }
+    return pidfd;
+}
+
+/* Whether `fd` (a pidfd) says its process has exited. */
+static int has_exited(int fd) {
+    struct pollfd watch = {fd, POLLIN, 0};
+    return poll(&watch, 1, 0) > 0;
+}
+
+/* Who holds a monitored run: its runner, then whoever adopted it (through a pidfd each), or nobody since `since`. */
+struct holder {
+    int pidfd;
+    int is_runner;
+    long long orphaned_since;
+};
+
+/* Looks at who holds the run now; returns the ending that is due (the run lost: abandoned, or unheld for a lease). */
+static enum ending check_holder(struct holder *holder, pid_t runner, const char *owner_path, const char *abandoned_path,
+                                long long lease_ms, long long now) {
+    if (holder->pidfd >= 0 && has_exited(holder->pidfd)) {
+        close(holder->pidfd);
+        holder->pidfd = -1;
+        holder->is_runner = 0;
+    }
+    if (holder->is_runner && getppid() == runner) return ENDING_NONE;
+    holder->is_runner = 0;
+    if (access(abandoned_path, F_OK) == 0) return ENDING_RUNNER_LOST;
+    if (holder->pidfd < 0) holder->pidfd = owner_pidfd(owner_path);
+    if (holder->pidfd >= 0) {
+        holder->orphaned_since = 0;
+        return ENDING_NONE;
+    }
+    if (holder->orphaned_since == 0) holder->orphaned_since = now;
+    return now - holder->orphaned_since >= lease_ms ? ENDING_RUNNER_LOST : ENDING_NONE;
+}
+
+/* Sleeps until a signal arrives on `signals`, the holder's pidfd fires, or `wake_at` (monotonic ms) comes. */
+static void sleep_until(int signals, const struct holder *holder, long long wake_at, long long now) {
+    struct pollfd watch[2] = {{signals, POLLIN, 0}, {holder->pidfd, POLLIN, 0}};
+    long long wait_ms = wake_at - now;
+    if (wait_ms < 0) wait_ms = 0;
+    if (wait_ms > 3600 * 1000) wait_ms = 3600 * 1000;
+    poll(watch, holder->pidfd >= 0 ? 2 : 1, (int)wait_ms);
+    struct signalfd_siginfo info;
+    while (read(signals, &info, sizeof info) == sizeof info) {}
+}
+
+static long long earliest(long long a, long long b) { return a < b ? a : b; }
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--guard") == 0) return guard(argc, argv);
@@ -335,13 +459,14 @@ int main(int argc, char **argv) {
         }
     }
     char monitor_path[4096], owner_path[4096], status_path[4096], abandoned_path[4096], text[512], boot[64];
+    /* PREFIX is at most 4000 bytes (checked by parse): every name below fits. */
     snprintf(monitor_path, sizeof monitor_path, "%s.monitor", options.record);
     snprintf(owner_path, sizeof owner_path, "%s.owner", options.record);
     snprintf(status_path, sizeof status_path, "%s.status", options.record);
     /* Written by whoever ended the run as lost (its runner died before this monitor recorded itself): stop. */
     snprintf(abandoned_path, sizeof abandoned_path, "%s.abandoned", options.record);
     boot_id(boot, sizeof boot);
-    umask(077);
+    mode_t operator_mask = umask(077);
     hold_group();
     sigset_t wake;
     sigemptyset(&wake);
@@ -365,19 +490,22 @@ int main(int argc, char **argv) {
         return 125;
     }
 
-    pid_t agent = start(options.command);
+    pid_t agent = start(options.command, operator_mask);
     if (agent < 0) {
         fprintf(stderr, "dispatch-monitor: cannot fork: %s\n", strerror(errno));
         return 125;
     }
 
+    int signals = signalfd(-1, &wake, SFD_NONBLOCK | SFD_CLOEXEC);
+    struct holder holder = {-1, 1, 0};
+    if (getppid() == runner) holder.pidfd = pidfd_open_raw(runner);
+    /* Without pidfds or a signalfd (an old kernel) the monitor looks every 100 ms, as it always did. */
+    int ticking = signals < 0 || (holder.pidfd < 0 && getppid() == runner);
     long long deadline = started_mono + options.allowed_ms + options.slack_ms;
-    long long orphaned_since = 0, kill_at = 0;
+    long long kill_at = 0;
     enum ending ending = ENDING_NONE;
     int status = 0;
     for (;;) {
-        struct timespec tick = {0, 100 * 1000 * 1000};
-        sigtimedwait(&wake, NULL, &tick);
         pid_t reaped = waitpid(agent, &status, WNOHANG);
         if (reaped == agent) break;
         if (reaped < 0 && errno != EINTR) {
@@ -386,24 +514,32 @@ int main(int argc, char **argv) {
         }
         long long now = monotonic_ms();
         if (ending == ENDING_NONE && now >= deadline) ending = ENDING_TIMED_OUT;
-        if (ending == ENDING_NONE && getppid() != runner) {
-            if (access(abandoned_path, F_OK) == 0) {
-                ending = ENDING_RUNNER_LOST;
-            } else if (adopted(owner_path)) {
-                orphaned_since = 0;
-            } else if (orphaned_since == 0) {
-                orphaned_since = now;
-            } else if (now - orphaned_since >= options.lease_ms) {
-                ending = ENDING_RUNNER_LOST;
-            }
-        }
+        if (ending == ENDING_NONE) ending = check_holder(&holder, runner, owner_path, abandoned_path, options.lease_ms, now);
         if (ending != ENDING_NONE && kill_at == 0) {
             signal_group(SIGTERM);
             kill_at = now + options.grace_ms;
         }
-        /* The namespace's init is in the group: with it every process of the namespace dies. */
-        if (kill_at != 0 && now >= kill_at) signal_group(SIGKILL);
+        /* The namespace's init is in the group: with it every process of the namespace dies. Again every 100 ms
+           until the agent is reaped. */
+        if (kill_at != 0 && now >= kill_at) {
+            signal_group(SIGKILL);
+            kill_at = now + 100;
+        }
+        long long wake_at = ending == ENDING_NONE ? deadline : kill_at;
+        /* Orphaned and not adopted: the lease runs out, and PREFIX.abandoned is looked for every second (an adopter
+           or whoever abandons the run also sends SIGUSR1). */
+        if (ending == ENDING_NONE && !holder.is_runner && holder.pidfd < 0) {
+            wake_at = earliest(wake_at, earliest(holder.orphaned_since + options.lease_ms, now + 1000));
+        }
+        if (ticking) wake_at = earliest(wake_at, now + 100);
+        if (signals >= 0) {
+            sleep_until(signals, &holder, wake_at, now);
+        } else {
+            struct timespec tick = {0, 100 * 1000 * 1000};
+            sigtimedwait(&wake, NULL, &tick);
+        }
     }
+    if (holder.pidfd >= 0) close(holder.pidfd);
     /* With its runner alive the runner ends what the agent left, after it has written the result (which never
        waits for a leftover holding stderr). With none, the monitor does: nothing outlives its run. */
     if (getppid() != runner && !adopted(owner_path)) end_group(options.grace_ms);

@@ -53,4 +53,37 @@ import Testing
             #expect(info.st_mode & 0o077 == 0, "\(path) is private: \(String(info.st_mode & 0o777, radix: 8))")
         }
     }
+
+    /// Under isolation too the agent's files carry the operator's umask, whatever it is: `dispatch run` holds the agent
+    /// through the guard, `serve` through the per-run monitor — neither may impose one of its own (it imposed 022).
+    @Test func isolatedAgentsKeepAnOperatorUmaskOf027ThroughTheGuardAndTheMonitor() async throws {
+        let launcher = ["/bin/sh", "-c", "umask 027; exec \"$0\" \"$@\""]
+        let work = dir.child("checkout-027")
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        var environment = env
+        environment["DISPATCH_ISOLATION"] = "bwrap"
+        environment["DISPATCH_AGENT_USER"] = "root"
+        let run = try CommandRunner.run(
+            launcher[0],
+            Array(launcher.dropFirst()) + [
+                TestPaths.dispatchBinary, "run", "--tool", "codex", "--task", "fake:write=by-guard.txt:x fake:answer=ok", "--cwd", work,
+                "--request-id", "umask-guard", "--json",
+            ],
+            environment: environment,
+            cwd: dir.path
+        )
+        #expect(run.exitCode == 0, "\(run.stderr)")
+        let server = ServerProcess(stateDir: dir.child("state-027"), environment: environment, launcher: launcher)
+        try await server.start()
+        defer { server.stop() }
+        let reply = try await server.dispatch(["requestId": "umask-monitor", "task": "fake:write=by-monitor.txt:x fake:answer=ok", "tool": "codex", "cwd": work])
+        #expect(reply.status == 202 || reply.status == 200, "\(reply.text)")
+        let done = try await server.send(.GET, "/internal/agent-await/umask-monitor?timeoutMs=30000")
+        #expect(done.text.contains("\"completed\""), "\(done.text)")
+        for name in ["by-guard.txt", "by-monitor.txt"] {
+            var info = stat()
+            #expect(stat("\(work)/\(name)", &info) == 0, "\(name)")
+            #expect(info.st_mode & 0o777 == 0o640, "\(name) has the operator's umask: \(String(info.st_mode & 0o777, radix: 8))")
+        }
+    }
 }

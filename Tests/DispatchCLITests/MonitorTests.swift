@@ -34,8 +34,10 @@ import Testing
         let record = dir.child("attempt-1")
         let run = try CommandRunner.start(
             monitor,
-            ["--record", record, "--allowed-ms", "2500", "--slack-ms", "0", "--grace-ms", "200", "--runner-pid", "\(getpid())", "--",
-             "/bin/sleep", "60"],
+            [
+                "--record", record, "--allowed-ms", "2500", "--slack-ms", "0", "--grace-ms", "200", "--runner-pid", "\(getpid())", "--",
+                "/bin/sleep", "60",
+            ],
             environment: [:],
             cwd: dir.path
         )

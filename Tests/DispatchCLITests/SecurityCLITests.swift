@@ -76,7 +76,9 @@ import Testing
         let server = ServerProcess(stateDir: dir.child("state-027"), environment: environment, launcher: launcher)
         try await server.start()
         defer { server.stop() }
-        let reply = try await server.dispatch(["requestId": "umask-monitor", "task": "fake:write=by-monitor.txt:x fake:answer=ok", "tool": "codex", "cwd": work])
+        let reply = try await server.dispatch([
+            "requestId": "umask-monitor", "task": "fake:write=by-monitor.txt:x fake:answer=ok", "tool": "codex", "cwd": work,
+        ])
         #expect(reply.status == 202 || reply.status == 200, "\(reply.text)")
         let done = try await server.send(.GET, "/internal/agent-await/umask-monitor?timeoutMs=30000")
         #expect(done.text.contains("\"completed\""), "\(done.text)")

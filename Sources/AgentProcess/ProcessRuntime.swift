@@ -120,6 +120,33 @@ package final class ProcessRuntime: Sendable {
         }
     }
 
+    /// Waits until every process of `pids` has exited, at most `timeout`; whether they all did. (A pid that is gone
+    /// already counts as exited; one that is never heard of again costs a pidfd until it does exit.)
+    package func exits(of pids: [pid_t], within timeout: Duration) async -> Bool {
+        let left = Mutex(pids.count)
+        let resumer = Resumer()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                resumer.set(continuation)
+                let timer = timer(at: .now + timeout) { resumer.resume() }
+                resumer.onResume { self.cancel(timer) }
+                if pids.isEmpty { resumer.resume() }
+                for pid in pids {
+                    onExit(of: pid, reap: false) { _ in
+                        let done = left.withLock { left -> Bool in
+                            left -= 1
+                            return left == 0
+                        }
+                        if done { resumer.resume() }
+                    }
+                }
+            }
+        } onCancel: {
+            resumer.resume()
+        }
+        return left.withLock { $0 } <= 0
+    }
+
     // MARK: - Output files
 
     /// Calls `handler` on every change to the file at `path` (written, truncated, replaced by a rename, removed),

@@ -362,21 +362,21 @@ package struct ProcessSupervisor: Sendable {
         guard let cgroup else { return false }
         for _ in 0..<20 {
             if cgroup.holdsNoProcess() { return true }
-            try? await Task.sleep(for: .milliseconds(1))
+            await ProcessRuntime.shared.sleep(for: .milliseconds(1))
         }
         return false
     }
 
+    /// SIGTERM to the group and to whatever carries the marker, SIGKILL to what is left after `grace`, until a scan
+    /// finds nobody. Every wait is on the processes' pidfds (the ``ProcessRuntime``): no polling sleep.
     private func endMarked(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
+        let runtime = ProcessRuntime.shared
         var survivors = ProcessScanner.find(groupId: groupId, marker: marker)
         guard !survivors.isEmpty else { return 0 }
         let count = survivors.count
         if let groupId { signalGroup(groupId, SIGTERM) }
         for pid in survivors { kill(pid, SIGTERM) }
-        let clock = ContinuousClock()
-        let termDeadline = clock.now + grace
-        while clock.now < termDeadline {
-            try? await Task.sleep(for: .milliseconds(10))
+        if await runtime.exits(of: survivors, within: grace) {
             survivors = ProcessScanner.find(groupId: groupId, marker: marker)
             if survivors.isEmpty { return count }
         }
@@ -384,7 +384,7 @@ package struct ProcessSupervisor: Sendable {
         for _ in 0..<100 {
             if let groupId { signalGroup(groupId, SIGKILL) }
             for pid in survivors { kill(pid, SIGKILL) }
-            try? await Task.sleep(for: .milliseconds(10))
+            _ = await runtime.exits(of: survivors, within: .milliseconds(200))
             survivors = ProcessScanner.find(groupId: groupId, marker: marker)
             if survivors.isEmpty { break }
         }

@@ -1,11 +1,12 @@
+import AgentProcess
 import DispatchCore
 import Foundation
 import Git
 import Synchronization
 
-/// Runs blocking work (libgit2, file trees) on its own thread, never on the cooperative pool,
-/// bounded by a time limit: when the limit passes first the caller gets ``SandboxError/Code/timedOut``
-/// and the thread finishes in the background.
+/// Runs blocking work (libgit2, file trees) on the runner's bounded ``BlockingPool``, never on the cooperative pool,
+/// bounded by a time limit (a timer on the ``ProcessRuntime``, cancelled when the work ends): when the limit passes
+/// first the caller gets ``SandboxError/Code/timedOut`` and the work finishes in the background.
 package enum BlockingWork {
     package static func run<T: Sendable>(
         _ name: String,
@@ -13,19 +14,16 @@ package enum BlockingWork {
         _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
         let once = ResumeOnce<T>()
+        let runtime = ProcessRuntime.shared
+        let timer = timeout.map { timeout in
+            runtime.timer(at: .now + timeout) {
+                once.resume(with: .failure(SandboxError(code: .timedOut, message: DispatchFailure.stepTimedOut(name, afterMs: timeout.milliseconds))))
+            }
+        }
+        defer { if let timer { runtime.cancel(timer) } }
         return try await withCheckedThrowingContinuation { continuation in
             once.set(continuation)
-            let thread = Thread { once.resume(with: Result { try body() }) }
-            thread.name = name
-            thread.start()
-            if let timeout {
-                Task {
-                    try? await Task.sleep(for: timeout)
-                    once.resume(
-                        with: .failure(SandboxError(code: .timedOut, message: DispatchFailure.stepTimedOut(name, afterMs: timeout.milliseconds)))
-                    )
-                }
-            }
+            BlockingPool.shared.submit { once.resume(with: Result { try body() }) }
         }
     }
 }
@@ -47,30 +45,24 @@ extension BlockingWork {
     ) async throws -> T {
         let once = ResumeOnce<T>()
         let stopped = SandboxError(code: .timedOut, message: "\(name) was stopped after \(timeout.milliseconds)ms")
+        let runtime = ProcessRuntime.shared
+        let timers = Mutex<[ProcessRuntime.Token]>([])
         let stop = { @Sendable in
             cancellation.cancel()
             // Given up on if it does not stop by itself in time.
-            Task {
-                try? await Task.sleep(for: stopGrace)
-                once.resume(with: .failure(stopped))
-            }
+            let giveUp = runtime.timer(at: .now + stopGrace) { once.resume(with: .failure(stopped)) }
+            timers.withLock { $0.append(giveUp) }
         }
-        let timer = Task {
-            // Only a limit that passed cancels: a timer cancelled because the work ended must not (it did, at random,
-            // and a quick failure was then reported as a timeout).
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            stop()
-        }
-        defer { timer.cancel() }
+        // Only a limit that passes cancels: a timer cancelled because the work ended never fires.
+        timers.withLock { $0.append(runtime.timer(at: .now + timeout) { stop() }) }
+        defer { for timer in timers.withLock({ $0 }) { runtime.cancel(timer) } }
         let outcome: Result<T, any Error>
         do {
             outcome = .success(
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { continuation in
                         once.set(continuation)
-                        let thread = Thread { once.resume(with: Result { try body() }) }
-                        thread.name = name
-                        thread.start()
+                        BlockingPool.shared.submit { once.resume(with: Result { try body() }) }
                     }
                 } onCancel: {
                     stop()

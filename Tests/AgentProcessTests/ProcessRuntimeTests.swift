@@ -151,4 +151,47 @@ import Testing
         let listed = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
         #expect(Set(listed).subtracting(pids).count < 5, "processes come and go, but not many between two listings")
     }
+
+    @Test func blockingWorkRunsOnABoundedPoolInOrder() async throws {
+        let pool = BlockingPool(limit: 3)
+        let done = Collected()
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<30 {
+                group.addTask {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        pool.submit {
+                            usleep(10_000)
+                            done.items.withLock { $0.append(index) }
+                            continuation.resume()
+                        }
+                    }
+                }
+            }
+        }
+        #expect(done.items.withLock { $0.count } == 30)
+        #expect(pool.threadCount == 3, "30 jobs, never more than 3 threads: \(pool.threadCount)")
+    }
+
+    @Test func waitingForExitsEndsWhenTheyAllExitedOrAtTheLimit() async throws {
+        let id = "exits-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        _ = try await ProcessSupervisor().run(
+            spec("sleep 0.3 & echo $! > \(dir.child("\(id).a")); sleep 30 & echo $! > \(dir.child("\(id).b"))", marker: id),
+            limits: ProcessLimits(timeout: .seconds(10)),
+            sweepLeftovers: false
+        )
+        let quick = try #require(Int32(LogFile.read(dir.child("\(id).a")).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let slow = try #require(Int32(LogFile.read(dir.child("\(id).b")).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let clock = ContinuousClock()
+        var start = clock.now
+        #expect(await ProcessRuntime.shared.exits(of: [quick], within: .seconds(5)))
+        #expect(clock.now - start < .seconds(2))
+        start = clock.now
+        #expect(await ProcessRuntime.shared.exits(of: [slow], within: .milliseconds(300)) == false)
+        #expect(clock.now - start >= .milliseconds(290))
+    }
+}
+
+final class Collected: Sendable {
+    let items = Mutex<[Int]>([])
 }

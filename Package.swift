@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "DispatchServer",
             dependencies: [
-                "Dispatcher", "Execution", "DispatchStore", "DispatchCore", "Sandbox", "CBuildInfo",
+                "Dispatcher", "Execution", "DispatchStore", "DispatchCore", "Sandbox", "CBuildInfo", "AgentProcess",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),

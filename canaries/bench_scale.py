@@ -2,8 +2,8 @@
 """What holding many long-running agents costs `dispatch serve` (issue: scale). For each N: a `serve` with
 --max-concurrent N holds N agents that only sleep (the canary's sleep scenario, host mode), and over --settle
 seconds it prints serve's CPU, the machine's CPU against the same N bare `sleep`s (same run), serve's threads and
-RSS; then every run is cancelled and it prints how many ended terminal. The goals (issue 23): at N = 200 serve
-<= 2 % of one core and <= 64 threads (not growing with N), all N terminal after the cancel, <= 64 KiB RSS per run.
+RSS (per run: what it grew by over the same serve idle, divided by N); then every run is cancelled and it prints
+how many ended terminal. The goals (issue 23): at N = 200 serve <= 2 % of one core and <= 64 threads (not growing with N), all N terminal after the cancel, <= 64 KiB RSS per run.
 """
 import argparse
 import http.client
@@ -62,6 +62,9 @@ def held(dispatch, count, settle):
                 break
             time.sleep(0.05)
         port = int(open(port_file).read())
+        request(port, "GET", "/")
+        time.sleep(1)
+        idle_rss = rss_kib(server.pid)
         ids = [f"scale-{count}-{i}" for i in range(count)]
         for rid in ids:
             request(port, "POST", "/internal/agent-dispatch", {"requestId": rid, "task": "hold", "tool": "canary", "timeout": 3600,
@@ -82,7 +85,7 @@ def held(dispatch, count, settle):
         for rid in ids:
             status, data = request(port, "GET", f"/internal/agent-await/{rid}?timeoutMs=60000")
             terminal += status == 200 and data["result"]["status"] in ("completed", "failed", "cancelled")
-        return running, serve, machine, threads, rss, terminal
+        return running, serve, machine, threads, rss, idle_rss, terminal
     finally:
         server.terminate()
         server.wait()
@@ -97,10 +100,11 @@ def main():
     args = parser.parse_args()
     dispatch = os.path.abspath(args.dispatch)
     for count in (int(c) for c in args.counts.split(",")):
-        running, serve, machine, threads, rss, terminal = held(dispatch, count, args.settle)
+        running, serve, machine, threads, rss, idle_rss, terminal = held(dispatch, count, args.settle)
         bare = bare_sleeps(count, args.settle)
         print(f"held {running}/{count}: serve {serve:.1f} % of a core, machine {machine:.1f} % vs {bare:.1f} % for {count} bare "
-              f"sleeps, serve {threads} threads, RSS {rss // 1024} MiB ({rss // max(running, 1)} KiB per run); "
+              f"sleeps, serve {threads} threads, RSS {rss // 1024} MiB ({(rss - idle_rss) // max(running, 1)} KiB per run over the "
+              f"idle {idle_rss // 1024} MiB); "
               f"{terminal}/{count} terminal after cancel (goals at 200: <= 2 %, <= 64 threads; <= 64 KiB per run)")
 
 

@@ -370,6 +370,15 @@ package final class Wakeup: Sendable {
         waiter?.resume()
     }
 
+    /// Waits for a signal or until `deadline`, whichever comes first — the runner's one "race a deadline" (a
+    /// timer on the ``ProcessRuntime``). A return does not say which: callers look again.
+    package func wait(until deadline: ContinuousClock.Instant) async {
+        let runtime = ProcessRuntime.shared
+        let timer = runtime.timer(at: deadline) { [self] in signal() }
+        await wait()
+        runtime.cancel(timer)
+    }
+
     package func wait() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in

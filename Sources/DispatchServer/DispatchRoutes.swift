@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import DispatchStore
 import Dispatcher
@@ -89,31 +90,14 @@ struct DispatchRoutes: Sendable {
     private func awaitResult(_ id: String, request: Request) async throws -> Response {
         let requested = request.uri.queryParameters.get("timeoutMs", as: Int.self) ?? Self.defaultAwaitMs
         let timeoutMs = min(max(0, requested), configuration.maxAwaitMs)
-        guard var record = try await engine.store.record(id) else { throw APIError.notFound(id) }
+        guard let record = try await engine.store.record(id) else { throw APIError.notFound(id) }
         if record.status.isTerminal { return try Self.resultResponse(record.result) }
-        let clock = ContinuousClock()
-        let end = clock.now + .milliseconds(timeoutMs)
-        // Results this process commits wake the subscription at once, and so do other replicas' on a store that
-        // announces commits (PostgreSQL); a request run by another process on the embedded store (a `dispatch run`
-        // on the same state dir) is re-read every second as a backstop.
-        let foreign = !(record.owner?.isCurrentProcess ?? true) && !engine.store.announcesCommits
-        while true {
-            let subscription = engine.notifier.subscribe(id)
-            if let current = try await engine.store.record(id), current.status.isTerminal {
-                subscription.cancel()
-                return try Self.resultResponse(current.result)
-            }
-            let slice = foreign ? min(end - clock.now, .seconds(1)) : end - clock.now
-            if let result = await subscription.value(timeout: max(slice, .zero)) { return try Self.resultResponse(result) }
-            record = try await engine.resolveIfAbandoned(try await engine.store.record(id) ?? record)
-            if record.status.isTerminal { return try Self.resultResponse(record.result) }
-            if clock.now >= end || !foreign {
-                return JSONBody.response(
-                    encoding: AwaitTimeoutResponse(requestId: id, currentStatus: record.status, timeoutMs: timeoutMs),
-                    status: .gatewayTimeout
-                )
-            }
-        }
+        let last = try await engine.awaitTerminal(id, timeout: .milliseconds(timeoutMs)) ?? record
+        if last.status.isTerminal { return try Self.resultResponse(last.result) }
+        return JSONBody.response(
+            encoding: AwaitTimeoutResponse(requestId: id, currentStatus: last.status, timeoutMs: timeoutMs),
+            status: .gatewayTimeout
+        )
     }
 
     private func cancel(_ id: String) async throws -> Response {
@@ -196,6 +180,7 @@ struct DispatchRoutes: Sendable {
         // `tail=N`: start N bytes before the end of the file (the console shows a tail, not a 1 GiB download).
         let tail = request.uri.queryParameters.get("tail", as: UInt64.self)
         let store = engine.store
+        let notifier = engine.notifier
         return Response(
             status: .ok,
             headers: [.contentType: "text/plain; charset=utf-8"],
@@ -218,7 +203,8 @@ struct DispatchRoutes: Sendable {
                         continue
                     }
                     if !follow || current.status.isTerminal { break }
-                    try await Task.sleep(for: .milliseconds(200))
+                    await Self.nextChange(of: file, after: offset, or: id, notifier: notifier)
+                    try Task.checkCancellation()
                     record = try await store.record(id)
                 }
                 try await writer.finish(nil)
@@ -325,6 +311,24 @@ struct DispatchRoutes: Sendable {
         var info = stat()
         guard real.hasPrefix(root + "/"), lstat(real, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         return real
+    }
+
+    /// Waits for a followed log to move on: a write to `file` (the runtime's watch on it), the request's terminal
+    /// result, or a second at most (a new attempt's file) — whichever comes first.
+    static func nextChange(of file: String?, after offset: UInt64, or requestId: String, notifier: ResultNotifier) async {
+        let wakeup = Wakeup()
+        let runtime = ProcessRuntime.shared
+        let watch = file.map { runtime.watchFile($0) { wakeup.signal() } }
+        defer { if let watch { runtime.cancel(watch) } }
+        // Written between the last read and the watch: no wait.
+        if let file, size(file) > offset { return }
+        let subscription = notifier.subscribe(requestId)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await wakeup.wait(until: .now + .seconds(1)) }
+            group.addTask { _ = await subscription.value(timeout: .seconds(1)) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     static func size(_ path: String) -> UInt64 {

@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import Foundation
 
@@ -85,7 +86,7 @@ extension CanaryChecks {
         let end = clock.now + grace
         var found = scan()
         while !found.isEmpty, clock.now < end {
-            try? await Task.sleep(for: .milliseconds(100))
+            _ = await ProcessRuntime.shared.exits(of: found, within: end - clock.now)
             found = scan()
         }
         return found

@@ -115,7 +115,8 @@ package enum CanaryChecks {
                 )
             }
             if clock.now >= end { return .init(name: name, ok: false, detail: "the orphan never recorded letting go of stderr") }
-            try? await Task.sleep(for: .milliseconds(100))
+            // The record is read through `stderr` (a file here, or a peer's route): looked at again every 100 ms.
+            await ProcessRuntime.shared.sleep(for: .milliseconds(100))
         }
     }
 
@@ -127,7 +128,8 @@ package enum CanaryChecks {
         let end = clock.now + grace
         var survivors = ProcessScanner.find(groupId: nil, marker: marker)
         while !survivors.isEmpty, clock.now < end {
-            try? await Task.sleep(for: .milliseconds(100))
+            // Woken by their exits (pidfds), then looked for again: one may have started another.
+            _ = await ProcessRuntime.shared.exits(of: survivors, within: end - clock.now)
             survivors = ProcessScanner.find(groupId: nil, marker: marker)
         }
         return .init(

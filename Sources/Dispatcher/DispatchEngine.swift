@@ -109,7 +109,7 @@ package final class DispatchEngine: Sendable {
             }
             return (stored.result, false)
         case .existing(let record):
-            let final = try await awaitTerminal(record.requestId, timeout: nil)
+            let final = try await awaitTerminal(record.requestId, timeout: nil, backstop: Self.pollInterval)
             return (final?.result ?? record.result, true)
         }
     }
@@ -445,22 +445,38 @@ package final class DispatchEngine: Sendable {
     /// How long a terminal write is retried (`DISPATCH_STORE_RETRY_SECONDS`, default 10).
     var storeRetryWindow: Duration { .milliseconds(Int64(configuration.storeRetrySeconds * 1000)) }
 
-    /// Waits until `requestId` is terminal (polling the store, which other processes write), resolving it as
-    /// failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen.
-    package func awaitTerminal(_ requestId: String, timeout: Duration?) async throws -> DispatchRecord? {
+    /// Waits until `requestId` is terminal: the one "wait until terminal" of the runner (the await route, the CLI,
+    /// cancel, a duplicate `dispatch run`). A result this process commits wakes it at once (``ResultNotifier``), and so
+    /// do other replicas' on a store that announces commits (PostgreSQL); a request another process runs on a store
+    /// that announces nothing (a `dispatch run` on the same state dir) is read again every `backstop`, and resolved
+    /// as failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen — early when
+    /// the notifier is woken for shutdown.
+    package func awaitTerminal(_ requestId: String, timeout: Duration?, backstop: Duration = .seconds(1)) async throws -> DispatchRecord? {
         let clock = ContinuousClock()
         let end = timeout.map { clock.now + $0 }
         var lastOwnerCheck = clock.now - .seconds(1)
         while true {
-            guard var record = try await store.record(requestId) else { return nil }
+            // Subscribe, then read: a result committed in between is kept by the subscription.
+            let subscription = notifier.subscribe(requestId)
+            guard var record = try await store.record(requestId) else {
+                subscription.cancel()
+                return nil
+            }
             if !record.status.isTerminal, clock.now - lastOwnerCheck >= .milliseconds(500) {
                 lastOwnerCheck = clock.now
                 record = try await resolveIfAbandoned(record)
             }
-            if record.status.isTerminal { return record }
-            if let end, clock.now >= end { return record }
-            if Task.isCancelled { return record }
-            try? await Task.sleep(for: Self.pollInterval)
+            if record.status.isTerminal || Task.isCancelled || end.map({ clock.now >= $0 }) == true {
+                subscription.cancel()
+                return record
+            }
+            let foreign = !(record.owner?.isCurrentProcess ?? true) && !store.announcesCommits
+            var slice = end.map { $0 - clock.now } ?? .seconds(3600)
+            if foreign { slice = min(slice, backstop) }
+            if await subscription.value(timeout: max(slice, .zero)) == nil, !foreign {
+                // The end came, or shutdown woke every waiter: say where it stands now.
+                return try await store.record(requestId) ?? record
+            }
         }
     }
 

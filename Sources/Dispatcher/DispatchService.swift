@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import DispatchStore
 import Execution
@@ -57,6 +58,8 @@ package final class DispatchService: Service, Sendable {
     private let logger: Logger
     private let state = Mutex(State())
     private let owner: RunnerOwner
+    /// Signalled whenever a dispatch ends (the drain waits on it).
+    private let drained = Wakeup()
 
     /// How long running dispatches get to finish on graceful shutdown before they are cancelled.
     package let drainOnShutdown: Duration
@@ -309,11 +312,11 @@ package final class DispatchService: Service, Sendable {
         logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.milliseconds)"])
         // k8s runs are let go at once, not drained: their Jobs run on and the next serve follows them.
         for item in running where item.byJob { item.token.detach() }
-        // Awaiting a task's value cannot be cancelled, so the drain window is a bounded wait on the running set.
-        let clock = ContinuousClock()
-        let end = clock.now + drain
-        while clock.now < end, counts.running > 0 {
-            try? await Task.sleep(for: .milliseconds(20))
+        // Awaiting a task's value cannot be cancelled, so the drain window is a wait on the running set, woken by each
+        // dispatch that ends and by the window's end.
+        let end = ContinuousClock.now + drain
+        while ContinuousClock.now < end, counts.running > 0 {
+            await drained.wait(until: end)
         }
         let left = state.withLock { Array($0.running.values) }
         for item in left {
@@ -410,6 +413,7 @@ package final class DispatchService: Service, Sendable {
 
     private func finished(_ requestId: String) {
         state.withLock { _ = $0.running.removeValue(forKey: requestId) }
+        drained.signal()
         pump()
     }
 }

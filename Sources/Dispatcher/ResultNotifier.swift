@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import Foundation
 import Synchronization
@@ -63,24 +64,26 @@ package final class ResultNotifier: Sendable {
             self.notifier = notifier
         }
 
-        /// The terminal result, or `nil` when `timeout` passes first (or on shutdown).
+        /// The terminal result, or `nil` when `timeout` passes first (a timer on the ``ProcessRuntime``), on shutdown,
+        /// or when the waiting task is cancelled.
         package func value(timeout: Duration) async -> DispatchResult? {
-            let timer = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
-                self?.fulfill(nil)
-            }
+            let runtime = ProcessRuntime.shared
+            let timer = runtime.timer(at: .now + timeout) { [weak self] in self?.fulfill(nil) }
             defer {
-                timer.cancel()
+                runtime.cancel(timer)
                 notifier?.remove(self)
             }
-            return await withCheckedContinuation { continuation in
-                let ready: DispatchResult?? = state.withLock { state in
-                    if case .done(let result) = state { return .some(result) }
-                    state = .waiting(continuation)
-                    return .none
+            return await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let ready: DispatchResult?? = state.withLock { state in
+                        if case .done(let result) = state { return .some(result) }
+                        state = .waiting(continuation)
+                        return .none
+                    }
+                    if case .some(let result) = ready { continuation.resume(returning: result) }
                 }
-                if case .some(let result) = ready { continuation.resume(returning: result) }
+            } onCancel: {
+                fulfill(nil)
             }
         }
 

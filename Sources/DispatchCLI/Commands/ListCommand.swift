@@ -1,3 +1,4 @@
+import AgentProcess
 import ArgumentParser
 import DispatchCore
 import Dispatcher
@@ -99,7 +100,14 @@ struct LogsCommand: AsyncParsableCommand {
                 offset = LogCopier.copy(from: current, offset: offset)
             }
             if !follow || record.status.isTerminal { break }
-            try await Task.sleep(for: .milliseconds(200))
+            // Woken by a write to the log (the runtime's watch on it), or after a second: a new attempt, the end.
+            let wakeup = Wakeup()
+            let watch = path.map { ProcessRuntime.shared.watchFile($0) { wakeup.signal() } }
+            var info = stat()
+            let grown = path.map { stat($0, &info) == 0 && UInt64(info.st_size) > offset } ?? false
+            if !grown { await wakeup.wait(until: .now + .seconds(1)) }
+            if let watch { ProcessRuntime.shared.cancel(watch) }
+            try Task.checkCancellation()
         }
     }
 }

@@ -96,7 +96,7 @@ struct AwaitCommand: AsyncParsableCommand {
         let start = clock.now
         while true {
             let slice = min(limit.map { $0 - (clock.now - start) } ?? .seconds(10), .seconds(10))
-            guard let record = try await engine.awaitTerminal(id, timeout: max(slice, .zero)) else { return nil }
+            guard let record = try await engine.awaitTerminal(id, timeout: max(slice, .zero), backstop: .milliseconds(50)) else { return nil }
             if record.status.isTerminal { return record.result }
             if let limit, clock.now - start >= limit { return record.result }
             progress(record.status.rawValue, clock.now - start)
@@ -152,7 +152,7 @@ struct CancelCommand: AsyncParsableCommand {
             throw DispatchExit.failed
         }
         kill(owner.pid, SIGTERM)
-        let final = try await engine.awaitTerminal(requestId, timeout: .seconds(60))
+        let final = try await engine.awaitTerminal(requestId, timeout: .seconds(60), backstop: .milliseconds(50))
         print(Output.json(final?.result ?? record.result))
         if final?.status != .cancelled { throw DispatchExit.failed }
     }

@@ -153,15 +153,31 @@ package final class ProcessRuntime: Sendable {
     /// coalesced: many writes between two wakes of the loop are one call. Stop with ``cancel(_:)``.
     package func watchFile(_ path: String, _ handler: @escaping @Sendable () -> Void) -> Token {
         let directory = (path as NSString).deletingLastPathComponent
-        return state.withLock { state in
+        let (token, polled) = state.withLock { state -> (Token, Bool) in
             let id = state.newId()
             var watch = FileWatch(path: path, directory: directory, inode: 0, fileWatch: -1, directoryWatch: -1, handler: handler)
             watch.directoryWatch = addWatch(directory, Self.directoryEvents, &state)
             (watch.fileWatch, watch.inode) = addFileWatch(path, &state)
             state.files[id] = watch
-            return Token(id: id)
+            return (Token(id: id), watch.directoryWatch < 0 || (watch.fileWatch < 0 && watch.inode != 0))
+        }
+        // No watch to be had (fs.inotify.max_user_watches reached, a directory that is not there): the file is
+        // looked at on a timer instead, every 20 ms, so a log limit still holds.
+        if polled { poll(token.id) }
+        return token
+    }
+
+    /// Calls a watch's handler every ``pollInterval`` for as long as the watch is registered.
+    private func poll(_ id: UInt64) {
+        _ = timer(at: .now + Self.pollInterval) { [self] in
+            guard let handler = state.withLock({ $0.files[id]?.handler }) else { return }
+            handler()
+            poll(id)
         }
     }
+
+    /// How often a file that cannot be watched is looked at.
+    static let pollInterval: Duration = .milliseconds(20)
 
     private func addWatch(_ path: String, _ events: UInt32, _ state: inout State) -> Int32 {
         let watch = inotify_add_watch(inotify, path, events)
@@ -169,6 +185,8 @@ package final class ProcessRuntime: Sendable {
         return watch
     }
 
+    /// The watch on the regular file at `path` and its inode; (-1, 0) when there is none there, (-1, inode) when the
+    /// watch could not be added.
     private func addFileWatch(_ path: String, _ state: inout State) -> (Int32, ino_t) {
         var info = stat()
         guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return (-1, 0) }

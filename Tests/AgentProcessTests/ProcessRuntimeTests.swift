@@ -119,6 +119,18 @@ import Testing
         #expect(calls.load(ordering: .relaxed) == after, "a cancelled watch is not called")
     }
 
+    @Test func aFileThatCannotBeWatchedIsLookedAtOnATimer() async throws {
+        // A directory that is not there takes no inotify watch, as a machine out of watches takes none.
+        let calls = Atomic<Int>(0)
+        let token = ProcessRuntime.shared.watchFile(dir.child("missing/out.log")) { calls.add(1, ordering: .relaxed) }
+        #expect(await eventually(timeout: .seconds(5)) { calls.load(ordering: .relaxed) >= 5 })
+        ProcessRuntime.shared.cancel(token)
+        try await Task.sleep(for: .milliseconds(100))
+        let after = calls.load(ordering: .relaxed)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(calls.load(ordering: .relaxed) == after, "no more looks once cancelled")
+    }
+
     @Test func aFloodIsStoppedNearTheLimitByTheWatchItself() async throws {
         let id = "flood-\(UUID().uuidString)"
         defer { killSurvivors(of: id) }

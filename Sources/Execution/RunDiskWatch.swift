@@ -8,9 +8,10 @@ import Synchronization
 /// stopped and fails `disk limit`. A watched limit, not a quota: between two looks an agent can write more (at most
 /// what the disk takes in one interval); the state dir's filesystem filling up is what ``HeldResults`` survives.
 ///
-/// Each look walks the places (`lstat` only: no link followed, no file opened, no other filesystem entered), so
-/// its cost grows with the number of files, never their size; the next look waits ten times as long as the last one
-/// took, at least ``minimumInterval``.
+/// A walk of the places (`lstat` only: no link followed, no file opened, no other filesystem entered) costs what
+/// the number of files costs, never their size; the next look waits ten times as long as the last walk took, at
+/// least ``minimumInterval``, and a look walks only when the places' filesystems grew by more than the run's headroom
+/// since the last walk, or ``fullWalkEvery`` passed.
 package final class RunDiskWatch: Sendable {
     /// What is summed.
     let places: [String]
@@ -72,21 +73,50 @@ package final class RunDiskWatch: Sendable {
         "disk limit: the run's checkout, logs and home took \(used) bytes, over DISPATCH_MAX_RUN_DISK_BYTES=\(limit); the agent was stopped"
     }
 
-    /// Whether the limit was passed (else: stopped).
+    /// Whether the limit was passed (else: stopped). A look is skipped while the run cannot have passed the limit:
+    /// what it took at the last walk plus what its filesystems took since (their used blocks, `statvfs`: one call, not
+    /// a walk) is within the limit — any growth of the run, unlinked-open files included, is growth of those. A full
+    /// walk still comes every ``fullWalkEvery`` (space freed elsewhere on the filesystem could hide growth meanwhile).
+    /// Holding 200 idle runs, the walks were most of what `serve` still did.
     private func look() async -> Bool {
         let clock = ContinuousClock()
+        var last: (at: ContinuousClock.Instant, used: Int64, filesystems: Int64)?
         while !Task.isCancelled {
             let start = clock.now
-            let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) } + (uid.map(Self.unlinkedOpenBytes) ?? 0)
-            if used > limitBytes {
-                exceeded.withLock { $0 = used }
-                token.cancel(reason: Self.sentence(used: used, limit: limitBytes))
-                return true
+            let filesystems = Self.filesystemsUsed(places)
+            let unchanged = last.map { last in
+                start - last.at < Self.fullWalkEvery && last.used + max(0, filesystems - last.filesystems) <= limitBytes
             }
-            let took = clock.now - start
-            try? await Task.sleep(for: max(Self.minimumInterval, took * 10))
+            var took = Duration.zero
+            if unchanged != true {
+                let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) } + (uid.map(Self.unlinkedOpenBytes) ?? 0)
+                if used > limitBytes {
+                    exceeded.withLock { $0 = used }
+                    token.cancel(reason: Self.sentence(used: used, limit: limitBytes))
+                    return true
+                }
+                last = (start, used, filesystems)
+                took = clock.now - start
+            }
+            await ProcessRuntime.shared.sleep(for: max(Self.minimumInterval, took * 10))
         }
         return false
+    }
+
+    /// Longest time between two walks of a run's places.
+    static let fullWalkEvery: Duration = .seconds(30)
+
+    /// The bytes in use on the filesystems that hold `places` (each counted once).
+    static func filesystemsUsed(_ places: [String]) -> Int64 {
+        var seen = Set<UInt64>()
+        var total = Int64(0)
+        for place in places {
+            var info = stat()
+            var fs = statvfs()
+            guard stat(place, &info) == 0, seen.insert(UInt64(info.st_dev)).inserted, statvfs(place, &fs) == 0 else { continue }
+            total += (Int64(fs.f_blocks) - Int64(fs.f_bfree)) * Int64(fs.f_frsize)
+        }
+        return total
     }
 
     /// The blocks of files that processes of `uid` hold open after unlinking them, from the machine-wide scan every

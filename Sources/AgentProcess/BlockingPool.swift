@@ -5,7 +5,7 @@ import Foundation
 /// had a thread of its own (issue: scale).
 package final class BlockingPool: @unchecked Sendable {
     /// The pool of this process.
-    package static let shared = BlockingPool(limit: 8)
+    package static let shared = BlockingPool(limit: 16)
 
     /// The most threads it runs.
     package let limit: Int
@@ -30,7 +30,8 @@ package final class BlockingPool: @unchecked Sendable {
     package func submit(_ job: @escaping @Sendable () -> Void) {
         condition.lock()
         queue.append(job)
-        if idle == 0, threads < limit {
+        // A thread for every job no idle thread will take (an idle one counts until it has woken and taken its job).
+        if queue.count > idle, threads < limit {
             threads += 1
             let thread = Thread { [self] in work() }
             thread.name = "blocking-\(threads)"

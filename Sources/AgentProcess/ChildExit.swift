@@ -7,7 +7,7 @@ import Synchronization
 final class ChildExit: Sendable {
     private struct Waiter {
         let continuation: CheckedContinuation<Int32?, Never>
-        let timer: ProcessRuntime.Token?
+        var timer: ProcessRuntime.Token?
     }
 
     private struct State {
@@ -58,16 +58,21 @@ final class ChildExit: Sendable {
             return state.nextId
         }
         return await withCheckedContinuation { continuation in
-            let timer = timeout.map { timeout in runtime.timer(at: .now + timeout) { [self] in self.resume(id, with: nil) } }
-            let resumeNow: Int32?? = state.withLock { state in
-                if let status = state.status { return .some(status) }
-                state.waiters[id] = Waiter(continuation: continuation, timer: timer)
-                return .none
+            // The waiter first, then its timer: a timer that fires at once must find it.
+            let exited: Int32? = state.withLock { state in
+                if let status = state.status { return status }
+                state.waiters[id] = Waiter(continuation: continuation, timer: nil)
+                return nil
             }
-            if case .some(let status) = resumeNow {
-                if let timer { runtime.cancel(timer) }
-                continuation.resume(returning: status)
+            if let exited { return continuation.resume(returning: exited) }
+            guard let timeout else { return }
+            let timer = runtime.timer(at: .now + timeout) { [self] in self.resume(id, with: nil) }
+            let waiting = state.withLock { state -> Bool in
+                guard state.waiters[id] != nil else { return false }
+                state.waiters[id]?.timer = timer
+                return true
             }
+            if !waiting { runtime.cancel(timer) }
         }
     }
 

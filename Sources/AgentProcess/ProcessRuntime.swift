@@ -19,6 +19,7 @@ package final class ProcessRuntime: Sendable {
     }
 
     private struct ExitWatch {
+        let id: UInt64
         let pid: pid_t
         let reap: Bool
         let handler: @Sendable (Int32?) -> Void
@@ -30,6 +31,8 @@ package final class ProcessRuntime: Sendable {
         var inode: ino_t
         var fileWatch: Int32
         var directoryWatch: Int32
+        /// Looked at on a timer (no watch could be had).
+        var polled = false
         let handler: @Sendable () -> Void
     }
 
@@ -39,6 +42,8 @@ package final class ProcessRuntime: Sendable {
         /// How many file watches share each inotify watch (one inode, one watch: directories are shared).
         var watchUsers: [Int32: Int] = [:]
         var timers: [UInt64: (at: ContinuousClock.Instant, handler: @Sendable () -> Void)] = [:]
+        /// The timers by due time; a cancelled timer's entry stays until it comes up (or the heap is rebuilt).
+        var due = TimerHeap()
         var nextId: UInt64 = 0
 
         mutating func newId() -> UInt64 {
@@ -61,8 +66,9 @@ package final class ProcessRuntime: Sendable {
         epoll = cps_loop_create()
         inotify = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         wake = cps_wake_create()
-        precondition(epoll >= 0 && inotify >= 0 && wake >= 0, "the process runtime cannot start: \(errnoText())")
-        _ = cps_loop_add(epoll, inotify, Self.inotifyTag)
+        precondition(epoll >= 0 && wake >= 0, "the process runtime cannot start: \(errnoText())")
+        // Without inotify (fs.inotify.max_user_instances reached) every watched file is looked at on a timer.
+        if inotify >= 0 { _ = cps_loop_add(epoll, inotify, Self.inotifyTag) }
         _ = cps_loop_add(epoll, wake, Self.wakeTag)
         let thread = Thread { [self] in self.loop() }
         thread.name = "process-runtime"
@@ -76,23 +82,55 @@ package final class ProcessRuntime: Sendable {
     /// with `nil` (a foreign process: whoever recorded its end says how it ended). A foreign `pid` that is gone, or is
     /// no longer the process that started at `startTime` (field 22 of /proc/PID/stat, 0: not checked), counts as
     /// exited at once.
-    package func onExit(of pid: pid_t, reap: Bool, startTime: UInt64 = 0, _ handler: @escaping @Sendable (Int32?) -> Void) {
+    /// Returns a handle for ``forget(_:)`` while the exit is watched through a pidfd.
+    @discardableResult
+    package func onExit(
+        of pid: pid_t,
+        reap: Bool,
+        startTime: UInt64 = 0,
+        _ handler: @escaping @Sendable (Int32?) -> Void
+    ) -> ExitHandle? {
         let pidfd = cps_pidfd_open(pid, reap ? 0 : startTime)
         if pidfd == -1, !reap {
             handler(nil)
-            return
+            return nil
         }
         guard pidfd >= 0 else {
             // No pidfd (an old kernel, or out of descriptors): a thread of its own waits, as before the runtime.
             Self.waitOnThread(pid: pid, reap: reap, startTime: startTime, handler)
-            return
+            return nil
         }
-        state.withLock { $0.exits[pidfd] = ExitWatch(pid: pid, reap: reap, handler: handler) }
+        let id = state.withLock { state in
+            let id = state.newId()
+            state.exits[pidfd] = ExitWatch(id: id, pid: pid, reap: reap, handler: handler)
+            return id
+        }
         if cps_loop_add(epoll, pidfd, UInt64(pidfd)) != 0 {
             _ = state.withLock { $0.exits.removeValue(forKey: pidfd) }
             close(pidfd)
             Self.waitOnThread(pid: pid, reap: reap, startTime: startTime, handler)
+            return nil
         }
+        return ExitHandle(pidfd: pidfd, id: id)
+    }
+
+    /// Stops watching a foreign process's exit (its handler is not called); never for a child that must be reaped.
+    package func forget(_ handle: ExitHandle) {
+        // By id too: once that exit was handled, its descriptor number may name another watch.
+        let removed = state.withLock { state -> Bool in
+            guard let watch = state.exits[handle.pidfd], watch.id == handle.id, !watch.reap else { return false }
+            state.exits[handle.pidfd] = nil
+            return true
+        }
+        guard removed else { return }
+        _ = cps_loop_remove(epoll, handle.pidfd)
+        close(handle.pidfd)
+    }
+
+    /// One watched exit, for ``forget(_:)``.
+    package struct ExitHandle: Sendable {
+        fileprivate let pidfd: Int32
+        fileprivate let id: UInt64
     }
 
     private static func waitOnThread(pid: pid_t, reap: Bool, startTime: UInt64, _ handler: @escaping @Sendable (Int32?) -> Void) {
@@ -129,9 +167,7 @@ package final class ProcessRuntime: Sendable {
             await withCheckedContinuation { continuation in
                 resumer.set(continuation)
                 let timer = timer(at: .now + timeout) { resumer.resume() }
-                resumer.onResume { self.cancel(timer) }
-                if pids.isEmpty { resumer.resume() }
-                for pid in pids {
+                let handles = pids.compactMap { pid in
                     onExit(of: pid, reap: false) { _ in
                         let done = left.withLock { left -> Bool in
                             left -= 1
@@ -140,6 +176,12 @@ package final class ProcessRuntime: Sendable {
                         if done { resumer.resume() }
                     }
                 }
+                // The pidfds of those that did not exit in time are let go with the wait.
+                resumer.onResume {
+                    self.cancel(timer)
+                    for handle in handles { self.forget(handle) }
+                }
+                if pids.isEmpty { resumer.resume() }
             }
         } onCancel: {
             resumer.resume()
@@ -169,10 +211,19 @@ package final class ProcessRuntime: Sendable {
 
     /// Calls a watch's handler every ``pollInterval`` for as long as the watch is registered.
     private func poll(_ id: UInt64) {
+        let first = state.withLock { state -> Bool in
+            guard state.files[id]?.polled == false else { return false }
+            state.files[id]?.polled = true
+            return true
+        }
+        if first { pollAgain(id) }
+    }
+
+    private func pollAgain(_ id: UInt64) {
         _ = timer(at: .now + Self.pollInterval) { [self] in
             guard let handler = state.withLock({ $0.files[id]?.handler }) else { return }
             handler()
-            poll(id)
+            pollAgain(id)
         }
     }
 
@@ -210,6 +261,7 @@ package final class ProcessRuntime: Sendable {
         let token = state.withLock { state in
             let id = state.newId()
             state.timers[id] = (instant, handler)
+            state.due.push(instant, id)
             return Token(id: id)
         }
         wakeLoop()
@@ -219,7 +271,10 @@ package final class ProcessRuntime: Sendable {
     /// Cancels a timer or a file watch (a handler already running may still finish).
     package func cancel(_ token: Token) {
         state.withLock { state in
-            state.timers[token.id] = nil
+            if state.timers.removeValue(forKey: token.id) != nil, state.due.count > 2 * state.timers.count + 64 {
+                // Mostly cancelled entries (await windows of an hour, cancelled at once): rebuilt from the live ones.
+                state.due = TimerHeap(state.timers.map { ($0.value.at, $0.key) })
+            }
             if let watch = state.files.removeValue(forKey: token.id) {
                 dropWatch(watch.fileWatch, &state)
                 dropWatch(watch.directoryWatch, &state)
@@ -269,7 +324,11 @@ package final class ProcessRuntime: Sendable {
 
     /// Milliseconds until the next timer (rounded up), -1 without one.
     private func nextTimeoutMs() -> Int32 {
-        guard let next = state.withLock({ $0.timers.values.map(\.at).min() }) else { return -1 }
+        let next = state.withLock { state -> ContinuousClock.Instant? in
+            while let top = state.due.top, state.timers[top.id]?.at != top.at { state.due.pop() }
+            return state.due.top?.at
+        }
+        guard let next else { return -1 }
         let left = next - .now
         guard left > .zero else { return 0 }
         let (seconds, attoseconds) = left.components
@@ -280,8 +339,12 @@ package final class ProcessRuntime: Sendable {
     private func fireDueTimers() {
         let now = ContinuousClock.now
         let due = state.withLock { state -> [@Sendable () -> Void] in
-            let ids = state.timers.filter { $0.value.at <= now }.map(\.key)
-            return ids.compactMap { state.timers.removeValue(forKey: $0)?.handler }
+            var handlers: [@Sendable () -> Void] = []
+            while let top = state.due.top, top.at <= now {
+                state.due.pop()
+                if state.timers[top.id]?.at == top.at, let timer = state.timers.removeValue(forKey: top.id) { handlers.append(timer.handler) }
+            }
+            return handlers
         }
         for handler in due { handler() }
     }
@@ -298,29 +361,35 @@ package final class ProcessRuntime: Sendable {
         let count = watches.withUnsafeMutableBufferPointer { cps_inotify_read(inotify, $0.baseAddress, 256) }
         let changed = Set(watches.prefix(Int(abs(count))))
         let everything = count < 0 || changed.contains(-1)
-        let handlers = state.withLock { state -> [@Sendable () -> Void] in
+        let (handlers, unwatched) = state.withLock { state -> ([@Sendable () -> Void], [UInt64]) in
             var handlers: [@Sendable () -> Void] = []
+            var unwatched: [UInt64] = []
             for id in state.files.keys {
                 guard var watch = state.files[id] else { continue }
-                let hit = everything || changed.contains(watch.fileWatch) || changed.contains(watch.directoryWatch)
-                guard hit else { continue }
-                rewatchIfReplaced(&watch, &state)
+                let inDirectory = everything || changed.contains(watch.directoryWatch)
+                guard inDirectory || changed.contains(watch.fileWatch) else { continue }
+                // Something was created or renamed in its directory: watch what is at the path now (even under the
+                // same inode number — a file removed and created again — whose old watch the kernel dropped).
+                if inDirectory, !rewatch(&watch, &state) { unwatched.append(id) }
                 state.files[id] = watch
                 handlers.append(watch.handler)
             }
-            return handlers
+            return (handlers, unwatched)
         }
+        // A file there whose watch could not be added (out of watches): looked at on a timer from now on.
+        for id in unwatched { poll(id) }
         for handler in handlers { handler() }
     }
 
-    /// Follows `watch.path` to the file now there when it was replaced (renamed over, removed and created again).
-    private func rewatchIfReplaced(_ watch: inout FileWatch, _ state: inout State) {
-        var info = stat()
-        let now: ino_t = lstat(watch.path, &info) == 0 ? info.st_ino : 0
-        guard now != watch.inode else { return }
-        dropWatch(watch.fileWatch, &state)
+    /// Watches the file at `watch.path` anew (the new watch before the old is dropped: the same inode keeps its
+    /// watch); false when a file is there but takes no watch.
+    private func rewatch(_ watch: inout FileWatch, _ state: inout State) -> Bool {
+        let old = watch.fileWatch
         (watch.fileWatch, watch.inode) = addFileWatch(watch.path, &state)
+        dropWatch(old, &state)
+        return watch.fileWatch >= 0 || watch.inode == 0
     }
+
 }
 
 /// A continuation resumed once, by whichever comes first; what must follow the resume runs after it.
@@ -412,6 +481,49 @@ package final class Wakeup: Sendable {
             }
         } onCancel: {
             signal()
+        }
+    }
+}
+
+/// A binary min-heap of (due time, timer id): the next timer in O(1), a push or pop in O(log n).
+package struct TimerHeap {
+    private var items: [(at: ContinuousClock.Instant, id: UInt64)] = []
+
+    package init() {}
+
+    package init(_ items: [(ContinuousClock.Instant, UInt64)]) {
+        for (at, id) in items { push(at, id) }
+    }
+
+    package var count: Int { items.count }
+
+    package var top: (at: ContinuousClock.Instant, id: UInt64)? { items.first }
+
+    package mutating func push(_ at: ContinuousClock.Instant, _ id: UInt64) {
+        items.append((at, id))
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].at < items[parent].at else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    package mutating func pop() {
+        guard !items.isEmpty else { return }
+        items.swapAt(0, items.count - 1)
+        items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].at < items[smallest].at { smallest = left }
+            if right < items.count, items[right].at < items[smallest].at { smallest = right }
+            guard smallest != parent else { return }
+            items.swapAt(parent, smallest)
+            parent = smallest
         }
     }
 }

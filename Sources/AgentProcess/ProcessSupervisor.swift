@@ -376,10 +376,10 @@ package struct ProcessSupervisor: Sendable {
         let count = survivors.count
         if let groupId { signalGroup(groupId, SIGTERM) }
         for pid in survivors { kill(pid, SIGTERM) }
-        if await runtime.exits(of: survivors, within: grace) {
-            survivors = ProcessScanner.find(groupId: groupId, marker: marker)
-            if survivors.isEmpty { return count }
-        }
+        _ = await runtime.exits(of: survivors, within: grace)
+        // Looked for again before any SIGKILL: a pid that ended during the grace may name another process by now.
+        survivors = ProcessScanner.find(groupId: groupId, marker: marker)
+        if survivors.isEmpty { return count }
         // Escapees may fork while we look: repeat until a scan comes back empty.
         for _ in 0..<100 {
             if let groupId { signalGroup(groupId, SIGKILL) }

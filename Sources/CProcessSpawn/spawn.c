@@ -206,7 +206,7 @@ void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time) {
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     /* Checked after the pidfd is open: from here on the pid cannot be reused under it. */
     unsigned long long now = live_start_time(pid);
-    if (now != start_time && now != ULLONG_MAX) {
+    if (start_time == 0 ? now == 0 : (now != start_time && now != ULLONG_MAX)) {
         if (fd >= 0) close(fd);
         return;
     }
@@ -218,7 +218,8 @@ void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time) {
     }
     for (;;) {
         now = live_start_time(pid);
-        if (now != start_time && now != ULLONG_MAX) return;
+        /* Without a start time to compare, only the end of whatever process has the pid counts. */
+        if (start_time == 0 ? now == 0 : (now != start_time && now != ULLONG_MAX)) return;
         usleep(50 * 1000);
     }
 }

@@ -119,6 +119,7 @@ static int signal_group(int sig) {
         long pid = strtol(entry->d_name, &end, 10);
         if (*end != 0 || pid <= 0 || pid == me) continue;
         int pidfd = pidfd_open_raw((pid_t)pid);
+        int pidfd_error = pidfd < 0 ? errno : 0;
         char state = 0;
         int pgrp = 0;
         if (read_stat((pid_t)pid, &state, &pgrp) != 0 || pgrp != group || state == 'Z' || state == 'X') {
@@ -129,7 +130,8 @@ static int signal_group(int sig) {
         if (pidfd >= 0) {
             syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
             close(pidfd);
-        } else if (errno == ENOSYS) {
+        } else if (pidfd_error != ESRCH) {
+            /* No pidfd to be had (an old kernel, a seccomp profile, no descriptor left): a plain kill. */
             kill((pid_t)pid, sig);
         }
     }
@@ -274,10 +276,12 @@ static int parse(int argc, char **argv, struct options *options) {
     return -1;
 }
 
-static void reset_signals(void) {
+/* Default dispositions and no blocked signal; with `keep_usr`, SIGUSR1 and SIGUSR2 stay as they are. */
+static void reset_signals(int keep_usr) {
     struct sigaction dfl = {0};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; sig++) {
+        if (keep_usr && (sig == SIGUSR1 || sig == SIGUSR2)) continue;
         if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
     }
     sigset_t none;
@@ -289,7 +293,11 @@ static void reset_signals(void) {
 static void mirror(int status) {
     if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
-    reset_signals();
+    /* A SIGUSR1 (an adopter's or an abandoner's wake-up) or SIGUSR2 still pending must not end the monitor in place
+       of the agent's signal: ignoring them discards them, and they stay ignored. */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    reset_signals(1);
     prctl(PR_SET_DUMPABLE, 0); /* no core file of the monitor for the agent's SIGSEGV */
     kill(getpid(), sig);
     _exit(128 + sig);
@@ -322,7 +330,7 @@ static void hold_group(void) {
 static pid_t start(char **command, mode_t mask) {
     pid_t agent = fork();
     if (agent != 0) return agent;
-    reset_signals();
+    reset_signals(0);
     write_proc("/proc/self/oom_score_adj", "0");
     umask(mask);
     execv(command[0], command);
@@ -419,7 +427,8 @@ static enum ending check_holder(struct holder *holder, pid_t runner, const char 
     holder->is_runner = 0;
     if (access(abandoned_path, F_OK) == 0) return ENDING_RUNNER_LOST;
     if (holder->pidfd < 0) holder->pidfd = owner_pidfd(owner_path);
-    if (holder->pidfd >= 0) {
+    /* Held by an adopter: through its pidfd, or — where none can be had — by its start time, looked at every second. */
+    if (holder->pidfd >= 0 || adopted(owner_path)) {
         holder->orphaned_since = 0;
         return ENDING_NONE;
     }
@@ -499,6 +508,11 @@ int main(int argc, char **argv) {
     int signals = signalfd(-1, &wake, SFD_NONBLOCK | SFD_CLOEXEC);
     struct holder holder = {-1, 1, 0};
     if (getppid() == runner) holder.pidfd = pidfd_open_raw(runner);
+    /* Checked again with the pidfd open: a runner that died in between may have left its pid to another process. */
+    if (holder.pidfd >= 0 && getppid() != runner) {
+        close(holder.pidfd);
+        holder.pidfd = -1;
+    }
     /* Without pidfds or a signalfd (an old kernel) the monitor looks every 100 ms, as it always did. */
     int ticking = signals < 0 || (holder.pidfd < 0 && getppid() == runner);
     long long deadline = started_mono + options.allowed_ms + options.slack_ms;
@@ -518,6 +532,11 @@ int main(int argc, char **argv) {
         if (ending != ENDING_NONE && kill_at == 0) {
             signal_group(SIGTERM);
             kill_at = now + options.grace_ms;
+        }
+        /* Ending: its holder no longer matters (an exited holder's pidfd would wake every poll at once). */
+        if (ending != ENDING_NONE && holder.pidfd >= 0) {
+            close(holder.pidfd);
+            holder.pidfd = -1;
         }
         /* The namespace's init is in the group: with it every process of the namespace dies. Again every 100 ms
            until the agent is reaped. */

@@ -447,9 +447,8 @@ package final class DispatchEngine: Sendable {
 
     /// Waits until `requestId` is terminal: the one "wait until terminal" of the runner (the await route, the CLI,
     /// cancel, a duplicate `dispatch run`). A result this process commits wakes it at once (``ResultNotifier``), and so
-    /// do other replicas' on a store that announces commits (PostgreSQL); a request another process runs on a store
-    /// that announces nothing (a `dispatch run` on the same state dir) is read again every `backstop`, and resolved
-    /// as failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen — early when
+    /// do other replicas' where a store watch publishes them here (serve on PostgreSQL); a request another process
+    /// runs is read again at least every `backstop`, and resolved as failed if its runner died. `nil` timeout waits indefinitely; returns the record as last seen — early when
     /// the notifier is woken for shutdown.
     package func awaitTerminal(_ requestId: String, timeout: Duration?, backstop: Duration = .seconds(1)) async throws -> DispatchRecord? {
         let clock = ContinuousClock()
@@ -458,23 +457,21 @@ package final class DispatchEngine: Sendable {
         while true {
             // Subscribe, then read: a result committed in between is kept by the subscription.
             let subscription = notifier.subscribe(requestId)
-            guard var record = try await store.record(requestId) else {
-                subscription.cancel()
-                return nil
-            }
+            defer { subscription.cancel() }
+            guard var record = try await store.record(requestId) else { return nil }
             if !record.status.isTerminal, clock.now - lastOwnerCheck >= .milliseconds(500) {
                 lastOwnerCheck = clock.now
                 record = try await resolveIfAbandoned(record)
             }
-            if record.status.isTerminal || Task.isCancelled || end.map({ clock.now >= $0 }) == true {
-                subscription.cancel()
-                return record
-            }
-            let foreign = !(record.owner?.isCurrentProcess ?? true) && !store.announcesCommits
+            if record.status.isTerminal || Task.isCancelled || end.map({ clock.now >= $0 }) == true { return record }
+            // Run here: its result wakes the notifier. Run elsewhere: read again every `backstop` (also to see its
+            // runner die) — sooner when a store watch (serve on PostgreSQL) publishes its commit here.
+            let local = record.owner?.isCurrentProcess == true
             var slice = end.map { $0 - clock.now } ?? .seconds(3600)
-            if foreign { slice = min(slice, backstop) }
-            if await subscription.value(timeout: max(slice, .zero)) == nil, !foreign {
-                // The end came, or shutdown woke every waiter: say where it stands now.
+            if !local { slice = min(slice, backstop) }
+            let waited = clock.now
+            if await subscription.value(timeout: max(slice, .zero)) == nil, local, clock.now - waited < slice {
+                // Woken without a result before the slice was over: shutdown. Say where it stands now.
                 return try await store.record(requestId) ?? record
             }
         }

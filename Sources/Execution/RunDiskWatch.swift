@@ -75,8 +75,9 @@ package final class RunDiskWatch: Sendable {
 
     /// Whether the limit was passed (else: stopped). A look is skipped while the run cannot have passed the limit:
     /// what it took at the last walk plus what its filesystems took since (their used blocks, `statvfs`: one call, not
-    /// a walk) is within the limit — any growth of the run, unlinked-open files included, is growth of those. A full
-    /// walk still comes every ``fullWalkEvery`` (space freed elsewhere on the filesystem could hide growth meanwhile).
+    /// a walk) is within the limit — any growth of the run's places, unlinked-open files on those filesystems included,
+    /// is growth of those. A full walk still comes every ``fullWalkEvery``: space freed elsewhere on the filesystem could
+    /// hide growth meanwhile, and unlinked-open files on another filesystem (a tmpfs) are counted only by a walk.
     /// Holding 200 idle runs, the walks were most of what `serve` still did.
     private func look() async -> Bool {
         let clock = ContinuousClock()
@@ -155,8 +156,10 @@ final class UnlinkedOpenFiles: Sendable {
     private struct State {
         var scannedAt: ContinuousClock.Instant?
         var bytes: [UInt32: Int64] = [:]
-        /// The uids asked about and when last (a uid asked for the first time forces a pass).
+        /// The uids asked about and when last (a uid asked for the first time is scanned for at the next pass).
         var asked: [UInt32: ContinuousClock.Instant] = [:]
+        /// A pass is under way: callers meanwhile take the last figures (the scan runs outside the lock).
+        var scanning = false
     }
 
     private let state = Mutex(State())
@@ -164,19 +167,24 @@ final class UnlinkedOpenFiles: Sendable {
     /// The bytes `uid`'s processes hold in unlinked files (0 for root: the runner's own uid is shared with everything).
     func bytes(of uid: UInt32) -> Int64 {
         guard uid != 0 else { return 0 }
-        return state.withLock { state in
-            let now = ContinuousClock.now
-            let stale = state.scannedAt.map { now - $0 >= Self.freshFor } ?? true
+        let now = ContinuousClock.now
+        let due = state.withLock { state -> Set<UInt32>? in
             let new = state.asked[uid] == nil
             state.asked[uid] = now
-            if stale || new {
-                // Only uids asked about lately are scanned for: a run that ended stops costing anything.
-                state.asked = state.asked.filter { now - $0.value < .seconds(60) }
-                state.bytes = Self.scan(Set(state.asked.keys))
-                state.scannedAt = now
-            }
-            return state.bytes[uid] ?? 0
+            let stale = state.scannedAt.map { now - $0 >= Self.freshFor } ?? true
+            guard stale || new, !state.scanning else { return nil }
+            state.scanning = true
+            // Only uids asked about lately are scanned for: a run that ended stops costing anything.
+            state.asked = state.asked.filter { now - $0.value < .seconds(60) }
+            return Set(state.asked.keys)
         }
+        if let due {
+            let bytes = Self.scan(due)
+            state.withLock { state in
+                (state.bytes, state.scannedAt, state.scanning) = (bytes, now, false)
+            }
+        }
+        return state.withLock { $0.bytes[uid] ?? 0 }
     }
 
     /// One pass over `/proc`: for each uid of `uids`, the blocks of the unlinked regular files its processes hold

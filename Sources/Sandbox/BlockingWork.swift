@@ -23,7 +23,7 @@ package enum BlockingWork {
         defer { if let timer { runtime.cancel(timer) } }
         return try await withCheckedThrowingContinuation { continuation in
             once.set(continuation)
-            BlockingPool.shared.submit { once.resume(with: Result { try body() }) }
+            BlockingPool.shared.submit { if !once.isDone { once.resume(with: Result { try body() }) } }
         }
     }
 }
@@ -62,7 +62,7 @@ extension BlockingWork {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { continuation in
                         once.set(continuation)
-                        BlockingPool.shared.submit { once.resume(with: Result { try body() }) }
+                        BlockingPool.shared.submit { if !once.isDone { once.resume(with: Result { try body() }) } }
                     }
                 } onCancel: {
                     stop()
@@ -76,18 +76,41 @@ extension BlockingWork {
     }
 }
 
-/// A continuation resumed by whichever side comes first.
+/// A continuation resumed by whichever side comes first; a result that comes before the continuation is kept for it.
 private final class ResumeOnce<T: Sendable>: Sendable {
-    private let pending = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var early: Result<T, any Error>?
+        var done = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Whether a result came (work that has not started by then is not worth starting).
+    var isDone: Bool { state.withLock { $0.done } }
 
     func set(_ continuation: CheckedContinuation<T, any Error>) {
-        pending.withLock { $0 = continuation }
+        let early = state.withLock { state -> Result<T, any Error>? in
+            if let early = state.early {
+                state.early = nil
+                return early
+            }
+            state.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
     }
 
     func resume(with result: Result<T, any Error>) {
-        let continuation = pending.withLock { pending -> CheckedContinuation<T, any Error>? in
-            defer { pending = nil }
-            return pending
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard !state.done else { return nil }
+            state.done = true
+            guard let continuation = state.continuation else {
+                state.early = result
+                return nil
+            }
+            state.continuation = nil
+            return continuation
         }
         continuation?.resume(with: result)
     }

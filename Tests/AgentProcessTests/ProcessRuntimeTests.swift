@@ -155,6 +155,49 @@ import Testing
         #expect(fired.withLock { $0 } == [1, 2])
     }
 
+    @Test func aZeroKillGraceStillKillsAnAgentThatIgnoresSigterm() async throws {
+        // The grace's timer fires at once: it must find its waiter (it once fired first, and the wait never ended).
+        let id = "zero-grace-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = try await ProcessSupervisor().run(
+            spec("trap '' TERM; sleep 60", marker: id),
+            limits: ProcessLimits(timeout: .milliseconds(300), killGrace: .zero)
+        )
+        #expect(outcome.ending == .timedOut)
+        #expect(clock.now - start < .seconds(10))
+    }
+
+    @Test func aJobSubmittedWhileTheOnlyIdleThreadIsBeingWokenGetsAThreadOfItsOwn() async throws {
+        let pool = BlockingPool(limit: 2)
+        // One thread, idle after its first job.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in pool.submit { continuation.resume() } }
+        try await Task.sleep(for: .milliseconds(50))
+        let second = DispatchSemaphore(value: 0)
+        let ran = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            // The first waits for the second: queued behind it on one thread, neither would ever finish.
+            pool.submit { continuation.resume(returning: second.wait(timeout: .now() + 5) == .success) }
+            pool.submit { second.signal() }
+        }
+        #expect(ran)
+        #expect(pool.threadCount == 2)
+    }
+
+    @Test func theTimerHeapGivesTimersInDueOrder() {
+        let base = ContinuousClock.now
+        let offsets = (0..<500).map { _ in Int.random(in: 0..<10_000) }
+        var heap = TimerHeap()
+        for (id, offset) in offsets.enumerated() { heap.push(base + .milliseconds(offset), UInt64(id)) }
+        var popped: [ContinuousClock.Instant] = []
+        while let top = heap.top {
+            popped.append(top.at)
+            heap.pop()
+        }
+        #expect(popped.count == 500)
+        #expect(popped == popped.sorted())
+    }
+
     @Test func allPidsListsEveryProcessOnce() {
         let pids = ProcessScanner.allPids()
         #expect(pids.contains(getpid()))

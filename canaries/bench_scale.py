@@ -13,15 +13,11 @@ import subprocess
 import tempfile
 import time
 
-from bench_serve import TOKEN, machine_busy_seconds, process_cpu_seconds, rss_kib
+from bench_serve import TOKEN, machine_busy_seconds, process_cpu_seconds, rss_kib, status_field
 
 
 def threads_of(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
+    return status_field(pid, "Threads")
 
 
 def request(port, method, path, body=None):

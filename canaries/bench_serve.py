@@ -20,12 +20,17 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def rss_kib(pid):
+def status_field(pid, name):
+    """A number from /proc/PID/status (`VmRSS` in KiB, `Threads`), 0 when absent."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(name + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return status_field(pid, "VmRSS")
 
 
 def machine_busy_seconds():

@@ -237,10 +237,6 @@ int cps_pidfd_open(pid_t pid, unsigned long long start_time) {
     return fd;
 }
 
-int cps_pidfd_send_signal(int pidfd, int sig) {
-    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0 ? 0 : errno;
-}
-
 int cps_loop_add(int epfd, int fd, unsigned long long tag) {
     struct epoll_event event = {0};
     event.events = EPOLLIN;

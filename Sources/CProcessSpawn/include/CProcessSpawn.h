@@ -27,9 +27,6 @@ void cps_wait_foreign_exit(pid_t pid, unsigned long long start_time);
 /// started then (field 22 of /proc/PID/stat), -2 when no pidfd can be had (an old kernel, no descriptor left).
 int cps_pidfd_open(pid_t pid, unsigned long long start_time);
 
-/// Sends `sig` to the process behind `pidfd` (never to a process that reused its pid). 0 or an errno value.
-int cps_pidfd_send_signal(int pidfd, int sig);
-
 /// A new epoll instance (close-on-exec), or -1.
 int cps_loop_create(void);
 

@@ -16,6 +16,8 @@ package struct ProcessOutcome: Sendable, Equatable {
         case outputLimit
         /// Its runner died and nobody adopted the run within a lease: its monitor ended it.
         case runnerLost
+        /// Supervision was let go of (``ProcessLimits/letGo``): the process was left running, for another runner.
+        case letGo
     }
 
     /// The stream that passed the log limit (`stdout` or `stderr`), when ``ending`` is ``Ending/outputLimit``.

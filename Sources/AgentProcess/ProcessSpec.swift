@@ -92,6 +92,9 @@ package struct ProcessLimits: Sendable {
     /// Largest stdout or stderr file; past it the group is ended (`nil`: unbounded), checked on every write the
     /// runtime hears of.
     package var maxLogBytes: Int64?
+    /// Set to stop supervising without ending anything (a `serve` handing its runs off to the next): the supervision
+    /// returns ``ProcessOutcome/Ending/letGo`` at once, the process and its leftovers left as they are.
+    package var letGo: Latch?
 
     package init(
         timeout: Duration,

@@ -101,7 +101,7 @@ package struct ProcessSupervisor: Sendable {
         switch record.state() {
         case .none, .gone:
             return nil
-        case .ended(let started, let ended):
+        case .ended(_, let ended):
             let duration = Duration.milliseconds(max(0, ended.endedAtMs - ended.startedAtMs))
             let leftovers =
                 sweepLeftovers ? await uncancelled { await self.endLeftovers(groupId: nil, marker: watched.marker, grace: self.leftoverGrace) } : 0
@@ -153,7 +153,7 @@ package struct ProcessSupervisor: Sendable {
         let outOfMemory = cgroup?.hadOutOfMemoryKill ?? false
         let isolatedExit = watched.isolated && ending == .exited
         let leftovers =
-            sweepLeftovers
+            sweepLeftovers && ending != .letGo
             ? await uncancelled {
                 await self.endLeftovers(groupId: pid, marker: watched.marker, grace: grace, cgroup: cgroup, isolatedExit: isolatedExit)
             } : 0
@@ -208,7 +208,7 @@ package struct ProcessSupervisor: Sendable {
         }
     }
 
-    /// Waits for the first of: the exit, the deadline, cancellation, an output file past the limit, and — when
+    /// Waits for the first of: the exit, the deadline, cancellation, being let go of, an output file past the limit, and — when
     /// `finalEventSeen` is given — the final event followed by `limits.completionGrace`. Every wait is an event on the
     /// ``ProcessRuntime`` (the exit's pidfd, the files' inotify watches, timers): an idle agent costs nothing. The
     /// final event is looked for only after stdout grew, at most every `limits.completionPollInterval`.
@@ -230,11 +230,17 @@ package struct ProcessSupervisor: Sendable {
             files.append(runtime.watchFile(outputs.stdout) { watch.changed(stdout: true) })
         }
         if outputs.limit != nil { files.append(runtime.watchFile(outputs.stderr) { watch.changed(stdout: false) }) }
-        defer { for token in timers + files { runtime.cancel(token) } }
+        let letGo = limits.letGo.map { latch in (latch, latch.observe { wakeup.signal() }) }
+        defer {
+            for token in timers + files { runtime.cancel(token) }
+            if let (latch, key) = letGo { latch.ignore(key) }
+        }
         var finalEventAt: ContinuousClock.Instant?
         var lastProbe = clock.now
         var probeScheduled = false
         while true {
+            // Before cancellation: a run let go of is never ended by the cancellation that may follow.
+            if limits.letGo?.isSet == true { return (.letGo, nil) }
             if Task.isCancelled {
                 return (.cancelled, await terminate(child, grace: limits.killGrace))
             }

@@ -90,15 +90,14 @@ package final class DispatchEngine: Sendable {
             // This process vouches for its row while it runs; if it dies, the lease runs out and anyone recovers it.
             let store = self.store
             let owner = record.owner
-            let renewal = Task {
+            let renewal: @Sendable () async -> Void = {
                 guard let owner else { return }
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(max(1, store.leaseDuration / 3)))
-                    _ = try? await store.renewLeases(of: owner)
+                    await ProcessRuntime.shared.sleep(for: .seconds(max(1, store.leaseDuration / 3)))
+                    if !Task.isCancelled { _ = try? await store.renewLeases(of: owner) }
                 }
             }
-            defer { renewal.cancel() }
-            let result = await execute(record, token: token)
+            let result = await alongside(renewal) { await execute(record, token: token) }
             // Report only what is committed: a terminal result the store would not take is not a result.
             // Read outside this task's cancellation: a cancelled dispatch still reports its stored `cancelled`.
             guard let stored = await committedRecord(record.requestId), stored.status.isTerminal else {
@@ -165,9 +164,12 @@ package final class DispatchEngine: Sendable {
         ) { running in _ = await self.persist(running, owner: nil, logger: logger) }
         // A run that outlives its runner also reports by its own path (a Job's callback): stop following once
         // that result is stored.
-        let watch = backend.followsAfterRestart ? settleWhenStoredElsewhere(known.requestId, token: token) : nil
-        let outcome = attach ? await backend.attach(context) : await backend.run(context)
-        watch?.cancel()
+        let follows = backend.followsAfterRestart
+        let settle: @Sendable () async -> Void = { if follows { await self.settleWhenStoredElsewhere(known.requestId, token: token) } }
+        let outcome = await alongside(settle) { attach ? await backend.attach(context) : await backend.run(context) }
+        // A hand-off that had to cancel what did not let go by itself (a checkout, an export): what that cut short
+        // says nothing true about the run, which the next runner ends or adopts.
+        if token.isDetached, Task.isCancelled, case .ended = outcome { return known }
         switch outcome {
         case .ended(let result, let processesKilled, let afterRecording):
             metrics.killed(processesKilled)
@@ -198,54 +200,43 @@ package final class DispatchEngine: Sendable {
 
     /// Settles `token` once a terminal result of `requestId` is stored by another path: woken by this process's
     /// notifier (the callback route), and reading the store every second for writes by other processes.
-    private func settleWhenStoredElsewhere(_ requestId: String, token: CancelToken) -> Task<Void, Never> {
-        let store = self.store
-        let notifier = self.notifier
-        return Task {
-            while !Task.isCancelled {
-                // A subscription answers once: subscribe, then read (a result stored in between is seen), then wait.
-                let subscription = notifier.subscribe(requestId)
-                if let record = try? await store.record(requestId), record.status.isTerminal {
-                    subscription.cancel()
-                    return token.settle()
-                }
-                if await subscription.value(timeout: .seconds(1)) != nil { return token.settle() }
+    private func settleWhenStoredElsewhere(_ requestId: String, token: CancelToken) async {
+        while !Task.isCancelled {
+            // A subscription answers once: subscribe, then read (a result stored in between is seen), then wait.
+            let subscription = notifier.subscribe(requestId)
+            if let record = try? await store.record(requestId), record.status.isTerminal {
+                subscription.cancel()
+                return token.settle()
             }
+            if await subscription.value(timeout: .seconds(1)) != nil { return token.settle() }
         }
     }
 
-    /// Whether a `running` record left by a dead runner can be followed instead of abandoned (a k8s Job runs on).
-    /// The row need not name its Job: the name follows from the requestId, and the runner may have died between
-    /// creating the Job and recording it.
-    /// Delivers other processes' terminal commits to this process's waiters, for as long as the task runs: each
+    /// Delivers other processes' terminal commits to this process's waiters, until its task is cancelled: each
     /// announced commit is read and published; after a `.resync` every request someone waits for is read again.
-    /// `nil` when the store announces nothing (waiters then read the store themselves).
+    /// Returns at once when the store announces nothing (waiters then read the store themselves).
     /// `onQueued` is called for every request stored queued anywhere, and after a `.resync` (a slot may take it).
     package func watchStore(
-        onQueued: @escaping @Sendable () -> Void = {},
-        onCancelRequested: @escaping @Sendable (String) -> Void = { _ in }
-    ) -> Task<Void, Never>? {
-        guard let events = store.events() else { return nil }
-        let store = self.store
-        let notifier = self.notifier
-        return Task {
-            for await event in events {
-                let ids: [String]
-                switch event {
-                case .committed(let requestId): ids = [requestId]
-                case .queued:
-                    onQueued()
-                    continue
-                case .cancelRequested(let requestId):
-                    onCancelRequested(requestId)
-                    continue
-                case .resync:
-                    onQueued()
-                    ids = notifier.waitingIds
-                }
-                for id in ids {
-                    if let record = try? await store.record(id), record.status.isTerminal { notifier.publish(record.result) }
-                }
+        onQueued: @Sendable () -> Void = {},
+        onCancelRequested: @Sendable (String) async -> Void = { _ in }
+    ) async {
+        guard let events = store.events() else { return }
+        for await event in events {
+            let ids: [String]
+            switch event {
+            case .committed(let requestId): ids = [requestId]
+            case .queued:
+                onQueued()
+                continue
+            case .cancelRequested(let requestId):
+                await onCancelRequested(requestId)
+                continue
+            case .resync:
+                onQueued()
+                ids = notifier.waitingIds
+            }
+            for id in ids {
+                if let record = try? await store.record(id), record.status.isTerminal { notifier.publish(record.result) }
             }
         }
     }
@@ -342,10 +333,12 @@ package final class DispatchEngine: Sendable {
     package func reconcileBackends() async {
         let store = self.store
         let isTerminal: @Sendable (String) async -> Bool = { id in (try? await store.record(id))?.status.isTerminal ?? false }
-        for backend in [backends.host, backends.localSandbox] + (backends.k8s.map { [$0] } ?? []) {
-            await backend.reconcile(isTerminal: isTerminal, logger: logger)
-        }
+        for backend in allBackends { await backend.reconcile(isTerminal: isTerminal, logger: logger) }
     }
+
+    /// Every backend of this runner.
+    package var allBackends: [any ExecutionBackend] { [backends.host, backends.localSandbox] + (backends.k8s.map { [$0] } ?? []) }
+
     /// Stamps and stores a terminal result; returns what is stored (an earlier terminal result wins).
     func finish(
         _ result: DispatchResult,

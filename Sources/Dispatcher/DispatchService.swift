@@ -10,8 +10,11 @@ import Synchronization
 /// Many dispatches in one long-lived process: admission (at most `maxConcurrent` executing, the rest persisted
 /// as `queued` and started FIFO), a cancellation registry, restart recovery and draining shutdown.
 ///
-/// As a `Service`, it runs until graceful shutdown and then drains (``shutdown(drain:)``); list it after the HTTP
-/// server in a `ServiceGroup`, so the server still answers result and await queries while it drains.
+/// As a `Service` it owns every task it starts: ``run()`` holds one task group, and each admitted dispatch (from
+/// ``submit(_:)``, the queue, ``recover()``) reaches it through an `AsyncStream` and runs as a child of it, beside the
+/// store's announcements, the shared queue's claimer and the backends' reconciliation. A graceful shutdown stops
+/// admission and drains (or hands off, ``ShutdownMode``); the group ends when the last dispatch has. List it after
+/// the HTTP server in a `ServiceGroup`, so the server still answers result and await queries while it drains.
 package final class DispatchService: Service, Sendable {
     /// What a submission came to.
     package struct Submission: Sendable {
@@ -34,11 +37,20 @@ package final class DispatchService: Service, Sendable {
         package var description: String
     }
 
-    private struct Running {
-        let task: Task<DispatchResult, Never>
+    private struct Running: Sendable {
         let token: CancelToken
         /// Run by a k8s Job, which a shutdown leaves running for the next `serve`.
         let byJob: Bool
+        /// Its result, once its task ends.
+        let end: RunEnd
+    }
+
+    /// One dispatch for ``run()``'s task group to start.
+    private struct Admission: Sendable {
+        let record: DispatchRecord
+        /// Taken over from a runner that is gone (``DispatchEngine/reattach(_:token:)``).
+        let reattach: Bool
+        let running: Running
     }
 
     private struct State {
@@ -46,9 +58,6 @@ package final class DispatchService: Service, Sendable {
         var reserved = 0
         var queue: [DispatchRecord] = []
         var accepting = true
-        /// A shared-queue claimer is at work; `claimAgain` asks it for one more look before it stops.
-        var claiming = false
-        var claimAgain = false
         /// Where peers reach this replica (``advertise(url:)``).
         var url: String?
     }
@@ -60,6 +69,11 @@ package final class DispatchService: Service, Sendable {
     private let owner: RunnerOwner
     /// Signalled whenever a dispatch ends (the drain waits on it).
     private let drained = Wakeup()
+    /// Dispatches to start, in ``run()``'s task group; finished when admission stops.
+    private let admissions: AsyncStream<Admission>
+    private let admit: AsyncStream<Admission>.Continuation
+    /// Signalled when a slot may take a request of the shared queue (the claimer waits on it).
+    private let claimWanted = Wakeup()
 
     /// How long running dispatches get to finish on graceful shutdown before they are cancelled.
     package let drainOnShutdown: Duration
@@ -91,6 +105,7 @@ package final class DispatchService: Service, Sendable {
         self.maxConcurrent = max(1, maxConcurrent)
         self.logger = logger
         self.owner = engine.serveOwner
+        (admissions, admit) = AsyncStream.makeStream(of: Admission.self)
     }
 
     /// Executions in flight and requests waiting for a slot.
@@ -115,9 +130,6 @@ package final class DispatchService: Service, Sendable {
         let queued = counts.queued
         if queued > 0 { logger.info("recovered queued dispatches", metadata: ["count": "\(queued)"]) }
         pump()
-        // In the background: an unreachable API must not hold the service's start.
-        let engine = self.engine
-        Task { await engine.reconcileBackends() }
     }
 
     /// Takes over a `running` row nobody vouches for: a k8s run is followed (its Job runs on), anything else is ended.
@@ -147,7 +159,7 @@ package final class DispatchService: Service, Sendable {
         // replica for runs held here are acted on, every third of a lease.
         if sharedQueue {
             pump()
-            for (id, reason) in try await engine.store.pendingCancels() { cancelIfRunningHere(id, reason: reason) }
+            for (id, reason) in try await engine.store.pendingCancels() { await cancelIfRunningHere(id, reason: reason) }
         }
         guard state.withLock({ $0.accepting }) else { return }
         for record in try await engine.store.nonTerminal() where record.status == .running && record.ownerIsGone() {
@@ -194,9 +206,14 @@ package final class DispatchService: Service, Sendable {
             return Submission(status: record.status, duplicate: true, record: record)
         case .inserted(let record):
             if slot {
-                state.withLock { state in
+                let started = state.withLock { state in
                     state.reserved -= 1
-                    startLocked(record, in: &state)
+                    return state.accepting && startLocked(record, in: &state)
+                }
+                // Shutdown began while it was recorded: it never starts.
+                if !started {
+                    let result = try await engine.cancelUnstarted(record, reason: "runner shutting down")
+                    return Submission(status: result.status, duplicate: false, record: try await engine.store.record(record.requestId) ?? record)
                 }
             } else if !sharedQueue {
                 state.withLock { $0.queue.append(record) }
@@ -221,8 +238,10 @@ package final class DispatchService: Service, Sendable {
         switch found {
         case .running(let running):
             running.token.cancel(reason: reason)
-            running.task.cancel()
-            let result = await running.task.value
+            // `nil`: the caller gave up waiting (its task was cancelled).
+            guard let result = await running.end.value() else {
+                return try await engine.store.record(requestId).map { .requested($0.result) } ?? .unknown
+            }
             return result.status == .cancelled ? .cancelled(result) : .alreadyTerminal(result)
         case .queued(let record):
             let result = try await engine.cancelUnstarted(record, reason: reason)
@@ -255,81 +274,128 @@ package final class DispatchService: Service, Sendable {
     }
 
     /// Cancels `requestId` if this process runs it (a cancel asked on another replica); otherwise nothing.
-    private func cancelIfRunningHere(_ requestId: String, reason: String?) {
+    private func cancelIfRunningHere(_ requestId: String, reason: String?) async {
         guard let running = state.withLock({ $0.running[requestId] }) else { return }
-        let store = engine.store
-        Task {
-            var stated = reason
-            if stated == nil { stated = (try? await store.pendingCancels())?[requestId] }
-            running.token.cancel(reason: stated ?? "cancelled by request")
-            running.task.cancel()
-        }
+        var stated = reason
+        if stated == nil { stated = (try? await engine.store.pendingCancels())?[requestId] }
+        running.token.cancel(reason: stated ?? "cancelled by request")
     }
 
-    /// Waits for graceful shutdown, then drains.
+    /// Runs every admitted dispatch until graceful shutdown (or cancellation), then drains or hands off.
     package func run() async throws {
-        // Other replicas' results wake this one's waiters (PostgreSQL's LISTEN/NOTIFY), until shutdown.
-        let watcher = engine.watchStore(
-            onQueued: { [weak self] in self?.pump() },
-            onCancelRequested: { [weak self] id in self?.cancelIfRunningHere(id, reason: nil) }
-        )
-        defer { watcher?.cancel() }
-        try? await gracefulShutdown()
-        if onShutdown == .handoff {
-            handOff()
-            return
+        await withDiscardingTaskGroup { group in
+            // In the background: an unreachable API must not hold the service's start.
+            group.addTask { await self.engine.reconcileBackends() }
+            // Other replicas' results wake this one's waiters (PostgreSQL's LISTEN/NOTIFY), until the end.
+            group.addTask {
+                await self.engine.watchStore(
+                    onQueued: { self.pump() },
+                    onCancelRequested: { id in await self.cancelIfRunningHere(id, reason: nil) }
+                )
+            }
+            if sharedQueue { group.addTask { await self.claimQueued() } }
+            for backend in engine.allBackends { group.addTask { await backend.background() } }
+            await withGracefulShutdownHandler {
+                for await admission in admissions {
+                    group.addTask { await self.execute(admission) }
+                }
+            } onGracefulShutdown: {
+                self.stopAccepting()
+            }
+            // Cancelled rather than shut down: the same, in a hurry (what runs is cancelled with the group).
+            stopAccepting()
+            if onShutdown == .handoff {
+                await handOff()
+            } else {
+                await drain(for: drainOnShutdown)
+                logger.info("dispatches drained")
+            }
+            group.cancelAll()
         }
-        await shutdown(drain: drainOnShutdown)
-        logger.info("dispatches drained")
+        engine.notifier.wakeAll()
     }
 
-    /// Stops accepting and leaves every running dispatch as it is, for the next `serve` on this state dir: local
-    /// runs held by monitors are adopted by it, k8s runs followed; what no monitor holds (a checkout, a
-    /// verification, an agent without isolation) it ends as lost. Queued requests stay queued. Nothing is awaited:
-    /// the process exits next, and its rows keep their owner, whose death the next `serve` sees.
-    func handOff() {
-        let running = state.withLock { state -> [Running] in
+    /// Stops admission: nothing new starts, queued requests stay queued for the next start, and the admissions
+    /// stream ends (what it holds still starts).
+    private func stopAccepting() {
+        state.withLock { state in
+            guard state.accepting else { return }
             state.accepting = false
             state.queue.removeAll()
-            return Array(state.running.values)
+            admit.finish()
         }
+        claimWanted.signal()
+    }
+
+    /// Runs one admitted dispatch to its end: its token's cancel cancels its task (the supervision then ends its
+    /// processes), and its result is kept for whoever cancelled it.
+    private func execute(_ admission: Admission) async {
+        let (record, token) = (admission.record, admission.running.token)
+        let engine = self.engine
+        let result = await withTaskGroup(of: DispatchResult?.self) { group in
+            group.addTask {
+                admission.reattach ? await engine.reattach(record, token: token) : await engine.execute(record, token: token)
+            }
+            group.addTask {
+                await token.cancelled()
+                return nil
+            }
+            var result: DispatchResult?
+            while let next = await group.next() {
+                if let next { result = next }
+                group.cancelAll()
+            }
+            return result ?? record.result
+        }
+        admission.running.end.finish(result)
+        finished(record.requestId)
+    }
+
+    /// Leaves every running dispatch as it is, for the next `serve` on this state dir: local runs held by monitors
+    /// are adopted by it, k8s runs followed; what no monitor holds (a checkout, a verification, an agent without
+    /// isolation) it ends as lost. Queued requests stay queued. Each run's supervision lets go at once (its token is
+    /// detached); what cannot let go by itself within a moment (a checkout, an export under way) is cancelled with
+    /// the group, its result unwritten. Rows keep their owner, whose death the next `serve` sees.
+    func handOff() async {
+        let running = state.withLock { Array($0.running.values) }
         for item in running { item.token.detach() }
         logger.notice(
             "handing running dispatches off to the next serve",
             metadata: ["running": "\(running.count)", "heldByMonitors": "\(engine.runsOutliveRunner)"]
         )
-        engine.notifier.wakeAll()
+        engine.held.stop()
+        await waitUntilIdle(until: .now + Self.letGoWindow)
     }
 
-    /// Stops accepting, lets running dispatches finish for `drain`, then cancels the rest ("runner shutting down").
-    /// Queued requests stay queued for the next start.
-    package func shutdown(drain: Duration) async {
-        let running = state.withLock { state -> [Running] in
-            state.accepting = false
-            state.queue.removeAll()
-            return Array(state.running.values)
-        }
+    /// How long a hand-off waits for runs to let go before it cancels what is left.
+    static let letGoWindow: Duration = .seconds(2)
+
+    /// Lets running dispatches finish for `drain`, then cancels the rest ("runner shutting down") and waits for them.
+    private func drain(for drain: Duration) async {
+        let running = state.withLock { Array($0.running.values) }
         logger.info("draining", metadata: ["running": "\(running.count)", "drainMs": "\(drain.milliseconds)"])
         // k8s runs are let go at once, not drained: their Jobs run on and the next serve follows them.
         for item in running where item.byJob { item.token.detach() }
-        // Awaiting a task's value cannot be cancelled, so the drain window is a wait on the running set, woken by each
-        // dispatch that ends and by the window's end.
-        let end = ContinuousClock.now + drain
-        while ContinuousClock.now < end, counts.running > 0 {
-            await drained.wait(until: end)
-        }
+        await waitUntilIdle(until: .now + drain)
         let left = state.withLock { Array($0.running.values) }
-        for item in left {
-            // A shutdown never cancels a k8s run (CONTRACT §3); those were let go above.
-            guard !item.byJob else { continue }
-            item.token.cancel(reason: "runner shutting down")
-            item.task.cancel()
-        }
+        // A shutdown never cancels a k8s run (CONTRACT §3); those were let go above.
+        for item in left where !item.byJob { item.token.cancel(reason: "runner shutting down") }
         // Results still held (the store takes no writes) are given up now: their rows go to the next serve.
         if engine.held.count > 0 { logger.error("shutting down with results the store would not take", metadata: ["held": "\(engine.held.count)"]) }
         engine.held.stop()
-        for item in left { _ = await item.task.value }
-        engine.notifier.wakeAll()
+        await waitUntilIdle(until: nil)
+    }
+
+    /// Waits until no dispatch runs, `end` passes, or the task is cancelled; woken by each dispatch that ends.
+    private func waitUntilIdle(until end: ContinuousClock.Instant?) async {
+        while counts.running > 0, !Task.isCancelled {
+            guard let end else {
+                await drained.wait()
+                continue
+            }
+            guard ContinuousClock.now < end else { return }
+            await drained.wait(until: end)
+        }
     }
 
     /// Whether the queue is the store's, shared by every replica on it (PostgreSQL), rather than this process's.
@@ -337,7 +403,7 @@ package final class DispatchService: Service, Sendable {
 
     /// Starts queued requests while slots are free.
     private func pump() {
-        if sharedQueue { return claimShared() }
+        if sharedQueue { return claimWanted.signal() }
         state.withLock { state in
             while state.accepting, state.running.count + state.reserved < maxConcurrent, !state.queue.isEmpty {
                 startLocked(state.queue.removeFirst(), in: &state)
@@ -345,76 +411,74 @@ package final class DispatchService: Service, Sendable {
         }
     }
 
-    /// The shared queue: while a slot is free, takes the oldest queued request of any replica from the store (each
-    /// exactly once: the store's claim skips rows another replica holds). One claimer at a time; a call while it works
-    /// makes it look once more before it stops, so no announcement falls between its last look and its end. A row
-    /// claimed as the service stops accepting goes back to the queue for another replica.
-    private func claimShared() {
-        let start = state.withLock { state -> Bool in
-            if state.claiming {
-                state.claimAgain = true
-                return false
-            }
-            (state.claiming, state.claimAgain) = (true, false)
-            return true
-        }
-        guard start else { return }
-        let store = engine.store
-        let owner = self.owner
-        let logger = self.logger
-        Task {
-            while true {
-                let slot = state.withLock { state -> Bool in
-                    guard state.accepting, state.running.count + state.reserved < maxConcurrent else { return false }
-                    state.reserved += 1
-                    return true
-                }
-                var claimed: DispatchRecord?
-                if slot {
-                    do {
-                        claimed = try await store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date()))
-                    } catch {
-                        logger.error("cannot claim a queued dispatch", metadata: ["error": "\(error)"])
-                    }
-                }
-                let (started, again) = state.withLock { state -> (Bool, Bool) in
-                    if slot { state.reserved -= 1 }
-                    if let claimed, state.accepting {
-                        startLocked(claimed, in: &state)
-                        return (true, true)
-                    }
-                    if claimed == nil, state.claimAgain {
-                        state.claimAgain = false
-                        return (false, true)
-                    }
-                    if claimed == nil { state.claiming = false }
-                    return (false, false)
-                }
-                if let claimed, !started {
-                    try? await store.unclaim(claimed, owner: owner)
-                    state.withLock { $0.claiming = false }
-                    return
-                }
-                if !again { return }
-            }
+    /// The shared queue's claimer, for as long as ``run()`` runs: whenever a slot may be free (``pump()``), takes
+    /// the oldest queued request of any replica from the store while slots are free (each exactly once: the store's
+    /// claim skips rows another replica holds). A call while it claims is kept for its next look, so no announcement
+    /// falls between its last look and its wait.
+    private func claimQueued() async {
+        while !Task.isCancelled, state.withLock({ $0.accepting }) {
+            await claimWanted.wait()
+            while !Task.isCancelled, await claimOne() {}
         }
     }
 
-    private func startLocked(_ record: DispatchRecord, in state: inout State, reattach: Bool = false) {
-        let token = CancelToken()
-        let engine = self.engine
-        let task = Task {
-            let result = reattach ? await engine.reattach(record, token: token) : await engine.execute(record, token: token)
-            self.finished(record.requestId)
-            return result
+    /// Claims one queued request of the shared queue into a free slot; whether it started one. A row claimed as the
+    /// service stops accepting goes back to the queue for another replica.
+    private func claimOne() async -> Bool {
+        let slot = state.withLock { state -> Bool in
+            guard state.accepting, state.running.count + state.reserved < maxConcurrent else { return false }
+            state.reserved += 1
+            return true
         }
-        state.running[record.requestId] = Running(task: task, token: token, byJob: engine.isRunByJob(record))
+        guard slot else { return false }
+        var claimed: DispatchRecord?
+        do {
+            claimed = try await engine.store.claimNextQueued(owner: owner, startedAt: ISO8601.string(Date()))
+        } catch {
+            logger.error("cannot claim a queued dispatch", metadata: ["error": "\(error)"])
+        }
+        let started = state.withLock { state -> Bool in
+            state.reserved -= 1
+            guard let claimed, state.accepting else { return false }
+            return startLocked(claimed, in: &state)
+        }
+        if let claimed, !started {
+            let (store, owner) = (engine.store, owner)
+            await uncancelled { try? await store.unclaim(claimed, owner: owner) }
+        }
+        return started
+    }
+
+    /// Registers `record` as running and hands it to ``run()``'s group; `false` once admission has stopped.
+    @discardableResult
+    private func startLocked(_ record: DispatchRecord, in state: inout State, reattach: Bool = false) -> Bool {
+        let running = Running(token: CancelToken(), byJob: engine.isRunByJob(record), end: RunEnd())
+        guard case .enqueued = admit.yield(Admission(record: record, reattach: reattach, running: running)) else { return false }
+        state.running[record.requestId] = running
+        return true
     }
 
     private func finished(_ requestId: String) {
         state.withLock { _ = $0.running.removeValue(forKey: requestId) }
         drained.signal()
         pump()
+    }
+}
+
+/// A dispatch's result, once its task has ended.
+private final class RunEnd: Sendable {
+    private let ended = Latch()
+    private let result = Mutex<DispatchResult?>(nil)
+
+    func finish(_ value: DispatchResult) {
+        result.withLock { $0 = value }
+        ended.set()
+    }
+
+    /// The result, once there is one; `nil` when the calling task is cancelled first.
+    func value() async -> DispatchResult? {
+        await ended.wait()
+        return result.withLock { $0 }
     }
 }
 

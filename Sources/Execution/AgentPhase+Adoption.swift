@@ -49,11 +49,12 @@ extension AgentPhase {
         guard
             let process = await supervisor.adopt(
                 watched,
-                limits: limits(timeoutMs: leftMs),
+                limits: limits(timeoutMs: leftMs, token: token),
                 finalEventSeen: Self.completionProbe(launch.adapter, stdoutPath: attempt.logs.stdoutPath),
                 sweepLeftovers: !input.sweepAfterResult
             )
         else { return nil }
+        if process.ending == .letGo { return outcome.letGo() }
         if input.sweepAfterResult, process.pid > 0 { (outcome.pendingSweep, outcome.pendingCgroup) = (process.pid, process.cgroup) }
         if let ended = record(process, of: attempt, input: input, adapter: launch.adapter, token: token, outcome: &outcome) { return ended }
         return await runAttempts(from: index + 1, input: input, launch: launch, token: token, outcome: outcome, attemptStarting: attemptStarting)

@@ -68,6 +68,17 @@ package struct AgentPhase: Sendable {
         /// Whether the pending sweep's attempt ended by itself in its own pid namespace.
         package var pendingIsolatedExit = false
 
+        /// The phase was let go of (a `serve` handing its runs off): its attempt runs on, for the next runner to adopt;
+        /// nothing of it is to be recorded, swept or exported here.
+        package var wasLetGo = false
+
+        /// Ends the phase let go of.
+        mutating func letGo() -> Outcome {
+            wasLetGo = true
+            pendingSweep = nil
+            return self
+        }
+
         /// Ends the phase `failed` (or `cancelled`) with `failure`.
         mutating func end(_ failure: DispatchFailure) -> Outcome {
             if case .cancelled = failure { status = .cancelled } else { status = .failed }
@@ -140,6 +151,7 @@ package struct AgentPhase: Sendable {
         let models = input.request.modelAttempts
         for (index, model) in models.enumerated() where index >= first {
             let label = "agent attempt \(index + 1)/\(models.count)"
+            if token.isDetached { return outcome.letGo() }
             if Task.isCancelled || token.reason != nil { return outcome.end(.cancelled(reason: token.reason ?? "cancelled")) }
             let allowedMs = input.deadline.remainingMs
             guard allowedMs >= Self.minimumAttemptMs else {
@@ -256,7 +268,7 @@ package struct AgentPhase: Sendable {
     /// Runs one attempt and records it in `outcome`; returns the outcome when the phase ends with it.
     func runAttempt(_ attempt: Attempt, input: Input, launch: Launch, token: CancelToken, outcome: inout Outcome) async -> Outcome? {
         let spec = processSpec(attempt, input: input, launch: launch)
-        let limits = limits(timeoutMs: attempt.allowedMs)
+        let limits = limits(timeoutMs: attempt.allowedMs, token: token)
         let adapter = launch.adapter
         let probe = Self.completionProbe(adapter, stdoutPath: attempt.logs.stdoutPath)
         logger.debug("starting \(attempt.label)", metadata: ["model": "\(attempt.model ?? "default")", "pid.argv0": "\(launch.executable)"])
@@ -294,17 +306,20 @@ package struct AgentPhase: Sendable {
             )
             return nil
         }
+        if process.ending == .letGo { return outcome.letGo() }
         return record(process, of: attempt, input: input, adapter: adapter, token: token, outcome: &outcome)
     }
 
     /// The limits of an attempt with `timeoutMs` left.
-    func limits(timeoutMs: Int) -> ProcessLimits {
-        ProcessLimits(
+    func limits(timeoutMs: Int, token: CancelToken) -> ProcessLimits {
+        var limits = ProcessLimits(
             timeout: .milliseconds(timeoutMs),
             killGrace: .milliseconds(configuration.killGraceMs),
             completionGrace: .milliseconds(configuration.completionGraceMs),
             maxLogBytes: configuration.maxLogBytes
         )
+        limits.letGo = token.letGo
+        return limits
     }
 
     /// Whether the agent printed its final event: the last thing an agent prints, so only the tail is read, not the

@@ -30,6 +30,8 @@ struct AttemptJudge: Sendable {
             return .outputLimit(tool: tool, stream: process.exceededStream ?? "output", limitBytes: maxLogBytes, during: label)
         case .runnerLost:
             return .runnerLost(reason: "runner lost: no runner adopted the run within its lease during \(label); its monitor ended it")
+        case .letGo:
+            return .message("\(label) was let go of: the runner is handing its runs off")
         case .completedByOutput:
             return parsed.reportedError.map { .message("\(tool) reported an error during \(label): \($0)") }
         case .exited:

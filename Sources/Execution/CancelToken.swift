@@ -1,3 +1,4 @@
+import AgentProcess
 import Synchronization
 
 /// A cancellation signal with a reason, shared by a dispatch and whoever may stop it — or, for a run that
@@ -13,6 +14,9 @@ package final class CancelToken: Sendable {
     }
 
     private let state = Mutex(State())
+
+    /// Set by ``detach()``: the processes the run supervises are let go of, not ended (``ProcessLimits/letGo``).
+    package let letGo = Latch()
 
     /// A token nobody has cancelled yet.
     package init() {}
@@ -34,6 +38,15 @@ package final class CancelToken: Sendable {
             current.detached = true
             return true
         }
+        if isDetached { letGo.set() }
+    }
+
+    /// Waits until the token is cancelled, or the calling task is.
+    package func cancelled() async {
+        let wakeup = Wakeup()
+        let key = observe { wakeup.signal() }
+        defer { removeObserver(key) }
+        while reason == nil, !Task.isCancelled { await wakeup.wait() }
     }
 
     /// Tells the run that its terminal result is already stored (by the Job's callback): it stops following.

@@ -34,6 +34,9 @@ package protocol ExecutionBackend: Sendable {
     /// After a restart: cleans up what the backend left running for requests that are already terminal
     /// (a Job whose delete failed while the API was down). `isTerminal` answers from the store.
     func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async
+
+    /// The backend's own background work (a warm pool's refills), run by the service that owns it until cancelled.
+    func background() async
 }
 
 extension ExecutionBackend {
@@ -58,6 +61,9 @@ extension ExecutionBackend {
 
     /// Nothing to reconcile by default.
     package func reconcile(isTerminal: @escaping @Sendable (String) async -> Bool, logger: Logger) async {}
+
+    /// No background work by default.
+    package func background() async {}
 }
 
 /// Everything a backend gets for one run, and nothing else.

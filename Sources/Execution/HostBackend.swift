@@ -53,6 +53,8 @@ package struct HostBackend: ExecutionBackend {
             return .ended(salvaged, processesKilled: killed)
         }
         let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
+        // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
+        if outcome.wasLetGo { return .letGo(result) }
         result.apply(outcome)
         let supervisor = runner.supervisor
         let killed = outcome.processesKilled

@@ -49,17 +49,27 @@ package final class RunDiskWatch: Sendable {
     /// Looks until `body` returns, then stops; a run past the limit has `body`'s task cancelled (its processes are
     /// ended as on any cancellation) and its outcome fails `disk limit`. `nil` from `body` (nothing to adopt) stays.
     package func watching(_ body: @escaping @Sendable () async -> AgentPhase.Outcome?) async -> AgentPhase.Outcome? {
-        let work = Task { await body() }
-        let looking = Task.detached { [self] in
-            if await look() { work.cancel() }
+        enum Event: Sendable {
+            case ended(AgentPhase.Outcome?)
+            case exceeded
+            case stopped
         }
-        var outcome = await withTaskCancellationHandler {
-            await work.value
-        } onCancel: {
-            work.cancel()
+        var outcome = await withTaskGroup(of: Event.self) { group in
+            group.addTask { .ended(await body()) }
+            group.addTask { await self.look() ? .exceeded : .stopped }
+            var outcome: AgentPhase.Outcome?
+            while let event = await group.next() {
+                switch event {
+                case .ended(let ended):
+                    outcome = ended
+                    group.cancelAll()
+                // Past the limit: the agent's task is cancelled, and its processes ended as on any cancellation.
+                case .exceeded: group.cancelAll()
+                case .stopped: break
+                }
+            }
+            return outcome
         }
-        looking.cancel()
-        _ = await looking.value
         if let key = observer.withLock({ $0 }) { outer.removeObserver(key) }
         if let used = exceeded.withLock({ $0 }), outer.reason == nil, outcome != nil {
             outcome?.status = .failed

@@ -63,7 +63,7 @@ package struct VerificationPhase: Sendable {
             do {
                 outcome = try await supervisor.run(
                     spec,
-                    limits: ProcessLimits(timeout: .milliseconds(allowedMs), killGrace: .milliseconds(killGraceMs))
+                    limits: limits(allowedMs: allowedMs, token: token)
                 )
             } catch {
                 failure = .message("\(label) could not start: \(error)")
@@ -79,6 +79,8 @@ package struct VerificationPhase: Sendable {
                 )
             case .cancelled:
                 failure = token.reason.map { .cancelled(reason: $0) } ?? .message("cancelled during \(label)")
+            case .letGo:
+                failure = .message("\(label) was let go of: the runner is handing its runs off")
             default:
                 if outcome.exitCode != 0 {
                     let how = outcome.exitCode.map { "exit \($0)" } ?? "signal \(outcome.signal ?? 0)"
@@ -90,5 +92,12 @@ package struct VerificationPhase: Sendable {
         }
         if output.utf8.count > Self.maxOutputBytes { output = String(output.utf8.suffix(Self.maxOutputBytes)) ?? output }
         return (Artifacts.Verification(commands: commands, success: failure == nil, output: output), failure)
+    }
+
+    /// What one command may take: `allowedMs`, the kill grace, and let go of with the run (`token`'s ``CancelToken/letGo``).
+    func limits(allowedMs: Int, token: CancelToken) -> ProcessLimits {
+        var limits = ProcessLimits(timeout: .milliseconds(allowedMs), killGrace: .milliseconds(killGraceMs))
+        limits.letGo = token.letGo
+        return limits
     }
 }

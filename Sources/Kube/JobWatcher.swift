@@ -1,3 +1,4 @@
+import AgentProcess
 import Foundation
 import Logging
 import Synchronization
@@ -163,12 +164,11 @@ final class Wakeup: Sendable {
             state.nextId += 1
             return state.nextId
         }
-        let timer = Task { [weak self] in
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            self?.release(id)
-        }
+        // A timer on the process runtime's loop, not a sleeping task per wait.
+        let runtime = ProcessRuntime.shared
+        let timer = runtime.timer(at: .now + timeout) { [weak self] in self?.release(id) }
         defer {
-            timer.cancel()
+            runtime.cancel(timer)
             state.withLock { _ = $0.released.remove(id) }
         }
         await withTaskCancellationHandler {

@@ -41,6 +41,8 @@ package struct LocalSandboxBackend: ExecutionBackend {
         case .none: return .ended(result)
         }
         result.localSandbox = sandbox.info()
+        // Handed off during the checkout: no agent was started; the next runner ends the run as lost.
+        if context.cancellation.isDetached { return .letGo(result) }
         var running = result
         running.updatedAt = ISO8601.string(Date())
         await context.progress(running)
@@ -49,6 +51,9 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// A `cwd` inside the runner's hidden parts is refused before anything is recorded.
     package func refusal(of request: DispatchRequest) -> RequestValidationError? { runner.workDirRefusal(request) }
+
+    /// The warm pool's removals and refills.
+    package func background() async { await pool?.run() }
 
     /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
     package func canAttach(_ known: DispatchResult) -> Bool { known.localSandbox != nil && runner.canAdoptHere(known) }
@@ -106,12 +111,16 @@ package struct LocalSandboxBackend: ExecutionBackend {
             return .ended(salvaged, processesKilled: killed)
         }
         let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
+        // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
+        if outcome.wasLetGo { return .letGo(result) }
         result.apply(outcome)
         // What the dead runner may have started after the agent (a verification command) is not this run's any more.
         if adopting { _ = await runner.endMarked(context.request.requestId) }
         // The agent's processes are gone: what its CLI refreshed goes back to the agent home.
         home.writeBack()
         let verification = await verify(sandbox, context: context, deadline: workDeadline, user: user, result: &result)
+        // Handed off during verification: the next runner adopts the ended agent and verifies again.
+        if context.cancellation.isDetached { return .letGo(result) }
         // Nothing runs as the uid any more: the next run may have it (this run's files stay out of its sight).
         lease?.release()
         await export(sandbox, verification: verification, deadline: deadline, result: &result)

@@ -15,6 +15,9 @@ import Synchronization
 /// `dispatch sandboxes list` know it. A claim renames the checkout (files keep their inodes and times, so the index
 /// stays true and `git status` clean), puts the sandbox's branch in place of the entry's, and marks the row removed.
 /// Entries of a commit no longer wanted are removed; a `serve` that starts removes what an earlier one left.
+///
+/// The removals and refills run in ``run()`` (under `serve`, in the dispatch service's task group): a claim or a
+/// change of the wanted commit only hands them the work.
 package final class WarmPool: Sendable {
     /// How many ready checkouts each repository keeps.
     package let size: Int
@@ -23,6 +26,15 @@ package final class WarmPool: Sendable {
     let registry: SandboxRegistry?
     let logger: Logger
     private let state = Mutex(State())
+    /// The pool's background work, for ``run()``.
+    private let work: AsyncStream<Work>
+    private let workInput: AsyncStream<Work>.Continuation
+
+    /// What ``run()`` does: drop entries (their checkouts removed, their rows marked), or refill a repository.
+    private enum Work: Sendable {
+        case drop([Entry], removeFiles: Bool)
+        case refill(String)
+    }
 
     package struct Entry: Sendable, Equatable {
         var id: String
@@ -47,6 +59,7 @@ package final class WarmPool: Sendable {
         self.root = "\(sandboxRoot)/.warm"
         self.registry = registry
         self.logger = logger
+        (work, workInput) = AsyncStream.makeStream(of: Work.self)
         try? FileManager.default.removeItem(atPath: root)
         try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
@@ -85,7 +98,7 @@ package final class WarmPool: Sendable {
         } catch {
             logger.warning("a warm checkout could not be claimed; checking out afresh", metadata: ["error": "\(error)"])
             try? fileManager.removeItem(atPath: entry.path)
-            Task { await forget(entry) }
+            workInput.yield(.drop([entry], removeFiles: false))
             return nil
         }
         try? fileManager.removeItem(atPath: entry.path)
@@ -112,13 +125,24 @@ package final class WarmPool: Sendable {
             if start { state.filling.insert(sourceRepo) }
             return (stale + all.filter { $0.baseSha != baseSha }, start)
         }
-        if !stale.isEmpty || start {
-            Task {
-                for entry in stale {
-                    try? FileManager.default.removeItem(atPath: entry.path)
-                    await forget(entry)
+        if !stale.isEmpty { workInput.yield(.drop(stale, removeFiles: true)) }
+        if start { workInput.yield(.refill(sourceRepo)) }
+    }
+
+    /// Does the pool's removals and refills, each as a child task, until the calling task is cancelled.
+    package func run() async {
+        await withDiscardingTaskGroup { group in
+            for await item in work {
+                group.addTask {
+                    switch item {
+                    case .drop(let entries, let removeFiles):
+                        for entry in entries {
+                            if removeFiles { try? FileManager.default.removeItem(atPath: entry.path) }
+                            await self.forget(entry)
+                        }
+                    case .refill(let sourceRepo): await self.refill(sourceRepo)
+                    }
                 }
-                if start { await refill(sourceRepo) }
             }
         }
     }

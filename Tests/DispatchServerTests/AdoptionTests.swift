@@ -110,7 +110,7 @@ import Testing
         let count = dir.child("handoff.count")
         let first = try await startRun(
             state,
-            ["requestId": "handoff", "task": "fake:sleep=4 fake:count=\(count) fake:answer=handed-off", "tool": "codex"],
+            ["requestId": "handoff", "task": "fake:sleep=8 fake:count=\(count) fake:answer=handed-off", "tool": "codex"],
             arguments: ["--on-shutdown", "handoff"]
         )
         let clock = ContinuousClock()

@@ -29,6 +29,11 @@ import Testing
             let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, token: RouterTests.token, maxBodyBytes: maxBodyBytes)
             app = Application(router: DispatchApplication.buildRouter(service: service, configuration: configuration))
         }
+
+        /// `body` against the router, with the service running (it starts what the routes admit).
+        func test(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+            try await withRunning(service) { try await app.test(.router, body) }
+        }
     }
 
     static func headers(token: String? = RouterTests.token, json: Bool = true) -> HTTPFields {
@@ -51,7 +56,7 @@ import Testing
 
     @Test func healthInfoReadinessAndMetricsNeedNoToken() async throws {
         let harness = try Harness()
-        try await harness.app.test(.router) { client in
+        try await harness.test { client in
             let health = try await client.execute(uri: "/healthz", method: .get, headers: Self.headers(token: nil))
             #expect(health.status == .ok)
             #expect(try Self.object(health)["ok"] as? Bool == true)
@@ -71,7 +76,7 @@ import Testing
 
     @Test func internalRoutesNeedTheToken() async throws {
         let harness = try Harness()
-        try await harness.app.test(.router) { client in
+        try await harness.test { client in
             for (method, uri) in [
                 (HTTPRequest.Method.post, "/internal/agent-dispatch"), (.get, "/internal/agent-result/x"), (.get, "/internal/agent-await/x"),
                 (.post, "/internal/agent-cancel/x"), (.get, "/internal/agent-dispatches"), (.get, "/internal/agent-logs/x"),
@@ -95,7 +100,7 @@ import Testing
 
     @Test func dispatchValidatesTypesAndSizeBeforeRecording() async throws {
         let harness = try Harness(maxBodyBytes: 4096)
-        try await harness.app.test(.router) { client in
+        try await harness.test { client in
             let text = try await client.execute(
                 uri: "/internal/agent-dispatch",
                 method: .post,
@@ -138,7 +143,7 @@ import Testing
         let harness = try Harness()
         let id = "router-\(UUID().uuidString.prefix(8).lowercased())"
         let request = try Self.body(["requestId": id, "task": "fake:answer=routed", "tool": "codex", "cwd": harness.fixture.dir.path])
-        try await harness.app.test(.router) { client in
+        try await harness.test { client in
             let accepted = try await client.execute(uri: "/internal/agent-dispatch", method: .post, headers: Self.headers(), body: request)
             #expect(accepted.status == .accepted)
             let first = try Self.object(accepted)
@@ -183,7 +188,7 @@ import Testing
     @Test func awaitTimesOutWithTheCurrentStatus() async throws {
         let harness = try Harness()
         let id = "router-slow-\(UUID().uuidString.prefix(8).lowercased())"
-        try await harness.app.test(.router) { client in
+        try await harness.test { client in
             let body = try Self.body(["requestId": id, "task": "fake:sleep=5", "tool": "codex", "cwd": harness.fixture.dir.path])
             #expect(try await client.execute(uri: "/internal/agent-dispatch", method: .post, headers: Self.headers(), body: body).status == .accepted)
             let waited = try await client.execute(uri: "/internal/agent-await/\(id)?timeoutMs=200", method: .get, headers: Self.headers())
@@ -211,6 +216,5 @@ import Testing
             )
             #expect(malformed.status == .badRequest)
         }
-        await harness.service.shutdown(drain: .seconds(5))
     }
 }

@@ -58,6 +58,15 @@ import Testing
         let service = DispatchService(engine: fixture.engine, maxConcurrent: 1, logger: Logger(label: "t"))
         let first = fixture.request(.codex, "fake:sleep=0.5 fake:answer=first")
         let second = fixture.request(.codex, "fake:sleep=3 fake:answer=second")
+        try await withRunning(service) { try await queuedStartsUnderTheRenewedOwner(fixture, service, first, second) }
+    }
+
+    func queuedStartsUnderTheRenewedOwner(
+        _ fixture: EngineFixture,
+        _ service: DispatchService,
+        _ first: DispatchRequest,
+        _ second: DispatchRequest
+    ) async throws {
         _ = try await service.submit(first)
         #expect(try await service.submit(second).status == .queued)
         var started = try #require(try await fixture.engine.store.record(second.requestId))

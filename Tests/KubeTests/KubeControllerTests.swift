@@ -193,7 +193,7 @@ import Testing
 
             let service = DispatchService(engine: fixture.engine, maxConcurrent: 2, logger: .init(label: "test"))
             try await service.recover()
-            let final = try await fixture.engine.awaitTerminal(request.requestId, timeout: .seconds(30))
+            let final = try await withRunning(service) { try await fixture.engine.awaitTerminal(request.requestId, timeout: .seconds(30)) }
             #expect(final?.status == .completed, "\(final?.result.error ?? "") owner \(String(describing: final?.owner))")
             #expect(final?.result.result == "reattached")
             #expect(final?.result.job?.name == name)
@@ -228,10 +228,13 @@ import Testing
 
             let service = DispatchService(engine: fixture.engine, maxConcurrent: 2, logger: .init(label: "test"))
             try await service.recover()
-            let final = try await fixture.engine.awaitTerminal(lost.requestId, timeout: .seconds(30))
+            let (final, deleted) = try await withRunning(service) {
+                let final = try await fixture.engine.awaitTerminal(lost.requestId, timeout: .seconds(30))
+                return (final, await eventually(timeout: .seconds(10)) { !api.hasJob(JobNaming.jobName(requestId: done.requestId)) })
+            }
             #expect(final?.status == .failed)
             #expect(final?.result.error?.contains("does not exist") == true, "\(final?.result.error ?? "")")
-            #expect(await eventually(timeout: .seconds(10)) { !api.hasJob(JobNaming.jobName(requestId: done.requestId)) })
+            #expect(deleted)
             #expect(api.hasJob(JobNaming.jobName(requestId: foreign.requestId)))
         }
     }

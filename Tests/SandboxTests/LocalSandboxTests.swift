@@ -449,14 +449,18 @@ import Testing
             let path = dir.child("repo-\(index)")
             repos.append((path, try GitFixture.makeRepo(at: path, files: ["f.txt": "\(index)\n"])))
         }
-        for repo in repos {
-            pool.wanted(sourceRepo: repo.path, baseSha: repo.base)
-            #expect(await eventually { pool.readyCount(sourceRepo: repo.path, baseSha: repo.base) == 1 })
-        }
-        #expect(pool.readyCount(sourceRepo: repos[0].path, baseSha: repos[0].base) == 0, "the one asked for longest ago gave its up")
-        for repo in repos.dropFirst() { #expect(pool.readyCount(sourceRepo: repo.path, baseSha: repo.base) == 1) }
         let warm = dir.child("sandboxes/.warm")
         func left() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: warm)) ?? []).filter { !$0.hasSuffix(".partial") } }
-        #expect(await eventually { left().count == WarmPool.maxRepositories }, "and its checkout is gone from disk: \(left())")
+        await withDiscardingTaskGroup { group in
+            group.addTask { await pool.run() }
+            for repo in repos {
+                pool.wanted(sourceRepo: repo.path, baseSha: repo.base)
+                #expect(await eventually { pool.readyCount(sourceRepo: repo.path, baseSha: repo.base) == 1 })
+            }
+            #expect(pool.readyCount(sourceRepo: repos[0].path, baseSha: repos[0].base) == 0, "the one asked for longest ago gave its up")
+            for repo in repos.dropFirst() { #expect(pool.readyCount(sourceRepo: repo.path, baseSha: repo.base) == 1) }
+            #expect(await eventually { left().count == WarmPool.maxRepositories }, "and its checkout is gone from disk: \(left())")
+            group.cancelAll()
+        }
     }
 }

@@ -67,17 +67,20 @@ package enum DispatchApplication {
         )
         // Stopped in reverse order: the dispatches drain first while the server still answers; leases are renewed
         // until the very end.
+        // A service that fails (a listener that cannot bind) shuts the group down gracefully, never by cancellation:
+        // cancelling `DispatchService` would cancel its runs (k8s Jobs deleted, agents a hand-off must leave killed).
         let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: LeaseKeeper(service: service, logger: logger)),
+            .init(service: LeaseKeeper(service: service, logger: logger), failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(
                 service: JanitorService(
                     janitor: SandboxJanitor(store: service.engine.store, runsDirectory: "\(service.engine.configuration.stateDir)/runs"),
                     interval: configuration.janitorInterval,
                     logger: logger
-                )
+                ),
+                failureTerminationBehavior: .gracefullyShutdownGroup
             ),
-            .init(service: app),
-            .init(service: service),
+            .init(service: app, failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: service, failureTerminationBehavior: .gracefullyShutdownGroup),
         ]
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

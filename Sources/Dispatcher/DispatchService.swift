@@ -43,6 +43,8 @@ package final class DispatchService: Service, Sendable {
         let byJob: Bool
         /// Its result, once its task ends.
         let end: RunEnd
+        /// Set to cancel its task: by its token's cancel, or by a hand-off giving up on a run that did not let go.
+        let interrupt = Latch()
     }
 
     /// One dispatch for ``run()``'s task group to start.
@@ -295,14 +297,20 @@ package final class DispatchService: Service, Sendable {
             }
             if sharedQueue { group.addTask { await self.claimQueued() } }
             for backend in engine.allBackends { group.addTask { await backend.background() } }
-            await withGracefulShutdownHandler {
-                for await admission in admissions {
-                    group.addTask { await self.execute(admission) }
+            await withTaskCancellationHandler {
+                await withGracefulShutdownHandler {
+                    for await admission in admissions {
+                        group.addTask { await self.execute(admission) }
+                    }
+                } onGracefulShutdown: {
+                    self.stopAccepting()
                 }
-            } onGracefulShutdown: {
-                self.stopAccepting()
+            } onCancel: {
+                // Cancelled rather than shut down (`serve`'s group shuts down gracefully even when a service fails, so
+                // only a cancelled process gets here): what runs is cancelled with the group. As far as it can be told
+                // in time, k8s runs — and in a hand-off every run — are let go of rather than ended.
+                self.letGoOnCancel()
             }
-            // Cancelled rather than shut down: the same, in a hurry (what runs is cancelled with the group).
             stopAccepting()
             if onShutdown == .handoff {
                 await handOff()
@@ -332,12 +340,16 @@ package final class DispatchService: Service, Sendable {
     private func execute(_ admission: Admission) async {
         let (record, token) = (admission.record, admission.running.token)
         let engine = self.engine
+        let interrupt = admission.running.interrupt
+        let key = token.observe { if token.reason != nil { interrupt.set() } }
+        defer { token.removeObserver(key) }
+        if token.reason != nil { interrupt.set() }
         let result = await withTaskGroup(of: DispatchResult?.self) { group in
             group.addTask {
                 admission.reattach ? await engine.reattach(record, token: token) : await engine.execute(record, token: token)
             }
             group.addTask {
-                await token.cancelled()
+                await interrupt.wait()
                 return nil
             }
             var result: DispatchResult?
@@ -354,8 +366,8 @@ package final class DispatchService: Service, Sendable {
     /// Leaves every running dispatch as it is, for the next `serve` on this state dir: local runs held by monitors
     /// are adopted by it, k8s runs followed; what no monitor holds (a checkout, a verification, an agent without
     /// isolation) it ends as lost. Queued requests stay queued. Each run's supervision lets go at once (its token is
-    /// detached); what cannot let go by itself within a moment (a checkout, an export under way) is cancelled with
-    /// the group, its result unwritten. Rows keep their owner, whose death the next `serve` sees.
+    /// detached); what cannot let go by itself within a moment (a checkout, an export under way) is cancelled, its
+    /// result unwritten. Rows keep their owner, whose death the next `serve` sees.
     func handOff() async {
         let running = state.withLock { Array($0.running.values) }
         for item in running { item.token.detach() }
@@ -365,6 +377,15 @@ package final class DispatchService: Service, Sendable {
         )
         engine.held.stop()
         await waitUntilIdle(until: .now + Self.letGoWindow)
+        // What did not let go by itself (a checkout, an export under way) is cancelled, its result unwritten; a k8s
+        // run is never cancelled (its Job would be deleted): it lets go once its step ends.
+        for item in state.withLock({ Array($0.running.values) }) where !item.byJob { item.interrupt.set() }
+        await waitUntilIdle(until: nil)
+    }
+
+    /// A cancellation of ``run()``: k8s runs are let go of (a shutdown never cancels them), and every run in a hand-off.
+    private func letGoOnCancel() {
+        for item in state.withLock({ Array($0.running.values) }) where item.byJob || onShutdown == .handoff { item.token.detach() }
     }
 
     /// How long a hand-off waits for runs to let go before it cancels what is left.

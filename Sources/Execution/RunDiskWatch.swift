@@ -37,13 +37,15 @@ package final class RunDiskWatch: Sendable {
         self.uid = uid
         self.outer = outer
         let inner = token
-        let key = outer.observe {
+        let passOn: @Sendable () -> Void = {
             if let reason = outer.reason { inner.cancel(reason: reason) }
             if outer.isDetached { inner.detach() }
             if outer.isSettled { inner.settle() }
         }
+        let key = outer.observe(passOn)
         observer.withLock { $0 = key }
-        if let reason = outer.reason { inner.cancel(reason: reason) }
+        // What happened before the observer was registered (a hand-off's detach included) is passed on too.
+        passOn()
     }
 
     /// Looks until `body` returns, then stops; a run past the limit has `body`'s task cancelled (its processes are

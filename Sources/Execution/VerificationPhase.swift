@@ -43,6 +43,11 @@ package struct VerificationPhase: Sendable {
         var failure: DispatchFailure?
         for (index, command) in commands.enumerated() {
             let label = "verification command \(index + 1)/\(commands.count)"
+            // Handed off: no command starts that nobody would supervise.
+            if token.isDetached {
+                failure = .message("\(label) was let go of: the runner is handing its runs off")
+                break
+            }
             let allowedMs = deadline.remainingMs
             guard allowedMs > 0 else {
                 failure = .timedOut(.init(subject: "verification", elapsedMs: deadline.elapsedMs, budgetMs: budgetMs, moment: .before(label)))

@@ -152,7 +152,8 @@ package final class WarmPool: Sendable {
     private func refill(_ sourceRepo: String) async {
         while true {
             let sha = state.withLock { state -> String? in
-                guard let sha = state.wanted[sourceRepo], state.ready[sourceRepo, default: []].count < size else {
+                // Stopped with the service: a shutdown does not wait for checkouts nobody will claim.
+                guard !Task.isCancelled, let sha = state.wanted[sourceRepo], state.ready[sourceRepo, default: []].count < size else {
                     state.filling.remove(sourceRepo)
                     return nil
                 }
@@ -160,7 +161,10 @@ package final class WarmPool: Sendable {
             }
             guard let sha else { return }
             do {
-                let entry = try await BlockingWork.run("warm checkout", timeout: nil) { [self] in try make(sourceRepo: sourceRepo, baseSha: sha) }
+                let cancellation = CheckoutCancellation()
+                let entry = try await BlockingWork.run("warm checkout", timeout: Self.checkoutLimit, cancellation: cancellation) { [self] in
+                    try make(sourceRepo: sourceRepo, baseSha: sha, cancellation: cancellation)
+                }
                 await record(entry, state: .warm)
                 let kept = state.withLock { state -> Bool in
                     guard state.wanted[sourceRepo] == sha else { return false }
@@ -180,13 +184,13 @@ package final class WarmPool: Sendable {
     }
 
     /// One checkout of `sourceRepo` at `baseSha`, made under `<id>.partial` and renamed into place when whole.
-    func make(sourceRepo: String, baseSha: String) throws -> Entry {
+    func make(sourceRepo: String, baseSha: String, cancellation: CheckoutCancellation? = nil) throws -> Entry {
         guard let base = ObjectID(hex: baseSha) else { throw SandboxError(code: .materializeFailed, message: "\(baseSha) is not a commit id") }
         let id = "warm-\(UUID().uuidString.prefix(12).lowercased())"
         let partial = "\(root)/\(id).partial"
         let entry = Entry(id: id, path: "\(root)/\(id)", baseSha: baseSha)
         do {
-            try SandboxMaterializer.checkOut(sourceRepo, at: base, into: "\(partial)/repo", branch: Self.branch(id), cancellation: nil)
+            try SandboxMaterializer.checkOut(sourceRepo, at: base, into: "\(partial)/repo", branch: Self.branch(id), cancellation: cancellation)
             guard Foundation.rename(partial, entry.path) == 0 else {
                 throw SandboxError(code: .materializeFailed, message: "cannot rename \(partial): \(String(cString: strerror(errno)))")
             }
@@ -224,6 +228,9 @@ package final class WarmPool: Sendable {
             logger.warning("cannot record a warm checkout", metadata: ["sandbox.id": "\(entry.id)", "error": "\(error)"])
         }
     }
+
+    /// The longest one warm checkout may take; it is stopped (within one file) on the service's shutdown too.
+    static let checkoutLimit: Duration = .seconds(3600)
 
     /// How many repositories the pool keeps checkouts of at once (so at most `size` × this many checkouts).
     package static let maxRepositories = 8

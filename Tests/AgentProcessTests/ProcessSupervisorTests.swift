@@ -1,6 +1,7 @@
 import AgentProcess
 import DispatchTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 @Suite(.serialized) struct ProcessSupervisorTests {
@@ -35,6 +36,45 @@ import Testing
         #expect(outcome.leftoversKilled >= 1)
         #expect(LogFile.read(dir.child("\(id).err")) == "parent line\n")
         #expect(survivors(of: id).isEmpty)
+    }
+
+    /// A hand-off: the supervision is let go of — it returns at once, the process and its group left running, nothing
+    /// swept — and a cancellation that follows does not end it either.
+    @Test func aLetGoSupervisionReturnsAtOnceAndLeavesTheProcessRunning() async throws {
+        let id = "let-go-\(UUID().uuidString)"
+        defer { killSurvivors(of: id) }
+        var limits = ProcessLimits(timeout: .seconds(30), killGrace: .milliseconds(100))
+        let letGo = Latch()
+        limits.letGo = letGo
+        let clock = ContinuousClock()
+        let supervised = Task { try await ProcessSupervisor().run(spec("sleep 30 & sleep 30", marker: id), limits: limits) }
+        // sh, its background sleep and its foreground sleep.
+        #expect(await eventually { survivors(of: id).count == 3 }, "all started")
+        let start = clock.now
+        letGo.set()
+        supervised.cancel()
+        let outcome = try await supervised.value
+        #expect(outcome.ending == .letGo)
+        #expect(outcome.exitCode == nil && outcome.leftoversKilled == 0)
+        #expect(clock.now - start < .seconds(1), "at once: \(clock.now - start)")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(survivors(of: id).count == 3, "the process and its children run on")
+    }
+
+    @Test func aLatchTellsEveryObserverOnceAndThoseThatComeLateAtOnce() async {
+        let latch = Latch()
+        let told = Mutex(0)
+        let key = latch.observe { told.withLock { $0 += 1 } }
+        let ignored = latch.observe { told.withLock { $0 += 100 } }
+        latch.ignore(ignored)
+        #expect(!latch.isSet && told.withLock { $0 } == 0)
+        latch.set()
+        latch.set()
+        #expect(latch.isSet && told.withLock { $0 } == 1, "once, and not the ignored one")
+        latch.observe { told.withLock { $0 += 10 } }
+        #expect(told.withLock { $0 } == 11, "an observer after the set is called at once")
+        latch.ignore(key)
+        await latch.wait()
     }
 
     @Test func escapedAndStubbornDescendantsAreGone() async throws {

@@ -30,6 +30,55 @@ import Testing
         await #expect(throws: DispatchService.Refused.self) { _ = try await service.submit(fixture.request(.codex, "late")) }
     }
 
+    /// `--on-shutdown handoff` in process: `run()` returns within a moment, the agent is left running (nothing ended,
+    /// nothing swept) and its row stays `running` for the next `serve`; a cancel-mode shutdown ends the same run.
+    @Test(arguments: [DispatchService.ShutdownMode.handoff, .cancel])
+    func aShutdownHandsOffOrEndsWhatRuns(_ mode: DispatchService.ShutdownMode) async throws {
+        let fixture = try EngineFixture(killGraceMs: 300)
+        let service = DispatchService(
+            engine: fixture.engine,
+            maxConcurrent: 2,
+            logger: Logger(label: "t"),
+            drainOnShutdown: .milliseconds(100),
+            onShutdown: mode
+        )
+        let hung = fixture.request(.codex, "fake:hang", timeout: 120)
+        defer { killSurvivors(of: hung.requestId) }
+        let clock = ContinuousClock()
+        var stopping = clock.now
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                _ = try await service.submit(hung)
+                #expect(await eventually { !survivors(of: hung.requestId).isEmpty }, "the agent started")
+                stopping = clock.now
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        #expect(clock.now - stopping < .seconds(4), "run() returned within a moment: \(clock.now - stopping)")
+        let row = try #require(try await fixture.engine.store.record(hung.requestId))
+        if mode == .handoff {
+            #expect(row.status == .running, "left for the next serve: \(row.result.error ?? "")")
+            #expect(!survivors(of: hung.requestId).isEmpty, "the agent runs on")
+        } else {
+            #expect(row.status == .cancelled && row.result.error == "runner shutting down", "\(row.result.error ?? "")")
+            #expect(survivors(of: hung.requestId).isEmpty)
+        }
+    }
+
+    /// A hand-off's detach that came before the run's disk watch was made still reaches the agent phase under it.
+    @Test func aDetachBeforeTheDiskWatchIsPassedOn() throws {
+        let dir = TempDir("disk-watch-detach")
+        let outer = CancelToken()
+        outer.detach()
+        let watch = try #require(RunDiskWatch(places: [dir.path], limitBytes: 1 << 30, outer: outer))
+        #expect(watch.token.isDetached && watch.token.letGo.isSet)
+        let cancelled = CancelToken()
+        cancelled.cancel(reason: "stop")
+        #expect(RunDiskWatch(places: [dir.path], limitBytes: 1 << 30, outer: cancelled)?.token.reason == "stop")
+    }
+
     @Test func leaseKeeperEndsOnGracefulShutdown() async throws {
         let fixture = try EngineFixture()
         let service = DispatchService(engine: fixture.engine, maxConcurrent: 1, logger: Logger(label: "t"))

@@ -5,7 +5,8 @@ package func alongside<T>(
     _ companion: @escaping @Sendable () async -> Void,
     _ body: () async -> T
 ) async -> T {
-    await withTaskGroup(of: Void.self, returning: T.self) { group in
+    // Discarding: a companion that ended early (nothing to watch) is released at once, not kept for the run's length.
+    await withDiscardingTaskGroup(returning: T.self) { group in
         group.addTask(operation: companion)
         let value = await body()
         group.cancelAll()

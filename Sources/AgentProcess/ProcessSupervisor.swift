@@ -19,6 +19,7 @@ package struct ProcessSupervisor: Sendable {
     /// Starts `spec` and supervises it to the end (its leftovers too, unless `sweepLeftovers` is false). `finalEventSeen` is polled when given (completion detection).
     ///
     /// Cancelling the calling task terminates the process group and returns an outcome with ending `.cancelled`.
+    @inline(never)
     package func run(
         _ spec: ProcessSpec,
         limits: ProcessLimits,
@@ -91,6 +92,7 @@ package struct ProcessSupervisor: Sendable {
     /// output and `limits.timeout` (what is left of the attempt's share). An attempt that ended while no runner was up
     /// comes back as the monitor recorded it. `nil`: there is no monitor to adopt (never started, or gone without a
     /// record).
+    @inline(never)
     package func adopt(
         _ watched: Watched,
         limits: ProcessLimits,
@@ -127,6 +129,7 @@ package struct ProcessSupervisor: Sendable {
     }
 
     /// Supervises a started (or adopted) process to its end or `timing.deadline`, then ends its leftovers.
+    @inline(never)
     private func follow(
         _ child: ChildExit,
         _ watched: Watched,
@@ -212,6 +215,7 @@ package struct ProcessSupervisor: Sendable {
     /// `finalEventSeen` is given — the final event followed by `limits.completionGrace`. Every wait is an event on the
     /// ``ProcessRuntime`` (the exit's pidfd, the files' inotify watches, timers): an idle agent costs nothing. The
     /// final event is looked for only after stdout grew, at most every `limits.completionPollInterval`.
+    @inline(never)
     private func supervise(
         child: ChildExit,
         deadline: ContinuousClock.Instant,
@@ -331,6 +335,7 @@ package struct ProcessSupervisor: Sendable {
     }
 
     /// SIGTERM to the group (and marked escapees), SIGKILL after `grace`, then wait for the reap.
+    @inline(never)
     private func terminate(_ child: ChildExit, grace: Duration) async -> Int32? {
         signalGroup(child.pid, SIGTERM)
         if let status = await child.wait(timeout: grace) { return status }
@@ -340,6 +345,7 @@ package struct ProcessSupervisor: Sendable {
 
     /// Ends whatever is left of process group `groupId` or carries `marker`, and last whatever is still in the
     /// run's `cgroup` (which then is removed); returns how many processes it found.
+    @inline(never)
     package func endLeftovers(
         groupId: pid_t?,
         marker: String?,
@@ -352,7 +358,7 @@ package struct ProcessSupervisor: Sendable {
         let gone = isolatedExit ? await Self.namespaceGone(cgroup: cgroup) : false
         let found = gone ? 0 : await endMarked(groupId: groupId, marker: marker, grace: grace)
         guard let cgroup else { return found }
-        let escaped = cgroup.killAll()
+        let escaped = await cgroup.killAll()
         cgroup.remove()
         return found + escaped
     }
@@ -375,6 +381,7 @@ package struct ProcessSupervisor: Sendable {
 
     /// SIGTERM to the group and to whatever carries the marker, SIGKILL to what is left after `grace`, until a scan
     /// finds nobody. Every wait is on the processes' pidfds (the ``ProcessRuntime``): no polling sleep.
+    @inline(never)
     private func endMarked(groupId: pid_t?, marker: String?, grace: Duration) async -> Int {
         let runtime = ProcessRuntime.shared
         var survivors = ProcessScanner.find(groupId: groupId, marker: marker)

@@ -151,8 +151,9 @@ package struct RunCgroup: Sendable, Equatable {
         !directories.isEmpty && directories.allSatisfy { Self.listed(in: $0)?.isEmpty == true }
     }
 
-    /// SIGKILLs every process still in the run's cgroup, until none is left (they may fork while we look).
-    func killAll() -> Int {
+    /// SIGKILLs every process still in the run's cgroup, until none is left (they may fork while we look): after
+    /// each round it waits on the killed processes' pidfds (``ProcessRuntime/exits(of:within:)``), not a sleep.
+    func killAll() async -> Int {
         var killed = Set<pid_t>()
         for _ in 0..<50 {
             let members = members()
@@ -161,7 +162,7 @@ package struct RunCgroup: Sendable, Equatable {
                 kill(pid, SIGKILL)
                 killed.insert(pid)
             }
-            usleep(5000)
+            _ = await ProcessRuntime.shared.exits(of: Array(members), within: .milliseconds(50))
         }
         return killed.count
     }

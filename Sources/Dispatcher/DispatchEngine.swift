@@ -115,6 +115,39 @@ package final class DispatchEngine: Sendable {
 
     /// Executes an admitted record to its terminal result and stores it. Never throws: every path ends terminal.
     package func execute(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
+        // Kept small: this frame lives as long as the run does (a held run costs what its waiting frames cost).
+        switch await start(record) {
+        case .failure(let ended): return ended.result
+        case .success(let started):
+            return await run(
+                started.request,
+                on: started.backend,
+                known: started.result,
+                deadline: started.deadline,
+                token: token,
+                logger: started.logger,
+                attach: false
+            )
+        }
+    }
+
+    /// What a dispatch starts with.
+    struct Started {
+        var request: DispatchRequest
+        var backend: any ExecutionBackend
+        var result: DispatchResult
+        var deadline: Deadline
+        var logger: Logger
+    }
+
+    /// A dispatch that ended before it started (claimed by another runner, no backend for it), with its result.
+    struct EndedEarly: Error {
+        var result: DispatchResult
+    }
+
+    /// Claims a queued record, stamps its start and picks its backend; or ends it.
+    @inline(never)
+    func start(_ record: DispatchRecord) async -> Result<Started, EndedEarly> {
         let request = record.request
         let logger = dispatchLogger(request)
         let deadline = Deadline(budgetMs: request.timeoutMs)
@@ -130,7 +163,7 @@ package final class DispatchEngine: Sendable {
             let claimed = try? await outsideCancellation { try await store.claim(id, from: previous, to: owner, startedAt: now) }
             guard let claimed = claimed ?? nil else {
                 logger.notice("not starting a dispatch another runner ended or took meanwhile")
-                return await committedRecord(id)?.result ?? record.result
+                return .failure(EndedEarly(result: await committedRecord(id)?.result ?? record.result))
             }
             result = claimed.result
         }
@@ -140,12 +173,13 @@ package final class DispatchEngine: Sendable {
         }
         guard let backend = backend(for: request, recorded: result.sandboxBackend) else {
             result.fail(.message("sandbox backend k8s is not configured in this runner (run it in a cluster or set KUBECONFIG)"))
-            return await finish(result, deadline: deadline, logger: logger)
+            return .failure(EndedEarly(result: await finish(result, deadline: deadline, logger: logger)))
         }
-        return await run(request, on: backend, known: result, deadline: deadline, token: token, logger: logger, attach: false)
+        return .success(Started(request: request, backend: backend, result: result, deadline: deadline, logger: logger))
     }
 
     /// Runs (or, with `attach`, follows) one request on `backend` and records what it came to.
+    @inline(never)
     private func run(
         _ request: DispatchRequest,
         on backend: any ExecutionBackend,
@@ -167,6 +201,18 @@ package final class DispatchEngine: Sendable {
         let follows = backend.followsAfterRestart
         let settle: @Sendable () async -> Void = { if follows { await self.settleWhenStoredElsewhere(known.requestId, token: token) } }
         let outcome = await alongside(settle) { attach ? await backend.attach(context) : await backend.run(context) }
+        return await record(outcome, known: known, deadline: deadline, token: token, logger: logger)
+    }
+
+    /// Stores what a run came to (its own frame: the run's, which waits as long as the agent runs, stays small).
+    @inline(never)
+    private func record(
+        _ outcome: BackendOutcome,
+        known: DispatchResult,
+        deadline: Deadline,
+        token: CancelToken,
+        logger: Logger
+    ) async -> DispatchResult {
         // A hand-off that had to cancel what did not let go by itself (a checkout, an export): what that cut short
         // says nothing true about the run, which the next runner ends or adopts.
         if token.isDetached, Task.isCancelled, case .ended = outcome { return known }
@@ -187,6 +233,7 @@ package final class DispatchEngine: Sendable {
     }
 
     /// The logger of one dispatch: `request.id`, `tool`, `mode` and `backend` on every line.
+    @inline(never)
     func dispatchLogger(_ request: DispatchRequest) -> Logger {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(request.requestId)"
@@ -315,7 +362,14 @@ package final class DispatchEngine: Sendable {
             ? AgentRunner.abandonedReason : "runner exited while running (dispatch \(owner.kind) pid \(owner.pid) is gone)"
     }
 
+    /// ``reattach(_:token:)`` or ``execute(_:token:)``, one call for a caller whose frame lives as long as the run.
+    @inline(never)
+    package func run(_ record: DispatchRecord, reattach: Bool, token: CancelToken) async -> DispatchResult {
+        reattach ? await self.reattach(record, token: token) : await execute(record, token: token)
+    }
+
     /// Follows a run a previous process started to its terminal result, within what is left of its budget.
+    @inline(never)
     package func reattach(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
         let logger = dispatchLogger(record.request)
         let started = record.result.startedAt.flatMap(ISO8601.date) ?? Date()
@@ -340,6 +394,7 @@ package final class DispatchEngine: Sendable {
     package var allBackends: [any ExecutionBackend] { [backends.host, backends.localSandbox] + (backends.k8s.map { [$0] } ?? []) }
 
     /// Stamps and stores a terminal result; returns what is stored (an earlier terminal result wins).
+    @inline(never)
     func finish(
         _ result: DispatchResult,
         deadline: Deadline,
@@ -370,6 +425,7 @@ package final class DispatchEngine: Sendable {
     /// until it commits (`beforeHolding` runs once when it starts to be held). Returns what the store holds
     /// afterwards: never a result the store did not take (on a lasting failure, the row as last committed, or
     /// `result` when even that cannot be read; `runOnce` then refuses to report it).
+    @inline(never)
     func persist(
         _ result: DispatchResult,
         owner: RunnerOwner?,
@@ -410,17 +466,30 @@ package final class DispatchEngine: Sendable {
                 }
             }
         }
+        // What follows the write is in helpers of their own: this frame is part of every run's deepest moment (the
+        // `running` write as an attempt starts), and a task keeps the memory of its deepest moment while it lives.
         do {
-            let outcome = try await outsideCancellation(write)
-            if case .updated(let record) = outcome, record.status.isTerminal {
-                notifier.publish(record.result)
-                metrics.finished(record.result, failure: result.failure)
-            }
-            return outcome.record.result
+            return published(try await outsideCancellation(write), failure: result.failure)
         } catch {
-            logger.error("cannot store the result", metadata: ["error": "\(error)", "status": "\(result.status.rawValue)"])
-            return await committedRecord(result.requestId)?.result ?? result
+            return await notStored(result, error: error, logger: logger)
         }
+    }
+
+    /// The stored result of a write; a terminal one is announced and counted.
+    @inline(never)
+    private func published(_ outcome: StoreUpdateOutcome, failure: DispatchFailure?) -> DispatchResult {
+        if case .updated(let record) = outcome, record.status.isTerminal {
+            notifier.publish(record.result)
+            metrics.finished(record.result, failure: failure)
+        }
+        return outcome.record.result
+    }
+
+    /// What is stored after a write that failed for good.
+    @inline(never)
+    private func notStored(_ result: DispatchResult, error: any Error, logger: Logger) async -> DispatchResult {
+        logger.error("cannot store the result", metadata: ["error": "\(error)", "status": "\(result.status.rawValue)"])
+        return await committedRecord(result.requestId)?.result ?? result
     }
 
     /// Runs a store operation outside the calling task's cancellation: GRDB's async calls throw once their task is
@@ -430,6 +499,7 @@ package final class DispatchEngine: Sendable {
     }
 
     /// The row as committed, read outside cancellation; `nil` when it cannot be read.
+    @inline(never)
     func committedRecord(_ requestId: String) async -> DispatchRecord? {
         let store = self.store
         return (try? await outsideCancellation { try await store.record(requestId) }) ?? nil

@@ -47,12 +47,19 @@ package final class DispatchService: Service, Sendable {
         let interrupt = Latch()
     }
 
-    /// One dispatch for ``run()``'s task group to start.
-    private struct Admission: Sendable {
+    /// One dispatch for ``run()``'s task group to start. A class: its tasks' frames and closures hold a reference,
+    /// not a copy of the whole record, for as long as the run lasts.
+    private final class Admission: Sendable {
         let record: DispatchRecord
         /// Taken over from a runner that is gone (``DispatchEngine/reattach(_:token:)``).
         let reattach: Bool
         let running: Running
+
+        init(record: DispatchRecord, reattach: Bool, running: Running) {
+            self.record = record
+            self.reattach = reattach
+            self.running = running
+        }
     }
 
     private struct State {
@@ -338,29 +345,25 @@ package final class DispatchService: Service, Sendable {
     /// Runs one admitted dispatch to its end: its token's cancel cancels its task (the supervision then ends its
     /// processes), and its result is kept for whoever cancelled it.
     private func execute(_ admission: Admission) async {
-        let (record, token) = (admission.record, admission.running.token)
+        let (token, end) = (admission.running.token, admission.running.end)
         let engine = self.engine
         let interrupt = admission.running.interrupt
         let key = token.observe { if token.reason != nil { interrupt.set() } }
         defer { token.removeObserver(key) }
         if token.reason != nil { interrupt.set() }
-        let result = await withTaskGroup(of: DispatchResult?.self) { group in
+        // The run, and beside it a wait for its interrupt: an interrupt before the run ended throws, which cancels
+        // the run (a discarding group cancels the rest when a child throws); the run's end sets the interrupt too.
+        try? await withThrowingDiscardingTaskGroup { group in
             group.addTask {
-                admission.reattach ? await engine.reattach(record, token: token) : await engine.execute(record, token: token)
+                end.finish(await engine.run(admission.record, reattach: admission.reattach, token: token))
+                interrupt.set()
             }
             group.addTask {
                 await interrupt.wait()
-                return nil
+                if !end.isFinished { throw CancellationError() }
             }
-            var result: DispatchResult?
-            while let next = await group.next() {
-                if let next { result = next }
-                group.cancelAll()
-            }
-            return result ?? record.result
         }
-        admission.running.end.finish(result)
-        finished(record.requestId)
+        finished(admission.record.requestId)
     }
 
     /// Leaves every running dispatch as it is, for the next `serve` on this state dir: local runs held by monitors
@@ -479,6 +482,7 @@ package final class DispatchService: Service, Sendable {
         return true
     }
 
+    @inline(never)
     private func finished(_ requestId: String) {
         state.withLock { _ = $0.running.removeValue(forKey: requestId) }
         drained.signal()
@@ -495,6 +499,8 @@ private final class RunEnd: Sendable {
         result.withLock { $0 = value }
         ended.set()
     }
+
+    var isFinished: Bool { ended.isSet }
 
     /// The result, once there is one; `nil` when the calling task is cancelled first.
     func value() async -> DispatchResult? {

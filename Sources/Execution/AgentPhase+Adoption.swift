@@ -12,6 +12,7 @@ extension AgentPhase {
     /// Adopts the attempt a previous runner started (`known.logs` names it) from its monitor and runs the rest of the
     /// phase (the next attempts, if it failed) as ``run(_:token:attemptStarting:)`` would have. `nil` when there is no
     /// monitor to adopt: the run is lost.
+    @inline(never)
     package func resume(
         _ input: Input,
         known: DispatchResult,

@@ -198,6 +198,7 @@ package struct AgentPhase: Sendable {
     }
 
     /// Finds the executable and writes the task file, or says why the agent cannot be started at all.
+    @inline(never)
     func prepare(_ input: Input) -> Result<Launch, DispatchFailure> {
         let request = input.request
         let adapter = AgentAdapters.adapter(for: request.tool)
@@ -266,6 +267,7 @@ package struct AgentPhase: Sendable {
     }
 
     /// Runs one attempt and records it in `outcome`; returns the outcome when the phase ends with it.
+    @inline(never)
     func runAttempt(_ attempt: Attempt, input: Input, launch: Launch, token: CancelToken, outcome: inout Outcome) async -> Outcome? {
         let spec = processSpec(attempt, input: input, launch: launch)
         let limits = limits(timeoutMs: attempt.allowedMs, token: token)
@@ -330,6 +332,7 @@ package struct AgentPhase: Sendable {
     }
 
     /// The process of one attempt, argv built without a shell.
+    @inline(never)
     func processSpec(_ attempt: Attempt, input: Input, launch: Launch) -> ProcessSpec {
         var invocation = launch.adapter.invocation(request: input.request, task: input.task, model: attempt.model, program: launch.executable)
         if launch.outsideGitRepository { invocation = CodexAdapter.outsideGitRepository(invocation) }
@@ -367,6 +370,7 @@ package struct AgentPhase: Sendable {
     package static let monitorSlackMs = 2000
 
     /// Judges an ended attempt, records it, and returns the outcome when the phase ends with it.
+    @inline(never)
     func record(
         _ process: ProcessOutcome,
         of attempt: Attempt,

@@ -283,6 +283,7 @@ package struct AgentRunner: Sendable {
 
     /// Runs the agent attempts, recording `running` with each attempt's log paths (through `context.progress`)
     /// before it starts.
+    @inline(never)
     package func runAgentPhase(_ input: AgentPhase.Input, context: BackendContext, result: DispatchResult) async -> AgentPhase.Outcome {
         let starting = recordingAttempts(context, result: result)
         guard let watch = diskWatch(input, context: context) else {
@@ -293,12 +294,14 @@ package struct AgentRunner: Sendable {
     }
 
     /// The run's disk limit over `input`'s places, under the run's own cancellation; `nil` when it has none.
+    @inline(never)
     func diskWatch(_ input: AgentPhase.Input, context: BackendContext) -> RunDiskWatch? {
         RunDiskWatch(places: input.diskPlaces, limitBytes: configuration.maxRunDiskBytes, uid: input.agentUid, outer: context.cancellation)
     }
 
     /// Adopts the agent phase a previous runner left (the attempt `context.known` names, held by its monitor) and
     /// runs it to its end. `nil`: nothing to adopt (the monitor is gone without a record).
+    @inline(never)
     package func resumeAgentPhase(_ input: AgentPhase.Input, context: BackendContext, result: DispatchResult) async -> AgentPhase.Outcome? {
         let starting = recordingAttempts(context, result: result)
         let known = context.known
@@ -310,6 +313,7 @@ package struct AgentRunner: Sendable {
     }
 
     /// The agent phase of one run.
+    @inline(never)
     func phase(_ context: BackendContext) -> AgentPhase {
         AgentPhase(
             configuration: configuration,
@@ -321,6 +325,7 @@ package struct AgentRunner: Sendable {
     }
 
     /// Records `running` with the next attempt's log paths before it starts.
+    @inline(never)
     func recordingAttempts(_ context: BackendContext, result: DispatchResult) -> @Sendable (LogInfo, [AttemptRecord]) async -> Void {
         { logs, attempts in
             var running = result

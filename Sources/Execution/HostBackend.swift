@@ -28,13 +28,47 @@ package struct HostBackend: ExecutionBackend {
         await run(context, adopting: true)
     }
 
+    /// What a run needs once it may start: the agent phase's input, its home and its uid lease.
+    struct Prepared {
+        var input: AgentPhase.Input
+        var home: AgentHome
+        var lease: AgentUidLease?
+    }
+
+    /// The run. Kept small on purpose: its frame lives as long as the agent does (a held run costs what its waiting
+    /// frames cost), so what comes before and after the agent phase is in helpers of their own.
     func run(_ context: BackendContext, adopting: Bool) async -> BackendOutcome {
+        let prepared: Prepared
+        switch prepare(context, adopting: adopting) {
+        case .failure(let ended): return ended.outcome
+        case .success(let ready): prepared = ready
+        }
+        let outcome: AgentPhase.Outcome
+        if adopting {
+            guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: context.known) else {
+                return await lost(context)
+            }
+            outcome = adopted
+        } else {
+            outcome = await runner.runAgentPhase(prepared.input, context: context, result: context.known)
+        }
+        return ended(outcome, prepared: prepared, context: context)
+    }
+
+    /// A run that cannot start, as the backend's outcome.
+    struct Refused: Error {
+        var outcome: BackendOutcome
+    }
+
+    /// The work dir checked, the agent's user chosen, its home and phase input made; or the run's end.
+    @inline(never)
+    func prepare(_ context: BackendContext, adopting: Bool) -> Result<Prepared, Refused> {
         let request = context.request
         var result = context.known
         let workDir = request.cwd ?? runner.configuration.defaultWorkdir
         if let problem = workDirProblem(request, workDir: workDir) {
             result.fail(.message(problem))
-            return .ended(result)
+            return .failure(Refused(outcome: .ended(result)))
         }
         let lease: AgentUidLease?
         let user: AgentUser?
@@ -42,20 +76,29 @@ package struct HostBackend: ExecutionBackend {
         case .success(let chosen): (user, lease) = chosen
         case .failure(let refusal):
             result.fail(refusal)
-            return .ended(result)
+            return .failure(Refused(outcome: .ended(result)))
         }
         let home = runner.home(in: runDirectory(request.requestId), tool: request.tool, owner: user)
-        let input = phaseInput(context, workDir: workDir, home: home, user: user, lease: lease)
-        let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
-        if adopting, adopted == nil {
-            result.failLost(AgentRunner.abandonedReason, request: request)
-            let (salvaged, killed) = await salvage(result)
-            return .ended(salvaged, processesKilled: killed)
-        }
-        let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
+        return .success(Prepared(input: phaseInput(context, workDir: workDir, home: home, user: user, lease: lease), home: home, lease: lease))
+    }
+
+    /// An adopted run whose monitor is gone: lost, what it left ended.
+    @inline(never)
+    func lost(_ context: BackendContext) async -> BackendOutcome {
+        var result = context.known
+        result.failLost(AgentRunner.abandonedReason, request: context.request)
+        let (salvaged, killed) = await salvage(result)
+        return .ended(salvaged, processesKilled: killed)
+    }
+
+    /// The run's outcome once its agent phase ended; what the agent left is ended after the result is stored.
+    @inline(never)
+    func ended(_ outcome: AgentPhase.Outcome, prepared: Prepared, context: BackendContext) -> BackendOutcome {
+        var result = context.known
         // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
         if outcome.wasLetGo { return .letGo(result) }
         result.apply(outcome)
+        let (home, lease) = (prepared.home, prepared.lease)
         let supervisor = runner.supervisor
         let killed = outcome.processesKilled
         guard let group = outcome.pendingSweep else {
@@ -63,7 +106,7 @@ package struct HostBackend: ExecutionBackend {
             lease?.release()
             return .ended(result, processesKilled: killed)
         }
-        let marker = AgentEnvironment.marker(requestId: request.requestId)
+        let marker = AgentEnvironment.marker(requestId: context.request.requestId)
         let cgroup = outcome.pendingCgroup
         let isolatedExit = outcome.pendingIsolatedExit
         return .ended(
@@ -86,6 +129,7 @@ package struct HostBackend: ExecutionBackend {
     }
 
     /// The agent phase of a host-mode run in `workDir` as `user`, its logs, home and disk limit in its run directory.
+    @inline(never)
     func phaseInput(_ context: BackendContext, workDir: String, home: AgentHome, user: AgentUser?, lease: AgentUidLease?) -> AgentPhase.Input {
         let request = context.request
         // A canary on a leased uid runs in its run's home: its script is the runner's own and uses no work dir, and the
@@ -116,6 +160,7 @@ package struct HostBackend: ExecutionBackend {
 
     /// Who the agent runs as (CONTRACT §7): the work dir's owner (``AgentRunner/hostUser(workDir:)``); a canary, whose
     /// script is the runner's own and touches no file of the work dir, on a leased uid, like a sandboxed agent.
+    @inline(never)
     func agentUser(_ request: DispatchRequest, workDir: String, adopting: Bool) -> Result<(AgentUser?, AgentUidLease?), DispatchFailure> {
         guard request.tool == .canary, runner.uidLeases != nil else { return runner.hostUser(workDir: workDir).map { ($0, nil) } }
         do {
@@ -134,6 +179,7 @@ package struct HostBackend: ExecutionBackend {
     /// Why the agent cannot run in `workDir`: missing, or — checked again at the start, since a queued request's work
     /// dir may have been replaced by a link into the runner's parts after its admission (or admitted by a replica
     /// with other hidden parts) — inside what agents must not see.
+    @inline(never)
     func workDirProblem(_ request: DispatchRequest, workDir: String) -> String? {
         if let refusal = runner.workDirRefusal(request) { return refusal.description }
         var isDirectory: ObjCBool = false
@@ -144,6 +190,7 @@ package struct HostBackend: ExecutionBackend {
     }
 
     /// Ends the processes a dead runner's agent left.
+    @inline(never)
     package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
         AgentRunner.markAbandoned(result)
         return (result, await runner.endMarked(result.requestId))

@@ -34,19 +34,28 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// Checkout, agent, verification and export; the sandbox's registry row follows the result's status.
     package func run(_ context: BackendContext) async -> BackendOutcome {
+        switch await checkedOut(context) {
+        case .failure(let ended): return ended.outcome
+        case .success(let (sandbox, result)): return await run(in: sandbox, context: context, result: result, adopting: false)
+        }
+    }
+
+    /// The run's sandbox, checked out and recorded as `running` with it; or the run's end.
+    @inline(never)
+    func checkedOut(_ context: BackendContext) async -> Result<(LocalSandbox, DispatchResult), Refused> {
         var result = context.known
         let sandbox: LocalSandbox
         switch await makeSandbox(context, result: &result) {
         case .some(let made): sandbox = made
-        case .none: return .ended(result)
+        case .none: return .failure(Refused(outcome: .ended(result)))
         }
         result.localSandbox = sandbox.info()
         // Handed off during the checkout: no agent was started; the next runner ends the run as lost.
-        if context.cancellation.isDetached { return .letGo(result) }
+        if context.cancellation.isDetached { return .failure(Refused(outcome: .letGo(result))) }
         var running = result
         running.updatedAt = ISO8601.string(Date())
         await context.progress(running)
-        return await run(in: sandbox, context: context, result: result, adopting: false)
+        return .success((sandbox, result))
     }
 
     /// A `cwd` inside the runner's hidden parts is refused before anything is recorded.
@@ -71,7 +80,44 @@ package struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// Agent, verification and export in a checked-out sandbox (`adopting`: from the attempt a dead runner left).
+    /// Kept small on purpose: its frame lives as long as the agent does (a held run costs what its waiting frames
+    /// cost), so what comes before and after the agent phase is in helpers of their own.
+    @inline(never)
     func run(in sandbox: LocalSandbox, context: BackendContext, result: DispatchResult, adopting: Bool) async -> BackendOutcome {
+        let prepared: Prepared
+        switch await prepare(sandbox, context: context, result: result, adopting: adopting) {
+        case .failure(let ended): return ended.outcome
+        case .success(let ready): prepared = ready
+        }
+        let outcome: AgentPhase.Outcome
+        if adopting {
+            guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: result) else {
+                return await lost(result, context: context)
+            }
+            outcome = adopted
+        } else {
+            outcome = await runner.runAgentPhase(prepared.input, context: context, result: result)
+        }
+        return await afterAgent(outcome, in: sandbox, prepared: prepared, context: context, result: result, adopting: adopting)
+    }
+
+    /// What a sandbox run needs once its agent may start: the phase's input, the uid lease, the agent's user and home.
+    struct Prepared {
+        var input: AgentPhase.Input
+        var lease: AgentUidLease?
+        var user: AgentUser?
+        var home: AgentHome
+        var workDeadline: Deadline
+    }
+
+    /// A run that cannot start, as the backend's outcome.
+    struct Refused: Error {
+        var outcome: BackendOutcome
+    }
+
+    /// The agent's uid leased, its home and phase input made; or the run's end.
+    @inline(never)
+    func prepare(_ sandbox: LocalSandbox, context: BackendContext, result: DispatchResult, adopting: Bool) async -> Result<Prepared, Refused> {
         var result = result
         let deadline = context.deadline
         let workDeadline = Deadline(budgetMs: deadline.budgetMs - Self.artifactReserveMs(budgetMs: deadline.budgetMs), start: deadline.start)
@@ -92,9 +138,8 @@ package struct LocalSandboxBackend: ExecutionBackend {
         case .failure(let failure):
             result.fail(failure)
             await finishLedger(context.request.requestId, result: &result)
-            return .ended(result)
+            return .failure(Refused(outcome: .ended(result)))
         }
-        defer { lease?.release() }
         let user = lease?.user
         let home = runner.home(in: sandbox.path, tool: context.request.tool, owner: user)
         input.home = home
@@ -104,31 +149,50 @@ package struct LocalSandboxBackend: ExecutionBackend {
         input.isolation = { executable in
             runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path, user: user)
         }
-        let adopted = adopting ? await runner.resumeAgentPhase(input, context: context, result: result) : nil
-        if adopting, adopted == nil {
-            result.failLost(AgentRunner.abandonedReason, request: context.request)
-            let (salvaged, killed) = await salvage(result)
-            return .ended(salvaged, processesKilled: killed)
-        }
-        let outcome = if let adopted { adopted } else { await runner.runAgentPhase(input, context: context, result: result) }
+        return .success(Prepared(input: input, lease: lease, user: user, home: home, workDeadline: workDeadline))
+    }
+
+    /// An adopted run whose monitor is gone: lost, what it left ended and exported.
+    @inline(never)
+    func lost(_ result: DispatchResult, context: BackendContext) async -> BackendOutcome {
+        var result = result
+        result.failLost(AgentRunner.abandonedReason, request: context.request)
+        let (salvaged, killed) = await salvage(result)
+        return .ended(salvaged, processesKilled: killed)
+    }
+
+    /// Verification and export once the agent phase ended (nothing of it when it was let go of).
+    @inline(never)
+    func afterAgent(
+        _ outcome: AgentPhase.Outcome,
+        in sandbox: LocalSandbox,
+        prepared: Prepared,
+        context: BackendContext,
+        result: DispatchResult,
+        adopting: Bool
+    ) async -> BackendOutcome {
+        var result = result
+        let lease = prepared.lease
         // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
         if outcome.wasLetGo { return .letGo(result) }
+        defer { lease?.release() }
         result.apply(outcome)
         // What the dead runner may have started after the agent (a verification command) is not this run's any more.
         if adopting { _ = await runner.endMarked(context.request.requestId) }
         // The agent's processes are gone: what its CLI refreshed goes back to the agent home.
-        home.writeBack()
-        let verification = await verify(sandbox, context: context, deadline: workDeadline, user: user, result: &result)
+        prepared.home.writeBack()
+        let verification = await verify(sandbox, context: context, deadline: prepared.workDeadline, user: prepared.user, result: &result)
         // Handed off during verification: the next runner adopts the ended agent and verifies again.
         if context.cancellation.isDetached { return .letGo(result) }
         // Nothing runs as the uid any more: the next run may have it (this run's files stay out of its sight).
         lease?.release()
-        await export(sandbox, verification: verification, deadline: deadline, result: &result)
+        await export(sandbox, verification: verification, deadline: context.deadline, result: &result)
         await finishLedger(context.request.requestId, result: &result)
         return .ended(result, processesKilled: outcome.processesKilled)
     }
 
     /// The uid the run's agent runs as, when the runner leases them, owning the checkout (``AgentRunner/leaseAgentUid``).
+    @inline(never)
     func agentUid(_ sandbox: LocalSandbox, context: BackendContext, adopting: Bool) async -> Result<AgentUidLease?, DispatchFailure> {
         let runner = self.runner
         let requestId = context.request.requestId
@@ -146,6 +210,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// Plans the sandbox, registers it (before the checkout writes anything: a checkout cut short is known to the
     /// janitor) and checks it out; on failure records why in `result` and returns `nil`.
+    @inline(never)
     func makeSandbox(_ context: BackendContext, result: inout DispatchResult) async -> LocalSandbox? {
         let request = context.request
         let deadline = context.deadline
@@ -204,6 +269,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// What the agent gets beside the usual variables: the sandbox's, and `IS_SANDBOX=1` when it is isolated
     /// (CONTRACT §1: then it is true, and Claude Code needs it to run as root).
+    @inline(never)
     func agentEnvironment(_ sandbox: LocalSandbox) -> [String: String] {
         var environment = sandbox.environment
         if runner.isolation.mode == .bwrap { environment["IS_SANDBOX"] = "1" }
@@ -211,6 +277,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// Runs the verification commands after a completed agent phase; a failure fails the result.
+    @inline(never)
     func verify(
         _ sandbox: LocalSandbox,
         context: BackendContext,
@@ -252,6 +319,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// Exports the patch and touched files (partial work is evidence: also after a failure), within what is
     /// left of the budget but at least ``minimumExportMs``.
+    @inline(never)
     func export(_ sandbox: LocalSandbox, verification: Artifacts.Verification?, deadline: Deadline, result: inout DispatchResult) async {
         let exportTimeout = max(deadline.remaining, .milliseconds(Self.minimumExportMs))
         let maxPatchFileBytes = configuration.maxPatchFileBytes
@@ -288,6 +356,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// Moves the sandbox's registry row to the result's status and records its `cleanupAfter`.
+    @inline(never)
     func finishLedger(_ requestId: String, result: inout DispatchResult) async {
         if let cleanupAfter = try? await ledger.finish(requestId: requestId, status: result.status) {
             result.localSandbox?.cleanupAfter = cleanupAfter
@@ -295,6 +364,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
     }
 
     /// Ends what a dead runner's agent left and exports what it changed (partial work is evidence).
+    @inline(never)
     package func salvage(_ result: DispatchResult) async -> (result: DispatchResult, processesKilled: Int) {
         AgentRunner.markAbandoned(result)
         let killed = await runner.endMarked(result.requestId)

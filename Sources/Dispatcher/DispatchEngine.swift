@@ -533,7 +533,13 @@ package final class DispatchEngine: Sendable {
             var slice = end.map { $0 - clock.now } ?? .seconds(3600)
             if !local { slice = min(slice, backstop) }
             let waited = clock.now
-            if await subscription.value(timeout: max(slice, .zero)) == nil, local, clock.now - waited < slice {
+            let published = await subscription.value(timeout: max(slice, .zero))
+            // The committed result itself (what the notifier publishes is only ever committed): no second read.
+            if let published, published.status.isTerminal {
+                record.result = published
+                return record
+            }
+            if published == nil, local, clock.now - waited < slice {
                 // Woken without a result before the slice was over: shutdown. Say where it stands now.
                 return try await store.record(requestId) ?? record
             }

@@ -95,6 +95,8 @@ package struct ProcessLimits: Sendable {
     /// Set to stop supervising without ending anything (a `serve` handing its runs off to the next): the supervision
     /// returns ``ProcessOutcome/Ending/letGo`` at once, the process and its leftovers left as they are.
     package var letGo: Latch?
+    /// Set to end the process as cancelled (a run's cancel, its disk limit) besides the calling task's cancellation.
+    package var stop: Latch?
 
     package init(
         timeout: Duration,

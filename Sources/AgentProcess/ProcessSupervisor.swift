@@ -234,10 +234,10 @@ package struct ProcessSupervisor: Sendable {
             files.append(runtime.watchFile(outputs.stdout) { watch.changed(stdout: true) })
         }
         if outputs.limit != nil { files.append(runtime.watchFile(outputs.stderr) { watch.changed(stdout: false) }) }
-        let letGo = limits.letGo.map { latch in (latch, latch.observe { wakeup.signal() }) }
+        let latches = [limits.letGo, limits.stop].compactMap { $0 }.map { latch in (latch, latch.observe { wakeup.signal() }) }
         defer {
             for token in timers + files { runtime.cancel(token) }
-            if let (latch, key) = letGo { latch.ignore(key) }
+            for (latch, key) in latches { latch.ignore(key) }
         }
         var finalEventAt: ContinuousClock.Instant?
         var lastProbe = clock.now
@@ -245,7 +245,7 @@ package struct ProcessSupervisor: Sendable {
         while true {
             // Before cancellation: a run let go of is never ended by the cancellation that may follow.
             if limits.letGo?.isSet == true { return (.letGo, nil) }
-            if Task.isCancelled {
+            if Task.isCancelled || limits.stop?.isSet == true {
                 return (.cancelled, await terminate(child, grace: limits.killGrace))
             }
             if clock.now >= deadline {

@@ -116,7 +116,8 @@ package final class DispatchEngine: Sendable {
     /// Executes an admitted record to its terminal result and stores it. Never throws: every path ends terminal.
     package func execute(_ record: DispatchRecord, token: CancelToken) async -> DispatchResult {
         // Kept small: this frame lives as long as the run does (a held run costs what its waiting frames cost).
-        switch await start(record) {
+        // The start's store work in a task of its own, whose memory is given back when it ends.
+        switch await inChildTask({ await self.start(record) }) {
         case .failure(let ended): return ended.result
         case .success(let started):
             return await run(
@@ -132,7 +133,7 @@ package final class DispatchEngine: Sendable {
     }
 
     /// What a dispatch starts with.
-    struct Started {
+    struct Started: Sendable {
         var request: DispatchRequest
         var backend: any ExecutionBackend
         var result: DispatchResult
@@ -141,7 +142,7 @@ package final class DispatchEngine: Sendable {
     }
 
     /// A dispatch that ended before it started (claimed by another runner, no backend for it), with its result.
-    struct EndedEarly: Error {
+    struct EndedEarly: Error, Sendable {
         var result: DispatchResult
     }
 
@@ -198,9 +199,13 @@ package final class DispatchEngine: Sendable {
         ) { running in _ = await self.persist(running, owner: nil, logger: logger) }
         // A run that outlives its runner also reports by its own path (a Job's callback): stop following once
         // that result is stored.
-        let follows = backend.followsAfterRestart
-        let settle: @Sendable () async -> Void = { if follows { await self.settleWhenStoredElsewhere(known.requestId, token: token) } }
-        let outcome = await alongside(settle) { attach ? await backend.attach(context) : await backend.run(context) }
+        let outcome: BackendOutcome
+        if backend.followsAfterRestart {
+            let settle: @Sendable () async -> Void = { await self.settleWhenStoredElsewhere(known.requestId, token: token) }
+            outcome = await alongside(settle) { attach ? await backend.attach(context) : await backend.run(context) }
+        } else {
+            outcome = attach ? await backend.attach(context) : await backend.run(context)
+        }
         return await record(outcome, known: known, deadline: deadline, token: token, logger: logger)
     }
 

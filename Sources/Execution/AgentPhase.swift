@@ -321,6 +321,7 @@ package struct AgentPhase: Sendable {
             maxLogBytes: configuration.maxLogBytes
         )
         limits.letGo = token.letGo
+        limits.stop = token.stopped
         return limits
     }
 

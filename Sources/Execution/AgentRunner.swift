@@ -332,7 +332,9 @@ package struct AgentRunner: Sendable {
             running.logs = logs
             running.attempts = attempts
             running.updatedAt = ISO8601.string(Date())
-            await context.progress(running)
+            // In a task of its own: the write is the deepest moment of the run's task, which lives as long as the agent.
+            let written = running
+            await inChildTask { await context.progress(written) }
         }
     }
 

@@ -18,6 +18,9 @@ package final class CancelToken: Sendable {
     /// Set by ``detach()``: the processes the run supervises are let go of, not ended (``ProcessLimits/letGo``).
     package let letGo = Latch()
 
+    /// Set by ``cancel(reason:)``: the processes the run supervises are ended (``ProcessLimits/stop``).
+    package let stopped = Latch()
+
     /// A token nobody has cancelled yet.
     package init() {}
 
@@ -28,6 +31,7 @@ package final class CancelToken: Sendable {
             current.reason = reason
             return true
         }
+        if self.reason != nil { stopped.set() }
     }
 
     /// Asks the dispatch to stop following its run without ending it (a shutdown leaving a k8s Job to the next

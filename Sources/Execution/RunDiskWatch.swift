@@ -48,28 +48,19 @@ package final class RunDiskWatch: Sendable {
         passOn()
     }
 
-    /// Looks until `body` returns, then stops; a run past the limit has `body`'s task cancelled (its processes are
-    /// ended as on any cancellation) and its outcome fails `disk limit`. `nil` from `body` (nothing to adopt) stays.
+    /// Looks until `body` returns, then stops; a run past the limit has its agent stopped through the watch's token
+    /// (``CancelToken/stopped``: its processes are ended as on any cancellation) and its outcome fails `disk limit`.
+    /// `nil` from `body` (nothing to adopt) stays. `body` runs in the calling task, the looks in a child beside it.
     package func watching(_ body: @escaping @Sendable () async -> AgentPhase.Outcome?) async -> AgentPhase.Outcome? {
-        enum Event: Sendable {
-            case ended(AgentPhase.Outcome?)
-            case exceeded
-            case stopped
-        }
-        var outcome = await withTaskGroup(of: Event.self) { group in
-            group.addTask { .ended(await body()) }
-            group.addTask { await self.look() ? .exceeded : .stopped }
-            var outcome: AgentPhase.Outcome?
-            while let event = await group.next() {
-                switch event {
-                case .ended(let ended):
-                    outcome = ended
-                    group.cancelAll()
-                // Past the limit: the agent's task is cancelled, and its processes ended as on any cancellation.
-                case .exceeded: group.cancelAll()
-                case .stopped: break
+        let (token, limit) = (self.token, limitBytes)
+        var outcome = await withDiscardingTaskGroup(returning: AgentPhase.Outcome?.self) { group in
+            group.addTask {
+                if await self.look(), let used = self.exceeded.withLock({ $0 }) {
+                    token.cancel(reason: Self.sentence(used: used, limit: limit))
                 }
             }
+            let outcome = await body()
+            group.cancelAll()
             return outcome
         }
         if let key = observer.withLock({ $0 }) { outer.removeObserver(key) }

@@ -103,6 +103,7 @@ package struct VerificationPhase: Sendable {
     func limits(allowedMs: Int, token: CancelToken) -> ProcessLimits {
         var limits = ProcessLimits(timeout: .milliseconds(allowedMs), killGrace: .milliseconds(killGraceMs))
         limits.letGo = token.letGo
+        limits.stop = token.stopped
         return limits
     }
 }

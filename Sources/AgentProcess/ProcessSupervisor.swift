@@ -353,6 +353,14 @@ package struct ProcessSupervisor: Sendable {
         cgroup: RunCgroup? = nil,
         isolatedExit: Bool = false
     ) async -> Int {
+        // Outside the caller's cancellation: a cancelled run's sweep must still wait for what it kills (each wait on
+        // pidfds returns at once in a cancelled task), or its cgroup stays and its home is written back too early.
+        await uncancelled {
+            await self.sweep(groupId: groupId, marker: marker, grace: grace, cgroup: cgroup, isolatedExit: isolatedExit)
+        }
+    }
+
+    private func sweep(groupId: pid_t?, marker: String?, grace: Duration, cgroup: RunCgroup?, isolatedExit: Bool) async -> Int {
         // A pid of 0 or below would name this runner's own group (kill(0, …), kill(-1, …)): never a group to sweep.
         let groupId = groupId.flatMap { $0 > 0 ? $0 : nil }
         let gone = isolatedExit ? await Self.namespaceGone(cgroup: cgroup) : false

@@ -170,6 +170,9 @@ package struct AgentPhase: Sendable {
             }
             let logs = Self.logs(of: index, in: input.logsDir)
             await attemptStarting(logs, outcome.attempts)
+            // Stopped or handed off while the attempt was being recorded: nothing is started.
+            if token.isDetached { return outcome.letGo() }
+            if let reason = token.reason { return outcome.end(.cancelled(reason: reason)) }
             let attempt = Attempt(model: model, label: label, allowedMs: allowedMs, logs: logs)
             if let ended = await runAttempt(attempt, input: input, launch: launch, token: token, outcome: &outcome) { return ended }
         }

@@ -89,6 +89,8 @@ package struct LocalSandboxBackend: ExecutionBackend {
         case .failure(let ended): return ended.outcome
         case .success(let ready): prepared = ready
         }
+        // Whichever way the run goes on (salvaged, let go of, ended), its uid is let go of when it returns.
+        defer { prepared.lease?.release() }
         let outcome: AgentPhase.Outcome
         if adopting {
             guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: result) else {

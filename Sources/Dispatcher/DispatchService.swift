@@ -348,9 +348,9 @@ package final class DispatchService: Service, Sendable {
         let (token, end) = (admission.running.token, admission.running.end)
         let engine = self.engine
         let interrupt = admission.running.interrupt
-        let key = token.observe { if token.reason != nil { interrupt.set() } }
-        defer { token.removeObserver(key) }
-        if token.reason != nil { interrupt.set() }
+        // A cancel (now or already) interrupts the run.
+        let key = token.stopped.observe { interrupt.set() }
+        defer { token.stopped.ignore(key) }
         // The run, and beside it a wait for its interrupt: an interrupt before the run ended throws, which cancels
         // the run (a discarding group cancels the rest when a child throws); the run's end sets the interrupt too.
         try? await withThrowingDiscardingTaskGroup { group in

@@ -45,14 +45,6 @@ package final class CancelToken: Sendable {
         if isDetached { letGo.set() }
     }
 
-    /// Waits until the token is cancelled, or the calling task is.
-    package func cancelled() async {
-        let wakeup = Wakeup()
-        let key = observe { wakeup.signal() }
-        defer { removeObserver(key) }
-        while reason == nil, !Task.isCancelled { await wakeup.wait() }
-    }
-
     /// Tells the run that its terminal result is already stored (by the Job's callback): it stops following.
     package func settle() {
         change { current in

@@ -30,7 +30,7 @@ package struct DispatchCommand: AsyncParsableCommand {
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
+                try await CommandScope.run { try await asyncCommand.run() }
             } else {
                 try command.run()
             }

@@ -1,3 +1,4 @@
+import AgentProcess
 import DispatchCore
 import Dispatcher
 import Foundation
@@ -94,9 +95,11 @@ struct JanitorService: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: interval)
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                // A timer on the process runtime; cancelling (graceful shutdown) returns at once.
+                await ProcessRuntime.shared.sleep(for: interval)
+                guard !Task.isCancelled else { return }
                 do {
                     let actions = try await janitor.sweep()
                     if !actions.isEmpty { logger.info("janitor sweep", metadata: ["actions": "\(actions.count)"]) }

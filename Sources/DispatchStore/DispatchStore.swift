@@ -55,11 +55,12 @@ package protocol DispatchStore: Sendable {
     typealias InsertOutcome = StoreInsertOutcome
     typealias UpdateOutcome = StoreUpdateOutcome
 
-    /// Events of commits by every process on this store, for a store that has them (PostgreSQL's LISTEN/NOTIFY);
-    /// `nil`: other processes' commits are seen only by reading (the embedded SQLite store).
-    func events() -> AsyncStream<StoreEvent>?
+    /// Hands events of commits by every process on this store to `handle`, in the calling task until it is
+    /// cancelled, for a store that has them (PostgreSQL's LISTEN/NOTIFY, ``announcesCommits``); returns at once for
+    /// one whose other processes' commits are seen only by reading (the embedded SQLite store).
+    func watchEvents(_ handle: @Sendable (StoreEvent) async -> Void) async
 
-    /// Whether ``events()`` announces every process's terminal commits (then nobody needs to poll for them), and
+    /// Whether ``watchEvents(_:)`` announces every process's terminal commits (then nobody needs to poll for them), and
     /// the queue is the store's: every process on it claims queued requests from it (``claimNextQueued(owner:startedAt:)``).
     var announcesCommits: Bool { get }
 
@@ -172,7 +173,7 @@ extension DispatchStore {
     }
 
     /// No events by default: other processes' commits are seen by reading.
-    package func events() -> AsyncStream<StoreEvent>? { nil }
+    package func watchEvents(_ handle: @Sendable (StoreEvent) async -> Void) async {}
 
     /// Commits of other processes are not announced by default.
     package var announcesCommits: Bool { false }

@@ -90,14 +90,16 @@ package final class DispatchEngine: Sendable {
             // This process vouches for its row while it runs; if it dies, the lease runs out and anyone recovers it.
             let store = self.store
             let owner = record.owner
-            let renewal: @Sendable () async -> Void = {
-                guard let owner else { return }
-                while !Task.isCancelled {
-                    await ProcessRuntime.shared.sleep(for: .seconds(max(1, store.leaseDuration / 3)))
-                    if !Task.isCancelled { _ = try? await store.renewLeases(of: owner) }
+            // Beside the run, as `serve`'s service would: the lease renewal and the backend's background work (the
+            // k8s Job watch); both end with the run.
+            let jobs = record.result.sandboxBackend == .k8s ? backends.k8s : nil
+            let companions: @Sendable () async -> Void = {
+                await withDiscardingTaskGroup { group in
+                    if let owner { group.addTask { await Self.renewLeases(of: owner, in: store) } }
+                    if let jobs { group.addTask { await jobs.background() } }
                 }
             }
-            let result = await alongside(renewal) { await execute(record, token: token) }
+            let result = await alongside(companions) { await execute(record, token: token) }
             // Report only what is committed: a terminal result the store would not take is not a result.
             // Read outside this task's cancellation: a cancelled dispatch still reports its stored `cancelled`.
             guard let stored = await committedRecord(record.requestId), stored.status.isTerminal else {
@@ -110,6 +112,14 @@ package final class DispatchEngine: Sendable {
         case .existing(let record):
             let final = try await awaitTerminal(record.requestId, timeout: nil, backstop: Self.pollInterval)
             return (final?.result ?? record.result, true)
+        }
+    }
+
+    /// Renews `owner`'s leases every third of a lease (a timer on the process runtime) until cancelled.
+    static func renewLeases(of owner: RunnerOwner, in store: any DispatchStore) async {
+        while !Task.isCancelled {
+            await ProcessRuntime.shared.sleep(for: .seconds(max(1, store.leaseDuration / 3)))
+            if !Task.isCancelled { _ = try? await store.renewLeases(of: owner) }
         }
     }
 
@@ -272,17 +282,17 @@ package final class DispatchEngine: Sendable {
         onQueued: @Sendable () -> Void = {},
         onCancelRequested: @Sendable (String) async -> Void = { _ in }
     ) async {
-        guard let events = store.events() else { return }
-        for await event in events {
+        guard store.announcesCommits else { return }
+        await store.watchEvents { event in
             let ids: [String]
             switch event {
             case .committed(let requestId): ids = [requestId]
             case .queued:
                 onQueued()
-                continue
+                return
             case .cancelRequested(let requestId):
                 await onCancelRequested(requestId)
-                continue
+                return
             case .resync:
                 onQueued()
                 ids = notifier.waitingIds

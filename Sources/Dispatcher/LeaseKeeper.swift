@@ -1,3 +1,4 @@
+import AgentProcess
 import Logging
 import ServiceLifecycle
 
@@ -18,9 +19,11 @@ package struct LeaseKeeper: Service {
     /// Runs upkeep until graceful shutdown or cancellation.
     package func run() async throws {
         let period = service.upkeepPeriod
-        try? await cancelWhenGracefulShutdown {
-            while true {
-                try await Task.sleep(for: period)
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                // A timer on the process runtime; cancelling (graceful shutdown) returns at once.
+                await ProcessRuntime.shared.sleep(for: period)
+                guard !Task.isCancelled else { return }
                 do {
                     try await service.upkeep()
                 } catch is CancellationError {

@@ -21,7 +21,9 @@ struct JobFollower {
     /// The terminal condition first seen without a result, when, and the log read then.
     var ended: (condition: KubeJob.Condition, at: ContinuousClock.Instant, log: KubeBackend.PodLog?)?
     var jobSeen = false
-    var mirror: Task<Void, Never>?
+    /// Where ``checkPods()`` names the first pod that runs: the log mirror, a child of ``follow()``, starts on it.
+    var podRunning: AsyncStream<String>.Continuation?
+    var mirroring = false
 
     init(backend: KubeBackend, name: String, context: BackendContext, result: DispatchResult, started: Bool) {
         self.backend = backend
@@ -35,16 +37,35 @@ struct JobFollower {
     var deadline: Deadline { context.deadline }
     var logPath: String { backend.logPath(context.request) }
 
+    /// Follows the Job to an outcome, with the log mirror beside it once a pod runs (ended with the follow).
+    mutating func follow() async -> BackendOutcome {
+        let (pods, podRunning) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
+        self.podRunning = podRunning
+        let client = backend.client
+        let logPath = self.logPath
+        return await withDiscardingTaskGroup(returning: BackendOutcome.self) { group in
+            group.addTask {
+                for await pod in pods {
+                    await KubeBackend.mirror(pod, with: client, to: logPath)
+                    return
+                }
+            }
+            let outcome = await followJob()
+            podRunning.finish()
+            group.cancelAll()
+            return outcome
+        }
+    }
+
     /// Loops until an outcome: each pass observes the token, the budget and the Job, lets ``decide(_:job:resultGrace:)``
     /// choose, and acts; then waits for a wakeup (a watch event, a token change, the poll interval).
-    mutating func follow() async -> BackendOutcome {
+    mutating func followJob() async -> BackendOutcome {
         let wakeup = Wakeup()
         let following = backend.watcher.follow(name, wakeup: wakeup)
         let observer = context.cancellation.observe { wakeup.signal() }
         defer {
             backend.watcher.unfollow(following)
             context.cancellation.removeObserver(observer)
-            mirror?.cancel()
         }
         var seen = wakeup.generation
         while true {
@@ -187,11 +208,10 @@ struct JobFollower {
     mutating func checkPods() async throws -> String? {
         let client = backend.client
         let name = self.name
-        let logPath = self.logPath
         let pods = try await backend.limited(deadline) { try await client.pods(ofJob: name) }
-        if mirror == nil, let pod = pods.first(where: { ["Running", "Succeeded", "Failed"].contains($0.phase) }) {
-            // Unstructured on purpose: it lives as long as the follow, which cancels it on every way out.
-            mirror = Task { await KubeBackend.mirror(pod.name, with: client, to: logPath) }
+        if !mirroring, let pod = pods.first(where: { ["Running", "Succeeded", "Failed"].contains($0.phase) }) {
+            mirroring = true
+            podRunning?.yield(pod.name)
         }
         return await backend.podFailure(name, pods: pods, created: created, clock: clock)
     }

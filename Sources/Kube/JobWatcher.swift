@@ -5,8 +5,11 @@ import Synchronization
 
 /// Keeps the latest state of every Job we manage from one list-then-watch loop shared by all followers: list
 /// (managed-by label), watch from the list's resourceVersion, resume from the last version seen when the server
-/// ends the watch at its timeout, and list again and re-watch on a 410 or a stream that closed early. A change to a followed Job wakes its follower at once; followers still poll now and then as a
-/// backstop, so a broken watch costs latency, never a result. The loop runs only while someone follows a Job.
+/// ends the watch at its timeout, and list again and re-watch on a 410 or a stream that closed early. A change to a
+/// followed Job wakes its follower at once; followers still poll now and then as a backstop, so a broken watch (or
+/// none: nobody runs ``run()``) costs latency, never a result. ``run()`` is the backend's background work, in the
+/// task group of the service that owns the backend (or beside a `dispatch run`); it watches only while someone
+/// follows a Job.
 final class JobWatcher: Sendable {
     struct State {
         var jobs: [String: KubeJob] = [:]
@@ -14,8 +17,9 @@ final class JobWatcher: Sendable {
         var synced = false
         var followers: [UInt64: (job: String, wakeup: Wakeup)] = [:]
         var nextId: UInt64 = 0
-        var task: Task<Void, Never>?
         var lists = 0
+        /// Whether a ``run()`` is going (one at a time: a second returns at once).
+        var running = false
     }
 
     /// What the watch knows of one Job.
@@ -30,6 +34,8 @@ final class JobWatcher: Sendable {
     let timeoutSeconds: Int
     let logger: Logger
     private let state = Mutex(State())
+    /// Signalled when the first follower comes and when the last one leaves.
+    private let demand = Wakeup()
 
     init(client: KubeClient, selector: String, timeoutSeconds: Int = 240, logger: Logger = Logger(label: "agent-dispatch.k8s.watch")) {
         self.client = client
@@ -38,30 +44,58 @@ final class JobWatcher: Sendable {
         self.logger = logger
     }
 
-    /// Starts waking `wakeup` on changes to `job`; the first follower starts the loop.
+    /// Starts waking `wakeup` on changes to `job`; the first follower starts the watch.
     func follow(_ job: String, wakeup: Wakeup) -> UInt64 {
-        state.withLock { state in
+        let (id, first) = state.withLock { state in
             state.nextId += 1
             state.followers[state.nextId] = (job, wakeup)
-            if state.task == nil {
-                // Owned by the watcher (kept in its state, cancelled when the last follower leaves).
-                state.task = Task { [weak self] in await self?.run() }
+            return (state.nextId, state.followers.count == 1)
+        }
+        if first { demand.signal() }
+        return id
+    }
+
+    /// Stops following; the last follower stops the watch (an idle runner holds no watch open).
+    func unfollow(_ id: UInt64) {
+        let last = state.withLock { state -> Bool in
+            guard state.followers.removeValue(forKey: id) != nil, state.followers.isEmpty else { return false }
+            Self.forget(&state)
+            return true
+        }
+        if last { demand.signal() }
+    }
+
+    /// Watches while someone follows a Job, until cancelled: the first follower starts the list-then-watch loop,
+    /// the last one to leave cancels it. One at a time: a second call (a `dispatch run` in-process beside a
+    /// service) returns at once.
+    func run() async {
+        guard state.withLock({ state in !state.running ? (state.running = true, true).1 : false }) else { return }
+        defer { state.withLock { $0.running = false } }
+        while !Task.isCancelled {
+            await waitForDemand(followed: true)
+            guard !Task.isCancelled else { return }
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.watch() }
+                await waitForDemand(followed: false)
+                group.cancelAll()
             }
-            return state.nextId
+            // Updates of the cancelled loop may have landed after the last follower left.
+            state.withLock { state in if state.followers.isEmpty { Self.forget(&state) } }
         }
     }
 
-    /// Stops following; the last follower stops the loop (a `dispatch run` process must be able to exit).
-    func unfollow(_ id: UInt64) {
-        let task = state.withLock { state -> Task<Void, Never>? in
-            state.followers.removeValue(forKey: id)
-            guard state.followers.isEmpty, let task = state.task else { return nil }
-            state.task = nil
-            state.synced = false
-            state.jobs.removeAll()
-            return task
+    /// Returns once someone follows a Job (`followed`) or nobody does, or when cancelled.
+    private func waitForDemand(followed: Bool) async {
+        while !Task.isCancelled {
+            let seen = demand.generation
+            if state.withLock({ !$0.followers.isEmpty }) == followed { return }
+            await demand.wait(after: seen, timeout: .seconds(86_400))
         }
-        task?.cancel()
+    }
+
+    private static func forget(_ state: inout State) {
+        state.synced = false
+        state.jobs.removeAll()
     }
 
     func knowledge(of job: String) -> Knowledge {
@@ -74,7 +108,7 @@ final class JobWatcher: Sendable {
     /// How many lists the loop has made (tests check that a 410 / closed stream led to a re-list).
     var lists: Int { state.withLock { $0.lists } }
 
-    private func run() async {
+    private func watch() async {
         var failures = 0
         var expired = 0
         while !Task.isCancelled {

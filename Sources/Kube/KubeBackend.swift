@@ -63,6 +63,9 @@ package struct KubeBackend: ExecutionBackend {
     /// A Job runs on without its runner: a new runner follows it.
     package var followsAfterRestart: Bool { true }
 
+    /// The shared Job watch, while someone follows a Job.
+    package func background() async { await watcher.run() }
+
     /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it.
     package func run(_ context: BackendContext) async -> BackendOutcome {
         let request = context.request

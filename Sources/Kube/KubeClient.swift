@@ -146,72 +146,30 @@ package final class KubeClient: Sendable {
 
     /// Watches Jobs matching `labelSelector` from `resourceVersion`: one event per change until the server
     /// closes the stream (after `timeoutSeconds`, or earlier). An expired resourceVersion ends the stream with a
-    /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion).
+    /// 410 ``KubeError`` (the caller lists again and re-watches from the list's resourceVersion). The request is
+    /// made by the first `next()`, in the iterating task: nothing runs unless someone reads.
     package func watchJobs(
         labelSelector: String,
         resourceVersion: String?,
         timeoutSeconds: Int = 240
-    ) -> AsyncThrowingStream<JobWatchEvent, any Error> {
+    ) -> KubeWatchEvents {
         let timeoutSeconds = min(timeoutSeconds, Self.maxWatchSeconds)
         var query = ["watch=1", "allowWatchBookmarks=true", "timeoutSeconds=\(timeoutSeconds)", "labelSelector=\(Self.escape(labelSelector))"]
         if let resourceVersion { query.append("resourceVersion=\(Self.escape(resourceVersion))") }
         let path = "\(jobsPath)?" + query.joined(separator: "&")
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    try await self.stream(
-                        path,
-                        timeout: .seconds(Int64(timeoutSeconds) + 30),
-                        lines: { line in
-                            if let event = try JobWatchEvent(line: line) { continuation.yield(event) }
-                        }
-                    )
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        return KubeWatchEvents(chunks: KubeBodyChunks(client: self, path: path, timeout: .seconds(Int64(timeoutSeconds) + 30)))
     }
 
     /// Follows a pod's log (`follow=true`) from its beginning: chunks as the container writes them, until the
-    /// container ends or the stream breaks.
-    package func followPodLog(_ pod: String) -> AsyncThrowingStream<Data, any Error> {
-        let path = "\(corePath)/pods/\(pod)/log?follow=true"
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    try await self.stream(path, timeout: .seconds(24 * 3600), chunks: { chunk in continuation.yield(chunk) })
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+    /// container ends or the stream breaks. Like ``watchJobs(labelSelector:resourceVersion:timeoutSeconds:)``, read
+    /// in the iterating task.
+    package func followPodLog(_ pod: String) -> KubeBodyChunks {
+        KubeBodyChunks(client: self, path: "\(corePath)/pods/\(pod)/log?follow=true", timeout: .seconds(24 * 3600))
     }
 
-    /// GETs `path` and hands every complete line of the (chunked) body to `handle`, until the body ends.
-    private func stream(_ path: String, timeout: Duration, lines handle: (Data) throws -> Void) async throws {
-        var pending = Data()
-        try await stream(
-            path,
-            timeout: timeout,
-            chunks: { chunk in
-                pending.append(chunk)
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = pending[pending.startIndex..<newline]
-                    pending.removeSubrange(pending.startIndex...newline)
-                    if !line.isEmpty { try handle(Data(line)) }
-                }
-            }
-        )
-        if !pending.isEmpty { try handle(pending) }
-    }
-
-    /// GETs `path` on the long-lived client and hands each chunk of the body to `handle`, until the body ends.
-    private func stream(_ path: String, timeout: Duration, chunks handle: (Data) throws -> Void) async throws {
+    /// GETs `path` on the long-lived client (re-reading the token once after a 401) and returns the body of a 2xx
+    /// answer; any other answer is a ``KubeError``.
+    func openStream(_ path: String, timeout: Duration) async throws -> HTTPClientResponse.Body {
         var freshToken = false
         while true {
             let response: HTTPClientResponse
@@ -230,14 +188,7 @@ package final class KubeClient: Sendable {
                 let reply = try? JSONDecoder().decode(KubeStatus.self, from: data)
                 throw KubeError(status: status, reason: reply?.reason, message: reply?.message ?? "GET \(path) answered \(status)")
             }
-            do {
-                for try await buffer in response.body { try handle(Data(buffer.readableBytesView)) }
-            } catch let error as KubeError {
-                throw error
-            } catch {
-                throw KubeError(status: 0, message: "stream \(path) broke: \(error)")
-            }
-            return
+            return response.body
         }
     }
 

@@ -6,17 +6,17 @@ import PostgresNIO
 
 extension PostgresDispatchStore {
     /// LISTENs on one connection until it drops; `.resync` once listening (what was committed before is read again).
-    static func listen(_ connection: PostgresConnection, continuation: AsyncStream<StoreEvent>.Continuation) async throws {
+    static func listen(_ connection: PostgresConnection, handle: @Sendable (StoreEvent) async -> Void) async throws {
         try await connection.listen(on: PostgresSchema.channel) { notifications in
-            continuation.yield(.resync)
+            await handle(.resync)
             for try await notification in notifications {
                 let payload = notification.payload
                 if payload.hasPrefix("terminal:") {
-                    continuation.yield(.committed(requestId: String(payload.dropFirst("terminal:".count))))
+                    await handle(.committed(requestId: String(payload.dropFirst("terminal:".count))))
                 } else if payload.hasPrefix("queued:") {
-                    continuation.yield(.queued(requestId: String(payload.dropFirst("queued:".count))))
+                    await handle(.queued(requestId: String(payload.dropFirst("queued:".count))))
                 } else if payload.hasPrefix("cancel:") {
-                    continuation.yield(.cancelRequested(requestId: String(payload.dropFirst("cancel:".count))))
+                    await handle(.cancelRequested(requestId: String(payload.dropFirst("cancel:".count))))
                 }
             }
         }
@@ -50,28 +50,22 @@ extension PostgresDispatchStore {
     /// LISTEN/NOTIFY announces every replica's terminal commits.
     package var announcesCommits: Bool { true }
 
-    /// Terminal commits of every replica, from LISTEN on one pooled connection. When that connection drops it is
-    /// made again (after a second), and `.resync` says that anything may have been missed meanwhile; `.resync` also
-    /// follows the first LISTEN, for what was committed before it.
-    package func events() -> AsyncStream<StoreEvent>? {
-        let client = self.client
-        let logger = self.logger
-        return AsyncStream { continuation in
-            let task = Task {
-                while !Task.isCancelled {
-                    do {
-                        try await client.withConnection { connection in
-                            try await Self.listen(connection, continuation: continuation)
-                        }
-                    } catch {
-                        if Task.isCancelled { break }
-                        logger.warning("the store's notification connection dropped; listening again", metadata: ["error": "\(error)"])
-                    }
-                    try? await Task.sleep(for: .seconds(1))
+    /// Terminal commits of every replica, from LISTEN on one pooled connection, handed to `handle` in the calling
+    /// task until it is cancelled. When that connection drops it is made again (after a second), and `.resync` says
+    /// that anything may have been missed meanwhile; `.resync` also follows the first LISTEN, for what was committed
+    /// before it.
+    package func watchEvents(_ handle: @Sendable (StoreEvent) async -> Void) async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await Self.listen(connection, handle: handle)
                 }
-                continuation.finish()
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("the store's notification connection dropped; listening again", metadata: ["error": "\(error)"])
             }
-            continuation.onTermination = { _ in task.cancel() }
+            // Backoff before listening again.
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 }

@@ -18,11 +18,64 @@ package final class PostgresDispatchStore: DispatchStore {
     package let url: DatabaseURL
     let client: PostgresClient
     let logger: Logger
-    private let running: Task<Void, Never>
 
-    /// Connects to `url`, creates or migrates the schema (one replica at a time, under an advisory lock) and keeps
-    /// the connection pool running until the store is released.
+    /// Opens the store at `url` for the length of `body`: runs its connection pool beside `body` (a child task,
+    /// ended when `body` returns or throws), creates or migrates the schema (one replica at a time, under an advisory
+    /// lock) and hands the store to `body`.
+    package static func withStore<T>(
+        url: DatabaseURL,
+        stateDir: String,
+        inboxDir: String,
+        leaseSeconds: Int = 15,
+        connectTimeout: Duration = .seconds(15),
+        logger: Logger,
+        _ body: (PostgresDispatchStore) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let store = try await PostgresDispatchStore(
+                client: client,
+                url: url,
+                stateDir: stateDir,
+                inboxDir: inboxDir,
+                leaseSeconds: leaseSeconds,
+                connectTimeout: connectTimeout,
+                logger: logger
+            )
+            return try await body(store)
+        }
+    }
+
+    /// Opens the store at `url`, handing its connection pool's `run()` to `start`: the caller runs it in a task
+    /// group of its own for as long as it uses the store (a command's scope), and ends it by cancelling that task.
+    package static func open(
+        url: DatabaseURL,
+        stateDir: String,
+        inboxDir: String,
+        leaseSeconds: Int = 15,
+        connectTimeout: Duration = .seconds(15),
+        logger: Logger,
+        running start: (@escaping @Sendable () async -> Void) -> Void
+    ) async throws -> PostgresDispatchStore {
+        let client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
+        start { await client.run() }
+        return try await PostgresDispatchStore(
+            client: client,
+            url: url,
+            stateDir: stateDir,
+            inboxDir: inboxDir,
+            leaseSeconds: leaseSeconds,
+            connectTimeout: connectTimeout,
+            logger: logger
+        )
+    }
+
+    /// The store on `client`, whose `run()` the caller keeps running while the store is used (see
+    /// ``withStore(url:stateDir:inboxDir:leaseSeconds:connectTimeout:logger:_:)``): creates or migrates the schema.
     package init(
+        client: PostgresClient,
         url: DatabaseURL,
         stateDir: String,
         inboxDir: String,
@@ -35,9 +88,7 @@ package final class PostgresDispatchStore: DispatchStore {
         self.inboxDir = inboxDir
         self.leaseDuration = TimeInterval(max(1, leaseSeconds))
         self.logger = logger
-        let client = PostgresClient(configuration: url.configuration, backgroundLogger: logger)
         self.client = client
-        running = Task { await client.run() }
         do {
             try FileManager.default.createDirectory(atPath: inboxDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             // The pool retries a refused connection for ever: a database that does not answer in time is an error.
@@ -51,12 +102,9 @@ package final class PostgresDispatchStore: DispatchStore {
                 group.cancelAll()
             }
         } catch {
-            running.cancel()
             throw DispatchStoreError(code: .openFailed, message: "cannot open the PostgreSQL store at \(url.redacted): \(String(reflecting: error))")
         }
     }
-
-    deinit { running.cancel() }
 
     /// Epoch milliseconds one lease from now.
     func leaseDeadline() -> Int64 { Int64((Date().timeIntervalSince1970 + leaseDuration) * 1000) }

@@ -39,12 +39,13 @@ struct StoreFixture {
             return try SQLiteDispatchStore(stateDir: dir.child("state"), inboxDir: dir.child("inbox"), leaseSeconds: leaseSeconds)
         case .postgres:
             let url = try DatabaseURL(try #require(database))
-            return try await PostgresDispatchStore(
+            return try await PostgresDispatchStore.open(
                 url: url,
                 stateDir: dir.child("state"),
                 inboxDir: dir.child("inbox"),
                 leaseSeconds: leaseSeconds,
-                logger: Self.quietLogger
+                logger: Self.quietLogger,
+                running: dir.keepRunning
             )
         }
     }
@@ -329,14 +330,15 @@ struct StoreFixture {
 
     @Test func anUnreachableDatabaseIsAClearErrorWithoutThePassword() async throws {
         let url = try DatabaseURL("postgres://dispatch:hidden-pw@127.0.0.1:\(freePort())/nowhere?sslmode=disable")
+        let dir = TempDir("pg-down")
         do {
-            _ = try await PostgresDispatchStore(
+            _ = try await PostgresDispatchStore.withStore(
                 url: url,
-                stateDir: TempDir("pg-down").path,
-                inboxDir: TempDir("pg-down-inbox").path,
+                stateDir: dir.child("state"),
+                inboxDir: dir.child("inbox"),
                 connectTimeout: .seconds(3),
                 logger: StoreFixture.quietLogger
-            )
+            ) { _ in }
             Issue.record("opened a store on a closed port")
         } catch {
             #expect("\(error)".contains("cannot open the PostgreSQL store at postgres://dispatch@127.0.0.1"), "\(error)")

@@ -72,12 +72,13 @@ package struct EngineFixture: Sendable {
         let configuration = Self.configuration(in: dir, killGraceMs: killGraceMs, completionGraceMs: completionGraceMs)
         var quiet = Logger(label: "test")
         quiet.logLevel = .critical
-        let store = try await PostgresDispatchStore(
+        let store = try await PostgresDispatchStore.open(
             url: try DatabaseURL(url),
             stateDir: configuration.stateDir,
             inboxDir: configuration.inboxDir,
             leaseSeconds: configuration.leaseSeconds,
-            logger: quiet
+            logger: quiet,
+            running: dir.keepRunning
         )
         return EngineFixture(dir: dir, configuration: configuration, store: store, environment: environment, k8s: nil, logHandler: nil)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Locations tests need: the package root, the fake agents, the built `dispatch` binary.
 package enum TestPaths {
@@ -33,6 +34,8 @@ package enum TestPaths {
 /// A fresh temporary directory per test, removed when the value is released.
 package final class TempDir: Sendable {
     package let path: String
+    /// Tasks that live as long as the directory (a PostgreSQL store's connection pool), cancelled with it.
+    private let tasks = Mutex<[Task<Void, Never>]>([])
 
     /// A directory under `parent` (default: the temp dir).
     package init(_ prefix: String = "dispatch-test", in parent: String = NSTemporaryDirectory()) {
@@ -42,7 +45,14 @@ package final class TempDir: Sendable {
     }
 
     deinit {
+        for task in tasks.withLock({ $0 }) { task.cancel() }
         try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// Runs `operation` until the directory is released.
+    package func keepRunning(_ operation: @escaping @Sendable () async -> Void) {
+        let task = Task(operation: operation)
+        tasks.withLock { $0.append(task) }
     }
 
     /// A path inside the directory.

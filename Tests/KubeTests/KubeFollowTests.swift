@@ -31,6 +31,26 @@ import Testing
         }
     }
 
+    @Test func theSharedWatchRunsOnlyWhileAJobIsFollowed() async throws {
+        var options = Cluster.Options()
+        options.watchTimeoutSeconds = 1  // a running watch is re-opened every second: its requests show it runs
+        try await Cluster.with(dir, options) { cluster in
+            try await withThrowingDiscardingTaskGroup { group in
+                // As the service runs it: the backend's background work for the service's life.
+                group.addTask { await cluster.controller.background() }
+                try await Task.sleep(for: .milliseconds(1500))
+                #expect(cluster.api.watchCounts.watches == 0, "nobody follows a Job: no watch")
+                let result = try await cluster.fixture.run(cluster.request("fake:sleep=1.5 fake:answer=watched"))
+                #expect(result.status == .completed, "\(result.error ?? "")")
+                let after = cluster.api.watchCounts.watches
+                #expect(after >= 1, "the follow was served by the watch")
+                try await Task.sleep(for: .milliseconds(2500))
+                #expect(cluster.api.watchCounts.watches == after, "the last follower left: the watch ended")
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test func aWatchEndedAtItsTimeoutResumesFromTheLastResourceVersionWithoutListing() async throws {
         var options = Cluster.Options()
         options.backstopInterval = .seconds(600)

@@ -40,13 +40,7 @@ struct StoreImportCommand: AsyncParsableCommand {
         guard let raw = configuration.databaseURL else { throw ValidationError("DISPATCH_DATABASE_URL is not set") }
         let url: DatabaseURL
         do { url = try DatabaseURL(raw) } catch { throw ValidationError("\(error)") }
-        let target = try await PostgresDispatchStore(
-            url: url,
-            stateDir: configuration.stateDir,
-            inboxDir: configuration.inboxDir,
-            leaseSeconds: configuration.leaseSeconds,
-            logger: CLILogging.logger(level: .warning)
-        )
+        let target = try await openPostgresStore(url, configuration, logger: CLILogging.logger(level: .warning))
         var (imported, present) = (0, 0)
         for record in try await source.list(limit: Int.max).reversed() {
             switch try await target.insert(record.result, request: record.request, owner: record.owner) {

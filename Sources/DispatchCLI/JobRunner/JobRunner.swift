@@ -48,9 +48,8 @@ struct JobRunner: Sendable {
         do {
             let request = try parseRequest()
             // `running` goes out beside the work: an unreachable callback must not delay the agent.
-            let running = Task { [report] in await callback.post(report, attempts: 3) }
-            outcome = await execute(request, report: report, token: token)
-            running.cancel()
+            let postRunning: @Sendable () async -> Void = { [report] in await callback.post(report, attempts: 3) }
+            outcome = await alongside(postRunning) { await execute(request, report: report, token: token) }
         } catch {
             report.state = .failed
             report.error = "\(error)"

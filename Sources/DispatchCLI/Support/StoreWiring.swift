@@ -17,15 +17,23 @@ func openStore(_ configuration: DispatchConfiguration, logger: Logger) async thr
     } catch {
         throw ValidationError("\(error)")
     }
-    let store = try await PostgresDispatchStore(
+    let store = try await openPostgresStore(url, configuration, logger: logger)
+    try await refuseForgottenSQLiteRows(configuration, store: store)
+    return store
+}
+
+/// The PostgreSQL store at `url`; its connection pool runs in the command's scope (``CommandScope``), for as long
+/// as the command runs.
+func openPostgresStore(_ url: DatabaseURL, _ configuration: DispatchConfiguration, logger: Logger) async throws -> PostgresDispatchStore {
+    guard let scope = CommandScope.current else { preconditionFailure("a command opens its store inside its CommandScope") }
+    return try await PostgresDispatchStore.open(
         url: url,
         stateDir: configuration.stateDir,
         inboxDir: configuration.inboxDir,
         leaseSeconds: configuration.leaseSeconds,
-        logger: logger
+        logger: logger,
+        running: scope.start
     )
-    try await refuseForgottenSQLiteRows(configuration, store: store)
-    return store
 }
 
 /// A replica on PostgreSQL whose state dir still holds unfinished SQLite rows the database does not have would

@@ -69,7 +69,12 @@ final class JobWatcher: Sendable {
     /// the last one to leave cancels it. One at a time: a second call (a `dispatch run` in-process beside a
     /// service) returns at once.
     func run() async {
-        guard state.withLock({ state in !state.running ? (state.running = true, true).1 : false }) else { return }
+        let first = state.withLock { state -> Bool in
+            guard !state.running else { return false }
+            state.running = true
+            return true
+        }
+        guard first else { return }
         defer { state.withLock { $0.running = false } }
         while !Task.isCancelled {
             await waitForDemand(followed: true)

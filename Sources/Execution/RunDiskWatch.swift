@@ -25,6 +25,14 @@ package final class RunDiskWatch: Sendable {
     private let outer: CancelToken
     private let observer: Mutex<UInt64?> = Mutex(nil)
     private let exceeded: Mutex<Int64?> = Mutex(nil)
+    private let looks = Mutex(Looks())
+
+    /// The next look and what the last walk found.
+    private struct Looks {
+        var timer: ProcessRuntime.Token?
+        var stopped = false
+        var last: (at: ContinuousClock.Instant, used: Int64, filesystems: Int64)?
+    }
 
     /// Shortest time between two looks.
     static let minimumInterval: Duration = .seconds(2)
@@ -50,18 +58,14 @@ package final class RunDiskWatch: Sendable {
 
     /// Looks until `body` returns, then stops; a run past the limit has its agent stopped through the watch's token
     /// (``CancelToken/stopped``: its processes are ended as on any cancellation) and its outcome fails `disk limit`.
-    /// `nil` from `body` (nothing to adopt) stays. `body` runs in the calling task, the looks in a child beside it.
+    /// `nil` from `body` (nothing to adopt) stays. `body` runs in the calling task; the looks are timers on the
+    /// process runtime whose walks run on the blocking pool, so a held run has no task of its own for its watch.
     package func watching(_ body: @escaping @Sendable () async -> AgentPhase.Outcome?) async -> AgentPhase.Outcome? {
-        let (token, limit) = (self.token, limitBytes)
-        var outcome = await withDiscardingTaskGroup(returning: AgentPhase.Outcome?.self) { group in
-            group.addTask {
-                if await self.look(), let used = self.exceeded.withLock({ $0 }) {
-                    token.cancel(reason: Self.sentence(used: used, limit: limit))
-                }
-            }
-            let outcome = await body()
-            group.cancelAll()
-            return outcome
+        schedule(at: .now)
+        var outcome = await body()
+        looks.withLock { looks in
+            looks.stopped = true
+            if let timer = looks.timer { ProcessRuntime.shared.cancel(timer) }
         }
         if let key = observer.withLock({ $0 }) { outer.removeObserver(key) }
         if let used = exceeded.withLock({ $0 }), outer.reason == nil, outcome != nil {
@@ -76,35 +80,41 @@ package final class RunDiskWatch: Sendable {
         "disk limit: the run's checkout, logs and home took \(used) bytes, over DISPATCH_MAX_RUN_DISK_BYTES=\(limit); the agent was stopped"
     }
 
-    /// Whether the limit was passed (else: stopped). A look is skipped while the run cannot have passed the limit:
-    /// what it took at the last walk plus what its filesystems took since (their used blocks, `statvfs`: one call, not
-    /// a walk) is within the limit — any growth of the run's places, unlinked-open files on those filesystems included,
-    /// is growth of those. A full walk still comes every ``fullWalkEvery``: space freed elsewhere on the filesystem could
-    /// hide growth meanwhile, and unlinked-open files on another filesystem (a tmpfs) are counted only by a walk.
-    /// Holding 200 idle runs, the walks were most of what `serve` still did.
-    private func look() async -> Bool {
-        let clock = ContinuousClock()
-        var last: (at: ContinuousClock.Instant, used: Int64, filesystems: Int64)?
-        while !Task.isCancelled {
-            let start = clock.now
-            let filesystems = Self.filesystemsUsed(places)
-            let unchanged = last.map { last in
-                start - last.at < Self.fullWalkEvery && last.used + max(0, filesystems - last.filesystems) <= limitBytes
-            }
-            var took = Duration.zero
-            if unchanged != true {
-                let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) } + (uid.map(Self.unlinkedOpenBytes) ?? 0)
-                if used > limitBytes {
-                    exceeded.withLock { $0 = used }
-                    token.cancel(reason: Self.sentence(used: used, limit: limitBytes))
-                    return true
-                }
-                last = (start, used, filesystems)
-                took = clock.now - start
-            }
-            await ProcessRuntime.shared.sleep(for: max(Self.minimumInterval, took * 10))
+    /// Sets the next look for `instant`, unless the watch stopped.
+    private func schedule(at instant: ContinuousClock.Instant) {
+        looks.withLock { looks in
+            guard !looks.stopped else { return }
+            looks.timer = ProcessRuntime.shared.timer(at: instant) { [self] in BlockingPool.shared.submit { self.look() } }
         }
-        return false
+    }
+
+    /// One look (on the blocking pool), then the next is set: ten times as long as the walk took, at least
+    /// ``minimumInterval``. A look skips the walk while the run cannot have passed the limit: what it took at the last
+    /// walk plus what its filesystems took since (their used blocks, `statvfs`: one call, not a walk) is within the
+    /// limit — any growth of the run's places, unlinked-open files on those filesystems included, is growth of those.
+    /// A full walk still comes every ``fullWalkEvery``: space freed elsewhere on the filesystem could hide growth
+    /// meanwhile, and unlinked-open files on another filesystem (a tmpfs) are counted only by a walk. Holding 200 idle
+    /// runs, the walks were most of what `serve` still did. A run past the limit has the watch's token cancelled.
+    private func look() {
+        let clock = ContinuousClock()
+        let start = clock.now
+        guard let last = looks.withLock({ $0.stopped ? nil : Optional($0.last) }) else { return }
+        let filesystems = Self.filesystemsUsed(places)
+        let unchanged = last.map { last in
+            start - last.at < Self.fullWalkEvery && last.used + max(0, filesystems - last.filesystems) <= limitBytes
+        }
+        var took = Duration.zero
+        if unchanged != true {
+            let used = places.reduce(Int64(0)) { $0 + Self.bytesOnDisk($1) } + (uid.map(Self.unlinkedOpenBytes) ?? 0)
+            if used > limitBytes {
+                exceeded.withLock { $0 = used }
+                token.cancel(reason: Self.sentence(used: used, limit: limitBytes))
+                return
+            }
+            looks.withLock { $0.last = (start, used, filesystems) }
+            took = clock.now - start
+        }
+        schedule(at: clock.now + max(Self.minimumInterval, took * 10))
     }
 
     /// Longest time between two walks of a run's places.

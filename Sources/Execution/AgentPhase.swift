@@ -4,7 +4,7 @@ import Foundation
 import Logging
 
 /// The agent phase of a dispatch: one process per attempt (`model`, then each fallback), all inside the one budget.
-package struct AgentPhase: Sendable {
+package final class AgentPhase: Sendable {
     /// Where and how the agent runs.
     package struct Input: Sendable {
         package var request: DispatchRequest
@@ -154,20 +154,7 @@ package struct AgentPhase: Sendable {
             if token.isDetached { return outcome.letGo() }
             if Task.isCancelled || token.reason != nil { return outcome.end(.cancelled(reason: token.reason ?? "cancelled")) }
             let allowedMs = input.deadline.remainingMs
-            guard allowedMs >= Self.minimumAttemptMs else {
-                let previous = outcome.failure.map { "; previous attempt: \($0)" } ?? ""
-                return outcome.end(
-                    .timedOut(
-                        .init(
-                            subject: input.request.tool.rawValue,
-                            elapsedMs: input.deadline.elapsedMs,
-                            budgetMs: input.budgetMs,
-                            moment: .notEnoughLeft(remainingMs: allowedMs, toStart: label),
-                            detail: previous
-                        )
-                    )
-                )
-            }
+            guard allowedMs >= Self.minimumAttemptMs else { return Self.notEnoughLeft(allowedMs, toStart: label, input: input, outcome: &outcome) }
             let logs = Self.logs(of: index, in: input.logsDir)
             await attemptStarting(logs, outcome.attempts)
             // Stopped or handed off while the attempt was being recorded: nothing is started.
@@ -180,6 +167,24 @@ package struct AgentPhase: Sendable {
             outcome.failure = .message("all \(models.count) agent attempts failed; last: \(last)")
         }
         return outcome
+    }
+
+    /// Ends the attempts timed out: `remainingMs` is too little to start `label`. Not async, and out of line: the
+    /// failure's words are built outside the frame of the attempts, which lives as long as the agent runs.
+    @inline(never)
+    static func notEnoughLeft(_ remainingMs: Int, toStart label: String, input: Input, outcome: inout Outcome) -> Outcome {
+        let previous = outcome.failure.map { "; previous attempt: \($0)" } ?? ""
+        return outcome.end(
+            .timedOut(
+                .init(
+                    subject: input.request.tool.rawValue,
+                    elapsedMs: input.deadline.elapsedMs,
+                    budgetMs: input.budgetMs,
+                    moment: .notEnoughLeft(remainingMs: remainingMs, toStart: label),
+                    detail: previous
+                )
+            )
+        )
     }
 
     /// The log files of attempt `index` (0-based).
@@ -296,23 +301,29 @@ package struct AgentPhase: Sendable {
                 )
             }
         } catch {
-            let failure = DispatchFailure.message("\(input.request.tool.rawValue) could not be started for \(attempt.label): \(error)")
-            outcome.failure = failure
-            outcome.attempts.append(
-                AttemptRecord(
-                    model: attempt.model,
-                    startedAt: ISO8601.string(Date()),
-                    durationMs: 0,
-                    exitCode: nil,
-                    signal: nil,
-                    timedOut: false,
-                    error: failure.description
-                )
-            )
+            Self.couldNotStart(attempt, error: error, tool: input.request.tool, outcome: &outcome)
             return nil
         }
         if process.ending == .letGo { return outcome.letGo() }
         return record(process, of: attempt, input: input, adapter: adapter, token: token, outcome: &outcome)
+    }
+
+    /// Records an attempt whose process could not be started (out of line, as ``notEnoughLeft(_:toStart:input:outcome:)``).
+    @inline(never)
+    static func couldNotStart(_ attempt: Attempt, error: any Error, tool: AgentTool, outcome: inout Outcome) {
+        let failure = DispatchFailure.message("\(tool.rawValue) could not be started for \(attempt.label): \(error)")
+        outcome.failure = failure
+        outcome.attempts.append(
+            AttemptRecord(
+                model: attempt.model,
+                startedAt: ISO8601.string(Date()),
+                durationMs: 0,
+                exitCode: nil,
+                signal: nil,
+                timedOut: false,
+                error: failure.description
+            )
+        )
     }
 
     /// The limits of an attempt with `timeoutMs` left.

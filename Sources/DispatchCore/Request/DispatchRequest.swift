@@ -58,27 +58,205 @@ package struct CanarySpec: Codable, Sendable, Equatable {
 
 /// A validated dispatch request (CONTRACT §1). Build one with ``RequestValidator``.
 package struct DispatchRequest: Codable, Sendable, Equatable {
-    package var requestId: String
-    package var task: String
-    package var tool: AgentTool
-    package var canary: CanarySpec?
-    /// Overall budget in seconds.
-    package var timeout: Double
-    package var cwd: String?
-    package var executionMode: ExecutionMode
-    package var sandboxBackend: SandboxBackend?
-    package var sandbox: SandboxProfile?
-    package var baseSha: String?
-    package var repoUrl: String?
-    package var branch: String?
-    package var model: String?
-    package var fallbackModels: [String]
-    package var agent: String?
-    package var readFiles: Bool?
-    package var verificationCommands: [String]
-    package var workflowId: String?
-    package var storyId: String?
-    package var sessionId: String?
+    /// What the request says, kept behind one reference (copied on write): every frame of a run that waits as long as
+    /// its agent runs holds the request, and a held run costs what those frames take.
+    struct Fields: Codable, Sendable, Equatable {
+        var requestId: String
+        var task: String
+        var tool: AgentTool
+        var canary: CanarySpec?
+        /// Overall budget in seconds.
+        var timeout: Double
+        var cwd: String?
+        var executionMode: ExecutionMode
+        var sandboxBackend: SandboxBackend?
+        var sandbox: SandboxProfile?
+        var baseSha: String?
+        var repoUrl: String?
+        var branch: String?
+        var model: String?
+        var fallbackModels: [String]
+        var agent: String?
+        var readFiles: Bool?
+        var verificationCommands: [String]
+        var workflowId: String?
+        var storyId: String?
+        var sessionId: String?
+    }
+
+    /// The shared fields.
+    final class Storage: @unchecked Sendable {
+        var fields: Fields
+
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
+    /// Makes the fields this value's own before they change.
+    private mutating func unique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.fields) }
+    }
+
+    package var requestId: String {
+        get { storage.fields.requestId }
+        _modify {
+            unique()
+            yield &storage.fields.requestId
+        }
+    }
+
+    package var task: String {
+        get { storage.fields.task }
+        _modify {
+            unique()
+            yield &storage.fields.task
+        }
+    }
+
+    package var tool: AgentTool {
+        get { storage.fields.tool }
+        _modify {
+            unique()
+            yield &storage.fields.tool
+        }
+    }
+
+    package var canary: CanarySpec? {
+        get { storage.fields.canary }
+        _modify {
+            unique()
+            yield &storage.fields.canary
+        }
+    }
+
+    package var timeout: Double {
+        get { storage.fields.timeout }
+        _modify {
+            unique()
+            yield &storage.fields.timeout
+        }
+    }
+
+    package var cwd: String? {
+        get { storage.fields.cwd }
+        _modify {
+            unique()
+            yield &storage.fields.cwd
+        }
+    }
+
+    package var executionMode: ExecutionMode {
+        get { storage.fields.executionMode }
+        _modify {
+            unique()
+            yield &storage.fields.executionMode
+        }
+    }
+
+    package var sandboxBackend: SandboxBackend? {
+        get { storage.fields.sandboxBackend }
+        _modify {
+            unique()
+            yield &storage.fields.sandboxBackend
+        }
+    }
+
+    package var sandbox: SandboxProfile? {
+        get { storage.fields.sandbox }
+        _modify {
+            unique()
+            yield &storage.fields.sandbox
+        }
+    }
+
+    package var baseSha: String? {
+        get { storage.fields.baseSha }
+        _modify {
+            unique()
+            yield &storage.fields.baseSha
+        }
+    }
+
+    package var repoUrl: String? {
+        get { storage.fields.repoUrl }
+        _modify {
+            unique()
+            yield &storage.fields.repoUrl
+        }
+    }
+
+    package var branch: String? {
+        get { storage.fields.branch }
+        _modify {
+            unique()
+            yield &storage.fields.branch
+        }
+    }
+
+    package var model: String? {
+        get { storage.fields.model }
+        _modify {
+            unique()
+            yield &storage.fields.model
+        }
+    }
+
+    package var fallbackModels: [String] {
+        get { storage.fields.fallbackModels }
+        _modify {
+            unique()
+            yield &storage.fields.fallbackModels
+        }
+    }
+
+    package var agent: String? {
+        get { storage.fields.agent }
+        _modify {
+            unique()
+            yield &storage.fields.agent
+        }
+    }
+
+    package var readFiles: Bool? {
+        get { storage.fields.readFiles }
+        _modify {
+            unique()
+            yield &storage.fields.readFiles
+        }
+    }
+
+    package var verificationCommands: [String] {
+        get { storage.fields.verificationCommands }
+        _modify {
+            unique()
+            yield &storage.fields.verificationCommands
+        }
+    }
+
+    package var workflowId: String? {
+        get { storage.fields.workflowId }
+        _modify {
+            unique()
+            yield &storage.fields.workflowId
+        }
+    }
+
+    package var storyId: String? {
+        get { storage.fields.storyId }
+        _modify {
+            unique()
+            yield &storage.fields.storyId
+        }
+    }
+
+    package var sessionId: String? {
+        get { storage.fields.sessionId }
+        _modify {
+            unique()
+            yield &storage.fields.sessionId
+        }
+    }
 
     /// The default overall budget in seconds.
     package static let defaultTimeout: Double = 600
@@ -106,26 +284,42 @@ package struct DispatchRequest: Codable, Sendable, Equatable {
         storyId: String? = nil,
         sessionId: String? = nil
     ) {
-        self.requestId = requestId
-        self.task = task
-        self.tool = tool
-        self.canary = canary
-        self.timeout = timeout
-        self.cwd = cwd
-        self.executionMode = executionMode
-        self.sandboxBackend = sandboxBackend
-        self.sandbox = sandbox
-        self.baseSha = baseSha
-        self.repoUrl = repoUrl
-        self.branch = branch
-        self.model = model
-        self.fallbackModels = fallbackModels
-        self.agent = agent
-        self.readFiles = readFiles
-        self.verificationCommands = verificationCommands
-        self.workflowId = workflowId
-        self.storyId = storyId
-        self.sessionId = sessionId
+        storage = Storage(
+            Fields(
+                requestId: requestId,
+                task: task,
+                tool: tool,
+                canary: canary,
+                timeout: timeout,
+                cwd: cwd,
+                executionMode: executionMode,
+                sandboxBackend: sandboxBackend,
+                sandbox: sandbox,
+                baseSha: baseSha,
+                repoUrl: repoUrl,
+                branch: branch,
+                model: model,
+                fallbackModels: fallbackModels,
+                agent: agent,
+                readFiles: readFiles,
+                verificationCommands: verificationCommands,
+                workflowId: workflowId,
+                storyId: storyId,
+                sessionId: sessionId
+            )
+        )
+    }
+
+    package init(from decoder: any Decoder) throws {
+        storage = Storage(try Fields(from: decoder))
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        try storage.fields.encode(to: encoder)
+    }
+
+    package static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
     }
 
     /// The canary scenario to run, with defaults applied (`tool: canary` without `canary` runs sleep-timeout).

@@ -2,30 +2,231 @@ import Foundation
 
 /// The inbox result document (CONTRACT §2); also what HTTP routes return under `result`.
 package struct DispatchResult: Codable, Sendable, Equatable {
-    package var requestId: String
-    package var sessionId: String?
-    package var workflowId: String?
-    package var storyId: String?
-    package var status: DispatchStatus
-    package var task: String
-    package var tool: AgentTool
-    package var agent: String?
-    package var model: String?
-    /// Final agent text, completed only, last 50,000 characters.
-    package var result: String?
-    /// Human-readable reason, failed or cancelled only.
-    package var error: String?
-    package var startedAt: String?
-    package var updatedAt: String
-    package var completedAt: String?
-    package var durationMs: Int?
-    package var executionMode: ExecutionMode
-    package var sandboxBackend: SandboxBackend?
-    package var attempts: [AttemptRecord]
-    package var job: JobInfo?
-    package var localSandbox: LocalSandboxInfo?
-    package var artifacts: Artifacts?
-    package var logs: LogInfo?
+    /// What the result says, kept behind one reference (copied on write): a result is passed down and held by every
+    /// frame of a run that waits as long as its agent runs, where a 600-byte value in each frame was most of what a
+    /// held run cost.
+    struct Fields: Codable, Sendable, Equatable {
+        var requestId: String
+        var sessionId: String?
+        var workflowId: String?
+        var storyId: String?
+        var status: DispatchStatus
+        var task: String
+        var tool: AgentTool
+        var agent: String?
+        var model: String?
+        /// Final agent text, completed only, last 50,000 characters.
+        var result: String?
+        /// Human-readable reason, failed or cancelled only.
+        var error: String?
+        var startedAt: String?
+        var updatedAt: String
+        var completedAt: String?
+        var durationMs: Int?
+        var executionMode: ExecutionMode
+        var sandboxBackend: SandboxBackend?
+        var attempts: [AttemptRecord]
+        var job: JobInfo?
+        var localSandbox: LocalSandboxInfo?
+        var artifacts: Artifacts?
+        var logs: LogInfo?
+
+        enum CodingKeys: String, CodingKey {
+            case requestId, sessionId, workflowId, storyId, status, task, tool, agent, model, result, error, startedAt, updatedAt
+            case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs
+        }
+    }
+
+    /// The shared fields.
+    final class Storage: @unchecked Sendable {
+        var fields: Fields
+
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
+    /// Makes the fields this value's own before they change.
+    private mutating func unique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.fields) }
+    }
+
+    package var requestId: String {
+        get { storage.fields.requestId }
+        _modify {
+            unique()
+            yield &storage.fields.requestId
+        }
+    }
+
+    package var sessionId: String? {
+        get { storage.fields.sessionId }
+        _modify {
+            unique()
+            yield &storage.fields.sessionId
+        }
+    }
+
+    package var workflowId: String? {
+        get { storage.fields.workflowId }
+        _modify {
+            unique()
+            yield &storage.fields.workflowId
+        }
+    }
+
+    package var storyId: String? {
+        get { storage.fields.storyId }
+        _modify {
+            unique()
+            yield &storage.fields.storyId
+        }
+    }
+
+    package var status: DispatchStatus {
+        get { storage.fields.status }
+        _modify {
+            unique()
+            yield &storage.fields.status
+        }
+    }
+
+    package var task: String {
+        get { storage.fields.task }
+        _modify {
+            unique()
+            yield &storage.fields.task
+        }
+    }
+
+    package var tool: AgentTool {
+        get { storage.fields.tool }
+        _modify {
+            unique()
+            yield &storage.fields.tool
+        }
+    }
+
+    package var agent: String? {
+        get { storage.fields.agent }
+        _modify {
+            unique()
+            yield &storage.fields.agent
+        }
+    }
+
+    package var model: String? {
+        get { storage.fields.model }
+        _modify {
+            unique()
+            yield &storage.fields.model
+        }
+    }
+
+    package var result: String? {
+        get { storage.fields.result }
+        _modify {
+            unique()
+            yield &storage.fields.result
+        }
+    }
+
+    package var error: String? {
+        get { storage.fields.error }
+        _modify {
+            unique()
+            yield &storage.fields.error
+        }
+    }
+
+    package var startedAt: String? {
+        get { storage.fields.startedAt }
+        _modify {
+            unique()
+            yield &storage.fields.startedAt
+        }
+    }
+
+    package var updatedAt: String {
+        get { storage.fields.updatedAt }
+        _modify {
+            unique()
+            yield &storage.fields.updatedAt
+        }
+    }
+
+    package var completedAt: String? {
+        get { storage.fields.completedAt }
+        _modify {
+            unique()
+            yield &storage.fields.completedAt
+        }
+    }
+
+    package var durationMs: Int? {
+        get { storage.fields.durationMs }
+        _modify {
+            unique()
+            yield &storage.fields.durationMs
+        }
+    }
+
+    package var executionMode: ExecutionMode {
+        get { storage.fields.executionMode }
+        _modify {
+            unique()
+            yield &storage.fields.executionMode
+        }
+    }
+
+    package var sandboxBackend: SandboxBackend? {
+        get { storage.fields.sandboxBackend }
+        _modify {
+            unique()
+            yield &storage.fields.sandboxBackend
+        }
+    }
+
+    package var attempts: [AttemptRecord] {
+        get { storage.fields.attempts }
+        _modify {
+            unique()
+            yield &storage.fields.attempts
+        }
+    }
+
+    package var job: JobInfo? {
+        get { storage.fields.job }
+        _modify {
+            unique()
+            yield &storage.fields.job
+        }
+    }
+
+    package var localSandbox: LocalSandboxInfo? {
+        get { storage.fields.localSandbox }
+        _modify {
+            unique()
+            yield &storage.fields.localSandbox
+        }
+    }
+
+    package var artifacts: Artifacts? {
+        get { storage.fields.artifacts }
+        _modify {
+            unique()
+            yield &storage.fields.artifacts
+        }
+    }
+
+    package var logs: LogInfo? {
+        get { storage.fields.logs }
+        _modify {
+            unique()
+            yield &storage.fields.logs
+        }
+    }
+
     /// The typed reason behind `error`, when this process decided it. Not stored and not compared: `error` is
     /// the durable form; this is what code (metrics) reads instead of matching the sentence.
     package var failure: DispatchFailure? {
@@ -34,29 +235,40 @@ package struct DispatchResult: Codable, Sendable, Equatable {
     }
     private var decided = Transient<DispatchFailure>()
 
-    enum CodingKeys: String, CodingKey {
-        case requestId, sessionId, workflowId, storyId, status, task, tool, agent, model, result, error, startedAt, updatedAt
-        case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs
-    }
-
     /// Longest `result` text kept, in characters.
     package static let maxResultCharacters = 50_000
 
     /// A fresh result for `request` in `status`, stamped `now`.
     package init(request: DispatchRequest, status: DispatchStatus, now: Date = Date()) {
-        self.requestId = request.requestId
-        self.sessionId = request.sessionId
-        self.workflowId = request.workflowId
-        self.storyId = request.storyId
-        self.status = status
-        self.task = request.task
-        self.tool = request.tool
-        self.agent = request.agent
-        self.model = request.model
-        self.updatedAt = ISO8601.string(now)
-        self.executionMode = request.executionMode
-        self.sandboxBackend = request.executionMode == .sandbox ? (request.sandboxBackend ?? .local) : nil
-        self.attempts = []
+        storage = Storage(
+            Fields(
+                requestId: request.requestId,
+                sessionId: request.sessionId,
+                workflowId: request.workflowId,
+                storyId: request.storyId,
+                status: status,
+                task: request.task,
+                tool: request.tool,
+                agent: request.agent,
+                model: request.model,
+                updatedAt: ISO8601.string(now),
+                executionMode: request.executionMode,
+                sandboxBackend: request.executionMode == .sandbox ? (request.sandboxBackend ?? .local) : nil,
+                attempts: []
+            )
+        )
+    }
+
+    package init(from decoder: any Decoder) throws {
+        storage = Storage(try Fields(from: decoder))
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        try storage.fields.encode(to: encoder)
+    }
+
+    package static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
     }
 
     /// Ends the result `failed` (or `cancelled`, for a cancellation) with `failure`, its sentence in `error`.

@@ -113,6 +113,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Egress",
+            dependencies: [
+                "AgentProcess", "DispatchCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AgentProcess",
             dependencies: ["CProcessSpawn"],
             swiftSettings: swiftSettings
@@ -168,6 +179,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "DispatchCoreTests", dependencies: ["DispatchCore", "DispatchTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EgressTests",
+            dependencies: [
+                "Egress", "DispatchCore", "DispatchTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "AgentProcessTests", dependencies: ["AgentProcess", "DispatchTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DispatchStoreTests",

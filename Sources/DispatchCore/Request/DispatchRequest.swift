@@ -82,6 +82,8 @@ package struct DispatchRequest: Codable, Sendable, Equatable {
         var workflowId: String?
         var storyId: String?
         var sessionId: String?
+        /// What the agent may reach on the network (CONTRACT §10); `nil`: the operator's allowlist.
+        var network: NetworkRequest?
     }
 
     /// The shared fields.
@@ -247,6 +249,15 @@ package struct DispatchRequest: Codable, Sendable, Equatable {
         _modify {
             unique()
             yield &storage.fields.storyId
+        }
+    }
+
+    /// What the agent may reach on the network (CONTRACT §10); `nil`: the operator's allowlist.
+    package var network: NetworkRequest? {
+        get { storage.fields.network }
+        _modify {
+            unique()
+            yield &storage.fields.network
         }
     }
 

@@ -208,6 +208,29 @@ private struct FieldReader {
         return strings
     }
 
+    /// `network`: `"none"` or `{"allow": ["host", "host:port", "*.domain", …]}` (CONTRACT §10); whether the operator
+    /// allows the entries is checked at admission.
+    func network() throws(RequestValidationError) -> NetworkRequest? {
+        guard let raw = value("network") else { return nil }
+        if case .string(let word) = raw {
+            guard word == "none" else { throw RequestValidationError(field: "network", message: "must be \"none\" or {\"allow\": [hosts]}") }
+            return NetworkRequest.none
+        }
+        guard case .object(let object) = raw, Set(object.keys) == ["allow"] else {
+            throw RequestValidationError(field: "network", message: "must be \"none\" or {\"allow\": [hosts]}")
+        }
+        let entries = try FieldReader(object, prefix: "network.").optionalStringArray("allow", nonEmptyItems: true) ?? []
+        guard entries.count <= 100 else { throw RequestValidationError(field: "network.allow", message: "must have at most 100 entries") }
+        var rules: [EgressRule] = []
+        for (index, entry) in entries.enumerated() {
+            guard let rule = EgressRule(entry) else {
+                throw RequestValidationError(field: "network.allow[\(index)]", message: "must be a host, host:port or *.domain")
+            }
+            rules.append(rule)
+        }
+        return .allow(rules)
+    }
+
     func canary() throws(RequestValidationError) -> CanarySpec? {
         guard let raw = value("canary") else { return nil }
         guard case .object(let object) = raw else { throw RequestValidationError(field: "canary", message: "must be an object") }
@@ -262,6 +285,7 @@ extension RequestValidator {
         request.workflowId = try fields.optionalString("workflowId")
         request.storyId = try fields.optionalString("storyId")
         request.sessionId = try fields.optionalString("sessionId")
+        request.network = try fields.network()
         for (field, value) in [("workflowId", request.workflowId), ("storyId", request.storyId), ("sessionId", request.sessionId)] {
             if let value, let problem = HostileValueRules.identifierProblem(value) { throw RequestValidationError(field: field, message: problem) }
         }

@@ -30,10 +30,12 @@ package struct DispatchResult: Codable, Sendable, Equatable {
         var localSandbox: LocalSandboxInfo?
         var artifacts: Artifacts?
         var logs: LogInfo?
+        /// What the agent did on the network under the egress proxy (CONTRACT §10).
+        var network: NetworkReport?
 
         enum CodingKeys: String, CodingKey {
             case requestId, sessionId, workflowId, storyId, status, task, tool, agent, model, result, error, startedAt, updatedAt
-            case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs
+            case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs, network
         }
     }
 
@@ -216,6 +218,15 @@ package struct DispatchResult: Codable, Sendable, Equatable {
         _modify {
             unique()
             yield &storage.fields.artifacts
+        }
+    }
+
+    /// What the agent did on the network under the egress proxy (CONTRACT §10).
+    package var network: NetworkReport? {
+        get { storage.fields.network }
+        _modify {
+            unique()
+            yield &storage.fields.network
         }
     }
 

@@ -1,0 +1,121 @@
+import NIOCore
+
+/// One side of a relayed connection, as the other side sees it: it takes bytes, says whether it can take more, and
+/// is told when the other side has ended. Both sides live on the same event loop.
+protocol EgressPartner: AnyObject {
+    func partnerWrite(_ buffer: ByteBuffer)
+    func partnerFlush()
+    var partnerIsWritable: Bool { get }
+    func partnerBecameWritable()
+    func partnerClosed()
+}
+
+/// What a relayed connection carried, counted by both sides; reported to the run once both have closed.
+final class EgressTally {
+    let run: EgressRun
+    let host: String
+    let port: Int
+    var bytesOut: Int64 = 0
+    var bytesIn: Int64 = 0
+    private var sidesOpen = 2
+
+    init(run: EgressRun, host: String, port: Int) {
+        self.run = run
+        self.host = host
+        self.port = port
+    }
+
+    /// One side closed; the second to close reports the connection.
+    func sideClosed() {
+        sidesOpen -= 1
+        if sidesOpen == 0 { run.account(host: host, port: port, bytesOut: bytesOut, bytesIn: bytesIn) }
+    }
+}
+
+/// Relays raw bytes from its channel to its partner, reading only while the partner can take what is read (reads
+/// are driven by hand: the channel's `autoRead` is off), so a connection holds at most a read and a write buffer
+/// whatever flows through it.
+final class EgressGlue: ChannelDuplexHandler, RemovableChannelHandler, EgressPartner {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    weak var partner: (any EgressPartner)?
+    /// Kept alive by the pipeline; counts bytes read on this side as `inbound` (true: toward the agent).
+    let tally: EgressTally
+    let towardAgent: Bool
+    private(set) var context: ChannelHandlerContext?
+    private var readPending = false
+    private var closed = false
+
+    init(tally: EgressTally, towardAgent: Bool) {
+        self.tally = tally
+        self.towardAgent = towardAgent
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Starts reading (once both sides are paired).
+    func start() { readIfPossible() }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        if towardAgent { tally.bytesIn += Int64(buffer.readableBytes) } else { tally.bytesOut += Int64(buffer.readableBytes) }
+        partner?.partnerWrite(buffer)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.partnerFlush()
+        readIfPossible()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !closed {
+            closed = true
+            tally.sideClosed()
+        }
+        partner?.partnerClosed()
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { partner?.partnerBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func readIfPossible() {
+        guard let context else { return }
+        if partner?.partnerIsWritable ?? false {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func partnerWrite(_ buffer: ByteBuffer) { context?.write(wrapOutboundOut(buffer), promise: nil) }
+
+    func partnerFlush() { context?.flush() }
+
+    var partnerIsWritable: Bool { context?.channel.isWritable ?? false }
+
+    func partnerBecameWritable() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    /// The other side ended: what it sent is written out, then this side closes.
+    func partnerClosed() {
+        guard let context, context.channel.isActive else { return }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import DispatchCore
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The runner's egress proxy (CONTRACT §10): HTTP `CONNECT` and plain-HTTP forwarding for every isolated run, on
+/// one event loop — a run's agent reaches it through a bridge in its own network namespace and a unix socket that
+/// is the run's alone. Names are resolved here, never by the agent; a destination passes the run's policy by name
+/// and then by every address it resolved to. Memory per connection is bounded: a side is read only while the other
+/// can take what is read.
+package final class EgressProxy: Sendable {
+    let loop: any EventLoop
+    let resolver = EgressResolver()
+    let limits: EgressLimits
+    let onDenied: @Sendable (String) -> Void
+
+    /// A proxy on one loop of NIO's shared group; `onDenied(tool)` is called for every refused connection.
+    package init(limits: EgressLimits = EgressLimits(), onDenied: @escaping @Sendable (String) -> Void = { _ in }) {
+        loop = MultiThreadedEventLoopGroup.singleton.next()
+        self.limits = limits
+        self.onDenied = onDenied
+    }
+
+    /// Starts listening for one run at `socketPath` (an existing socket there is replaced: a runner adopting a run
+    /// listens where its agent's bridge connects). The socket is `0666` inside a directory only the run sees.
+    package func open(
+        socketPath: String,
+        policy: EgressPolicy,
+        requestId: String,
+        tool: String,
+        logger: Logger
+    ) async throws -> EgressRun {
+        let run = EgressRun(
+            socketPath: socketPath,
+            policy: policy,
+            requestId: requestId,
+            tool: tool,
+            limits: limits,
+            logger: logger,
+            onDenied: onDenied
+        )
+        let resolver = self.resolver
+        let channel = try await ServerBootstrap(group: loop)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .childChannelOption(ChannelOptions.autoRead, value: false)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 16 << 10, high: 64 << 10))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard run.admit(channel) else {
+                        run.deny(host: "*", port: 0, reason: "connection limit (\(run.limits.connectionsPerRun) open)")
+                        channel.close(promise: nil)
+                        return
+                    }
+                    channel.closeFuture.whenComplete { _ in run.release(channel) }
+                    let handler = EgressConnectionHandler(run: run, resolver: resolver)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
+            .get()
+        chmod(socketPath, 0o666)
+        run.listening(on: channel)
+        return run
+    }
+}

@@ -30,7 +30,12 @@
    milliseconds would leave the namespace and its agent running with nobody to end them. The guard is started with
    SIGUSR2 as its parent-death signal; when the runner dies (or is found gone), it SIGKILLs every member of its
    group — bwrap and the namespace's init among them, armed or not — and exits. No files; otherwise it behaves as
-   the monitor does (own group, ignores SIGTERM/SIGINT/SIGHUP, exits as the agent did). */
+   the monitor does (own group, ignores SIGTERM/SIGINT/SIGHUP, exits as the agent did).
+
+   dispatch-monitor --bridge --port P --socket PATH -- PROGRAM [ARG...]
+
+   Inside an isolated attempt's own network namespace: relays 127.0.0.1:P to the run's egress-proxy socket
+   (bridge.c, CONTRACT §10). */
 
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -449,8 +454,11 @@ static void sleep_until(int signals, const struct holder *holder, long long wake
 
 static long long earliest(long long a, long long b) { return a < b ? a : b; }
 
+int bridge(int argc, char **argv); /* bridge.c */
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--guard") == 0) return guard(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--bridge") == 0) return bridge(argc, argv);
     struct options options;
     if (parse(argc, argv, &options) != 0) {
         fprintf(stderr, "usage: dispatch-monitor --record PREFIX --allowed-ms MS [--slack-ms MS] [--grace-ms MS] "

@@ -276,7 +276,9 @@ struct EgressTarget {
 
     init?(_ head: HTTPRequestHead) {
         if head.method == .CONNECT {
-            guard let (host, port) = EgressRule.split(head.uri.lowercased()), let port else { return nil }
+            guard let (host, port) = EgressRule.split(head.uri.lowercased()), let port, EgressRule.isHost(EgressRule.normalized(host)) else {
+                return nil
+            }
             self.host = EgressRule.normalized(host)
             self.port = port
             tunnel = true
@@ -289,7 +291,9 @@ struct EgressTarget {
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         var authority = String(rest[..<authorityEnd]).lowercased()
         if let at = authority.lastIndex(of: "@") { authority = String(authority[authority.index(after: at)...]) }
-        guard !authority.isEmpty, let (host, port) = EgressRule.split(authority) else { return nil }
+        guard !authority.isEmpty, let (host, port) = EgressRule.split(authority), EgressRule.isHost(EgressRule.normalized(host)) else {
+            return nil
+        }
         self.host = EgressRule.normalized(host)
         self.port = port ?? 80
         tunnel = false
@@ -299,10 +303,13 @@ struct EgressTarget {
         var headers = HTTPHeaders()
         // Headers the agent's `Connection` names are for this hop too.
         let named = Set(head.headers[canonicalForm: "connection"].map { $0.lowercased() })
-        for (name, value) in head.headers where !Self.hopByHop.contains(name.lowercased()) && !named.contains(name.lowercased()) {
+        // `Host` is the destination's, never the agent's: a different one would reach another site behind an allowed
+        // address (a CDN's front end routes by it).
+        for (name, value) in head.headers
+        where !Self.hopByHop.contains(name.lowercased()) && !named.contains(name.lowercased()) && name.lowercased() != "host" {
             headers.add(name: name, value: value)
         }
-        if !headers.contains(name: "host") { headers.add(name: "Host", value: authority) }
+        headers.add(name: "Host", value: authority)
         headers.add(name: "Connection", value: "close")
         originHead = HTTPRequestHead(version: head.version, method: head.method, uri: path, headers: headers)
     }

@@ -58,6 +58,11 @@ import Testing
             #expect(head.contains(reason), "\(target): \(head)")
             client.close()
         }
+        // What is no host name or address is no request at all, and is not recorded.
+        let odd = try UnixClient(run.socketPath)
+        try odd.send("CONNECT ex!ample.com:443 HTTP/1.1\r\n\r\n")
+        #expect(try odd.readHead().hasPrefix("HTTP/1.1 400"))
+        #expect(run.report.denied.count == 3)
         let report = run.close()
         #expect(report.denied.map(\.reason) == ["not in DISPATCH_EGRESS_ALLOW", "resolves to 127.0.0.1 (loopback)", "not in DISPATCH_EGRESS_ALLOW"])
         #expect(report.denied.map(\.host) == ["127.0.0.1", "localhost", "169.254.169.254"])
@@ -70,7 +75,7 @@ import Testing
         let run = try await open(proxy, allow: "none.test", allowPrivate: "127.0.0.1:\(web.port)")
         let client = try UnixClient(run.socketPath)
         try client.send(
-            "GET http://127.0.0.1:\(web.port)/path?q=1 HTTP/1.1\r\nHost: 127.0.0.1:\(web.port)\r\nProxy-Authorization: secret\r\n"
+            "GET http://127.0.0.1:\(web.port)/path?q=1 HTTP/1.1\r\nHost: attacker.example\r\nProxy-Authorization: secret\r\n"
                 + "Proxy-Connection: keep-alive\r\n\r\n"
         )
         let answer = try client.readAll()
@@ -79,6 +84,8 @@ import Testing
         let seen = try #require(web.requests.first)
         #expect(seen.hasPrefix("GET /path?q=1 HTTP/1.1\r\n"))
         #expect(!seen.lowercased().contains("proxy-"))
+        // The destination's own name, not the one the agent wrote (a CDN routes by it).
+        #expect(seen.contains("Host: 127.0.0.1:\(web.port)\r\n") && !seen.contains("attacker"))
         #expect(seen.lowercased().contains("connection: close"))
         try await waitUntil { run.report.allowed.first?.connections == 1 }
         _ = run.close()

@@ -73,12 +73,15 @@ package struct EgressRule: Sendable, Equatable, Hashable, CustomStringConvertibl
     }
 
     /// Whether `name` is a DNS name: labels of letters, digits, `-` and `_`, 1–63 characters each, 253 in all.
-    static func isName(_ name: String) -> Bool {
+    package static func isName(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 253 else { return false }
         return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
             !label.isEmpty && label.utf8.count <= 63 && label.allSatisfy { $0.isASCIILetterOrDigit || $0 == "-" || $0 == "_" }
         }
     }
+
+    /// Whether `host` (normalized) is a DNS name or an IP address: what a proxy target must be.
+    package static func isHost(_ host: String) -> Bool { isName(host) || IPAddress(host) != nil }
 
     /// Whether a connection to `host` (normalized) on `port` is one this entry allows.
     package func matches(host: String, port: Int) -> Bool {

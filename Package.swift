@@ -60,7 +60,7 @@ let package = Package(
             name: "DispatchCLI",
             dependencies: [
                 "Dispatcher", "DispatchServer", "Execution", "Sandbox", "DispatchStore", "PostgresStore", "DispatchCore", "Git", "Kube",
-                "AgentProcess",
+                "AgentProcess", "Egress",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "Execution",
             dependencies: [
-                "AgentProcess", "DispatchCore",
+                "AgentProcess", "DispatchCore", "Egress",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "Sandbox",
             dependencies: [
-                "Execution", "Git", "DispatchStore", "DispatchCore", "AgentProcess",
+                "Execution", "Egress", "Git", "DispatchStore", "DispatchCore", "AgentProcess",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -117,6 +117,7 @@ let package = Package(
             dependencies: [
                 "AgentProcess", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -49,6 +49,12 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:recovered-error      codex: print a recovered {"type":"error"} ("Reconnecting... 1/5") before completing
   fake:nested-sandbox      codex: print a command its own sandbox refused (bwrap inside bwrap), then complete anyway
   fake:turn-failed=MSG      codex: print turn.failed with MSG (stderr says nothing useful) and exit 1
+  fake:fetch=URL            GET URL with urllib (which honours HTTP(S)_PROXY); stderr: "fetch URL: STATUS BYTES" or
+                            "fetch URL: failed (why)"
+  fake:curl=URL             the same with curl; stderr: "curl URL: CODE" ("000" when nothing answered)
+  fake:curl-tunnel=URL      the same through a CONNECT tunnel (curl --proxytunnel); stderr: "curl-tunnel URL: CODE"
+  fake:connect=HOST:PORT    a TCP connection of its own, no proxy; stderr: "connect HOST:PORT ok" or "... failed (why)"
+  fake:clone=URL            git clone URL ./cloned; stderr: "clone URL ok" or "clone URL failed (why)"
   fake:probe=FILE           write to FILE (absolute) everything an attacker could read: this process's and its
                             parent's environment, every readable /proc/*/environ, and the files named by (or inside
                             the small directories named by) any absolute path in those two environments
@@ -173,6 +179,38 @@ def parse_pi(argv):
         if a.startswith("-") and a not in ("-p", "--no-session", "--mode", "--no-extensions", "--no-tools", "--models"):
             fail_usage("pi", f"unknown option {a}")
     return sys.stdin.read(), model, True
+
+
+def fetch(url):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            body = response.read()
+            sys.stderr.write(f"fetch {url}: {response.status} {len(body)}\n")
+    except Exception as error:  # noqa: BLE001 - every way of failing is the answer
+        sys.stderr.write(f"fetch {url}: failed ({error})\n")
+
+
+def curl(url, tunnel=False):
+    run = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"]
+                         + (["--proxytunnel"] if tunnel else []) + [url], capture_output=True, text=True)
+    sys.stderr.write(f"{'curl-tunnel' if tunnel else 'curl'} {url}: {run.stdout.strip() or '000'}\n")
+
+
+def connect(target):
+    import socket
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            sys.stderr.write(f"connect {target} ok\n")
+    except OSError as error:
+        sys.stderr.write(f"connect {target} failed ({error})\n")
+
+
+def clone(url):
+    run = subprocess.run(["git", "clone", "-q", url, "cloned"], capture_output=True, text=True, timeout=60)
+    why = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else f"exit {run.returncode}"
+    sys.stderr.write(f"clone {url} ok\n" if run.returncode == 0 else f"clone {url} failed ({why})\n")
 
 
 def directives(task):
@@ -558,6 +596,16 @@ def main():
         elif key == "symlink":
             path, _, target = value.partition(":")
             os.symlink(target, path)
+        elif key == "fetch":
+            fetch(value)
+        elif key == "curl":
+            curl(value)
+        elif key == "curl-tunnel":
+            curl(value, tunnel=True)
+        elif key == "connect":
+            connect(value)
+        elif key == "clone":
+            clone(value)
         elif key == "commit":
             subprocess.run(["git", "add", "-A"], check=True)
             subprocess.run(["git", "-c", "user.name=fake", "-c", "user.email=fake@example.invalid", "commit", "-q", "-m", value], check=True)

@@ -33,6 +33,9 @@ package struct IsolationView: Sendable, Equatable {
     package var readOnly: [String]
     /// Who the agent runs as (a root runner's agents never run as root, CONTRACT §7); `nil`: as the runner.
     package var user: AgentUser?
+    /// The process's network (CONTRACT §10): its own namespace, loopback only, left through this bridge to the egress
+    /// proxy; `nil`: the runner's network.
+    package var network: NetworkBridge?
 
     /// Every path bound from the runner's filesystem.
     var allBound: [String] { visible + writable + boundBack + readOnly }
@@ -113,6 +116,14 @@ package enum Bubblewrap {
         }
         for file in view.hiddenFiles where inside(file) && FileManager.default.fileExists(atPath: file) {
             options += ["--ro-bind", "/dev/null", file]
+        }
+        if let network = view.network {
+            // Last, so that nothing hides it again: the run's egress directory (inside the hidden state dir) and the
+            // bridge's program, on paths of directories everyone may pass (the bridge relays as nobody).
+            options.append("--unshare-net")
+            for path in [network.directory, network.program] {
+                options += wayTo(path, madeIn: made + view.hiddenDirectories, avoiding: view.allBound) + ["--ro-bind", path, path]
+            }
         }
         if diesWithParent { options.append("--die-with-parent") }
         // An agent user enters its work dir itself, after the switch (``AgentUser/switchArguments``).

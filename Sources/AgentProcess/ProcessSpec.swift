@@ -42,7 +42,8 @@ package struct ProcessSpec: Sendable {
                         AgentUser.env.map { user.switchArguments(setpriv: setpriv, env: $0, directory: workingDirectory) }
                     }
                 } ?? []
-            command = (isolation.bwrap, ["bwrap"] + options + ["--"] + program + [executablePath] + argv.dropFirst())
+            let bridge = isolation.view.network?.arguments ?? []
+            command = (isolation.bwrap, ["bwrap"] + options + ["--"] + bridge + program + [executablePath] + argv.dropFirst())
         }
         if let monitor {
             return (monitor.program, monitor.argv(runner: getpid()) + [command.executablePath] + command.argv.dropFirst(), 0)
@@ -51,6 +52,13 @@ package struct ProcessSpec: Sendable {
         guard isolation != nil, let guardProgram = Self.guardProgram else { return (command.executablePath, command.argv, SIGKILL) }
         let guardArgv = ["dispatch-monitor", "--guard", "--runner-pid", "\(getpid())", "--", command.executablePath]
         return (guardProgram, guardArgv + command.argv.dropFirst(), SIGUSR2)
+    }
+
+    /// What the process is started with: ``environment``, and under a network of its own the proxy's variables
+    /// (CONTRACT §10) over whatever the environment said of them.
+    var launchEnvironment: [String: String] {
+        guard let network = isolation?.view.network else { return environment }
+        return environment.merging(network.environment) { $1 }
     }
 
     /// The `dispatch-monitor` that guards isolated processes which die with their runner, found once.

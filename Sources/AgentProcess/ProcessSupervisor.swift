@@ -433,7 +433,7 @@ package struct ProcessSupervisor: Sendable {
 
         let launch = spec.launch
         let argv = CStringArray(launch.argv)
-        let envp = CStringArray(spec.environment.map { "\($0.key)=\($0.value)" })
+        let envp = CStringArray(spec.launchEnvironment.map { "\($0.key)=\($0.value)" })
         let cgroupFiles = CStringArray(cgroup?.joinFiles ?? [])
         defer { withExtendedLifetime(cgroupFiles) {} }
         let procs = cgroupFiles.pointers.dropLast()

@@ -46,21 +46,37 @@ struct pair {
     struct flow flows[2]; /* 0: agent → proxy, 1: proxy → agent */
     int gone[2];          /* the side hung up and left epoll (it would wake the loop again and again) */
     int used;
+    unsigned generation; /* which connection holds the slot: an event of the one before it is stale */
 };
 
 static struct pair pairs[MAX_PAIRS];
 static int epoll_fd = -1;
 
-/* The tag of an epoll entry: which pair and which of its descriptors (listeners and the signalfd below 0). */
-static unsigned long long tag(int index, int side) { return ((unsigned long long)(index + 1) << 1) | (unsigned)side; }
+/* The tag of an epoll entry: which pair, which connection in its slot, and which of its descriptors (the signalfd
+   is 0, the listeners have bit 62). */
+static unsigned long long tag(int index, int side) {
+    return ((unsigned long long)(pairs[index].generation & 0x3fffffffu) << 32) | ((unsigned long long)(index + 1) << 1) | (unsigned)side;
+}
 
 static void close_pair(struct pair *pair) {
     for (int side = 0; side < 2; side++) {
         if (pair->fds[side] >= 0) close(pair->fds[side]);
         free(pair->flows[side].data);
     }
+    unsigned generation = pair->generation;
     memset(pair, 0, sizeof *pair);
     pair->fds[0] = pair->fds[1] = -1;
+    pair->generation = generation + 1;
+}
+
+/* One direction is over for good (what it still held can go nowhere): the other goes on, so that an answer already
+   on its way (a refusal the proxy wrote before closing) still reaches the agent. */
+static void end_flow(struct pair *pair, int direction) {
+    struct flow *flow = &pair->flows[direction];
+    flow->start = flow->end = 0;
+    flow->eof = flow->shut = 1;
+    shutdown(pair->fds[direction], SHUT_RD);
+    shutdown(pair->fds[1 - direction], SHUT_WR);
 }
 
 /* What epoll should wake a descriptor for: reading while its outgoing flow has room and it has not ended, writing
@@ -85,23 +101,33 @@ static void pump(int index) {
     for (int direction = 0; direction < 2; direction++) {
         struct flow *flow = &pair->flows[direction];
         int from = pair->fds[direction], to = pair->fds[1 - direction];
-        /* Read and pass on while both sides keep up (a few rounds at most, so one connection cannot hold the loop). */
-        for (int round = 0; round < 16; round++) {
+        if (flow->shut) continue;
+        /* Read and pass on while both sides keep up: a few rounds at most, so one connection cannot hold the loop —
+           except from a side that hung up, which wakes nobody again: it is read until it is empty or the other side
+           is full (whose room wakes the loop). */
+        for (int round = 0; round < 16 || pair->gone[direction]; round++) {
             ssize_t got = 0;
             if (!flow->eof && flow->end < BUFFER_BYTES) {
                 got = read(from, flow->data + flow->end, BUFFER_BYTES - flow->end);
                 if (got > 0) flow->end += (size_t)got;
                 else if (got == 0) flow->eof = 1;
-                else if (errno != EAGAIN && errno != EINTR) goto failed;
+                else if (errno != EAGAIN && errno != EINTR) flow->eof = 1; /* a reset: what was read still goes */
             }
+            int stuck = 0;
             while (flow->end > flow->start) {
                 ssize_t n = send(to, flow->data + flow->start, flow->end - flow->start, MSG_NOSIGNAL);
                 if (n > 0) flow->start += (size_t)n;
-                else if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-                else goto failed;
+                else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    stuck = 1;
+                    break;
+                } else {
+                    end_flow(pair, direction);
+                    break;
+                }
             }
+            if (flow->shut) break;
             if (flow->start == flow->end) flow->start = flow->end = 0;
-            if (got <= 0 || flow->end > 0) break;
+            if (got <= 0 || stuck) break;
         }
         if (flow->eof && flow->end == 0 && !flow->shut) {
             shutdown(to, SHUT_WR);
@@ -113,10 +139,11 @@ static void pump(int index) {
         return;
     }
     watch(index);
-    return;
-failed:
-    close_pair(pair);
 }
+
+/* A descriptor kept for the moment there are no more: closed to take a connection and end it at once, so that a
+   full table does not leave the listener readable forever (the loop would spin). */
+static int reserve = -1;
 
 static int listen_on(int family, int port) {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -143,6 +170,13 @@ static int listen_on(int family, int port) {
 /* Takes a connection on `listener` and connects it to the proxy's socket; refuses it when MAX_PAIRS are open. */
 static void take(int listener, const struct sockaddr_un *proxy) {
     int client = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (client < 0 && (errno == EMFILE || errno == ENFILE) && reserve >= 0) {
+        close(reserve);
+        client = accept(listener, NULL, NULL);
+        if (client >= 0) close(client);
+        reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return;
+    }
     if (client < 0) return;
     int index = -1;
     for (int i = 0; i < MAX_PAIRS && index < 0; i++)
@@ -167,12 +201,16 @@ static void take(int listener, const struct sockaddr_un *proxy) {
     }
 }
 
-/* Root gives way to nobody: the bridge holds no secret, but the agent's user must not be able to stop or trace it. */
+/* Root gives way to nobody: the bridge holds no secret, but the agent's user must not be able to stop or trace it.
+   A root without the capability to change (an agent the operator lets run as root, every capability dropped) stays
+   root: then the agent is root too, and not being dumpable still keeps it from tracing the bridge. */
 static void give_up_root(void) {
     if (geteuid() == 0) {
         if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) {
-            fprintf(stderr, "dispatch-monitor --bridge: cannot give up root: %s\n", strerror(errno));
-            _exit(125);
+            if (errno != EPERM) {
+                fprintf(stderr, "dispatch-monitor --bridge: cannot give up root: %s\n", strerror(errno));
+                _exit(125);
+            }
         }
     }
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
@@ -207,8 +245,23 @@ int bridge(int argc, char **argv) {
         else command = NULL, port = -1;
     }
     struct sockaddr_un proxy = {.sun_family = AF_UNIX};
-    if (port < 1 || port > 65535 || socket_path == NULL || command == NULL || strlen(socket_path) >= sizeof proxy.sun_path) {
+    if (port < 1 || port > 65535 || socket_path == NULL || command == NULL) {
         fprintf(stderr, "usage: dispatch-monitor --bridge --port PORT --socket PATH -- PROGRAM [ARG...]\n");
+        return 2;
+    }
+    /* The socket is reached from its directory, entered now as the namespace's root: nobody need not pass the
+       directories above it (a 0700 state dir), and its path may be longer than a socket address holds. */
+    static char directory[4096] = ".";
+    const char *slash = strrchr(socket_path, '/');
+    if (slash != NULL) {
+        size_t length = slash == socket_path ? 1 : (size_t)(slash - socket_path);
+        if (length >= sizeof directory) length = sizeof directory - 1;
+        memcpy(directory, socket_path, length);
+        directory[length] = 0;
+        socket_path = slash + 1;
+    }
+    if (strlen(socket_path) >= sizeof proxy.sun_path) {
+        fprintf(stderr, "dispatch-monitor --bridge: socket name too long\n");
         return 2;
     }
     memcpy(proxy.sun_path, socket_path, strlen(socket_path) + 1);
@@ -233,6 +286,12 @@ int bridge(int argc, char **argv) {
         fprintf(stderr, "dispatch-monitor --bridge: cannot run %s: %s\n", command[0], strerror(errno));
         _exit(127);
     }
+    /* Not before the fork: the agent starts where bwrap put it. */
+    if (chdir(directory) != 0) {
+        fprintf(stderr, "dispatch-monitor --bridge: cannot enter %s: %s\n", directory, strerror(errno));
+        kill(agent, SIGKILL);
+        return 125;
+    }
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
@@ -245,6 +304,7 @@ int bridge(int argc, char **argv) {
         if (null > 2) close(null);
     }
     for (int i = 0; i < MAX_PAIRS; i++) pairs[i].fds[0] = pairs[i].fds[1] = -1;
+    reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int signals = signalfd(-1, &wake, SFD_NONBLOCK | SFD_CLOEXEC);
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event event = {.events = EPOLLIN, .data.u64 = 0};
@@ -267,8 +327,9 @@ int bridge(int argc, char **argv) {
             } else if (data >> 62 == 1) {
                 take(listeners[data & 1], &proxy);
             } else {
-                int index = (int)(data >> 1) - 1, side = (int)(data & 1);
+                int index = (int)((data & 0xffffffffu) >> 1) - 1, side = (int)(data & 1);
                 if (index < 0 || index >= MAX_PAIRS || !pairs[index].used) continue;
+                if ((unsigned)(data >> 32) != (pairs[index].generation & 0x3fffffffu)) continue; /* the slot's earlier connection */
                 pump(index);
                 if (!pairs[index].used || !(events[i].events & (EPOLLHUP | EPOLLERR))) continue;
                 /* A side that hung up would wake the loop again and again: it leaves epoll. What it still holds is

@@ -35,7 +35,11 @@
    dispatch-monitor --bridge --port P --socket PATH -- PROGRAM [ARG...]
 
    Inside an isolated attempt's own network namespace: relays 127.0.0.1:P to the run's egress-proxy socket
-   (bridge.c, CONTRACT §10). */
+   (bridge.c, CONTRACT §10).
+
+   dispatch-monitor --probe HOST PORT [--via PROXYPORT]
+
+   The escape canary's network checks from inside an agent's namespaces (probe.c). */
 
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -455,10 +459,12 @@ static void sleep_until(int signals, const struct holder *holder, long long wake
 static long long earliest(long long a, long long b) { return a < b ? a : b; }
 
 int bridge(int argc, char **argv); /* bridge.c */
+int probe(int argc, char **argv);  /* probe.c */
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--guard") == 0) return guard(argc, argv);
     if (argc > 1 && strcmp(argv[1], "--bridge") == 0) return bridge(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--probe") == 0) return probe(argc, argv);
     struct options options;
     if (parse(argc, argv, &options) != 0) {
         fprintf(stderr, "usage: dispatch-monitor --record PREFIX --allowed-ms MS [--slack-ms MS] [--grace-ms MS] "

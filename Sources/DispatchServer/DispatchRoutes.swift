@@ -286,6 +286,7 @@ struct DispatchRoutes: Sendable {
                 startedAt: ISO8601.string(startedAt),
                 defaultBackend: engine.configuration.defaultBackend,
                 isolation: configuration.isolation,
+                egress: configuration.egress,
                 limits: engine.limitsMechanism,
                 agentUser: engine.agentUsers.report,
                 agentUsers: engine.agentUsers.byMode,

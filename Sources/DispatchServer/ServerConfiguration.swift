@@ -21,6 +21,8 @@ package struct ServerConfiguration: Sendable {
     package var janitorInterval: Duration
     /// How agents are contained (`bwrap` or `none`), for `GET /`.
     package var isolation = "none"
+    /// What controls agents' network (CONTRACT §10): `proxy` under isolation, else `none`.
+    package var egress = "none"
     /// The connection cap and timeouts (CONTRACT §7).
     package var connections = ConnectionLimits(maxConnections: 1024)
 

@@ -24,7 +24,7 @@ extension CanaryChecks {
         let entries = report.range(of: "state dir entries ").map { report[$0.upperBound...].prefix { $0.isNumber } }.flatMap { Int($0) }
         let sleeps = CanaryAdapter.escapeSleeps(requestId: requestId)
         let survivors = await sleepers([sleeps.plain, sleeps.deaf], grace: .seconds(5))
-        return [
+        let checks: [CanaryReport.Check] = [
             .init(name: "status-completed", ok: result.status == .completed, detail: "status \(result.status.rawValue) \(result.error ?? "")"),
             .init(
                 name: "token-not-readable",
@@ -40,11 +40,57 @@ extension CanaryChecks {
             ),
             uidCheck(report),
             ipcCheck(report),
+        ]
+        let escapees = CanaryReport.Check(
+            name: "no-surviving-escapee",
+            ok: survivors.isEmpty,
+            detail: survivors.isEmpty
+                ? "no `sleep \(sleeps.plain)` or `sleep \(sleeps.deaf)` alive 5 s after the dispatch" : "survivors: \(survivors)"
+        )
+        return checks + egressChecks(report, network: result.network) + [escapees]
+    }
+
+    /// The escape canary's network checks.
+    static let egressCheckNames = [
+        "egress-allowed-reached", "egress-own-loopback", "egress-outside-refused", "egress-metadata-refused", "egress-runner-port-refused",
+    ]
+
+    /// What the agent reached on the network (CONTRACT §10), from the words of its probes: its own listener on the
+    /// runner's loopback through the proxy but not directly (its loopback is its own), and neither a host outside the
+    /// allowlist, the metadata address nor `serve`'s port. Without the egress proxy (isolation off) they all fail.
+    static func egressChecks(_ report: String, network: NetworkReport?) -> [CanaryReport.Check] {
+        guard let range = report.range(of: "; net "), !report[range.upperBound...].hasPrefix("none") else {
+            let detail = "no egress proxy: the agent has the runner's network"
+            return egressCheckNames.map { CanaryReport.Check(name: $0, ok: false, detail: detail) }
+        }
+        let words = report[range.upperBound...].split(separator: ";").reduce(into: [String: String]()) { words, part in
+            let pair = part.trimmingCharacters(in: .whitespaces).split(separator: " ", maxSplits: 1).map(String.init)
+            if pair.count == 2 { words[pair[0]] = pair[1] }
+        }
+        func word(_ name: String) -> String { words[name] ?? "nothing" }
+        let denied = Set((network?.denied ?? []).map { "\($0.host):\($0.port)" })
+        let runner = word("runner")
+        return [
             .init(
-                name: "no-surviving-escapee",
-                ok: survivors.isEmpty,
-                detail: survivors.isEmpty
-                    ? "no `sleep \(sleeps.plain)` or `sleep \(sleeps.deaf)` alive 5 s after the dispatch" : "survivors: \(survivors)"
+                name: "egress-allowed-reached",
+                ok: word("allowed") == "200-greeting",
+                detail: "its own listener through the proxy: \(word("allowed"))"
+            ),
+            .init(name: "egress-own-loopback", ok: word("own-loopback") == "failed", detail: "its listener directly: \(word("own-loopback"))"),
+            .init(
+                name: "egress-outside-refused",
+                ok: word("outside") == "403" && denied.contains("egress-canary.invalid:443"),
+                detail: "egress-canary.invalid:443 through the proxy: \(word("outside"))"
+            ),
+            .init(
+                name: "egress-metadata-refused",
+                ok: word("metadata") == "403" && denied.contains("169.254.169.254:80"),
+                detail: "169.254.169.254:80 through the proxy: \(word("metadata"))"
+            ),
+            .init(
+                name: "egress-runner-port-refused",
+                ok: runner == "unserved" || runner == "failed/403",
+                detail: runner == "unserved" ? "no serve port in this process" : "serve's port directly/through the proxy: \(runner)"
             ),
         ]
     }

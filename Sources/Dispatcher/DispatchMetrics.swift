@@ -51,6 +51,10 @@ package final class DispatchMetrics: Sendable {
         registry.makeCounter(descriptor: Self.dispatchesName, labels: labels).increment()
         if failure?.isTimeout == true { timeouts.increment() }
         if let ms = result.durationMs { duration.record(Double(ms) / 1000) }
+        // Counted as the run's report is recorded (the proxy counts per run; the report is bounded, its total is not).
+        if let denied = result.network?.deniedConnections, denied > 0 {
+            registry.makeCounter(descriptor: Self.egressDeniedName, labels: [("tool", result.tool.rawValue)]).increment(by: Int64(denied))
+        }
         let refusals = result.attempts.flatMap { $0.warnings ?? [] }.filter { $0.hasPrefix(AttemptRecord.sandboxWarningPrefix) }.count
         if refusals > 0 { sandboxRefusals.increment(by: Int64(refusals)) }
     }
@@ -78,6 +82,11 @@ package final class DispatchMetrics: Sendable {
     /// `dispatch_dispatches_total`, labelled `tool` and `status`.
     private static var dispatchesName: MetricNameDescriptor {
         name("dispatches", "total", "Dispatches that reached a terminal status.")
+    }
+
+    /// `dispatch_egress_denied_total`, labelled `tool`.
+    private static var egressDeniedName: MetricNameDescriptor {
+        name("egress_denied", "total", "Connections of agents that the egress policy refused (CONTRACT §10).")
     }
 
     /// `dispatch_<metric>_<unit>` (no `_<unit>` when `unit` is empty), with its `# HELP` text.

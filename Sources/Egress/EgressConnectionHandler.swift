@@ -29,6 +29,9 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var requestEnded = false
     private var readPending = false
     private var headTimeout: Scheduled<Void>?
+    /// What came after the head while the destination was judged and connected: sent on after the head. At most
+    /// what one read holds — nothing more is read meanwhile.
+    private var early: [HTTPServerRequestPart] = []
 
     init(run: EgressRun, resolver: EgressResolver) {
         self.run = run
@@ -60,15 +63,29 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             headTimeout?.cancel()
             state = .connecting
             handle(head)
+        case .body, .end:
+            let part = unwrapInboundIn(data)
+            if state == .connecting {
+                early.append(part)
+            } else {
+                send(part)
+            }
+        }
+    }
+
+    /// Sends a part of the request body on (plain HTTP, once connected).
+    private func send(_ part: HTTPServerRequestPart) {
+        guard state == .forwarding, !requestEnded, let upstream else { return }
+        switch part {
         case .body(let body):
-            guard state == .forwarding, !requestEnded, let upstream else { return }
             tally?.bytesOut += Int64(body.readableBytes)
             upstream.forward(HTTPClientRequestPart.body(.byteBuffer(body)))
         case .end(let trailers):
-            guard state == .forwarding, !requestEnded, let upstream else { return }
             requestEnded = true
             upstream.forward(HTTPClientRequestPart.end(trailers))
             upstream.partnerFlush()
+        case .head:
+            break
         }
     }
 
@@ -116,7 +133,13 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         let own = resolver.ownAddresses()
         guard let loop = context?.eventLoop else { return }
+        guard run.startLookup() else {
+            answer(503, "too many name lookups under way for this run (\(run.limits.lookupsPerRun)); try again")
+            return
+        }
+        let run = self.run
         resolver.resolve(target.host, on: loop).assumeIsolated().whenSuccess { [self] addresses in
+            run.endLookup()
             guard state == .connecting else { return }
             guard !addresses.isEmpty else {
                 answer(502, "cannot resolve \(target.host)")
@@ -169,7 +192,7 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
-                    guard state == .connecting, self.context != nil else {
+                    guard state == .connecting, self.context != nil, run.adopt(upstream: channel) else {
                         channel.close(promise: nil)
                         return
                     }
@@ -209,9 +232,13 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         upstream.partner = self
         state = .forwarding
         upstream.forward(HTTPClientRequestPart.head(target.originHead))
+        tally?.bytesOut += Int64(target.originHeadBytes)
+        let early = self.early
+        self.early = []
+        for part in early { send(part) }
         upstream.partnerFlush()
         upstream.start()
-        context?.read()
+        if !requestEnded { context?.read() }
     }
 
     /// Answers with `status` and `text` and closes.
@@ -246,6 +273,7 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func partnerClosed() {
         guard let context, context.channel.isActive else { return }
         let channel = context.channel
+        // Nothing sits between this handler and the socket on the way out: an empty write completes after the rest.
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
             channel.close(promise: nil)
         }
@@ -254,10 +282,7 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
 extension EgressGlue {
     /// Writes an HTTP part on (through the upstream's request encoder).
-    func forward(_ part: HTTPClientRequestPart) {
-        guard let context else { return }
-        context.write(NIOAny(part), promise: nil)
-    }
+    func forward(_ part: HTTPClientRequestPart) { write(NIOAny(part)) }
 }
 
 /// Where a proxy request goes.
@@ -273,6 +298,12 @@ struct EgressTarget {
     static let hopByHop: Set<String> = [
         "connection", "proxy-connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade",
     ]
+
+    /// The size of ``originHead`` as it is sent (request line, headers, blank line), for the byte count.
+    var originHeadBytes: Int {
+        let line = "\(originHead.method.rawValue) \(originHead.uri) HTTP/\(originHead.version.major).\(originHead.version.minor)\r\n".utf8.count
+        return originHead.headers.reduce(line + 2) { $0 + $1.name.utf8.count + 2 + $1.value.utf8.count + 2 }
+    }
 
     init?(_ head: HTTPRequestHead) {
         if head.method == .CONNECT {

@@ -47,6 +47,9 @@ final class EgressGlue: ChannelDuplexHandler, RemovableChannelHandler, EgressPar
     private(set) var context: ChannelHandlerContext?
     private var readPending = false
     private var closed = false
+    /// The last write's completion: the writes before it completed first. What a side still owes the other is
+    /// written out before it closes (never an extra write: an HTTP encoder may sit in front of this handler).
+    private var lastWrite: EventLoopFuture<Void>?
 
     init(tally: EgressTally, towardAgent: Bool) {
         self.tally = tally
@@ -98,7 +101,15 @@ final class EgressGlue: ChannelDuplexHandler, RemovableChannelHandler, EgressPar
         }
     }
 
-    func partnerWrite(_ buffer: ByteBuffer) { context?.write(wrapOutboundOut(buffer), promise: nil) }
+    func partnerWrite(_ buffer: ByteBuffer) { write(wrapOutboundOut(buffer)) }
+
+    /// Writes `data` out from this handler, remembering its completion.
+    func write(_ data: NIOAny) {
+        guard let context else { return }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(data, promise: promise)
+        lastWrite = promise.futureResult
+    }
 
     func partnerFlush() { context?.flush() }
 
@@ -114,8 +125,11 @@ final class EgressGlue: ChannelDuplexHandler, RemovableChannelHandler, EgressPar
     func partnerClosed() {
         guard let context, context.channel.isActive else { return }
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+        context.flush()
+        guard let lastWrite else {
             channel.close(promise: nil)
+            return
         }
+        lastWrite.whenComplete { _ in channel.close(promise: nil) }
     }
 }

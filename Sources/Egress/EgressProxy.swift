@@ -55,7 +55,9 @@ package final class EgressProxy: Sendable {
                     }
                     channel.closeFuture.whenComplete { _ in run.release(channel) }
                     let handler = EgressConnectionHandler(run: run, resolver: resolver)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                    // A head (and whatever an agent sends before its answer) is held up to a bound, never without one.
+                    let decoder = HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder, maximumBufferSize: 256 << 10))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

@@ -2,26 +2,32 @@ import AgentProcess
 import DispatchCore
 import Foundation
 import NIOCore
+import NIOPosix
 import Synchronization
 
-/// Names to addresses for the egress proxy: `getaddrinfo` on the runner's blocking pool (the resolver may wait on
-/// the network), and this machine's own addresses (`getifaddrs`), which no agent may reach.
+/// Names to addresses for the egress proxy: `getaddrinfo` on threads of its own (the resolver may wait on the
+/// network), and this machine's own addresses (`getifaddrs`), which no agent may reach.
 package final class EgressResolver: Sendable {
     private let own = Mutex<(at: ContinuousClock.Instant, addresses: Set<IPAddress>)?>(nil)
 
     /// How long a look at this machine's addresses stands.
     static let ownAddressesFor: Duration = .seconds(30)
 
+    /// The proxy's own threads for lookups: a slow name server holds them, never the runner's blocking pool
+    /// (checkouts, disk walks). Each run has only a few lookups under way at once (``EgressLimits/lookupsPerRun``).
+    /// One for the process, started at the first lookup and never stopped.
+    private static let lookups: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
+
     package init() {}
 
     /// The addresses `host` resolves to (an address literal is its own), in the resolver's order, on `loop`.
     func resolve(_ host: String, on loop: any EventLoop) -> EventLoopFuture<[IPAddress]> {
         if let literal = IPAddress(host) { return loop.makeSucceededFuture([literal]) }
-        let promise = loop.makePromise(of: [IPAddress].self)
-        BlockingPool.shared.submit {
-            promise.succeed(Self.lookUp(host))
-        }
-        return promise.futureResult
+        return Self.lookups.runIfActive(eventLoop: loop) { Self.lookUp(host) }.recover { _ in [] }
     }
 
     /// `getaddrinfo` for TCP: every distinct address, or none when the name does not resolve.

@@ -26,6 +26,7 @@ package final class EgressRun: Sendable {
         var channels: [ObjectIdentifier: any Channel] = [:]
         var listener: (any Channel)?
         var closed = false
+        var lookups = 0
     }
 
     private let state: Mutex<State>
@@ -73,6 +74,18 @@ package final class EgressRun: Sendable {
         }
     }
 
+    /// Tracks a connection to a destination, so that the run's end closes it too; `false` when the run has ended
+    /// (then the caller closes it).
+    func adopt(upstream channel: any Channel) -> Bool {
+        let taken = state.withLock { state in
+            guard !state.closed else { return false }
+            state.channels[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        if taken { channel.closeFuture.whenComplete { [self] _ in state.withLock { $0.channels[ObjectIdentifier(channel)] = nil } } }
+        return taken
+    }
+
     /// Forgets a connection that closed.
     func release(_ channel: any Channel) {
         state.withLock { state in
@@ -80,6 +93,18 @@ package final class EgressRun: Sendable {
             state.channels[ObjectIdentifier(channel)] = nil
         }
     }
+
+    /// Counts a name lookup starting; `false` when the run has ``EgressLimits/lookupsPerRun`` under way.
+    func startLookup() -> Bool {
+        state.withLock { state in
+            guard state.lookups < limits.lookupsPerRun else { return false }
+            state.lookups += 1
+            return true
+        }
+    }
+
+    /// Counts a name lookup that ended.
+    func endLookup() { state.withLock { $0.lookups -= 1 } }
 
     /// Records a refused connection to `host:port`, logs the first one to each destination and counts it.
     func deny(host: String, port: Int, reason: String) {
@@ -106,19 +131,29 @@ package final class EgressRun: Sendable {
         }
     }
 
-    /// Stops listening and ends every open connection; returns the report. Connections still closing add their
-    /// bytes to ``report`` as they go, but no new one is taken.
-    package func close() -> NetworkReport {
-        let (listener, channels, report) = state.withLock { state in
+    /// Stops listening, ends every open connection (the agent's and the destinations') and returns the report once
+    /// they have closed and counted their bytes — or after ``EgressLimits/closeTimeout``, the report as it stands.
+    package func close() async -> NetworkReport {
+        let (listener, channels) = state.withLock { state in
             state.closed = true
-            let taken = (state.listener, Array(state.channels.values), state.report)
+            let taken = (state.listener, Array(state.channels.values))
             state.listener = nil
             state.channels = [:]
             return taken
         }
-        listener?.close(promise: nil)
-        for channel in channels { channel.close(promise: nil) }
+        let all = (listener.map { [$0] } ?? []) + channels
+        for channel in all { channel.close(promise: nil) }
         unlink(socketPath)
+        if let loop = all.first?.eventLoop {
+            // Whichever comes first (a second completion of the promise is ignored).
+            let ended = loop.makePromise(of: Void.self)
+            EventLoopFuture.andAllComplete(all.map(\.closeFuture), on: loop).cascade(to: ended)
+            let deadline = loop.scheduleTask(in: limits.closeTimeout) { ended.succeed() }
+            _ = try? await ended.futureResult.get()
+            deadline.cancel()
+            // The sides' counts are added on the loop as each closes: wait for what is queued there.
+            _ = try? await loop.submit {}.get()
+        }
         return report
     }
 }
@@ -131,6 +166,11 @@ package struct EgressLimits: Sendable, Equatable {
     package var headTimeout: TimeAmount
     /// How long connecting to a destination may take.
     package var connectTimeout: TimeAmount
+
+    /// How long the run's end waits for its connections to close before it reports.
+    package var closeTimeout: TimeAmount = .seconds(2)
+    /// Name lookups one run may have under way at once; more are answered `503`.
+    package var lookupsPerRun = 16
 
     package init(connectionsPerRun: Int = 256, headTimeout: TimeAmount = .seconds(30), connectTimeout: TimeAmount = .seconds(15)) {
         self.connectionsPerRun = connectionsPerRun

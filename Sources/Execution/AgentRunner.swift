@@ -1,5 +1,6 @@
 import AgentProcess
 import DispatchCore
+import Egress
 import Foundation
 import Logging
 
@@ -24,6 +25,10 @@ package struct AgentRunner: Sendable {
     package let agentUsers: AgentUserPolicy
     /// The uids sandboxed agents are leased, when ``agentUsers`` leases them.
     package let uidLeases: AgentUidLeases?
+
+    /// The egress proxy isolated runs leave through (CONTRACT §10); `nil`: agents have the runner's network
+    /// (isolation off).
+    package var egress: EgressService?
 
     /// A runner with its own supervisor. `isolation` comes from ``Bubblewrap/resolve(_:)`` at start-up.
     package init(
@@ -226,7 +231,8 @@ package struct AgentRunner: Sendable {
         readOnlyWorkDir: Bool,
         home: String? = nil,
         executable: String? = nil,
-        user: AgentUser? = nil
+        user: AgentUser? = nil,
+        network: NetworkBridge? = nil
     ) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
@@ -240,6 +246,7 @@ package struct AgentRunner: Sendable {
             readOnly: (readOnlyWorkDir ? [Self.realPath(workDir)] : []) + programPlacesInside(hidden.directories, executable: executable)
         )
         view.user = user
+        view.network = network
         return (bwrap, view)
     }
 
@@ -255,7 +262,8 @@ package struct AgentRunner: Sendable {
         executable: String?,
         readOnlyCheckout: Bool,
         home: String? = nil,
-        user: AgentUser? = nil
+        user: AgentUser? = nil,
+        network: NetworkBridge? = nil
     ) -> (bwrap: String, view: IsolationView)? {
         guard isolation.mode == .bwrap, let bwrap = isolation.bwrap else { return nil }
         let hidden = hiddenParts
@@ -278,6 +286,7 @@ package struct AgentRunner: Sendable {
                 + programPlacesInside(hidden.directories, executable: executable)
         )
         view.user = user
+        view.network = network
         return (bwrap, view)
     }
 

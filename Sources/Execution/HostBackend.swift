@@ -1,5 +1,6 @@
 import AgentProcess
 import DispatchCore
+import Egress
 import Foundation
 
 /// Host mode: the agent runs in the request's `cwd` itself, its logs under `<state>/runs/<requestId>/`.
@@ -17,8 +18,11 @@ package struct HostBackend: ExecutionBackend {
         await run(context, adopting: false)
     }
 
-    /// A `cwd` inside the runner's hidden parts is refused before anything is recorded.
-    package func refusal(of request: DispatchRequest) -> RequestValidationError? { runner.workDirRefusal(request) }
+    /// A `cwd` inside the runner's hidden parts, or a `network` this runner cannot honour, is refused before anything
+    /// is recorded.
+    package func refusal(of request: DispatchRequest) -> RequestValidationError? {
+        runner.workDirRefusal(request) ?? runner.networkRefusal(request)
+    }
 
     /// A run a dead runner left is adopted when its attempt's monitor lives or recorded the agent's end.
     package func canAttach(_ known: DispatchResult) -> Bool { runner.canAdoptHere(known) }
@@ -38,21 +42,38 @@ package struct HostBackend: ExecutionBackend {
     /// The run. Kept small on purpose: its frame lives as long as the agent does (a held run costs what its waiting
     /// frames cost), so what comes before and after the agent phase is in helpers of their own.
     func run(_ context: BackendContext, adopting: Bool) async -> BackendOutcome {
-        let prepared: Prepared
-        switch prepare(context, adopting: adopting) {
-        case .failure(let ended): return ended.outcome
+        let egress: EgressAttachment?
+        switch await runner.openEgress(context) {
+        case .failure(let failure): return Self.refused(context, failure)
+        case .success(let opened): egress = opened
+        }
+        var prepared: Prepared
+        switch prepare(context, adopting: adopting, network: egress?.bridge) {
+        case .failure(let ended):
+            _ = await egress?.close()
+            return ended.outcome
         case .success(let ready): prepared = ready
         }
+        if let egress { prepared.input.extraEnv.merge(egress.agentEnvironment) { $1 } }
         let outcome: AgentPhase.Outcome
         if adopting {
             guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: context.known) else {
+                _ = await egress?.close()
                 return await lost(context)
             }
             outcome = adopted
         } else {
             outcome = await runner.runAgentPhase(prepared.input, context: context, result: context.known)
         }
-        return ended(outcome, prepared: prepared, context: context)
+        return await ended(outcome, prepared: prepared, egress: egress, context: context)
+    }
+
+    /// A run that cannot start, ended with `failure`.
+    @inline(never)
+    static func refused(_ context: BackendContext, _ failure: DispatchFailure) -> BackendOutcome {
+        var result = context.known
+        result.fail(failure)
+        return .ended(result)
     }
 
     /// A run that cannot start, as the backend's outcome.
@@ -62,7 +83,7 @@ package struct HostBackend: ExecutionBackend {
 
     /// The work dir checked, the agent's user chosen, its home and phase input made; or the run's end.
     @inline(never)
-    func prepare(_ context: BackendContext, adopting: Bool) -> Result<Prepared, Refused> {
+    func prepare(_ context: BackendContext, adopting: Bool, network: NetworkBridge?) -> Result<Prepared, Refused> {
         let request = context.request
         var result = context.known
         let workDir = request.cwd ?? runner.configuration.defaultWorkdir
@@ -79,7 +100,8 @@ package struct HostBackend: ExecutionBackend {
             return .failure(Refused(outcome: .ended(result)))
         }
         let home = runner.home(in: runDirectory(request.requestId), tool: request.tool, owner: user)
-        return .success(Prepared(input: phaseInput(context, workDir: workDir, home: home, user: user, lease: lease), home: home, lease: lease))
+        let input = phaseInput(context, workDir: workDir, home: home, user: user, lease: lease, network: network)
+        return .success(Prepared(input: input, home: home, lease: lease))
     }
 
     /// An adopted run whose monitor is gone: lost, what it left ended.
@@ -93,11 +115,17 @@ package struct HostBackend: ExecutionBackend {
 
     /// The run's outcome once its agent phase ended; what the agent left is ended after the result is stored.
     @inline(never)
-    func ended(_ outcome: AgentPhase.Outcome, prepared: Prepared, context: BackendContext) -> BackendOutcome {
+    func ended(_ outcome: AgentPhase.Outcome, prepared: Prepared, egress: EgressAttachment?, context: BackendContext) async -> BackendOutcome {
         var result = context.known
-        // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
-        if outcome.wasLetGo { return .letGo(result) }
+        // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner (which
+        // listens on the run's socket again).
+        if outcome.wasLetGo {
+            _ = await egress?.close()
+            return .letGo(result)
+        }
         result.apply(outcome)
+        // Before the leftovers are ended: what the agent left has no way out any more.
+        await egress?.finish(&result)
         let (home, lease) = (prepared.home, prepared.lease)
         let supervisor = runner.supervisor
         let killed = outcome.processesKilled
@@ -130,7 +158,14 @@ package struct HostBackend: ExecutionBackend {
 
     /// The agent phase of a host-mode run in `workDir` as `user`, its logs, home and disk limit in its run directory.
     @inline(never)
-    func phaseInput(_ context: BackendContext, workDir: String, home: AgentHome, user: AgentUser?, lease: AgentUidLease?) -> AgentPhase.Input {
+    func phaseInput(
+        _ context: BackendContext,
+        workDir: String,
+        home: AgentHome,
+        user: AgentUser?,
+        lease: AgentUidLease?,
+        network: NetworkBridge?
+    ) -> AgentPhase.Input {
         let request = context.request
         // A canary on a leased uid runs in its run's home: its script is the runner's own and uses no work dir, and the
         // request's may be one the uid cannot enter (a root-owned 0700 directory).
@@ -153,7 +188,7 @@ package struct HostBackend: ExecutionBackend {
         let runner = self.runner
         let readOnly = request.sandbox == .readOnly
         input.isolation = { executable in
-            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable, user: user)
+            runner.hostIsolation(workDir: workDir, readOnlyWorkDir: readOnly, home: home.path, executable: executable, user: user, network: network)
         }
         return input
     }

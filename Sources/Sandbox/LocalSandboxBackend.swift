@@ -1,6 +1,7 @@
 import AgentProcess
 import DispatchCore
 import DispatchStore
+import Egress
 import Execution
 import Foundation
 import Git
@@ -58,8 +59,11 @@ package struct LocalSandboxBackend: ExecutionBackend {
         return .success((sandbox, result))
     }
 
-    /// A `cwd` inside the runner's hidden parts is refused before anything is recorded.
-    package func refusal(of request: DispatchRequest) -> RequestValidationError? { runner.workDirRefusal(request) }
+    /// A `cwd` inside the runner's hidden parts, or a `network` this runner cannot honour, is refused before anything
+    /// is recorded.
+    package func refusal(of request: DispatchRequest) -> RequestValidationError? {
+        runner.workDirRefusal(request) ?? runner.networkRefusal(request)
+    }
 
     /// The warm pool's removals and refills.
     package func background() async { await pool?.run() }
@@ -84,9 +88,16 @@ package struct LocalSandboxBackend: ExecutionBackend {
     /// cost), so what comes before and after the agent phase is in helpers of their own.
     @inline(never)
     func run(in sandbox: LocalSandbox, context: BackendContext, result: DispatchResult, adopting: Bool) async -> BackendOutcome {
+        let egress: EgressAttachment?
+        switch await runner.openEgress(context) {
+        case .failure(let failure): return await refused(failure, sandbox: sandbox, context: context, result: result)
+        case .success(let opened): egress = opened
+        }
         let prepared: Prepared
-        switch await prepare(sandbox, context: context, result: result, adopting: adopting) {
-        case .failure(let ended): return ended.outcome
+        switch await prepare(sandbox, context: context, result: result, adopting: adopting, egress: egress) {
+        case .failure(let ended):
+            _ = await egress?.close()
+            return ended.outcome
         case .success(let ready): prepared = ready
         }
         // Whichever way the run goes on (salvaged, let go of, ended), its uid is let go of when it returns.
@@ -94,6 +105,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let outcome: AgentPhase.Outcome
         if adopting {
             guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: result) else {
+                _ = await egress?.close()
                 return await lost(result, context: context)
             }
             outcome = adopted
@@ -110,6 +122,17 @@ package struct LocalSandboxBackend: ExecutionBackend {
         var user: AgentUser?
         var home: AgentHome
         var workDeadline: Deadline
+        /// The run's way out (isolation on), for its agent and its verification.
+        var egress: EgressAttachment?
+    }
+
+    /// A sandbox run whose egress could not be opened: failed before its agent, its checkout exported as it is.
+    @inline(never)
+    func refused(_ failure: DispatchFailure, sandbox: LocalSandbox, context: BackendContext, result: DispatchResult) async -> BackendOutcome {
+        var result = result
+        result.fail(failure)
+        await finishLedger(context.request.requestId, result: &result)
+        return .ended(result)
     }
 
     /// A run that cannot start, as the backend's outcome.
@@ -119,7 +142,13 @@ package struct LocalSandboxBackend: ExecutionBackend {
 
     /// The agent's uid leased, its home and phase input made; or the run's end.
     @inline(never)
-    func prepare(_ sandbox: LocalSandbox, context: BackendContext, result: DispatchResult, adopting: Bool) async -> Result<Prepared, Refused> {
+    func prepare(
+        _ sandbox: LocalSandbox,
+        context: BackendContext,
+        result: DispatchResult,
+        adopting: Bool,
+        egress: EgressAttachment?
+    ) async -> Result<Prepared, Refused> {
         var result = result
         let deadline = context.deadline
         let workDeadline = Deadline(budgetMs: deadline.budgetMs - Self.artifactReserveMs(budgetMs: deadline.budgetMs), start: deadline.start)
@@ -148,10 +177,12 @@ package struct LocalSandboxBackend: ExecutionBackend {
         input.uidLease = lease?.path
         input.diskPlaces = [sandbox.path]
         input.agentUid = lease?.uid
+        let network = egress?.bridge
+        if let egress { input.extraEnv.merge(egress.agentEnvironment) { $1 } }
         input.isolation = { executable in
-            runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path, user: user)
+            runner.isolation(of: sandbox, executable: executable, readOnly: readOnly, home: home.path, user: user, network: network)
         }
-        return .success(Prepared(input: input, lease: lease, user: user, home: home, workDeadline: workDeadline))
+        return .success(Prepared(input: input, lease: lease, user: user, home: home, workDeadline: workDeadline, egress: egress))
     }
 
     /// An adopted run whose monitor is gone: lost, what it left ended and exported.
@@ -176,16 +207,23 @@ package struct LocalSandboxBackend: ExecutionBackend {
         var result = result
         let lease = prepared.lease
         // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
-        if outcome.wasLetGo { return .letGo(result) }
+        if outcome.wasLetGo {
+            _ = await prepared.egress?.close()
+            return .letGo(result)
+        }
         defer { lease?.release() }
         result.apply(outcome)
         // What the dead runner may have started after the agent (a verification command) is not this run's any more.
         if adopting { _ = await runner.endMarked(context.request.requestId) }
         // The agent's processes are gone: what its CLI refreshed goes back to the agent home.
         prepared.home.writeBack()
-        let verification = await verify(sandbox, context: context, deadline: prepared.workDeadline, user: prepared.user, result: &result)
+        let verification = await verify(sandbox, context: context, prepared: prepared, result: &result)
         // Handed off during verification: the next runner adopts the ended agent and verifies again.
-        if context.cancellation.isDetached { return .letGo(result) }
+        if context.cancellation.isDetached {
+            _ = await prepared.egress?.close()
+            return .letGo(result)
+        }
+        await prepared.egress?.finish(&result)
         // Nothing runs as the uid any more: the next run may have it (this run's files stay out of its sight).
         lease?.release()
         await export(sandbox, verification: verification, deadline: context.deadline, result: &result)
@@ -283,10 +321,10 @@ package struct LocalSandboxBackend: ExecutionBackend {
     func verify(
         _ sandbox: LocalSandbox,
         context: BackendContext,
-        deadline: Deadline,
-        user: AgentUser?,
+        prepared: Prepared,
         result: inout DispatchResult
     ) async -> Artifacts.Verification? {
+        let (deadline, user) = (prepared.workDeadline, prepared.user)
         let request = context.request
         guard result.status == .completed, !request.verificationCommands.isEmpty else { return nil }
         let phase = VerificationPhase(
@@ -295,7 +333,13 @@ package struct LocalSandboxBackend: ExecutionBackend {
             // Verification always dies with its runner: a runner that adopts the run ends and re-runs it anyway, and
             // its uid is leased only while the runner lives (no monitor holds it, as for the agent).
             diesWithRunner: true,
-            isolation: runner.isolation(of: sandbox, executable: nil, readOnly: request.sandbox == .readOnly, user: user)
+            isolation: runner.isolation(
+                of: sandbox,
+                executable: nil,
+                readOnly: request.sandbox == .readOnly,
+                user: user,
+                network: prepared.egress?.bridge
+            )
         )
         let environment = AgentEnvironment.build(
             request: request,
@@ -393,7 +437,8 @@ extension AgentRunner {
         executable: String?,
         readOnly: Bool,
         home: String? = nil,
-        user: AgentUser? = nil
+        user: AgentUser? = nil,
+        network: NetworkBridge? = nil
     ) -> (bwrap: String, view: IsolationView)? {
         sandboxIsolation(
             checkout: sandbox.repoPath,
@@ -402,7 +447,8 @@ extension AgentRunner {
             executable: executable,
             readOnlyCheckout: readOnly,
             home: home,
-            user: user
+            user: user,
+            network: network
         )
     }
 }

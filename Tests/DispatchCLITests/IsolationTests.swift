@@ -110,7 +110,16 @@ struct IsolationTests {
         chmod("\(bin)/bwrap", 0o755)
         let id = "setup-kill-\(withGuard)"
         var environment = env("bwrap").merging(["PATH": "\(bin):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")"]) { $1 }
-        if !withGuard { environment["DISPATCH_MONITOR_BIN"] = "/nonexistent" }
+        if !withGuard {
+            // The monitor without its guard: what would start `--guard` starts its command directly (the bridge of the
+            // agent's network is still the real one).
+            let monitor = "\(bin)/dispatch-monitor"
+            let real = URL(fileURLWithPath: TestPaths.dispatchBinary).deletingLastPathComponent().appendingPathComponent("dispatch-monitor").path
+            let script = "#!/bin/sh\nif [ \"$1\" = --guard ]; then shift 3; shift; exec \"$@\"; fi\nexec '\(real)' \"$@\"\n"
+            try script.write(toFile: monitor, atomically: true, encoding: .utf8)
+            chmod(monitor, 0o755)
+            environment["DISPATCH_MONITOR_BIN"] = monitor
+        }
         let run = try CommandRunner.start(
             TestPaths.dispatchBinary,
             ["run", "--tool", "codex", "--task", "fake:hang", "--request-id", id, "--json"],

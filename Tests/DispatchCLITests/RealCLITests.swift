@@ -97,6 +97,9 @@ struct RealCLITests {
             "DISPATCH_CODEX_BIN": testCase.tool == "codex" ? testCase.program : RealCLIs.codex("0.147.0"),
             "DISPATCH_CLAUDE_BIN": RealCLIs.claude, "DISPATCH_AGENT_HOME": dir.child("agent-home"), "DISPATCH_KILL_GRACE_MS": "1000",
             "OPENAI_API_KEY": "stub-key", "ANTHROPIC_BASE_URL": anthropic.url, "ANTHROPIC_API_KEY": "stub-key",
+            // Under isolation the CLIs reach their stubs through the egress proxy (CONTRACT §10): loopback is refused
+            // unless the operator lets agents reach it, as here.
+            "DISPATCH_EGRESS_ALLOW_PRIVATE": "127.0.0.1:\(openai.port),127.0.0.1:\(anthropic.port)",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
             // Without isolation a root runner's agent is root, and Claude Code then needs IS_SANDBOX=1 passed through.
             "IS_SANDBOX": "1", "DISPATCH_AGENT_ENV": "IS_SANDBOX,DISABLE_AUTOUPDATER",

@@ -39,7 +39,7 @@ import Testing
         #expect(allowed.host == "127.0.0.1" && allowed.port == echo.port)
         #expect(allowed.bytesOut == Int64(payload.utf8.count) && allowed.bytesIn == Int64(payload.utf8.count))
         #expect(run.report.denied.isEmpty)
-        _ = run.close()
+        _ = await run.close()
     }
 
     @Test func aDestinationOutsideThePolicyIsRefusedWithItsReason() async throws {
@@ -63,7 +63,7 @@ import Testing
         try odd.send("CONNECT ex!ample.com:443 HTTP/1.1\r\n\r\n")
         #expect(try odd.readHead().hasPrefix("HTTP/1.1 400"))
         #expect(run.report.denied.count == 3)
-        let report = run.close()
+        let report = await run.close()
         #expect(report.denied.map(\.reason) == ["not in DISPATCH_EGRESS_ALLOW", "resolves to 127.0.0.1 (loopback)", "not in DISPATCH_EGRESS_ALLOW"])
         #expect(report.denied.map(\.host) == ["127.0.0.1", "localhost", "169.254.169.254"])
         #expect(echo.accepted == 0)
@@ -88,7 +88,7 @@ import Testing
         #expect(seen.contains("Host: 127.0.0.1:\(web.port)\r\n") && !seen.contains("attacker"))
         #expect(seen.lowercased().contains("connection: close"))
         try await waitUntil { run.report.allowed.first?.connections == 1 }
-        _ = run.close()
+        _ = await run.close()
     }
 
     @Test func networkNoneRefusesEverythingAndALimitBoundsConnections() async throws {
@@ -98,7 +98,7 @@ import Testing
         let refused = try UnixClient(none.socketPath)
         try refused.send("CONNECT 127.0.0.1:\(echo.port) HTTP/1.1\r\n\r\n")
         #expect(try refused.readHead().contains("the request allows no network"))
-        _ = none.close()
+        _ = await none.close()
 
         let run = try await open(proxy, allow: "*", allowPrivate: "127.0.0.1")
         let held = try (0..<2).map { _ in try UnixClient(run.socketPath) }
@@ -107,9 +107,33 @@ import Testing
         let third = try UnixClient(run.socketPath)
         #expect(try third.readAll().isEmpty)
         #expect(run.report.denied.first?.reason == "connection limit (2 open)")
-        let report = run.close()
+        let report = await run.close()
         #expect(report.deniedConnections == 1)
         for client in held { #expect(try client.readAll().isEmpty) }
+    }
+
+    /// A body sent with its head (in one write, before the destination is even judged) goes on after the head; an
+    /// agent that leaves in the middle of an answer ends both connections (the proxy once died of it: it wrote a raw
+    /// buffer into the destination's HTTP encoder).
+    @Test func aBodySentWithItsHeadGoesOnAndAnAgentLeavingMidAnswerEndsBothSides() async throws {
+        let web = try LoopbackServer.http(answer: "stored")
+        let holding = try LoopbackServer.holding()
+        let proxy = EgressProxy()
+        let run = try await open(proxy, allow: "none.test", allowPrivate: "127.0.0.0/8")
+        let post = try UnixClient(run.socketPath)
+        try post.send("POST http://127.0.0.1:\(web.port)/upload HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world")
+        #expect(try post.readAll().hasSuffix("stored"))
+        #expect(web.requests.first?.hasSuffix("\r\n\r\nhello world") == true, "\(web.requests)")
+        for _ in 0..<3 {
+            let client = try UnixClient(run.socketPath)
+            try client.send("GET http://127.0.0.1:\(holding.port)/big HTTP/1.1\r\n\r\n")
+            #expect(try client.readHead().hasPrefix("HTTP/1.1 200"))
+            client.close()
+        }
+        try await waitUntil { run.openConnections == 0 && run.report.allowed.first { $0.port == holding.port }?.connections == 3 }
+        let report = await run.close()
+        let web1 = try #require(report.allowed.first { $0.port == web.port })
+        #expect(web1.bytesOut > 11 && web1.bytesIn > 6, "\(web1)")
     }
 
     func waitUntil(_ condition: () -> Bool) async throws {
@@ -257,9 +281,27 @@ final class LoopbackServer: @unchecked Sendable {
             var bytes: [UInt8] = []
             var byte: UInt8 = 0
             while !bytes.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)), recv(client, &byte, 1, 0) == 1 { bytes.append(byte) }
+            // A body (Content-Length) is part of what was sent.
+            let head = String(decoding: bytes, as: UTF8.self).lowercased()
+            let length = head.range(of: "content-length: ").flatMap { Int(head[$0.upperBound...].prefix { $0.isNumber }) } ?? 0
+            for _ in 0..<length where recv(client, &byte, 1, 0) == 1 { bytes.append(byte) }
             server.lock.withLock { server._requests.append(String(decoding: bytes, as: UTF8.self)) }
             let response = "HTTP/1.1 200 OK\r\nContent-Length: \(answer.utf8.count)\r\nConnection: close\r\n\r\n\(answer)"
             _ = Array(response.utf8).withUnsafeBufferPointer { Foundation.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Foundation.close(client)
+        }
+        .start()
+    }
+
+    /// An HTTP server that starts a long answer and holds it until the client leaves.
+    static func holding() throws -> LoopbackServer {
+        try LoopbackServer { client, _ in
+            var byte: UInt8 = 0
+            var bytes: [UInt8] = []
+            while !bytes.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)), recv(client, &byte, 1, 0) == 1 { bytes.append(byte) }
+            let start = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\npartial"
+            _ = Array(start.utf8).withUnsafeBufferPointer { Foundation.send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            while recv(client, &byte, 1, 0) == 1 {}
             Foundation.close(client)
         }
         .start()

@@ -24,6 +24,10 @@ struct DoctorCommand: AsyncParsableCommand {
         /// What agents get: `bwrap` or `none` (as `GET /` reports it).
         var isolation: String
         var bwrap: String?
+        /// What controls agents' network: `proxy` or `none` (as `GET /` reports it, CONTRACT §10).
+        var egress: String
+        /// The hosts agents may reach (`DISPATCH_EGRESS_ALLOW`), under the proxy.
+        var egressAllow: [String]?
         var limits: String
         /// Who agents run as: `leased`, `root-unsafe` or `runner` (as `GET /` reports it).
         var agentUser: String
@@ -75,6 +79,7 @@ struct DoctorCommand: AsyncParsableCommand {
         let configuration = state.configuration()
         // The self-check itself, not a remembered pass (and nothing written to the state dir).
         let isolation = try resolveIsolation(configuration, remembered: false)
+        let egress = try resolveEgress(configuration, isolation: isolation)
         let policy = AgentRunner.agentUserPolicy(configuration, isolation: isolation.mode).0
         let limits = ResourceLimits(maxMemoryBytes: configuration.maxMemoryBytes, maxProcesses: configuration.maxProcesses)
         let report = Report(
@@ -83,6 +88,8 @@ struct DoctorCommand: AsyncParsableCommand {
             isolationRequested: configuration.isolation,
             isolation: isolation.mode.rawValue,
             bwrap: isolation.bwrap,
+            egress: egress == nil ? "none" : "proxy",
+            egressAllow: egress?.settings.allow.rules.map(\.description),
             limits: ResourcePolicy.detect(limits).mechanism.rawValue,
             agentUser: policy.report,
             agentUsers: policy.byMode,

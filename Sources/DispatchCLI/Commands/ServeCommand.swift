@@ -4,6 +4,7 @@ import DispatchCore
 import DispatchServer
 import DispatchStore
 import Dispatcher
+import Egress
 import Foundation
 import Kube
 import Logging
@@ -77,6 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
         // A token file given as a flag is hidden from agents like one named by DISPATCH_TOKEN_FILE.
         if let tokenFile { configuration.tokenFile = absolute(tokenFile) }
         let isolation = try resolveIsolation(configuration)
+        let egress = try resolveEgress(configuration, isolation: isolation)
         var server = ServerConfiguration(
             host: configuration.host,
             port: configuration.port,
@@ -85,6 +87,7 @@ struct ServeCommand: AsyncParsableCommand {
             drainSeconds: drainSeconds
         )
         server.isolation = isolation.mode.rawValue
+        server.egress = egress == nil ? "none" : "proxy"
         let openFiles = ConnectionLimits.raiseOpenFilesLimit()
         do {
             server.connections = try ConnectionLimits.resolve(
@@ -101,7 +104,7 @@ struct ServeCommand: AsyncParsableCommand {
         )
         logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
         logger.info("connections", metadata: ["openFiles": "\(openFiles)", "maxConnections": "\(server.connections.maxConnections)"])
-        try await serve(configuration, server: server, isolation: isolation, logger: logger)
+        try await serve(configuration, server: server, isolation: isolation, egress: egress, logger: logger)
     }
 
     /// The service token, refused when it is missing or too weak.
@@ -150,6 +153,7 @@ struct ServeCommand: AsyncParsableCommand {
         _ configuration: DispatchConfiguration,
         server: ServerConfiguration,
         isolation: (mode: IsolationMode, bwrap: String?),
+        egress: EgressService?,
         logger: Logger
     ) async throws {
         let store = try await openStore(configuration, logger: logger)
@@ -171,7 +175,8 @@ struct ServeCommand: AsyncParsableCommand {
             logger: logger,
             isolation: isolation,
             k8s: k8s,
-            warmPool: warmPool(configuration, store: store, logger: logger)
+            warmPool: warmPool(configuration, store: store, logger: logger),
+            egress: egress
         )
         let service = DispatchService(
             engine: engine,
@@ -189,6 +194,7 @@ struct ServeCommand: AsyncParsableCommand {
             let configuredURL = configuration.replicaURL
             try await DispatchApplication.run(service: service, configuration: server, logger: logger) { port in
                 await service.advertise(url: configuredURL ?? Self.replicaURL(host: server.host, port: port))
+                egress?.serving(on: port)
                 if let portFile { try? AtomicFile.write(Data("\(port)\n".utf8), to: portFile) }
             }
         } catch {

@@ -228,7 +228,8 @@ extension JobRunner {
             store: store,
             logger: logger,
             environment: environment,
-            isolation: isolation
+            isolation: isolation,
+            egress: try resolveEgress(configuration, isolation: isolation, environment: environment)
         )
         return try await engine.runOnce(request, token: token).result
     }

@@ -3,6 +3,7 @@ import ArgumentParser
 import DispatchCore
 import DispatchStore
 import Dispatcher
+import Egress
 import Execution
 import Foundation
 import Logging
@@ -18,7 +19,8 @@ extension DispatchEngine {
         environment: [String: String] = ProcessInfo.processInfo.environment,
         isolation: (mode: IsolationMode, bwrap: String?) = (.none, nil),
         k8s: (any ExecutionBackend)? = nil,
-        warmPool: WarmPool? = nil
+        warmPool: WarmPool? = nil,
+        egress: EgressService? = nil
     ) -> DispatchEngine {
         // The places hidden from agents exist before any agent runs: one a host-mode agent created first (a symlink,
         // a planted tree) would not be hidden, it would be the agent's.
@@ -27,12 +29,13 @@ extension DispatchEngine {
         }
         let limits = ResourceLimits(maxMemoryBytes: configuration.maxMemoryBytes, maxProcesses: configuration.maxProcesses)
         let resources = ResourcePolicy.detect(limits)
-        let runner = AgentRunner(
+        var runner = AgentRunner(
             configuration: configuration,
             environment: environment,
             isolation: isolation,
             supervisor: ProcessSupervisor(resources: resources)
         )
+        runner.egress = isolation.mode == .bwrap ? egress : nil
         var backends = Backends(
             host: HostBackend(runner: runner),
             localSandbox: LocalSandboxBackend(runner: runner, ledger: SandboxRegistry(store: store), pool: warmPool),
@@ -73,4 +76,32 @@ func resolveIsolation(_ configuration: DispatchConfiguration, remembered: Bool =
     }
     if let problem = AgentRunner.checkAgentUserTools(isolation: isolation.mode) { throw ValidationError(problem) }
     return isolation
+}
+
+/// The egress proxy of a runner whose agents are isolated (CONTRACT §10), `nil` without isolation: the operator's
+/// `DISPATCH_EGRESS_ALLOW`/`DISPATCH_EGRESS_ALLOW_PRIVATE` and the bridge program checked at start-up, a bad one a
+/// usage error (exit 2) naming the variable.
+func resolveEgress(
+    _ configuration: DispatchConfiguration,
+    isolation: (mode: IsolationMode, bwrap: String?),
+    environment: [String: String] = ProcessInfo.processInfo.environment
+) throws -> EgressService? {
+    let settings: EgressSettings
+    do {
+        settings = try EgressSettings(environment: environment)
+    } catch {
+        throw ValidationError(error.description)
+    }
+    guard isolation.mode == .bwrap else { return nil }
+    guard let bridge = MonitorSpec.locateProgram(environment: environment) else {
+        throw ValidationError(
+            "isolated agents leave their network namespace through dispatch-monitor --bridge, which was not found next to dispatch "
+                + "(or at DISPATCH_MONITOR_BIN): install it beside dispatch"
+        )
+    }
+    do {
+        return try EgressService(settings: settings, stateDir: configuration.stateDir, bridgeProgram: bridge)
+    } catch {
+        throw ValidationError(error.description)
+    }
 }

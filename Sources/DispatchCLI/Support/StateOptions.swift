@@ -36,6 +36,7 @@ struct StateOptions: ParsableArguments {
         var configuration = configuration()
         configuration.agentsDieWithRunner = agentsDieWithRunner
         let isolation = runsAgents ? try resolveIsolation(configuration) : (mode: IsolationMode.none, bwrap: String?.none)
+        let egress = try resolveEgress(configuration, isolation: isolation)
         let token = try ServiceToken.resolve(tokenFile: nil, configuration: configuration, createInState: createToken)
         let store = try await openStore(configuration, logger: CLILogging.logger(level: logLevel))
         let k8s = K8sSettings.backendOrReason(configuration, adminToken: token?.value)
@@ -47,7 +48,8 @@ struct StateOptions: ParsableArguments {
             store: store,
             logger: CLILogging.logger(level: logLevel),
             isolation: isolation,
-            k8s: k8s
+            k8s: k8s,
+            egress: egress
         )
     }
 }

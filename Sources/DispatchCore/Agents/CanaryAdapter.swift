@@ -47,7 +47,10 @@ package struct CanaryAdapter: AgentAdapter {
     /// Two double-forked, `setsid`, environment-cleared grandchildren (one deaf to SIGTERM), then what the agent can
     /// read of the runner (the token file and the state dir named by `DISPATCH_CANARY_*`, set by the runner: what it
     /// sees there besides the path to its own home, bound back), whether
-    /// it can write a sysctl (the current `kernel.pid_max` back), its uid, and the key of a SysV segment it leaves.
+    /// it can write a sysctl (the current `kernel.pid_max` back), its uid, the key of a SysV segment it leaves, and
+    /// (under the egress proxy, CONTRACT §10) what it reaches: its canary listener on the runner's loopback directly
+    /// and through the proxy, a host outside the allowlist, the metadata address and `serve`'s own port — each a word
+    /// from `dispatch-monitor --probe` (`connected`/`failed`, or the proxy's status).
     static func escapeScript(requestId: String) -> String {
         let sleeps = escapeSleeps(requestId: requestId)
         return """
@@ -60,14 +63,27 @@ package struct CanaryAdapter: AgentAdapter {
             elif [ -s "$DISPATCH_CANARY_SECRET_FILE" ]; then secret=readable
             else secret=unreadable; fi
             own=/; case "$HOME" in "$DISPATCH_CANARY_STATE_DIR"/*) rel=${HOME#"$DISPATCH_CANARY_STATE_DIR"/}; own=${rel%%/*};; esac
-            entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | grep -cvxF "$own")
+            entries=$(ls -A "$DISPATCH_CANARY_STATE_DIR" 2>/dev/null | grep -vxF "$own" | grep -cvxF egress)
             runs=$(ls -A "$DISPATCH_CANARY_STATE_DIR/runs" 2>/dev/null | wc -l)
             [ "$runs" -gt 1 ] && entries=$((entries + runs - 1))
+            ways=$(ls -A "$DISPATCH_CANARY_STATE_DIR/egress" 2>/dev/null | wc -l)
+            [ "$ways" -gt 1 ] && entries=$((entries + ways - 1))
+            p=$DISPATCH_CANARY_PROBE; via="--via $DISPATCH_CANARY_PROXY_PORT"
+            if [ -n "$p" ] && [ -x "$p" ]; then
+              own_loopback=$("$p" --probe 127.0.0.1 "$DISPATCH_CANARY_LISTENER")
+              allowed=$("$p" --probe 127.0.0.1 "$DISPATCH_CANARY_LISTENER" $via)
+              outside=$("$p" --probe egress-canary.invalid 443 $via)
+              metadata=$("$p" --probe 169.254.169.254 80 $via)
+              if [ -n "$DISPATCH_CANARY_RUNNER_PORT" ]; then
+                runner="$("$p" --probe 127.0.0.1 "$DISPATCH_CANARY_RUNNER_PORT")/$("$p" --probe 127.0.0.1 "$DISPATCH_CANARY_RUNNER_PORT" $via)"
+              else runner=unserved; fi
+              net="own-loopback $own_loopback; allowed $allowed; outside $outside; metadata $metadata; runner $runner"
+            else net="none"; fi
             v=$(cat /proc/sys/kernel/pid_max 2>/dev/null)
             if [ -n "$v" ] && (echo "$v" > /proc/sys/kernel/pid_max) 2>/dev/null; then sysctl=writable; else sysctl=refused; fi
             shm=$(ipcmk -M 4096 -p 0600 2>/dev/null | awk '{print $NF}')
             key=$(ipcs -m 2>/dev/null | awk -v id="$shm" '$2 == id {print $1}')
-            echo "escape canary: token $token; runner secret $secret; sysctl $sysctl; uid $(id -u); shm key ${key:-none}; state dir entries $entries"
+            echo "escape canary: token $token; runner secret $secret; sysctl $sysctl; uid $(id -u); shm key ${key:-none}; state dir entries $entries; net $net"
             """
     }
 

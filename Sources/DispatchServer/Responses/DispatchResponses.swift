@@ -71,6 +71,8 @@ struct InfoResponse: Encodable, Sendable {
     var defaultBackend: SandboxBackend
     /// How agents are contained: `bwrap` or `none` (CONTRACT §7).
     var isolation: String
+    /// What controls agents' network: `proxy` (the egress proxy, under isolation) or `none` (CONTRACT §10).
+    var egress: String
     /// How each run's memory and process count are limited: `cgroup-v1`, `rlimit` or `none` (CONTRACT §7).
     var limits: String
     /// Who local agents run as (CONTRACT §7): `leased` (a root runner: sandboxed agents on leased uids, host-mode

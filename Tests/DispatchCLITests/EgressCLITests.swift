@@ -1,0 +1,171 @@
+import AgentProcess
+import DispatchTestSupport
+import Foundation
+import Testing
+
+/// CONTRACT §10 through the real `dispatch`: an isolated agent's network is its own loopback, left only through the
+/// egress proxy. Its "internet" here is site servers on the machine's loopback: one the operator lets agents reach
+/// (`DISPATCH_EGRESS_ALLOW_PRIVATE`), one it does not — listening, so that a refusal is the policy's, not a closed port.
+@Suite(.serialized, .enabled(if: Bubblewrap.locate() != nil, "bubblewrap is not installed (make deps installs it)"))
+struct EgressCLITests {
+    let dir = TempDir("egress")
+    let allowed: SiteServer
+    let other: SiteServer
+
+    init() throws {
+        let site = dir.child("site")
+        allowed = try SiteServer("allowed", serving: site, in: dir)
+        other = try SiteServer("other", serving: dir.child("other-site"), in: dir)
+        try "hello from the site\n".write(toFile: "\(site)/hello.txt", atomically: true, encoding: .utf8)
+        // A repository git clones over its dumb HTTP protocol: plain GETs, through the proxy like any download.
+        let source = dir.child("source")
+        try GitFixture.makeRepo(at: source, files: ["README.md": "cloned through the proxy\n"])
+        _ = try CommandRunner.run("/usr/bin/git", ["clone", "-q", "--bare", source, "\(site)/repo.git"])
+        _ = try CommandRunner.run("/usr/bin/git", ["-C", "\(site)/repo.git", "update-server-info"])
+    }
+
+    func environment(_ isolation: String = "bwrap", allow: String? = nil) -> [String: String] {
+        var environment = [
+            "DISPATCH_STATE_DIR": dir.child("state-\(isolation)"), "DISPATCH_CLAUDE_BIN": TestPaths.fake("claude"),
+            "DISPATCH_ISOLATION": isolation, "DISPATCH_KILL_GRACE_MS": "500",
+            "DISPATCH_EGRESS_ALLOW_PRIVATE": "127.0.0.1:\(allowed.port)",
+        ]
+        environment["DISPATCH_EGRESS_ALLOW"] = allow
+        // Without isolation a root runner's agent is root, and Claude Code then needs IS_SANDBOX=1 passed through.
+        if isolation == "none" { (environment["IS_SANDBOX"], environment["DISPATCH_AGENT_ENV"]) = ("1", "IS_SANDBOX") }
+        return environment
+    }
+
+    /// `dispatch run` of a request with `fields` in a new checkout: the result (or nil) and the command's outcome.
+    func dispatch(
+        _ fields: [String: Any],
+        isolation: String = "bwrap",
+        allow: String? = nil
+    ) throws -> (result: [String: Any]?, run: CommandResult) {
+        let repo = dir.child("repo-\(UUID().uuidString.prefix(8))")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        if geteuid() == 0, fields["executionMode"] as? String == "host" {
+            // A root runner runs a host-mode agent as its work dir's owner.
+            _ = try CommandRunner.run("/bin/chown", ["-R", "60996:60996", repo])
+        }
+        var body: [String: Any] = ["requestId": "egress-\(UUID().uuidString.prefix(12))", "tool": "claude", "cwd": repo, "timeout": 90]
+        body["executionMode"] = "sandbox"
+        body.merge(fields) { $1 }
+        let request = dir.child("request-\(UUID().uuidString.prefix(8)).json")
+        try JSONSerialization.data(withJSONObject: body).write(to: URL(fileURLWithPath: request))
+        let run = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["run", "--json", "--request", request],
+            environment: environment(isolation, allow: allow),
+            cwd: repo
+        )
+        let result = try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any]
+        return (result, run)
+    }
+
+    static func stderr(_ result: [String: Any]) -> String { (result["logs"] as? [String: Any])?["stderr"] as? String ?? "" }
+
+    static func network(_ result: [String: Any]) -> [String: Any] { result["network"] as? [String: Any] ?? [:] }
+
+    /// `host:port` → the reason of each denied destination.
+    static func denied(_ result: [String: Any]) -> [String: String] {
+        var denied: [String: String] = [:]
+        for entry in network(result)["denied"] as? [[String: Any]] ?? [] {
+            denied["\(entry["host"] ?? ""):\(entry["port"] ?? "")"] = entry["reason"] as? String
+        }
+        return denied
+    }
+
+    /// This machine's first non-loopback IPv4 address, if it has one.
+    static func ownAddress() -> String? {
+        let out = (try? CommandRunner.run("/bin/hostname", ["-I"]))?.stdout ?? ""
+        return out.split(separator: " ").map(String.init).first { $0.contains(".") && !$0.hasPrefix("127.") }
+    }
+
+    @Test func aSandboxedAgentReachesWhatIsAllowedAndNothingElse() throws {
+        let site = allowed.url
+        let own = Self.ownAddress()
+        let task =
+            [
+                "fake:fetch=\(site)/hello.txt", "fake:curl=\(site)/hello.txt", "fake:curl-tunnel=\(site)/hello.txt",
+                "fake:clone=\(site)/repo.git", "fake:connect=127.0.0.1:\(allowed.port)", "fake:fetch=\(other.url)/",
+                "fake:fetch=http://169.254.169.254/latest/meta-data/", "fake:fetch=http://localhost:\(other.port)/",
+            ] + (own.map { ["fake:fetch=http://\($0):\(other.port)/"] } ?? [])
+        let (result, run) = try dispatch(["task": task.joined(separator: " ")], allow: "localhost" + (own.map { ",\($0)" } ?? ""))
+        let done = try #require(result, "\(run.stderr)")
+        #expect(done["status"] as? String == "completed", "\(done["error"] ?? "")")
+        let stderr = Self.stderr(done)
+        #expect(stderr.contains("fetch \(site)/hello.txt: 200 20"), "\(stderr)")
+        #expect(stderr.contains("curl \(site)/hello.txt: 200"), "\(stderr)")
+        #expect(stderr.contains("curl-tunnel \(site)/hello.txt: 200"), "\(stderr)")
+        #expect(stderr.contains("clone \(site)/repo.git ok"), "\(stderr)")
+        // Its loopback is its own: the machine's listener is not there.
+        #expect(stderr.contains("connect 127.0.0.1:\(allowed.port) failed"), "\(stderr)")
+        #expect(stderr.contains("fetch \(other.url)/: failed (HTTP Error 403"), "\(stderr)")
+        let denied = Self.denied(done)
+        #expect(denied["127.0.0.1:\(other.port)"] == "not in DISPATCH_EGRESS_ALLOW", "\(denied)")
+        #expect(denied["169.254.169.254:80"] == "not in DISPATCH_EGRESS_ALLOW", "\(denied)")
+        // Allowed by name, refused by what the name resolves to.
+        #expect(denied["localhost:\(other.port)"] == "resolves to 127.0.0.1 (loopback)", "\(denied)")
+        if let own { #expect(denied["\(own):\(other.port)"]?.hasPrefix("resolves to \(own)") == true, "\(denied)") }
+        #expect(other.requests.isEmpty, "a refused destination was reached: \(other.requests)")
+        let network = Self.network(done)
+        #expect(network["policy"] as? String == "operator")
+        let reached = try #require((network["allowed"] as? [[String: Any]])?.first { $0["port"] as? Int == allowed.port })
+        #expect((reached["connections"] as? Int ?? 0) >= 4, "\(reached)")
+        #expect((reached["bytesIn"] as? Int ?? 0) > 0 && (reached["bytesOut"] as? Int ?? 0) > 0, "\(reached)")
+        // The forwarded requests reached the site with its own Host, in origin form.
+        #expect(allowed.requests.contains("GET /hello.txt host=127.0.0.1:\(allowed.port)"), "\(allowed.requests)")
+    }
+
+    @Test func aHostModeAgentHasTheProxyToo() throws {
+        let task = "fake:fetch=\(allowed.url)/hello.txt fake:connect=127.0.0.1:\(allowed.port) fake:fetch=\(other.url)/"
+        let (result, run) = try dispatch(["task": task, "executionMode": "host"])
+        let done = try #require(result, "\(run.stderr)")
+        #expect(done["status"] as? String == "completed", "\(done["error"] ?? "")")
+        let stderr = Self.stderr(done)
+        #expect(stderr.contains("fetch \(allowed.url)/hello.txt: 200"), "\(stderr)")
+        #expect(stderr.contains("connect 127.0.0.1:\(allowed.port) failed"), "\(stderr)")
+        #expect(Self.denied(done)["127.0.0.1:\(other.port)"] != nil)
+    }
+
+    @Test func networkNoneReachesNothingAndAFailedRunSaysWhatWasRefused() throws {
+        let (result, run) = try dispatch(["task": "fake:fetch=\(allowed.url)/hello.txt fake:exit=3", "network": "none"])
+        let done = try #require(result, "\(run.stderr)")
+        #expect(done["status"] as? String == "failed")
+        #expect(Self.stderr(done).contains("fetch \(allowed.url)/hello.txt: failed (HTTP Error 403"), "\(Self.stderr(done))")
+        #expect(Self.network(done)["policy"] as? String == "none")
+        #expect(Self.denied(done)["127.0.0.1:\(allowed.port)"] == "the request allows no network")
+        let error = done["error"] as? String ?? ""
+        #expect(error.hasSuffix("(1 connection refused by the egress policy: 127.0.0.1:\(allowed.port))"), "\(error)")
+        #expect(allowed.requests.isEmpty)
+    }
+
+    @Test func aRequestNarrowsTheOperatorsListAndCannotWidenIt() throws {
+        let narrowed = try dispatch(
+            ["task": "fake:fetch=\(allowed.url)/hello.txt fake:fetch=http://localhost:\(allowed.port)/", "network": ["allow": ["localhost"]]],
+            allow: "localhost,api.openai.com"
+        )
+        let done = try #require(narrowed.result, "\(narrowed.run.stderr)")
+        #expect(Self.network(done)["policy"] as? String == "request")
+        // 127.0.0.1 is reachable for the operator, but the request left it out.
+        #expect(Self.denied(done)["127.0.0.1:\(allowed.port)"] == "not in the request's network.allow", "\(Self.denied(done))")
+        let id = "egress-widen-\(UUID().uuidString.prefix(8))"
+        let widened = try dispatch(["requestId": id, "task": "fake:answer=x", "network": ["allow": ["example.org"]]])
+        #expect(widened.run.exitCode == 2, "\(widened.run.stdout) \(widened.run.stderr)")
+        #expect(widened.run.stderr.contains("network"), "\(widened.run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir.child("state-bwrap"))/inbox/\(id).json"), "a refused request left a result")
+        let status = try CommandRunner.run(TestPaths.dispatchBinary, ["status", id], environment: environment())
+        #expect(status.exitCode != 0, "a refused request was recorded: \(status.stdout)")
+    }
+
+    @Test func withoutIsolationNothingChangesAndNoRestrictionIsPromised() throws {
+        let (result, run) = try dispatch(["task": "fake:connect=127.0.0.1:\(allowed.port)"], isolation: "none")
+        let done = try #require(result, "\(run.stderr)")
+        #expect(Self.stderr(done).contains("connect 127.0.0.1:\(allowed.port) ok"), "\(Self.stderr(done))")
+        #expect(done["network"] == nil)
+        let refused = try dispatch(["task": "fake:answer=x", "network": "none"], isolation: "none")
+        #expect(refused.run.exitCode == 2)
+        #expect(refused.run.stderr.contains("network") && refused.run.stderr.contains("no egress control"), "\(refused.run.stderr)")
+    }
+}

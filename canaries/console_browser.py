@@ -180,6 +180,9 @@ def detail_view(driver, args, report):
     section = driver.execute_script("const v = document.getElementById('verification'); return v ? v.parentNode.innerText : ''")
     report.check("detail-shows-the-verification-commands-and-output", args.verification_output in verification and
                  args.verification_command in section and "Verification passed" in section, section[:300])
+    network = text_of(driver, "#network")
+    report.check("detail-lists-the-refused-connections", args.denied in (network or "") and "not in DISPATCH_EGRESS_ALLOW" in (network or ""),
+                 (network or "")[:300])
     pwned = driver.execute_script("return window.__pwned === true")
     report.check("html-in-the-patch-is-shown-as-text", "<script>" in (diff or "") and not pwned and
                  not driver.find_elements(By.CSS_SELECTOR, "#diff script, #touched script"), {"pwned": pwned})
@@ -280,7 +283,7 @@ def main():
     parser = argparse.ArgumentParser()
     for name in ("url", "token", "completed", "running", "sandbox", "xss", "answer", "log-line", "changed-file", "new-content",
                  "failed", "page-prefix", "oldest", "stderr-line", "binary-file", "verification-command", "verification-output",
-                 "follow", "follow-release", "follow-line"):
+                 "follow", "follow-release", "follow-line", "denied"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--screenshots")
     args = parser.parse_args()

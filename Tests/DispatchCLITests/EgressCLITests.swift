@@ -168,4 +168,54 @@ struct EgressCLITests {
         #expect(refused.run.exitCode == 2)
         #expect(refused.run.stderr.contains("network") && refused.run.stderr.contains("no egress control"), "\(refused.run.stderr)")
     }
+
+    /// Through `serve`: `GET /` says `proxy`, an agent cannot reach serve's own port (directly: its loopback is its
+    /// own; through the proxy: refused), `dispatch canary escape --server` holds every network check, a refusal is
+    /// counted in `/metrics`, and a request asking for more than the operator allows is 400 with nothing recorded.
+    @Test func throughServeTheRunnersOwnPortIsOutOfReachAndRefusalsAreCounted() async throws {
+        let state = dir.child("state-serve")
+        let server = ServerProcess(stateDir: state, environment: environment().merging(["DISPATCH_STATE_DIR": state]) { $1 })
+        try await server.start()
+        defer { server.stop() }
+        let info = try await server.send(.GET, "/")
+        #expect(info.json?["egress"] as? String == "proxy", "\(info.text)")
+        let repo = dir.child("serve-repo")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        let task = "fake:connect=127.0.0.1:\(server.port) fake:fetch=http://127.0.0.1:\(server.port)/ fake:fetch=\(allowed.url)/hello.txt"
+        let body: [String: Any] = ["requestId": "egress-serve-1", "tool": "claude", "task": task, "cwd": repo, "executionMode": "sandbox"]
+        #expect(try await server.dispatch(body).status == 202)
+        var done: [String: Any] = [:]
+        for _ in 0..<300 {
+            done = try await server.send(.GET, "/internal/agent-result/egress-serve-1").json ?? [:]
+            if let status = done["status"] as? String, status != "running", status != "queued" { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(done["status"] as? String == "completed", "\(done)")
+        let stderr = try await server.send(.GET, "/internal/agent-logs/egress-serve-1?stream=stderr").text
+        #expect(stderr.contains("connect 127.0.0.1:\(server.port) failed"), "\(stderr)")
+        #expect(stderr.contains("fetch http://127.0.0.1:\(server.port)/: failed (HTTP Error 403"), "\(stderr)")
+        #expect(stderr.contains("fetch \(allowed.url)/hello.txt: 200"), "\(stderr)")
+        let metrics = try await server.send(.GET, "/metrics").text
+        #expect(metrics.contains("dispatch_egress_denied_total{tool=\"claude\"} 1"), "\(metrics)")
+
+        var widened = body
+        (widened["requestId"], widened["network"]) = ("egress-serve-2", ["allow": ["example.org"]])
+        let refused = try await server.dispatch(widened)
+        #expect(refused.status == 400 && refused.text.contains("network"), "\(refused.text)")
+        #expect(try await server.send(.GET, "/internal/agent-result/egress-serve-2").status == 404)
+
+        let canary = try CommandRunner.run(
+            TestPaths.dispatchBinary,
+            ["canary", "escape", "--server", "http://127.0.0.1:\(server.port)"],
+            environment: ["DISPATCH_STATE_DIR": state, "DISPATCH_TOKEN": server.token ?? ""]
+        )
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(canary.stdout.utf8)) as? [String: Any], "\(canary.stderr)")
+        let checks = report["checks"] as? [[String: Any]] ?? []
+        for name in ["egress-allowed-reached", "egress-own-loopback", "egress-outside-refused", "egress-metadata-refused"] {
+            #expect(checks.first { $0["name"] as? String == name }?["ok"] as? Bool == true, "\(name): \(checks)")
+        }
+        let runnerPort = checks.first { $0["name"] as? String == "egress-runner-port-refused" }
+        #expect(runnerPort?["ok"] as? Bool == true && (runnerPort?["detail"] as? String)?.hasSuffix("failed/403") == true, "\(checks)")
+        #expect(canary.exitCode == 0, "\(canary.stdout)")
+    }
 }

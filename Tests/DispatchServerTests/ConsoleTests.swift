@@ -111,13 +111,14 @@ import Testing
                 "--new-content", "the-new-content", "--failed", "ui-failed", "--page-prefix", "ui-page-", "--oldest", "ui-page-10",
                 "--stderr-line", "log-line-for-the-console", "--binary-file", "blob.bin", "--verification-command",
                 "echo verification-says-ok", "--verification-output", "verification-says-ok", "--follow", "ui-follow",
-                "--follow-release", release, "--follow-line", "the-followed-line", "--screenshots", screenshots,
+                "--follow-release", release, "--follow-line", "the-followed-line", "--screenshots", screenshots, "--denied",
+                "169.254.169.254",
             ]
         )
         #expect(run.exitCode == 0, "\(run.stdout)\n\(run.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stderr)")
         let checks = report["checks"] as? [[String: Any]] ?? []
-        #expect(checks.count >= 31, "\(checks)")
+        #expect(checks.count >= 32, "\(checks)")
         for check in checks { #expect(check["ok"] as? Bool == true, "\(check)") }
     }
 
@@ -131,7 +132,8 @@ import Testing
             "verificationCommands": ["echo verification-says-ok"],
             "task":
                 "fake:stderr=log-line-for-the-console fake:write=changed.txt:the-new-content fake:binary=blob.bin "
-                + "fake:write=hostile.html:<script>window.__pwned=true</script> fake:answer=the-sandbox-answer",
+                + "fake:write=hostile.html:<script>window.__pwned=true</script> fake:fetch=http://169.254.169.254/latest/meta-data/ "
+                + "fake:answer=the-sandbox-answer",
         ])
         _ = try await server.dispatch([
             "requestId": "ui-xss", "tool": "codex",

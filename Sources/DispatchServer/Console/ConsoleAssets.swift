@@ -410,6 +410,7 @@ enum ConsoleAssets {
                   el("td", {}, attempt.startedAt), el("td", {}, attempt.durationMs + " ms"), el("td", {}, attempt.exitCode ?? ""),
                   el("td", {}, attempt.signal ?? ""), el("td", {}, attempt.timedOut ? "yes" : ""), el("td", {}, attempt.error || "")))))));
             }
+            if (result.network) sections.push(networkView(result.network));
             if (result.logs) sections.push(logView(id, running));
             const artifacts = result.artifacts;
             if (artifacts) sections.push(await patchView(id, artifacts));
@@ -426,6 +427,21 @@ enum ConsoleAssets {
             clear(main);
             main.append(...sections);
             if (running) timer = setTimeout(() => refreshDetail(id, result.status, mine), 2000);
+          }
+
+          // What the agent did on the network (CONTRACT §10): the policy, every refused destination, every reached one.
+          function networkView(network) {
+            const table = (names, rows) => el("table", {}, el("thead", {}, el("tr", {}, ...names.map((name) => el("th", {}, name)))),
+              el("tbody", {}, ...rows.map((row) => el("tr", {}, ...row.map((cell) => el("td", {}, String(cell ?? "")))))));
+            const denied = network.denied || [];
+            const allowed = network.allowed || [];
+            const omitted = network.omitted;
+            return el("section", { id: "network" }, el("h2", {}, "Network"),
+              definition([["policy", network.policy], ["refused", denied.reduce((sum, entry) => sum + entry.count, 0) + (omitted ? omitted.denied : 0)]]),
+              denied.length ? table(["refused", "port", "count", "first", "reason"],
+                denied.map((entry) => [entry.host, entry.port, entry.count, entry.firstAt, entry.reason])) : el("p", {}, "nothing refused"),
+              allowed.length ? table(["reached", "port", "connections", "bytes out", "bytes in"],
+                allowed.map((entry) => [entry.host, entry.port, entry.connections, entry.bytesOut, entry.bytesIn])) : el("p", {}, "nothing reached"));
           }
 
           // While it runs: a new status (queued → running → terminal) redraws the whole view; otherwise only waits.

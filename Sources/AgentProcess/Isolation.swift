@@ -118,9 +118,11 @@ package enum Bubblewrap {
             options += ["--ro-bind", "/dev/null", file]
         }
         if let network = view.network {
-            // Last, so that nothing hides it again: the run's egress directory (inside the hidden state dir) and the
-            // bridge's program, on paths of directories everyone may pass (the bridge relays as nobody).
+            // A network namespace leaves sockets at paths reachable: the host's resolver (systemd-resolved's varlink,
+            // nscd) would look names up — and send them out — for the agent. The runtime directories go, unless
+            // something bound lies in them; then at least the resolvers' sockets.
             options.append("--unshare-net")
+            for directory in runtimeDirectoriesToHide(view) { options += ["--tmpfs", directory] }
             for path in [network.directory, network.program] {
                 options += wayTo(path, madeIn: made + view.hiddenDirectories, avoiding: view.allBound) + ["--ro-bind", path, path]
             }
@@ -130,6 +132,28 @@ package enum Bubblewrap {
         options += ["--chdir", view.user == nil ? workingDirectory : "/"]
         return options
     }
+
+    /// Where local daemons keep their sockets: hidden from an agent with a network of its own (`/run`, `/var/run`
+    /// when it is a directory of its own), or, when something bound lies inside one, the resolvers' directories there.
+    static func runtimeDirectoriesToHide(_ view: IsolationView) -> [String] {
+        func inside(_ path: String, _ directory: String) -> Bool { path == directory || path.hasPrefix(directory + "/") }
+        var hidden: [String] = []
+        for directory in ["/run", "/var/run"] {
+            var info = stat()
+            guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
+            if !view.allBound.contains(where: { inside($0, directory) }) {
+                hidden.append(directory)
+                continue
+            }
+            for resolver in resolverDirectories where inside(resolver, directory) && FileManager.default.fileExists(atPath: resolver) {
+                if !view.allBound.contains(where: { inside($0, resolver) }) { hidden.append(resolver) }
+            }
+        }
+        return hidden
+    }
+
+    /// Daemons that resolve names (and so reach the network) for whoever connects to their socket.
+    static let resolverDirectories = ["/run/systemd/resolve", "/run/nscd", "/run/avahi-daemon", "/run/dbus", "/run/systemd"]
 
     /// The directories above what is bound for a user who may not pass through them (a root runner's `0700` home or
     /// temp dir above the host checkout, whose objects the sandbox's `alternates` names, or above the agent's program,
@@ -180,8 +204,9 @@ package enum Bubblewrap {
 
     /// What the self-check runs: a capability check in the namespaces and view agents get.
     static var selfCheckArguments: [String] {
+        // A network namespace of its own too: every isolated attempt gets one (CONTRACT §10).
         options(IsolationView(readOnlyRoot: true, privateTmp: true), workingDirectory: "/", diesWithParent: true)
-            + ["--", "/bin/sh", "-c", "grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status"]
+            + ["--unshare-net", "--", "/bin/sh", "-c", "grep -Eq '^CapEff:[[:space:]]+0+$' /proc/self/status"]
     }
 
     /// Why bwrap cannot contain a process here, or `nil` when it can: runs a check in the namespaces agents get.

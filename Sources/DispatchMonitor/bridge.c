@@ -170,11 +170,15 @@ static int listen_on(int family, int port) {
 /* Takes a connection on `listener` and connects it to the proxy's socket; refuses it when MAX_PAIRS are open. */
 static void take(int listener, const struct sockaddr_un *proxy) {
     int client = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (client < 0 && (errno == EMFILE || errno == ENFILE) && reserve >= 0) {
-        close(reserve);
-        client = accept(listener, NULL, NULL);
-        if (client >= 0) close(client);
+    if (client < 0 && (errno == EMFILE || errno == ENFILE)) {
+        if (reserve >= 0) {
+            close(reserve);
+            client = accept(listener, NULL, NULL);
+            if (client >= 0) close(client);
+        }
         reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        /* No descriptor to spare even for that (the machine's table is full): wait a little rather than spin. */
+        if (reserve < 0) usleep(10000);
         return;
     }
     if (client < 0) return;

@@ -99,7 +99,13 @@ int probe(int argc, char **argv) {
         return 0;
     }
     /* What the destination sent may have come with the proxy's answer. */
-    char *rest = strstr(answer, "\r\n\r\n") + 4;
+    char *end = strstr(answer, "\r\n\r\n");
+    if (end == NULL) {
+        puts("000");
+        close(fd);
+        return 0;
+    }
+    char *rest = end + 4;
     char greeting[256];
     size_t kept = strlen(rest) < sizeof greeting - 1 ? strlen(rest) : sizeof greeting - 1;
     memcpy(greeting, rest, kept);

@@ -138,8 +138,15 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         let run = self.run
+        // A name server that never answers holds a lookup thread, not the agent: it is answered at the limit (the
+        // lookup still counts against the run until it returns).
+        let timeout = loop.assumeIsolated().scheduleTask(in: run.limits.lookupTimeout) { [weak self] in
+            guard let self, self.state == .connecting, self.tally == nil else { return }
+            self.answer(504, "looking up \(target.host) took longer than \(run.limits.lookupTimeout.nanoseconds / 1_000_000_000) s")
+        }
         resolver.resolve(target.host, on: loop).assumeIsolated().whenSuccess { [self] addresses in
             run.endLookup()
+            timeout.cancel()
             guard state == .connecting else { return }
             guard !addresses.isEmpty else {
                 answer(502, "cannot resolve \(target.host)")

@@ -30,6 +30,7 @@ package final class EgressProxy: Sendable {
         policy: EgressPolicy,
         requestId: String,
         tool: String,
+        carried: NetworkReport? = nil,
         logger: Logger
     ) async throws -> EgressRun {
         let run = EgressRun(
@@ -41,7 +42,14 @@ package final class EgressProxy: Sendable {
             logger: logger,
             onDenied: onDenied
         )
+        if let carried { run.carry(carried) }
         let resolver = self.resolver
+        // A socket's address holds 107 bytes of path: a longer one is reached through the directory's descriptor
+        // (`/proc/self/fd/N/name`), as the bridge reaches it from inside that directory.
+        let directory = (socketPath as NSString).deletingLastPathComponent
+        let directoryFd = socketPath.utf8.count > 100 ? Foundation.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
+        defer { if directoryFd >= 0 { close(directoryFd) } }
+        let bindPath = directoryFd >= 0 ? "/proc/self/fd/\(directoryFd)/\((socketPath as NSString).lastPathComponent)" : socketPath
         let channel = try await ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .childChannelOption(ChannelOptions.autoRead, value: false)
@@ -61,7 +69,7 @@ package final class EgressProxy: Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
-            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true)
+            .bind(unixDomainSocketPath: bindPath, cleanupExistingSocketFile: true)
             .get()
         chmod(socketPath, 0o666)
         run.listening(on: channel)

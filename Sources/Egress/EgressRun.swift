@@ -106,13 +106,21 @@ package final class EgressRun: Sendable {
     /// Counts a name lookup that ended.
     func endLookup() { state.withLock { $0.lookups -= 1 } }
 
-    /// Records a refused connection to `host:port`, logs the first one to each destination and counts it.
+    /// Adds what a previous runner's part of the run recorded (a run handed off).
+    func carry(_ report: NetworkReport) {
+        state.withLock { $0.report.merge(report) }
+    }
+
+    /// Records a refused connection to `host:port`, logs the first one to each destination and counts it. Only a
+    /// destination that gets an entry of its own is logged: past the report's bound an agent trying ever new names
+    /// would otherwise write a line each.
     func deny(host: String, port: Int, reason: String) {
         let first = state.withLock { state in
-            let known = state.report.denied.contains { $0.host == host && $0.port == port }
+            let listed = { (report: NetworkReport) in report.denied.contains { $0.host == host && $0.port == port } }
+            let known = listed(state.report)
             let denial = NetworkReport.Denial(host: host, port: port, count: 1, firstAt: ISO8601.string(Date()), reason: reason)
             state.report.merge(NetworkReport(policy: state.report.policy, denied: [denial]))
-            return !known
+            return !known && listed(state.report)
         }
         onDenied(tool)
         if first {
@@ -171,6 +179,8 @@ package struct EgressLimits: Sendable, Equatable {
     package var closeTimeout: TimeAmount = .seconds(2)
     /// Name lookups one run may have under way at once; more are answered `503`.
     package var lookupsPerRun = 16
+    /// How long a name lookup may take before the request is answered `504`.
+    package var lookupTimeout: TimeAmount = .seconds(10)
 
     package init(connectionsPerRun: Int = 256, headTimeout: TimeAmount = .seconds(30), connectTimeout: TimeAmount = .seconds(15)) {
         self.connectionsPerRun = connectionsPerRun

@@ -24,26 +24,15 @@ package final class EgressService: Sendable {
     /// Tells the service the port `serve` listens on.
     package func serving(on port: Int) { servePort.withLock { $0 = port } }
 
-    /// Longest path of a run's socket (a socket address holds 108 bytes with its final zero).
-    static let maxSocketPath = 107
-
     /// The service for a runner whose state dir is `stateDir`; `bridgeProgram` is `dispatch-monitor`.
-    /// Fails, naming the variable, when the state dir's path is too long for the runs' sockets.
     package init(
         settings: EgressSettings,
         stateDir: String,
         bridgeProgram: String,
         limits: EgressLimits = EgressLimits(),
         onDenied: @escaping @Sendable (String) -> Void = { _ in }
-    ) throws(EgressConfigurationError) {
+    ) {
         root = "\(stateDir)/egress"
-        let longest = Self.socketPath(root: root, key: String(repeating: "0", count: Self.keyLength))
-        guard longest.utf8.count <= Self.maxSocketPath else {
-            throw EgressConfigurationError(
-                "DISPATCH_STATE_DIR \(stateDir) is too long for the egress proxy's sockets (\(longest.utf8.count) bytes of \(Self.maxSocketPath)): "
-                    + "use a state dir of at most \(Self.maxSocketPath - (longest.utf8.count - stateDir.utf8.count)) bytes"
-            )
-        }
         self.settings = settings
         self.bridgeProgram = bridgeProgram
         proxy = EgressProxy(limits: limits, onDenied: onDenied)
@@ -77,18 +66,21 @@ package final class EgressService: Sendable {
             }
             open[key] = requestId
         }
+        let directory = "\(root)/\(key)"
+        var listener: EgressCanaryListener?
         do {
-            let directory = "\(root)/\(key)"
             try Self.makeDirectory(root, mode: 0o700)
             try Self.makeDirectory(directory, mode: 0o711)
             var policy = settings.policy(for: network, repoHost: repoHost)
-            let listener = canary ? try await EgressCanaryListener.open(on: proxy.loop) : nil
+            policy.runnerPort = servePort.withLock { $0 }
+            listener = canary ? try await EgressCanaryListener.open(on: proxy.loop) : nil
             if let listener, let allowance = AddressAllowance("127.0.0.1:\(listener.port)") { policy.allowPrivate.append(allowance) }
             let run = try await proxy.open(
                 socketPath: Self.socketPath(root: root, key: key),
                 policy: policy,
                 requestId: requestId,
                 tool: tool,
+                carried: Self.takeCarried(directory),
                 logger: logger
             )
             let bridge = NetworkBridge(program: bridgeProgram, directory: directory)
@@ -100,15 +92,41 @@ package final class EgressService: Sendable {
                 ]
                 environment["DISPATCH_CANARY_RUNNER_PORT"] = servePort.withLock { $0 }.map { "\($0)" }
             }
-            return EgressAttachment(bridge: bridge, run: run, agentEnvironment: environment) { [self] in
+            return EgressAttachment(bridge: bridge, run: run, agentEnvironment: environment) { [self, listener] report in
                 listener?.channel.close(promise: nil)
-                rmdir(directory)
+                // Handed off: the agent's namespace holds this very directory (a new one would be another inode), and
+                // what its agent did so far goes on in the next runner's report.
+                if let report { Self.carry(report, in: directory) } else { rmdir(directory) }
                 _ = self.open.withLock { $0.removeValue(forKey: key) }
             }
         } catch {
+            listener?.channel.close(promise: nil)
             _ = open.withLock { $0.removeValue(forKey: key) }
             throw error
         }
+    }
+
+    /// Where a handed-off run's report waits for the runner that adopts it.
+    static func carriedPath(_ directory: String) -> String { "\(directory)/report.json" }
+
+    /// Keeps `report` for the next runner (`0600`, written whole and renamed into place).
+    static func carry(_ report: NetworkReport, in directory: String) {
+        guard let data = try? JSONEncoder().encode(report) else { return }
+        let temporary = "\(carriedPath(directory)).tmp"
+        let fd = Foundation.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        if written == data.count { rename(temporary, carriedPath(directory)) } else { unlink(temporary) }
+    }
+
+    /// What a previous runner's part of the run recorded, taken (read and removed); `nil` when there is none.
+    static func takeCarried(_ directory: String) -> NetworkReport? {
+        let path = carriedPath(directory)
+        defer { unlink(path) }
+        guard let data = FileManager.default.contents(atPath: path), data.count < 1 << 20 else { return nil }
+        return try? JSONDecoder().decode(NetworkReport.self, from: data)
     }
 
     /// Makes `path` a directory of the runner's with `mode`, or checks the one there is (never a link, never someone
@@ -127,6 +145,39 @@ package final class EgressService: Sendable {
             throw EgressConfigurationError("the egress directory \(path) belongs to another user")
         }
         fchmod(fd, mode)
+    }
+
+    /// The host of the `origin` remote of the repository at `path` (its `.git` directory, or the directory a `.git`
+    /// file names), from its `config`; `nil` when there is none. Read from the operator's checkout a sandbox is made
+    /// from — never from a work dir an agent had in its hands.
+    package static func originHost(ofRepositoryAt path: String) -> String? {
+        var path = path
+        var isDirectory: ObjCBool = false
+        while !FileManager.default.fileExists(atPath: "\(path)/.git", isDirectory: &isDirectory) {
+            guard path != "/", !path.isEmpty else { return nil }
+            path = (path as NSString).deletingLastPathComponent
+        }
+        var gitDirectory = "\(path)/.git"
+        if !isDirectory.boolValue {
+            guard let text = try? String(contentsOfFile: gitDirectory, encoding: .utf8), text.hasPrefix("gitdir: ") else { return nil }
+            let named = text.dropFirst("gitdir: ".count).trimmingCharacters(in: .whitespacesAndNewlines)
+            gitDirectory = named.hasPrefix("/") ? named : "\(path)/\(named)"
+            if let common = try? String(contentsOfFile: "\(gitDirectory)/commondir", encoding: .utf8) {
+                let trimmed = common.trimmingCharacters(in: .whitespacesAndNewlines)
+                gitDirectory = trimmed.hasPrefix("/") ? trimmed : "\(gitDirectory)/\(trimmed)"
+            }
+        }
+        guard let config = FileManager.default.contents(atPath: "\(gitDirectory)/config"), config.count < 1 << 20 else { return nil }
+        var inOrigin = false
+        for raw in String(decoding: config, as: UTF8.self).split(whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") {
+                inOrigin = line.replacingOccurrences(of: " ", with: "").lowercased() == "[remote\"origin\"]"
+            } else if inOrigin, let equals = line.firstIndex(of: "="), line[..<equals].trimmingCharacters(in: .whitespaces).lowercased() == "url" {
+                return repositoryHost(line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces))
+            }
+        }
+        return nil
     }
 
     /// The host of a repository URL (`https://host/…`, `ssh://user@host:port/…`, `user@host:path`), for the run's
@@ -150,9 +201,15 @@ package final class EgressAttachment: Sendable {
     /// What the run's agent is told besides the proxy: the escape canary's probe, its listener and serve's port.
     package let agentEnvironment: [String: String]
     let run: EgressRun
-    let released: @Sendable () -> Void
+    /// Called once the run's proxy is closed; with the report when the run is handed off (kept for the next runner).
+    let released: @Sendable (NetworkReport?) -> Void
 
-    init(bridge: NetworkBridge, run: EgressRun, agentEnvironment: [String: String] = [:], released: @escaping @Sendable () -> Void) {
+    init(
+        bridge: NetworkBridge,
+        run: EgressRun,
+        agentEnvironment: [String: String] = [:],
+        released: @escaping @Sendable (NetworkReport?) -> Void
+    ) {
         self.bridge = bridge
         self.run = run
         self.agentEnvironment = agentEnvironment
@@ -162,11 +219,17 @@ package final class EgressAttachment: Sendable {
     /// What the run did on the network so far.
     package var report: NetworkReport { run.report }
 
-    /// Stops the run's proxy (every connection ended) and returns what it did.
+    /// Stops the run's proxy (every connection ended) and returns what it did; the run's directory goes with it.
     package func close() async -> NetworkReport {
         let report = await run.close()
-        released()
+        released(nil)
         return report
+    }
+
+    /// Stops the run's proxy for a runner that hands the run off: the agent runs on, its directory stays (the next
+    /// runner listens there again) with what was recorded so far.
+    package func handOff() async {
+        released(await run.close())
     }
 }
 

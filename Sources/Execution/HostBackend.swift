@@ -44,6 +44,12 @@ package struct HostBackend: ExecutionBackend {
     func run(_ context: BackendContext, adopting: Bool) async -> BackendOutcome {
         let egress: EgressAttachment?
         switch await runner.openEgress(context) {
+        case .failure(let failure) where adopting:
+            // The attempt its monitor holds would run on without a way out: ended, as a run that cannot be adopted.
+            var result = context.known
+            result.fail(failure)
+            let (salvaged, killed) = await salvage(result)
+            return .ended(salvaged, processesKilled: killed)
         case .failure(let failure): return Self.refused(context, failure)
         case .success(let opened): egress = opened
         }
@@ -120,7 +126,7 @@ package struct HostBackend: ExecutionBackend {
         // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner (which
         // listens on the run's socket again).
         if outcome.wasLetGo {
-            _ = await egress?.close()
+            await egress?.handOff()
             return .letGo(result)
         }
         result.apply(outcome)

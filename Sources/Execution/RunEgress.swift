@@ -7,16 +7,18 @@ extension AgentRunner {
     /// Opens the run's way out through the egress proxy (CONTRACT §10) when this runner controls egress (isolation on);
     /// `nil` when it does not. Failing to open it fails the run: an isolated agent is never given the host's network.
     @inline(never)
-    package func openEgress(_ context: BackendContext) async -> Result<EgressAttachment?, DispatchFailure> {
+    /// `repository`: the operator's checkout a sandbox is made from, whose `origin` host the run may reach.
+    package func openEgress(_ context: BackendContext, repository: String? = nil) async -> Result<EgressAttachment?, DispatchFailure> {
         guard let egress else { return .success(nil) }
         let request = context.request
+        let repoHost = EgressService.repositoryHost(request.repoUrl) ?? repository.flatMap(EgressService.originHost(ofRepositoryAt:))
         do {
             return .success(
                 try await egress.open(
                     requestId: request.requestId,
                     tool: request.tool.rawValue,
                     network: request.network,
-                    repoHost: EgressService.repositoryHost(request.repoUrl),
+                    repoHost: repoHost,
                     canary: request.tool == .canary && request.effectiveCanary.scenario == .escape,
                     logger: context.logger
                 )

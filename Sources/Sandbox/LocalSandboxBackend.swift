@@ -89,7 +89,13 @@ package struct LocalSandboxBackend: ExecutionBackend {
     @inline(never)
     func run(in sandbox: LocalSandbox, context: BackendContext, result: DispatchResult, adopting: Bool) async -> BackendOutcome {
         let egress: EgressAttachment?
-        switch await runner.openEgress(context) {
+        switch await runner.openEgress(context, repository: sandbox.sourceRepo) {
+        case .failure(let failure) where adopting:
+            // The attempt its monitor holds would run on without a way out: ended and exported, as a lost run is.
+            var failed = result
+            failed.fail(failure)
+            let (salvaged, killed) = await salvage(failed)
+            return .ended(salvaged, processesKilled: killed)
         case .failure(let failure): return await refused(failure, sandbox: sandbox, context: context, result: result)
         case .success(let opened): egress = opened
         }
@@ -208,7 +214,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let lease = prepared.lease
         // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner.
         if outcome.wasLetGo {
-            _ = await prepared.egress?.close()
+            await prepared.egress?.handOff()
             return .letGo(result)
         }
         defer { lease?.release() }
@@ -220,7 +226,7 @@ package struct LocalSandboxBackend: ExecutionBackend {
         let verification = await verify(sandbox, context: context, prepared: prepared, result: &result)
         // Handed off during verification: the next runner adopts the ended agent and verifies again.
         if context.cancellation.isDetached {
-            _ = await prepared.egress?.close()
+            await prepared.egress?.handOff()
             return .letGo(result)
         }
         await prepared.egress?.finish(&result)

@@ -90,6 +90,8 @@ struct EgressCLITests {
                 "fake:fetch=\(site)/hello.txt", "fake:curl=\(site)/hello.txt", "fake:curl-tunnel=\(site)/hello.txt",
                 "fake:clone=\(site)/repo.git", "fake:connect=127.0.0.1:\(allowed.port)", "fake:fetch=\(other.url)/",
                 "fake:fetch=http://169.254.169.254/latest/meta-data/", "fake:fetch=http://localhost:\(other.port)/",
+                // The host's daemons' sockets (a resolver would look names up, and send them out, for the agent).
+                "fake:glob=/run/*",
             ] + (own.map { ["fake:fetch=http://\($0):\(other.port)/"] } ?? [])
         let (result, run) = try dispatch(["task": task.joined(separator: " ")], allow: "localhost" + (own.map { ",\($0)" } ?? ""))
         let done = try #require(result, "\(run.stderr)")
@@ -102,6 +104,7 @@ struct EgressCLITests {
         // Its loopback is its own: the machine's listener is not there.
         #expect(stderr.contains("connect 127.0.0.1:\(allowed.port) failed"), "\(stderr)")
         #expect(stderr.contains("fetch \(other.url)/: failed (HTTP Error 403"), "\(stderr)")
+        #expect(stderr.contains("glob 0"), "the agent sees the host's /run: \(stderr)")
         let denied = Self.denied(done)
         #expect(denied["127.0.0.1:\(other.port)"] == "not in DISPATCH_EGRESS_ALLOW", "\(denied)")
         #expect(denied["169.254.169.254:80"] == "not in DISPATCH_EGRESS_ALLOW", "\(denied)")
@@ -217,5 +220,42 @@ struct EgressCLITests {
         let runnerPort = checks.first { $0["name"] as? String == "egress-runner-port-refused" }
         #expect(runnerPort?["ok"] as? Bool == true && (runnerPort?["detail"] as? String)?.hasSuffix("failed/403") == true, "\(checks)")
         #expect(canary.exitCode == 0, "\(canary.stdout)")
+    }
+
+    /// A run handed off between two `serve`s keeps its way out: the agent's namespace holds the run's egress directory,
+    /// where the next `serve` listens again, and the result counts what the agent did under both.
+    @Test func aRunHandedOffKeepsItsWayOutAndItsReport() async throws {
+        let state = dir.child("state-handoff")
+        let release = dir.child("handoff-release")
+        let environment = environment().merging(["DISPATCH_STATE_DIR": state]) { $1 }
+        let first = ServerProcess(stateDir: state, environment: environment, extraArguments: ["--on-shutdown", "handoff"])
+        try await first.start()
+        let repo = dir.child("handoff-repo")
+        try GitFixture.makeRepo(at: repo, files: ["a.txt": "alpha\n"])
+        // Host mode: the release file is in the test's temp dir, which a sandbox's private /tmp would not show.
+        if geteuid() == 0 { _ = try CommandRunner.run("/bin/chown", ["-R", "60996:60996", repo]) }
+        let task =
+            "fake:fetch=\(other.url)/ fake:fetch=\(allowed.url)/hello.txt fake:wait-for=\(release) fake:fetch=\(allowed.url)/hello.txt "
+            + "fake:answer=handed-off"
+        let body: [String: Any] = ["requestId": "egress-handoff", "tool": "claude", "task": task, "cwd": repo, "executionMode": "host"]
+        #expect(try await first.dispatch(body).status == 202)
+        #expect(await eventually(timeout: .seconds(30)) { self.allowed.requests.count == 1 }, "\(allowed.requests)")
+        #expect(first.stop(SIGTERM)?.exitCode == 0)
+        let second = ServerProcess(stateDir: state, environment: environment)
+        try await second.start()
+        defer { second.stop() }
+        _ = FileManager.default.createFile(atPath: release, contents: Data())
+        var done: [String: Any] = [:]
+        for _ in 0..<600 {
+            done = try await second.send(.GET, "/internal/agent-result/egress-handoff").json ?? [:]
+            if let status = done["status"] as? String, status != "running", status != "queued" { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        done = done["result"] as? [String: Any] ?? [:]
+        #expect(done["status"] as? String == "completed", "\(done)")
+        #expect(allowed.requests.count == 2, "the adopted agent reached the site again: \(allowed.requests)")
+        let reached = (Self.network(done)["allowed"] as? [[String: Any]])?.first { $0["port"] as? Int == allowed.port }
+        #expect(reached?["connections"] as? Int == 2, "both serves' connections counted: \(Self.network(done))")
+        #expect(Self.denied(done)["127.0.0.1:\(other.port)"] != nil, "the refusal before the handoff is kept: \(Self.network(done))")
     }
 }

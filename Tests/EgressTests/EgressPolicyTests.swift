@@ -1,4 +1,7 @@
 import DispatchCore
+import DispatchTestSupport
+import Egress
+import Foundation
 import Testing
 
 @Suite struct EgressPolicyTests {
@@ -49,6 +52,42 @@ import Testing
         #expect(policy.refusal(address: IPAddress("10.9.8.7")!, port: 1, own: []) == nil)
         let own = IPAddress("93.184.216.34")!
         #expect(policy.refusal(address: own, port: 443, own: [own]) == "resolves to 93.184.216.34 (this machine)")
+    }
+
+    /// An allowance of all of loopback (as tests give one) never opens serve's own port, on any of this machine's
+    /// addresses; another machine's address on that port is not the runner's.
+    @Test func theRunnersOwnPortIsRefusedWhateverTheAllowances() throws {
+        let settings = try EgressSettings(environment: ["DISPATCH_EGRESS_ALLOW": "*", "DISPATCH_EGRESS_ALLOW_PRIVATE": "127.0.0.0/8,10.0.0.0/8"])
+        var policy = settings.policy(for: nil, repoHost: nil)
+        policy.runnerPort = 8787
+        let own = IPAddress("10.1.2.3")!
+        #expect(policy.refusal(address: IPAddress("127.0.0.1")!, port: 8787, own: [own]) == "the runner's own port")
+        #expect(policy.refusal(address: IPAddress("::ffff:127.0.0.1")!, port: 8787, own: [own]) == "the runner's own port")
+        #expect(policy.refusal(address: own, port: 8787, own: [own]) == "the runner's own port")
+        #expect(policy.refusal(address: IPAddress("127.0.0.1")!, port: 8788, own: [own]) == nil)
+        #expect(policy.refusal(address: IPAddress("10.9.9.9")!, port: 8787, own: [own]) == nil)
+    }
+
+    /// The `origin` of the operator's checkout a sandbox is made from joins the run's policy: found from a directory
+    /// inside it, through a `.git` file (a worktree) too.
+    @Test func theOriginHostIsReadFromTheCheckoutsConfig() throws {
+        let dir = TempDir("origin")
+        let repo = dir.child("repo")
+        try FileManager.default.createDirectory(atPath: "\(repo)/.git", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(repo)/sub/dir", withIntermediateDirectories: true)
+        let config =
+            "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://elsewhere.example/x\n[remote \"origin\"]\n\turl = git@GitHub.com:org/repo.git\n"
+        try config.write(toFile: "\(repo)/.git/config", atomically: true, encoding: .utf8)
+        #expect(EgressService.originHost(ofRepositoryAt: "\(repo)/sub/dir") == "github.com")
+        let worktree = dir.child("worktree")
+        try FileManager.default.createDirectory(atPath: "\(repo)/.git/worktrees/w", withIntermediateDirectories: true)
+        try "../..\n".write(toFile: "\(repo)/.git/worktrees/w/commondir", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: worktree, withIntermediateDirectories: true)
+        try "gitdir: \(repo)/.git/worktrees/w\n".write(toFile: "\(worktree)/.git", atomically: true, encoding: .utf8)
+        #expect(EgressService.originHost(ofRepositoryAt: worktree) == "github.com")
+        #expect(EgressService.repositoryHost("https://user@git.example.org:8443/a.git") == "git.example.org")
+        #expect(EgressService.repositoryHost("/srv/repo") == nil)
+        #expect(EgressService.originHost(ofRepositoryAt: dir.child("nothing")) == nil)
     }
 
     @Test func aRequestMayOnlyNarrow() throws {

@@ -136,6 +136,31 @@ import Testing
         #expect(web1.bytesOut > 11 && web1.bytesIn > 6, "\(web1)")
     }
 
+    /// A run's socket deeper than a socket address holds (a long state dir) is bound through its directory's
+    /// descriptor, and reached the same way (as the bridge does, from inside the directory).
+    @Test func aSocketPathLongerThanAnAddressHoldsStillListens() async throws {
+        let echo = try LoopbackServer.echo()
+        let deep = temp.child(String(repeating: "d", count: 60) + "/" + String(repeating: "e", count: 60))
+        try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+        let settings = try EgressSettings(environment: ["DISPATCH_EGRESS_ALLOW": "none.test", "DISPATCH_EGRESS_ALLOW_PRIVATE": "127.0.0.1"])
+        let run = try await EgressProxy().open(
+            socketPath: "\(deep)/proxy.sock",
+            policy: settings.policy(for: nil, repoHost: nil),
+            requestId: "long",
+            tool: "canary",
+            logger: Logger(label: "t")
+        )
+        #expect(run.socketPath.utf8.count > 107)
+        let directory = Foundation.open(deep, O_RDONLY | O_DIRECTORY)
+        defer { Foundation.close(directory) }
+        let client = try UnixClient("/proc/self/fd/\(directory)/proxy.sock")
+        try client.send("CONNECT 127.0.0.1:\(echo.port) HTTP/1.1\r\n\r\n")
+        #expect(try client.readHead().hasPrefix("HTTP/1.1 200"))
+        client.close()
+        _ = await run.close()
+        #expect(!FileManager.default.fileExists(atPath: "\(deep)/proxy.sock"))
+    }
+
     func waitUntil(_ condition: () -> Bool) async throws {
         for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
         #expect(condition())

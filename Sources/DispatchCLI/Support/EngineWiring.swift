@@ -99,9 +99,5 @@ func resolveEgress(
                 + "(or at DISPATCH_MONITOR_BIN): install it beside dispatch"
         )
     }
-    do {
-        return try EgressService(settings: settings, stateDir: configuration.stateDir, bridgeProgram: bridge)
-    } catch {
-        throw ValidationError(error.description)
-    }
+    return EgressService(settings: settings, stateDir: configuration.stateDir, bridgeProgram: bridge)
 }

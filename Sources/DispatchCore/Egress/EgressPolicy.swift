@@ -116,6 +116,9 @@ package struct EgressPolicy: Sendable, Equatable {
     package var kind: Kind
     package var allow: EgressAllowlist
     package var allowPrivate: [AddressAllowance]
+    /// The port `serve` listens on: refused on this machine's addresses whatever the allowances say (an allowance
+    /// of all of 127.0.0.1 must not open the runner's own API to its agents).
+    package var runnerPort: Int?
 
     package init(kind: Kind, allow: EgressAllowlist, allowPrivate: [AddressAllowance]) {
         self.kind = kind
@@ -138,8 +141,10 @@ package struct EgressPolicy: Sendable, Equatable {
     /// Why a connection to `address` on `port` is refused (loopback, private, link-local, multicast, this machine's own),
     /// or `nil`. `own` holds this machine's addresses.
     package func refusal(address: IPAddress, port: Int, own: Set<IPAddress>) -> String? {
-        let restriction = address.restriction ?? (own.contains(address) || address.embeddedV4.map(own.contains) == true ? "this machine" : nil)
+        let mine = own.contains(address) || address.embeddedV4.map(own.contains) == true
+        let restriction = address.restriction ?? (mine ? "this machine" : nil)
         guard let restriction else { return nil }
+        if let runnerPort, port == runnerPort, mine || restriction == "loopback" { return "the runner's own port" }
         if allowPrivate.contains(where: { $0.contains(address, port: port) }) { return nil }
         return "resolves to \(address) (\(restriction))"
     }

@@ -131,6 +131,7 @@ def main():
     args = parser.parse_args()
     bulk = ThreadingHTTPServer(("127.0.0.1", 0), Bulk)
     bulk.daemon_threads = True
+    bulk.handle_error = lambda request, address: None  # the tunnels' connections end abruptly: expected
     threading.Thread(target=bulk.serve_forever, daemon=True).start()
     port = bulk.server_address[1]
     url = f"http://127.0.0.1:{port}"

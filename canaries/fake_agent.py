@@ -49,6 +49,9 @@ then follows `fake:` directives found in the task text (one per line or space-se
   fake:recovered-error      codex: print a recovered {"type":"error"} ("Reconnecting... 1/5") before completing
   fake:nested-sandbox      codex: print a command its own sandbox refused (bwrap inside bwrap), then complete anyway
   fake:turn-failed=MSG      codex: print turn.failed with MSG (stderr says nothing useful) and exit 1
+  fake:usage=IN,CACHED,OUT,REASON[,COST]  report these token counts (and, claude and pi, this cost in USD) in the
+                            final event, in the CLI's own shape (codex: cumulative for the thread; claude: input
+                            without the cached part)
   fake:fetch=URL            GET URL with urllib (which honours HTTP(S)_PROXY); stderr: "fetch URL: STATUS BYTES" or
                             "fetch URL: failed (why)"
   fake:curl=URL             the same with curl; stderr: "curl URL: CODE" ("000" when nothing answered)
@@ -223,14 +226,18 @@ def directives(task):
     return found
 
 
-def emit(tool, structured, answer, model):
+def emit(tool, structured, answer, model, usage=None):
     out = sys.stdout
     if tool == "codex":
         if structured:
             out.write(json.dumps({"type": "thread.started", "thread_id": "fake"}) + "\n")
             if answer is not None:
                 out.write(json.dumps({"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": answer}}) + "\n")
-            out.write(json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1, "output_tokens": 1}}) + "\n")
+            counts = {"input_tokens": 1, "output_tokens": 1}
+            if usage:
+                counts = {"input_tokens": usage[0], "cached_input_tokens": usage[1], "output_tokens": usage[2],
+                          "reasoning_output_tokens": usage[3]}
+            out.write(json.dumps({"type": "turn.completed", "usage": counts}) + "\n")
         elif answer is not None:
             out.write(answer + "\n")
     elif tool == "claude":
@@ -238,7 +245,13 @@ def emit(tool, structured, answer, model):
             out.write(json.dumps({"type": "system", "subtype": "init", "model": model or "fake"}) + "\n")
             if answer is not None:
                 out.write(json.dumps({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": answer}]}}) + "\n")
-            out.write(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": answer or ""}) + "\n")
+            result = {"type": "result", "subtype": "success", "is_error": False, "result": answer or ""}
+            if usage:
+                result["usage"] = {"input_tokens": usage[0] - usage[1], "cache_read_input_tokens": usage[1],
+                                   "cache_creation_input_tokens": 0, "output_tokens": usage[2],
+                                   "output_tokens_details": {"thinking_tokens": usage[3]}}
+                result["total_cost_usd"] = usage[4] if len(usage) > 4 else 0
+            out.write(json.dumps(result) + "\n")
         elif answer is not None:
             out.write(answer + "\n")
     else:
@@ -247,6 +260,9 @@ def emit(tool, structured, answer, model):
         out.write(json.dumps({"type": "turn_start"}) + "\n")
         content = [] if answer is None else [{"type": "text", "text": answer}]
         message = {"role": "assistant", "content": content, "stopReason": "stop", "model": model or "fake"}
+        if usage:
+            message["usage"] = {"input": usage[0] - usage[1], "cacheRead": usage[1], "cacheWrite": 0, "output": usage[2],
+                                "totalTokens": usage[0] + usage[2], "cost": {"total": usage[4] if len(usage) > 4 else 0}}
         out.write(json.dumps({"type": "message_end", "message": message}) + "\n")
         out.write(json.dumps({"type": "turn_end", "message": message, "toolResults": []}) + "\n")
     out.flush()
@@ -419,6 +435,7 @@ def main():
                                 "taskBytes": len(task.encode()), "cwd": os.getcwd()}) + "\n")
 
     answer = f"fake {tool} done (task {len(task.encode())} bytes)"
+    usage = None
     exit_code = 0
     hang = final_then_hang = crash = False
     fill_after = None
@@ -430,6 +447,8 @@ def main():
             answer = value
         elif key == "empty":
             answer = None
+        elif key == "usage":
+            usage = [float(part) if "." in part else int(part) for part in value.split(",")]
         elif key == "sleep":
             time.sleep(float(value))
         elif key == "wait-for":
@@ -636,7 +655,7 @@ def main():
             "status": "failed", "aggregated_output": "bwrap: setting up uid map: Operation not permitted\n"}}) + "\n")
     if recovered_error and tool == "codex":
         sys.stdout.write(json.dumps({"type": "error", "message": "Reconnecting... 1/5 (stream disconnected before completion)"}) + "\n")
-    emit(tool, structured, answer, model)
+    emit(tool, structured, answer, model, usage)
     if fill_after:
         fill(fill_after)
     if final_then_hang:

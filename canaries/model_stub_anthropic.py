@@ -24,6 +24,8 @@ marker; tool results are never searched). Markers are whitespace-separated token
                           non-streaming request (claude's fallback after its 300 s stream idle timeout) gets
                           no answer at all
   stub:delay=SECONDS      sleep before answering (each main request)
+  stub:usage=IN,CACHED,OUT  each reply's usage: IN input tokens of which CACHED were cache reads (sent as the API
+                          does: input_tokens without them), OUT output tokens
 
 Only "main" requests (those that carry a `tools` list, i.e. the agent loop) follow the scenario; any other
 request (titles, summaries, quota probes: no tools) gets a short text answer and never consumes it.
@@ -122,7 +124,7 @@ def plan(body, raw_body):
     for key, value in markers:
         values.setdefault(key, value)
     answer = values.get("answer") or "stub done"
-    reply = {"markers": markers, "delay": float(values.get("delay") or 0)}
+    reply = {"markers": markers, "delay": float(values.get("delay") or 0), "usage": values.get("usage")}
     if "fail" in values:
         return dict(reply, kind="fail", status=int(values["fail"] or 401))
     if "hang" in values:
@@ -251,17 +253,21 @@ class Handler(BaseHTTPRequestHandler):
         msg_id = "msg_stub_" + uuid.uuid4().hex[:20]
         usage = {"input_tokens": max(1, len(raw) // 4), "output_tokens": 0,
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        output_tokens = 5
+        if r.get("usage"):
+            given, cached, output_tokens = (int(part) for part in r["usage"].split(","))
+            usage.update(input_tokens=given - cached, cache_read_input_tokens=cached)
         if not body.get("stream"):
             if r["kind"] == "hang":  # claude's non-streaming fallback after its stream idle timeout: hang it too
                 self.wait_for_client_to_leave()
                 return
-            usage["output_tokens"] = 5
+            usage["output_tokens"] = output_tokens
             self.send_json(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model,
                                  "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage})
             return
-        self.stream(r, model, msg_id, usage, content, stop)
+        self.stream(r, model, msg_id, usage, content, stop, output_tokens)
 
-    def stream(self, r, model, msg_id, usage, content, stop):
+    def stream(self, r, model, msg_id, usage, content, stop, output_tokens=5):
         """Server-sent events in chunked encoding; `hang` stops sending, `cut` closes the socket mid-way."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -298,7 +304,7 @@ class Handler(BaseHTTPRequestHandler):
                 event("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
             event("content_block_stop", {"type": "content_block_stop", "index": i})
         event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                                "usage": {"output_tokens": 5}})
+                                "usage": {"output_tokens": output_tokens}})
         event("message_stop", {"type": "message_stop"})
         self.wfile.write(b"0\r\n\r\n")  # the last chunk
         self.wfile.flush()

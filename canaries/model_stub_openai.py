@@ -37,6 +37,7 @@ values, so `%20` is a space and `%0A` a newline). Tool steps run in the order gi
   stub:sh=COMMAND         a tool step: run COMMAND with codex's shell tool (exec_command, shell_command or shell)
   stub:cut-once           the run's first response stream is cut (connection closed before response.completed);
                           codex retries and the retry succeeds.  stub:cut=N cuts the run's first N streams.
+  stub:usage=IN,CACHED,OUT,REASON  each response's usage (codex adds them up per thread)
   stub:fail[=STATUS]      every request answers HTTP STATUS (default 400) with an OpenAI-style error body
   stub:fail-stream[=CODE] HTTP 200, then a `response.failed` event with error code CODE (default server_error)
   stub:hang               the stream starts (response.created) and then sends nothing until codex hangs up
@@ -264,9 +265,13 @@ class Handler(BaseHTTPRequestHandler):
             text = item["content"][0]["text"]
             self.event("response.output_text.delta", {"output_index": 0, "content_index": 0, "item_id": item["id"], "delta": text})
         self.event("response.output_item.done", {"output_index": 0, "item": item})
+        given, cached, output, reasoning = 10, 0, 5, 0
+        usage = marks.get("usage")
+        if usage:
+            given, cached, output, reasoning = (int(part) for part in usage.split(","))
         self.event("response.completed", {"response": {"id": response_id, "status": "completed", "output": [item], "usage": {
-            "input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}}})
+            "input_tokens": given, "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens": output, "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": given + output}}})
 
     def event(self, kind, data):
         """One SSE event; False when codex has hung up."""

@@ -10,7 +10,7 @@
    capability, not dumpable, no new privileges), so the agent's user can neither signal nor trace it.
    It ignores SIGTERM/SIGINT/SIGHUP (they are for the agent, whose group gets them too) and exits as the agent did,
    the same code or the same signal, as soon as the agent has exited: its namespace's init ends with it.
-   One thread, epoll, at most MAX_PAIRS connections and two 64 KiB buffers each. */
+   One thread, epoll, at most MAX_PAIRS connections and two 128 KiB buffers each. */
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #define MAX_PAIRS 1024
-#define BUFFER_BYTES 65536
+#define BUFFER_BYTES (128 * 1024)
 
 /* One direction of a relayed connection: what was read from `from` and not yet written to `to`. */
 struct flow {

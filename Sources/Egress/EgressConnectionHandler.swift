@@ -185,7 +185,9 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         ClientBootstrap(group: context.eventLoop)
             .channelOption(ChannelOptions.autoRead, value: false)
-            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 16 << 10, high: 64 << 10))
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: EgressLimits.watermark)
+            .channelOption(ChannelOptions.recvAllocator, value: EgressLimits.reads)
+            .channelOption(ChannelOptions.maxMessagesPerRead, value: EgressLimits.readsPerWake)
             .connectTimeout(run.limits.connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

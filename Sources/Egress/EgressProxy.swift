@@ -53,7 +53,9 @@ package final class EgressProxy: Sendable {
         let channel = try await ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .childChannelOption(ChannelOptions.autoRead, value: false)
-            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 16 << 10, high: 64 << 10))
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: EgressLimits.watermark)
+            .childChannelOption(ChannelOptions.recvAllocator, value: EgressLimits.reads)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: EgressLimits.readsPerWake)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard run.admit(channel) else {

@@ -175,6 +175,14 @@ package struct EgressLimits: Sendable, Equatable {
     /// How long connecting to a destination may take.
     package var connectTimeout: TimeAmount
 
+    /// A side stops being read while its partner holds more than the high mark unwritten, and is read again below the
+    /// low one: with ``reads`` and ``readsPerWake``, what one connection holds stays under 512 KiB each way.
+    static let watermark = WriteBufferWaterMark(low: 64 << 10, high: 256 << 10)
+    /// Reads of up to 128 KiB (fewer syscalls and wake-ups for a bulk transfer; small ones stay small).
+    static let reads = AdaptiveRecvByteBufferAllocator(minimum: 2048, initial: 16 << 10, maximum: 128 << 10)
+    /// Reads per wake-up before the partner's writability is looked at again.
+    static let readsPerWake: UInt = 2
+
     /// How long the run's end waits for its connections to close before it reports.
     package var closeTimeout: TimeAmount = .seconds(2)
     /// Name lookups one run may have under way at once; more are answered `503`.

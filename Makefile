@@ -79,6 +79,7 @@ bench: release
 	python3 canaries/bench_warm.py --dispatch $(RELEASE)
 	python3 canaries/bench_real_cli.py --dispatch $(RELEASE)
 	cd canaries && python3 bench_scale.py --dispatch $(RELEASE)
+	cd canaries && python3 bench_egress.py --dispatch $(RELEASE)
 	$(SWIFT) run $(RELEASE_FLAGS) DispatchBench
 	$(SWIFT) run $(RELEASE_FLAGS) DispatchBench 10000 10000 1000 loose
 	$(SWIFT) run $(RELEASE_FLAGS) DispatchBench 100000 100 1000

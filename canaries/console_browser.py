@@ -109,6 +109,19 @@ def list_view(driver, args, report):
         driver.save_screenshot(os.path.join(args.screenshots, "console-list.png"))
 
 
+def usage_view(driver, args, report):
+    """Tokens and cost (CONTRACT §11): in the list's row of the request, in its detail and in its attempt's row."""
+    driver.get(f"{args.url}/ui#token={args.token}")
+    row = wait_for(driver, lambda d: list_rows(d).get(args.usage_request)) or ""
+    report.check("list-shows-tokens-and-cost", args.tokens in row and args.cost in row, row)
+    driver.get(f"{args.url}/ui/requests/{args.usage_request}#token={args.token}")
+    wait_for(driver, lambda d: text_of(d, "#outcome"))
+    cells = driver.execute_script("""
+        return Array.from(document.querySelectorAll('td.usage, td.cost, dd')).map((cell) => cell.textContent);""")
+    report.check("detail-shows-tokens-and-cost-of-the-request-and-its-attempt",
+                 cells.count(args.tokens) >= 2 and cells.count(args.cost) >= 2, cells)
+
+
 def status_filter(driver, args, report):
     """Filtering by status (through the select) hides the other statuses, and the automatic refresh keeps the filter."""
     driver.get(f"{args.url}/ui")
@@ -283,7 +296,7 @@ def main():
     parser = argparse.ArgumentParser()
     for name in ("url", "token", "completed", "running", "sandbox", "xss", "answer", "log-line", "changed-file", "new-content",
                  "failed", "page-prefix", "oldest", "stderr-line", "binary-file", "verification-command", "verification-output",
-                 "follow", "follow-release", "follow-line", "denied"):
+                 "follow", "follow-release", "follow-line", "denied", "usage-request", "tokens", "cost"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--screenshots")
     args = parser.parse_args()
@@ -295,6 +308,7 @@ def main():
         status_filter(driver, args, report)
         prefix_and_paging(driver, args, report)
         detail_view(driver, args, report)
+        usage_view(driver, args, report)
         log_follow(driver, args, report)
         hostile_output(driver, args, report)
         cancel_button(driver, args, report)

@@ -55,8 +55,24 @@ package final class DispatchMetrics: Sendable {
         if let denied = result.network?.deniedConnections, denied > 0 {
             registry.makeCounter(descriptor: Self.egressDeniedName, labels: [("tool", result.tool.rawValue)]).increment(by: Int64(denied))
         }
+        recordUsage(result)
         let refusals = result.attempts.flatMap { $0.warnings ?? [] }.filter { $0.hasPrefix(AttemptRecord.sandboxWarningPrefix) }.count
         if refusals > 0 { sandboxRefusals.increment(by: Int64(refusals)) }
+    }
+
+    /// Adds each attempt's tokens (by kind) and cost (CONTRACT §11) under its tool and model (`default` for the CLI's own).
+    private func recordUsage(_ result: DispatchResult) {
+        for attempt in result.attempts {
+            guard let usage = attempt.usage else { continue }
+            let model = attempt.model ?? "default"
+            for (kind, count) in usage.tokensByKind where count > 0 {
+                let labels = [("tool", result.tool.rawValue), ("model", model), ("kind", kind)]
+                registry.makeCounter(descriptor: Self.tokensName, labels: labels).increment(by: Int64(count))
+            }
+            if let cost = usage.costUsd, cost > 0 {
+                registry.makeCounter(descriptor: Self.costName, labels: [("tool", result.tool.rawValue), ("model", model)]).increment(by: cost)
+            }
+        }
     }
 
     /// Records a duplicate submission that started nothing.
@@ -82,6 +98,16 @@ package final class DispatchMetrics: Sendable {
     /// `dispatch_dispatches_total`, labelled `tool` and `status`.
     private static var dispatchesName: MetricNameDescriptor {
         name("dispatches", "total", "Dispatches that reached a terminal status.")
+    }
+
+    /// `dispatch_tokens_total`, labelled `tool`, `model` and `kind` (`input`, `cached_input`, `output`, `reasoning`).
+    private static var tokensName: MetricNameDescriptor {
+        name("tokens", "total", "Tokens the agent CLIs reported, by kind (cached input is part of input, reasoning of output).")
+    }
+
+    /// `dispatch_cost_usd_total`, labelled `tool` and `model`.
+    private static var costName: MetricNameDescriptor {
+        name("cost_usd", "total", "US dollars the agent CLIs reported their attempts cost.")
     }
 
     /// `dispatch_egress_denied_total`, labelled `tool`.

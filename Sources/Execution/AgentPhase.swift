@@ -425,6 +425,7 @@ package final class AgentPhase: Sendable {
             error: failure?.description
         )
         record.warnings = parsed.warnings.isEmpty ? nil : parsed.warnings
+        record.usage = parsed.usage ?? AgentUsage()
         outcome.attempts.append(record)
         logger.info(
             "\(attempt.label) ended",

@@ -340,6 +340,7 @@ package struct AgentRunner: Sendable {
             var running = result
             running.logs = logs
             running.attempts = attempts
+            running.usage = AgentUsage.sum(attempts.compactMap(\.usage))
             running.updatedAt = ISO8601.string(Date())
             // In a task of its own: the write is the deepest moment of the run's task, which lives as long as the agent.
             let written = running
@@ -386,6 +387,7 @@ extension DispatchResult {
     /// Copies the agent phase's outcome into the result.
     package mutating func apply(_ outcome: AgentPhase.Outcome) {
         attempts = outcome.attempts
+        usage = AgentUsage.sum(outcome.attempts.compactMap(\.usage))
         if let logs = outcome.logs { self.logs = logs }
         if outcome.status == .completed {
             status = .completed

@@ -198,6 +198,30 @@ struct RealCLITests {
         await expectNothingLeft(result)
     }
 
+    /// The stub reports known token counts; the result has exactly them (CONTRACT §11) — and, for Claude Code, the cost
+    /// the CLI itself computed (`total_cost_usd` of its `result` event).
+    @Test(arguments: current.filter { $0.mode == "sandbox" })
+    func theTokensTheModelReportedAreTheResults(_ testCase: Case) async throws {
+        let marker = testCase.tool == "codex" ? "stub:usage=1000,400,50,10" : "stub:usage=1000,400,50"
+        let (result, _) = try dispatch(testCase, task: "Count. \(marker) stub:answer=counted", cwd: try workDir(testCase))
+        #expect(result["status"] as? String == "completed", "\(Self.describe(result))")
+        let usage = result["usage"] as? [String: Any] ?? [:]
+        #expect(usage["inputTokens"] as? Int == 1000 && usage["cachedInputTokens"] as? Int == 400, "\(usage)")
+        #expect(usage["outputTokens"] as? Int == 50, "\(usage)")
+        let attempt = (result["attempts"] as? [[String: Any]])?.first?["usage"] as? [String: Any] ?? [:]
+        #expect(attempt["inputTokens"] as? Int == 1000, "\(attempt)")
+        if testCase.tool == "codex" {
+            #expect(usage["reasoningTokens"] as? Int == 10 && usage["costUsd"] is NSNull, "\(usage)")
+        } else {
+            let stdout = (result["logs"] as? [String: Any])?["stdout"] as? String ?? ""
+            let line = stdout.split(separator: "\n").last { $0.contains("\"type\":\"result\"") }
+            let event = line.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let printed = try #require(event?["total_cost_usd"] as? Double, "\(stdout.suffix(2000))")
+            #expect(usage["costUsd"] as? Double == printed, "\(usage) vs \(printed)")
+        }
+        await expectNothingLeft(result)
+    }
+
     @Test(arguments: current)
     func aTaskOver128KiBReachesTheCLI(_ testCase: Case) async throws {
         let filler = String(repeating: "context line for a long task\n", count: 4_700)

@@ -112,13 +112,14 @@ import Testing
                 "--stderr-line", "log-line-for-the-console", "--binary-file", "blob.bin", "--verification-command",
                 "echo verification-says-ok", "--verification-output", "verification-says-ok", "--follow", "ui-follow",
                 "--follow-release", release, "--follow-line", "the-followed-line", "--screenshots", screenshots, "--denied",
-                "169.254.169.254",
+                "169.254.169.254", "--usage-request", "ui-usage", "--tokens", "1,234 (234 cached) in / 56 (7 reasoning) out", "--cost",
+                "$0.0421",
             ]
         )
         #expect(run.exitCode == 0, "\(run.stdout)\n\(run.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stderr)")
         let checks = report["checks"] as? [[String: Any]] ?? []
-        #expect(checks.count >= 32, "\(checks)")
+        #expect(checks.count >= 34, "\(checks)")
         for check in checks { #expect(check["ok"] as? Bool == true, "\(check)") }
     }
 
@@ -141,12 +142,13 @@ import Testing
                 "fake:stderr=<script>window.__pwned=true</script> fake:answer=<script>window.__pwned=true;document.title='pwned'</script><img/src=x/onerror=window.__pwned=true>",
         ])
         _ = try await server.dispatch(["requestId": "ui-failed", "task": "fake:exit=3", "tool": "codex"])
+        _ = try await server.dispatch(["requestId": "ui-usage", "task": "fake:usage=1234,234,56,7,0.0421 fake:answer=counted", "tool": "claude"])
         // A `:` in the id: the browser sends it encoded (`ui%3Arunning`), the routes decode it.
         _ = try await server.dispatch(["requestId": "ui:running", "task": "fake:hang", "tool": "codex"])
         _ = try await server.dispatch([
             "requestId": "ui-follow", "tool": "codex",
             "task": "fake:stderr=follow-started fake:wait-for=\(release) fake:stderr=the-followed-line fake:sleep=5 fake:answer=followed",
         ])
-        for id in ["ui-sandbox", "ui-xss", "ui-failed"] { _ = try await server.send(.GET, "/internal/agent-await/\(id)?timeoutMs=30000") }
+        for id in ["ui-sandbox", "ui-xss", "ui-failed", "ui-usage"] { _ = try await server.send(.GET, "/internal/agent-await/\(id)?timeoutMs=30000") }
     }
 }

@@ -85,10 +85,13 @@ import Testing
 
     @Test func theCallbackFinishesAK8sDispatchThroughServe() async throws {
         try await withServe(holdJobs: true) { server, api, repo in
-            let id = try await dispatch(server, repo: repo, task: "fake:write=via-serve.txt:x fake:answer=called-back")
+            let id = try await dispatch(server, repo: repo, task: "fake:write=via-serve.txt:x fake:usage=7,2,3,1 fake:answer=called-back")
             let result = try await awaitResult(server, id)
             #expect(result["status"] as? String == "completed", "\(result)")
             #expect(result["result"] as? String == "called-back")
+            // The pod's tokens come back with its report (CONTRACT §11).
+            let usage = result["usage"] as? [String: Any] ?? [:]
+            #expect(usage["inputTokens"] as? Int == 7 && usage["cachedInputTokens"] as? Int == 2 && usage["outputTokens"] as? Int == 3, "\(result)")
             #expect((result["artifacts"] as? [String: Any])?["touchedFiles"] as? [String] == ["via-serve.txt"])
             let name = JobNaming.jobName(requestId: id)
             #expect((result["job"] as? [String: Any])?["name"] as? String == name)

@@ -174,6 +174,7 @@ struct JobRunner: Sendable {
         report.artifacts = result.artifacts
         report.error = result.error
         report.output = result.result
+        report.usage = result.usage
         return (report, result.status == .completed ? 0 : result.status == .cancelled ? 143 : 1)
     }
 }

@@ -24,6 +24,8 @@ package struct ParsedAgentOutput: Sendable, Equatable {
     package var reportedError: String?
     /// What it reported that did not fail the run (``AttemptRecord/warnings``).
     package var warnings: [String] = []
+    /// The tokens and cost it reported (CONTRACT §11); `nil` when it said nothing of them.
+    package var usage: AgentUsage?
 
     package init(finalText: String?, sawFinalEvent: Bool = false, reportedError: String? = nil) {
         self.finalText = finalText

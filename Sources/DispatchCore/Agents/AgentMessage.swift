@@ -11,9 +11,11 @@ struct AgentMessage: Decodable {
     var errorMessage: String?
     /// `content`: a string, or an array of parts.
     var content: Content?
+    /// pi: `usage` of an assistant message (one model call).
+    var usage: PiUsage?
 
     private enum CodingKeys: String, CodingKey {
-        case role, stopReason, errorMessage, content
+        case role, stopReason, errorMessage, content, usage
     }
 
     /// Reads each field leniently; fails only when the value is not an object.
@@ -23,6 +25,7 @@ struct AgentMessage: Decodable {
         stopReason = container.lenient(String.self, forKey: .stopReason)
         errorMessage = container.lenient(String.self, forKey: .errorMessage)
         content = container.lenient(Content.self, forKey: .content)
+        usage = container.lenient(PiUsage.self, forKey: .usage)
     }
 
     /// The joined `text` parts of `content` (or `content` itself when it is a string).
@@ -76,5 +79,38 @@ extension AgentMessage {
             type = container.lenient(String.self, forKey: .type)
             text = container.lenient(String.self, forKey: .text)
         }
+    }
+}
+
+/// pi's `usage` of one assistant message: `input` (uncached), `cacheRead`, `cacheWrite`, `output`, `cost.total` (USD).
+struct PiUsage: Decodable {
+    var input: Int?
+    var cacheRead: Int?
+    var cacheWrite: Int?
+    var output: Int?
+    var cost: Double?
+
+    private enum CodingKeys: String, CodingKey {
+        case input, cacheRead, cacheWrite, output, cost
+    }
+
+    private enum CostKeys: String, CodingKey {
+        case total
+    }
+
+    /// Reads each field leniently; fails only when the value is not an object.
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        input = container.lenient(Int.self, forKey: .input)
+        cacheRead = container.lenient(Int.self, forKey: .cacheRead)
+        cacheWrite = container.lenient(Int.self, forKey: .cacheWrite)
+        output = container.lenient(Int.self, forKey: .output)
+        cost = (try? container.nestedContainer(keyedBy: CostKeys.self, forKey: .cost))?.lenient(Double.self, forKey: .total)
+    }
+
+    /// Input counted as codex counts it: the cached tokens (read and written) included.
+    var agentUsage: AgentUsage {
+        let parts = [input, cacheRead, cacheWrite].compactMap { $0 }
+        return AgentUsage(inputTokens: parts.isEmpty ? nil : parts.reduce(0, +), cachedInputTokens: cacheRead, outputTokens: output, costUsd: cost)
     }
 }

@@ -29,13 +29,17 @@ package struct ClaudeAdapter: AgentAdapter {
                 let errorSubtype = event.subtype.flatMap { $0.hasPrefix("error") ? $0 : nil }
                 if event.isError || errorSubtype != nil {
                     let reason = [text, errorSubtype.map { "(\($0))" }].compactMap { $0 }.joined(separator: " ")
-                    return ParsedAgentOutput(
+                    var parsed = ParsedAgentOutput(
                         finalText: text,
                         sawFinalEvent: true,
                         reportedError: reason.isEmpty ? "claude reported an error" : reason
                     )
+                    parsed.usage = event.agentUsage
+                    return parsed
                 }
-                return ParsedAgentOutput(finalText: text ?? lastAssistant, sawFinalEvent: true)
+                var parsed = ParsedAgentOutput(finalText: text ?? lastAssistant, sawFinalEvent: true)
+                parsed.usage = event.agentUsage
+                return parsed
             }
             if event.type == "assistant", let text = event.message?.text {
                 lastAssistant = text

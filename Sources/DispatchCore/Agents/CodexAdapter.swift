@@ -57,6 +57,7 @@ package struct CodexAdapter: AgentAdapter {
         var lastError: String?
         var recovered: [String] = []
         var warnings: [String] = []
+        var usage: AgentUsage?
         for event in events {
             let type = event.type
             if type == "item.completed", let refusal = event.item?.sandboxRefusal {
@@ -66,6 +67,7 @@ package struct CodexAdapter: AgentAdapter {
                 last = item.text ?? last
             } else if type == "turn.completed" {
                 done = true
+                usage = event.usage?.agentUsage ?? usage
                 failure = nil
                 lastError = nil
                 warnings += recovered.map { "recovered: \($0)" }
@@ -86,6 +88,7 @@ package struct CodexAdapter: AgentAdapter {
         }
         var parsed = ParsedAgentOutput(finalText: last, sawFinalEvent: done, reportedError: failure ?? lastError)
         parsed.warnings = Array(warnings.prefix(20))
+        parsed.usage = usage
         return parsed
     }
 }

@@ -13,9 +13,11 @@ struct CodexEvent: Decodable {
     var message: String?
     /// `msg` of the older shape.
     var msg: Msg?
+    /// `usage` of `turn.completed`: the thread's totals so far.
+    var usage: Usage?
 
     private enum CodingKeys: String, CodingKey {
-        case type, item, error, message, msg
+        case type, item, error, message, msg, usage
     }
 
     /// Reads each field leniently; fails only when the value is not an object.
@@ -26,6 +28,44 @@ struct CodexEvent: Decodable {
         error = container.lenient(ErrorBody.self, forKey: .error)
         message = container.lenient(String.self, forKey: .message)
         msg = container.lenient(Msg.self, forKey: .msg)
+        usage = container.lenient(Usage.self, forKey: .usage)
+    }
+}
+
+extension CodexEvent {
+    /// `usage` of `turn.completed` (codex 0.147: `input_tokens` with `cached_input_tokens` among them, `output_tokens`
+    /// with `reasoning_output_tokens` among them; older versions lack the last); no cost.
+    struct Usage: Decodable {
+        var inputTokens: Int?
+        var cachedInputTokens: Int?
+        var outputTokens: Int?
+        var reasoningOutputTokens: Int?
+
+        private enum CodingKeys: String, CodingKey {
+            case inputTokens = "input_tokens"
+            case cachedInputTokens = "cached_input_tokens"
+            case outputTokens = "output_tokens"
+            case reasoningOutputTokens = "reasoning_output_tokens"
+        }
+
+        /// Reads each field leniently; fails only when the value is not an object.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            inputTokens = container.lenient(Int.self, forKey: .inputTokens)
+            cachedInputTokens = container.lenient(Int.self, forKey: .cachedInputTokens)
+            outputTokens = container.lenient(Int.self, forKey: .outputTokens)
+            reasoningOutputTokens = container.lenient(Int.self, forKey: .reasoningOutputTokens)
+        }
+
+        /// As the contract names the figures.
+        var agentUsage: AgentUsage {
+            AgentUsage(
+                inputTokens: inputTokens,
+                cachedInputTokens: cachedInputTokens,
+                outputTokens: outputTokens,
+                reasoningTokens: reasoningOutputTokens
+            )
+        }
     }
 }
 

@@ -15,17 +15,24 @@ package struct PiAdapter: AgentAdapter {
     package func parse(stdout: String) -> ParsedAgentOutput {
         var last: String?
         var failure: String?
+        // Each model call's usage, once: a message is printed again in `turn_end` and `agent_end`.
+        var usages: [AgentUsage] = []
         for event in JSONLines.events(PiEvent.self, in: stdout) {
             switch event.type {
             case "message_end", "turn_end":
                 if let message = event.message { take(message, into: &last, failure: &failure) }
+                if event.type == "message_end", event.message?.role == "assistant", let usage = event.message?.usage {
+                    usages.append(usage.agentUsage)
+                }
             case "agent_end":
                 for message in event.messages ?? [] { take(message, into: &last, failure: &failure) }
             default:
                 continue
             }
         }
-        return ParsedAgentOutput(finalText: last, sawFinalEvent: false, reportedError: last == nil ? failure : nil)
+        var parsed = ParsedAgentOutput(finalText: last, sawFinalEvent: false, reportedError: last == nil ? failure : nil)
+        parsed.usage = AgentUsage.sum(usages)
+        return parsed
     }
 
     private func take(_ message: AgentMessage, into last: inout String?, failure: inout String?) {

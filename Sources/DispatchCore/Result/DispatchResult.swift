@@ -32,10 +32,12 @@ package struct DispatchResult: Codable, Sendable, Equatable {
         var logs: LogInfo?
         /// What the agent did on the network under the egress proxy (CONTRACT §10).
         var network: NetworkReport?
+        /// The attempts' usage summed (CONTRACT §11).
+        var usage: AgentUsage?
 
         enum CodingKeys: String, CodingKey {
             case requestId, sessionId, workflowId, storyId, status, task, tool, agent, model, result, error, startedAt, updatedAt
-            case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs, network
+            case completedAt, durationMs, executionMode, sandboxBackend, attempts, job, localSandbox, artifacts, logs, network, usage
         }
     }
 
@@ -230,6 +232,15 @@ package struct DispatchResult: Codable, Sendable, Equatable {
         }
     }
 
+    /// The attempts' tokens and cost summed (CONTRACT §11); `nil` when no CLI said anything of them.
+    package var usage: AgentUsage? {
+        get { storage.fields.usage }
+        _modify {
+            unique()
+            yield &storage.fields.usage
+        }
+    }
+
     package var logs: LogInfo? {
         get { storage.fields.logs }
         _modify {
@@ -330,6 +341,9 @@ package struct AttemptRecord: Codable, Sendable, Equatable {
     /// What the CLI reported that did not fail the attempt but may have emptied it (CONTRACT §1): a recovered stream
     /// error, a command its own sandbox refused (`sandbox: …`). Absent when there is none.
     package var warnings: [String]?
+    /// The tokens and cost the CLI reported (CONTRACT §11), `null` figures where it said nothing; every attempt that
+    /// ran has one, one that never started none.
+    package var usage: AgentUsage?
 
     package init(model: String?, startedAt: String, durationMs: Int, exitCode: Int?, signal: Int?, timedOut: Bool, error: String?) {
         self.model = model
@@ -341,7 +355,7 @@ package struct AttemptRecord: Codable, Sendable, Equatable {
         self.error = error
     }
 
-    enum CodingKeys: String, CodingKey { case model, startedAt, durationMs, exitCode, signal, timedOut, error, warnings }
+    enum CodingKeys: String, CodingKey { case model, startedAt, durationMs, exitCode, signal, timedOut, error, warnings, usage }
 
     /// The prefix of a warning about a command the CLI's own sandbox refused (counted in `/metrics`).
     package static let sandboxWarningPrefix = "sandbox: "
@@ -357,6 +371,7 @@ package struct AttemptRecord: Codable, Sendable, Equatable {
         try c.encode(timedOut, forKey: .timedOut)
         try c.encode(error, forKey: .error)
         try c.encodeIfPresent(warnings, forKey: .warnings)
+        try c.encodeIfPresent(usage, forKey: .usage)
     }
 }
 

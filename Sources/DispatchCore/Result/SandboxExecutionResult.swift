@@ -17,6 +17,8 @@ package struct SandboxExecutionResult: Codable, Sendable, Equatable {
     package var artifacts: Artifacts?
     package var error: String?
     package var output: String?
+    /// The pod's attempts' tokens and cost summed (CONTRACT §11).
+    package var usage: AgentUsage?
 
     package init(
         requestId: String,
@@ -43,7 +45,7 @@ package struct SandboxExecutionResult: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case requestId, state, startedAt, completedAt, durationMs, backend, job, artifacts, error, output
+        case requestId, state, startedAt, completedAt, durationMs, backend, job, artifacts, error, output, usage
     }
 
     /// Tolerates reports without `backend` (always k8s) or any optional part.
@@ -59,6 +61,7 @@ package struct SandboxExecutionResult: Codable, Sendable, Equatable {
         artifacts = try container.decodeIfPresent(Artifacts.self, forKey: .artifacts)
         error = try container.decodeIfPresent(String.self, forKey: .error)
         output = try container.decodeIfPresent(String.self, forKey: .output)
+        usage = try container.decodeIfPresent(AgentUsage.self, forKey: .usage)
     }
 
     /// Decodes an untrusted callback body (`POST /internal/agent-result`): the document and its `requestId`
@@ -88,6 +91,7 @@ extension DispatchResult {
         if let artifacts = report.artifacts { self.artifacts = artifacts }
         if let job = report.job { self.job = job }
         if let startedAt = report.startedAt, self.startedAt == nil { self.startedAt = startedAt }
+        if let usage = report.usage { self.usage = usage }
         guard status.isTerminal else { return }
         if status == .completed {
             error = nil

@@ -235,7 +235,9 @@ enum ConsoleAssets {
               el("td", {}, item.executionMode + (item.sandboxBackend ? " / " + item.sandboxBackend : "")),
               el("td", {}, item.model || ""),
               el("td", {}, age(item.startedAt || item.updatedAt)),
-              el("td", {}, duration(item))));
+              el("td", {}, duration(item)),
+              el("td", { class: "usage" }, tokens(item.usage)),
+              el("td", { class: "cost" }, cost(item.usage))));
             const paging = el("div", { class: "controls" });
             if (before) paging.append(el("button", { type: "button", id: "newest" }, "Newest"));
             if (page.next) paging.append(el("button", { type: "button", id: "older" }, "Older"));
@@ -259,7 +261,7 @@ enum ConsoleAssets {
             }
             clear(body);
             body.append(rows.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["requestId", "status", "tool", "mode", "model",
-              "age", "duration"].map((name) => el("th", {}, name)))), el("tbody", {}, ...rows))
+              "age", "duration", "tokens", "cost"].map((name) => el("th", {}, name)))), el("tbody", {}, ...rows))
               : el("p", { class: "muted" }, "No dispatches."), paging);
             const older = document.getElementById("older");
             if (older) older.addEventListener("click", () => apply({ before: page.next }));
@@ -400,15 +402,17 @@ enum ConsoleAssets {
               el("section", {}, el("h2", {}, "Request"), definition([["tool", result.tool], ["mode", result.executionMode],
                 ["backend", result.sandboxBackend], ["model", result.model], ["agent", result.agent], ["workflow", result.workflowId],
                 ["story", result.storyId], ["session", result.sessionId], ["started", result.startedAt], ["completed", result.completedAt],
-                ["duration", typeof result.durationMs === "number" ? result.durationMs + " ms" : ""]]),
+                ["duration", typeof result.durationMs === "number" ? result.durationMs + " ms" : ""],
+                ["tokens", tokens(result.usage)], ["cost", cost(result.usage)]]),
                 el("pre", { id: "task" }, result.task || "")),
             ];
             if ((result.attempts || []).length) {
               sections.push(el("section", {}, el("h2", {}, "Attempts"), el("table", {}, el("thead", {}, el("tr", {},
-                ...["model", "started", "duration", "exit", "signal", "timed out", "error"].map((name) => el("th", {}, name)))),
+                ...["model", "started", "duration", "exit", "signal", "timed out", "tokens", "cost", "error"].map((name) => el("th", {}, name)))),
                 el("tbody", {}, ...result.attempts.map((attempt) => el("tr", {}, el("td", {}, attempt.model || "default"),
                   el("td", {}, attempt.startedAt), el("td", {}, attempt.durationMs + " ms"), el("td", {}, attempt.exitCode ?? ""),
-                  el("td", {}, attempt.signal ?? ""), el("td", {}, attempt.timedOut ? "yes" : ""), el("td", {}, attempt.error || "")))))));
+                  el("td", {}, attempt.signal ?? ""), el("td", {}, attempt.timedOut ? "yes" : ""), el("td", { class: "usage" }, tokens(attempt.usage)),
+                  el("td", { class: "cost" }, cost(attempt.usage)), el("td", {}, attempt.error || "")))))));
             }
             if (result.network) sections.push(networkView(result.network));
             if (result.logs) sections.push(logView(id, running));
@@ -427,6 +431,20 @@ enum ConsoleAssets {
             clear(main);
             main.append(...sections);
             if (running) timer = setTimeout(() => refreshDetail(id, result.status, mine), 2000);
+          }
+
+          // Tokens as "in (cached) / out (reasoning)", each figure the CLI did not report left out (CONTRACT §11).
+          function tokens(usage) {
+            if (!usage) return "";
+            const figure = (value) => (typeof value === "number" ? value.toLocaleString("en-US") : "?");
+            if (usage.inputTokens == null && usage.outputTokens == null) return "";
+            return figure(usage.inputTokens) + (typeof usage.cachedInputTokens === "number" ? " (" + figure(usage.cachedInputTokens) + " cached)" : "")
+              + " in / " + figure(usage.outputTokens) + (typeof usage.reasoningTokens === "number" ? " (" + figure(usage.reasoningTokens) + " reasoning)" : "")
+              + " out";
+          }
+
+          function cost(usage) {
+            return usage && typeof usage.costUsd === "number" ? "$" + usage.costUsd.toFixed(4) : "";
           }
 
           // What the agent did on the network (CONTRACT §10): the policy, every refused destination, every reached one.

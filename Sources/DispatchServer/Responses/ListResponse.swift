@@ -20,6 +20,8 @@ struct ListResponse: Encodable, Sendable {
         var completedAt: String?
         var durationMs: Int?
         var error: String?
+        /// The dispatch's tokens and cost (CONTRACT §11), `null` when no CLI said anything of them.
+        var usage: AgentUsage?
 
         init(_ record: DispatchRecord) {
             let result = record.result
@@ -34,10 +36,11 @@ struct ListResponse: Encodable, Sendable {
             completedAt = result.completedAt
             durationMs = result.durationMs
             error = result.error
+            usage = result.usage
         }
 
         enum CodingKeys: String, CodingKey {
-            case requestId, status, tool, model, executionMode, sandboxBackend, startedAt, updatedAt, completedAt, durationMs, error
+            case requestId, status, tool, model, executionMode, sandboxBackend, startedAt, updatedAt, completedAt, durationMs, error, usage
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -53,6 +56,7 @@ struct ListResponse: Encodable, Sendable {
             try container.encode(completedAt, forKey: .completedAt)
             try container.encode(durationMs, forKey: .durationMs)
             try container.encode(error, forKey: .error)
+            try container.encode(usage, forKey: .usage)
         }
     }
 

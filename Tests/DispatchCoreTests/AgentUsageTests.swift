@@ -1,0 +1,56 @@
+import DispatchCore
+import Foundation
+import Testing
+
+/// Tokens and cost as each CLI reports them (CONTRACT §11), read from its own events and named alike: input with the
+/// cached tokens among it, output with the reasoning among it, `nil` for what a CLI does not say.
+@Suite struct AgentUsageTests {
+    @Test func codexTurnCompletedGivesTheThreadsTokensAndNoCost() {
+        let stdout = """
+            {"type":"thread.started","thread_id":"t1"}
+            {"type":"turn.completed","usage":{"input_tokens":1200,"cached_input_tokens":800,"cache_write_input_tokens":0,"output_tokens":90,"reasoning_output_tokens":40}}
+            """
+        let usage = CodexAdapter().parse(stdout: stdout).usage
+        #expect(usage == AgentUsage(inputTokens: 1200, cachedInputTokens: 800, outputTokens: 90, reasoningTokens: 40))
+        // An older codex: no cached or reasoning figures, and they stay unknown rather than zero.
+        let older = CodexAdapter().parse(stdout: #"{"type":"turn.completed","usage":{"input_tokens":5,"output_tokens":2}}"#).usage
+        #expect(older == AgentUsage(inputTokens: 5, outputTokens: 2))
+        #expect(CodexAdapter().parse(stdout: #"{"type":"turn.completed"}"#).usage == nil)
+    }
+
+    @Test func claudesResultGivesTokensWithItsCacheAndTheCost() {
+        let stdout = """
+            {"type":"system","subtype":"init","model":"claude-sonnet"}
+            {"type":"result","subtype":"success","is_error":false,"result":"done","total_cost_usd":0.0421,"usage":{"input_tokens":30,"cache_creation_input_tokens":10,"cache_read_input_tokens":960,"output_tokens":75,"output_tokens_details":{"thinking_tokens":20},"server_tool_use":{"web_search_requests":0}},"modelUsage":{"claude-sonnet":{"inputTokens":30}}}
+            """
+        let usage = ClaudeAdapter().parse(stdout: stdout).usage
+        #expect(usage == AgentUsage(inputTokens: 1000, cachedInputTokens: 960, outputTokens: 75, reasoningTokens: 20, costUsd: 0.0421))
+        // A failed result still says what it cost.
+        let failed = ClaudeAdapter().parse(stdout: #"{"type":"result","subtype":"error_max_turns","is_error":true,"total_cost_usd":0.5}"#)
+        #expect(failed.reportedError != nil && failed.usage == AgentUsage(costUsd: 0.5))
+        #expect(ClaudeAdapter().parse(stdout: #"{"type":"result","result":"x","usage":"odd"}"#).usage == nil)
+    }
+
+    @Test func piAddsUpEachModelCallOnce() {
+        let message = { (tokens: Int) in
+            #"{"role":"assistant","content":[{"type":"text","text":"t"}],"usage":{"input":\#(tokens),"cacheRead":1,"cacheWrite":0,"output":2,"cost":{"total":0.25}}}"#
+        }
+        let stdout = [
+            #"{"type":"message_end","message":\#(message(10))}"#, #"{"type":"turn_end","message":\#(message(10))}"#,
+            #"{"type":"message_end","message":\#(message(20))}"#, #"{"type":"agent_end","messages":[\#(message(10)),\#(message(20))]}"#,
+        ].joined(separator: "\n")
+        #expect(PiAdapter().parse(stdout: stdout).usage == AgentUsage(inputTokens: 32, cachedInputTokens: 2, outputTokens: 4, costUsd: 0.5))
+    }
+
+    @Test func attemptsAreSummedFigureByFigureAndUnknownStaysNull() throws {
+        let sum = AgentUsage.sum([
+            AgentUsage(inputTokens: 10, outputTokens: 1), AgentUsage(), AgentUsage(inputTokens: 5, outputTokens: 2, costUsd: 0.1),
+        ])
+        #expect(sum == AgentUsage(inputTokens: 15, outputTokens: 3, costUsd: 0.1))
+        #expect(AgentUsage.sum([AgentUsage(), AgentUsage()]) == nil)
+        let json = String(decoding: try JSONEncoder().encode(AgentUsage(inputTokens: 1)), as: UTF8.self)
+        for key in ["\"cachedInputTokens\":null", "\"outputTokens\":null", "\"reasoningTokens\":null", "\"costUsd\":null", "\"inputTokens\":1"] {
+            #expect(json.contains(key), "\(json)")
+        }
+    }
+}

@@ -186,6 +186,7 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         ClientBootstrap(group: context.eventLoop)
             .channelOption(ChannelOptions.autoRead, value: false)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: EgressLimits.watermark)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.recvAllocator, value: EgressLimits.reads)
             .channelOption(ChannelOptions.maxMessagesPerRead, value: EgressLimits.readsPerWake)
             .connectTimeout(run.limits.connectTimeout)
@@ -277,6 +278,18 @@ final class EgressConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard readPending, !requestEnded, let context else { return }
         readPending = false
         context.read()
+    }
+
+    /// The destination finished its answer (plain HTTP: it closes after one): the agent's connection ends with it.
+    func partnerInputEnded() { partnerClosed() }
+
+    /// The agent stopped sending: before its request head there is nothing to answer; after it, the answer comes.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ChannelEvent, event == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        if state == .awaitingHead { context.close(promise: nil) }
     }
 
     func partnerClosed() {

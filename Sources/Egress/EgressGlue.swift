@@ -8,6 +8,8 @@ protocol EgressPartner: AnyObject {
     var partnerIsWritable: Bool { get }
     func partnerBecameWritable()
     func partnerClosed()
+    /// The other side will send no more (it half-closed): what it sent is written out, then this side is told so.
+    func partnerInputEnded()
 }
 
 /// What a relayed connection carried, counted by both sides; reported to the run once both have closed.
@@ -74,6 +76,17 @@ final class EgressGlue: ChannelDuplexHandler, RemovableChannelHandler, EgressPar
         readIfPossible()
     }
 
+    /// With half-closure allowed, a side that stops sending is an event, not the end: the other side hears of it once
+    /// what came before is written, and can still answer.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ChannelEvent, event == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        partner?.partnerFlush()
+        partner?.partnerInputEnded()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if !closed {
             closed = true
@@ -119,6 +132,19 @@ final class EgressGlue: ChannelDuplexHandler, RemovableChannelHandler, EgressPar
         guard readPending, let context else { return }
         readPending = false
         context.read()
+    }
+
+    /// The other side stopped sending: once what it sent is written, this side's sending half is shut (NIO closes the
+    /// channel whole when its input had ended too).
+    func partnerInputEnded() {
+        guard let context, context.channel.isActive else { return }
+        let channel = context.channel
+        context.flush()
+        guard let lastWrite else {
+            channel.close(mode: .output, promise: nil)
+            return
+        }
+        lastWrite.whenComplete { _ in channel.close(mode: .output, promise: nil) }
     }
 
     /// The other side ended: what it sent is written out, then this side closes.

@@ -54,6 +54,7 @@ package final class EgressProxy: Sendable {
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .childChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: EgressLimits.watermark)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.recvAllocator, value: EgressLimits.reads)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: EgressLimits.readsPerWake)
             .childChannelInitializer { channel in

@@ -66,6 +66,16 @@ package struct KubeBackend: ExecutionBackend {
     /// The shared Job watch, while someone follows a Job.
     package func background() async { await watcher.run() }
 
+    /// A request's `network` is not carried into a Job pod, whose network is its NetworkPolicy's (CONTRACT §5, §10):
+    /// refused rather than silently unenforced.
+    package func refusal(of request: DispatchRequest) -> RequestValidationError? {
+        guard request.network != nil else { return nil }
+        return RequestValidationError(
+            field: "network",
+            message: "is not honoured by the k8s backend: a Job pod's network is its NetworkPolicy's (see the deployment's k8s/ manifests)"
+        )
+    }
+
     /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it.
     package func run(_ context: BackendContext) async -> BackendOutcome {
         let request = context.request

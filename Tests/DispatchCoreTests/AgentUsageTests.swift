@@ -42,6 +42,22 @@ import Testing
         #expect(PiAdapter().parse(stdout: stdout).usage == AgentUsage(inputTokens: 32, cachedInputTokens: 2, outputTokens: 4, costUsd: 0.5))
     }
 
+    /// What a CLI prints is the agent's: figures no attempt can have (negative, past the bounds, not finite) read as
+    /// unknown, so no sum or counter can overflow (a trap would end the runner) and every result stays encodable.
+    @Test func hostileFiguresReadAsUnknown() throws {
+        let max = Int.max
+        let claude =
+            #"{"type":"result","result":"x","total_cost_usd":1e400,"usage":{"input_tokens":\#(max),"cache_read_input_tokens":\#(max),"output_tokens":-5}}"#
+        let usage = ClaudeAdapter().parse(stdout: claude).usage
+        #expect(usage == nil, "\(String(describing: usage))")
+        let codex = #"{"type":"turn.completed","usage":{"input_tokens":\#(max),"output_tokens":7}}"#
+        #expect(CodexAdapter().parse(stdout: codex).usage == AgentUsage(outputTokens: 7))
+        let decoded = try JSONDecoder().decode(AgentUsage.self, from: Data(#"{"inputTokens":-1,"outputTokens":3,"costUsd":-2}"#.utf8))
+        #expect(decoded == AgentUsage(outputTokens: 3))
+        let many = AgentUsage.sum(Array(repeating: AgentUsage(inputTokens: AgentUsage.maxTokens), count: 1000))
+        #expect(many?.inputTokens == nil || many!.inputTokens! > 0)
+    }
+
     @Test func attemptsAreSummedFigureByFigureAndUnknownStaysNull() throws {
         let sum = AgentUsage.sum([
             AgentUsage(inputTokens: 10, outputTokens: 1), AgentUsage(), AgentUsage(inputTokens: 5, outputTokens: 2, costUsd: 0.1),

@@ -161,6 +161,24 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "\(deep)/proxy.sock"))
     }
 
+    /// A client that stops sending (a half-close) still gets what the destination answers, through a tunnel: the
+    /// stop is passed on once what came before it is written, and the answer comes back before the end.
+    @Test func aHalfCloseIsPassedOnAndTheAnswerStillComes() async throws {
+        let echo = try LoopbackServer.echo()
+        let run = try await open(EgressProxy(), allow: "none.test", allowPrivate: "127.0.0.1")
+        let client = try UnixClient(run.socketPath)
+        try client.send("CONNECT 127.0.0.1:\(echo.port) HTTP/1.1\r\n\r\n")
+        #expect(try client.readHead().hasPrefix("HTTP/1.1 200"))
+        let payload = String(repeating: "y", count: 200_000)
+        try client.send(payload)
+        client.shutdownWrite()
+        let answer = try client.readAll()
+        #expect(answer.utf8.count == payload.utf8.count, "\(answer.utf8.count) of \(payload.utf8.count) bytes came back")
+        client.close()
+        try await waitUntil { run.openConnections == 0 }
+        _ = await run.close()
+    }
+
     func waitUntil(_ condition: () -> Bool) async throws {
         for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
         #expect(condition())
@@ -234,6 +252,9 @@ final class UnixClient {
     }
 
     func close() { Foundation.close(fd) }
+
+    /// Sends no more (a half-close), still reading.
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
     deinit { Foundation.close(fd) }
 }

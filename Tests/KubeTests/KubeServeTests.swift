@@ -95,6 +95,13 @@ import Testing
             #expect((result["artifacts"] as? [String: Any])?["touchedFiles"] as? [String] == ["via-serve.txt"])
             let name = JobNaming.jobName(requestId: id)
             #expect((result["job"] as? [String: Any])?["name"] as? String == name)
+            // A `network` the pod would not honour is refused, nothing recorded (CONTRACT §10: the pod's NetworkPolicy).
+            let narrowed = try await server.dispatch([
+                "requestId": "serve-k8s-network", "task": "x", "tool": "codex", "executionMode": "sandbox", "sandboxBackend": "k8s",
+                "repoUrl": repo, "network": "none",
+            ])
+            #expect(narrowed.status == 400 && narrowed.text.contains("network"), "\(narrowed.text)")
+            #expect(try await server.send(.GET, "/internal/agent-result/serve-k8s-network").status == 404)
             #expect(api.hasJob(name), "the Job never got a terminal condition: only the callback can have finished this")
             #expect(api.requests.contains { $0.hasPrefix("POST /apis/batch/v1/namespaces/agents/jobs") })
         }

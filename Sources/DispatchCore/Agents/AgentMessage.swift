@@ -110,7 +110,7 @@ struct PiUsage: Decodable {
 
     /// Input counted as codex counts it: the cached tokens (read and written) included.
     var agentUsage: AgentUsage {
-        let parts = [input, cacheRead, cacheWrite].compactMap { $0 }
+        let parts = [input, cacheRead, cacheWrite].compactMap(AgentUsage.tokens)
         return AgentUsage(inputTokens: parts.isEmpty ? nil : parts.reduce(0, +), cachedInputTokens: cacheRead, outputTokens: output, costUsd: cost)
     }
 }

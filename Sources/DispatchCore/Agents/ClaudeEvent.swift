@@ -79,7 +79,7 @@ extension ClaudeEvent {
 
         /// Input counted as codex counts it: every input token, the cached (read and written) ones included.
         var agentUsage: AgentUsage {
-            let parts = [inputTokens, cacheCreationInputTokens, cacheReadInputTokens].compactMap { $0 }
+            let parts = [inputTokens, cacheCreationInputTokens, cacheReadInputTokens].compactMap(AgentUsage.tokens)
             return AgentUsage(
                 inputTokens: parts.isEmpty ? nil : parts.reduce(0, +),
                 cachedInputTokens: cacheReadInputTokens,

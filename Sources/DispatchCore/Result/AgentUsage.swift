@@ -15,14 +15,38 @@ package struct AgentUsage: Codable, Sendable, Equatable {
         reasoningTokens: Int? = nil,
         costUsd: Double? = nil
     ) {
-        self.inputTokens = inputTokens
-        self.cachedInputTokens = cachedInputTokens
-        self.outputTokens = outputTokens
-        self.reasoningTokens = reasoningTokens
-        self.costUsd = costUsd
+        self.inputTokens = Self.tokens(inputTokens)
+        self.cachedInputTokens = Self.tokens(cachedInputTokens)
+        self.outputTokens = Self.tokens(outputTokens)
+        self.reasoningTokens = Self.tokens(reasoningTokens)
+        self.costUsd = Self.cost(costUsd)
     }
 
     enum CodingKeys: String, CodingKey { case inputTokens, cachedInputTokens, outputTokens, reasoningTokens, costUsd }
+
+    /// Most tokens one figure of one attempt may say: what an agent prints is the agent's, and sums and counters must
+    /// not overflow (a trap would end the runner) whatever it prints.
+    package static let maxTokens = 1_000_000_000_000
+    /// Most US dollars one attempt may say.
+    package static let maxCost = 1_000_000_000.0
+
+    /// `value` when it is a count of tokens one attempt can have reported, else `nil` (unknown).
+    package static func tokens(_ value: Int?) -> Int? { value.flatMap { (0...maxTokens).contains($0) ? $0 : nil } }
+
+    /// `value` when it is a cost one attempt can have reported (finite, not negative), else `nil` (unknown).
+    package static func cost(_ value: Double?) -> Double? { value.flatMap { $0.isFinite && (0...maxCost).contains($0) ? $0 : nil } }
+
+    /// Decodes each figure within its bounds (a job-runner's report comes from a pod).
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            inputTokens: try c.decodeIfPresent(Int.self, forKey: .inputTokens),
+            cachedInputTokens: try c.decodeIfPresent(Int.self, forKey: .cachedInputTokens),
+            outputTokens: try c.decodeIfPresent(Int.self, forKey: .outputTokens),
+            reasoningTokens: try c.decodeIfPresent(Int.self, forKey: .reasoningTokens),
+            costUsd: try c.decodeIfPresent(Double.self, forKey: .costUsd)
+        )
+    }
 
     /// Every figure, `null` when unknown.
     package func encode(to encoder: any Encoder) throws {

@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import Foundation
 import PackageDescription
 
@@ -42,6 +42,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // Traces over OTLP/HTTP (CONTRACT §11); the gRPC exporter is left out (its build is the heaviest of all).
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     ],
     targets: [
         // Not named `dispatch`: its entry symbol would be `dispatch_main`, which collides with libdispatch.
@@ -61,6 +64,8 @@ let package = Package(
             dependencies: [
                 "Dispatcher", "DispatchServer", "Execution", "Sandbox", "DispatchStore", "PostgresStore", "DispatchCore", "Git", "Kube",
                 "AgentProcess", "Egress",
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,6 +94,7 @@ let package = Package(
             dependencies: [
                 "Execution", "AgentProcess", "DispatchStore", "DispatchCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -99,6 +105,7 @@ let package = Package(
             dependencies: [
                 "AgentProcess", "DispatchCore", "Egress",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
@@ -108,6 +115,7 @@ let package = Package(
             dependencies: [
                 "Execution", "Egress", "Git", "DispatchStore", "DispatchCore", "AgentProcess",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings

@@ -58,9 +58,16 @@ struct DispatchRoutes: Sendable {
     }
 
     private func dispatch(_ request: Request) async throws -> Response {
-        let parsed: DispatchRequest
+        var parsed: DispatchRequest
         do {
             parsed = try RequestValidator.validate(json: try await body(request))
+            // The caller's trace, from the W3C header when the body names none (CONTRACT §11).
+            if parsed.traceparent == nil, let header = request.headers[.init("traceparent")!] {
+                if let problem = RequestValidator.traceparentProblem(header) {
+                    throw RequestValidationError(field: "traceparent", message: "(the header) \(problem)")
+                }
+                parsed.traceparent = header
+            }
         } catch let error as RequestValidationError {
             throw APIError.badRequest(error.description, field: error.field)
         }

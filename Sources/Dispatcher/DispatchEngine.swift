@@ -4,6 +4,7 @@ import DispatchStore
 import Execution
 import Foundation
 import Logging
+import Tracing
 
 /// The lifecycle of one dispatch: dedupe → running → backend → terminal result.
 ///
@@ -18,6 +19,8 @@ package final class DispatchEngine: Sendable {
     package let notifier = ResultNotifier()
     /// Counters for `GET /metrics`.
     package let metrics = DispatchMetrics()
+    /// Each dispatch's trace, while it is open in this process (CONTRACT §11).
+    package let traces = DispatchTraces()
     /// Terminal results waiting for the store (serve only).
     package let held = HeldResults()
     let backends: Backends
@@ -74,12 +77,30 @@ package final class DispatchEngine: Sendable {
     /// A request its backend refuses (a `cwd` inside the runner's hidden parts) throws its ``RequestValidationError``
     /// and records nothing.
     package func admit(_ request: DispatchRequest, status: DispatchStatus, owner: RunnerOwner) async throws -> StoreInsertOutcome {
-        if let refusal = backend(for: request)?.refusal(of: request) { throw refusal }
+        let fresh = !traces.isOpen(request.requestId)
+        let admission = startSpan("admission", context: traces.context(request))
+        defer { admission.end() }
+        if let refusal = backend(for: request)?.refusal(of: request) {
+            admission.setStatus(SpanStatus(code: .error, message: refusal.description))
+            if fresh { traces.abandoned(request.requestId, why: "refused") }
+            throw refusal
+        }
         var result = DispatchResult(request: request, status: status)
         // The backend is fixed at admission: a later change of the default does not move a request.
         if request.executionMode == .sandbox { result.sandboxBackend = request.sandboxBackend ?? configuration.defaultBackend }
         if status == .running { result.startedAt = result.updatedAt }
-        return try await store.insert(result, request: request, owner: owner)
+        let outcome: StoreInsertOutcome
+        do {
+            outcome = try await store.insert(result, request: request, owner: owner)
+        } catch {
+            if fresh { traces.abandoned(request.requestId, why: "not stored") }
+            throw error
+        }
+        switch outcome {
+        case .inserted: if status == .queued { traces.queued(request) }
+        case .existing: if fresh { traces.abandoned(request.requestId, why: "duplicate") }
+        }
+        return outcome
     }
 
     /// Runs `request` to a terminal result in this process, or — when another runner already has its id —
@@ -178,6 +199,7 @@ package final class DispatchEngine: Sendable {
             }
             result = claimed.result
         }
+        traces.started(request.requestId)
         logger.info("dispatch started", metadata: ["budgetMs": "\(deadline.budgetMs)"])
         if request.executionMode == .sandbox {
             result.sandboxBackend = result.sandboxBackend ?? request.sandboxBackend ?? configuration.defaultBackend
@@ -209,12 +231,13 @@ package final class DispatchEngine: Sendable {
         ) { running in _ = await self.persist(running, owner: nil, logger: logger) }
         // A run that outlives its runner also reports by its own path (a Job's callback): stop following once
         // that result is stored.
-        let outcome: BackendOutcome
-        if backend.followsAfterRestart {
-            let settle: @Sendable () async -> Void = { await self.settleWhenStoredElsewhere(known.requestId, token: token) }
-            outcome = await alongside(settle) { attach ? await backend.attach(context) : await backend.run(context) }
-        } else {
-            outcome = attach ? await backend.attach(context) : await backend.run(context)
+        // The backend's spans (checkout, attempts, verification, export, the Job) are the dispatch's root's children.
+        let outcome: BackendOutcome = await ServiceContext.withValue(traces.context(request)) {
+            if backend.followsAfterRestart {
+                let settle: @Sendable () async -> Void = { await self.settleWhenStoredElsewhere(known.requestId, token: token) }
+                return await alongside(settle) { attach ? await backend.attach(context) : await backend.run(context) }
+            }
+            return attach ? await backend.attach(context) : await backend.run(context)
         }
         return await record(outcome, known: known, deadline: deadline, token: token, logger: logger)
     }
@@ -241,8 +264,11 @@ package final class DispatchEngine: Sendable {
             metrics.killed(await sweep.run())
             return stored
         case .settledElsewhere:
-            return await committedRecord(known.requestId)?.result ?? known
+            let settled = await committedRecord(known.requestId)?.result ?? known
+            traces.ended(settled)
+            return settled
         case .letGo(let result):
+            traces.ended(result, outcome: "handed off")
             return result
         }
     }
@@ -426,6 +452,7 @@ package final class DispatchEngine: Sendable {
         result.updatedAt = result.completedAt!
         result.durationMs = deadline.elapsedMs
         let stored = await persist(result, owner: nil, logger: logger, beforeHolding: beforeHolding)
+        traces.ended(stored)
         logger.info(
             "dispatch finished",
             metadata: [

@@ -62,9 +62,11 @@ package final class DispatchMetrics: Sendable {
 
     /// Adds each attempt's tokens (by kind) and cost (CONTRACT §11) under its tool and model (`default` for the CLI's own).
     private func recordUsage(_ result: DispatchResult) {
-        for attempt in result.attempts {
-            guard let usage = attempt.usage else { continue }
-            let model = attempt.model ?? "default"
+        // A k8s run brings back its sum only, without attempts: counted under the request's model.
+        let attempts = result.attempts.contains { $0.usage != nil } ? result.attempts.map { ($0.model, $0.usage) } : [(result.model, result.usage)]
+        for (model, usage) in attempts {
+            guard let usage else { continue }
+            let model = model ?? "default"
             for (kind, count) in usage.tokensByKind where count > 0 {
                 let labels = [("tool", result.tool.rawValue), ("model", model), ("kind", kind)]
                 registry.makeCounter(descriptor: Self.tokensName, labels: labels).increment(by: Int64(count))

@@ -517,6 +517,7 @@ extension DispatchEngine {
         guard let stored = try await store.cancelQueued(result) else { return nil }
         notifier.publish(stored.result)
         metrics.finished(stored.result, failure: nil)
+        traces.ended(stored.result)
         return stored.result
     }
 
@@ -524,7 +525,9 @@ extension DispatchEngine {
     package func cancelUnstarted(_ record: DispatchRecord, reason: String) async throws -> DispatchResult {
         var result = record.result
         result.cancelBeforeStart(reason: reason)
-        return await persist(result, owner: nil, logger: logger)
+        let stored = await persist(result, owner: nil, logger: logger)
+        traces.ended(stored)
+        return stored
     }
 }
 

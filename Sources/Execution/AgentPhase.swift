@@ -2,6 +2,7 @@ import AgentProcess
 import DispatchCore
 import Foundation
 import Logging
+import Tracing
 
 /// The agent phase of a dispatch: one process per attempt (`model`, then each fallback), all inside the one budget.
 package final class AgentPhase: Sendable {
@@ -277,6 +278,10 @@ package final class AgentPhase: Sendable {
     /// Runs one attempt and records it in `outcome`; returns the outcome when the phase ends with it.
     @inline(never)
     func runAttempt(_ attempt: Attempt, input: Input, launch: Launch, token: CancelToken, outcome: inout Outcome) async -> Outcome? {
+        // A span of the dispatch's trace (CONTRACT §11): the tool, the model, how the process ended and what it used.
+        let span = Self.attemptSpan(attempt, tool: input.request.tool)
+        let recorded = outcome.attempts.count
+        defer { Self.describe(outcome.attempts.count > recorded ? outcome.attempts.last : nil, on: span) }
         let spec = processSpec(attempt, input: input, launch: launch)
         let limits = limits(timeoutMs: attempt.allowedMs, token: token)
         let adapter = launch.adapter
@@ -306,6 +311,29 @@ package final class AgentPhase: Sendable {
         }
         if process.ending == .letGo { return outcome.letGo() }
         return record(process, of: attempt, input: input, adapter: adapter, token: token, outcome: &outcome)
+    }
+
+    /// The span of one attempt, in the dispatch's trace.
+    @inline(never)
+    static func attemptSpan(_ attempt: Attempt, tool: AgentTool) -> any Span {
+        let span = startSpan("agent attempt")
+        span.attributes["dispatch.attempt"] = attempt.label
+        span.attributes["dispatch.tool"] = tool.rawValue
+        span.attributes["dispatch.model"] = attempt.model ?? "default"
+        return span
+    }
+
+    /// Ends an attempt's span with how its process ended and what it used (nothing of an attempt never recorded).
+    @inline(never)
+    static func describe(_ record: AttemptRecord?, on span: any Span) {
+        if let record {
+            if let exitCode = record.exitCode { span.attributes["process.exit_code"] = exitCode }
+            if let signal = record.signal { span.attributes["process.signal"] = signal }
+            span.attributes["dispatch.timed_out"] = record.timedOut
+            if let usage = record.usage { DispatchUsageAttributes.describe(usage, on: span) }
+            if let error = record.error { span.setStatus(SpanStatus(code: .error, message: String(error.prefix(500)))) }
+        }
+        span.end()
     }
 
     /// Records an attempt whose process could not be started (out of line, as ``notEnoughLeft(_:toStart:input:outcome:)``).
@@ -490,5 +518,16 @@ package final class AgentPhase: Sendable {
             if parent == current || parent.isEmpty { return false }
             current = parent
         }
+    }
+}
+
+/// Tokens and cost as span attributes (CONTRACT §11), the same names on an attempt's span and a dispatch's.
+package enum DispatchUsageAttributes {
+    package static func describe(_ usage: AgentUsage, on span: any Span) {
+        if let value = usage.inputTokens { span.attributes["dispatch.usage.input_tokens"] = value }
+        if let value = usage.cachedInputTokens { span.attributes["dispatch.usage.cached_input_tokens"] = value }
+        if let value = usage.outputTokens { span.attributes["dispatch.usage.output_tokens"] = value }
+        if let value = usage.reasoningTokens { span.attributes["dispatch.usage.reasoning_tokens"] = value }
+        if let value = usage.costUsd { span.attributes["dispatch.usage.cost_usd"] = value }
     }
 }

@@ -6,6 +6,7 @@ import Execution
 import Foundation
 import Git
 import Logging
+import Tracing
 
 /// Sandbox mode, local backend: a clean checkout at `baseSha` → agent → verification → artifacts, in one budget.
 package struct LocalSandboxBackend: ExecutionBackend {
@@ -223,7 +224,11 @@ package struct LocalSandboxBackend: ExecutionBackend {
         if adopting { _ = await runner.endMarked(context.request.requestId) }
         // The agent's processes are gone: what its CLI refreshed goes back to the agent home.
         prepared.home.writeBack()
-        let verification = await verify(sandbox, context: context, prepared: prepared, result: &result)
+        let verification = await withSpan("verification") { span in
+            let verification = await verify(sandbox, context: context, prepared: prepared, result: &result)
+            if let verification { span.attributes["dispatch.verification.success"] = verification.success }
+            return verification
+        }
         // Handed off during verification: the next runner adopts the ended agent and verifies again.
         if context.cancellation.isDetached {
             await prepared.egress?.handOff()
@@ -232,7 +237,10 @@ package struct LocalSandboxBackend: ExecutionBackend {
         await prepared.egress?.finish(&result)
         // Nothing runs as the uid any more: the next run may have it (this run's files stay out of its sight).
         lease?.release()
-        await export(sandbox, verification: verification, deadline: context.deadline, result: &result)
+        await withSpan("export") { span in
+            await export(sandbox, verification: verification, deadline: context.deadline, result: &result)
+            if let touched = result.artifacts?.touchedFiles { span.attributes["dispatch.export.touched_files"] = touched.count }
+        }
         await finishLedger(context.request.requestId, result: &result)
         return .ended(result, processesKilled: outcome.processesKilled)
     }
@@ -277,13 +285,24 @@ package struct LocalSandboxBackend: ExecutionBackend {
         } catch {
             context.logger.error("cannot register sandbox", metadata: ["sandbox.id": "\(planned.sandboxId)", "error": "\(error)"])
         }
-        if let pool, let claimed = await claimWarm(planned, request: request, pool: pool, deadline: deadline) { return claimed }
+        if let pool {
+            let claimed = await withSpan("warm claim") { span in
+                let claimed = await claimWarm(planned, request: request, pool: pool, deadline: deadline)
+                span.attributes["dispatch.warm.claimed"] = claimed != nil
+                return claimed
+            }
+            if let claimed { return claimed }
+        }
+        let checkout = startSpan("checkout")
+        defer { checkout.end() }
+        checkout.attributes["dispatch.base_sha"] = planned.baseSha
         do {
             let cancellation = CheckoutCancellation()
             return try await BlockingWork.run("checkout", timeout: deadline.remaining, cancellation: cancellation) {
                 try materializer.checkout(planned, request: request, cancellation: cancellation)
             }
         } catch {
+            checkout.setStatus(SpanStatus(code: .error, message: String("\(error)".prefix(500))))
             result.fail(token.reason.map { .cancelled(reason: $0) } ?? Self.checkoutFailure(error, deadline: deadline, expired: deadline.isExpired))
             result.localSandbox = planned.info()
             await finishLedger(request.requestId, result: &result)

@@ -31,6 +31,25 @@ import Testing
         #expect(ClaudeAdapter().parse(stdout: #"{"type":"result","result":"x","usage":"odd"}"#).usage == nil)
     }
 
+    @Test func codexKeepsTheLastTurnsTotalsNotTheirSum() {
+        let stdout = [
+            #"{"type":"turn.completed","usage":{"input_tokens":100,"output_tokens":10}}"#,
+            #"{"type":"turn.completed","usage":{"input_tokens":250,"output_tokens":30}}"#,
+        ].joined(separator: "\n")
+        #expect(CodexAdapter().parse(stdout: stdout).usage == AgentUsage(inputTokens: 250, outputTokens: 30))
+    }
+
+    /// pi's `agent_end` repeats every message of the run once: when it is there its sum is the run's (an early
+    /// `message_end` may have fallen out of the parsed window).
+    @Test func piTakesTheRunsMessagesFromAgentEnd() {
+        let message = { (tokens: Int) in
+            #"{"role":"assistant","content":[{"type":"text","text":"t"}],"usage":{"input":\#(tokens),"output":1}}"#
+        }
+        let stdout = [#"{"type":"message_end","message":\#(message(7))}"#, #"{"type":"agent_end","messages":[\#(message(5)),\#(message(7))]}"#]
+            .joined(separator: "\n")
+        #expect(PiAdapter().parse(stdout: stdout).usage == AgentUsage(inputTokens: 12, outputTokens: 2))
+    }
+
     @Test func piAddsUpEachModelCallOnce() {
         let message = { (tokens: Int) in
             #"{"role":"assistant","content":[{"type":"text","text":"t"}],"usage":{"input":\#(tokens),"cacheRead":1,"cacheWrite":0,"output":2,"cost":{"total":0.25}}}"#
@@ -54,8 +73,15 @@ import Testing
         #expect(CodexAdapter().parse(stdout: codex).usage == AgentUsage(outputTokens: 7))
         let decoded = try JSONDecoder().decode(AgentUsage.self, from: Data(#"{"inputTokens":-1,"outputTokens":3,"costUsd":-2}"#.utf8))
         #expect(decoded == AgentUsage(outputTokens: 3))
+        // A dispatch's sum may pass one attempt's bound, and saturates rather than trapping.
         let many = AgentUsage.sum(Array(repeating: AgentUsage(inputTokens: AgentUsage.maxTokens), count: 1000))
-        #expect(many?.inputTokens == nil || many!.inputTokens! > 0)
+        #expect(many?.inputTokens == 1000 * AgentUsage.maxTokens)
+        var huge = AgentUsage()
+        huge.inputTokens = Int.max
+        #expect(AgentUsage.sum([huge, huge])?.inputTokens == Int.max)
+        // A job-runner's report with one odd figure keeps the others.
+        let odd = try JSONDecoder().decode(AgentUsage.self, from: Data(#"{"inputTokens":1.5,"outputTokens":4,"costUsd":"x"}"#.utf8))
+        #expect(odd == AgentUsage(outputTokens: 4))
     }
 
     @Test func attemptsAreSummedFigureByFigureAndUnknownStaysNull() throws {

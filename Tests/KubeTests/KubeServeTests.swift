@@ -92,6 +92,9 @@ import Testing
             // The pod's tokens come back with its report (CONTRACT §11).
             let usage = result["usage"] as? [String: Any] ?? [:]
             #expect(usage["inputTokens"] as? Int == 7 && usage["cachedInputTokens"] as? Int == 2 && usage["outputTokens"] as? Int == 3, "\(result)")
+            // Counted in /metrics though the report carries no attempts.
+            let metrics = try await server.send(.GET, "/metrics").text
+            #expect(metrics.contains(#"dispatch_tokens_total{tool="codex",model="default",kind="input"} 7"#), "\(metrics)")
             #expect((result["artifacts"] as? [String: Any])?["touchedFiles"] as? [String] == ["via-serve.txt"])
             let name = JobNaming.jobName(requestId: id)
             #expect((result["job"] as? [String: Any])?["name"] as? String == name)

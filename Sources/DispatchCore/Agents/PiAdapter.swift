@@ -26,6 +26,9 @@ package struct PiAdapter: AgentAdapter {
                 }
             case "agent_end":
                 for message in event.messages ?? [] { take(message, into: &last, failure: &failure) }
+                // The whole run's messages once each: what an early `message_end` said may be out of the parsed window.
+                let ended = (event.messages ?? []).filter { $0.role == "assistant" }.compactMap(\.usage).map(\.agentUsage)
+                if !ended.isEmpty { usages = ended }
             default:
                 continue
             }

@@ -84,6 +84,8 @@ package struct DispatchRequest: Codable, Sendable, Equatable {
         var sessionId: String?
         /// What the agent may reach on the network (CONTRACT §10); `nil`: the operator's allowlist.
         var network: NetworkRequest?
+        /// The caller's W3C `traceparent` (the field, else the HTTP header): the dispatch's trace joins it (CONTRACT §11).
+        var traceparent: String?
     }
 
     /// The shared fields.
@@ -249,6 +251,15 @@ package struct DispatchRequest: Codable, Sendable, Equatable {
         _modify {
             unique()
             yield &storage.fields.storyId
+        }
+    }
+
+    /// The caller's W3C `traceparent`: the dispatch's trace joins the caller's (CONTRACT §11).
+    package var traceparent: String? {
+        get { storage.fields.traceparent }
+        _modify {
+            unique()
+            yield &storage.fields.traceparent
         }
     }
 

@@ -286,8 +286,26 @@ extension RequestValidator {
         request.storyId = try fields.optionalString("storyId")
         request.sessionId = try fields.optionalString("sessionId")
         request.network = try fields.network()
+        request.traceparent = try fields.optionalString("traceparent")
+        if let traceparent = request.traceparent, let problem = Self.traceparentProblem(traceparent) {
+            throw RequestValidationError(field: "traceparent", message: problem)
+        }
         for (field, value) in [("workflowId", request.workflowId), ("storyId", request.storyId), ("sessionId", request.sessionId)] {
             if let value, let problem = HostileValueRules.identifierProblem(value) { throw RequestValidationError(field: field, message: problem) }
         }
+    }
+}
+
+extension RequestValidator {
+    /// Why `value` is not a W3C `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids not all
+    /// zero, lower case), or `nil` when it is one.
+    package static func traceparentProblem(_ value: String) -> String? {
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+        let hex = { (part: Substring, count: Int) in part.count == count && part.allSatisfy { "0123456789abcdef".contains($0) } }
+        guard parts.count == 4, hex(parts[0], 2), parts[0] != "ff", hex(parts[1], 32), hex(parts[2], 16), hex(parts[3], 2) else {
+            return "must be a W3C traceparent: 00-<32 lower-case hex>-<16 lower-case hex>-<2 hex>"
+        }
+        if parts[1].allSatisfy({ $0 == "0" }) || parts[2].allSatisfy({ $0 == "0" }) { return "has an all-zero trace or parent id" }
+        return nil
     }
 }

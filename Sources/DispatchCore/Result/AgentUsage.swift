@@ -38,13 +38,15 @@ package struct AgentUsage: Codable, Sendable, Equatable {
 
     /// Decodes each figure within its bounds (a job-runner's report comes from a pod).
     package init(from decoder: any Decoder) throws {
+        // Each figure leniently: one odd number must not cost a job-runner's whole report (its output and artifacts).
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        func figure<T: Decodable>(_ key: CodingKeys) -> T? { (try? c.decodeIfPresent(T.self, forKey: key)) ?? nil }
         self.init(
-            inputTokens: try c.decodeIfPresent(Int.self, forKey: .inputTokens),
-            cachedInputTokens: try c.decodeIfPresent(Int.self, forKey: .cachedInputTokens),
-            outputTokens: try c.decodeIfPresent(Int.self, forKey: .outputTokens),
-            reasoningTokens: try c.decodeIfPresent(Int.self, forKey: .reasoningTokens),
-            costUsd: try c.decodeIfPresent(Double.self, forKey: .costUsd)
+            inputTokens: figure(.inputTokens),
+            cachedInputTokens: figure(.cachedInputTokens),
+            outputTokens: figure(.outputTokens),
+            reasoningTokens: figure(.reasoningTokens),
+            costUsd: figure(.costUsd)
         )
     }
 
@@ -69,17 +71,22 @@ package struct AgentUsage: Codable, Sendable, Equatable {
 
     /// The sum of `usages`, figure by figure: a figure no usage knows stays `nil`; `nil` when none knows anything.
     package static func sum(_ usages: [AgentUsage]) -> AgentUsage? {
-        func total<T: AdditiveArithmetic>(_ figure: (AgentUsage) -> T?) -> T? {
+        // Saturating, and past the bounds of one attempt's figures (a dispatch may well use more than one attempt may).
+        func total(_ figure: (AgentUsage) -> Int?) -> Int? {
             let known = usages.compactMap(figure)
-            return known.isEmpty ? nil : known.reduce(.zero, +)
+            guard !known.isEmpty else { return nil }
+            return known.reduce(0) { sum, next in
+                let (added, overflow) = sum.addingReportingOverflow(next)
+                return overflow ? Int.max : added
+            }
         }
-        let sum = AgentUsage(
-            inputTokens: total(\.inputTokens),
-            cachedInputTokens: total(\.cachedInputTokens),
-            outputTokens: total(\.outputTokens),
-            reasoningTokens: total(\.reasoningTokens),
-            costUsd: total(\.costUsd)
-        )
+        let costs = usages.compactMap(\.costUsd)
+        var sum = AgentUsage()
+        sum.inputTokens = total(\.inputTokens)
+        sum.cachedInputTokens = total(\.cachedInputTokens)
+        sum.outputTokens = total(\.outputTokens)
+        sum.reasoningTokens = total(\.reasoningTokens)
+        sum.costUsd = costs.isEmpty ? nil : costs.reduce(0, +)
         return sum.isEmpty ? nil : sum
     }
 }

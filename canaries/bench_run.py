@@ -5,6 +5,7 @@
 2. Exit-to-terminal latency with an orphan holding stderr for 30 s (the fake codex's `fake:orphan-stderr=30`).
 """
 import argparse
+import sys
 import json
 import os
 import shutil
@@ -85,6 +86,35 @@ def main():
     version_ms, true_ms = statistics.median(version) * 1000, statistics.median(true) * 1000
     print(f"start-up: `dispatch --version` median {version_ms:.1f} ms (target <= 10 ms), `/bin/true` {true_ms:.1f} ms "
           f"-> ratio {version_ms / true_ms:.1f}x over {args.runs} runs")
+
+    # The cost of traces (CONTRACT §11): the same no-op dispatch with an OTLP endpoint (a receiver of our own on
+    # loopback; the spans are sent before `dispatch run` exits) and without one, interleaved.
+    receiver_dir = tempfile.mkdtemp(prefix="bench-otlp-")
+    port_file = os.path.join(receiver_dir, "port")
+    receiver = subprocess.Popen([sys.executable, os.path.join(HERE, "otlp_receiver.py"), "--log", os.path.join(receiver_dir, "spans"),
+                                 "--port-file", port_file], stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if os.path.exists(port_file):
+                break
+            time.sleep(0.05)
+        traced_env = dict(env, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{open(port_file).read().strip()}",
+                          OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
+        by_tracing = {"off": [], "on": []}
+        for i in range(args.runs):
+            for mode, mode_env in (("off", env), ("on", traced_env)):
+                elapsed, out, err, code = timed([args.dispatch, "run", "--tool", "codex", "--task", "noop", "--json"], mode_env, work)
+                if code != 0:
+                    raise SystemExit(f"dispatch run (tracing {mode}) failed: {err}")
+                by_tracing[mode].append(elapsed)
+        off_ms, on_ms = (statistics.median(by_tracing[m]) * 1000 for m in ("off", "on"))
+        spans = sum(1 for _ in open(os.path.join(receiver_dir, "spans")))
+        print(f"traces: no-op `dispatch run` median {off_ms:.1f} ms without an OTLP endpoint, {on_ms:.1f} ms with one "
+              f"-> added {on_ms - off_ms:.1f} ms, ratio {on_ms / off_ms:.2f}x over {args.runs} runs each ({spans} spans received)")
+    finally:
+        receiver.kill()
+        receiver.wait()
+        shutil.rmtree(receiver_dir, ignore_errors=True)
 
     # The cost of the namespaces: the same no-op dispatch with and without bubblewrap, interleaved.
     if shutil.which("bwrap"):

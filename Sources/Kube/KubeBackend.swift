@@ -5,6 +5,7 @@ import Execution
 import Foundation
 import Logging
 import Sandbox
+import Tracing
 
 /// The k8s backend: creates the request's Job and reaches a terminal result from whichever comes first — the
 /// callback (stored by `POST /internal/agent-result`; the engine, watching the store, settles the run's token), the Job's terminal
@@ -76,8 +77,17 @@ package struct KubeBackend: ExecutionBackend {
         )
     }
 
-    /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it.
+    /// Creates the Job (suspended), its Secret, resumes it, records its name, and follows it — one span of the
+    /// dispatch's trace (CONTRACT §11).
     package func run(_ context: BackendContext) async -> BackendOutcome {
+        await withSpan("k8s job") { span in
+            span.attributes["k8s.job.name"] = JobNaming.jobName(requestId: context.request.requestId)
+            return await runJob(context)
+        }
+    }
+
+    /// ``run(_:)`` within its span.
+    func runJob(_ context: BackendContext) async -> BackendOutcome {
         let request = context.request
         let deadline = context.deadline
         var result = context.known
@@ -134,7 +144,10 @@ package struct KubeBackend: ExecutionBackend {
         let name = context.known.job?.name ?? JobNaming.jobName(requestId: context.request.requestId)
         context.logger.info("re-attaching to job", metadata: ["job": "\(name)"])
         var follower = JobFollower(backend: self, name: name, context: context, result: context.known, started: false)
-        return await follower.follow()
+        return await withSpan("k8s job follow") { span in
+            span.attributes["k8s.job.name"] = name
+            return await follower.follow()
+        }
     }
 
     /// Deletes Jobs we manage that still run for a request this store holds as terminal (a cancel or budget

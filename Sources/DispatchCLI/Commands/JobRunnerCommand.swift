@@ -19,12 +19,14 @@ struct JobRunnerCommand: AsyncParsableCommand {
         let workspace = self.workspace ?? environment["DISPATCH_JOB_WORKDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp/dispatch-job"
         let runner = JobRunner(environment: environment, workspace: absolute(workspace), logger: CLILogging.logger(level: .info))
         let token = CancelToken()
-        let outcome = try await SignalTrap.run(
-            trapping: [.sigterm, .sigint],
-            token: token,
-            reason: { "job-runner received \($0); pod terminating" },
-            work: { await runner.run(token: token) }
-        )
+        let outcome = try await TraceExport.around(environment, logger: CLILogging.logger(level: .warning)) {
+            try await SignalTrap.run(
+                trapping: [.sigterm, .sigint],
+                token: token,
+                reason: { "job-runner received \($0); pod terminating" },
+                work: { await runner.run(token: token) }
+            )
+        }
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
     }
 }

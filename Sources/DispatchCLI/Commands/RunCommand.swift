@@ -55,12 +55,17 @@ struct RunCommand: AsyncParsableCommand {
         let token = CancelToken()
         let outcome: (result: DispatchResult, duplicate: Bool)
         do {
-            outcome = try await SignalTrap.run(
-                trapping: [.sigint, .sigterm, .sighup],
-                token: token,
-                reason: { "cancelled by \($0) to dispatch run" },
-                work: { try await engine.runOnce(parsed, token: token) }
-            )
+            // The dispatch's trace is sent before the command ends (CONTRACT §11).
+            outcome = try await TraceExport.around(logger: CLILogging.logger(level: .warning)) {
+                try await SignalTrap.run(
+                    trapping: [.sigint, .sigterm, .sighup],
+                    token: token,
+                    reason: { "cancelled by \($0) to dispatch run" },
+                    work: { try await engine.runOnce(parsed, token: token) }
+                )
+            }
+        } catch let error as ValidationError {
+            throw error
         } catch let error as RequestValidationError {
             throw ValidationError(error.description)
         } catch let error as DispatchEngineError {

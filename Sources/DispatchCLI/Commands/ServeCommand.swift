@@ -104,7 +104,9 @@ struct ServeCommand: AsyncParsableCommand {
         )
         logger.info("agents are contained", metadata: ["isolation": "\(isolation.mode.rawValue)"])
         logger.info("connections", metadata: ["openFiles": "\(openFiles)", "maxConnections": "\(server.connections.maxConnections)"])
-        try await serve(configuration, server: server, isolation: isolation, egress: egress, logger: logger)
+        try await TraceExport.around(logger: logger) {
+            try await serve(configuration, server: server, isolation: isolation, egress: egress, logger: logger)
+        }
     }
 
     /// The service token, refused when it is missing or too weak.

@@ -37,11 +37,33 @@ package struct HostBackend: ExecutionBackend {
         var input: AgentPhase.Input
         var home: AgentHome
         var lease: AgentUidLease?
+        /// The run's way out (isolation on).
+        var egress: EgressAttachment?
     }
 
     /// The run. Kept small on purpose: its frame lives as long as the agent does (a held run costs what its waiting
     /// frames cost), so what comes before and after the agent phase is in helpers of their own.
     func run(_ context: BackendContext, adopting: Bool) async -> BackendOutcome {
+        let prepared: Prepared
+        switch await start(context, adopting: adopting) {
+        case .failure(let ended): return ended.outcome
+        case .success(let ready): prepared = ready
+        }
+        let outcome: AgentPhase.Outcome
+        if adopting {
+            guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: context.known) else {
+                return await lost(context, egress: prepared.egress)
+            }
+            outcome = adopted
+        } else {
+            outcome = await runner.runAgentPhase(prepared.input, context: context, result: context.known)
+        }
+        return await ended(outcome, prepared: prepared, context: context)
+    }
+
+    /// The run's way out opened and its phase prepared; or the run's end (out of line: see ``run(_:adopting:)``).
+    @inline(never)
+    func start(_ context: BackendContext, adopting: Bool) async -> Result<Prepared, Refused> {
         let egress: EgressAttachment?
         switch await runner.openEgress(context) {
         case .failure(let failure) where adopting:
@@ -49,29 +71,19 @@ package struct HostBackend: ExecutionBackend {
             var result = context.known
             result.fail(failure)
             let (salvaged, killed) = await salvage(result)
-            return .ended(salvaged, processesKilled: killed)
-        case .failure(let failure): return Self.refused(context, failure)
+            return .failure(Refused(outcome: .ended(salvaged, processesKilled: killed)))
+        case .failure(let failure): return .failure(Refused(outcome: Self.refused(context, failure)))
         case .success(let opened): egress = opened
         }
-        var prepared: Prepared
         switch prepare(context, adopting: adopting, network: egress?.bridge) {
         case .failure(let ended):
             _ = await egress?.close()
-            return ended.outcome
-        case .success(let ready): prepared = ready
+            return .failure(ended)
+        case .success(var prepared):
+            prepared.egress = egress
+            if let egress { prepared.input.extraEnv.merge(egress.agentEnvironment) { $1 } }
+            return .success(prepared)
         }
-        if let egress { prepared.input.extraEnv.merge(egress.agentEnvironment) { $1 } }
-        let outcome: AgentPhase.Outcome
-        if adopting {
-            guard let adopted = await runner.resumeAgentPhase(prepared.input, context: context, result: context.known) else {
-                _ = await egress?.close()
-                return await lost(context)
-            }
-            outcome = adopted
-        } else {
-            outcome = await runner.runAgentPhase(prepared.input, context: context, result: context.known)
-        }
-        return await ended(outcome, prepared: prepared, egress: egress, context: context)
     }
 
     /// A run that cannot start, ended with `failure`.
@@ -112,7 +124,8 @@ package struct HostBackend: ExecutionBackend {
 
     /// An adopted run whose monitor is gone: lost, what it left ended.
     @inline(never)
-    func lost(_ context: BackendContext) async -> BackendOutcome {
+    func lost(_ context: BackendContext, egress: EgressAttachment?) async -> BackendOutcome {
+        _ = await egress?.close()
         var result = context.known
         result.failLost(AgentRunner.abandonedReason, request: context.request)
         let (salvaged, killed) = await salvage(result)
@@ -121,7 +134,8 @@ package struct HostBackend: ExecutionBackend {
 
     /// The run's outcome once its agent phase ended; what the agent left is ended after the result is stored.
     @inline(never)
-    func ended(_ outcome: AgentPhase.Outcome, prepared: Prepared, egress: EgressAttachment?, context: BackendContext) async -> BackendOutcome {
+    func ended(_ outcome: AgentPhase.Outcome, prepared: Prepared, context: BackendContext) async -> BackendOutcome {
+        let egress = prepared.egress
         var result = context.known
         // Handed off: the attempt runs on under its monitor, its home and uid with it, for the next runner (which
         // listens on the run's socket again).

@@ -11,20 +11,7 @@ package final class OTLPReceiver: Sendable {
     package init(in dir: TempDir) throws {
         let portFile = dir.child("otlp.port")
         logPath = dir.child("spans.jsonl")
-        process = try CommandRunner.start(
-            "/usr/bin/python3",
-            ["\(TestPaths.packageRoot)/canaries/otlp_receiver.py", "--log", logPath, "--port-file", portFile]
-        )
-        var port: Int?
-        for _ in 0..<300 where port == nil {
-            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0) }
-            if port == nil { Thread.sleep(forTimeInterval: 0.05) }
-        }
-        guard let port else {
-            kill(process.pid, SIGKILL)
-            throw CommandError(message: "the OTLP receiver did not start: \(process.wait().stderr)")
-        }
-        self.port = port
+        (process, port) = try LoopbackScript.start("otlp_receiver.py", ["--log", logPath], portFile: portFile)
     }
 
     /// The spans received so far.

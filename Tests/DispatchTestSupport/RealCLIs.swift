@@ -35,21 +35,7 @@ package final class ModelStub: Sendable {
     package init(_ kind: String, in dir: TempDir) throws {
         let portFile = dir.child("stub-\(kind).port")
         logPath = dir.child("stub-\(kind).jsonl")
-        process = try CommandRunner.start(
-            "/usr/bin/python3",
-            ["\(TestPaths.packageRoot)/canaries/model_stub_\(kind).py", "--port", "0", "--port-file", portFile, "--log", logPath]
-        )
-        let end = Date().addingTimeInterval(15)
-        var port: Int?
-        while port == nil, Date() < end {
-            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if port == nil { Thread.sleep(forTimeInterval: 0.05) }
-        }
-        guard let port else {
-            kill(process.pid, SIGKILL)
-            throw CommandError(message: "the \(kind) model stub did not start: \(process.wait().stderr)")
-        }
-        self.port = port
+        (process, port) = try LoopbackScript.start("model_stub_\(kind).py", ["--port", "0", "--log", logPath], portFile: portFile)
     }
 
     /// `http://127.0.0.1:PORT`.

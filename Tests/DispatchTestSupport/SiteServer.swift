@@ -17,21 +17,7 @@ package final class SiteServer: Sendable {
         logPath = dir.child("\(name).log")
         self.directory = directory
         FileManager.default.createFile(atPath: logPath, contents: nil)
-        process = try CommandRunner.start(
-            "/usr/bin/python3",
-            ["\(TestPaths.packageRoot)/canaries/site_server.py", "--directory", directory, "--port-file", portFile, "--log", logPath]
-        )
-        let end = Date().addingTimeInterval(15)
-        var port: Int?
-        while port == nil, Date() < end {
-            port = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if port == nil { Thread.sleep(forTimeInterval: 0.05) }
-        }
-        guard let port else {
-            kill(process.pid, SIGKILL)
-            throw CommandError(message: "the site server \(name) did not start: \(process.wait().stderr)")
-        }
-        self.port = port
+        (process, port) = try LoopbackScript.start("site_server.py", ["--directory", directory, "--log", logPath], portFile: portFile)
     }
 
     /// `http://127.0.0.1:PORT`.

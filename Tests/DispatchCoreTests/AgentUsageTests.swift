@@ -50,6 +50,19 @@ import Testing
         #expect(PiAdapter().parse(stdout: stdout).usage == AgentUsage(inputTokens: 12, outputTokens: 2))
     }
 
+    /// A run ended before its `result` (timed out, cancelled) still says what its model calls used: each message's
+    /// usage once (a message is printed again with each content block; its last print wins), no cost.
+    @Test func claudeWithoutAResultAddsUpItsMessages() {
+        let message = { (id: String, output: Int) in
+            #"{"type":"assistant","message":{"id":"\#(id)","role":"assistant","content":[{"type":"text","text":"t"}],"usage":{"input_tokens":3,"cache_read_input_tokens":7,"output_tokens":\#(output)}}}"#
+        }
+        let stdout = [message("m1", 1), message("m1", 4), message("m2", 6)].joined(separator: "\n")
+        #expect(ClaudeAdapter().parse(stdout: stdout).usage == AgentUsage(inputTokens: 20, cachedInputTokens: 14, outputTokens: 10))
+        // With a result, the result's figures (the session's) are the attempt's.
+        let ended = stdout + "\n" + #"{"type":"result","result":"x","total_cost_usd":0.2,"usage":{"input_tokens":1,"output_tokens":2}}"#
+        #expect(ClaudeAdapter().parse(stdout: ended).usage == AgentUsage(inputTokens: 1, outputTokens: 2, costUsd: 0.2))
+    }
+
     @Test func piAddsUpEachModelCallOnce() {
         let message = { (tokens: Int) in
             #"{"role":"assistant","content":[{"type":"text","text":"t"}],"usage":{"input":\#(tokens),"cacheRead":1,"cacheWrite":0,"output":2,"cost":{"total":0.25}}}"#

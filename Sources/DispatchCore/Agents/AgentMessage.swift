@@ -13,9 +13,13 @@ struct AgentMessage: Decodable {
     var content: Content?
     /// pi: `usage` of an assistant message (one model call).
     var usage: PiUsage?
+    /// claude: `id` of the API message (one model call; printed again with each of its content blocks).
+    var id: String?
+    /// claude: the same `usage`, in the Messages API's shape.
+    var apiUsage: ClaudeEvent.Usage?
 
     private enum CodingKeys: String, CodingKey {
-        case role, stopReason, errorMessage, content, usage
+        case role, stopReason, errorMessage, content, usage, id
     }
 
     /// Reads each field leniently; fails only when the value is not an object.
@@ -26,6 +30,8 @@ struct AgentMessage: Decodable {
         errorMessage = container.lenient(String.self, forKey: .errorMessage)
         content = container.lenient(Content.self, forKey: .content)
         usage = container.lenient(PiUsage.self, forKey: .usage)
+        id = container.lenient(String.self, forKey: .id)
+        apiUsage = container.lenient(ClaudeEvent.Usage.self, forKey: .usage)
     }
 
     /// The joined `text` parts of `content` (or `content` itself when it is a string).

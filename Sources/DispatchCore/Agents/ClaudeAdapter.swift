@@ -22,7 +22,13 @@ package struct ClaudeAdapter: AgentAdapter {
             return ParsedAgentOutput(finalText: text.isEmpty ? nil : text)
         }
         var lastAssistant: String?
+        // Each model call's usage, by its message id (the last print of it wins): what a run ended before its `result`
+        // (timed out, cancelled) used — often the most expensive — without its cost, which only `result` gives.
+        var calls: [String: AgentUsage] = [:]
         for event in events {
+            if event.type == "assistant", let message = event.message, let id = message.id, let usage = message.apiUsage {
+                calls[id] = usage.agentUsage
+            }
             if event.type == "result" {
                 let text = event.result
                 // Failure by `is_error` or an error subtype (CONTRACT §1), with its own text and the subtype.
@@ -45,6 +51,8 @@ package struct ClaudeAdapter: AgentAdapter {
                 lastAssistant = text
             }
         }
-        return ParsedAgentOutput(finalText: lastAssistant)
+        var parsed = ParsedAgentOutput(finalText: lastAssistant)
+        parsed.usage = AgentUsage.sum(Array(calls.values))
+        return parsed
     }
 }

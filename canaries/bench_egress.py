@@ -19,7 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench_serve import TOKEN, rss_kib
-from bench_scale import request
+from bench_scale import request, start_serve
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 CHUNK = b"\0" * (1 << 20)
@@ -72,17 +72,9 @@ def through_serve(dispatch, task, port_allowed):
                DISPATCH_EGRESS_ALLOW_PRIVATE=f"127.0.0.1:{port_allowed}", DISPATCH_CLAUDE_BIN=os.path.join(HERE, "egress_load.py"),
                IS_SANDBOX="1", DISPATCH_AGENT_ENV="IS_SANDBOX")
     env.setdefault("DISPATCH_AGENT_USER", "root")
-    port_file = os.path.join(work, "port")
-    server = subprocess.Popen([dispatch, "serve", "--port", "0", "--port-file", port_file, "--log-level", "error"], env=env,
-                              stdin=subprocess.DEVNULL, cwd=work)
+    server, port = start_serve(dispatch, env, work)
     samples = []
     try:
-        for _ in range(600):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        request(port, "GET", "/")
         time.sleep(1)
         idle = rss_kib(server.pid)
         running = threading.Event()

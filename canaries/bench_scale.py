@@ -30,6 +30,20 @@ def request(port, method, path, body=None):
     return reply.status, (json.loads(data) if data else None)
 
 
+def start_serve(dispatch, env, work, arguments=()):
+    """`dispatch serve` on a free port with its files in `work`, once it answers: the process and its port."""
+    port_file = os.path.join(work, "port")
+    server = subprocess.Popen([dispatch, "serve", "--port", "0", "--port-file", port_file, "--log-level", "error", *arguments],
+                              env=env, stdin=subprocess.DEVNULL, cwd=work)
+    for _ in range(600):
+        if os.path.exists(port_file):
+            break
+        time.sleep(0.05)
+    port = int(open(port_file).read())
+    request(port, "GET", "/")
+    return server, port
+
+
 def bare_sleeps(count, settle):
     """The machine's CPU share (of one core) over `settle` seconds with `count` bare sleeps."""
     sleeps = [subprocess.Popen(["sleep", "3600"]) for _ in range(count)]
@@ -49,16 +63,8 @@ def held(dispatch, count, settle):
     env = dict(os.environ, DISPATCH_STATE_DIR=os.path.join(work, "state"), DISPATCH_TOKEN=TOKEN)
     # Host-mode canaries in a root-owned temp dir: a root runner leases them uids of their own.
     env.setdefault("DISPATCH_AGENT_USER", "root")
-    port_file = os.path.join(work, "port")
-    server = subprocess.Popen([dispatch, "serve", "--port", "0", "--port-file", port_file, "--max-concurrent", str(count),
-                               "--log-level", "error"], env=env, stdin=subprocess.DEVNULL, cwd=work)
+    server, port = start_serve(dispatch, env, work, ["--max-concurrent", str(count)])
     try:
-        for _ in range(600):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        request(port, "GET", "/")
         time.sleep(1)
         idle_rss = rss_kib(server.pid)
         ids = [f"scale-{count}-{i}" for i in range(count)]
